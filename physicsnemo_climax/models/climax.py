@@ -1,0 +1,336 @@
+# SPDX-License-Identifier: Apache-2.0
+"""ClimaX (Nguyen et al., 2023, arXiv 2301.10343) as a PhysicsNeMo module.
+
+Reading order follows the paper's figure: variable tokenization
+(:mod:`.tokenizer`), variable aggregation (:mod:`.aggregation`), positional and
+lead-time embeddings, the ViT backbone, and the prediction head (:mod:`.head`).
+Parameter names and shapes match the reference implementation so that its
+checkpoints load (:mod:`.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import torch
+from physicsnemo.core import ModelMetaData, Module
+from timm.models.vision_transformer import Block
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .aggregation import VariableAggregation
+from .embeddings import infer_patch_grid, resize_pos_embed, sincos_1d, sincos_2d
+from .head import PredictionHead, unpatchify
+from .region import REGIONS, PatchSelection, Region, regular_grid, select_patches
+from .tokenizer import VariableTokenizer
+from .variables import DEFAULT_VARIABLES
+
+logger = logging.getLogger(__name__)
+
+RegionLike = Union[None, str, Region, Sequence[float], torch.Tensor, PatchSelection]
+
+
+@dataclass
+class MetaData(ModelMetaData):
+    """Capabilities checked by this package's tests (CPU). GPU autocast awaits
+    a GPU check, so ``amp_gpu`` stays off until one is recorded."""
+
+    jit: bool = False
+    cuda_graphs: bool = False
+    amp_cpu: bool = True
+    amp_gpu: bool = False
+    bf16: bool = True
+    onnx: bool = False
+    func_torch: bool = False
+    auto_grad: bool = False
+
+
+class ClimaX(Module):
+    """ClimaX foundation model for weather and climate.
+
+    Parameters
+    ----------
+    variables : sequence of str
+        Ordered names of every variable the model knows; any subset, in any
+        order, can be input or output. Default: the 48 variables of the
+        official checkpoints.
+    img_size : tuple of int
+        Grid ``(H, W)``, each divisible by ``patch_size``.
+    patch_size : int
+        Patch edge ``p``.
+    embed_dim : int
+        Token width ``D``.
+    depth : int
+        Transformer blocks.
+    decoder_depth : int
+        Hidden layers of the prediction head.
+    num_heads : int
+        Attention heads (backbone and variable aggregation).
+    mlp_ratio : float
+        MLP hidden width over ``D``.
+    drop_path : float
+        Stochastic depth of the last block; it grows linearly from 0.
+    drop_rate : float
+        Dropout after embeddings and in the MLPs / projections.
+    fused_aggregation : bool
+        Use the fused single-query variable aggregation (same result, about
+        half the FLOPs); ``False`` runs the reference's plain attention.
+    lat, lon : sequence of float, optional
+        Grid-cell latitudes ``[H]`` (either order) and longitudes ``[W]`` for
+        regional selection; default a regular global grid, latitudes south to
+        north, longitudes from 0 (WeatherBench / ClimaX convention).
+
+    Forward
+    -------
+    x : torch.Tensor
+        Normalized fields ``[B, len(variables), H, W]``.
+    lead_times : torch.Tensor
+        Lead time in hours, ``[B]``.
+    variables : sequence of str
+        Names of the channels of ``x``.
+    out_variables : sequence of str, optional
+        Variables to predict (default: ``variables``).
+    region : str, Region, (lat_min, lat_max, lon_min, lon_max), Tensor, optional
+        Restrict tokens to a region: a name in :data:`REGIONS`, a box, or an
+        integer tensor of flat patch ids forming a rectangle.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B, len(out_variables), H', W']``; the whole grid, or the region.
+
+    Examples
+    --------
+    >>> model = ClimaX(variables=["t2m", "z500"], embed_dim=64, depth=2, num_heads=4)
+    >>> x = torch.randn(3, 2, 32, 64)
+    >>> model(x, torch.full((3,), 72.0), ["z500", "t2m"], ["t2m"]).shape
+    torch.Size([3, 1, 32, 64])
+    """
+
+    def __init__(
+        self,
+        variables: Sequence[str] = DEFAULT_VARIABLES,
+        img_size: Sequence[int] = (32, 64),
+        patch_size: int = 2,
+        embed_dim: int = 1024,
+        depth: int = 8,
+        decoder_depth: int = 2,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        drop_path: float = 0.1,
+        drop_rate: float = 0.1,
+        fused_aggregation: bool = True,
+        lat: Sequence[float] | None = None,
+        lon: Sequence[float] | None = None,
+    ):
+        super().__init__(meta=MetaData())
+        self.variables = list(variables)
+        self.img_size = tuple(int(s) for s in img_size)
+        self.patch_size = patch_size
+        if len(set(self.variables)) != len(self.variables):
+            raise ValueError(f"variables contain duplicates: {self.variables}")
+        if any(s % patch_size for s in self.img_size):
+            raise ValueError(f"img_size {self.img_size} is not divisible by patch_size {patch_size}")
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        self.patch_grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
+        self._var_index = {name: i for i, name in enumerate(self.variables)}
+        default_lat, default_lon = regular_grid(self.img_size)
+        self.lat = default_lat if lat is None else torch.as_tensor(lat, dtype=torch.float64)
+        self.lon = default_lon if lon is None else torch.as_tensor(lon, dtype=torch.float64)
+        if self.lat.shape != (self.img_size[0],) or self.lon.shape != (self.img_size[1],):
+            raise ValueError(
+                f"lat/lon must have {self.img_size[0]}/{self.img_size[1]} values, "
+                f"got {tuple(self.lat.shape)}/{tuple(self.lon.shape)}"
+            )
+        num_vars, num_patches = len(self.variables), self.patch_grid[0] * self.patch_grid[1]
+
+        # Variable tokenization and aggregation.
+        self.token_embeds = VariableTokenizer(num_vars, patch_size, embed_dim)
+        self.var_embed = nn.Parameter(torch.zeros(1, num_vars, embed_dim))
+        self.var_query = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.var_agg = VariableAggregation(embed_dim, num_heads, fused=fused_aggregation)
+
+        # Position and lead-time embeddings.
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches, embed_dim))
+        self.lead_time_embed = nn.Linear(1, embed_dim)
+        self.pos_drop = nn.Dropout(drop_rate)
+
+        # Backbone.
+        rates = torch.linspace(0, drop_path, depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(
+                embed_dim,
+                num_heads,
+                mlp_ratio,
+                qkv_bias=True,
+                proj_drop=drop_rate,
+                drop_path=rate,
+                norm_layer=nn.LayerNorm,
+            )
+            for rate in rates
+        )
+        self.norm = nn.LayerNorm(embed_dim)
+
+        # Prediction head.
+        self.head = PredictionHead(embed_dim, num_vars, patch_size, decoder_depth)
+
+        self.grad_checkpointing = False
+        self._init_weights()
+
+    # ------------------------------------------------------------------ init
+    def _init_weights(self) -> None:
+        """Initialisation of the reference: sin-cos position and variable
+        embeddings, truncated-normal linear and patch kernels."""
+        dim = self.pos_embed.shape[-1]
+        with torch.no_grad():
+            self.pos_embed.copy_(sincos_2d(dim, *self.patch_grid)[None])
+            self.var_embed.copy_(sincos_1d(dim, torch.arange(len(self.variables)))[None])
+            for embed in self.token_embeds:
+                nn.init.trunc_normal_(embed.proj.weight, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    # ------------------------------------------------------------ utilities
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass to save activation memory."""
+        self.grad_checkpointing = enable
+
+    def variable_ids(self, names: Sequence[str]) -> list[int]:
+        """Indices of ``names`` among the known variables.
+
+        Raises
+        ------
+        KeyError
+            Naming the unknown variable and listing the known ones.
+        """
+        if isinstance(names, str):
+            raise TypeError(f"variables must be a sequence of names, got the string {names!r}")
+        unknown = [n for n in names if n not in self._var_index]
+        if unknown:
+            raise KeyError(f"unknown variable(s) {unknown}; this model knows {self.variables}")
+        return [self._var_index[n] for n in names]
+
+    def select_region(self, region: RegionLike) -> PatchSelection | None:
+        """Patch selection for ``region`` (see the class docstring); ``None`` is global."""
+        if region is None or isinstance(region, PatchSelection):
+            return region
+        if isinstance(region, torch.Tensor):
+            return PatchSelection.from_patch_ids(region, self.patch_grid)
+        if isinstance(region, str):
+            if region not in REGIONS:
+                raise KeyError(f"unknown region {region!r}; known regions {sorted(REGIONS)}")
+            region = REGIONS[region]
+        if not isinstance(region, Region):
+            if len(region) != 4:
+                raise ValueError(
+                    f"region box must be (lat_min, lat_max, lon_min, lon_max), got {region}"
+                )
+            region = Region(*map(float, region))
+        return select_patches(region, self.lat, self.lon, self.patch_size)
+
+    def _check_input(self, x: torch.Tensor, lead_times: torch.Tensor, variables) -> None:
+        if x.ndim != 4 or x.shape[1] != len(variables):
+            raise ValueError(
+                f"x must be [B, {len(variables)}, H, W] for {len(variables)} variables, "
+                f"got {tuple(x.shape)}"
+            )
+        if tuple(x.shape[-2:]) != self.img_size:
+            raise ValueError(f"expected a grid (H, W) = {self.img_size}, got {tuple(x.shape[-2:])}")
+        if lead_times.shape != (x.shape[0],):
+            raise ValueError(
+                f"lead_times must have shape [B] = [{x.shape[0]}], got {tuple(lead_times.shape)}"
+            )
+        if len(set(variables)) != len(variables):
+            raise ValueError(f"input variables contain duplicates: {list(variables)}")
+
+    # -------------------------------------------------------------- forward
+    def encode(
+        self,
+        x: torch.Tensor,
+        lead_times: torch.Tensor,
+        var_ids: list[int],
+        pos_embed: torch.Tensor,
+    ) -> torch.Tensor:
+        """Tokens of the backbone's last layer.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``[B, V, h p, w p]`` normalized fields (global or regional crop).
+        lead_times : torch.Tensor
+            ``[B]`` hours.
+        var_ids : list of int
+            Known-variable index of each channel.
+        pos_embed : torch.Tensor
+            ``[1, h w, D]`` positional embedding of the patches in ``x``.
+
+        Returns
+        -------
+        torch.Tensor
+            ``[B, h w, D]``.
+        """
+        tokens = self.token_embeds(x, var_ids) + self.var_embed[:, var_ids, None, :]
+        x = self.var_agg(tokens, self.var_query)
+        # The reference feeds lead times in units of 100 hours.
+        lead = (lead_times.to(x.dtype) / 100.0).unsqueeze(-1)
+        x = x + pos_embed + self.lead_time_embed(lead).unsqueeze(1)
+        x = self.pos_drop(x)
+        for block in self.blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
+        return self.norm(x)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        lead_times: torch.Tensor,
+        variables: Sequence[str],
+        out_variables: Sequence[str] | None = None,
+        region: RegionLike = None,
+    ) -> torch.Tensor:
+        var_ids = self.variable_ids(variables)
+        out_ids = self.variable_ids(variables if out_variables is None else out_variables)
+        self._check_input(x, lead_times, variables)
+
+        selection = self.select_region(region)
+        pos_embed = self.pos_embed
+        grid = self.patch_grid
+        if selection is not None:
+            rows, cols = selection.pixel_index(self.patch_size)
+            x = x[:, :, rows.to(x.device)][..., cols.to(x.device)]
+            pos_embed = pos_embed[:, selection.patch_ids().to(x.device)]
+            grid = selection.grid
+
+        tokens = self.encode(x, lead_times, var_ids, pos_embed)
+        return unpatchify(self.head(tokens, out_ids), self.patch_size, grid)
+
+    # ----------------------------------------------------------- loading
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Resample ``pos_embed`` bicubically when the weights come from another grid."""
+        key = prefix + "pos_embed"
+        theirs = state_dict.get(key)
+        if theirs is not None and theirs.shape[1] != self.pos_embed.shape[1]:
+            aspect = self.patch_grid[1] / self.patch_grid[0]
+            old_grid = infer_patch_grid(theirs.shape[1], aspect)
+            logger.info("resampling pos_embed from patch grid %s to %s", old_grid, self.patch_grid)
+            state_dict[key] = resize_pos_embed(theirs, old_grid, self.patch_grid)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @classmethod
+    def from_official_checkpoint(cls, path, **overrides) -> "ClimaX":
+        """Build a model from an official ClimaX Lightning checkpoint; see
+        :func:`physicsnemo_climax.models.checkpoint.load_official_checkpoint`."""
+        from .checkpoint import load_official_checkpoint
+
+        return load_official_checkpoint(path, **overrides)

@@ -1,0 +1,141 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The model's parts against naive references written here."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from physicsnemo_climax.models.aggregation import VariableAggregation
+from physicsnemo_climax.models.embeddings import (
+    infer_patch_grid,
+    resize_pos_embed,
+    sincos_1d,
+    sincos_2d,
+)
+from physicsnemo_climax.models.head import PredictionHead, unpatchify
+from physicsnemo_climax.models.tokenizer import VariableTokenizer
+
+
+def test_sincos_1d_hand_values():
+    emb = sincos_1d(4, torch.tensor([0.0, 1.0, 2.0]))
+    # omega = [1, 1/100]; [sin(p), sin(p/100), cos(p), cos(p/100)]
+    expected = [[0, 0, 1, 1], [math.sin(1), math.sin(0.01), math.cos(1), math.cos(0.01)],
+                [math.sin(2), math.sin(0.02), math.cos(2), math.cos(0.02)]]
+    assert torch.allclose(emb, torch.tensor(expected), atol=1e-7)
+
+
+def test_sincos_2d_first_half_encodes_column():
+    emb = sincos_2d(8, 3, 5)  # [15, 8], row-major over (row, col)
+    assert emb.shape == (15, 8)
+    for r in range(3):
+        for c in range(5):
+            token = emb[r * 5 + c]
+            assert torch.allclose(token[:4], sincos_1d(4, torch.tensor([float(c)]))[0])
+            assert torch.allclose(token[4:], sincos_1d(4, torch.tensor([float(r)]))[0])
+
+
+def test_resize_pos_embed_identity_constant_and_smooth():
+    pe = torch.randn(1, 8 * 16, 12)
+    assert resize_pos_embed(pe, (8, 16), (8, 16)) is pe
+    const = torch.full((1, 8 * 16, 12), 3.5)
+    assert torch.allclose(resize_pos_embed(const, (8, 16), (16, 32)), const.new_full((1, 512, 12), 3.5))
+    rows, cols = torch.meshgrid(torch.arange(16.0), torch.arange(32.0), indexing="ij")
+    smooth = torch.stack([torch.sin(0.2 * rows) * torch.cos(0.15 * cols), 0.05 * rows], -1)
+    smooth = smooth.reshape(1, 16 * 32, 2)
+    down = resize_pos_embed(resize_pos_embed(smooth, (16, 32), (32, 64)), (32, 64), (16, 32))
+    assert (down - smooth).abs().max() < 0.02
+    with pytest.raises(ValueError, match="tokens"):
+        resize_pos_embed(pe, (4, 16), (8, 8))
+
+
+def test_infer_patch_grid():
+    assert infer_patch_grid(512) == (16, 32)
+    assert infer_patch_grid(2048) == (32, 64)
+    assert infer_patch_grid(8 * 8, aspect=1.0) == (8, 8)
+    with pytest.raises(ValueError):
+        infer_patch_grid(7)
+
+
+def test_tokenizer_equals_per_variable_convolution():
+    torch.manual_seed(0)
+    tok = VariableTokenizer(5, patch_size=2, embed_dim=8)
+    x = torch.randn(3, 3, 6, 10)
+    ids = [4, 0, 2]
+    got = tok(x, ids)
+    want = torch.stack(
+        [tok[i].proj(x[:, c : c + 1]).flatten(2).transpose(1, 2) for c, i in enumerate(ids)], dim=1
+    )
+    assert got.shape == (3, 3, 15, 8)
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+def test_fused_aggregation_equals_multihead_attention(heads):
+    torch.manual_seed(1)
+    d, b, v, l = 32, 2, 7, 11
+    reference = nn.MultiheadAttention(d, heads, batch_first=True)
+    with torch.no_grad():  # non-zero biases so that their handling is checked
+        reference.in_proj_bias.normal_()
+        reference.out_proj.bias.normal_()
+    fused = VariableAggregation(d, heads, fused=True)
+    fused.load_state_dict(reference.state_dict())
+    tokens = torch.randn(b, v, l, d, dtype=torch.float32)
+    query = torch.randn(1, 1, d)
+
+    kv = tokens.permute(0, 2, 1, 3).reshape(b * l, v, d)
+    want, _ = reference(query.expand(b * l, 1, d), kv, kv)
+    want = want.reshape(b, l, d)
+    got = fused(tokens, query)
+    rel = (got - want).norm() / want.norm()
+    assert rel < 1e-5
+    fused.fused = False
+    assert torch.allclose(fused(tokens, query), want, atol=1e-6)
+
+
+def test_fused_aggregation_gradients_match():
+    torch.manual_seed(2)
+    agg = VariableAggregation(16, 2)
+    tokens = torch.randn(2, 4, 3, 16, requires_grad=True)
+    query = torch.randn(1, 1, 16, requires_grad=True)
+    grads = []
+    for fused in (True, False):
+        agg.fused = fused
+        agg.zero_grad()
+        tokens.grad = query.grad = None
+        agg(tokens, query).square().sum().backward()
+        grads.append([tokens.grad.clone(), query.grad.clone(), agg.in_proj_weight.grad.clone()])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_head_selects_rows_of_full_projection():
+    torch.manual_seed(3)
+    head = PredictionHead(16, num_variables=5, patch_size=2, decoder_depth=2)
+    assert [type(m) for m in head] == [nn.Linear, nn.GELU, nn.Linear, nn.GELU, nn.Linear]
+    x = torch.randn(2, 6, 16)
+    hidden = x
+    for layer in list(head)[:-1]:
+        hidden = layer(hidden)
+    full = hidden @ head[-1].weight.T + head[-1].bias  # [2, 6, 4 * 5]
+    out_ids = [3, 1]
+    want = full.reshape(2, 6, 4, 5)[..., out_ids].reshape(2, 6, 8)
+    assert torch.allclose(head(x, out_ids), want, atol=1e-6)
+
+
+def test_unpatchify_layout_against_loops():
+    b, h, w, p, c = 2, 3, 4, 2, 3
+    x = torch.randn(b, h * w, p * p * c)
+    got = unpatchify(x, p, (h, w))
+    want = np.zeros((b, c, h * p, w * p), dtype=np.float32)
+    xn = x.numpy()
+    for i in range(h):
+        for j in range(w):
+            for pr in range(p):
+                for pc in range(p):
+                    for v in range(c):
+                        want[:, v, i * p + pr, j * p + pc] = xn[:, i * w + j, (pr * p + pc) * c + v]
+    assert np.array_equal(got.numpy(), want)
