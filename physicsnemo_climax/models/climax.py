@@ -278,7 +278,7 @@ class ClimaX(Module):
         torch.Tensor
             ``[B, h w, D]``.
         """
-        tokens = self.token_embeds(x, var_ids) + self.var_embed[:, var_ids, None, :]
+        tokens = self.token_embeds(x, var_ids, self.var_embed[0, var_ids])
         x = self.var_agg(tokens, self.var_query)
         # The reference feeds lead times in units of 100 hours.
         lead = (lead_times.to(x.dtype) / 100.0).unsqueeze(-1)
