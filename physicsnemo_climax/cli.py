@@ -32,6 +32,22 @@ def demo(args: argparse.Namespace) -> None:
     print(f"NorthAmerica region output {tuple(regional.shape)}")
 
 
+def convert(args: argparse.Namespace) -> None:
+    """Official ClimaX Lightning checkpoint -> PhysicsNeMo ``.mdlus``."""
+    from .models import ClimaX
+
+    overrides = {"num_heads": args.num_heads}
+    if args.img_size:
+        overrides["img_size"] = tuple(args.img_size)
+    if args.variables:
+        overrides["variables"] = args.variables.split(",")
+    model = ClimaX.from_official_checkpoint(args.checkpoint, **overrides)
+    model.save(args.output)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"wrote {args.output}: grid {model.img_size}, patch {model.patch_size}, "
+          f"{len(model.variables)} variables, {params:,} parameters")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="climax", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,6 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lead-hours", type=float, default=72.0)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=demo)
+
+    p = commands.add_parser("convert", help="convert an official ClimaX .ckpt to .mdlus")
+    p.add_argument("checkpoint", help="official Lightning checkpoint, e.g. 5.625deg.ckpt")
+    p.add_argument("output", help="output .mdlus file")
+    p.add_argument("--num-heads", type=int, default=16, help="not stored in the weights")
+    p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"),
+                   help="target grid; pos_embed is resampled bicubically")
+    p.add_argument("--variables", help="comma-separated subset of the checkpoint's variables")
+    p.set_defaults(func=convert)
     return parser
 
 

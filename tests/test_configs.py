@@ -1,0 +1,35 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Model presets in conf/ compose with Hydra and build the model they describe."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from physicsnemo_climax.models import ClimaX
+
+CONF = Path(__file__).parents[1] / "conf" / "model"
+
+
+@pytest.mark.parametrize(
+    "preset, img_size, patch, dim, params",
+    [
+        ("climax", (32, 64), 2, 1024, 108_088_512),
+        # only pos_embed grows: 2048 instead of 512 tokens, and p=4 kernels/head rows
+        ("climax_1.40625deg", (128, 256), 4, 1024, None),
+        ("climax_tiny", (32, 64), 2, 128, None),
+    ],
+)
+def test_model_presets(preset, img_size, patch, dim, params):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose(config_name=preset)
+    model = instantiate(cfg)
+    assert isinstance(model, ClimaX)
+    assert (model.img_size, model.patch_size, model.pos_embed.shape[-1]) == (img_size, patch, dim)
+    if params:
+        assert sum(p.numel() for p in model.parameters()) == params
+    if preset == "climax_1.40625deg":
+        base = 108_088_512
+        extra = (2048 - 512) * 1024 + 48 * 1024 * (16 - 4) + (48 * 16 - 48 * 4) * 1025
+        assert sum(p.numel() for p in model.parameters()) == base + extra
