@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import grid
+
 
 @dataclass(frozen=True)
 class Region:
@@ -124,9 +126,6 @@ def select_patches(
 
 
 def regular_grid(img_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cell-centre latitudes (south to north) and longitudes (from 0 east) of a
-    regular global grid, the WeatherBench / ClimaX convention."""
-    h, w = img_size
-    lat = -90.0 + (torch.arange(h, dtype=torch.float64) + 0.5) * 180.0 / h
-    lon = torch.arange(w, dtype=torch.float64) * 360.0 / w
-    return lat, lon
+    """Cell centres of the regular global grid of :mod:`physicsnemo_climax.grid`."""
+    lat, lon = grid.regular_grid(img_size)
+    return torch.from_numpy(lat), torch.from_numpy(lon)
