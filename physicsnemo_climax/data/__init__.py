@@ -1,6 +1,28 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Weather data: regridding, preparation, stores and datapipes."""
+"""Weather data: regridding, preparation, shard stores and forecast datapipes.
 
+Importing this package registers its datapipe components in PhysicsNeMo's
+``COMPONENT_REGISTRY`` (which has no entry-point discovery), so Hydra configs
+can write ``_target_: ${dp:ClimaXShardReader}`` after
+``physicsnemo.datapipes.registry.register_resolvers()``.
+"""
+
+from physicsnemo.datapipes.registry import COMPONENT_REGISTRY
+
+from .forecast import ClimaXShardReader
+from .loader import Batch, ForecastBatches, make_loader, partition
+from .preparation import PrepareConfig, prepare
 from .regrid import regrid
+from .store import ShardStore, StoreError
 
-__all__ = ["regrid"]
+#: Components this package adds to PhysicsNeMo's datapipe registry.
+COMPONENTS = {"ClimaXShardReader": ClimaXShardReader, "ClimaXForecastBatches": ForecastBatches}
+
+for _name, _cls in COMPONENTS.items():
+    if _name not in COMPONENT_REGISTRY:  # re-import (e.g. importlib.reload) must not fail
+        COMPONENT_REGISTRY.register(_name)(_cls)
+
+__all__ = [
+    "Batch", "ClimaXShardReader", "ForecastBatches", "PrepareConfig", "ShardStore",
+    "StoreError", "make_loader", "partition", "prepare", "regrid",
+]

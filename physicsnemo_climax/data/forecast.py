@@ -1,0 +1,153 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Forecast samples from a shard store, as a PhysicsNeMo datapipe reader.
+
+A sample is the state at time ``t`` and the target(s) ``lead`` hours later,
+within one shard (shards may be separate years). The lead is fixed
+(fine-tuning), or drawn per sample in ``lead_step`` steps from ``lead_range``
+(pretraining), from PhysicsNeMo's per-index generator so that the draw
+depends only on ``(seed, epoch, index)``. With ``rollout_steps > 1`` the
+targets are ``lead, 2 lead, ...`` for rollout training and evaluation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from physicsnemo.datapipes.readers import Reader
+
+from .store import ShardStore
+
+
+class ClimaXShardReader(Reader):
+    """Forecast pairs from a ClimaX shard store.
+
+    Parameters
+    ----------
+    root : str or Path
+        The store (:mod:`.store`), prepared here or by the official ClimaX scripts.
+    split : str
+        ``"train"``, ``"val"`` or ``"test"``.
+    variables : sequence of str, optional
+        Input variables (default: all of the store's).
+    out_variables : sequence of str, optional
+        Target variables (default: ``variables``).
+    lead_hours : float, optional
+        Fixed lead time; if ``None``, leads are drawn from ``lead_range``.
+    lead_range : (float, float)
+        Smallest and largest random lead, hours (ClimaX pretraining: 6..168).
+    lead_step : float
+        Spacing of random leads, hours.
+    rollout_steps : int
+        Number of targets, at ``lead * (1 .. rollout_steps)``.
+    hours_per_step : float, optional
+        Time step of a store without manifest (official folders: 1).
+    normalize : bool
+        Normalize with the store's statistics (``False`` to leave it to the
+        DALI pipeline or to the caller).
+
+    Samples
+    -------
+    ``x`` ``[V, H, W]``, ``y`` ``[V_out, H, W]`` (``[S, V_out, H, W]`` when
+    ``rollout_steps > 1``), ``lead_time`` (hours, scalar), all float32.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        variables: Sequence[str] | None = None,
+        out_variables: Sequence[str] | None = None,
+        lead_hours: float | None = None,
+        lead_range: Sequence[float] = (6, 168),
+        lead_step: float = 6,
+        rollout_steps: int = 1,
+        hours_per_step: float | None = None,
+        normalize: bool = True,
+        **reader_kwargs,
+    ):
+        super().__init__(**reader_kwargs)
+        self.store = ShardStore(root, hours_per_step)
+        self.split = split
+        self.variables = list(variables) if variables is not None else self.store.variables(split)
+        self.out_variables = list(out_variables) if out_variables is not None else list(self.variables)
+        self.store.check_variables(sorted(set(self.variables) | set(self.out_variables)), split)
+        if rollout_steps < 1:
+            raise ValueError(f"rollout_steps must be >= 1, got {rollout_steps}")
+        self.rollout_steps = rollout_steps
+
+        step = self.store.hours_per_step
+        leads = [lead_hours] if lead_hours is not None else list(
+            np.arange(lead_range[0], lead_range[1] + lead_step / 2, lead_step)
+        )
+        if not leads or min(leads) <= 0:
+            raise ValueError(f"lead times must be positive hours, got {leads}")
+        off = [lead for lead in leads if abs(lead / step - round(lead / step)) > 1e-9]
+        if off:
+            raise ValueError(
+                f"lead time(s) {off} h are not multiples of the store's step of {step} h"
+            )
+        self.lead_steps = np.array([round(lead / step) for lead in leads])
+        self.fixed_lead = lead_hours is not None
+
+        self.shards = self.store.shards(split)
+        horizon = int(self.lead_steps.max()) * rollout_steps
+        counts = np.array([max(0, s.steps - horizon) for s in self.shards])
+        if counts.sum() == 0:
+            raise ValueError(
+                f"{self.store.root}/{split}: no shard is longer than the {horizon * step} h "
+                "that one sample spans"
+            )
+        self._offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.stats = {
+            "x": self.store.statistics(self.variables),
+            "y": self.store.statistics(self.out_variables),
+        }
+        self.normalize = normalize
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """Shard number and time index of sample ``index``."""
+        shard = int(np.searchsorted(self._offsets, index, side="right") - 1)
+        return shard, int(index - self._offsets[shard])
+
+    def lead_steps_of(self, index: int) -> int:
+        """Lead of sample ``index`` in store steps (random leads: per-index draw)."""
+        if self.fixed_lead or len(self.lead_steps) == 1:
+            return int(self.lead_steps[0])
+        generator = self._index_generator(index)
+        pick = torch.randint(len(self.lead_steps), (1,), generator=generator).item()
+        return int(self.lead_steps[pick])
+
+    def read_raw(self, index: int) -> dict[str, np.ndarray]:
+        """Un-normalized numpy sample (see class docstring)."""
+        shard_id, t = self.locate(index)
+        shard = self.shards[shard_id]
+        lead = self.lead_steps_of(index)
+        x = shard.read(self.variables, t)
+        y = np.stack([shard.read(self.out_variables, t + k * lead)
+                      for k in range(1, self.rollout_steps + 1)])
+        if self.rollout_steps == 1:
+            y = y[0]
+        hours = np.float32(lead * self.store.hours_per_step)
+        return {"x": x.astype(np.float32), "y": y.astype(np.float32), "lead_time": hours}
+
+    def _load_sample(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.read_raw(index)
+        if self.normalize:
+            for key in ("x", "y"):
+                mean, std = self.stats[key]
+                sample[key] = ((sample[key] - mean[:, None, None]) / std[:, None, None]).astype(np.float32)
+        return {k: torch.as_tensor(v) for k, v in sample.items()}
+
+    def _get_field_names(self) -> list[str]:
+        return ["x", "y", "lead_time"]
+
+    def _get_sample_metadata(self, index: int) -> dict[str, Any]:
+        shard, t = self.locate(index)
+        return {"variables": self.variables, "out_variables": self.out_variables,
+                "shard": str(self.shards[shard].path), "time_index": t}

@@ -1,0 +1,197 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Batches from one or more forecast sources, sharded over ranks and workers.
+
+Each epoch every source's samples are shuffled from ``(seed, epoch)`` alone,
+so all ranks agree on the order without communicating. Rank ``r`` of ``R``
+takes positions ``r, r + R, ...``; worker ``w`` of ``W`` within a rank takes
+every ``W``-th of those. Nothing is repeated, so an evaluation epoch covers
+every sample exactly once however the counts divide. For training
+(``even=True``) each source is first cut to a multiple of ``R`` (the cut part
+changes every epoch), so every rank runs the same number of batches and
+DDP's collectives never wait on a rank that has run out.
+
+Several sources (different variable sets, e.g. ERA5 and CMIP6 models) mix in
+one run on any number of ranks: every batch comes from one source (ClimaX
+takes one variable list per batch) and batches of different sources are
+interleaved in a seeded random order.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .forecast import ClimaXShardReader
+
+logger = logging.getLogger(__name__)
+
+
+def partition(
+    n: int, rank: int, world: int, worker: int = 0, workers: int = 1,
+    seed: int = 0, epoch: int = 0, shuffle: bool = True, even: bool = False,
+) -> np.ndarray:
+    """Sample indices of one (rank, worker) for one epoch.
+
+    Parameters
+    ----------
+    n : int
+        Samples in the source.
+    rank, world : int
+        This rank and the number of ranks.
+    worker, workers : int
+        This data-loading worker and the number of workers per rank.
+    seed, epoch : int
+        Shuffle seed; the order depends on nothing else.
+    shuffle : bool
+        Shuffle (training) or keep the natural order (evaluation).
+    even : bool
+        Cut to a multiple of ``world`` so every rank gets ``n // world``.
+    """
+    if not (0 <= rank < world and 0 <= worker < workers):
+        raise ValueError(f"rank {rank}/{world}, worker {worker}/{workers} out of range")
+    order = np.arange(n)
+    if shuffle:
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+    if even:
+        order = order[: (n // world) * world]
+    return order[rank::world][worker::workers]
+
+
+@dataclass
+class Batch:
+    """A batch of forecast samples from one source.
+
+    Attributes
+    ----------
+    x : torch.Tensor
+        ``[B, V, H, W]``.
+    y : torch.Tensor
+        ``[B, V_out, H, W]`` or ``[B, S, V_out, H, W]``.
+    lead_time : torch.Tensor
+        ``[B]`` hours.
+    variables, out_variables : list of str
+    source : int
+        Which source it came from.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    lead_time: torch.Tensor
+    variables: list[str]
+    out_variables: list[str]
+    source: int
+
+    def to(self, device, non_blocking: bool = True) -> "Batch":
+        return Batch(self.x.to(device, non_blocking=non_blocking),
+                     self.y.to(device, non_blocking=non_blocking),
+                     self.lead_time.to(device, non_blocking=non_blocking),
+                     self.variables, self.out_variables, self.source)
+
+    def pin_memory(self) -> "Batch":
+        return Batch(self.x.pin_memory(), self.y.pin_memory(), self.lead_time.pin_memory(),
+                     self.variables, self.out_variables, self.source)
+
+
+class ForecastBatches(IterableDataset):
+    """Batches of one epoch for this rank, split among DataLoader workers.
+
+    Parameters
+    ----------
+    sources : sequence of ClimaXShardReader
+        One or more sources; each batch comes from one of them.
+    batch_size : int
+        Samples per batch (the last batch of a worker and source may be smaller
+        unless ``drop_last``).
+    rank, world : int
+        Distributed position (e.g. from ``DistributedManager``).
+    seed : int
+        Shuffling and random-lead seed.
+    shuffle, even, drop_last : bool
+        See :func:`partition`; ``drop_last`` drops incomplete batches.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[ClimaXShardReader],
+        batch_size: int,
+        rank: int = 0,
+        world: int = 1,
+        seed: int = 0,
+        shuffle: bool = True,
+        even: bool = True,
+        drop_last: bool = False,
+    ):
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.sources = list(sources)
+        if not self.sources:
+            raise ValueError("at least one source is needed")
+        self.batch_size, self.rank, self.world = batch_size, rank, world
+        self.seed, self.shuffle, self.even, self.drop_last = seed, shuffle, even, drop_last
+        self.epoch = 0
+        for source in self.sources:
+            source.set_generator(torch.Generator().manual_seed(seed))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch (shuffle order and random leads)."""
+        self.epoch = epoch
+        for source in self.sources:
+            source.set_epoch(epoch)
+
+    def plan(self, worker: int = 0, workers: int = 1) -> list[tuple[int, np.ndarray]]:
+        """``(source, sample indices)`` of each batch of this epoch, in order."""
+        batches = []
+        for s, source in enumerate(self.sources):
+            idx = partition(len(source), self.rank, self.world, worker, workers,
+                            self.seed + s, self.epoch, self.shuffle, self.even)
+            for start in range(0, len(idx), self.batch_size):
+                chunk = idx[start : start + self.batch_size]
+                if len(chunk) == self.batch_size or not self.drop_last:
+                    batches.append((s, chunk))
+        if len(self.sources) > 1 and self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch, self.rank, worker]).permutation(len(batches))
+            batches = [batches[i] for i in order]
+        return batches
+
+    def __len__(self) -> int:
+        return len(self.plan())
+
+    def load(self, source: int, indices: np.ndarray) -> Batch:
+        """Read and collate one batch."""
+        reader = self.sources[source]
+        samples = [reader._load_sample(int(i)) for i in indices]
+        return Batch(
+            x=torch.stack([s["x"] for s in samples]),
+            y=torch.stack([s["y"] for s in samples]),
+            lead_time=torch.stack([s["lead_time"] for s in samples]),
+            variables=reader.variables,
+            out_variables=reader.out_variables,
+            source=source,
+        )
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        for source, indices in self.plan(worker, workers):
+            yield self.load(source, indices)
+
+
+def make_loader(batches: ForecastBatches, num_workers: int = 2, pin_memory: bool = False) -> DataLoader:
+    """A torch ``DataLoader`` over ready-made batches (``batch_size=None``).
+
+    Call ``batches.set_epoch(e)`` before iterating each epoch; workers are
+    started per epoch (not persistent) so that they see it.
+    """
+    return DataLoader(
+        batches,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=2 if num_workers > 0 else None,
+    )

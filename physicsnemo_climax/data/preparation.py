@@ -1,0 +1,275 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``climax data prepare``: raw files -> shard store (:mod:`.store`).
+
+One pass over the data, split by years: select variables and levels, regrid,
+write shards, and accumulate per-year moments (training years) and
+climatologies (every split). Work goes to ``<out>.partial``; each finished
+year leaves a marker with its partial statistics, so a restarted run skips
+it; the manifest is written and the folder renamed only at the very end, so
+an interrupted run never leaves a store that loads as complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..grid import regular_grid
+from .regrid import regrid_weights
+from .sources import Catalogue, split_name
+from .stats import Climatology, Moments
+from .store import MANIFEST, SPLITS, StoreError
+
+logger = logging.getLogger(__name__)
+
+#: Computed constant: the latitude of each cell (spelled as in the official checkpoints).
+LATITUDE_FIELD = "lattitude"
+
+
+def parse_years(spec) -> list[int]:
+    """``"1979-2015"``, ``2016``, ``[2017, "2018-2019"]`` -> sorted list of years."""
+    items = spec if isinstance(spec, (list, tuple)) else [spec]
+    years: list[int] = []
+    for item in items:
+        text = str(item)
+        if "-" in text:
+            lo, hi = (int(v) for v in text.split("-"))
+            years += range(lo, hi + 1)
+        else:
+            years.append(int(text))
+    return sorted(set(years))
+
+
+@dataclass
+class PrepareConfig:
+    """What to prepare (JSON-serialisable; kept to refuse mixing configs on restart).
+
+    Parameters
+    ----------
+    inputs : list of str
+        NetCDF files, Zarr folders or glob patterns.
+    variables : list of str
+        ClimaX names, e.g. ``["2m_temperature", "geopotential_500"]``.
+    splits : dict
+        Split -> years, e.g. ``{"train": "1979-2015", "val": 2016, "test": "2017-2018"}``.
+    grid : tuple of int
+        Target ``(H, W)`` in the convention of :mod:`physicsnemo_climax.grid`.
+    method : {"conservative", "bilinear"}
+        Regridding.
+    hours_per_step : int
+        Keep times whose hour since the start of the year is a multiple of this.
+    shards_per_year : int
+        Shards a year is split into.
+    name_map : dict
+        ClimaX base name -> variable name in the files (e.g. CMIP6 names).
+    scales : dict
+        ClimaX base name -> factor applied on reading (e.g. 9.80665 for ``zg``).
+    nan_policy : {"raise", "fill"}
+        NaNs are an error, or (when asked) filled with the field's mean.
+    day_of_year_climatology : bool
+        Also write ``{split}/climatology_doy.npz``.
+    """
+
+    inputs: list[str]
+    variables: list[str]
+    splits: dict
+    grid: tuple[int, int] = (32, 64)
+    method: str = "conservative"
+    hours_per_step: int = 6
+    shards_per_year: int = 4
+    name_map: dict = field(default_factory=dict)
+    scales: dict = field(default_factory=dict)
+    nan_policy: str = "raise"
+    day_of_year_climatology: bool = False
+
+    def __post_init__(self):
+        self.inputs = [str(p) for p in self.inputs]
+        self.variables = list(self.variables)
+        self.grid = tuple(int(g) for g in self.grid)
+        self.splits = {k: parse_years(v) for k, v in self.splits.items()}
+        unknown = set(self.splits) - set(SPLITS)
+        if unknown:
+            raise ValueError(f"unknown splits {sorted(unknown)}; use {SPLITS}")
+        if "train" not in self.splits:
+            raise ValueError("splits must include 'train' (statistics come from it)")
+        if self.nan_policy not in ("raise", "fill"):
+            raise ValueError(f"nan_policy must be 'raise' or 'fill', got {self.nan_policy!r}")
+        if len(set(self.variables)) != len(self.variables):
+            raise ValueError(f"duplicate variables in {self.variables}")
+
+
+def _year_times(times: np.ndarray, year: int, hours_per_step: int) -> np.ndarray:
+    start = np.datetime64(f"{year}-01-01T00")
+    chosen = times[(times >= start) & (times < np.datetime64(f"{year + 1}-01-01T00"))]
+    hours = (chosen - start) // np.timedelta64(1, "h")
+    exact = (chosen - start) % np.timedelta64(1, "h") == np.timedelta64(0)
+    return chosen[exact & (hours % hours_per_step == 0)]
+
+
+class Preparer:
+    """Carries out one :class:`PrepareConfig` into ``out``."""
+
+    def __init__(self, config: PrepareConfig, out: str | Path):
+        self.config = config
+        self.out = Path(out)
+        self.work = self.out.with_name(self.out.name + ".partial")
+        self.catalogue = Catalogue(config.inputs, config.name_map)
+        self.lat, self.lon = regular_grid(config.grid)
+        self.weights = regrid_weights(
+            self.catalogue.lat, self.catalogue.lon, self.lat, self.lon, config.method
+        )
+        self.fields = [v for v in config.variables if v != LATITUDE_FIELD]
+        for name in self.fields:  # fail before any work if a variable is absent
+            self.catalogue.locate(name)
+
+    # ------------------------------------------------------------------ read
+    def _read(self, name: str, times: np.ndarray) -> np.ndarray:
+        """Regridded values ``[T, H, W]`` float32, NaN-checked."""
+        if name == LATITUDE_FIELD:
+            return np.broadcast_to(self.lat[:, None], (len(times), *self.config.grid)).astype(np.float32)
+        raw = self.catalogue.read(name, times)
+        raw = raw * self.config.scales.get(split_name(name)[0], 1.0)
+        bad = np.isnan(raw)
+        if bad.any():
+            if self.config.nan_policy == "raise":
+                t = int(np.argwhere(bad.any(axis=(1, 2)))[0, 0])
+                when = times[t] if len(times) > t and raw.shape[0] > 1 else "constant"
+                raise ValueError(
+                    f"NaN in variable {name} at time {when} "
+                    f"({int(bad.sum())} values); use nan_policy='fill' to fill them"
+                )
+            raw = np.where(bad, np.nanmean(raw, axis=(1, 2), keepdims=True), raw)
+        w_lat, w_lon = self.weights
+        out = np.einsum("ij,tjl,kl->tik", w_lat, raw.astype(np.float64), w_lon)
+        if out.shape[0] == 1 and len(times) > 1:  # constants repeat along time
+            out = np.repeat(out, len(times), axis=0)
+        return out.astype(np.float32)
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> Path:
+        """Prepare the store; returns its path."""
+        if self.out.exists():
+            raise StoreError(f"{self.out} already exists; prepare into a new folder")
+        self._start_or_resume()
+        time_source = next((v for v in self.fields if len(self.catalogue.times(v))), None)
+        if time_source is None:
+            raise ValueError("no time-dependent variable among the requested ones")
+        all_times = self.catalogue.times(time_source)
+        moments = {v: Moments() for v in self.config.variables}
+        for split, years in self.config.splits.items():
+            (self.work / split).mkdir(exist_ok=True)
+            clim = {v: Climatology(self.config.grid, self.config.day_of_year_climatology)
+                    for v in self.config.variables}
+            for year in years:
+                times = _year_times(all_times, year, self.config.hours_per_step)
+                if times.size == 0:
+                    raise ValueError(f"no data for year {year} (split {split}) in {self.config.inputs}")
+                year_moments = self._year(split, year, times, clim)
+                if split == "train":
+                    for v, m in year_moments.items():
+                        moments[v] = moments[v].merge(m)
+            self._write_climatology(split, clim)
+        self._finish(moments)
+        return self.out
+
+    def _start_or_resume(self) -> None:
+        stamp = self.work / "prepare.json"
+        config = json.loads(json.dumps(asdict(self.config)))
+        if self.work.exists():
+            previous = json.loads(stamp.read_text()) if stamp.exists() else None
+            if previous != config:
+                diff = {k: (previous.get(k) if previous else None, v)
+                        for k, v in config.items() if not previous or previous.get(k) != v}
+                raise StoreError(
+                    f"{self.work} holds an unfinished preparation with another configuration "
+                    f"(key: (previous, now)) {diff}; remove it or prepare elsewhere"
+                )
+            logger.info("resuming the unfinished preparation in %s", self.work)
+        else:
+            self.work.mkdir(parents=True)
+            stamp.write_text(json.dumps(config, indent=1))
+        np.save(self.work / "lat.npy", self.lat)
+        np.save(self.work / "lon.npy", self.lon)
+
+    def _year(self, split: str, year: int, times: np.ndarray, clim: dict) -> dict[str, Moments]:
+        marker = self.work / split / f".{year}.done.npz"
+        variables = self.config.variables
+        if marker.exists():  # finished before an interruption: reuse its partial statistics
+            saved = np.load(marker)
+            for v in variables:
+                clim[v].sum += saved[f"sum/{v}"]
+                clim[v].count += int(saved["count"])
+                if clim[v].doy_sum is not None:
+                    clim[v].doy_sum += saved[f"doy_sum/{v}"]
+                    clim[v].doy_count += saved["doy_count"]
+            return {v: Moments(*saved[f"moments/{v}"]) for v in variables}
+
+        year_moments = {v: Moments() for v in variables}
+        year_clim = {v: Climatology(self.config.grid, self.config.day_of_year_climatology)
+                     for v in variables}
+        for i, chunk in enumerate(np.array_split(times, self.config.shards_per_year)):
+            if chunk.size == 0:
+                continue
+            days = (chunk.astype("datetime64[D]") - chunk.astype("datetime64[Y]")).astype(int) + 1
+            arrays = {}
+            for v in variables:
+                values = self._read(v, chunk)
+                year_moments[v] = year_moments[v].merge(Moments.of(values))
+                year_clim[v].update(values, days)
+                arrays[v] = values[:, None]
+            tmp = self.work / split / f".{year}_{i}.tmp.npz"
+            np.savez(tmp, **arrays)
+            tmp.replace(self.work / split / f"{year}_{i}.npz")
+
+        record = {"count": year_clim[variables[0]].count}
+        for v in variables:
+            record[f"sum/{v}"] = year_clim[v].sum
+            record[f"moments/{v}"] = np.array([year_moments[v].count, year_moments[v].mean, year_moments[v].m2])
+            if year_clim[v].doy_sum is not None:
+                record[f"doy_sum/{v}"] = year_clim[v].doy_sum
+                record["doy_count"] = year_clim[v].doy_count
+            clim[v].sum += year_clim[v].sum
+            clim[v].count += year_clim[v].count
+            if clim[v].doy_sum is not None:
+                clim[v].doy_sum += year_clim[v].doy_sum
+                clim[v].doy_count += year_clim[v].doy_count
+        tmp = marker.with_name(f".{year}.tmp.npz")
+        np.savez(tmp, **record)
+        tmp.replace(marker)
+        logger.info("prepared %s %d: %d steps", split, year, times.size)
+        return year_moments
+
+    def _write_climatology(self, split: str, clim: dict) -> None:
+        folder = self.work / split
+        np.savez(folder / "climatology.npz", **{v: c.mean()[None].astype(np.float32) for v, c in clim.items()})
+        if self.config.day_of_year_climatology:
+            np.savez(folder / "climatology_doy.npz",
+                     **{v: c.day_of_year_mean()[:, None].astype(np.float32) for v, c in clim.items()})
+
+    def _finish(self, moments: dict[str, Moments]) -> None:
+        np.savez(self.work / "normalize_mean.npz", **{v: np.array([m.mean]) for v, m in moments.items()})
+        # constant fields (zero spread) are left unscaled rather than divided by 0
+        np.savez(self.work / "normalize_std.npz",
+                 **{v: np.array([m.std if m.std > 0 else 1.0]) for v, m in moments.items()})
+        for marker in self.work.glob("*/.*.done.npz"):
+            marker.unlink()
+        manifest = {
+            "format": "climax-shards/1",
+            "variables": self.config.variables,
+            "hours_per_step": self.config.hours_per_step,
+            "grid": list(self.config.grid),
+            "splits": self.config.splits,
+            "method": self.config.method,
+            "inputs": self.config.inputs,
+        }
+        (self.work / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        self.work.rename(self.out)
+
+
+def prepare(config: PrepareConfig, out: str | Path) -> Path:
+    """Prepare a store from raw files; see :class:`PrepareConfig`."""
+    return Preparer(config, out).run()
