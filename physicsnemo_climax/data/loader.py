@@ -19,7 +19,7 @@ interleaved in a seeded random order.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -77,6 +77,8 @@ class Batch:
     variables, out_variables : list of str
     source : int
         Which source it came from.
+    index : torch.Tensor
+        ``[B]`` sample indices within the source.
     """
 
     x: torch.Tensor
@@ -85,16 +87,16 @@ class Batch:
     variables: list[str]
     out_variables: list[str]
     source: int
+    index: torch.Tensor
+
+    def _map(self, fn) -> "Batch":
+        return replace(self, x=fn(self.x), y=fn(self.y), lead_time=fn(self.lead_time))
 
     def to(self, device, non_blocking: bool = True) -> "Batch":
-        return Batch(self.x.to(device, non_blocking=non_blocking),
-                     self.y.to(device, non_blocking=non_blocking),
-                     self.lead_time.to(device, non_blocking=non_blocking),
-                     self.variables, self.out_variables, self.source)
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
 
     def pin_memory(self) -> "Batch":
-        return Batch(self.x.pin_memory(), self.y.pin_memory(), self.lead_time.pin_memory(),
-                     self.variables, self.out_variables, self.source)
+        return self._map(torch.Tensor.pin_memory)
 
 
 class ForecastBatches(IterableDataset):
@@ -173,6 +175,7 @@ class ForecastBatches(IterableDataset):
             variables=reader.variables,
             out_variables=reader.out_variables,
             source=source,
+            index=torch.as_tensor(indices),
         )
 
     def __iter__(self):
