@@ -47,15 +47,16 @@ class _BatchSource:
             raise StopIteration
         source, indices = plan[info.iteration]
         reader = self.batches.sources[source]
-        samples = [reader.read_raw(int(i)) for i in indices]
+        raw = reader.read_batch(indices, normalize=False)
         (mean_x, std_x), (mean_y, std_y) = reader.stats["x"], reader.stats["y"]
         col = (slice(None), None, None)
         # DALI needs a fixed rank per output: targets always [S, V, H, W]
-        single = reader.rollout_steps == 1
+        y = raw["y"][:, None] if reader.rollout_steps == 1 else raw["y"]
+        samples = range(len(indices))
         return (
-            [s["x"] for s in samples],
-            [s["y"][None] if single else s["y"] for s in samples],
-            [np.array([s["lead_time"]], np.float32) for s in samples],
+            list(raw["x"]),
+            list(y),
+            [raw["lead_time"][i : i + 1] for i in samples],
             [np.array([source], np.int64) for _ in samples],
             [np.array([i], np.int64) for i in indices],
             [mean_x[col].astype(np.float32) for _ in samples],

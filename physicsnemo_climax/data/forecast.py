@@ -123,26 +123,45 @@ class ClimaXShardReader(Reader):
         pick = torch.randint(len(self.lead_steps), (1,), generator=generator).item()
         return int(self.lead_steps[pick])
 
+    def read_batch(self, indices: Sequence[int], normalize: bool | None = None) -> dict[str, np.ndarray]:
+        """Samples ``indices`` stacked: ``x`` ``[B, V, H, W]``, ``y`` ``[B, V_out, H, W]``
+        (``[B, S, V_out, H, W]`` for rollouts), ``lead_time`` ``[B]`` hours.
+
+        Reads one strided gather per (shard, variable) rather than one slice per
+        sample and variable.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        shard_ids = np.searchsorted(self._offsets, indices, side="right") - 1
+        times = indices - self._offsets[shard_ids]
+        leads = np.array([self.lead_steps_of(int(i)) for i in indices], dtype=np.int64)
+        h, w = self.store.grid
+        steps = self.rollout_steps
+        x = np.empty((len(indices), len(self.variables), h, w), np.float32)
+        y = np.empty((len(indices), steps, len(self.out_variables), h, w), np.float32)
+        for shard_id in np.unique(shard_ids):
+            rows = np.nonzero(shard_ids == shard_id)[0]
+            shard, t = self.shards[shard_id], times[rows]
+            for j, name in enumerate(self.variables):
+                x[rows, j] = shard.array(name)[t, 0]
+            for j, name in enumerate(self.out_variables):
+                for k in range(steps):
+                    y[rows, k, j] = shard.array(name)[t + (k + 1) * leads[rows], 0]
+        if self.normalize if normalize is None else normalize:
+            for key, array in (("x", x), ("y", y)):
+                mean, std = self.stats[key]
+                array -= mean[:, None, None].astype(np.float32)
+                array *= (1.0 / std)[:, None, None].astype(np.float32)
+        if steps == 1:
+            y = y[:, 0]
+        hours = (leads * self.store.hours_per_step).astype(np.float32)
+        return {"x": x, "y": y, "lead_time": hours}
+
     def read_raw(self, index: int) -> dict[str, np.ndarray]:
-        """Un-normalized numpy sample (see class docstring)."""
-        shard_id, t = self.locate(index)
-        shard = self.shards[shard_id]
-        lead = self.lead_steps_of(index)
-        x = shard.read(self.variables, t)
-        y = np.stack([shard.read(self.out_variables, t + k * lead)
-                      for k in range(1, self.rollout_steps + 1)])
-        if self.rollout_steps == 1:
-            y = y[0]
-        hours = np.float32(lead * self.store.hours_per_step)
-        return {"x": x.astype(np.float32), "y": y.astype(np.float32), "lead_time": hours}
+        """One un-normalized sample (see class docstring)."""
+        return {k: v[0] for k, v in self.read_batch([index], normalize=False).items()}
 
     def _load_sample(self, index: int) -> dict[str, torch.Tensor]:
-        sample = self.read_raw(index)
-        if self.normalize:
-            for key in ("x", "y"):
-                mean, std = self.stats[key]
-                sample[key] = ((sample[key] - mean[:, None, None]) / std[:, None, None]).astype(np.float32)
-        return {k: torch.as_tensor(v) for k, v in sample.items()}
+        return {k: torch.as_tensor(v[0]) for k, v in self.read_batch([index]).items()}
 
     def _get_field_names(self) -> list[str]:
         return ["x", "y", "lead_time"]

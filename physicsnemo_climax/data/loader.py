@@ -167,11 +167,11 @@ class ForecastBatches(IterableDataset):
     def load(self, source: int, indices: np.ndarray) -> Batch:
         """Read and collate one batch."""
         reader = self.sources[source]
-        samples = [reader._load_sample(int(i)) for i in indices]
+        arrays = reader.read_batch(indices)
         return Batch(
-            x=torch.stack([s["x"] for s in samples]),
-            y=torch.stack([s["y"] for s in samples]),
-            lead_time=torch.stack([s["lead_time"] for s in samples]),
+            x=torch.from_numpy(arrays["x"]),
+            y=torch.from_numpy(arrays["y"]),
+            lead_time=torch.from_numpy(arrays["lead_time"]),
             variables=reader.variables,
             out_variables=reader.out_variables,
             source=source,
