@@ -93,16 +93,31 @@ def test_even_partition_gives_every_rank_the_same_count():
     assert not np.array_equal(a, partition(11, 0, 2, seed=0, epoch=1))
 
 
-def test_loader_with_workers_covers_each_sample_once_across_ranks(store):
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_loader_with_workers_covers_each_sample_once_across_ranks(store, backend):
     reader = ClimaXShardReader(store, lead_hours=6)
     seen = Counter()
     for rank in range(2):
         batches = ForecastBatches([reader], batch_size=16, rank=rank, world=2, seed=0, even=False)
         batches.set_epoch(1)
-        for batch in make_loader(batches, num_workers=2):
+        for batch in make_loader(batches, num_workers=2, backend=backend):
             assert batch.x.shape[1:] == (4, 4, 8) and batch.lead_time.eq(6).all()
             seen.update(batch.index.tolist())
     assert sorted(seen) == list(range(len(reader))) and set(seen.values()) == {1}
+
+
+def test_threads_and_processes_give_the_same_batches_in_the_same_order(store):
+    reader = ClimaXShardReader(store)  # random leads
+    batches = ForecastBatches([reader], batch_size=50, seed=4, even=False)
+    batches.set_epoch(3)
+    a = list(make_loader(batches, num_workers=2, backend="threads"))
+    b = list(make_loader(batches, num_workers=2, backend="processes"))
+    assert len(a) == len(b) == batches.num_batches(2) == len(make_loader(batches, 2))
+    for p, q in zip(a, b):
+        assert torch.equal(p.index, q.index) and torch.equal(p.x, q.x) and torch.equal(p.y, q.y)
+        assert torch.equal(p.lead_time, q.lead_time)
+    with pytest.raises(ValueError, match="backend"):
+        make_loader(batches, 2, backend="fibers")
 
 
 def test_even_loader_runs_the_same_number_of_batches_on_each_rank(store):

@@ -15,7 +15,6 @@ import importlib.util
 import logging
 
 import numpy as np
-import torch
 
 from .loader import Batch, ForecastBatches, make_loader
 
@@ -127,4 +126,4 @@ def forecast_loader(batches: ForecastBatches, use_dali: bool = True, device_id: 
         return DaliForecastLoader(batches, device_id, num_workers, first_epoch=batches.epoch)
     if use_dali:
         logger.warning("NVIDIA DALI is not installed: using the torch DataLoader path")
-    return make_loader(batches, num_workers, pin_memory=torch.cuda.is_available())
+    return make_loader(batches, num_workers)

@@ -19,6 +19,8 @@ interleaved in a seeded random order.
 from __future__ import annotations
 
 import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -161,8 +163,9 @@ class ForecastBatches(IterableDataset):
             batches = [batches[i] for i in order]
         return batches
 
-    def __len__(self) -> int:
-        return len(self.plan())
+    def num_batches(self, workers: int = 1) -> int:
+        """Batches in this epoch on this rank when read by ``workers`` workers."""
+        return sum(len(self.plan(w, workers)) for w in range(workers))
 
     def load(self, source: int, indices: np.ndarray) -> Batch:
         """Read and collate one batch."""
@@ -185,12 +188,72 @@ class ForecastBatches(IterableDataset):
             yield self.load(source, indices)
 
 
-def make_loader(batches: ForecastBatches, num_workers: int = 2, pin_memory: bool = False) -> DataLoader:
-    """A torch ``DataLoader`` over ready-made batches (``batch_size=None``).
+def _round_robin(plans: list[list]) -> list:
+    """Items of several lists taken in turn, skipping exhausted ones (torch's worker order)."""
+    out = []
+    for k in range(max(map(len, plans), default=0)):
+        out += [plan[k] for plan in plans if k < len(plan)]
+    return out
 
-    Call ``batches.set_epoch(e)`` before iterating each epoch; workers are
-    started per epoch (not persistent) so that they see it.
+
+class ThreadedLoader:
+    """Batches read by worker threads of the main process.
+
+    Reading is memory-mapped gathers and numpy copies, which release the GIL,
+    so threads read in parallel without the inter-process copy that
+    ``DataLoader`` worker processes pay for every batch (see
+    ``docs/performance.md``). Batches come in the same order as from a
+    ``DataLoader`` with as many worker processes.
+
+    Parameters
+    ----------
+    batches : ForecastBatches
+    num_workers : int
+        Reading threads.
+    prefetch : int
+        Batches in flight per thread.
     """
+
+    def __init__(self, batches: ForecastBatches, num_workers: int = 2, prefetch: int = 2):
+        self.batches, self.num_workers, self.prefetch = batches, max(1, num_workers), prefetch
+
+    def __len__(self) -> int:
+        return self.batches.num_batches(self.num_workers)
+
+    def __iter__(self):
+        workers = self.num_workers
+        plan = _round_robin([self.batches.plan(w, workers) for w in range(workers)])
+        with ThreadPoolExecutor(workers) as pool:
+            pending: deque = deque()
+            for item in plan:
+                pending.append(pool.submit(self.batches.load, *item))
+                if len(pending) >= workers * self.prefetch:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+
+def make_loader(
+    batches: ForecastBatches, num_workers: int = 2, backend: str = "threads", pin_memory: bool = False
+):
+    """An iterable of :class:`Batch` es for one epoch at a time.
+
+    Parameters
+    ----------
+    batches : ForecastBatches
+        Call ``batches.set_epoch(e)`` before iterating each epoch.
+    num_workers : int
+        Reading threads or processes; 0 reads in the main thread.
+    backend : {"threads", "processes"}
+        :class:`ThreadedLoader`, or a torch ``DataLoader`` with worker
+        processes (started per epoch so that they see the epoch).
+    pin_memory : bool
+        Page-locked batches (``processes`` backend) for faster copies to a GPU.
+    """
+    if backend == "threads" and num_workers > 0:
+        return ThreadedLoader(batches, num_workers)
+    if backend not in ("threads", "processes"):
+        raise ValueError(f"backend must be 'threads' or 'processes', got {backend!r}")
     return DataLoader(
         batches,
         batch_size=None,
