@@ -48,6 +48,61 @@ def convert(args: argparse.Namespace) -> None:
           f"{len(model.variables)} variables, {params:,} parameters")
 
 
+def data_prepare(args: argparse.Namespace) -> None:
+    """Raw NetCDF/Zarr files -> shard store with statistics and climatology."""
+    from .data import PrepareConfig, prepare
+
+    splits = {name: years for name, years in
+              (("train", args.train), ("val", args.val), ("test", args.test)) if years}
+    config = PrepareConfig(
+        inputs=args.inputs, variables=args.variables.split(","), splits=splits,
+        grid=tuple(args.grid), method=args.method, hours_per_step=args.hours_per_step,
+        shards_per_year=args.shards_per_year,
+        name_map=dict(item.split("=", 1) for item in args.name_map or []),
+        scales={k: float(v) for k, v in (item.split("=", 1) for item in args.scale or [])},
+        nan_policy=args.nan_policy, day_of_year_climatology=args.day_of_year,
+    )
+    print(f"wrote {prepare(config, args.out)}")
+
+
+def data_stats(args: argparse.Namespace) -> None:
+    """(Re)compute a store's normalization statistics and climatologies."""
+    from .data.preparation import compute_statistics
+
+    compute_statistics(args.store, day_of_year=args.day_of_year)
+    print(f"wrote statistics of {args.store}")
+
+
+def _add_data_commands(commands) -> None:
+    data = commands.add_parser("data", help="prepare and inspect weather data").add_subparsers(
+        dest="data_command", required=True)
+
+    p = data.add_parser("prepare", help="raw ERA5/WeatherBench/CMIP6 files -> shard store")
+    p.add_argument("inputs", nargs="+", help="NetCDF files, Zarr folders or glob patterns")
+    p.add_argument("--out", required=True, help="new store folder")
+    p.add_argument("--variables", required=True,
+                   help="comma-separated ClimaX names, e.g. 2m_temperature,geopotential_500")
+    p.add_argument("--train", required=True, help="training years, e.g. 1979-2015")
+    p.add_argument("--val", help="validation years")
+    p.add_argument("--test", help="test years")
+    p.add_argument("--grid", type=int, nargs=2, default=(32, 64), metavar=("H", "W"))
+    p.add_argument("--method", choices=["conservative", "bilinear"], default="conservative")
+    p.add_argument("--hours-per-step", type=int, default=6)
+    p.add_argument("--shards-per-year", type=int, default=4)
+    p.add_argument("--name-map", nargs="*", metavar="CLIMAX=FILE",
+                   help="variable names in the files, e.g. geopotential=zg")
+    p.add_argument("--scale", nargs="*", metavar="NAME=FACTOR",
+                   help="factors applied on reading, e.g. geopotential=9.80665")
+    p.add_argument("--nan-policy", choices=["raise", "fill"], default="raise")
+    p.add_argument("--day-of-year", action="store_true", help="also day-of-year climatology")
+    p.set_defaults(func=data_prepare)
+
+    p = data.add_parser("stats", help="(re)compute normalization statistics and climatology")
+    p.add_argument("store")
+    p.add_argument("--day-of-year", action="store_true")
+    p.set_defaults(func=data_stats)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="climax", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target grid; pos_embed is resampled bicubically")
     p.add_argument("--variables", help="comma-separated subset of the checkpoint's variables")
     p.set_defaults(func=convert)
+
+    _add_data_commands(commands)
     return parser
 
 

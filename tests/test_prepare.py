@@ -217,3 +217,39 @@ def test_bad_config():
         PrepareConfig(["x"], ["a"], {"train": 2000}, nan_policy="ignore")
     with pytest.raises(FileNotFoundError, match="nothing_here"):
         prepare(PrepareConfig(["/nothing_here/*.nc"], ["a"], {"train": 2000}), "/tmp/never")
+
+
+def test_compute_statistics_reproduces_prepare(store, tmp_path):
+    import shutil
+
+    from physicsnemo_climax.data.preparation import compute_statistics
+
+    copy = tmp_path / "copy"
+    shutil.copytree(store, copy)
+    for f in [copy / "normalize_mean.npz", copy / "normalize_std.npz", copy / "test" / "climatology.npz"]:
+        f.unlink()
+    compute_statistics(copy)
+    for name in ["normalize_mean.npz", "normalize_std.npz", "test/climatology.npz", "train/climatology.npz"]:
+        a, b = np.load(copy / name), np.load(store / name)
+        for v in VARS:
+            assert np.allclose(a[v], b[v], rtol=1e-10), (name, v)
+
+
+def test_cli_prepare_and_stats(era5, tmp_path, capsys):
+    from physicsnemo_climax.cli import main
+
+    out = tmp_path / "cli_store"
+    main(["data", "prepare", *era5, "--out", str(out), "--variables", "2m_temperature,geopotential_500",
+          "--train", "2000", "--test", "2001", "--grid", "4", "8", "--shards-per-year", "2",
+          "--day-of-year"])
+    assert ShardStore(out).variables() == ["2m_temperature", "geopotential_500"]
+    assert (out / "test" / "climatology_doy.npz").exists()
+    before = np.load(out / "normalize_std.npz")["geopotential_500"].copy()
+    doy = np.load(out / "test" / "climatology_doy.npz")["2m_temperature"].copy()
+    (out / "normalize_std.npz").unlink()
+    (out / "test" / "climatology_doy.npz").unlink()
+    main(["data", "stats", str(out), "--day-of-year"])
+    assert np.allclose(np.load(out / "normalize_std.npz")["geopotential_500"], before, rtol=1e-10)
+    again = np.load(out / "test" / "climatology_doy.npz")["2m_temperature"]
+    assert np.allclose(again, doy, rtol=1e-6, equal_nan=True)
+    assert "wrote statistics" in capsys.readouterr().out

@@ -22,7 +22,7 @@ from ..grid import regular_grid
 from .regrid import regrid_weights
 from .sources import Catalogue, split_name
 from .stats import Climatology, Moments
-from .store import MANIFEST, SPLITS, StoreError
+from .store import MANIFEST, SPLITS, ShardStore, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -244,17 +244,10 @@ class Preparer:
         return year_moments
 
     def _write_climatology(self, split: str, clim: dict) -> None:
-        folder = self.work / split
-        np.savez(folder / "climatology.npz", **{v: c.mean()[None].astype(np.float32) for v, c in clim.items()})
-        if self.config.day_of_year_climatology:
-            np.savez(folder / "climatology_doy.npz",
-                     **{v: c.day_of_year_mean()[:, None].astype(np.float32) for v, c in clim.items()})
+        write_climatology(self.work / split, clim)
 
     def _finish(self, moments: dict[str, Moments]) -> None:
-        np.savez(self.work / "normalize_mean.npz", **{v: np.array([m.mean]) for v, m in moments.items()})
-        # constant fields (zero spread) are left unscaled rather than divided by 0
-        np.savez(self.work / "normalize_std.npz",
-                 **{v: np.array([m.std if m.std > 0 else 1.0]) for v, m in moments.items()})
+        write_normalization(self.work, moments)
         for marker in self.work.glob("*/.*.done.npz"):
             marker.unlink()
         manifest = {
@@ -268,6 +261,55 @@ class Preparer:
         }
         (self.work / MANIFEST).write_text(json.dumps(manifest, indent=1))
         self.work.rename(self.out)
+
+
+def write_climatology(folder: Path, clim: dict[str, Climatology]) -> None:
+    """``climatology.npz`` (``[1, H, W]`` per variable) and, when accumulated,
+    ``climatology_doy.npz`` (``[366, 1, H, W]``) in a split's folder."""
+    np.savez(folder / "climatology.npz", **{v: c.mean()[None].astype(np.float32) for v, c in clim.items()})
+    if any(c.doy_sum is not None for c in clim.values()):
+        np.savez(folder / "climatology_doy.npz",
+                 **{v: c.day_of_year_mean()[:, None].astype(np.float32) for v, c in clim.items()})
+
+
+def write_normalization(root: Path, moments: dict[str, Moments]) -> None:
+    """``normalize_mean.npz`` and ``normalize_std.npz`` (shape ``[1]`` per variable)."""
+    np.savez(root / "normalize_mean.npz", **{v: np.array([m.mean]) for v, m in moments.items()})
+    # constant fields (zero spread) are left unscaled rather than divided by 0
+    np.savez(root / "normalize_std.npz",
+             **{v: np.array([m.std if m.std > 0 else 1.0]) for v, m in moments.items()})
+
+
+def compute_statistics(root: str | Path, day_of_year: bool = False) -> None:
+    """(Re)compute a store's normalization (training split) and climatologies.
+
+    ``climax data stats`` runs this, e.g. for an official folder that lacks
+    them. Day-of-year climatologies need time stamps, which only stores
+    prepared here have (their shards start on 1 January at the manifest's
+    step); official folders get the time mean only.
+    """
+    store = ShardStore(root)
+    variables = store.variables()
+    moments = {v: Moments() for v in variables}
+    steps_per_day = 24 / store.hours_per_step
+    for split in SPLITS:
+        if not (store.root / split).is_dir():
+            continue
+        with_doy = day_of_year and store.manifest is not None
+        clim = {v: Climatology(store.grid, with_doy) for v in variables}
+        shards = store.shards(split)
+        for year in sorted({s.path.stem.split("_")[0] for s in shards}):
+            elapsed = 0
+            for shard in (s for s in shards if s.path.stem.split("_")[0] == year):
+                days = (np.arange(elapsed, elapsed + shard.steps) // steps_per_day).astype(int) + 1
+                elapsed += shard.steps
+                for v in variables:
+                    values = np.asarray(shard.array(v))[:, 0]
+                    clim[v].update(values, days)
+                    if split == "train":
+                        moments[v] = moments[v].merge(Moments.of(values))
+        write_climatology(store.root / split, clim)
+    write_normalization(store.root, moments)
 
 
 def prepare(config: PrepareConfig, out: str | Path) -> Path:
