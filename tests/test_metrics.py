@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Metrics against hand computations."""
+
+import math
+
+import pytest
+import torch
+
+from physicsnemo_climax.metrics import acc, latitude_weights, rmse, weighted_mse_loss
+
+
+def test_latitude_weights_mean_one():
+    lat = torch.tensor([-60.0, 0.0, 60.0])
+    w = latitude_weights(lat)
+    # cos = 0.5, 1, 0.5 -> mean 2/3 -> weights 0.75, 1.5, 0.75
+    assert torch.allclose(w, torch.tensor([0.75, 1.5, 0.75]))
+
+
+def test_rmse_hand_values_and_per_sample_sqrt():
+    lat = torch.tensor([-60.0, 0.0, 60.0])
+    target = torch.zeros(2, 1, 3, 2)
+    pred = torch.zeros(2, 1, 3, 2)
+    pred[0, 0, 1, :] = 2.0   # error 2 on the equator row only: mse = 1.5*4/3 = 2
+    pred[1, 0] = 1.0         # error 1 everywhere: mse = 1
+    want = (math.sqrt(2.0) + 1.0) / 2  # sqrt per sample, then mean
+    assert rmse(pred, target, lat).item() == pytest.approx(want)
+    assert rmse(target, target, lat).item() == 0.0
+    assert weighted_mse_loss(pred, target, lat).item() == pytest.approx((2.0 + 1.0) / 2)
+
+
+def test_acc_known_cases():
+    torch.manual_seed(0)
+    lat = torch.linspace(-80, 80, 8)
+    clim = torch.randn(2, 8, 16)
+    target = clim + torch.randn(3, 2, 8, 16)
+    assert torch.allclose(acc(target, target, clim, lat), torch.ones(2, dtype=torch.float64))
+    # a forecast of the anomaly's opposite has ACC -1; scaling does not matter
+    assert torch.allclose(acc(clim - 3 * (target - clim), target, clim, lat), -torch.ones(2, dtype=torch.float64))
+
+
+def test_acc_equals_direct_weighted_formula():
+    torch.manual_seed(1)
+    lat = torch.linspace(-75, 75, 6)
+    clim = torch.randn(1, 6, 4)
+    pred, target = torch.randn(1, 1, 6, 4), torch.randn(1, 1, 6, 4)
+    w = torch.cos(torch.deg2rad(lat))[:, None]
+    p, t = pred[0, 0] - clim[0], target[0, 0] - clim[0]
+    p = p - (w * p).sum() / (w.sum() * 4)
+    t = t - (w * t).sum() / (w.sum() * 4)
+    want = (w * p * t).sum() / torch.sqrt((w * p * p).sum() * (w * t * t).sum())
+    assert acc(pred, target, clim, lat).item() == pytest.approx(want.item(), rel=1e-5)
