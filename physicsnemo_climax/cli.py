@@ -103,6 +103,44 @@ def _add_data_commands(commands) -> None:
     p.set_defaults(func=data_stats)
 
 
+def train(args: argparse.Namespace) -> None:
+    """Train as the composed config says (resuming its run folder)."""
+    from .config import load_config
+    from .engine.trainer import train as run_training
+
+    cfg = load_config(args.overrides)
+    print(f"run folder: {run_training(cfg)}")
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    """Scorecard of a run against persistence and climatology."""
+    from .config import load_run_config
+    from .engine.evaluation import evaluate as run_evaluation, summary
+
+    overrides = [o for o in args.overrides if not o.startswith("run_dir=")]
+    run_dir = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("run_dir=")), None)
+    if run_dir is None:
+        raise SystemExit("climax evaluate: give run_dir=<training run folder>")
+    cfg = load_run_config(run_dir, overrides)
+    table = run_evaluation(cfg)
+    print(summary(table))
+    print(f"scorecard and plots in {cfg.eval.out_dir}")
+
+
+def forecast(args: argparse.Namespace) -> None:
+    """Forecast from a NetCDF initial condition to a NetCDF file."""
+    import xarray as xr
+
+    from .engine.run import Run
+    from .forecast import forecast as run_forecast
+
+    run = Run.load(args.run)
+    with xr.open_dataset(args.input) as ic:
+        out = run_forecast(run, ic.load(), args.lead, regrid_method=args.regrid)
+    out.to_netcdf(args.output)
+    print(f"wrote {args.output}: {list(out.data_vars)} at leads {list(args.lead)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="climax", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +163,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=convert)
 
     _add_data_commands(commands)
+
+    p = commands.add_parser("train", help="train ClimaX (Hydra overrides, e.g. task=pretrain)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides of conf/config.yaml")
+    p.set_defaults(func=train)
+
+    p = commands.add_parser("evaluate", help="scorecard of a run vs persistence and climatology")
+    p.add_argument("overrides", nargs="*", help="run_dir=<run> and overrides such as eval.leads=[24,72]")
+    p.set_defaults(func=evaluate)
+
+    p = commands.add_parser("forecast", help="forecast from a NetCDF initial condition")
+    p.add_argument("--checkpoint", "--run", dest="run", required=True,
+                   help="training run folder (latest weights and the statistics)")
+    p.add_argument("--input", required=True, help="initial condition (NetCDF)")
+    p.add_argument("--lead", required=True, nargs="+", help="lead times, e.g. 24h 72h 5D")
+    p.add_argument("--output", required=True, help="output NetCDF")
+    p.add_argument("--regrid", choices=["conservative", "bilinear"],
+                   help="regrid an initial condition on another grid")
+    p.set_defaults(func=forecast)
     return parser
 
 

@@ -41,8 +41,7 @@ def write_era5(folder, years=(2000, 2001), hours=6, descending=False, lon180=Fal
     paths = []
     for year in years:
         times = pd.date_range(f"{year}-01-01", f"{year}-12-31 23:00", freq=f"{hours}h").values
-        lev = np.array(LEVELS)[None, :, None, None]
-        z = np.stack([smooth(times, lat, lon, p, 500.0, 5e4) for p in (0, 1, 2)], 1) * (1 + 0 * lev)
+        z = np.stack([smooth(times, lat, lon, p, 500.0, 5e4) for p in (0, 1, 2)], 1)
         t = np.stack([smooth(times, lat, lon, p, 10.0, 250.0) for p in (3, 4, 5)], 1)
         t2m = smooth(times, lat, lon, 6, 15.0, 285.0)
         if nan_at is not None and nan_at[0] == year:
@@ -53,6 +52,8 @@ def write_era5(folder, years=(2000, 2001), hours=6, descending=False, lon180=Fal
              "t2m": (("time", "latitude", "longitude"), t2m)},
             coords={"time": times, "level": LEVELS, "latitude": lat, "longitude": lon},
         )
+        for name, units in (("z", "m**2 s**-2"), ("t", "K"), ("t2m", "K")):
+            ds[name].attrs["units"] = units
         path = folder / f"era5_{year}.nc"
         ds.to_netcdf(path)
         paths.append(str(path))

@@ -123,8 +123,10 @@ class Preparer:
             self.catalogue.lat, self.catalogue.lon, self.lat, self.lon, config.method
         )
         self.fields = [v for v in config.variables if v != LATITUDE_FIELD]
+        self.units = {LATITUDE_FIELD: "degrees_north"}
         for name in self.fields:  # fail before any work if a variable is absent
-            self.catalogue.locate(name)
+            found = self.catalogue.locate(name)[0][0]
+            self.units[name] = found.attrs.get("units", "")
 
     # ------------------------------------------------------------------ read
     def _read(self, name: str, times: np.ndarray) -> np.ndarray:
@@ -257,6 +259,7 @@ class Preparer:
             "grid": list(self.config.grid),
             "splits": self.config.splits,
             "method": self.config.method,
+            "units": self.units,
             "inputs": self.config.inputs,
         }
         (self.work / MANIFEST).write_text(json.dumps(manifest, indent=1))

@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Process-group setup through PhysicsNeMo's ``DistributedManager``.
+
+Two fixes for CPU runs, applied here and nowhere else:
+
+* ``DistributedManager`` 2.2 derives a missing ``LOCAL_RANK`` as
+  ``rank % cuda.device_count()``, a division by zero without GPUs: it is set
+  from the rank (one process per node slot) when absent.
+* It passes ``device_id=cpu`` to ``init_process_group``, which gloo rejects
+  on torch >= 2.15: during setup the CPU ``device_id`` is dropped.
+
+torchrun, SLURM and Open MPI launches are recognised as ``DistributedManager``
+does.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import torch
+import torch.distributed as dist
+from physicsnemo.distributed import DistributedManager
+
+
+@contextmanager
+def _no_cpu_device_id():
+    original = dist.init_process_group
+
+    def init_process_group(*args, device_id=None, **kwargs):
+        if device_id is not None and torch.device(device_id).type == "cpu":
+            return original(*args, **kwargs)
+        return original(*args, device_id=device_id, **kwargs)
+
+    dist.init_process_group = init_process_group
+    try:
+        yield
+    finally:
+        dist.init_process_group = original
+
+
+def setup_distributed() -> DistributedManager:
+    """Initialise (once) and return the ``DistributedManager``."""
+    if not DistributedManager.is_initialized():
+        if "RANK" in os.environ and "LOCAL_RANK" not in os.environ and not torch.cuda.is_available():
+            os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", os.environ["RANK"])
+        with _no_cpu_device_id():
+            DistributedManager.initialize()
+    return DistributedManager()
+
+
+def all_reduce_mean(value: torch.Tensor, manager: DistributedManager) -> torch.Tensor:
+    """Mean of a tensor over ranks (identity on one process)."""
+    if manager.distributed and manager.world_size > 1:
+        value = value.clone()
+        dist.all_reduce(value)
+        value /= manager.world_size
+    return value

@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Forecasts longer than one model step: iterate the model on its own output."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..models.variables import CONSTANTS
+
+
+def lead_plan(lead_hours: float, max_step_hours: float, data_step_hours: float) -> list[float]:
+    """Split a lead into model steps of at most ``max_step_hours`` (the longest first).
+
+    Raises
+    ------
+    ValueError
+        If the lead is not a positive multiple of the data step.
+    """
+    ratio = lead_hours / data_step_hours
+    if lead_hours <= 0 or abs(ratio - round(ratio)) > 1e-9:
+        raise ValueError(f"lead {lead_hours} h is not a positive multiple of the {data_step_hours} h data step")
+    plan, left = [], lead_hours
+    while left > 1e-9:
+        step = min(max_step_hours, left)
+        step = data_step_hours * (step // data_step_hours)
+        plan.append(step)
+        left -= step
+    return plan
+
+
+def forecast_steps(
+    model,
+    x: torch.Tensor,
+    variables: Sequence[str],
+    out_variables: Sequence[str],
+    steps_hours: Sequence[float],
+) -> list[torch.Tensor]:
+    """Apply the model along ``steps_hours``, feeding each prediction back.
+
+    Intermediate steps predict every input variable except the constant
+    fields (which are carried over); the returned list holds the
+    ``out_variables`` after each step, ``[B, V_out, H, W]`` each.
+
+    Raises
+    ------
+    ValueError
+        If several steps are asked for and an output variable is not an input.
+    """
+    variables, out_variables = list(variables), list(out_variables)
+    dynamic = [v for v in variables if v not in CONSTANTS]
+    if len(steps_hours) > 1 and not set(out_variables) <= set(variables):
+        raise ValueError(f"iterating needs the outputs among the inputs; {out_variables} vs {variables}")
+    outputs, state = [], x
+    b = x.shape[0]
+    for k, hours in enumerate(steps_hours):
+        lead = torch.full((b,), float(hours), device=x.device)
+        if len(steps_hours) == 1:
+            return [model(state, lead, variables, out_variables)]
+        predicted = model(state, lead, variables, dynamic)
+        state = state.clone()
+        state[:, [variables.index(v) for v in dynamic]] = predicted.to(state.dtype)
+        outputs.append(state[:, [variables.index(v) for v in out_variables]])
+    return outputs

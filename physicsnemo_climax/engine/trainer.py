@@ -1,0 +1,393 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The one training engine behind every ClimaX task.
+
+Tasks (pretraining with random leads on several sources, global, regional
+and rollout fine-tuning) differ only in their Hydra config (``conf/task``);
+this module reads the config, builds data, model and optimizer, and runs a
+single loop: forward, latitude-weighted MSE, backward with accumulation and
+clipping, scheduler step, periodic validation and atomic checkpoints, and
+resumes from the last checkpoint of its run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
+
+from ..data import ClimaXShardReader, ForecastBatches, ShardStore, StoreError, make_loader
+from ..metrics import rmse, weighted_mse_loss
+from ..models import ClimaX
+from ..models.variables import CONSTANTS
+from . import checkpointing, fast_paths
+from .distributed import all_reduce_mean, setup_distributed
+from .run import RUN_INFO
+
+
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; raised before training starts."""
+
+
+def config_error(key: str, value, why) -> ConfigError:
+    return ConfigError(f"{key}={value!r}: {why}")
+
+
+# ---------------------------------------------------------------- building
+def build_sources(cfg: DictConfig, split: str) -> list[ClimaXShardReader]:
+    """Readers of the task's sources: ``data`` and, for pretraining, ``data.extra_sources``."""
+    task = cfg.task
+    specs = [cfg.data] + list(cfg.data.get("extra_sources") or [])
+    readers = []
+    for i, spec in enumerate(specs):
+        key = "data" if i == 0 else f"data.extra_sources[{i - 1}]"
+        try:
+            variables = list(spec.variables) if spec.get("variables") else None
+            out_variables = list(spec.out_variables) if spec.get("out_variables") else None
+            if out_variables is None:  # every non-constant input (needed for rollouts)
+                inputs = variables or ShardStore(spec.root, spec.get("hours_per_step")).variables(split)
+                out_variables = [v for v in inputs if v not in CONSTANTS]
+            readers.append(ClimaXShardReader(
+                spec.root, split, variables=variables, out_variables=out_variables,
+                lead_hours=task.lead_hours,
+                lead_range=tuple(task.lead_range or (6, 168)),
+                lead_step=task.lead_step,
+                rollout_steps=task.rollout_steps,
+                hours_per_step=spec.get("hours_per_step"),
+            ))
+        except StoreError as err:  # names the store and the variables
+            raise ConfigError(f"{key}: {err}") from err
+        except ValueError as err:
+            raise ConfigError(
+                f"task.lead_hours={task.lead_hours}, task.lead_range={list(task.lead_range or [])}, "
+                f"task.rollout_steps={task.rollout_steps}: {err}") from err
+    return readers
+
+
+def model_variables(readers: list[ClimaXShardReader]) -> list[str]:
+    """All variables of all sources, in first-seen order."""
+    return list(dict.fromkeys(v for r in readers for v in r.variables + r.out_variables))
+
+
+def build_model(cfg: DictConfig, readers: list[ClimaXShardReader]) -> ClimaX:
+    """ClimaX for the data's grid and variables, optionally initialised from ``cfg.init``."""
+    store = readers[0].store
+    args = OmegaConf.to_container(cfg.model, resolve=True)
+    args.pop("_target_", None)
+    args.update(variables=model_variables(readers), img_size=list(store.grid),
+                lat=store.lat.tolist(), lon=store.lon.tolist())
+    if cfg.get("init"):
+        return load_pretrained(str(cfg.init), args)
+    return ClimaX(**args)
+
+
+def load_pretrained(path: str, args: dict) -> ClimaX:
+    """A model with ``args`` holding the weights of an ``.mdlus`` or an official ``.ckpt``.
+
+    Variables the checkpoint lacks keep their fresh initialisation (their
+    token embeddings, variable embeddings and head rows); everything else
+    must fit, or the mismatched keys are listed.
+    """
+    from physicsnemo.core import Module
+
+    model = ClimaX(**args)
+    if path.endswith(".mdlus"):
+        source = Module.from_checkpoint(path)
+    else:
+        source = ClimaX.from_official_checkpoint(path, num_heads=args.get("num_heads", 16))
+    shared = [v for v in model.variables if v in source.variables]
+    if not shared:
+        raise ConfigError(f"init={path}: no variable in common with the data ({model.variables})")
+    state = source.state_dict()
+    own = model.state_dict()
+    new_ids = [model.variables.index(v) for v in shared]
+    old_ids = [source.variables.index(v) for v in shared]
+    for i, j in zip(new_ids, old_ids):
+        for part in ("weight", "bias"):
+            own[f"token_embeds.{i}.proj.{part}"] = state[f"token_embeds.{j}.proj.{part}"]
+    own["var_embed"][:, new_ids] = state["var_embed"][:, old_ids]
+    last = f"head.{len(model.head) - 1}"
+    p2 = model.patch_size**2
+    for part in ("weight", "bias"):
+        mine = own[f"{last}.{part}"].reshape(p2, len(model.variables), -1)
+        theirs = state[f"{last}.{part}"].reshape(p2, len(source.variables), -1)
+        mine[:, new_ids] = theirs[:, old_ids]
+        own[f"{last}.{part}"] = mine.reshape(own[f"{last}.{part}"].shape)
+    skip = ("token_embeds.", "var_embed", f"{last}.")
+    misfit = {k: (tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
+              if not k.startswith(skip) and k in own and k != "pos_embed" and v.shape != own[k].shape}
+    missing = [k for k in own if not k.startswith(skip) and k not in state]
+    if misfit or missing:
+        raise ValueError(f"init={path} does not fit the configured model: mis-shaped "
+                         f"(checkpoint, model) {misfit}, missing {missing}")
+    own.update({k: v for k, v in state.items() if not k.startswith(skip)})
+    model.load_state_dict(own)  # resamples pos_embed for another grid
+    return model
+
+
+def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader]) -> None:
+    """Errors naming key and value, before any training step."""
+    t = cfg.train
+    for key in ("steps", "batch_size", "grad_accum"):
+        if t[key] < 1:
+            raise config_error(f"train.{key}", t[key], "must be >= 1")
+    if t.precision not in fast_paths.PRECISIONS:
+        raise config_error("train.precision", t.precision, f"choose from {list(fast_paths.PRECISIONS)}")
+    if cfg.task.region is not None:
+        try:
+            model.select_region(cfg.task.region if isinstance(cfg.task.region, str)
+                                else tuple(cfg.task.region))
+        except (KeyError, ValueError) as err:
+            raise config_error("task.region", cfg.task.region, err) from err
+    for reader in readers:
+        unknown = [v for v in reader.out_variables if v not in model.variables]
+        if unknown:
+            raise config_error("data.out_variables", unknown, "not variables of the model")
+    if cfg.task.rollout_steps > 1:
+        for reader in readers:
+            if not set(reader.out_variables) >= {v for v in reader.variables if v not in CONSTANTS}:
+                raise config_error("data.out_variables", reader.out_variables,
+                                   "rollout training feeds predictions back: predict every non-constant input")
+
+
+def write_run_info(run_dir: Path, cfg: DictConfig, readers: list[ClimaXShardReader], model: ClimaX) -> None:
+    """What evaluation and the forecast API need besides the weights."""
+    store = readers[0].store
+    names = model.variables
+    stats = {}
+    for reader in readers:
+        for v, m, s in zip(reader.variables, *reader.stats["x"]):
+            stats[v] = {"mean": float(m), "std": float(s)}
+        for v, m, s in zip(reader.out_variables, *reader.stats["y"]):
+            stats[v] = {"mean": float(m), "std": float(s)}
+    info = {
+        "variables": readers[0].variables, "out_variables": readers[0].out_variables,
+        "model_variables": names, "statistics": stats,
+        "units": (store.manifest or {}).get("units", {}),
+        "lat": store.lat.tolist(), "lon": store.lon.tolist(),
+        "hours_per_step": store.hours_per_step,
+        "lead_hours": cfg.task.lead_hours,
+        "max_lead_hours": cfg.task.lead_hours or max(cfg.task.lead_range),
+        "data_root": str(store.root), "region": OmegaConf.to_object(cfg.task).get("region"),
+    }
+    (run_dir / RUN_INFO).write_text(json.dumps(info, indent=1))
+
+
+# ---------------------------------------------------------------- the loop
+def _region_crop(model: ClimaX, region):
+    """Function cropping targets and latitudes to the task's region (identity if global)."""
+    if region is None:
+        return (lambda y: y), torch.as_tensor(model.lat, dtype=torch.float32)
+    selection = model.select_region(region if isinstance(region, str) else tuple(region))
+    rows, cols = selection.pixel_index(model.patch_size)
+    lat = torch.as_tensor(model.lat, dtype=torch.float32)[rows]
+    return (lambda y: y[..., rows.to(y.device), :][..., cols.to(y.device)]), lat
+
+
+def forecast_loss(model, batch, lat, crop, region) -> torch.Tensor:
+    """Latitude-weighted MSE; rollout targets ``[B, S, V, H, W]`` are chained."""
+    if batch.y.ndim == 4:
+        pred = model(batch.x, batch.lead_time, batch.variables, batch.out_variables, region=region)
+        return weighted_mse_loss(pred, crop(batch.y), lat)
+    loss, state = 0.0, batch.x
+    dynamic = [batch.variables.index(v) for v in batch.out_variables]
+    for k in range(batch.y.shape[1]):
+        pred = model(state, batch.lead_time, batch.variables, batch.out_variables)
+        loss = loss + weighted_mse_loss(pred, batch.y[:, k], lat)
+        state = state.clone()
+        state[:, dynamic] = pred.to(state.dtype)
+    return loss / batch.y.shape[1]
+
+
+def train(cfg: DictConfig) -> Path:
+    """Run (or resume) the training the config describes; returns the run folder."""
+    return fit(cfg)[0]
+
+
+def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
+    """:func:`train`, also returning this rank's trained model."""
+    manager = setup_distributed()
+    device, rank, world = manager.device, manager.rank, manager.world_size
+    logger = RankZeroLoggingWrapper(PythonLogger("climax.train"), manager)
+    t = cfg.train
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(cfg.seed + rank)
+
+    readers = build_sources(cfg, "train")
+    val_readers = build_sources(cfg, "val") if cfg.data.get("val", True) else []
+    model = build_model(cfg, readers)
+    check_config(cfg, model, readers)
+    region = cfg.task.region if cfg.task.region is None or isinstance(cfg.task.region, str) else tuple(cfg.task.region)
+    crop, lat = _region_crop(model, region)
+    lat = lat.to(device)
+
+    fused = fast_paths.resolve_fused(t.fused)
+    model.to(device)
+    if fused == "apex":
+        fast_paths.use_fused_layer_norm(model)
+    if t.grad_checkpointing:
+        model.set_grad_checkpointing()
+    run_dir = Path(cfg.run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_run_info(run_dir, cfg, readers, model)
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+
+    optimizer = fast_paths.build_optimizer(model, t.lr, t.weight_decay, t.betas, fused)
+    scheduler = fast_paths.build_scheduler(optimizer, t.warmup_steps, t.steps, t.min_lr_ratio)
+    scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
+    step, meta = checkpointing.load(ckpt_dir, model, optimizer, scheduler, scaler, device) if t.resume else (0, {})
+    if step:
+        logger.info(f"resumed from step {step} in {ckpt_dir}")
+
+    net = model
+    if world > 1:
+        if t.fsdp:
+            from torch.distributed.fsdp import fully_shard
+
+            for block in model.blocks:
+                fully_shard(block)
+            net = fully_shard(model)
+        else:
+            net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+    if t.compile:
+        net = torch.compile(net)
+    logger.info(fast_paths.describe(fused, t.precision, device, t.compile))
+
+    batches = ForecastBatches(readers, t.batch_size, rank, world, seed=cfg.seed)
+    epoch, position = meta.get("epoch", 0), meta.get("position", 0)
+    metrics = MetricSink(run_dir, t.tensorboard, t.mlflow) if rank == 0 else None
+    progress = _progress(t.steps, step, rank == 0 and t.progress)
+    last_good = step
+
+    while step < t.steps:
+        batches.set_epoch(epoch)
+        loader = make_loader(batches, t.num_workers, t.loader)
+        accumulated, start = 0, time.perf_counter()
+        for i, batch in enumerate(loader):
+            if i < position:  # resumed mid-epoch: skip what was already trained on
+                continue
+            batch = batch.to(device)
+            sync = nullcontext() if accumulated + 1 == t.grad_accum or not hasattr(net, "no_sync") else net.no_sync()
+            with sync, fast_paths.autocast(device, t.precision):
+                loss = forecast_loss(net, batch, lat, crop, region) / t.grad_accum
+            scaler.scale(loss).backward()
+            accumulated += 1
+            if accumulated < t.grad_accum:
+                continue
+            loss_value = all_reduce_mean(loss.detach() * t.grad_accum, manager).item()
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(
+                    f"loss is {loss_value} at step {step + 1}; stopping. The last good checkpoint "
+                    f"(step {last_good}) is in {ckpt_dir}")
+            scaler.unscale_(optimizer)
+            if t.clip_grad:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), t.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            step, accumulated, position = step + 1, 0, i + 1
+            if progress is not None:
+                seconds = time.perf_counter() - start
+                progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
+                                     samples_s=f"{t.batch_size * t.grad_accum * world / max(seconds, 1e-9):.1f}")
+                progress.update(1)
+                start = time.perf_counter()
+            if metrics is not None and (step % t.log_every == 0 or step == t.steps):
+                metrics.log({"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}, step)
+            if val_readers and (step % t.val_every == 0 or step == t.steps):
+                scores = validate(net, val_readers, t, device, cfg.seed, lat, crop, region, manager)
+                logger.info(f"step {step} validation: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
+                if metrics is not None:
+                    metrics.log({f"val/{k}": v for k, v in scores.items()}, step)
+            if step % t.ckpt_every == 0 or step == t.steps:
+                if rank == 0:
+                    checkpointing.save(ckpt_dir, model, optimizer, scheduler, scaler, step,
+                                       {"epoch": epoch, "position": position}, keep=t.keep_checkpoints)
+                last_good = step
+            if step >= t.steps:
+                break
+        else:
+            epoch, position = epoch + 1, 0
+    if progress is not None:
+        progress.close()
+    if metrics is not None:
+        metrics.close()
+    if world > 1:
+        torch.distributed.barrier()
+    return run_dir, model
+
+
+@torch.no_grad()
+def validate(net, readers, t, device, seed, lat, crop, region, manager) -> dict[str, float]:
+    """Validation loss and RMSE (normalized units) of each output variable, over ``t.val_batches``."""
+    net.eval()
+    batches = ForecastBatches(readers, t.batch_size, manager.rank, manager.world_size, seed=seed,
+                              shuffle=False, even=True)
+    totals: dict[str, float] = {}
+    count = 0
+    for i, batch in enumerate(make_loader(batches, t.num_workers, t.loader)):
+        if i >= t.val_batches:
+            break
+        batch = batch.to(device)
+        with fast_paths.autocast(device, t.precision):
+            totals["loss"] = totals.get("loss", 0.0) + forecast_loss(net, batch, lat, crop, region).item()
+            if batch.y.ndim == 4:
+                pred = net(batch.x, batch.lead_time, batch.variables, batch.out_variables, region=region)
+                for v, score in zip(batch.out_variables, rmse(pred.float(), crop(batch.y), lat)):
+                    totals[f"rmse/{v}"] = totals.get(f"rmse/{v}", 0.0) + score.item()
+        count += 1
+    net.train()
+    return {k: all_reduce_mean(torch.tensor(v / max(count, 1)), manager).item() for k, v in totals.items()}
+
+
+def _progress(total: int, done: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="train", unit="step", dynamic_ncols=True)
+
+
+class MetricSink:
+    """Scalars to ``metrics.csv`` and, optionally, TensorBoard and MLflow (rank 0 only)."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool, mlflow: bool):
+        self.csv = open(run_dir / "metrics.csv", "a")
+        self.writer = self.mlflow = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        if mlflow:
+            import mlflow as mlflow_module
+
+            mlflow_module.start_run(run_name=run_dir.name)
+            self.mlflow = mlflow_module
+
+    def log(self, scores: dict[str, float], step: int) -> None:
+        for key, value in scores.items():
+            self.csv.write(f"{step},{key},{value:.8g}\n")
+            if self.writer is not None:
+                self.writer.add_scalar(key, value, step)
+            if self.mlflow is not None:
+                self.mlflow.log_metric(key.replace("/", "_"), value, step=step)
+
+    def close(self) -> None:
+        self.csv.close()
+        if self.writer is not None:
+            self.writer.close()
+        if self.mlflow is not None:
+            self.mlflow.end_run()

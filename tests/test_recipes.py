@@ -1,0 +1,219 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The training engine, evaluation and forecast API on a tiny synthetic store."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+from era5_files import write_era5
+from physicsnemo.core import Module
+
+from physicsnemo_climax.config import load_config, load_run_config
+from physicsnemo_climax.data import PrepareConfig, ShardStore, prepare
+from physicsnemo_climax.engine import checkpointing, trainer
+from physicsnemo_climax.engine.evaluation import evaluate
+from physicsnemo_climax.engine.run import Run
+from physicsnemo_climax.engine.trainer import ConfigError, train
+from physicsnemo_climax.forecast import forecast
+
+VARS = ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    files = write_era5(tmp_path_factory.mktemp("raw"), years=(2000, 2001))
+    return prepare(PrepareConfig(files, VARS, {"train": 2000, "val": 2001, "test": 2001},
+                                 grid=(8, 16), shards_per_year=2), tmp_path_factory.mktemp("s") / "store")
+
+
+def config(store, run_dir, *overrides):
+    return load_config([f"data.root={store}", f"run_dir={run_dir}", "model.embed_dim=32",
+                        "model.depth=1", "model.num_heads=4", "train.batch_size=8", "train.steps=6",
+                        "train.warmup_steps=2", "train.val_every=3", "train.ckpt_every=3",
+                        "train.progress=false", "train.num_workers=0", *overrides])
+
+
+def losses(run_dir):
+    rows = pd.read_csv(Path(run_dir) / "metrics.csv", names=["step", "key", "value"])
+    return rows[rows.key == "train/loss"].value.to_numpy()
+
+
+@pytest.mark.parametrize("task", ["pretrain", "finetune_global", "finetune_regional", "finetune_rollout"])
+def test_each_task_runs(store, tmp_path, task):
+    run = train(config(store, tmp_path / task, f"task={task}", "task.lead_hours=12"
+                       if task != "pretrain" else "task.lead_range=[6,24]"))
+    assert checkpointing.checkpoint_steps(run / "checkpoints") == [3, 6]
+    info = json.loads((run / "run.json").read_text())
+    assert info["out_variables"] == ["2m_temperature", "geopotential_500", "temperature_850"]
+    assert np.isfinite(losses(run)).all()
+
+
+def test_pretrain_on_two_sources_with_different_variables(store, tmp_path):
+    cfg = config(store, tmp_path / "run", "task=pretrain", "task.lead_range=[6,24]",
+                 "data.variables=[2m_temperature,land_sea_mask]", "data.out_variables=[2m_temperature]",
+                 f"+data.extra_sources=[{{root: {store}, variables: [geopotential_500, temperature_850]}}]")
+    run = train(cfg)
+    model = Module.from_checkpoint(str(checkpointing.model_file(run / "checkpoints")))
+    assert model.variables == ["2m_temperature", "land_sea_mask", "geopotential_500", "temperature_850"]
+
+
+def test_loss_decreases_on_learnable_toy(store, tmp_path):
+    run = train(config(store, tmp_path / "run", "task=finetune_global", "task.lead_hours=6",
+                       "train.steps=80", "train.lr=2e-3", "train.log_every=1", "train.val_every=1000",
+                       "train.ckpt_every=1000", "model.embed_dim=64"))
+    history = losses(run)
+    assert history[-10:].mean() < 0.5 * history[:5].mean()
+
+
+def test_kill_and_resume_gives_the_same_weights(store, tmp_path, monkeypatch):
+    common = ["task=finetune_global", "task.lead_hours=6", "train.steps=8", "train.ckpt_every=2",
+              "model.drop_rate=0.1", "train.num_workers=2", "train.val_every=100"]
+    straight = train(config(store, tmp_path / "a", *common))
+
+    original, calls = trainer.forecast_loss, []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 6:  # during step 6, after the checkpoint of step 4
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "forecast_loss", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(store, tmp_path / "b", *common))
+    monkeypatch.setattr(trainer, "forecast_loss", original)
+    assert checkpointing.checkpoint_steps(tmp_path / "b" / "checkpoints")[-1] == 4
+    resumed = train(config(store, tmp_path / "b", *common))
+    a = Module.from_checkpoint(str(checkpointing.model_file(straight / "checkpoints"))).state_dict()
+    b = Module.from_checkpoint(str(checkpointing.model_file(resumed / "checkpoints"))).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_evaluate_scorecard_and_plots(store, tmp_path):
+    run = train(config(store, tmp_path / "run", "task=quickstart", "task.lead_range=[6,24]"))
+    cfg = load_run_config(run, ["eval.leads=[6,24,48]", "eval.max_samples=12", "eval.batch_size=5"])
+    table = evaluate(cfg)
+    assert set(table.method) == {"model", "persistence", "climatology"}
+    assert set(table.lead_hours) == {6.0, 24.0, 48.0}
+    assert set(table.variable) == {"2m_temperature", "geopotential_500", "temperature_850"}
+    out = Path(cfg.eval.out_dir)
+    assert {"scorecard.csv", "scorecard.json", "scores.png", "case.png"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "scorecard.json").read_text())["modes"]["48.0"].startswith("rollout")
+    # persistence at 6 h equals a direct computation on the store
+    st = ShardStore(store)
+    persistence = table[(table.method == "persistence") & (table.lead_hours == 6.0)
+                        & (table.variable == "2m_temperature")].rmse.item()
+    assert persistence == pytest.approx(_persistence_rmse(st, 12, 48 // 6, "2m_temperature"), rel=1e-5)
+
+
+def _persistence_rmse(st, samples, horizon_steps, var):
+    """Mean over the evaluation's initial times of the 6 h persistence RMSE."""
+    from physicsnemo_climax.engine.evaluation import initial_conditions
+
+    inits = initial_conditions(st, "test", horizon_steps, samples)
+    shards = st.shards("test")
+    w = np.cos(np.deg2rad(st.lat))[:, None]
+    w = w / w.mean()
+    values = []
+    for s, t in inits:
+        arr = np.asarray(shards[s].array(var)).astype(np.float64)
+        values.append(np.sqrt(((arr[t, 0] - arr[t + 1, 0]) ** 2 * w).mean()))
+    return float(np.mean(values))
+
+
+def test_forecast_api_coordinates_units_and_rollout(store, tmp_path):
+    run_dir = train(config(store, tmp_path / "run", "task=finetune_global", "task.lead_hours=12"))
+    run = Run.load(run_dir)
+    shard = ShardStore(store).shards("test")[0]
+    lat, lon = ShardStore(store).lat, ShardStore(store).lon
+    ic = xr.Dataset({v: (("time", "lat", "lon"), np.asarray(shard.array(v))[:2, 0]) for v in VARS},
+                    coords={"time": pd.date_range("2001-01-01", periods=2, freq="6h"), "lat": lat, "lon": lon})
+    out = forecast(run, ic, lead_times=["12h", "36h"])
+    assert out["geopotential_500"].dims == ("time", "lead_time", "lat", "lon")
+    assert out["geopotential_500"].shape == (2, 2, 8, 16)
+    assert out["geopotential_500"].attrs["units"] == "m**2 s**-2"
+    assert list(out.lead_time.values) == list(pd.to_timedelta([12, 36], unit="h"))
+    assert out.valid_time.values[1, 1] == np.datetime64("2001-01-01T06") + np.timedelta64(36, "h")
+    # 36 h from a 12 h model is three chained steps: equal to feeding it back by hand
+    state = ic
+    for _ in range(3):
+        step = forecast(run, state, ["12h"]).isel(lead_time=0).drop_vars(["lead_time", "valid_time"])
+        state = step.assign(land_sea_mask=ic.land_sea_mask)
+    for v in ["geopotential_500", "temperature_850"]:
+        assert np.allclose(state[v].values, out[v].values[:, 1], rtol=1e-5)
+    with pytest.raises(ValueError, match="multiple of the run's 12"):
+        forecast(run, ic, ["18h"])
+    with pytest.raises(KeyError, match="temperature_850"):
+        forecast(run, ic.drop_vars("temperature_850"), ["12h"])
+    coarse = ic.isel(lat=slice(0, None, 2), lon=slice(0, None, 2))
+    with pytest.raises(ValueError, match="grid"):
+        forecast(run, coarse, ["12h"])
+    assert forecast(run, coarse, ["12h"], regrid_method="bilinear")["geopotential_500"].shape == (2, 1, 8, 16)
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("override, match", [
+    ("data.variables=[2m_temperature,rain]", "rain"),
+    ("task.lead_hours=9", "lead_hours=9"),
+    ("task.region=[80,89,0,10]", "task.region"),
+    ("train.batch_size=0", "train.batch_size=0"),
+    ("data.out_variables=[snow]", "snow"),
+])
+def test_config_errors_before_training(store, tmp_path, override, match):
+    with pytest.raises((ConfigError, KeyError), match=match):
+        train(config(store, tmp_path / "run", "task=finetune_global", override))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, monkeypatch):
+    original, calls = trainer.forecast_loss, []
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        loss = original(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 5 else loss
+
+    monkeypatch.setattr(trainer, "forecast_loss", poisoned)
+    with pytest.raises(FloatingPointError, match="at step 5.*step 3"):
+        train(config(store, tmp_path / "run", "task=finetune_global", "train.val_every=100"))
+    assert checkpointing.checkpoint_steps(tmp_path / "run" / "checkpoints") == [3]
+
+
+def test_incompatible_checkpoint_lists_keys(store, tmp_path):
+    train(config(store, tmp_path / "run", "task=finetune_global"))
+    with pytest.raises(ValueError, match="does not fit"):
+        train(config(store, tmp_path / "run", "task=finetune_global", "model.embed_dim=48",
+                     "train.steps=9"))
+
+
+def test_init_from_mdlus_transfers_weights(store, tmp_path):
+    first = train(config(store, tmp_path / "a", "task=finetune_global"))
+    source = checkpointing.model_file(first / "checkpoints")
+    second = train(config(store, tmp_path / "b", "task=finetune_global", f"init={source}",
+                          "data.variables=[geopotential_500,2m_temperature]", "train.steps=1"))
+    a = Module.from_checkpoint(str(source))
+    b = Module.from_checkpoint(str(checkpointing.model_file(second / "checkpoints", 1)))
+    # one step of AdamW moves every weight by about lr; the init is the starting point
+    assert torch.allclose(a.blocks[0].attn.qkv.weight, b.blocks[0].attn.qkv.weight, atol=2e-3)
+    i, j = b.variables.index("2m_temperature"), a.variables.index("2m_temperature")
+    assert torch.allclose(b.token_embeds[i].proj.weight, a.token_embeds[j].proj.weight, atol=2e-3)
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_keeps_ranks_identical(store, tmp_path):
+    script = Path(__file__).with_name("ddp_train.py")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+           str(script), str(store), str(tmp_path / "run")]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / "run" / f"params_rank{r}.pt") for r in range(2)]
+    assert torch.equal(ranks[0], ranks[1])
+    assert checkpointing.checkpoint_steps(tmp_path / "run" / "checkpoints") == [3, 6]
