@@ -73,6 +73,56 @@ def data_stats(args: argparse.Namespace) -> None:
     print(f"wrote statistics of {args.store}")
 
 
+def data_simulate(args: argparse.Namespace) -> None:
+    """Run the Held-Suarez simulation (cached) and optionally prepare a store from it."""
+    from .data.simulate import write_simulation
+
+    raw = write_simulation(args.out, args.days, args.spinup_days, args.seed, tiny=args.tiny)
+    print(f"simulation in {raw}")
+    if args.prepare:
+        print(f"wrote {prepare_simulation(raw, args.prepare, args.splits)}")
+
+
+def prepare_simulation(raw_dir, store, splits: dict | None = None):
+    """A store from a simulation folder (all its variables, ClimaX 5.625 deg grid)."""
+    from .data import PrepareConfig, prepare
+    from .data.simulate import LEVELS_HPA, SURFACE, UPPER_AIR
+
+    variables = [f"{n}_{level}" for n in UPPER_AIR for level in LEVELS_HPA] + list(SURFACE)
+    splits = splits or {"train": "2000-01-01:2000-09-30", "val": "2000-10-01:2000-10-31",
+                        "test": "2000-11-01:2000-12-31"}
+    config = PrepareConfig(inputs=[f"{raw_dir}/*/*.nc"], variables=variables, splits=dict(splits),
+                           grid=(32, 64), hours_per_step=6, shards_per_year=1)
+    return prepare(config, store)
+
+
+def quickstart(args: argparse.Namespace) -> None:
+    """Simulate (cached), prepare, train a small ClimaX, evaluate, print the scorecard."""
+    from pathlib import Path
+
+    from .config import load_config
+    from .data.simulate import write_simulation
+    from .engine.evaluation import evaluate as run_evaluation, summary
+    from .engine.trainer import train as run_training
+
+    cfg = load_config(args.overrides, name="quickstart")
+    sim, store = cfg.simulation, Path(cfg.data.root)
+    if not (store / "store.json").exists():
+        raw = write_simulation(sim.raw_dir, sim.days, sim.spinup_days, sim.seed)
+        prepare_simulation(raw, store, sim.splits)
+    print(f"data: {store}")
+    run_dir = run_training(cfg)
+    table = run_evaluation(cfg)
+    print(summary(table))
+    rmse = table.set_index(["variable", "lead_hours", "method"]).rmse
+    for var in ("geopotential_500", "temperature_850"):
+        if (var, 24.0, "model") in rmse:
+            model, persistence = rmse[(var, 24.0, "model")], rmse[(var, 24.0, "persistence")]
+            verdict = "beats" if model < persistence else "does NOT beat"
+            print(f"{var} at 24 h: model RMSE {model:.4g} {verdict} persistence {persistence:.4g}")
+    print(f"run folder {run_dir}; scorecard and plots in {cfg.eval.out_dir}")
+
+
 def _add_data_commands(commands) -> None:
     data = commands.add_parser("data", help="prepare and inspect weather data").add_subparsers(
         dest="data_command", required=True)
@@ -96,6 +146,15 @@ def _add_data_commands(commands) -> None:
     p.add_argument("--nan-policy", choices=["raise", "fill"], default="raise")
     p.add_argument("--day-of-year", action="store_true", help="also day-of-year climatology")
     p.set_defaults(func=data_prepare)
+
+    p = data.add_parser("simulate", help="the embedded Held-Suarez dataset (cached)")
+    p.add_argument("--out", default="data/held_suarez_raw", help="simulation folder")
+    p.add_argument("--days", type=float, help="recorded days (default of the simulator)")
+    p.add_argument("--spinup-days", type=float, help="spin-up days (default >= 60)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tiny", action="store_true", help="seconds-long setting for tests")
+    p.add_argument("--prepare", metavar="STORE", help="also prepare a shard store from it")
+    p.set_defaults(func=data_simulate, splits=None)
 
     p = data.add_parser("stats", help="(re)compute normalization statistics and climatology")
     p.add_argument("store")
@@ -163,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=convert)
 
     _add_data_commands(commands)
+
+    p = commands.add_parser("quickstart", help="the main job: simulate, train, evaluate (CPU, minutes)")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides of conf/quickstart.yaml")
+    p.set_defaults(func=quickstart)
 
     p = commands.add_parser("train", help="train ClimaX (Hydra overrides, e.g. task=pretrain)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides of conf/config.yaml")

@@ -47,7 +47,7 @@ def test_layout_and_manifest(store):
     assert sum(s.steps for s in shards) == 366 * 4  # 2000 is a leap year, 6-hourly
     assert np.asarray(shards[0].array("geopotential_500")).shape == (shards[0].steps, 1, 4, 8)
     manifest = json.loads((store / "store.json").read_text())
-    assert manifest["splits"] == {"train": [2000], "test": [2001]}
+    assert manifest["splits"] == {"train": [["2000-01-01", "2001-01-01"]], "test": [["2001-01-01", "2002-01-01"]]}
     assert not list(store.glob("*/.*"))  # no markers or temporaries left
 
 
@@ -253,3 +253,25 @@ def test_cli_prepare_and_stats(era5, tmp_path, capsys):
     again = np.load(out / "test" / "climatology_doy.npz")["2m_temperature"]
     assert np.allclose(again, doy, rtol=1e-6, equal_nan=True)
     assert "wrote statistics" in capsys.readouterr().out
+
+
+def test_date_range_splits_within_a_year(era5, tmp_path):
+    from physicsnemo_climax.data.preparation import parse_periods
+
+    assert parse_periods("2000-11-01:2001-01-31") == [["2000-11-01", "2001-01-01"], ["2001-01-01", "2001-02-01"]]
+    assert parse_periods([1999, "2000-2001"])[0] == ["1999-01-01", "2000-01-01"]
+    out = prepare(config(era5, variables=["2m_temperature"], shards_per_year=1, day_of_year_climatology=True,
+                         splits={"train": "2000-01-01:2000-09-30", "test": "2000-10-01:2000-12-31"}),
+                  tmp_path / "s")
+    st = ShardStore(out)
+    assert st.shards("train")[0].steps == 274 * 4 and st.shards("test")[0].steps == 92 * 4
+    doy = np.load(out / "test" / "climatology_doy.npz")["2m_temperature"]
+    assert np.isnan(doy[0]).all() and np.isfinite(doy[274]).all()  # 1 Oct 2000 is day 275
+    from physicsnemo_climax.data.preparation import compute_statistics
+
+    (out / "test" / "climatology_doy.npz").unlink()
+    compute_statistics(out, day_of_year=True)
+    again = np.load(out / "test" / "climatology_doy.npz")["2m_temperature"]
+    assert np.allclose(again, doy, equal_nan=True, rtol=1e-6)
+    with pytest.raises(ValueError, match="one period per calendar year"):
+        config(era5, splits={"train": ["2000-01-01:2000-02-01", "2000-03-01:2000-04-01"]})

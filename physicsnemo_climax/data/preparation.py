@@ -30,18 +30,32 @@ logger = logging.getLogger(__name__)
 LATITUDE_FIELD = "lattitude"
 
 
-def parse_years(spec) -> list[int]:
-    """``"1979-2015"``, ``2016``, ``[2017, "2018-2019"]`` -> sorted list of years."""
+def parse_periods(spec) -> list[list[str]]:
+    """Split periods, each within one calendar year, as ``[start, end)`` ISO dates.
+
+    Years (``"1979-2015"``, ``2016``) or date ranges with inclusive ends
+    (``"2000-01-01:2000-09-30"``), alone or in a list.
+    """
     items = spec if isinstance(spec, (list, tuple)) else [spec]
-    years: list[int] = []
+    periods: list[tuple[np.datetime64, np.datetime64]] = []
     for item in items:
         text = str(item)
-        if "-" in text:
-            lo, hi = (int(v) for v in text.split("-"))
-            years += range(lo, hi + 1)
+        if ":" in text:
+            lo, hi = (np.datetime64(v.strip(), "D") for v in text.split(":"))
+            hi = hi + np.timedelta64(1, "D")
+            if hi <= lo:
+                raise ValueError(f"empty date range {text!r}")
+            while lo < hi:  # cut at year boundaries
+                next_year = (lo.astype("datetime64[Y]") + 1).astype("datetime64[D]")
+                periods.append((lo, min(hi, next_year)))
+                lo = min(hi, next_year)
+        elif "-" in text:
+            first, last = (int(v) for v in text.split("-"))
+            periods += [(np.datetime64(f"{y}-01-01"), np.datetime64(f"{y + 1}-01-01")) for y in range(first, last + 1)]
         else:
-            years.append(int(text))
-    return sorted(set(years))
+            y = int(text)
+            periods.append((np.datetime64(f"{y}-01-01"), np.datetime64(f"{y + 1}-01-01")))
+    return [[str(lo), str(hi)] for lo, hi in sorted(set(periods))]
 
 
 @dataclass
@@ -55,7 +69,9 @@ class PrepareConfig:
     variables : list of str
         ClimaX names, e.g. ``["2m_temperature", "geopotential_500"]``.
     splits : dict
-        Split -> years, e.g. ``{"train": "1979-2015", "val": 2016, "test": "2017-2018"}``.
+        Split -> years or date ranges, e.g. ``{"train": "1979-2015", "val": 2016,
+        "test": "2017-2018"}`` or ``{"train": "2000-01-01:2000-08-31", ...}``
+        (see :func:`parse_periods`).
     grid : tuple of int
         Target ``(H, W)`` in the convention of :mod:`physicsnemo_climax.grid`.
     method : {"conservative", "bilinear"}
@@ -90,7 +106,7 @@ class PrepareConfig:
         self.inputs = [str(p) for p in self.inputs]
         self.variables = list(self.variables)
         self.grid = tuple(int(g) for g in self.grid)
-        self.splits = {k: parse_years(v) for k, v in self.splits.items()}
+        self.splits = {k: parse_periods(v) for k, v in self.splits.items()}
         unknown = set(self.splits) - set(SPLITS)
         if unknown:
             raise ValueError(f"unknown splits {sorted(unknown)}; use {SPLITS}")
@@ -100,13 +116,19 @@ class PrepareConfig:
             raise ValueError(f"nan_policy must be 'raise' or 'fill', got {self.nan_policy!r}")
         if len(set(self.variables)) != len(self.variables):
             raise ValueError(f"duplicate variables in {self.variables}")
+        for split, periods in self.splits.items():
+            years = [start[:4] for start, _ in periods]
+            if len(set(years)) != len(years):
+                raise ValueError(f"split {split}: at most one period per calendar year, got {periods}")
 
 
-def _year_times(times: np.ndarray, year: int, hours_per_step: int) -> np.ndarray:
-    start = np.datetime64(f"{year}-01-01T00")
-    chosen = times[(times >= start) & (times < np.datetime64(f"{year + 1}-01-01T00"))]
-    hours = (chosen - start) // np.timedelta64(1, "h")
-    exact = (chosen - start) % np.timedelta64(1, "h") == np.timedelta64(0)
+def _period_times(times: np.ndarray, start: str, end: str, hours_per_step: int) -> np.ndarray:
+    """Times in ``[start, end)`` whose hour since 1 January is a multiple of the step."""
+    lo, hi = np.datetime64(start, "h"), np.datetime64(end, "h")
+    year_start = lo.astype("datetime64[Y]").astype("datetime64[h]")
+    chosen = times[(times >= lo) & (times < hi)]
+    hours = (chosen - year_start) // np.timedelta64(1, "h")
+    exact = (chosen - year_start) % np.timedelta64(1, "h") == np.timedelta64(0)
     return chosen[exact & (hours % hours_per_step == 0)]
 
 
@@ -162,14 +184,15 @@ class Preparer:
             raise ValueError("no time-dependent variable among the requested ones")
         all_times = self.catalogue.times(time_source)
         moments = {v: Moments() for v in self.config.variables}
-        for split, years in self.config.splits.items():
+        for split, periods in self.config.splits.items():
             (self.work / split).mkdir(exist_ok=True)
             clim = {v: Climatology(self.config.grid, self.config.day_of_year_climatology)
                     for v in self.config.variables}
-            for year in years:
-                times = _year_times(all_times, year, self.config.hours_per_step)
+            for start, end in periods:
+                year = int(start[:4])
+                times = _period_times(all_times, start, end, self.config.hours_per_step)
                 if times.size == 0:
-                    raise ValueError(f"no data for year {year} (split {split}) in {self.config.inputs}")
+                    raise ValueError(f"no data for {start}..{end} (split {split}) in {self.config.inputs}")
                 year_moments = self._year(split, year, times, clim)
                 if split == "train":
                     for v, m in year_moments.items():
@@ -288,8 +311,8 @@ def compute_statistics(root: str | Path, day_of_year: bool = False) -> None:
 
     ``climax data stats`` runs this, e.g. for an official folder that lacks
     them. Day-of-year climatologies need time stamps, which only stores
-    prepared here have (their shards start on 1 January at the manifest's
-    step); official folders get the time mean only.
+    prepared here have (their manifest gives each period's start); official
+    folders get the time mean only.
     """
     store = ShardStore(root)
     variables = store.variables()
@@ -301,8 +324,10 @@ def compute_statistics(root: str | Path, day_of_year: bool = False) -> None:
         with_doy = day_of_year and store.manifest is not None
         clim = {v: Climatology(store.grid, with_doy) for v in variables}
         shards = store.shards(split)
+        starts = {p[0][:4]: p[0] for p in (store.manifest or {}).get("splits", {}).get(split, [])}
         for year in sorted({s.path.stem.split("_")[0] for s in shards}):
-            elapsed = 0
+            first_day = (np.datetime64(starts.get(year, f"{year}-01-01")) - np.datetime64(f"{year}-01-01"))
+            elapsed = int(first_day / np.timedelta64(1, "D") * steps_per_day)
             for shard in (s for s in shards if s.path.stem.split("_")[0] == year):
                 days = (np.arange(elapsed, elapsed + shard.steps) // steps_per_day).astype(int) + 1
                 elapsed += shard.steps
