@@ -9,10 +9,11 @@ from physicsnemo_climax.cli import main
 from physicsnemo_climax.models import DEFAULT_VARIABLES
 
 
-@pytest.mark.parametrize("command", ["demo", "convert"])
+@pytest.mark.parametrize("command", ["demo", "convert", "train", "evaluate", "forecast", "quickstart",
+                                     "data prepare", "data stats", "data simulate"])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main([command, "--help"])
+        main([*command.split(), "--help"])
     assert exit_.value.code == 0
     assert "usage: climax " + command in capsys.readouterr().out
 
