@@ -168,7 +168,7 @@ class Preparer:
                 )
             raw = np.where(bad, np.nanmean(raw, axis=(1, 2), keepdims=True), raw)
         w_lat, w_lon = self.weights
-        out = np.einsum("ij,tjl,kl->tik", w_lat, raw.astype(np.float64), w_lon)
+        out = w_lat @ raw.astype(np.float64) @ w_lon.T
         if out.shape[0] == 1 and len(times) > 1:  # constants repeat along time
             out = np.repeat(out, len(times), axis=0)
         return out.astype(np.float32)
