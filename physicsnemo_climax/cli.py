@@ -98,7 +98,11 @@ def prepare_simulation(raw_dir, store, splits: dict | None = None):
 
 def quickstart(args: argparse.Namespace) -> None:
     """Simulate (cached), prepare, train a small ClimaX, evaluate, print the scorecard."""
+    import json
+    import shutil
     from pathlib import Path
+
+    from omegaconf import OmegaConf
 
     from .config import load_config
     from .data.simulate import write_simulation
@@ -107,9 +111,15 @@ def quickstart(args: argparse.Namespace) -> None:
 
     cfg = load_config(args.overrides, name="quickstart")
     sim, store = cfg.simulation, Path(cfg.data.root)
-    if not (store / "store.json").exists():
-        raw = write_simulation(sim.raw_dir, sim.days, sim.spinup_days, sim.seed)
+    raw = write_simulation(sim.raw_dir, sim.days, sim.spinup_days, sim.seed)  # cached
+    stamp = json.loads((Path(raw) / "simulation.json").read_text())["params"]
+    made_from = store / "made_from.json"
+    wanted = {"simulation": stamp, "splits": OmegaConf.to_container(sim.splits)}
+    if not made_from.exists() or json.loads(made_from.read_text()) != wanted:
+        shutil.rmtree(store, ignore_errors=True)
+        shutil.rmtree(Path(cfg.run_dir), ignore_errors=True)  # trained on other data
         prepare_simulation(raw, store, sim.splits)
+        made_from.write_text(json.dumps(wanted, indent=1))
     print(f"data: {store}")
     run_dir = run_training(cfg)
     table = run_evaluation(cfg)

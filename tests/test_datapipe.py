@@ -165,3 +165,15 @@ def test_registry_and_hydra_resolution(store):
 def test_batch_size_must_be_positive(store):
     with pytest.raises(ValueError, match="batch_size"):
         ForecastBatches([ClimaXShardReader(store, lead_hours=6)], batch_size=0)
+
+
+def test_without_dali_the_torch_path_is_used_and_said(store, monkeypatch, caplog):
+    from physicsnemo_climax.data import dali
+    from physicsnemo_climax.data.loader import ThreadedLoader
+
+    monkeypatch.setattr(dali, "dali_available", lambda: False)
+    batches = ForecastBatches([ClimaXShardReader(store, lead_hours=6)], batch_size=8)
+    with caplog.at_level("WARNING"):
+        loader = dali.forecast_loader(batches, use_dali=True, num_workers=2)
+    assert isinstance(loader, ThreadedLoader)
+    assert [r.message for r in caplog.records] == ["NVIDIA DALI is not installed: using the torch loader path"]

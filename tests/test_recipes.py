@@ -217,3 +217,31 @@ def test_two_process_torchrun_keeps_ranks_identical(store, tmp_path):
     ranks = [torch.load(tmp_path / "run" / f"params_rank{r}.pt") for r in range(2)]
     assert torch.equal(ranks[0], ranks[1])
     assert checkpointing.checkpoint_steps(tmp_path / "run" / "checkpoints") == [3, 6]
+
+
+def test_day_of_year_climatology_baseline(store, tmp_path):
+    import shutil
+
+    from physicsnemo_climax.data.preparation import compute_statistics
+    from physicsnemo_climax.engine.evaluation import initial_conditions
+
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    compute_statistics(copy, day_of_year=True)
+    run = train(config(copy, tmp_path / "run", "task=finetune_global", "task.lead_hours=6"))
+    cfg = load_run_config(run, ["eval.leads=[6]", "eval.max_samples=7", "eval.climatology=day_of_year",
+                                "eval.variables=[geopotential_500]"])
+    table = evaluate(cfg).set_index("method")
+    st = ShardStore(copy)
+    doy = np.load(copy / "test" / "climatology_doy.npz")["geopotential_500"][:, 0].astype(np.float64)
+    times = st.shard_times("test")
+    w = np.cos(np.deg2rad(st.lat))[:, None]
+    w = w / w.mean()
+    values = []
+    for s, t in initial_conditions(st, "test", 1, 7):
+        truth = np.asarray(st.shards("test")[s].array("geopotential_500"))[t + 1, 0]
+        day = int((times[s][t + 1] - times[s][t + 1].astype("datetime64[Y]")) // np.timedelta64(1, "D"))
+        values.append(np.sqrt(((doy[day] - truth) ** 2 * w).mean()))
+    assert table.loc["climatology"].rmse == pytest.approx(np.mean(values), rel=1e-5)
+    # the store's time stamps: 2001 test split, 6-hourly from 1 January
+    assert times[0][0] == np.datetime64("2001-01-01T00") and times[1][0] - times[0][-1] == np.timedelta64(6, "h")

@@ -125,5 +125,5 @@ def forecast_loader(batches: ForecastBatches, use_dali: bool = True, device_id: 
             source.normalize = False
         return DaliForecastLoader(batches, device_id, num_workers, first_epoch=batches.epoch)
     if use_dali:
-        logger.warning("NVIDIA DALI is not installed: using the torch DataLoader path")
+        logger.warning("NVIDIA DALI is not installed: using the torch loader path")
     return make_loader(batches, num_workers)

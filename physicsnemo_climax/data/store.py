@@ -212,9 +212,28 @@ class ShardStore:
             raise StoreError(f"{self.root}: non-positive std for {bad}")
         return out[0], out[1]
 
-    def climatology(self, split: str, variables: list[str]) -> np.ndarray:
-        """Time-mean climatology ``[V, H, W]`` of ``split``."""
-        path = self.root / split / "climatology.npz"
+    def climatology(self, split: str, variables: list[str], day_of_year: bool = False) -> np.ndarray:
+        """Time-mean climatology ``[V, H, W]`` of ``split``, or with ``day_of_year``
+        the day-of-year climatology ``[366, V, H, W]``."""
+        name = "climatology_doy.npz" if day_of_year else "climatology.npz"
+        path = self.root / split / name
         if not path.exists():
-            raise StoreError(f"{path} is missing; `climax data prepare` creates it")
+            how = "`climax data stats --day-of-year`" if day_of_year else "`climax data prepare`"
+            raise StoreError(f"{path} is missing; {how} creates it")
+        if day_of_year:
+            return np.stack([np.asarray(npz_member(path, v))[:, 0] for v in variables], axis=1)
         return np.stack([np.asarray(npz_member(path, v)).reshape(self.grid) for v in variables])
+
+    def shard_times(self, split: str) -> list[np.ndarray]:
+        """Time stamps of each shard of ``split`` (stores with a manifest only)."""
+        if self.manifest is None:
+            raise StoreError(f"{self.root} has no {MANIFEST}: its shards carry no time stamps")
+        starts = {p[0][:4]: np.datetime64(p[0], "h") for p in self.manifest["splits"][split]}
+        step = np.timedelta64(int(self.hours_per_step), "h")
+        times, elapsed = [], {}
+        for shard in self.shards(split):
+            year = shard.path.stem.split("_")[0]
+            offset = elapsed.get(year, 0)
+            times.append(starts[year] + step * np.arange(offset, offset + shard.steps))
+            elapsed[year] = offset + shard.steps
+        return times

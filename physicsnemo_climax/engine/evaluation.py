@@ -65,7 +65,11 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     inits = initial_conditions(store, e.split, int(round(max(leads) / step)), e.max_samples)
     shards = store.shards(e.split)
     lat = torch.as_tensor(store.lat, dtype=torch.float32)
+    day_of_year = e.get("climatology", "time_mean") == "day_of_year"
     clim = torch.as_tensor(store.climatology(e.split, scored))
+    if day_of_year:  # [366, V, H, W]; each target is compared with its valid day's climatology
+        doy_clim = torch.as_tensor(store.climatology(e.split, scored, day_of_year=True))
+        times = store.shard_times(e.split)
     mean_x, std_x = (torch.as_tensor(a, dtype=torch.float32) for a in run.stats(variables))
     mean_y, std_y = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(scored))
     scored_idx = [variables.index(v) for v in scored if v in variables]
@@ -82,12 +86,17 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
             y = torch.stack([torch.as_tensor(shards[s].read(scored, t + k)) for s, t in chunk])
             pred = forecast_steps(model, x_norm.to(device), variables, scored, plans[lead])[-1]
             pred = pred.float().cpu() * std_y + mean_y
-            candidates = {"model": pred, "climatology": clim.expand_as(y)}
+            reference = clim
+            if day_of_year:
+                days = [int((times[s][t + k] - times[s][t + k].astype("datetime64[Y]")) // np.timedelta64(1, "D"))
+                        for s, t in chunk]
+                reference = doy_clim[days]
+            candidates = {"model": pred, "climatology": reference.expand_as(y)}
             if len(scored_idx) == len(scored):
                 candidates["persistence"] = x[:, scored_idx]
             for method, guess in candidates.items():
                 sums[(method, lead)]["rmse"] += rmse(guess, y, lat).float() * len(chunk)
-                sums[(method, lead)]["acc"] += acc(guess, y, clim, lat).float() * len(chunk)
+                sums[(method, lead)]["acc"] += acc(guess, y, reference, lat).float() * len(chunk)
             if case is None and start <= e.case < start + len(chunk) and lead == _map_lead(leads):
                 i = e.case - start
                 case = {"truth": y[i], "forecast": pred[i], "lead": lead, "init": chunk[i]}
@@ -97,15 +106,18 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
         if method == "persistence" and len(scored_idx) != len(scored):
             continue
         for j, var in enumerate(scored):
+            acc_value = total["acc"][j].item() / len(inits)
             rows.append({"variable": var, "lead_hours": lead, "method": method,
                          "rmse": total["rmse"][j].item() / len(inits),
-                         "acc": total["acc"][j].item() / len(inits)})
-    table = pd.DataFrame(rows).sort_values(["variable", "lead_hours", "method"], ignore_index=True)
+                         # a climatology forecast has no anomaly: its ACC is undefined
+                         "acc": None if np.isnan(acc_value) else acc_value})
+    table = pd.DataFrame(rows).astype({"acc": float}).sort_values(["variable", "lead_hours", "method"], ignore_index=True)
     out = Path(e.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "scorecard.csv", index=False)
     (out / "scorecard.json").write_text(json.dumps(
         {"run_dir": str(cfg.run_dir), "split": e.split, "samples": len(inits),
+         "climatology": "day_of_year" if day_of_year else "time_mean",
          "modes": {str(k): ("direct" if len(v) == 1 else f"rollout {v}") for k, v in plans.items()},
          "scores": rows}, indent=1))
     plot_scores(table, out / "scores.png")

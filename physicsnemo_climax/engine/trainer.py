@@ -358,7 +358,7 @@ def _progress(total: int, done: int, enabled: bool):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=done, desc="train", unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=done, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
 
 
 class MetricSink:
@@ -378,8 +378,9 @@ class MetricSink:
             self.mlflow = mlflow_module
 
     def log(self, scores: dict[str, float], step: int) -> None:
+        self.csv.writelines(f"{step},{key},{value:.8g}\n" for key, value in scores.items())
+        self.csv.flush()
         for key, value in scores.items():
-            self.csv.write(f"{step},{key},{value:.8g}\n")
             if self.writer is not None:
                 self.writer.add_scalar(key, value, step)
             if self.mlflow is not None:
