@@ -206,17 +206,27 @@ def test_init_from_mdlus_transfers_weights(store, tmp_path):
     assert torch.allclose(b.token_embeds[i].proj.weight, a.token_embeds[j].proj.weight, atol=2e-3)
 
 
-@pytest.mark.slow
-def test_two_process_torchrun_keeps_ranks_identical(store, tmp_path):
+def _torchrun(store, run_dir, fsdp, port):
     script = Path(__file__).with_name("ddp_train.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
-           str(script), str(store), str(tmp_path / "run")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           str(script), str(store), str(run_dir), str(fsdp).lower()]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [torch.load(tmp_path / "run" / f"params_rank{r}.pt") for r in range(2)]
-    assert torch.equal(ranks[0], ranks[1])
-    assert checkpointing.checkpoint_steps(tmp_path / "run" / "checkpoints") == [3, 6]
+    return [torch.load(run_dir / f"params_rank{r}.pt") for r in range(2)]
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_ddp_and_fsdp(store, tmp_path):
+    ddp = _torchrun(store, tmp_path / "ddp", False, 29531)
+    assert torch.equal(ddp[0], ddp[1])  # DDP keeps every rank's parameters identical
+    assert checkpointing.checkpoint_steps(tmp_path / "ddp" / "checkpoints") == [3, 6]
+    fsdp = _torchrun(store, tmp_path / "fsdp", True, 29532)
+    assert checkpointing.checkpoint_steps(tmp_path / "fsdp" / "checkpoints") == [3, 6]
+    # sharded training reaches the replicated result, up to reduction order
+    assert torch.allclose(fsdp[0], ddp[0], atol=1e-5)
+    saved = Module.from_checkpoint(str(checkpointing.model_file(tmp_path / "fsdp" / "checkpoints")))
+    assert torch.allclose(torch.cat([p.detach().flatten() for p in saved.parameters()]), fsdp[0])
 
 
 def test_day_of_year_climatology_baseline(store, tmp_path):

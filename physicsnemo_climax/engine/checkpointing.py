@@ -3,7 +3,7 @@
 
 Each save writes into a temporary folder, then moves the model file
 (``ClimaX.0.{step}.mdlus``) and the training state (``checkpoint.0.{step}.pt``:
-optimizer, scheduler, scaler, RNG states) into place, the state last. A
+optimizer, scheduler, scaler, data position) into place, the state last. A
 checkpoint counts only once its state file exists, so a crash mid-save leaves
 the previous one in force.
 """
@@ -41,17 +41,25 @@ def model_file(folder: str | Path, step: int | None = None) -> Path:
     return files[0]
 
 
-def save(folder, model, optimizer, scheduler, scaler, step: int, metadata: dict, keep: int = 2) -> None:
-    """Write checkpoint ``step`` atomically and keep only the last ``keep``."""
+def save(folder, model, optimizer, scheduler, scaler, step: int, metadata: dict, keep: int = 2,
+         rank: int = 0, collective: bool = False) -> None:
+    """Write checkpoint ``step`` atomically and keep only the last ``keep``.
+
+    Called by rank 0 alone, or by every rank when ``collective`` (FSDP: the
+    state is gathered across ranks, rank 0 writes).
+    """
     folder = Path(folder)
     tmp = folder / ".saving"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    if collective:
+        torch.distributed.barrier()
     save_checkpoint(str(tmp), models=model, optimizer=optimizer, scheduler=scheduler,
-                    scaler=scaler, epoch=step, metadata={**metadata, "rng": rng})
+                    scaler=scaler, epoch=step, metadata=metadata)
+    if rank != 0:
+        torch.distributed.barrier()
+        return
     files = sorted(tmp.iterdir(), key=lambda p: _STATE.fullmatch(p.name) is not None)
     for path in files:  # model first, training state last
         os.replace(path, folder / path.name)
@@ -59,6 +67,8 @@ def save(folder, model, optimizer, scheduler, scaler, step: int, metadata: dict,
     for old in checkpoint_steps(folder)[:-keep]:
         for path in folder.glob(f"*.0.{old}.*"):
             path.unlink()
+    if collective:
+        torch.distributed.barrier()
 
 
 def load(folder, model, optimizer=None, scheduler=None, scaler=None, device="cpu") -> tuple[int, dict]:
@@ -80,9 +90,4 @@ def load(folder, model, optimizer=None, scheduler=None, scaler=None, device="cpu
         if "state_dict" in str(err) or "size mismatch" in str(err):
             raise ValueError(f"checkpoint in {folder} does not fit this model: {err}") from err
         raise
-    rng = metadata.pop("rng", None)
-    if rng is not None:
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
     return step, metadata

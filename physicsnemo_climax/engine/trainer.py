@@ -220,7 +220,7 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
     t = cfg.train
     if t.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.manual_seed(cfg.seed + rank)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (FSDP shards them as they are)
 
     readers = build_sources(cfg, "train")
     val_readers = build_sources(cfg, "val") if cfg.data.get("val", True) else []
@@ -243,13 +243,6 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
         write_run_info(run_dir, cfg, readers, model)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
 
-    optimizer = fast_paths.build_optimizer(model, t.lr, t.weight_decay, t.betas, fused)
-    scheduler = fast_paths.build_scheduler(optimizer, t.warmup_steps, t.steps, t.min_lr_ratio)
-    scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
-    step, meta = checkpointing.load(ckpt_dir, model, optimizer, scheduler, scaler, device) if t.resume else (0, {})
-    if step:
-        logger.info(f"resumed from step {step} in {ckpt_dir}")
-
     net = model
     if world > 1:
         if t.fsdp:
@@ -261,6 +254,13 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
         else:
             net = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
+    # after sharding: FSDP2 replaces the parameters the optimizer must hold
+    optimizer = fast_paths.build_optimizer(model, t.lr, t.weight_decay, t.betas, fused)
+    scheduler = fast_paths.build_scheduler(optimizer, t.warmup_steps, t.steps, t.min_lr_ratio)
+    scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
+    step, meta = checkpointing.load(ckpt_dir, model, optimizer, scheduler, scaler, device) if t.resume else (0, {})
+    if step:
+        logger.info(f"resumed from step {step} in {ckpt_dir}")
     if t.compile:
         net = torch.compile(net)
     logger.info(fast_paths.describe(fused, t.precision, device, t.compile))
@@ -279,6 +279,8 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
             if i < position:  # resumed mid-epoch: skip what was already trained on
                 continue
             batch = batch.to(device)
+            # dropout draws depend on (seed, rank, step) only: a resumed run repeats them
+            torch.manual_seed(hash((cfg.seed, rank, step, accumulated)) % 2**63)
             sync = nullcontext() if accumulated + 1 == t.grad_accum or not hasattr(net, "no_sync") else net.no_sync()
             with sync, fast_paths.autocast(device, t.precision):
                 loss = forecast_loss(net, batch, lat, crop, region) / t.grad_accum
@@ -313,9 +315,11 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
                 if metrics is not None:
                     metrics.log({f"val/{k}": v for k, v in scores.items()}, step)
             if step % t.ckpt_every == 0 or step == t.steps:
-                if rank == 0:
+                sharded = world > 1 and t.fsdp
+                if rank == 0 or sharded:
                     checkpointing.save(ckpt_dir, model, optimizer, scheduler, scaler, step,
-                                       {"epoch": epoch, "position": position}, keep=t.keep_checkpoints)
+                                       {"epoch": epoch, "position": position}, keep=t.keep_checkpoints,
+                                       rank=rank, collective=sharded)
                 last_good = step
             if step >= t.steps:
                 break
