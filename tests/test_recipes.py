@@ -255,3 +255,29 @@ def test_day_of_year_climatology_baseline(store, tmp_path):
     assert table.loc["climatology"].rmse == pytest.approx(np.mean(values), rel=1e-5)
     # the store's time stamps: 2001 test split, 6-hourly from 1 January
     assert times[0][0] == np.datetime64("2001-01-01T00") and times[1][0] - times[0][-1] == np.timedelta64(6, "h")
+
+
+def test_cli_evaluate_and_forecast(store, tmp_path, capsys):
+    from physicsnemo_climax.cli import main
+
+    run = train(config(store, tmp_path / "run", "task=finetune_global", "task.lead_hours=12"))
+    main(["evaluate", f"run_dir={run}", "eval.leads=[12,24]", "eval.max_samples=4"])
+    printed = capsys.readouterr().out
+    assert "persistence" in printed and "12h" in printed and "24h" in printed
+    shard = ShardStore(store).shards("test")[0]
+    ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0]) for v in VARS},
+                    coords={"lat": ShardStore(store).lat, "lon": ShardStore(store).lon,
+                            "time": np.datetime64("2001-01-01T00")})
+    ic.to_netcdf(tmp_path / "ic.nc")
+    main(["forecast", "--checkpoint", str(run), "--input", str(tmp_path / "ic.nc"),
+          "--lead", "12h", "2D", "--output", str(tmp_path / "out.nc")])
+    out = xr.open_dataset(tmp_path / "out.nc")
+    assert out["temperature_850"].shape == (1, 2, 8, 16)
+    assert list(out.lead_time.values) == list(pd.to_timedelta(["12h", "48h"]))
+
+
+@pytest.mark.slow
+def test_torch_compile_option(store, tmp_path):
+    run = train(config(store, tmp_path / "run", "task=finetune_global", "train.compile=true",
+                       "train.steps=2", "train.val_every=100", "train.ckpt_every=2"))
+    assert np.isfinite(losses(run)).all() and checkpointing.checkpoint_steps(run / "checkpoints") == [2]
