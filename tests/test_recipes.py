@@ -281,3 +281,25 @@ def test_torch_compile_option(store, tmp_path):
     run = train(config(store, tmp_path / "run", "task=finetune_global", "train.compile=true",
                        "train.steps=2", "train.val_every=100", "train.ckpt_every=2"))
     assert np.isfinite(losses(run)).all() and checkpointing.checkpoint_steps(run / "checkpoints") == [2]
+
+
+def test_regional_run_is_scored_on_its_region(store, tmp_path):
+    run = train(config(store, tmp_path / "run", "task=finetune_regional", "task.lead_hours=12"))
+    cfg = load_run_config(run, ["eval.leads=[12]", "eval.max_samples=4"])
+    table = evaluate(cfg)
+    assert len(table) == 9 and (Path(cfg.eval.out_dir) / "case.png").exists()
+    # persistence on the region (NorthAmerica: 2 x 4 cells of this 8 x 16 grid) by hand
+    from physicsnemo_climax.engine.evaluation import initial_conditions
+
+    st = ShardStore(store)
+    w = np.cos(np.deg2rad(st.lat[4:6]))[:, None]
+    w = w / w.mean()
+    values = []
+    for s, t in initial_conditions(st, "test", 2, 4):
+        arr = np.asarray(st.shards("test")[s].array("temperature_850"))[:, 0, 4:6, 10:14].astype(np.float64)
+        values.append(np.sqrt(((arr[t] - arr[t + 2]) ** 2 * w).mean()))
+    got = table[(table.method == "persistence") & (table.variable == "temperature_850")].rmse.item()
+    assert got == pytest.approx(np.mean(values), rel=1e-5)
+    cfg = load_run_config(run, ["eval.leads=[24]", "eval.max_samples=4"])
+    with pytest.raises(ValueError, match="direct leads only"):
+        evaluate(cfg)

@@ -21,6 +21,7 @@ from ..data import ShardStore
 from ..metrics import acc, rmse
 from .rollout import forecast_steps, lead_plan
 from .run import Run
+from .trainer import region_crop
 
 METHODS = ("model", "persistence", "climatology")
 
@@ -64,11 +65,13 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
             raise ValueError(f"lead {lead} h needs a rollout, which needs {scored} among the inputs")
     inits = initial_conditions(store, e.split, int(round(max(leads) / step)), e.max_samples)
     shards = store.shards(e.split)
-    lat = torch.as_tensor(store.lat, dtype=torch.float32)
+    region = info.get("region")
+    region = tuple(region) if isinstance(region, list) else region
+    crop, lat = region_crop(model, region)  # regional runs are scored on their region
     day_of_year = e.get("climatology", "time_mean") == "day_of_year"
-    clim = torch.as_tensor(store.climatology(e.split, scored))
+    clim = crop(torch.as_tensor(store.climatology(e.split, scored)))
     if day_of_year:  # [366, V, H, W]; each target is compared with its valid day's climatology
-        doy_clim = torch.as_tensor(store.climatology(e.split, scored, day_of_year=True))
+        doy_clim = crop(torch.as_tensor(store.climatology(e.split, scored, day_of_year=True)))
         times = store.shard_times(e.split)
     mean_x, std_x = (torch.as_tensor(a, dtype=torch.float32) for a in run.stats(variables))
     mean_y, std_y = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(scored))
@@ -83,8 +86,8 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
         x_norm = (x - mean_x[:, None, None]) / std_x[:, None, None]
         for lead in leads:
             k = int(round(lead / step))
-            y = torch.stack([torch.as_tensor(shards[s].read(scored, t + k)) for s, t in chunk])
-            pred = forecast_steps(model, x_norm.to(device), variables, scored, plans[lead])[-1]
+            y = crop(torch.stack([torch.as_tensor(shards[s].read(scored, t + k)) for s, t in chunk]))
+            pred = forecast_steps(model, x_norm.to(device), variables, scored, plans[lead], region)[-1]
             pred = pred.float().cpu() * std_y + mean_y
             reference = clim
             if day_of_year:
@@ -93,7 +96,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
                 reference = doy_clim[days]
             candidates = {"model": pred, "climatology": reference.expand_as(y)}
             if len(scored_idx) == len(scored):
-                candidates["persistence"] = x[:, scored_idx]
+                candidates["persistence"] = crop(x[:, scored_idx])
             for method, guess in candidates.items():
                 sums[(method, lead)]["rmse"] += rmse(guess, y, lat).float() * len(chunk)
                 sums[(method, lead)]["acc"] += acc(guess, y, reference, lat).float() * len(chunk)
@@ -123,7 +126,9 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     plot_scores(table, out / "scores.png")
     if case is not None:
         var = e.map_variable or scored[0]
-        plot_case(case, scored.index(var), var, store, info.get("units", {}).get(var, ""), out / "case.png")
+        lon = crop(torch.as_tensor(store.lon, dtype=torch.float64)[None].expand(len(store.lat), -1))[0]
+        plot_case(case, scored.index(var), var, lat.numpy(), lon.numpy(),
+                  info.get("units", {}).get(var, ""), out / "case.png")
     return table
 
 
@@ -163,7 +168,7 @@ def plot_scores(table: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_case(case: dict, index: int, var: str, store: ShardStore, units: str, path: Path) -> None:
+def plot_case(case: dict, index: int, var: str, lat: np.ndarray, lon: np.ndarray, units: str, path: Path) -> None:
     """Maps of truth, forecast and error for one initial condition."""
     import matplotlib
 
@@ -171,9 +176,8 @@ def plot_case(case: dict, index: int, var: str, store: ShardStore, units: str, p
     import matplotlib.pyplot as plt
 
     truth, forecast = case["truth"][index].numpy(), case["forecast"][index].numpy()
-    order = np.argsort(store.lat)
-    lon = np.sort(store.lon % 360)
-    lon_order = np.argsort(store.lon % 360)
+    order = np.argsort(lat)
+    lon_order = np.argsort(lon % 360)
     fields = {"truth": truth, "forecast": forecast, "forecast - truth": forecast - truth}
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
     vmin, vmax = truth.min(), truth.max()
@@ -181,7 +185,7 @@ def plot_case(case: dict, index: int, var: str, store: ShardStore, units: str, p
         field = field[order][:, lon_order]
         kw = {"vmin": vmin, "vmax": vmax, "cmap": "viridis"} if title != "forecast - truth" else {
             "cmap": "RdBu_r", "vmin": -np.abs(field).max(), "vmax": np.abs(field).max()}
-        mesh = ax.pcolormesh(lon, store.lat[order], field, shading="nearest", **kw)
+        mesh = ax.pcolormesh(np.sort(lon % 360), lat[order], field, shading="nearest", **kw)
         fig.colorbar(mesh, ax=ax, label=units)
         ax.set_title(f"{title}: {var}, +{case['lead']:.0f} h", fontsize=9)
         ax.set_xlabel("longitude")

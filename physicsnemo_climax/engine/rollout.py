@@ -36,12 +36,14 @@ def forecast_steps(
     variables: Sequence[str],
     out_variables: Sequence[str],
     steps_hours: Sequence[float],
+    region=None,
 ) -> list[torch.Tensor]:
     """Apply the model along ``steps_hours``, feeding each prediction back.
 
     Intermediate steps predict every input variable except the constant
     fields (which are carried over); the returned list holds the
-    ``out_variables`` after each step, ``[B, V_out, H, W]`` each.
+    ``out_variables`` after each step, ``[B, V_out, H, W]`` each. A
+    ``region`` (regional models) allows a single step only.
 
     Raises
     ------
@@ -50,6 +52,8 @@ def forecast_steps(
     """
     variables, out_variables = list(variables), list(out_variables)
     dynamic = [v for v in variables if v not in CONSTANTS]
+    if len(steps_hours) > 1 and region is not None:
+        raise ValueError("a regional forecast cannot be fed back into the global input: direct leads only")
     if len(steps_hours) > 1 and not set(out_variables) <= set(variables):
         raise ValueError(f"iterating needs the outputs among the inputs; {out_variables} vs {variables}")
     outputs, state = [], x
@@ -57,7 +61,7 @@ def forecast_steps(
     for k, hours in enumerate(steps_hours):
         lead = torch.full((b,), float(hours), device=x.device)
         if len(steps_hours) == 1:
-            return [model(state, lead, variables, out_variables)]
+            return [model(state, lead, variables, out_variables, region=region)]
         predicted = model(state, lead, variables, dynamic)
         state = state.clone()
         state[:, [variables.index(v) for v in dynamic]] = predicted.to(state.dtype)

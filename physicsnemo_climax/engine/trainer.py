@@ -182,7 +182,7 @@ def write_run_info(run_dir: Path, cfg: DictConfig, readers: list[ClimaXShardRead
 
 
 # ---------------------------------------------------------------- the loop
-def _region_crop(model: ClimaX, region):
+def region_crop(model: ClimaX, region):
     """Function cropping targets and latitudes to the task's region (identity if global)."""
     if region is None:
         return (lambda y: y), torch.as_tensor(model.lat, dtype=torch.float32)
@@ -227,7 +227,7 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
     model = build_model(cfg, readers)
     check_config(cfg, model, readers)
     region = cfg.task.region if cfg.task.region is None or isinstance(cfg.task.region, str) else tuple(cfg.task.region)
-    crop, lat = _region_crop(model, region)
+    crop, lat = region_crop(model, region)
     lat = lat.to(device)
 
     fused = fast_paths.resolve_fused(t.fused)
