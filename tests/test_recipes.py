@@ -165,10 +165,12 @@ def test_forecast_api_coordinates_units_and_rollout(store, tmp_path):
     ("task.region=[80,89,0,10]", "task.region"),
     ("train.batch_size=0", "train.batch_size=0"),
     ("data.out_variables=[snow]", "snow"),
+    ("task.rollout_steps=2", "global only"),
 ])
 def test_config_errors_before_training(store, tmp_path, override, match):
+    task = "task=finetune_regional" if "rollout" in override else "task=finetune_global"
     with pytest.raises((ConfigError, KeyError), match=match):
-        train(config(store, tmp_path / "run", "task=finetune_global", override))
+        train(config(store, tmp_path / "run", task, override))
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

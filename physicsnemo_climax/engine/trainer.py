@@ -151,6 +151,8 @@ def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader
         unknown = [v for v in reader.out_variables if v not in model.variables]
         if unknown:
             raise config_error("data.out_variables", unknown, "not variables of the model")
+    if cfg.task.rollout_steps > 1 and cfg.task.region is not None:
+        raise config_error("task.region", cfg.task.region, "rollout training is global only")
     if cfg.task.rollout_steps > 1:
         for reader in readers:
             if not set(reader.out_variables) >= {v for v in reader.variables if v not in CONSTANTS}:
