@@ -35,13 +35,14 @@ def forecast_steps(
     x: torch.Tensor,
     variables: Sequence[str],
     out_variables: Sequence[str],
-    steps_hours: Sequence[float],
+    steps_hours: Sequence[float | torch.Tensor],
     region=None,
 ) -> list[torch.Tensor]:
     """Apply the model along ``steps_hours``, feeding each prediction back.
 
-    Intermediate steps predict every input variable except the constant
-    fields (which are carried over); the returned list holds the
+    Each step is a lead in hours, a number or a ``[B]`` tensor. Intermediate
+    steps predict every input variable except the constant fields not asked
+    for as outputs (those are carried over); the returned list holds the
     ``out_variables`` after each step, ``[B, V_out, H, W]`` each. A
     ``region`` (regional models) allows a single step only.
 
@@ -51,15 +52,15 @@ def forecast_steps(
         If several steps are asked for and an output variable is not an input.
     """
     variables, out_variables = list(variables), list(out_variables)
-    dynamic = [v for v in variables if v not in CONSTANTS]
+    dynamic = [v for v in variables if v not in CONSTANTS or v in out_variables]
     if len(steps_hours) > 1 and region is not None:
         raise ValueError("a regional forecast cannot be fed back into the global input: direct leads only")
     if len(steps_hours) > 1 and not set(out_variables) <= set(variables):
         raise ValueError(f"iterating needs the outputs among the inputs; {out_variables} vs {variables}")
     outputs, state = [], x
     b = x.shape[0]
-    for k, hours in enumerate(steps_hours):
-        lead = torch.full((b,), float(hours), device=x.device)
+    for hours in steps_hours:
+        lead = hours if torch.is_tensor(hours) else torch.full((b,), float(hours), device=x.device)
         if len(steps_hours) == 1:
             return [model(state, lead, variables, out_variables, region=region)]
         predicted = model(state, lead, variables, dynamic)

@@ -25,9 +25,11 @@ from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 from ..data import ClimaXShardReader, ForecastBatches, ShardStore, StoreError, make_loader
 from ..metrics import rmse, weighted_mse_loss
 from ..models import ClimaX
+from ..models.checkpoint import per_variable_keys, transfer_variable_weights
 from ..models.variables import CONSTANTS
 from . import checkpointing, fast_paths
 from .distributed import all_reduce_mean, setup_distributed
+from .rollout import forecast_steps
 from .run import RUN_INFO
 
 
@@ -103,25 +105,12 @@ def load_pretrained(path: str, args: dict) -> ClimaX:
         source = Module.from_checkpoint(path)
     else:
         source = ClimaX.from_official_checkpoint(path, num_heads=args.get("num_heads", 16))
-    shared = [v for v in model.variables if v in source.variables]
+    state, own = source.state_dict(), model.state_dict()
+    head = f"head.{len(model.head) - 1}"
+    shared = transfer_variable_weights(own, model.variables, state, source.variables, model.patch_size, head)
     if not shared:
         raise ConfigError(f"init={path}: no variable in common with the data ({model.variables})")
-    state = source.state_dict()
-    own = model.state_dict()
-    new_ids = [model.variables.index(v) for v in shared]
-    old_ids = [source.variables.index(v) for v in shared]
-    for i, j in zip(new_ids, old_ids):
-        for part in ("weight", "bias"):
-            own[f"token_embeds.{i}.proj.{part}"] = state[f"token_embeds.{j}.proj.{part}"]
-    own["var_embed"][:, new_ids] = state["var_embed"][:, old_ids]
-    last = f"head.{len(model.head) - 1}"
-    p2 = model.patch_size**2
-    for part in ("weight", "bias"):
-        mine = own[f"{last}.{part}"].reshape(p2, len(model.variables), -1)
-        theirs = state[f"{last}.{part}"].reshape(p2, len(source.variables), -1)
-        mine[:, new_ids] = theirs[:, old_ids]
-        own[f"{last}.{part}"] = mine.reshape(own[f"{last}.{part}"].shape)
-    skip = ("token_embeds.", "var_embed", f"{last}.")
+    skip = per_variable_keys(head)
     misfit = {k: (tuple(v.shape), tuple(own[k].shape)) for k, v in state.items()
               if not k.startswith(skip) and k in own and k != "pos_embed" and v.shape != own[k].shape}
     missing = [k for k in own if not k.startswith(skip) and k not in state]
@@ -199,14 +188,9 @@ def forecast_loss(model, batch, lat, crop, region) -> torch.Tensor:
     if batch.y.ndim == 4:
         pred = model(batch.x, batch.lead_time, batch.variables, batch.out_variables, region=region)
         return weighted_mse_loss(pred, crop(batch.y), lat)
-    loss, state = 0.0, batch.x
-    dynamic = [batch.variables.index(v) for v in batch.out_variables]
-    for k in range(batch.y.shape[1]):
-        pred = model(state, batch.lead_time, batch.variables, batch.out_variables)
-        loss = loss + weighted_mse_loss(pred, batch.y[:, k], lat)
-        state = state.clone()
-        state[:, dynamic] = pred.to(state.dtype)
-    return loss / batch.y.shape[1]
+    steps = batch.y.shape[1]
+    preds = forecast_steps(model, batch.x, batch.variables, batch.out_variables, [batch.lead_time] * steps)
+    return sum(weighted_mse_loss(p, batch.y[:, k], lat) for k, p in enumerate(preds)) / steps
 
 
 def train(cfg: DictConfig) -> Path:

@@ -108,25 +108,37 @@ def infer_architecture(state: dict[str, torch.Tensor]) -> dict:
     )
 
 
-def _select_variables(
-    state: dict[str, torch.Tensor], available: list[str], wanted: list[str], patch_size: int, last_head: str
-) -> dict[str, torch.Tensor]:
-    """Re-index the per-variable weights from ``available`` to ``wanted`` order."""
-    missing = [v for v in wanted if v not in available]
-    if missing:
-        raise KeyError(f"variables {missing} are not in the checkpoint, which has {available}")
-    ids = [available.index(v) for v in wanted]
-    out = {k: v for k, v in state.items() if not k.startswith("token_embeds.")}
-    for new, old in enumerate(ids):
+def per_variable_keys(head: str) -> tuple[str, ...]:
+    """Key prefixes of the weights that exist once per variable (``head``: the
+    last head layer, e.g. ``"head.4"``)."""
+    return ("token_embeds.", "var_embed", f"{head}.")
+
+
+def transfer_variable_weights(
+    target: dict[str, torch.Tensor], target_vars: Sequence[str],
+    source: dict[str, torch.Tensor], source_vars: Sequence[str], patch_size: int, head: str,
+) -> list[str]:
+    """Copy, in place, the per-variable weights (patch kernel, variable
+    embedding, head rows) of every variable both state dicts know.
+
+    Returns
+    -------
+    list of str
+        The shared variables, in ``target_vars`` order.
+    """
+    shared = [v for v in target_vars if v in source_vars]
+    new = [list(target_vars).index(v) for v in shared]
+    old = [list(source_vars).index(v) for v in shared]
+    for i, j in zip(new, old):
         for part in ("weight", "bias"):
-            out[f"token_embeds.{new}.proj.{part}"] = state[f"token_embeds.{old}.proj.{part}"]
-    out["var_embed"] = state["var_embed"][:, ids]
-    p2, n = patch_size**2, len(available)
-    weight = state[last_head]
-    out[last_head] = weight.reshape(p2, n, -1)[:, ids].reshape(p2 * len(ids), -1)
-    bias_key = last_head.replace(".weight", ".bias")
-    out[bias_key] = state[bias_key].reshape(p2, n)[:, ids].reshape(-1)
-    return out
+            target[f"token_embeds.{i}.proj.{part}"] = source[f"token_embeds.{j}.proj.{part}"]
+    target["var_embed"][:, new] = source["var_embed"][:, old]
+    p2 = patch_size**2
+    for part in ("weight", "bias"):  # head rows are laid out (p_row, p_col, variable)
+        mine = target[f"{head}.{part}"].reshape(p2, len(target_vars), -1)
+        theirs = source[f"{head}.{part}"].reshape(p2, len(source_vars), -1)
+        mine[:, new] = theirs[:, old]
+    return shared
 
 
 def load_official_checkpoint(
@@ -167,9 +179,16 @@ def load_official_checkpoint(
     args.update(overrides)
     model = ClimaX(**args)
 
-    last_head = f"head.{len(model.head) - 1}.weight"
     if list(model.variables) != available:
-        state = _select_variables(state, available, model.variables, model.patch_size, last_head)
+        missing = [v for v in model.variables if v not in available]
+        if missing:
+            raise KeyError(f"variables {missing} are not in the checkpoint, which has {available}")
+        head = f"head.{len(model.head) - 1}"
+        target = model.state_dict()
+        transfer_variable_weights(target, model.variables, state, available, model.patch_size, head)
+        own = per_variable_keys(head)
+        state = {**{k: v for k, v in state.items() if not k.startswith(own)},
+                 **{k: v for k, v in target.items() if k.startswith(own)}}
     if tuple(model.patch_grid) != old_grid:
         state["pos_embed"] = resize_pos_embed(state["pos_embed"], old_grid, model.patch_grid)
 
