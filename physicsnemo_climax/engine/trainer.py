@@ -3,18 +3,14 @@
 
 Tasks (pretraining with random leads on several sources, global, regional
 and rollout fine-tuning) differ only in their Hydra config (``conf/task``);
-this module reads the config, builds data, model and optimizer, and runs a
-single loop: forward, latitude-weighted MSE, backward with accumulation and
-clipping, scheduler step, periodic validation and atomic checkpoints, and
-resumes from the last checkpoint of its run folder.
+this module reads the config, builds data and model, checks the config, and
+hands a latitude-weighted MSE to the shared loop (:mod:`.loop`), which also
+runs both CorrDiff stages.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -27,12 +23,11 @@ from ..metrics import rmse, weighted_mse_loss
 from ..models import ClimaX
 from ..models.checkpoint import per_variable_keys, transfer_variable_weights
 from ..models.variables import CONSTANTS
-from . import checkpointing, fast_paths
+from . import fast_paths
 from .distributed import all_reduce_mean, setup_distributed
+from .loop import run_loop
 from .rollout import forecast_steps
 from .run import RUN_INFO
-
-
 
 
 class ConfigError(ValueError):
@@ -215,115 +210,32 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
     region = cfg.task.region if cfg.task.region is None or isinstance(cfg.task.region, str) else tuple(cfg.task.region)
     crop, lat = region_crop(model, region)
     lat = lat.to(device)
-
-    fused = fast_paths.resolve_fused(t.fused)
     model.to(device)
-    if fused == "apex":
-        fast_paths.use_fused_layer_norm(model)
     if t.grad_checkpointing:
         model.set_grad_checkpointing()
     run_dir = Path(cfg.run_dir)
-    ckpt_dir = run_dir / "checkpoints"
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_run_info(run_dir, cfg, readers, model)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
 
-    net = model
-    if world > 1:
-        if t.fsdp:
-            from torch.distributed.fsdp import fully_shard
-
-            for block in model.blocks:
-                fully_shard(block)
-            net = fully_shard(model)
-        else:
-            net = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
-    # after sharding: FSDP2 replaces the parameters the optimizer must hold
-    optimizer = fast_paths.build_optimizer(model, t.lr, t.weight_decay, t.betas, fused)
-    scheduler = fast_paths.build_scheduler(optimizer, t.warmup_steps, t.steps, t.min_lr_ratio)
-    scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
-    step, meta = checkpointing.load(ckpt_dir, model, optimizer, scheduler, scaler, device) if t.resume else (0, {})
-    if step:
-        logger.info(f"resumed from step {step} in {ckpt_dir}")
-    if t.compile:
-        net = torch.compile(net)
-    logger.info(fast_paths.describe(fused, t.precision, device, t.compile))
-
     batches = ForecastBatches(readers, t.batch_size, rank, world, seed=cfg.seed)
-    epoch, position = meta.get("epoch", 0), meta.get("position", 0)
-    metrics = MetricSink(run_dir, t.tensorboard, t.mlflow) if rank == 0 else None
-    progress = _progress(t.steps, step, rank == 0 and t.progress)
-    last_good = step
 
-    while step < t.steps:
+    def epoch_batches(epoch: int):
         batches.set_epoch(epoch)
-        loader = make_loader(batches, t.num_workers, t.loader)
-        accumulated, start = 0, time.perf_counter()
-        for i, batch in enumerate(loader):
-            if i < position:  # resumed mid-epoch: skip what was already trained on
-                continue
-            batch = batch.to(device)
-            # dropout draws depend on (seed, rank, step) only: a resumed run repeats them
-            torch.manual_seed(hash((cfg.seed, rank, step, accumulated)) % 2**63)
-            sync = nullcontext() if accumulated + 1 == t.grad_accum or not hasattr(net, "no_sync") else net.no_sync()
-            with sync, fast_paths.autocast(device, t.precision):
-                loss = forecast_loss(net, batch, lat, crop, region) / t.grad_accum
-            scaler.scale(loss).backward()
-            accumulated += 1
-            if accumulated < t.grad_accum:
-                continue
-            loss_value = all_reduce_mean(loss.detach() * t.grad_accum, manager).item()
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(
-                    f"loss is {loss_value} at step {step + 1}; stopping. The last good checkpoint "
-                    f"(step {last_good}) is in {ckpt_dir}")
-            scaler.unscale_(optimizer)
-            if t.clip_grad:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), t.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            step, accumulated, position = step + 1, 0, i + 1
-            if progress is not None:
-                seconds = time.perf_counter() - start
-                progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                                     samples_s=f"{t.batch_size * t.grad_accum * world / max(seconds, 1e-9):.1f}")
-                progress.update(1)
-                start = time.perf_counter()
-            if metrics is not None and (step % t.log_every == 0 or step == t.steps):
-                metrics.log({"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}, step)
-            if val_readers and (step % t.val_every == 0 or step == t.steps):
-                scores = validate(net, val_readers, t, device, cfg.seed, lat, crop, region, manager)
-                logger.info(f"step {step} validation: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
-                if metrics is not None:
-                    metrics.log({f"val/{k}": v for k, v in scores.items()}, step)
-            if step % t.ckpt_every == 0 or step == t.steps:
-                sharded = world > 1 and t.fsdp
-                if rank == 0 or sharded:
-                    checkpointing.save(ckpt_dir, model, optimizer, scheduler, scaler, step,
-                                       {"epoch": epoch, "position": position}, keep=t.keep_checkpoints,
-                                       rank=rank, collective=sharded)
-                last_good = step
-            if step >= t.steps:
-                break
-        else:
-            epoch, position = epoch + 1, 0
-    if progress is not None:
-        progress.close()
-    if metrics is not None:
-        metrics.close()
-    if world > 1:
-        torch.distributed.barrier()
+        return make_loader(batches, t.num_workers, t.loader)
+
+    def validation(net) -> dict[str, float]:
+        return validate(net, val_readers, t, device, cfg.seed, lat, crop, region, manager)
+
+    run_loop(t, model, lambda net, batch: forecast_loss(net, batch, lat, crop, region), epoch_batches,
+             run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger,
+             validate=validation if val_readers else None, fsdp_units=model.blocks)
     return run_dir, model
 
 
-@torch.no_grad()
 def validate(net, readers, t, device, seed, lat, crop, region, manager) -> dict[str, float]:
     """Validation loss and RMSE (normalized units) of each output variable, over ``t.val_batches``."""
-    net.eval()
     batches = ForecastBatches(readers, t.batch_size, manager.rank, manager.world_size, seed=seed,
                               shuffle=False, even=True)
     totals: dict[str, float] = {}
@@ -332,53 +244,10 @@ def validate(net, readers, t, device, seed, lat, crop, region, manager) -> dict[
         if i >= t.val_batches:
             break
         batch = batch.to(device)
-        with fast_paths.autocast(device, t.precision):
-            totals["loss"] = totals.get("loss", 0.0) + forecast_loss(net, batch, lat, crop, region).item()
-            if batch.y.ndim == 4:
-                pred = net(batch.x, batch.lead_time, batch.variables, batch.out_variables, region=region)
-                for v, score in zip(batch.out_variables, rmse(pred.float(), crop(batch.y), lat)):
-                    totals[f"rmse/{v}"] = totals.get(f"rmse/{v}", 0.0) + score.item()
+        totals["loss"] = totals.get("loss", 0.0) + forecast_loss(net, batch, lat, crop, region).item()
+        if batch.y.ndim == 4:
+            pred = net(batch.x, batch.lead_time, batch.variables, batch.out_variables, region=region)
+            for v, score in zip(batch.out_variables, rmse(pred.float(), crop(batch.y), lat)):
+                totals[f"rmse/{v}"] = totals.get(f"rmse/{v}", 0.0) + score.item()
         count += 1
-    net.train()
     return {k: all_reduce_mean(torch.tensor(v / max(count, 1)), manager).item() for k, v in totals.items()}
-
-
-def _progress(total: int, done: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=done, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
-
-
-class MetricSink:
-    """Scalars to ``metrics.csv`` and, optionally, TensorBoard and MLflow (rank 0 only)."""
-
-    def __init__(self, run_dir: Path, tensorboard: bool, mlflow: bool):
-        self.csv = open(run_dir / "metrics.csv", "a")
-        self.writer = self.mlflow = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-        if mlflow:
-            import mlflow as mlflow_module
-
-            mlflow_module.start_run(run_name=run_dir.name)
-            self.mlflow = mlflow_module
-
-    def log(self, scores: dict[str, float], step: int) -> None:
-        self.csv.writelines(f"{step},{key},{value:.8g}\n" for key, value in scores.items())
-        self.csv.flush()
-        for key, value in scores.items():
-            if self.writer is not None:
-                self.writer.add_scalar(key, value, step)
-            if self.mlflow is not None:
-                self.mlflow.log_metric(key.replace("/", "_"), value, step=step)
-
-    def close(self) -> None:
-        self.csv.close()
-        if self.writer is not None:
-            self.writer.close()
-        if self.mlflow is not None:
-            self.mlflow.end_run()
