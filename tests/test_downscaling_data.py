@@ -37,15 +37,16 @@ def mini(tmp_path):
 def test_reads_the_layout_and_normalizes(mini):
     path, stats_path = mini
     ds = HRRRMiniDataset(path, stats_path)
-    assert ds.input_variables == ["10u", "10v", "2t", "tp"] and ds.output_variables == ["10u", "10v"]
-    assert len(ds) == 5 and ds.factor == 4 and ds.image_shape == (32, 32)
+    dom = ds.domain
+    assert dom.input_variables == ["10u", "10v", "2t", "tp"] and dom.output_variables == ["10u", "10v"]
+    assert len(ds) == 5 and dom.factor == 4 and dom.shape == (32, 32)
     sample = ds[3]
     assert sample["input"].shape == (6, 32, 32) and sample["target"].shape == (2, 32, 32)
     stats = json.loads(stats_path.read_text())
     out = xr.open_dataset(path, group="output")
     want = (out["10v"].values[3] - stats["output"]["10v"]["mean"]) / stats["output"]["10v"]["std"]
     assert np.allclose(sample["target"][1].numpy(), want, atol=1e-5)
-    assert torch.allclose(ds.denormalize_output(sample["target"])[1], torch.as_tensor(out["10v"].values[3]), atol=1e-4)
+    assert torch.allclose(dom.denormalize_output(sample["target"])[1], torch.as_tensor(out["10v"].values[3]), atol=1e-4)
     # invariants are cropped at the sample's window
     i, j = xr.open_dataset(path)["coord"].values[3]
     inv = xr.open_dataset(path, group="invariant")["lsm_mean"].values[i:i + 32, j:j + 32]

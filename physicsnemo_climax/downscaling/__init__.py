@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Downscaling next to ClimaX (CorrDiff). Work in progress: only the data
-readers exist so far; see docs/design/corrdiff.md."""
+"""Downscaling next to ClimaX: CorrDiff's regression + residual diffusion on
+PhysicsNeMo's components, with ClimaX as an optional regression stage."""
 
-from .data import HRRRMiniDataset, upsample, write_mini_file
+from .data import CoarseFineDataset, HRRRMiniDataset, block_mean, write_mini_file
+from .domain import Domain, upsample
 
-__all__ = ["HRRRMiniDataset", "upsample", "write_mini_file"]
+__all__ = ["CoarseFineDataset", "Domain", "HRRRMiniDataset", "block_mean", "upsample", "write_mini_file"]

@@ -1,77 +1,37 @@
 # SPDX-License-Identifier: Apache-2.0
 """Downscaling samples: the coarse input brought to the fine grid, and the fine target.
 
-Two sources:
+Two sources, one sample format ``{"input": [C_in + C_inv, H, W], "target":
+[C_out, H, W], "index": int}`` (normalized per channel; see :class:`Domain`):
 
-* the CorrDiff-Mini (HRRR-Mini) NetCDF file of PhysicsNeMo's CorrDiff example:
-  groups ``input`` (``[N, h, w]`` per coarse variable), ``output``
-  (``[N, H, W]`` per fine variable), ``invariant`` (2-D fields on a larger
-  fine grid), root ``time`` ``[N]`` and ``coord`` ``[N, 2]`` (the window's
-  top-left corner in the invariant grid), and ``stats.json`` as
-  ``{group: {variable: {"mean": m, "std": s}}}``;
-* any coarse/fine pair of xarray datasets, or one fine dataset coarsened by an
-  area mean (:class:`CoarseFineDataset`).
-
-A sample is ``{"input": [C_in + C_inv, H, W], "target": [C_out, H, W]}``,
-normalized per channel.
+* :class:`HRRRMiniDataset`, the CorrDiff-Mini (HRRR-Mini) NetCDF file of
+  PhysicsNeMo's CorrDiff example: groups ``input`` (``[N, h, w]`` per coarse
+  variable), ``output`` (``[N, H, W]`` per fine variable), ``invariant``
+  (2-D fields on a larger fine grid), root ``time`` ``[N]`` and ``coord``
+  ``[N, 2]`` (the window's top-left corner in the invariant grid), and
+  ``stats.json``;
+* :class:`CoarseFineDataset`, any coarse/fine pair of xarray datasets, or one
+  fine dataset coarsened by an area mean, with optional invariants.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 
-
-def upsampling_matrix(n: int, factor: int) -> np.ndarray:
-    """Linear interpolation from ``n`` cell centres to ``n * factor``, ``[n f, n]``.
-
-    Fine centre ``i`` sits at coarse coordinate ``(i + 1/2) / f - 1/2``; beyond
-    the outermost coarse centres the line through the two nearest is
-    extended (linear extrapolation, as the CorrDiff-Mini reader does), so a
-    field linear in space is reproduced exactly up to the borders.
-    """
-    if n < 2:
-        raise ValueError(f"need at least 2 coarse cells to interpolate, got {n}")
-    src = (np.arange(n * factor) + 0.5) / factor - 0.5
-    low = np.clip(np.floor(src).astype(int), 0, n - 2)
-    t = src - low
-    m = np.zeros((n * factor, n))
-    m[np.arange(n * factor), low] = 1 - t
-    m[np.arange(n * factor), low + 1] = t
-    return m
-
-
-def upsample(x: np.ndarray, factor: int) -> np.ndarray:
-    """Bilinear upsampling with linear extrapolation at the borders, ``[..., h, w] -> [..., h f, w f]``."""
-    my, mx = upsampling_matrix(x.shape[-2], factor), upsampling_matrix(x.shape[-1], factor)
-    return (my @ x.astype(np.float64) @ mx.T).astype(np.float32)
-
-
-def load_stats(path: str | Path, group: str, variables: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std ``[C]`` of ``variables`` in ``stats.json``'s ``group``.
-
-    Raises
-    ------
-    KeyError
-        Naming the file, group and missing variables.
-    """
-    stats = json.loads(Path(path).read_text())
-    table = stats.get(group, {})
-    missing = [v for v in variables if v not in table]
-    if missing:
-        raise KeyError(f"{path}: no statistics for {missing} in group {group!r} (has {sorted(table)})")
-    mean = np.array([table[v]["mean"] for v in variables], dtype=np.float32)
-    std = np.array([table[v]["std"] for v in variables], dtype=np.float32)
-    return mean, std
+from .domain import Domain, upsample
 
 
 class HRRRMiniDataset(torch.utils.data.Dataset):
-    """Samples of a CorrDiff-Mini (HRRR-Mini) file (see the module docstring).
+    """Samples of a CorrDiff-Mini (HRRR-Mini) file, held in memory.
 
     Parameters
     ----------
@@ -86,6 +46,8 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
     def __init__(self, data_path, stats_path, input_variables=None, output_variables=None,
                  invariant_variables: Sequence[str] = ("elev_mean", "lsm_mean")):
         self.path = Path(data_path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"dataset.data_path={self.path}: no such file")
         groups = {}
         for group in ("input", "output", "invariant"):
             try:
@@ -93,18 +55,17 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
             except OSError as err:
                 raise ValueError(f"{self.path}: cannot read group {group!r} ({err})") from err
         root = xr.open_dataset(self.path).load()
-        self.input_variables = list(input_variables or groups["input"].data_vars)
-        self.output_variables = list(output_variables or groups["output"].data_vars)
-        self.invariant_variables = list(invariant_variables)
-        for group, names in (("input", self.input_variables), ("output", self.output_variables),
-                             ("invariant", self.invariant_variables)):
+        inputs = list(input_variables or groups["input"].data_vars)
+        outputs = list(output_variables or groups["output"].data_vars)
+        invariants = list(invariant_variables)
+        for group, names in (("input", inputs), ("output", outputs), ("invariant", invariants)):
             missing = [v for v in names if v not in groups[group]]
             if missing:
                 raise KeyError(f"{self.path}: group {group!r} has no {missing} (has {list(groups[group].data_vars)})")
-        self.coarse = np.stack([groups["input"][v].values for v in self.input_variables], axis=1)
-        self.fine = np.stack([groups["output"][v].values for v in self.output_variables], axis=1)
-        self.invariants = np.stack([groups["invariant"][v].values for v in self.invariant_variables]) \
-            if self.invariant_variables else np.zeros((0, 1, 1), np.float32)
+        self.coarse = np.stack([groups["input"][v].values for v in inputs], axis=1)
+        self.fine = np.stack([groups["output"][v].values for v in outputs], axis=1)
+        self.invariants = np.stack([groups["invariant"][v].values for v in invariants]) \
+            if invariants else np.zeros((0, 1, 1), np.float32)
         self.times = root["time"].values
         self.coords = root["coord"].values.astype(int)
 
@@ -115,37 +76,218 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
         if len(self.coarse) != len(self.fine) or len(self.coords) != len(self.fine):
             raise ValueError(f"{self.path}: {len(self.coarse)} inputs, {len(self.fine)} outputs, "
                              f"{len(self.coords)} coords")
-        self.factor = big_h // h
-        stats_in = load_stats(stats_path, "input", self.input_variables)
-        stats_inv = load_stats(stats_path, "invariant", self.invariant_variables)
-        self.input_stats = tuple(np.concatenate([a, b]) for a, b in zip(stats_in, stats_inv))
-        self.output_stats = load_stats(stats_path, "output", self.output_variables)
-
-    @property
-    def image_shape(self) -> tuple[int, int]:
-        return tuple(self.fine.shape[-2:])
+        stats_path = Path(stats_path)
+        if not stats_path.exists():
+            raise FileNotFoundError(f"dataset.stats_path={stats_path}: no such file")
+        try:
+            self.domain = Domain(inputs, outputs, invariants, json.loads(stats_path.read_text()),
+                                 big_h // h, (big_h, big_w))
+        except KeyError as err:
+            raise KeyError(f"{stats_path}: {err.args[0]}") from None
 
     def __len__(self) -> int:
         return len(self.fine)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        big_h, big_w = self.image_shape
+    def __getitem__(self, index: int) -> dict:
+        big_h, big_w = self.domain.shape
         i, j = self.coords[index]
         invariants = self.invariants[:, i : i + big_h, j : j + big_w]
-        if invariants.shape[-2:] != (big_h, big_w) and self.invariant_variables:
+        if invariants.shape[-2:] != (big_h, big_w) and self.domain.invariant_variables:
             raise ValueError(f"{self.path}: sample {index} window at {(i, j)} leaves the invariant grid "
                              f"{self.invariants.shape[-2:]}")
-        x = np.concatenate([upsample(self.coarse[index], self.factor), invariants.astype(np.float32)])
-        mean, std = self.input_stats
-        x = (x - mean[:, None, None]) / std[:, None, None]
-        mean, std = self.output_stats
-        y = (self.fine[index] - mean[:, None, None]) / std[:, None, None]
-        return {"input": torch.as_tensor(x, dtype=torch.float32), "target": torch.as_tensor(y, dtype=torch.float32)}
+        x = self.domain.make_input(self.coarse[index], invariants)
+        y = self.domain.normalize_output(self.fine[index])
+        return {"input": torch.from_numpy(x), "target": torch.from_numpy(y), "index": index}
 
-    def denormalize_output(self, y: torch.Tensor) -> torch.Tensor:
-        """Normalized ``[..., C_out, H, W]`` back to physical units."""
-        mean, std = (torch.as_tensor(a, device=y.device)[:, None, None] for a in self.output_stats)
-        return y * std + mean
+
+def _open(source) -> xr.Dataset:
+    """An xarray dataset from a Dataset, a file, a glob pattern or a list of files (lazy)."""
+    if isinstance(source, xr.Dataset):
+        return source
+    paths = [source] if isinstance(source, (str, Path)) else list(source)
+    files = sorted(f for p in paths for f in (glob.glob(str(p)) or [str(p)]))
+    missing = [f for f in files if not os.path.exists(f)]
+    if missing:
+        raise FileNotFoundError(f"no such file: {missing}")
+    parts = [xr.open_zarr(f) if f.endswith(".zarr") else xr.open_dataset(f) for f in files]
+    return parts[0] if len(parts) == 1 else xr.concat(parts, dim="time")
+
+
+def _latitude(ds: xr.Dataset, dims: tuple[str, str]) -> np.ndarray | None:
+    name = next((n for n in ("lat", "latitude") if n in ds.coords and ds[n].dims == (dims[0],)), None)
+    return None if name is None else ds[name].values
+
+
+def _longitude(ds: xr.Dataset, dims: tuple[str, str]) -> np.ndarray | None:
+    name = next((n for n in ("lon", "longitude") if n in ds.coords and ds[n].dims == (dims[1],)), None)
+    return None if name is None else ds[name].values
+
+
+def block_mean(x: np.ndarray, factor: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Area mean over ``factor x factor`` blocks, ``[..., H, W] -> [..., H/f, W/f]``.
+
+    ``weights`` ``[H]`` are cell areas along the first axis (cos latitude on a
+    regular latitude-longitude grid); uniform if ``None``.
+    """
+    *lead, big_h, big_w = x.shape
+    w = np.ones(big_h) if weights is None else np.asarray(weights, np.float64)
+    blocks = (np.asarray(x, np.float64) * w[:, None]).reshape(*lead, big_h // factor, factor, big_w // factor, factor)
+    norm = w.reshape(big_h // factor, factor).sum(-1)[:, None] * factor
+    return (blocks.sum(axis=(-3, -1)) / norm).astype(np.float32)
+
+
+class CoarseFineDataset(torch.utils.data.Dataset):
+    """Downscaling samples from xarray data: a coarse/fine pair, or a fine dataset coarsened.
+
+    Variables are ``(time, y, x)`` arrays (the last two dimensions are the
+    grid); files are read lazily, one sample at a time.
+
+    Parameters
+    ----------
+    fine : xr.Dataset, path, glob or list of paths
+        Fine-resolution data holding ``output_variables`` (and, without
+        ``coarse``, ``input_variables``).
+    output_variables : sequence of str
+        Fine target channels.
+    input_variables : sequence of str, optional
+        Coarse input channels (default: ``output_variables``).
+    coarse : xr.Dataset, path, glob or list, optional
+        Coarse data on a grid ``factor`` times coarser, at the fine data's times.
+        Without it the input is the fine data's area mean over ``factor x factor`` blocks
+        (cos-latitude weighted when the grid has a latitude axis).
+    factor : int, optional
+        Upscaling factor; required without ``coarse``, checked with it.
+    invariants : xr.Dataset or path, optional
+        ``(y, x)`` fields on the fine grid (orography, land-sea mask).
+    invariant_variables : sequence of str
+        Which of them to append to the input.
+    time_range : (start, end), optional
+        Inclusive period to use, e.g. ``("2000-01-01", "2000-06-30")``.
+    stats : dict or path, optional
+        Statistics in the ``stats.json`` layout (validation and test data pass
+        the training set's); computed from this data if ``None``.
+    stats_samples : int
+        Times (evenly spaced) used to compute statistics.
+    """
+
+    def __init__(self, fine, output_variables: Sequence[str], input_variables: Sequence[str] | None = None,
+                 coarse=None, factor: int | None = None, invariants=None,
+                 invariant_variables: Sequence[str] = (), time_range=None, stats=None, stats_samples: int = 256):
+        self.sources = {"fine": fine, "coarse": coarse, "invariants": invariants}
+        self.output_variables = list(output_variables)
+        self.input_variables = list(input_variables or output_variables)
+        self.invariant_variables = list(invariant_variables)
+        self.time_range = time_range
+        fine_ds, coarse_ds = self._datasets()
+        self._check_variables(fine_ds, self.output_variables, "fine")
+        self._check_variables(coarse_ds if coarse_ds is not None else fine_ds, self.input_variables,
+                              "coarse" if coarse_ds is not None else "fine")
+        dims = fine_ds[self.output_variables[0]].dims[-2:]
+        self.dims = dims
+        big_h, big_w = (fine_ds.sizes[d] for d in dims)
+        self.lat, self.lon = _latitude(fine_ds, dims), _longitude(fine_ds, dims)
+        if coarse_ds is not None:
+            cdims = coarse_ds[self.input_variables[0]].dims[-2:]
+            h, w = (coarse_ds.sizes[d] for d in cdims)
+            if big_h % h or big_w % w or big_h // h != big_w // w or (factor and factor != big_h // h):
+                raise ValueError(f"fine grid {big_h}x{big_w} is not {factor or 'a common multiple'} times "
+                                 f"the coarse grid {h}x{w}")
+            factor = big_h // h
+            self.coarse_lat, self.coarse_lon = _latitude(coarse_ds, cdims), _longitude(coarse_ds, cdims)
+        else:
+            if not factor or factor < 1:
+                raise ValueError("dataset.factor is required when there is no coarse dataset")
+            if big_h % factor or big_w % factor:
+                raise ValueError(f"upscaling factor {factor} does not divide the fine grid "
+                                 f"{big_h}x{big_w} ({dims[0]} x {dims[1]})")
+            self.coarse_lat = None if self.lat is None else self.lat.reshape(-1, factor).mean(1)
+            self.coarse_lon = None if self.lon is None else self.lon.reshape(-1, factor).mean(1)
+        self.factor = factor
+        self.weights = None if self.lat is None else np.cos(np.deg2rad(self.lat))
+        self.times = fine_ds["time"].values
+        if coarse_ds is not None:
+            absent = np.setdiff1d(self.times, coarse_ds["time"].values)
+            if absent.size:
+                raise KeyError(f"coarse data lack {absent.size} times of the fine data, e.g. {absent[:3]}")
+        self.invariant_fields = self._read_invariants((big_h, big_w))
+        if stats is None:
+            stats = self.compute_stats(stats_samples)
+        elif not isinstance(stats, dict):
+            stats = json.loads(Path(stats).read_text())
+        lat2d = lon2d = None
+        if self.lat is not None and self.lon is not None:
+            lat2d, lon2d = np.meshgrid(self.lat, self.lon, indexing="ij")
+        self.domain = Domain(self.input_variables, self.output_variables, self.invariant_variables, stats,
+                             factor, (big_h, big_w), lat2d, lon2d, self.coarse_lat, self.coarse_lon,
+                             self.invariant_fields)
+
+    # ------------------------------------------------------------ reading
+    def _datasets(self):
+        """The (lazily opened) fine and coarse datasets of this process, cut to ``time_range``."""
+        if getattr(self, "_pid", None) != os.getpid():  # DataLoader workers open their own handles
+            fine = _open(self.sources["fine"])
+            coarse = None if self.sources["coarse"] is None else _open(self.sources["coarse"])
+            if self.time_range is not None:
+                period = slice(*(pd.Timestamp(t) for t in self.time_range))
+                fine = fine.sel(time=period)
+                if len(fine.time) == 0:
+                    raise ValueError(f"dataset.time_range={list(self.time_range)}: no fine data in that period")
+            self._fine, self._coarse, self._pid = fine, coarse, os.getpid()
+        return self._fine, self._coarse
+
+    @staticmethod
+    def _check_variables(ds, names, which):
+        missing = [v for v in names if v not in ds]
+        if missing:
+            raise KeyError(f"{which} data have no {missing} (have {list(ds.data_vars)})")
+
+    def _read_invariants(self, shape):
+        if not self.invariant_variables:
+            return None
+        if self.sources["invariants"] is None:
+            raise ValueError(f"dataset.invariant_variables={self.invariant_variables} but no dataset.invariants")
+        ds = _open(self.sources["invariants"])
+        self._check_variables(ds, self.invariant_variables, "invariant")
+        fields = np.stack([np.asarray(ds[v].squeeze().values, np.float32) for v in self.invariant_variables])
+        if fields.shape[-2:] != shape:
+            raise ValueError(f"invariants of shape {fields.shape[-2:]} on a fine grid of {shape}")
+        return fields
+
+    def coarse_fields(self, index: int) -> np.ndarray:
+        """Coarse input ``[C_in, h, w]`` in physical units."""
+        fine, coarse = self._datasets()
+        if coarse is None:
+            sample = fine.isel(time=index)
+            return block_mean(np.stack([sample[v].values for v in self.input_variables]), self.factor, self.weights)
+        sample = coarse.sel(time=self.times[index])
+        return np.stack([sample[v].values for v in self.input_variables]).astype(np.float32)
+
+    def fine_fields(self, index: int) -> np.ndarray:
+        """Fine target ``[C_out, H, W]`` in physical units."""
+        sample = self._datasets()[0].isel(time=index)
+        return np.stack([sample[v].values for v in self.output_variables]).astype(np.float32)
+
+    def compute_stats(self, samples: int) -> dict:
+        """Mean and std per channel over ``samples`` evenly spaced times (``stats.json`` layout)."""
+        picks = np.unique(np.linspace(0, len(self.times) - 1, min(samples, len(self.times))).astype(int))
+        coarse = np.stack([self.coarse_fields(i) for i in picks])
+        fine = np.stack([self.fine_fields(i) for i in picks])
+
+        def table(names, arr):  # arr [..., C, H, W]; a constant field gets std 1
+            return {v: {"mean": float(arr[..., k, :, :].mean()), "std": float(arr[..., k, :, :].std()) or 1.0}
+                    for k, v in enumerate(names)}
+
+        inv = self.invariant_fields
+        return {"input": table(self.input_variables, coarse), "output": table(self.output_variables, fine),
+                "invariant": table(self.invariant_variables, inv) if inv is not None else {}}
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __getitem__(self, index: int) -> dict:
+        x = self.domain.make_input(self.coarse_fields(index))
+        y = self.domain.normalize_output(self.fine_fields(index))
+        return {"input": torch.from_numpy(x), "target": torch.from_numpy(y), "index": index}
 
 
 def write_mini_file(path, stats_path, samples: int = 8, shape=(64, 64), factor: int = 8,
@@ -171,7 +313,7 @@ def write_mini_file(path, stats_path, samples: int = 8, shape=(64, 64), factor: 
         field = 3 * np.sin(2 * np.pi * (yy + k * xx) + phase) + k
         detail = np.stack([sum(inv[n][i:i + big_h, j:j + big_w] for n in invariants) for i, j in coords])
         fine[name] = (field + 0.5 * detail).astype(np.float32)
-        coarse[name] = fine[name].reshape(samples, h, factor, w, factor).mean(axis=(2, 4))
+        coarse[name] = block_mean(fine[name], factor)
     root = xr.Dataset({"time": ("sample", np.arange(samples) * np.timedelta64(1, "h") + np.datetime64("2020-01-01")),
                        "coord": (("sample", "xy"), coords)})
     root.to_netcdf(path, mode="w")
@@ -183,3 +325,6 @@ def write_mini_file(path, stats_path, samples: int = 8, shape=(64, 64), factor: 
              for group, names, src in (("input", inputs, coarse), ("output", outputs, fine),
                                        ("invariant", invariants, inv))}
     Path(stats_path).write_text(json.dumps(stats, indent=1))
+
+
+__all__ = ["HRRRMiniDataset", "CoarseFineDataset", "block_mean", "upsample", "write_mini_file"]

@@ -1,0 +1,238 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Ensembles from the two CorrDiff stages, and the NetCDF file they go to.
+
+For each time, the regression net gives the mean (``regression_step``) and
+the diffusion net samples ``num_ensembles`` residuals in batches of
+``seed_batch_size`` seeds (``diffusion_step`` with PhysicsNeMo's EDM
+samplers; member ``k`` always uses seed ``seed + k``, whatever the batching
+and number of ranks). Seed batches are spread over ranks and gathered on
+rank 0, which writes the file.
+
+The output file (written to a hidden temporary file and renamed when
+complete) has root dimensions ``time``, ``ensemble``, ``y``, ``x``, a
+``time`` coordinate (valid time), ``lead_time`` when the input was a
+forecast, ``lat``/``lon`` ``(y, x)`` when known, and groups ``input`` (the
+upsampled coarse input and invariants), ``regression`` (the mean),
+``prediction`` (``ensemble, time, y, x``) and, when available, ``truth``;
+all in physical units.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from omegaconf import DictConfig
+
+from ..engine import fast_paths
+from ..engine.distributed import setup_distributed
+from . import models
+from .domain import DOMAIN_FILE, Domain
+
+with warnings.catch_warnings():  # the CorrDiff helpers are flagged "legacy" by PhysicsNeMo 2.2
+    warnings.simplefilter("ignore")
+    from physicsnemo.diffusion.generate import diffusion_step, regression_step
+    from physicsnemo.diffusion.multi_diffusion import GridPatching2D
+    from physicsnemo.diffusion.samplers import deterministic_sampler, stochastic_sampler
+
+
+def seed_batches(num_ensembles: int, seed_batch_size: int, seed: int = 0) -> list[torch.Tensor]:
+    """Seeds ``seed .. seed + N - 1`` in batches of ``seed_batch_size``.
+
+    Raises
+    ------
+    ValueError
+        When ``seed_batch_size`` does not divide ``num_ensembles``.
+    """
+    if num_ensembles < 1 or seed_batch_size < 1 or num_ensembles % seed_batch_size:
+        raise ValueError(f"generation.num_ensembles={num_ensembles} is not divisible by "
+                         f"generation.seed_batch_size={seed_batch_size}")
+    return list(torch.arange(seed, seed + num_ensembles).split(seed_batch_size))
+
+
+def build_sampler(gen: DictConfig, shape: tuple[int, int]):
+    """``sampler_fn`` for ``diffusion_step``: stochastic (EDM Heun) or deterministic, optionally patched."""
+    patching = None
+    if gen.get("patching"):
+        patching = GridPatching2D(shape, (gen.patch_shape_y, gen.patch_shape_x), gen.overlap_pix, gen.boundary_pix)
+    s = gen.sampler
+    if s.type == "stochastic":
+        return functools.partial(stochastic_sampler, num_steps=s.num_steps, patching=patching)
+    if s.type == "deterministic":
+        sampler = functools.partial(deterministic_sampler, num_steps=s.num_steps, solver=s.get("solver", "euler"),
+                                    patching=patching)
+        return lambda *args, **kwargs: sampler(*args, **kwargs).float()  # it returns float64
+    raise ValueError(f"generation.sampler.type={s.type!r}: choose stochastic or deterministic")
+
+
+@torch.no_grad()
+def downscale(regression, diffusion, x: torch.Tensor, batches: list[torch.Tensor], sampler_fn,
+              hr_mean_conditioning: bool = True, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and ensemble for a sequence of inputs (normalized units).
+
+    Parameters
+    ----------
+    regression, diffusion : Module
+        The two stages (``diffusion=None``: regression only, the ensemble is the mean).
+    x : torch.Tensor
+        ``[T, C_in, H, W]`` network inputs, on the nets' device.
+    batches : list of torch.Tensor
+        Seed batches (:func:`seed_batches`); this rank takes ``batches[rank::world]``.
+
+    Returns
+    -------
+    mean : torch.Tensor
+        ``[T, C_out, H, W]``.
+    members : torch.Tensor
+        ``[N_rank, T, C_out, H, W]``: this rank's members, in seed order.
+    """
+    mine = batches[rank::world]
+    size = len(mine[0]) if mine else 1
+    means, members = [], []
+    for t in range(x.shape[0]):
+        img_lr = x[t : t + 1]
+        mean = regression_step(regression, img_lr, (size, regression.img_out_channels, *x.shape[-2:])).float()
+        means.append(mean[0])
+        if diffusion is None or not mine:
+            members.append(mean[:0] if not mine else mean[0].expand(sum(map(len, mine)), *mean.shape[1:]))
+            continue
+        residual = diffusion_step(diffusion, sampler_fn, tuple(x.shape[-2:]), mean.shape[1], mine,
+                                  img_lr.expand(size, *img_lr.shape[1:]), rank, x.device,
+                                  mean_hr=mean[0:1] if hr_mean_conditioning else None)
+        members.append(mean[0:1] + residual.float())
+    return torch.stack(means), torch.stack(members, dim=1)
+
+
+def write_output(path: str | Path, domain: Domain, times, inputs: np.ndarray, mean: np.ndarray,
+                 members: np.ndarray, truth: np.ndarray | None = None, lead_time=None) -> Path:
+    """Write a generation file (see the module docstring) atomically.
+
+    Parameters
+    ----------
+    inputs : np.ndarray
+        ``[T, C_in, H, W]`` upsampled input and invariants, physical units.
+    mean, truth : np.ndarray
+        ``[T, C_out, H, W]``.
+    members : np.ndarray
+        ``[N, T, C_out, H, W]``.
+    lead_time : sequence of timedelta, optional
+        ``[T]`` lead of each time when the input was a forecast.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp"
+    coords = {"time": np.asarray(times), "ensemble": np.arange(members.shape[0])}
+    root = xr.Dataset(coords=coords)
+    if lead_time is not None:
+        root = root.assign_coords(lead_time=("time", pd.to_timedelta(lead_time).values))
+    if domain.lat is not None:
+        root["lat"], root["lon"] = (("y", "x"), domain.lat), (("y", "x"), domain.lon)
+    root.attrs.update(source="physicsnemo-climax CorrDiff", factor=domain.factor)
+    groups = {
+        "input": {v: (("time", "y", "x"), inputs[:, k]) for k, v in enumerate(domain.input_channels)},
+        "regression": {v: (("time", "y", "x"), mean[:, k]) for k, v in enumerate(domain.output_variables)},
+        "prediction": {v: (("ensemble", "time", "y", "x"), members[:, :, k])
+                       for k, v in enumerate(domain.output_variables)},
+    }
+    if truth is not None:
+        groups["truth"] = {v: (("time", "y", "x"), truth[:, k]) for k, v in enumerate(domain.output_variables)}
+    try:
+        root.to_netcdf(tmp, mode="w")
+        for name, variables in groups.items():
+            xr.Dataset({k: (d, np.asarray(a, np.float32)) for k, (d, a) in variables.items()}).to_netcdf(
+                tmp, mode="a", group=name)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def checkpoint_domain(path: str | Path) -> Domain | None:
+    """The :class:`Domain` saved by the training run a checkpoint (or run folder) belongs to."""
+    path = Path(path)
+    for folder in (path, path.parent, path.parent.parent):
+        if (folder / DOMAIN_FILE).exists():
+            return Domain.load(folder)
+    return None
+
+
+def load_stages(gen: DictConfig, domain: Domain, device, sample: dict | None = None):
+    """The regression net and (unless ``inference_mode=regression``) the diffusion net."""
+    if gen.inference_mode not in ("all", "regression"):
+        raise ValueError(f"generation.inference_mode={gen.inference_mode!r}: choose all or regression")
+    regression = models.load_frozen(gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename",
+                                    domain, device, sample)
+    if gen.inference_mode == "regression":
+        return regression, None
+    file = models.resolve_checkpoint(gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename")
+    from physicsnemo.core import Module
+
+    diffusion = Module.from_checkpoint(str(file)).to(device).eval().requires_grad_(False)
+    if getattr(diffusion, "img_out_channels", None) != len(domain.output_variables):
+        raise ValueError(f"generation.io.res_ckpt_filename={file}: {diffusion.img_out_channels} output "
+                         f"channels, the data have {domain.output_variables}")
+    return regression, diffusion
+
+
+def select_times(dataset_times, wanted, limit) -> list[int]:
+    """Indices of the ``wanted`` ISO times (all if ``None``), at most ``limit``."""
+    stamps = pd.to_datetime(np.asarray(dataset_times))
+    if wanted is None:
+        index = list(range(len(stamps)))
+    else:
+        positions = {t: i for i, t in enumerate(stamps)}
+        missing = [t for t in wanted if pd.Timestamp(t) not in positions]
+        if missing:
+            raise KeyError(f"generation.times {missing} are not in the dataset "
+                           f"({stamps[0]} .. {stamps[-1]}, {len(stamps)} times)")
+        index = [positions[pd.Timestamp(t)] for t in wanted]
+    return index[:limit] if limit else index
+
+
+def generate(cfg: DictConfig) -> Path | None:
+    """Generate for ``cfg.dataset`` at ``cfg.generation.times``; rank 0 returns the file."""
+    from .train import build_dataset
+
+    gen = cfg.generation
+    manager = setup_distributed()
+    device, rank, world = manager.device, manager.rank, manager.world_size
+    if gen.precision != "fp32" and device.type != "cuda":
+        raise ValueError(f"generation.precision={gen.precision!r}: mixed precision runs on CUDA only")
+    batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, cfg.seed)
+    trained = checkpoint_domain(gen.io.reg_ckpt_filename)
+    dataset = build_dataset(cfg.dataset, trained.stats if trained is not None else None)
+    domain = dataset.domain
+    indices = select_times(dataset.times, gen.times, gen.max_times)
+    regression, diffusion = load_stages(gen, domain, device, dataset[indices[0]])
+    sampler_fn = build_sampler(gen, domain.shape)
+
+    samples = [dataset[i] for i in indices]
+    x = torch.stack([s["input"] for s in samples]).to(device)
+    with fast_paths.autocast(device, gen.precision):
+        mean, members = downscale(regression, diffusion, x, batches, sampler_fn, gen.hr_mean_conditioning, rank, world)
+    members = _gather(members, batches, manager)
+    if rank != 0:
+        return None
+    truth = domain.denormalize_output(torch.stack([s["target"] for s in samples])).numpy()
+    return write_output(gen.io.output_filename, domain, np.asarray(dataset.times)[indices],
+                        domain.denormalize_input(x).cpu().numpy(), domain.denormalize_output(mean).cpu().numpy(),
+                        domain.denormalize_output(members).cpu().numpy(), truth)
+
+
+def _gather(members: torch.Tensor, batches: list[torch.Tensor], manager) -> torch.Tensor:
+    """All ranks' members on rank 0, in seed order (rank ``r`` holds batches ``r, r + R, ...``)."""
+    if not (manager.distributed and manager.world_size > 1):
+        return members
+    world = manager.world_size
+    parts = [None] * world if manager.rank == 0 else None
+    torch.distributed.gather_object(members.cpu(), parts, dst=0)
+    if manager.rank != 0:
+        return members
+    chunks = [list(part.split([len(b) for b in batches[r::world]])) for r, part in enumerate(parts)]
+    return torch.cat([chunks[b % world][b // world] for b in range(len(batches))]).to(members.device)

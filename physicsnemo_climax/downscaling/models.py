@@ -1,0 +1,169 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The two CorrDiff networks, built from config, and ClimaX as a regression stage.
+
+The UNets and the EDM preconditioner are PhysicsNeMo's
+(``CorrDiffRegressionUNet``, ``EDMPrecondSuperResolution`` around a
+``SongUNetPosEmbd``); this module only does the channel arithmetic they
+need, in one place:
+
+* regression: ``img_in_channels = C_in + N_grid``
+* diffusion: ``img_in_channels = C_in [+ C_out if hr_mean_conditioning]
+  [+ C_in if patched] + N_grid``
+
+where ``C_in`` counts the coarse inputs and the invariants, and ``N_grid``
+the backbone's positional-grid channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from physicsnemo.core import ModelMetaData, Module
+from physicsnemo.diffusion.preconditioners import EDMPrecondSuperResolution
+from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
+
+from ..engine import checkpointing
+from ..engine.fast_paths import apex_available
+from ..models import ClimaX
+from .domain import Domain
+
+
+@dataclass
+class ClimaXRegressionMetaData(ModelMetaData):
+    amp_cpu: bool = True
+    amp_gpu: bool = True
+    bf16: bool = True
+
+
+class ClimaXRegression(Module):
+    """ClimaX on the upsampled coarse input at lead time 0: the conditional mean.
+
+    It has the call signature CorrDiff's losses and samplers expect of a
+    regression net, so it replaces the UNet stage as is.
+
+    Parameters
+    ----------
+    img_resolution : (int, int)
+        Fine grid ``(H, W)``; ``patch_size`` must divide both.
+    input_channels, output_channels : list of str
+        Names of the input channels (coarse variables, then invariants) and outputs.
+    climax_args : dict
+        Further :class:`~physicsnemo_climax.models.ClimaX` arguments (``patch_size``, ``embed_dim``, ...).
+    """
+
+    def __init__(self, img_resolution, input_channels, output_channels, climax_args: dict | None = None):
+        super().__init__(meta=ClimaXRegressionMetaData())
+        self.input_channels, self.output_channels = list(input_channels), list(output_channels)
+        self.img_shape_y, self.img_shape_x = (int(s) for s in img_resolution)
+        self.img_out_channels = len(self.output_channels)
+        variables = list(dict.fromkeys(self.input_channels + self.output_channels))
+        self.climax = ClimaX(variables=variables, img_size=(self.img_shape_y, self.img_shape_x),
+                             **(climax_args or {}))
+
+    def forward(self, x: torch.Tensor, img_lr: torch.Tensor, force_fp32: bool = False, **kwargs) -> torch.Tensor:
+        """``x`` ``[B, C_out, H, W]`` (zeros, ignored), ``img_lr`` ``[B, C_in, H, W]`` -> ``[B, C_out, H, W]``."""
+        lead = torch.zeros(img_lr.shape[0], device=img_lr.device)
+        return self.climax(img_lr.float(), lead, self.input_channels, self.output_channels).float()
+
+
+def _unet_args(cfg: DictConfig) -> dict:
+    """Backbone arguments: ``model_size`` under ``model.model_args``."""
+    args = OmegaConf.to_container(cfg.get("model_size") or {}, resolve=True)
+    args.update(OmegaConf.to_container(cfg.model.get("model_args") or {}, resolve=True))
+    if cfg.model.get("use_apex_gn", False) in (True, "auto"):
+        args["use_apex_gn"] = apex_available()
+    return args
+
+
+def patch_shape(cfg: DictConfig, domain: Domain) -> tuple[int, int] | None:
+    """The training patch ``(Hp, Wp)``, or ``None`` for the full domain."""
+    py, px = cfg.model.get("patch_shape_y"), cfg.model.get("patch_shape_x")
+    if py is None and px is None:
+        return None
+    shape = (int(py or domain.shape[0]), int(px or domain.shape[1]))
+    if shape[0] > domain.shape[0] or shape[1] > domain.shape[1]:
+        raise ValueError(f"model.patch_shape_y/x={list(shape)} is larger than the domain {domain.shape}")
+    return None if shape == tuple(domain.shape) else shape
+
+
+def build_regression(cfg: DictConfig, domain: Domain) -> Module:
+    """The regression stage ``cfg.model.backbone``: ``unet`` (CorrDiff) or ``climax``."""
+    c_in, c_out = len(domain.input_channels), len(domain.output_variables)
+    if cfg.model.backbone == "climax":
+        args = OmegaConf.to_container(cfg.model.climax, resolve=True)
+        model = ClimaXRegression(domain.shape, domain.input_channels, domain.output_variables, args)
+        if cfg.model.get("init"):
+            from ..engine.trainer import load_pretrained
+
+            model.climax = load_pretrained(str(cfg.model.init), dict(
+                args, variables=model.climax.variables, img_size=list(domain.shape)))
+        return model
+    if cfg.model.backbone != "unet":
+        raise ValueError(f"model.backbone={cfg.model.backbone!r}: choose unet or climax")
+    args = _unet_args(cfg)
+    n_grid = args.get("N_grid_channels", 4)
+    return CorrDiffRegressionUNet(img_resolution=list(domain.shape), img_in_channels=c_in + n_grid,
+                                  img_out_channels=c_out, **args)
+
+
+def build_diffusion(cfg: DictConfig, domain: Domain) -> Module:
+    """The residual diffusion net (EDM preconditioner around a ``SongUNetPosEmbd``)."""
+    c_in, c_out = len(domain.input_channels), len(domain.output_variables)
+    args = _unet_args(cfg)
+    n_grid = args.get("N_grid_channels", 4)
+    channels = c_in + (c_out if cfg.model.hr_mean_conditioning else 0) + n_grid
+    if patch_shape(cfg, domain) is not None:
+        channels += c_in  # each patch also sees the whole input, resized to the patch
+    return EDMPrecondSuperResolution(img_resolution=list(domain.shape), img_in_channels=channels,
+                                     img_out_channels=c_out, sigma_data=cfg.model.get("sigma_data", 0.5), **args)
+
+
+def resolve_checkpoint(path: str | Path, key: str) -> Path:
+    """An ``.mdlus`` file, or the latest one of a training run folder."""
+    path = Path(path)
+    if path.is_dir():
+        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+        try:
+            return checkpointing.model_file(folder)
+        except FileNotFoundError as err:
+            raise FileNotFoundError(f"{key}={path}: {err}") from None
+    if not path.exists():
+        raise FileNotFoundError(f"{key}={path}: no such file or run folder")
+    return path
+
+
+def load_frozen(path: str | Path, key: str, domain: Domain, device, sample: dict | None = None) -> Module:
+    """A trained regression net in eval mode without gradients, checked against ``domain``.
+
+    Raises
+    ------
+    ValueError
+        Naming ``key`` when the net's grid, output channels or input channels
+        (tried on ``sample``) do not fit the data.
+    """
+    file = resolve_checkpoint(path, key)
+    try:
+        net = Module.from_checkpoint(str(file))
+    except Exception as err:  # a corrupt or foreign file: say which
+        raise ValueError(f"{key}={file}: not a loadable PhysicsNeMo checkpoint ({err})") from err
+    shape = (getattr(net, "img_shape_y", None), getattr(net, "img_shape_x", None))
+    if shape != tuple(domain.shape) or getattr(net, "img_out_channels", None) != len(domain.output_variables):
+        raise ValueError(f"{key}={file}: a net for grid {shape} with {getattr(net, 'img_out_channels', '?')} "
+                         f"outputs, but the data have grid {tuple(domain.shape)} and outputs {domain.output_variables}")
+    if isinstance(net, ClimaXRegression) and (net.input_channels != domain.input_channels
+                                              or net.output_channels != domain.output_variables):
+        raise ValueError(f"{key}={file}: ClimaX regression for inputs {net.input_channels} -> "
+                         f"{net.output_channels}, data have {domain.input_channels} -> {domain.output_variables}")
+    net = net.to(device).eval().requires_grad_(False)
+    if sample is not None:
+        x = sample["input"][None].to(device)
+        try:
+            with torch.no_grad():
+                net(torch.zeros(1, len(domain.output_variables), *domain.shape, device=device), x)
+        except RuntimeError as err:
+            raise ValueError(f"{key}={file}: does not take the data's {x.shape[1]} input channels "
+                             f"{domain.input_channels} ({str(err).splitlines()[0]})") from err
+    return net

@@ -1,0 +1,279 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Scores and spectra of a downscaling generation file: the CorrDiff ensemble
+against the regression-only and bilinear baselines.
+
+The file (written by the generation step) has a root with ``time`` and
+optional ``lat(y, x)`` / ``lon(y, x)``, and groups ``input`` (the coarse input
+bilinearly upsampled, ``(time, y, x)`` per channel), ``regression``
+(``(time, y, x)``, optional), ``prediction`` (``(ensemble, time, y, x)``) and
+``truth`` (``(time, y, x)``, needed for scores). Deterministic baselines are
+scored as 1-member ensembles.
+
+All means are uniform over points (time, y, x): the grid is a regional
+km-scale one, so no latitude weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import netCDF4
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from physicsnemo.metrics.general.crps import crps as _crps
+
+GROUPS = ("input", "regression", "prediction", "truth")
+METHODS = ("corrdiff", "regression", "bilinear")
+SCORE_COLUMNS = ["method", "variable", "rmse", "mae", "crps", "spread", "spread_skill"]
+_CHUNK_ELEMENTS = 2**24  # values of one member stack read at once, ~128 MB in float64
+
+
+# ----------------------------------------------------------------------------- scores
+
+
+def _score_sums(pred: torch.Tensor, obs: torch.Tensor) -> dict[str, float]:
+    """Sums over points that :func:`_finalize` turns into scores; adding two is scoring the union."""
+    pred = torch.as_tensor(pred, dtype=torch.float64)
+    obs = torch.as_tensor(obs, dtype=torch.float64)
+    if pred.shape[1:] != obs.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} must be [N, *obs.shape], obs is {tuple(obs.shape)}")
+    n = pred.shape[0]
+    err = pred.mean(0) - obs
+    var = pred.var(0, correction=1) if n > 1 else torch.zeros_like(obs)
+    return {
+        "se": err.square().sum().item(),
+        "ae": err.abs().sum().item(),
+        "crps": _crps(pred, obs, dim=0).sum().item(),
+        "var": var.sum().item(),
+        "points": obs.numel(),
+        "members": n,
+    }
+
+
+def _add(a: dict | None, b: dict) -> dict:
+    if a is None:
+        return dict(b)
+    if a["members"] != b["members"]:
+        raise ValueError(f"ensemble size changed: {a['members']} vs {b['members']}")
+    return {k: a[k] + b[k] if k != "members" else a[k] for k in a}
+
+
+def _finalize(s: dict) -> dict[str, float]:
+    p, n = s["points"], s["members"]
+    rmse, spread = math.sqrt(s["se"] / p), math.sqrt(s["var"] / p)
+    ratio = math.sqrt((n + 1) / n) * spread / rmse if rmse > 0 else math.nan
+    return {"rmse": rmse, "mae": s["ae"] / p, "crps": s["crps"] / p, "spread": spread, "spread_skill": ratio}
+
+
+def ensemble_scores(pred: torch.Tensor, obs: torch.Tensor) -> dict[str, float]:
+    """Ensemble scores averaged uniformly over all points (every non-ensemble dim).
+
+    Parameters
+    ----------
+    pred : torch.Tensor
+        ``[N, ...]`` ensemble (``N = 1`` for a deterministic forecast).
+    obs : torch.Tensor
+        ``[...]`` truth.
+
+    Returns
+    -------
+    dict of str to float
+        Python floats, computed in float64:
+
+        * ``rmse``: ``sqrt(mean((mean_N pred - obs)^2))`` (one square root of the
+          mean over all points, not a mean of per-time RMSEs);
+        * ``mae``: ``mean(|mean_N pred - obs|)``;
+        * ``crps``: mean of ``physicsnemo.metrics.general.crps.crps(pred, obs, dim=0)``,
+          the biased kernel estimator ``E|X - y| - E|X - X'| / 2`` over the
+          empirical ensemble distribution (equals ``mae`` for ``N = 1``);
+        * ``spread``: ``sqrt(mean(var_N pred))`` with the unbiased (``N - 1``)
+          member variance; 0 for ``N = 1``;
+        * ``spread_skill``: ``sqrt((N + 1) / N) * spread / rmse``, i.e. the
+          finite-ensemble correction of Fortin et al. (2014) applied to the
+          spread, so that a statistically consistent ensemble scores 1 at any
+          ``N``. 0 for ``N = 1``; NaN when ``rmse`` is 0.
+    """
+    return _finalize(_score_sums(pred, obs))
+
+
+# ----------------------------------------------------------------------------- spectra
+
+
+def radial_spectrum(field: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Isotropic power spectrum of the last two dims, ``[..., H, W] -> (k [K], power [..., K])``.
+
+    ``k = i / n`` for ``i = 0 .. n // 2`` with ``n = min(H, W)``: wavenumber in
+    cycles per grid spacing, from 0 to the Nyquist 0.5 (wavelength ``1 / k``
+    grid spacings; divide by the grid spacing in km for cycles per km).
+    ``power[..., i]`` sums ``|X_hat|^2`` of the forward-normalised 2-D DFT
+    over the modes whose radial frequency ``hypot(fy, fx)`` rounds to ``k[i]``
+    (rings of width ``1 / n``), so ``power.sum(-1)`` is the mean of ``field^2``
+    less the corner modes beyond Nyquist; ``power[..., 0]`` is the squared mean.
+    No taper: a regional field's boundary jump leaks some power to high ``k``,
+    alike for every method.
+
+    Not :func:`physicsnemo.metrics.general.power_spectrum.power_spectrum`: its
+    bins are ``min(H, W) // 2 - 1`` linear ones in raw index units, about 1.5
+    indices wide and running out to the corners, so bin 0 mixes the mean with
+    the first modes, a non-square grid mixes different frequencies along y and
+    x, and an odd width shifts the centre by half an index.
+    """
+    x = torch.as_tensor(field, dtype=torch.float64)
+    h, w = x.shape[-2:]
+    n = min(h, w)
+    fy, fx = torch.fft.fftfreq(h, dtype=torch.float64), torch.fft.fftfreq(w, dtype=torch.float64)
+    f = torch.hypot(fy[:, None], fx)
+    ring = torch.round(f * n).long().flatten()
+    keep = ring <= n // 2
+    pwr = torch.fft.fft2(x, norm="forward").abs().square().flatten(-2)[..., keep]
+    power = pwr.new_zeros(*x.shape[:-2], n // 2 + 1).index_add_(-1, ring[keep], pwr)
+    return torch.arange(n // 2 + 1, dtype=torch.float64) / n, power
+
+
+# ----------------------------------------------------------------------------- files
+
+
+@contextmanager
+def open_groups(path: str | Path) -> Iterator[dict[str, xr.Dataset]]:
+    """Lazily opened groups of a generation file, ``{"input"|"regression"|"prediction"|"truth": Dataset}``.
+
+    Groups absent from the file are absent from the dict; ``"root"`` holds the
+    root dataset (``time``, optional ``lat``/``lon``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no generation file at {path}")
+    with netCDF4.Dataset(path) as nc:
+        present = set(nc.groups)
+    with ExitStack() as stack:
+        out = {"root": stack.enter_context(xr.open_dataset(path))}
+        for g in GROUPS:
+            if g in present:
+                out[g] = stack.enter_context(xr.open_dataset(path, group=g))
+        yield out
+
+
+def _output_variables(groups: dict, path, variables: Sequence[str] | None, need_truth: bool) -> list[str]:
+    if "prediction" not in groups:
+        raise ValueError(f"{path}: no 'prediction' group (groups: {sorted(set(groups) - {'root'})})")
+    if need_truth and "truth" not in groups:
+        raise ValueError(f"{path}: no 'truth' group, cannot score (groups: {sorted(set(groups) - {'root'})})")
+    available = [v for v in groups["prediction"].data_vars if not need_truth or v in groups["truth"]]
+    if variables is None:
+        return available
+    variables = [variables] if isinstance(variables, str) else list(variables)
+    unknown = [v for v in variables if v not in available]
+    if unknown:
+        raise ValueError(f"{path}: unknown variable(s) {unknown}; available: {available}")
+    return variables
+
+
+def _methods(groups: dict, variable: str) -> list[str]:
+    """Methods available for ``variable``, in :data:`METHODS` order."""
+    has = {"corrdiff": True, "regression": "regression" in groups and variable in groups["regression"],
+           "bilinear": "input" in groups and variable in groups["input"]}
+    return [m for m in METHODS if has[m]]
+
+
+def _members(groups: dict, method: str, variable: str, times: slice) -> np.ndarray:
+    """``[N, t, H, W]`` fields of ``method`` (``N = 1`` for deterministic ones)."""
+    if method == "corrdiff":
+        return groups["prediction"][variable].isel(time=times).transpose("ensemble", "time", "y", "x").values
+    group = {"truth": "truth", "regression": "regression", "bilinear": "input"}[method]
+    return groups[group][variable].isel(time=times).transpose("time", "y", "x").values[None]
+
+
+def _time_chunks(groups: dict, variable: str) -> list[slice]:
+    da = groups["prediction"][variable]
+    per_time = da.sizes.get("ensemble", 1) * da.sizes["y"] * da.sizes["x"]
+    step = max(1, _CHUNK_ELEMENTS // per_time)
+    return [slice(t, t + step) for t in range(0, da.sizes["time"], step)]
+
+
+def score_file(path: str | Path, variables: Sequence[str] | None = None) -> pd.DataFrame:
+    """Scores of every method and output variable of a generation file.
+
+    Parameters
+    ----------
+    path : str or Path
+        Generation NetCDF file (see the module docstring).
+    variables : sequence of str, optional
+        Output variables to score; default all of ``prediction`` that ``truth`` has.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (method, variable), methods in the order ``corrdiff``,
+        ``regression`` (if the group exists), ``bilinear`` (for variables also
+        in ``input``); columns :data:`SCORE_COLUMNS`, scores as in
+        :func:`ensemble_scores` over all times and points. Read in time chunks.
+
+    Raises
+    ------
+    ValueError
+        If the file has no ``truth`` group, or a requested variable is unknown.
+    """
+    rows = []
+    with open_groups(path) as groups:
+        names = _output_variables(groups, path, variables, need_truth=True)
+        for method in METHODS:
+            for v in names:
+                if method not in _methods(groups, v):
+                    continue
+                sums = None
+                for times in _time_chunks(groups, v):
+                    pred = torch.from_numpy(_members(groups, method, v, times))
+                    obs = torch.from_numpy(_members(groups, "truth", v, times)[0])
+                    sums = _add(sums, _score_sums(pred, obs))
+                rows.append({"method": method, "variable": v, **_finalize(sums)})
+    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+
+
+Spectra = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
+
+
+def spectra_file(path: str | Path, variables: Sequence[str] | None = None) -> Spectra:
+    """Time-mean radial spectra of every method and output variable.
+
+    Returns
+    -------
+    dict
+        ``{variable: {method: (k [K], power [K])}}`` as float64 numpy arrays
+        (see :func:`radial_spectrum`), methods ``truth`` (if present),
+        ``corrdiff``, ``regression`` (if present), ``bilinear`` (if the variable
+        is an input). For ``corrdiff`` the spectrum of each member at each time
+        is taken, then averaged over members and times (not the spectrum of the
+        ensemble mean, which would be smoother).
+    """
+    out = {}
+    with open_groups(path) as groups:
+        for v in _output_variables(groups, path, variables, need_truth=False):
+            methods = (["truth"] if "truth" in groups and v in groups["truth"] else []) + _methods(groups, v)
+            out[v] = {}
+            for method in methods:
+                total, count = 0.0, 0
+                for times in _time_chunks(groups, v):
+                    k, power = radial_spectrum(torch.from_numpy(_members(groups, method, v, times)))
+                    total, count = total + power.flatten(0, -2).sum(0), count + power[..., 0].numel()
+                out[v][method] = (k.numpy(), (total / count).numpy())
+    return out
+
+
+def write_scores(path: str | Path, out_dir: str | Path) -> pd.DataFrame:
+    """Score ``path`` (:func:`score_file`), write ``scores.csv`` and ``scores.json`` into ``out_dir``.
+
+    ``scores.json`` is a list of row records (``NaN`` as ``null``). Returns the table.
+    """
+    df = score_file(path)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out_dir / "scores.csv", index=False)
+    records = df.astype(object).where(df.notna(), None).to_dict("records")
+    (out_dir / "scores.json").write_text(json.dumps(records, indent=2) + "\n")
+    return df
