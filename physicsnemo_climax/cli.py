@@ -210,6 +210,106 @@ def forecast(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}: {list(out.data_vars)} at leads {list(args.lead)}")
 
 
+def downscale_train(args: argparse.Namespace) -> None:
+    """Train a CorrDiff stage (regression or residual diffusion)."""
+    from .config import load_config
+    from .downscaling.train import train as run_training
+
+    cfg = load_config(args.overrides, name=args.config_name)
+    print(f"run folder: {run_training(cfg)}")
+
+
+def downscale_generate(args: argparse.Namespace) -> None:
+    """Generate CorrDiff ensembles for dataset times, then score and plot them."""
+    from .config import load_config
+    from .downscaling.generate import generate
+
+    cfg = load_config(args.overrides, name=args.config_name)
+    path = generate(cfg)
+    if path is not None:
+        print(f"wrote {path}")
+        if not args.no_score:
+            _score(path, args.out_dir)
+
+
+def downscale_score(args: argparse.Namespace) -> None:
+    """Scores and pictures of a generation file."""
+    _score(args.file, args.out_dir)
+
+
+def _score(path, out_dir) -> None:
+    from pathlib import Path
+
+    from .downscaling import plots
+    from .downscaling.scores import open_groups, write_scores
+
+    out_dir = Path(out_dir or Path(path).with_suffix(""))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open_groups(path) as groups:
+        has_truth = "truth" in groups
+    if has_truth:
+        print(write_scores(path, out_dir).to_string(index=False, float_format="%.4g"))
+        plots.plot_spectra(path, out_dir / "spectra.png")
+    plots.plot_maps(path, out_dir / "maps.png")
+    print(f"scores and plots in {out_dir}")
+
+
+def downscale_forecast(args: argparse.Namespace) -> None:
+    """ClimaX forecast -> CorrDiff ensemble on the km-scale domain."""
+    import xarray as xr
+
+    from .config import load_config
+    from .downscaling.pipeline import forecast_and_downscale
+
+    overrides = [f"generation.num_ensembles={args.members}", f"generation.seed_batch_size={args.seed_batch_size}",
+                 f"generation.io.reg_ckpt_filename={args.regression}",
+                 f"generation.io.res_ckpt_filename={args.diffusion or args.regression}",
+                 f"generation.sampler.num_steps={args.steps}", f"seed={args.seed}"]
+    if args.diffusion is None:
+        overrides.append("generation.inference_mode=regression")
+    cfg = load_config(overrides + list(args.overrides), name="config_generate_hrrr_mini")
+    truth = xr.open_dataset(args.truth).load() if args.truth else None
+    with xr.open_dataset(args.input) as ic:
+        path = forecast_and_downscale(args.climax_run, ic.load(), args.lead, cfg.generation, args.output,
+                                      dict(item.split("=", 1) for item in args.map or []), truth, cfg.seed)
+    print(f"wrote {path}")
+
+
+def _add_downscale_commands(commands) -> None:
+    ds = commands.add_parser("downscale", help="CorrDiff: train, generate, score, forecast -> km scale").add_subparsers(
+        dest="downscale_command", required=True)
+    for name, func, default in (("train", downscale_train, "config_training_hrrr_mini_regression"),
+                                ("generate", downscale_generate, "config_generate_hrrr_mini")):
+        p = ds.add_parser(name, help=func.__doc__.splitlines()[0].rstrip(".").lower())
+        p.add_argument("--config-name", default=default, help=f"a config of conf/ (default {default})")
+        p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset.data_path=... train.steps=10")
+        p.set_defaults(func=func)
+    gen = ds.choices["generate"]
+    gen.add_argument("--out-dir", help="scores and plots (default: beside the output file)")
+    gen.add_argument("--no-score", action="store_true")
+
+    p = ds.add_parser("score", help="scores (vs bilinear and regression-only) and plots of a generation file")
+    p.add_argument("file")
+    p.add_argument("--out-dir")
+    p.set_defaults(func=downscale_score)
+
+    p = ds.add_parser("forecast", help="ClimaX forecast downscaled by CorrDiff into an ensemble file")
+    p.add_argument("--climax-run", required=True, help="ClimaX training run folder")
+    p.add_argument("--regression", required=True, help="CorrDiff regression run folder or .mdlus")
+    p.add_argument("--diffusion", help="CorrDiff diffusion run folder or .mdlus (omit: regression only)")
+    p.add_argument("--input", required=True, help="initial condition (NetCDF)")
+    p.add_argument("--lead", required=True, nargs="+", help="lead times, e.g. 24h 48h")
+    p.add_argument("--output", required=True, help="output NetCDF")
+    p.add_argument("--members", type=int, default=8)
+    p.add_argument("--seed-batch-size", type=int, default=4)
+    p.add_argument("--steps", type=int, default=18, help="sampler steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--truth", help="fine-grid NetCDF with the outputs at the valid times")
+    p.add_argument("--map", nargs="*", metavar="CORRDIFF=CLIMAX", help="input names that differ")
+    p.add_argument("overrides", nargs="*", help="generation.* overrides, e.g. generation.sampler.type=deterministic")
+    p.set_defaults(func=downscale_forecast)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="climax", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -254,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regrid", choices=["conservative", "bilinear"],
                    help="regrid an initial condition on another grid")
     p.set_defaults(func=forecast)
+
+    _add_downscale_commands(commands)
     return parser
 
 

@@ -84,7 +84,8 @@ def forecast(
         ds = regrid(ds, lat, lon, regrid_method)
     if "time" not in ds.dims:
         ds = ds.expand_dims(time=[np.datetime64("NaT")] if "time" not in ds.coords else [ds.time.values])
-    fields = [_field(ds, v).transpose("time", "lat", "lon").values for v in variables]
+    # constants (land-sea mask, orography) may come without a time axis
+    fields = [_field(ds, v).broadcast_like(ds.time).transpose("time", "lat", "lon").values for v in variables]
     x = torch.as_tensor(np.stack(fields, axis=1), dtype=torch.float32)
     mean_x, std_x = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(variables))
     mean_y, std_y = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(out_variables))

@@ -99,6 +99,10 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
         y = self.domain.normalize_output(self.fine[index])
         return {"input": torch.from_numpy(x), "target": torch.from_numpy(y), "index": index}
 
+    def fine_fields(self, index: int) -> np.ndarray:
+        """Fine target ``[C_out, H, W]`` in physical units."""
+        return self.fine[index]
+
 
 def _open(source) -> xr.Dataset:
     """An xarray dataset from a Dataset, a file, a glob pattern or a list of files (lazy)."""
@@ -303,7 +307,7 @@ def write_mini_file(path, stats_path, samples: int = 8, shape=(64, 64), factor: 
     big_h, big_w = shape
     h, w = big_h // factor, big_w // factor
     gy, gx = np.meshgrid(np.arange(invariant_shape[0]), np.arange(invariant_shape[1]), indexing="ij")
-    inv = {name: np.sin(gy / (7 + k) + k) * np.cos(gx / (5 + k)) for k, name in enumerate(invariants)}
+    inv = {name: np.sin(gy / (1.3 + 0.4 * k) + k) * np.cos(gx / (1.1 + 0.3 * k)) for k, name in enumerate(invariants)}
     coords = np.stack([rng.integers(0, invariant_shape[0] - big_h + 1, samples),
                        rng.integers(0, invariant_shape[1] - big_w + 1, samples)], axis=1)
     yy, xx = np.meshgrid(np.arange(big_h) / big_h, np.arange(big_w) / big_w, indexing="ij")

@@ -210,6 +210,9 @@ def generate(cfg: DictConfig) -> Path | None:
     domain = dataset.domain
     indices = select_times(dataset.times, gen.times, gen.max_times)
     regression, diffusion = load_stages(gen, domain, device, dataset[indices[0]])
+    for net in (regression, diffusion):
+        if net is not None:
+            models.set_amp_mode(net, gen.precision)
     sampler_fn = build_sampler(gen, domain.shape)
 
     samples = [dataset[i] for i in indices]
@@ -219,7 +222,7 @@ def generate(cfg: DictConfig) -> Path | None:
     members = _gather(members, batches, manager)
     if rank != 0:
         return None
-    truth = domain.denormalize_output(torch.stack([s["target"] for s in samples])).numpy()
+    truth = np.stack([dataset.fine_fields(i) for i in indices])
     return write_output(gen.io.output_filename, domain, np.asarray(dataset.times)[indices],
                         domain.denormalize_input(x).cpu().numpy(), domain.denormalize_output(mean).cpu().numpy(),
                         domain.denormalize_output(members).cpu().numpy(), truth)

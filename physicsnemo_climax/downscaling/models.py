@@ -70,9 +70,10 @@ class ClimaXRegression(Module):
 
 
 def _unet_args(cfg: DictConfig) -> dict:
-    """Backbone arguments: ``model_size`` under ``model.model_args``."""
+    """Backbone arguments: ``model_size`` under ``model.model_args``; ``amp_mode`` under mixed precision."""
     args = OmegaConf.to_container(cfg.get("model_size") or {}, resolve=True)
     args.update(OmegaConf.to_container(cfg.model.get("model_args") or {}, resolve=True))
+    args["amp_mode"] = cfg.get("train", {}).get("precision", "fp32") != "fp32"
     if cfg.model.get("use_apex_gn", False) in (True, "auto"):
         args["use_apex_gn"] = apex_available()
     return args
@@ -119,6 +120,13 @@ def build_diffusion(cfg: DictConfig, domain: Domain) -> Module:
         channels += c_in  # each patch also sees the whole input, resized to the patch
     return EDMPrecondSuperResolution(img_resolution=list(domain.shape), img_in_channels=channels,
                                      img_out_channels=c_out, sigma_data=cfg.model.get("sigma_data", 0.5), **args)
+
+
+def set_amp_mode(net: Module, precision: str) -> Module:
+    """Tell a PhysicsNeMo UNet (which checks it under autocast) whether mixed precision runs."""
+    if hasattr(net, "amp_mode"):
+        net.amp_mode = precision != "fp32"
+    return net
 
 
 def resolve_checkpoint(path: str | Path, key: str) -> Path:

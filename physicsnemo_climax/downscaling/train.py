@@ -116,6 +116,7 @@ def fit(cfg: DictConfig):
             raise config_error("model.regression_checkpoint_path", path, "the diffusion stage needs a trained "
                                "regression net (.mdlus or its run folder)")
         regression = models.load_frozen(path, "model.regression_checkpoint_path", domain, device, dataset[0])
+        models.set_amp_mode(regression, t.precision)
         model = models.build_diffusion(cfg, domain)
         residual_loss = ResidualLoss(regression, P_mean=cfg.model.get("P_mean", 0.0),
                                      P_std=cfg.model.get("P_std", 1.2), sigma_data=cfg.model.get("sigma_data", 0.5),

@@ -100,11 +100,12 @@ def run_loop(
     metrics = MetricSink(Path(run_dir), t.tensorboard, t.mlflow) if rank == 0 else None
     progress = _progress(t.steps, step, rank == 0 and t.progress)
     samples = (batch_size or t.batch_size) * t.grad_accum * world
-    last_good = step
+    last_good, accumulated, start = step, 0, time.perf_counter()
 
     while step < t.steps:
-        accumulated, start = 0, time.perf_counter()
+        seen = 0
         for i, batch in enumerate(batches(epoch)):
+            seen += 1
             if i < position:  # resumed mid-epoch: skip what was already trained on
                 continue
             batch = to_device(batch, device)
@@ -155,7 +156,9 @@ def run_loop(
                 last_good = step
             if step >= t.steps:
                 break
-        else:
+        else:  # an accumulation may span the end of an epoch
+            if not seen:
+                raise ValueError(f"epoch {epoch} has no batches: fewer samples than train.batch_size per rank")
             epoch, position = epoch + 1, 0
     if progress is not None:
         progress.close()

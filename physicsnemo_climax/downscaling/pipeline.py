@@ -1,0 +1,114 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Forecast → downscale: a ClimaX forecast made into a km-scale CorrDiff ensemble.
+
+1. :func:`physicsnemo_climax.forecast.forecast` runs ClimaX from the initial
+   condition to each lead time;
+2. its fields are interpolated bilinearly (periodic in longitude) onto the
+   coarse grid of the CorrDiff domain, which crops them to the domain;
+3. the domain builds the network input (upsampling, invariants,
+   normalization) and :func:`.generate.downscale` draws the ensemble;
+4. :func:`.generate.write_output` writes ``input``/``regression``/
+   ``prediction`` (and ``truth`` when given) with ``time`` = valid time and a
+   ``lead_time`` coordinate.
+
+Needs a CorrDiff run trained on data with latitude/longitude coordinates
+(:class:`~.data.CoarseFineDataset`): CorrDiff-Mini files carry none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from omegaconf import DictConfig
+
+from ..data.regrid import regrid
+from ..engine.run import Run
+from ..forecast import forecast
+from .generate import build_sampler, checkpoint_domain, downscale, load_stages, seed_batches, write_output
+
+
+def coarse_inputs(fc: xr.Dataset, domain, variable_map: Mapping[str, str]) -> np.ndarray:
+    """Forecast fields on the domain's coarse grid, ``[time, lead, C_in, h, w]`` (physical units)."""
+    if domain.coarse_lat is None or domain.coarse_lon is None:
+        raise ValueError("the CorrDiff run has no coarse-grid coordinates (CorrDiff-Mini data carry none); "
+                         "train it on a coarse_fine dataset with lat/lon to downscale forecasts")
+    names = [variable_map.get(v, v) for v in domain.input_variables]
+    on_grid = regrid(fc[names], domain.coarse_lat, domain.coarse_lon, "bilinear")
+    return np.stack([on_grid[n].transpose("time", "lead_time", "lat", "lon").values for n in names], axis=2)
+
+
+def forecast_and_downscale(
+    climax_run: str | Path | Run,
+    initial_condition: xr.Dataset,
+    lead_times: Sequence,
+    gen: DictConfig,
+    output: str | Path,
+    variable_map: Mapping[str, str] | None = None,
+    truth: xr.Dataset | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> Path:
+    """Forecast with ClimaX, downscale every (initial time, lead) with CorrDiff, write one file.
+
+    Parameters
+    ----------
+    climax_run : path or Run
+        ClimaX training run (weights and statistics).
+    initial_condition : xr.Dataset
+        The run's input variables, with or without ``time``.
+    lead_times : sequence
+        Leads, e.g. ``["24h", "48h"]``.
+    gen : DictConfig
+        A ``generation`` section (``conf/generation``): ``num_ensembles``,
+        ``seed_batch_size``, ``sampler``, ``io.reg_ckpt_filename``,
+        ``io.res_ckpt_filename``, ``inference_mode``, ``hr_mean_conditioning``.
+    variable_map : mapping, optional
+        CorrDiff input name -> ClimaX variable name, where they differ.
+    truth : xr.Dataset, optional
+        Fine-grid ``(time, y, x)`` outputs at the valid times, written as ``truth``.
+
+    Raises
+    ------
+    KeyError
+        When a CorrDiff input is not a ClimaX output, or truth lacks a valid time.
+    """
+    run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run)
+    device = torch.device(device)
+    domain = checkpoint_domain(gen.io.reg_ckpt_filename)
+    if domain is None:
+        raise FileNotFoundError(f"generation.io.reg_ckpt_filename={gen.io.reg_ckpt_filename}: no domain.json in "
+                                "its run folder (give the CorrDiff regression run folder or a checkpoint inside it)")
+    variable_map = dict(variable_map or {})
+    names = [variable_map.get(v, v) for v in domain.input_variables]
+    outputs = run.info["out_variables"]
+    absent = [f"{v} (ClimaX {n})" for v, n in zip(domain.input_variables, names) if n not in outputs]
+    if absent:
+        raise KeyError(f"CorrDiff inputs {absent} are not outputs of the ClimaX run {outputs}; "
+                       "map names with variable_map")
+    batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
+    regression, diffusion = load_stages(gen, domain, device)  # fp32 (the pipeline runs without autocast)
+
+    if "time" not in initial_condition.dims:
+        initial_condition = initial_condition.expand_dims("time")
+    fc = forecast(run, initial_condition, lead_times, out_variables=list(dict.fromkeys(names)))
+    coarse = coarse_inputs(fc, domain, variable_map)  # [time, lead, C, h, w]
+    valid = fc.valid_time.values.reshape(-1)
+    leads = np.broadcast_to(fc.lead_time.values[None], fc.valid_time.shape).reshape(-1)
+    x = torch.from_numpy(domain.make_input(coarse.reshape(-1, *coarse.shape[2:]))).to(device)
+    mean, members = downscale(regression, diffusion, x, batches, build_sampler(gen, domain.shape),
+                              gen.hr_mean_conditioning)
+    target = None
+    if truth is not None:
+        missing = [str(t) for t in pd.to_datetime(valid) if t not in pd.to_datetime(truth.time.values)]
+        if missing:
+            raise KeyError(f"truth lacks valid times {missing}")
+        picked = truth.sel(time=valid)
+        target = np.stack([picked[v].values for v in domain.output_variables], axis=1)
+    return write_output(output, domain, valid, domain.denormalize_input(x).cpu().numpy(),
+                        domain.denormalize_output(mean).cpu().numpy(),
+                        domain.denormalize_output(members).cpu().numpy(), target, lead_time=leads)

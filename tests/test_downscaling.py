@@ -1,0 +1,231 @@
+# SPDX-License-Identifier: Apache-2.0
+"""CorrDiff stages, generation, scores and the forecast -> downscale pipeline, on tiny models."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+from era5_files import write_era5
+from physicsnemo.core import Module
+from test_downscaling_data import regional
+
+from physicsnemo_climax.config import load_config
+from physicsnemo_climax.data import PrepareConfig, prepare
+from physicsnemo_climax.downscaling import write_mini_file
+from physicsnemo_climax.downscaling import generate as generation
+from physicsnemo_climax.downscaling.pipeline import forecast_and_downscale
+from physicsnemo_climax.downscaling.scores import score_file
+from physicsnemo_climax.downscaling.train import train
+from physicsnemo_climax.engine import checkpointing
+from physicsnemo_climax.engine.trainer import ConfigError
+from physicsnemo_climax.engine.trainer import train as train_climax
+
+TINY_CLIMAX = ["model=climax_regression", "model.climax.embed_dim=32", "model.climax.depth=1",
+               "model.climax.num_heads=2", "model.climax.decoder_depth=1"]
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mini")
+    write_mini_file(folder / "mini.nc", folder / "stats.json", samples=12, shape=(32, 32), factor=4,
+                    invariant_shape=(48, 40))
+    return folder
+
+
+def training(mini, run_dir, *overrides, name="config_training_hrrr_mini_regression"):
+    return load_config([f"dataset.data_path={mini / 'mini.nc'}", f"dataset.stats_path={mini / 'stats.json'}",
+                        f"run_dir={run_dir}", "model_size=tiny", "train.steps=4", "train.batch_size=2",
+                        "train.grad_accum=1", "train.num_workers=0", "train.progress=false", "train.ckpt_every=2",
+                        f"+validation.data_path={mini / 'mini.nc'}", "train.val_every=2", "train.val_batches=1",
+                        *overrides], name)
+
+
+def generation_config(mini, reg, res, out, *overrides):
+    return load_config([f"dataset.data_path={mini / 'mini.nc'}", f"dataset.stats_path={mini / 'stats.json'}",
+                        f"generation.io.reg_ckpt_filename={reg}", f"generation.io.res_ckpt_filename={res}",
+                        f"generation.io.output_filename={out}", "generation.num_ensembles=4",
+                        "generation.seed_batch_size=2", "generation.times=null", "generation.max_times=2",
+                        "generation.sampler.num_steps=3", *overrides], "config_generate_hrrr_mini")
+
+
+def losses(run_dir, key="train/loss"):
+    rows = pd.read_csv(run_dir / "metrics.csv", names=["step", "key", "value"])
+    return rows[rows.key == key].value.to_numpy()
+
+
+@pytest.fixture(scope="module")
+def stages(mini, tmp_path_factory):
+    """Trained UNet regression, and diffusion on top of it."""
+    root = tmp_path_factory.mktemp("stages")
+    reg = train(training(mini, root / "reg"))
+    res = train(training(mini, root / "res", f"model.regression_checkpoint_path={reg}",
+                         name="config_training_hrrr_mini_diffusion"))
+    return reg, res
+
+
+def test_both_stages_train_validate_and_save(stages):
+    reg, res = stages
+    for run, cls in ((reg, "CorrDiffRegressionUNet"), (res, "EDMPrecondSuperResolution")):
+        assert checkpointing.checkpoint_steps(run / "checkpoints") == [2, 4]
+        assert type(Module.from_checkpoint(str(checkpointing.model_file(run / "checkpoints")))).__name__ == cls
+        assert np.isfinite(losses(run)).all() and len(losses(run, "val/loss")) == 2
+        assert (run / "domain.json").exists()
+
+
+def test_generation_file_shapes_coordinates_and_seeds(mini, stages, tmp_path):
+    reg, res = stages
+    path = generation.generate(generation_config(mini, reg, res, tmp_path / "a.nc"))
+    root = xr.open_dataset(path)
+    assert list(root.ensemble.values) == [0, 1, 2, 3]
+    assert list(root.time.values) == list(pd.date_range("2020-01-01", periods=2, freq="h"))
+    pred = xr.open_dataset(path, group="prediction")
+    assert pred["10u"].dims == ("ensemble", "time", "y", "x") and pred["10u"].shape == (4, 2, 32, 32)
+    assert np.isfinite(pred["10u"].values).all() and pred["10u"].std("ensemble").min() > 0
+    truth = xr.open_dataset(path, group="truth")
+    assert np.allclose(truth["10v"].values, xr.open_dataset(mini / "mini.nc", group="output")["10v"].values[:2])
+    assert set(xr.open_dataset(path, group="input").data_vars) == {"10u", "10v", "2t", "tp", "elev_mean", "lsm_mean"}
+    # member k is drawn from seed k, however the members are batched
+    other = generation.generate(generation_config(mini, reg, res, tmp_path / "b.nc", "generation.seed_batch_size=1"))
+    assert np.allclose(xr.open_dataset(other, group="prediction")["10u"].values, pred["10u"].values, atol=1e-5)
+    assert set(score_file(path).method) == {"corrdiff", "regression", "bilinear"}
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_regression_only_mode_gives_identical_members(mini, stages, tmp_path):
+    reg, _ = stages
+    path = generation.generate(generation_config(mini, reg, "unused", tmp_path / "r.nc",
+                                                 "generation.inference_mode=regression"))
+    pred = xr.open_dataset(path, group="prediction")["10u"].values
+    assert np.array_equal(pred[0], pred[3])
+    assert np.allclose(pred[0], xr.open_dataset(path, group="regression")["10u"].values)
+
+
+def test_climax_is_a_regression_stage_by_config(mini, tmp_path):
+    reg = train(training(mini, tmp_path / "reg", *TINY_CLIMAX))
+    net = Module.from_checkpoint(str(checkpointing.model_file(reg / "checkpoints")))
+    assert type(net).__name__ == "ClimaXRegression"
+    assert net.input_channels == ["10u", "10v", "2t", "tp", "elev_mean", "lsm_mean"]
+    res = train(training(mini, tmp_path / "res", f"model.regression_checkpoint_path={reg}", "model=patched_diffusion",
+                         "model.patch_shape_x=16", "model.patch_shape_y=16", "model.patch_num=2",
+                         name="config_training_hrrr_mini_diffusion"))
+    path = generation.generate(generation_config(
+        mini, reg, res, tmp_path / "g.nc", "generation=patched", "generation.patch_shape_x=16",
+        "generation.patch_shape_y=16", "generation.overlap_pix=4", "generation.boundary_pix=2",
+        "generation.num_ensembles=2", "generation.max_times=1"))
+    assert np.isfinite(xr.open_dataset(path, group="prediction")["10v"].values).all()
+
+
+def test_regression_beats_bilinear_on_a_learnable_toy(mini, tmp_path):
+    # the fine detail is a function of the invariants, which bilinear interpolation cannot know
+    reg = train(training(mini, tmp_path / "reg", "train.steps=150", "train.lr=3e-3", "train.batch_size=4",
+                         "train.ckpt_every=1000", "train.val_every=1000"))
+    path = generation.generate(generation_config(mini, reg, "unused", tmp_path / "r.nc",
+                                                 "generation.inference_mode=regression", "generation.max_times=12",
+                                                 "generation.num_ensembles=1", "generation.seed_batch_size=1"))
+    table = score_file(path).set_index(["method", "variable"])
+    for v in ("10u", "10v"):
+        assert table.rmse[("regression", v)] < 0.7 * table.rmse[("bilinear", v)]
+
+
+# ------------------------------------------------------------ bad input
+def test_diffusion_checks_its_regression_net_before_training(mini, tmp_path):
+    with pytest.raises(FileNotFoundError, match="regression_checkpoint_path"):
+        train(training(mini, tmp_path / "a", f"model.regression_checkpoint_path={tmp_path / 'none'}",
+                       name="config_training_hrrr_mini_diffusion"))
+    # a regression net for other outputs
+    other = train(training(mini, tmp_path / "other", "dataset.output_variables=[10u]", "train.steps=1"))
+    with pytest.raises(ValueError, match=r"regression_checkpoint_path=.*outputs \['10u', '10v'\]"):
+        train(training(mini, tmp_path / "b", f"model.regression_checkpoint_path={other}",
+                       name="config_training_hrrr_mini_diffusion"))
+    # a regression net for fewer inputs
+    fewer = train(training(mini, tmp_path / "fewer", "dataset.input_variables=[10u,10v]", "train.steps=1"))
+    with pytest.raises(ValueError, match="input channels"):
+        train(training(mini, tmp_path / "c", f"model.regression_checkpoint_path={fewer}",
+                       name="config_training_hrrr_mini_diffusion"))
+    assert not any((tmp_path / d / "checkpoints").exists() for d in "abc")
+
+
+@pytest.mark.parametrize("override, match", [
+    ("train.precision=bf16", "train.precision"),
+    ("train.batch_size=0", "train.batch_size"),
+    ("train.batch_size=64", "only 12 samples"),
+    ("model.name=gan", "model.name"),
+])
+def test_config_errors_before_training(mini, tmp_path, override, match):
+    with pytest.raises(ConfigError, match=match):
+        train(training(mini, tmp_path / "run", override))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_generation_bad_input_is_named(mini, stages, tmp_path):
+    reg, res = stages
+    with pytest.raises(ValueError, match="num_ensembles=3 is not divisible by generation.seed_batch_size=2"):
+        generation.generate(generation_config(mini, reg, res, tmp_path / "x.nc", "generation.num_ensembles=3"))
+    with pytest.raises(KeyError, match="1999"):
+        generation.generate(generation_config(mini, reg, res, tmp_path / "x.nc", "generation.times=[1999-01-01]"))
+    assert not (tmp_path / "x.nc").exists()
+
+
+def test_an_interrupted_write_leaves_no_file(mini, stages, tmp_path, monkeypatch):
+    reg, res = stages
+    original = xr.Dataset.to_netcdf
+
+    def failing(self, path=None, mode="w", group=None, **kwargs):
+        if group == "prediction":
+            raise KeyboardInterrupt
+        return original(self, path, mode=mode, group=group, **kwargs)
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", failing)
+    with pytest.raises(KeyboardInterrupt):
+        generation.generate(generation_config(mini, reg, res, tmp_path / "out.nc"))
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------ forecast -> downscale
+def test_forecast_then_downscale_end_to_end(tmp_path):
+    # ClimaX on a global 8x16 grid predicting 2 m temperature 12 h ahead
+    files = write_era5(tmp_path / "raw", years=(2000, 2001))
+    store = prepare(PrepareConfig(files, ["2m_temperature", "geopotential_500", "land_sea_mask"],
+                                  {"train": 2000, "val": 2001, "test": 2001}, grid=(8, 16), shards_per_year=2),
+                    tmp_path / "store")
+    climax_run = train_climax(load_config([
+        f"data.root={store}", f"run_dir={tmp_path / 'climax'}", "task=finetune_global", "task.lead_hours=12",
+        "model.embed_dim=32", "model.depth=1", "model.num_heads=4", "train.batch_size=8", "train.steps=2",
+        "train.progress=false", "train.num_workers=0", "train.val_every=100"]))
+    # CorrDiff on a regional box, 2 m temperature in, 2 m temperature and wind out
+    fine, inv = regional(times=8)
+    fine_cfg = tmp_path / "fine.nc"
+    fine.to_netcdf(fine_cfg)
+    inv.to_netcdf(tmp_path / "inv.nc")
+    common = [f"dataset.fine={fine_cfg}", "dataset.factor=4", "dataset.input_variables=[2m_temperature]",
+              "dataset.output_variables=[2m_temperature,10m_u_component_of_wind]",
+              f"dataset.invariants={tmp_path / 'inv.nc'}", "dataset.invariant_variables=[orography]",
+              "dataset=coarse_fine", "model_size=tiny", "train.steps=2", "train.batch_size=2",
+              "train.grad_accum=1", "train.num_workers=0", "train.progress=false"]
+    reg = train(load_config(common + [f"run_dir={tmp_path / 'reg'}"], "config_training_hrrr_mini_regression"))
+    res = train(load_config(common + [f"run_dir={tmp_path / 'res'}", f"model.regression_checkpoint_path={reg}"],
+                            "config_training_hrrr_mini_diffusion"))
+    gen = load_config([f"generation.io.reg_ckpt_filename={reg}", f"generation.io.res_ckpt_filename={res}",
+                       "generation.num_ensembles=2", "generation.seed_batch_size=1", "generation.sampler.num_steps=2"],
+                      "config_generate_hrrr_mini").generation
+    raw = xr.open_dataset(files[0])
+    ic = xr.Dataset({"2m_temperature": raw.t2m.isel(time=[0, 1]), "geopotential_500": raw.z.sel(level=500).isel(time=[0, 1])})
+    ic = ic.rename(latitude="lat", longitude="lon").assign(
+        land_sea_mask=xr.open_dataset(files[-1]).lsm.rename(latitude="lat", longitude="lon").squeeze(drop=True))
+    truth = regional(times=8)[0].assign_coords(time=pd.date_range(ic.time.values[0], periods=8, freq="6h"))
+    truth = truth.rename(lat="y", lon="x")
+    path = forecast_and_downscale(climax_run, ic, ["12h", "24h"], gen, tmp_path / "ens.nc", truth=truth)
+    root = xr.open_dataset(path)
+    t0 = pd.Timestamp(ic.time.values[0])
+    assert list(root.time.values) == [t0 + pd.Timedelta(h, "h") for h in (12, 24, 18, 30)]
+    assert list(root.lead_time.values) == list(pd.to_timedelta([12, 24, 12, 24], unit="h"))
+    assert root.lat.shape == (16, 24) and np.allclose(root.lat.values[:, 0], fine.lat.values)
+    pred = xr.open_dataset(path, group="prediction")["10m_u_component_of_wind"]
+    assert pred.shape == (2, 4, 16, 24) and np.isfinite(pred.values).all()
+    # the coarse input is ClimaX's 2 m temperature, interpolated onto the domain and upsampled
+    assert xr.open_dataset(path, group="input")["2m_temperature"].values.std() > 0
+    assert len(score_file(path)) == 2 * 3 - 1  # corrdiff and regression for both, bilinear for 2m_temperature
+    with pytest.raises(KeyError, match="not outputs of the ClimaX run"):
+        forecast_and_downscale(climax_run, ic, ["12h"], gen, tmp_path / "x.nc",
+                               variable_map={"2m_temperature": "temperature_850"})
