@@ -229,3 +229,16 @@ def test_forecast_then_downscale_end_to_end(tmp_path):
     with pytest.raises(KeyError, match="not outputs of the ClimaX run"):
         forecast_and_downscale(climax_run, ic, ["12h"], gen, tmp_path / "x.nc",
                                variable_map={"2m_temperature": "temperature_850"})
+
+
+def test_cli_generate_writes_scores_and_pictures(mini, stages, tmp_path):
+    from physicsnemo_climax.cli import main
+
+    reg, res = stages
+    main(["downscale", "generate", f"dataset.data_path={mini / 'mini.nc'}", f"dataset.stats_path={mini / 'stats.json'}",
+          f"generation.io.reg_ckpt_filename={reg}", f"generation.io.res_ckpt_filename={res}",
+          f"generation.io.output_filename={tmp_path / 'ens.nc'}", "generation.num_ensembles=2",
+          "generation.seed_batch_size=2", "generation.times=[2020-01-01T03:00]", "generation.sampler.num_steps=2",
+          "--out-dir", str(tmp_path / "scores")])
+    assert {"scores.csv", "scores.json", "maps.png", "spectra.png"} <= {p.name for p in (tmp_path / "scores").iterdir()}
+    assert xr.open_dataset(tmp_path / "ens.nc").time.values[0] == np.datetime64("2020-01-01T03:00")
