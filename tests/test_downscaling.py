@@ -242,3 +242,26 @@ def test_cli_generate_writes_scores_and_pictures(mini, stages, tmp_path):
           "--out-dir", str(tmp_path / "scores")])
     assert {"scores.csv", "scores.json", "maps.png", "spectra.png"} <= {p.name for p in (tmp_path / "scores").iterdir()}
     assert xr.open_dataset(tmp_path / "ens.nc").time.values[0] == np.datetime64("2020-01-01T03:00")
+
+
+@pytest.mark.slow
+def test_two_process_generation_gathers_members_in_seed_order(mini, stages, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    reg, res = stages
+    args = [f"dataset.data_path={mini / 'mini.nc'}", f"dataset.stats_path={mini / 'stats.json'}",
+            f"generation.io.reg_ckpt_filename={reg}", f"generation.io.res_ckpt_filename={res}",
+            "generation.num_ensembles=4", "generation.seed_batch_size=1", "generation.times=null",
+            "generation.max_times=1", "generation.sampler.num_steps=2"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541",
+           "-m", "physicsnemo_climax.cli", "downscale", "generate", "--no-score", *args,
+           f"generation.io.output_filename={tmp_path / 'two.nc'}"]
+    result = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one = generation.generate(load_config(args + [f"generation.io.output_filename={tmp_path / 'one.nc'}"],
+                                          "config_generate_hrrr_mini"))
+    a = xr.open_dataset(tmp_path / "two.nc", group="prediction")["10u"].values
+    assert np.allclose(a, xr.open_dataset(one, group="prediction")["10u"].values, atol=1e-5)
