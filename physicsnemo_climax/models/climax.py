@@ -259,6 +259,7 @@ class ClimaX(Module):
         lead_times: torch.Tensor,
         var_ids: list[int],
         pos_embed: torch.Tensor,
+        extra_embed: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Tokens of the backbone's last layer.
 
@@ -272,6 +273,8 @@ class ClimaX(Module):
             Known-variable index of each channel.
         pos_embed : torch.Tensor
             ``[1, h w, D]`` positional embedding of the patches in ``x``.
+        extra_embed : torch.Tensor, optional
+            ``[B, 1, D]`` added to every token with the positions (e.g. a time embedding).
 
         Returns
         -------
@@ -283,6 +286,8 @@ class ClimaX(Module):
         # The reference feeds lead times in units of 100 hours.
         lead = (lead_times.to(x.dtype) / 100.0).unsqueeze(-1)
         x = x + pos_embed + self.lead_time_embed(lead).unsqueeze(1)
+        if extra_embed is not None:
+            x = x + extra_embed
         x = self.pos_drop(x)
         for block in self.blocks:
             if self.grad_checkpointing and torch.is_grad_enabled():
