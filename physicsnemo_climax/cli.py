@@ -191,6 +191,12 @@ def evaluate(args: argparse.Namespace) -> None:
     if run_dir is None:
         raise SystemExit("climax evaluate: give run_dir=<training run folder>")
     cfg = load_run_config(run_dir, overrides)
+    if cfg.task.name == "climatebench":
+        from .engine.climatebench import evaluate as evaluate_climatebench
+
+        print(evaluate_climatebench(cfg).to_string(index=False, float_format="%.4f"))
+        print(f"table and maps in {cfg.eval.out_dir}")
+        return
     table = run_evaluation(cfg)
     print(summary(table))
     print(f"scorecard and plots in {cfg.eval.out_dir}")

@@ -4,7 +4,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 import xarray as xr
 from era5_files import write_era5
 from physicsnemo.core import Module

@@ -127,8 +127,8 @@ class ClimateBenchDataset(torch.utils.data.Dataset):
     Parameters
     ----------
     scenarios : sequence of Scenario
-    target : str
-        One of the scenarios' outputs.
+    targets : sequence of str
+        Outputs of the scenarios to predict.
     history : int
         Years per sample (10 in ClimaX).
     stats : (mean, std)
@@ -136,17 +136,18 @@ class ClimateBenchDataset(torch.utils.data.Dataset):
     historical : Scenario, optional
         Supplies the years before an SSP scenario's start.
 
-    Items are ``{"x": [history, V, H, W], "y": [1, H, W], "year": int}``.
+    Items are ``{"x": [history, V, H, W], "y": [len(targets), H, W], "year": int}``.
     """
 
-    def __init__(self, scenarios: Sequence[Scenario], target: str, history: int, stats,
+    def __init__(self, scenarios: Sequence[Scenario], targets: Sequence[str], history: int, stats,
                  historical: Scenario | None = None):
-        self.target, self.history = target, history
+        self.targets, self.history = list(targets), history
         self.mean, self.std = (np.asarray(a, np.float32)[:, None, None] for a in stats)
         self.inputs, self.outputs, self.index = [], [], []
         for s in scenarios:
-            if target not in s.outputs:
-                raise KeyError(f"scenario {s.name!r} has no target {target!r}")
+            missing = [v for v in self.targets if v not in s.outputs]
+            if missing:
+                raise KeyError(f"scenario {s.name!r} has no target {missing}")
             inputs, first = s.inputs, 0
             if s.name.startswith("ssp") and historical is not None:
                 before = historical.years < s.years[0]
@@ -157,7 +158,7 @@ class ClimateBenchDataset(torch.utils.data.Dataset):
                 raise ValueError(f"scenario {s.name!r}: {len(s.years)} years cannot make a {history}-year history")
             k = len(self.inputs)
             self.inputs.append(inputs)
-            self.outputs.append(s.outputs[target])
+            self.outputs.append(np.stack([s.outputs[v] for v in self.targets], axis=1))
             self.index += [(k, t, int(s.years[t - first])) for t in range(start, len(inputs))]
 
     def __len__(self) -> int:
@@ -168,4 +169,4 @@ class ClimateBenchDataset(torch.utils.data.Dataset):
         first = len(self.inputs[k]) - len(self.outputs[k])
         x = (self.inputs[k][t - self.history + 1 : t + 1] - self.mean) / self.std
         return {"x": torch.from_numpy(np.ascontiguousarray(x, np.float32)),
-                "y": torch.from_numpy(self.outputs[k][t - first][None]), "year": year}
+                "y": torch.from_numpy(self.outputs[k][t - first]), "year": year}

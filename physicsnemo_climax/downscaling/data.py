@@ -305,7 +305,6 @@ def write_mini_file(path, stats_path, samples: int = 8, shape=(64, 64), factor: 
     """
     rng = np.random.default_rng(seed)
     big_h, big_w = shape
-    h, w = big_h // factor, big_w // factor
     gy, gx = np.meshgrid(np.arange(invariant_shape[0]), np.arange(invariant_shape[1]), indexing="ij")
     inv = {name: np.sin(gy / (1.3 + 0.4 * k) + k) * np.cos(gx / (1.1 + 0.3 * k)) for k, name in enumerate(invariants)}
     coords = np.stack([rng.integers(0, invariant_shape[0] - big_h + 1, samples),

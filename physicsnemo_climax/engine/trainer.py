@@ -190,6 +190,10 @@ def forecast_loss(model, batch, lat, crop, region) -> torch.Tensor:
 
 def train(cfg: DictConfig) -> Path:
     """Run (or resume) the training the config describes; returns the run folder."""
+    if cfg.task.name == "climatebench":
+        from .climatebench import train as train_climatebench
+
+        return train_climatebench(cfg)
     return fit(cfg)[0]
 
 
