@@ -261,3 +261,14 @@ def make_loader(
         pin_memory=pin_memory,
         prefetch_factor=2 if num_workers > 0 else None,
     )
+
+
+def epoch_batches(dataset, batch_size: int, rank: int, world: int, seed: int, workers: int = 0):
+    """``batches(epoch)`` of a map-style dataset for the training loop: this
+    rank's shuffled, equal-length share (:func:`partition`), in full batches
+    whenever there is at least one."""
+    def batches(epoch: int) -> DataLoader:
+        order = partition(len(dataset), rank, world, seed=seed, epoch=epoch, even=True)
+        return DataLoader(torch.utils.data.Subset(dataset, order.tolist()), batch_size=batch_size,
+                          num_workers=workers, drop_last=len(order) >= batch_size)
+    return batches

@@ -25,10 +25,10 @@ from physicsnemo.diffusion.metrics import RegressionLoss, ResidualLoss
 from physicsnemo.diffusion.multi_diffusion import RandomPatching2D
 from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
-from ..data.loader import partition
+from ..data.loader import epoch_batches, partition
 from ..engine.distributed import all_reduce_mean, setup_distributed
-from ..engine.loop import run_loop
-from ..engine.trainer import ConfigError, config_error
+from ..engine.loop import run_loop, to_device
+from ..engine.trainer import ConfigError, check_train, config_error
 from . import models
 from .data import CoarseFineDataset, HRRRMiniDataset
 from .domain import Domain
@@ -61,22 +61,10 @@ def check_config(cfg: DictConfig, device: torch.device) -> None:
     t = cfg.train
     if cfg.model.name not in STAGES:
         raise config_error("model.name", cfg.model.name, f"choose from {list(STAGES)}")
-    for key in ("steps", "batch_size", "grad_accum"):
-        if t[key] < 1:
-            raise config_error(f"train.{key}", t[key], "must be >= 1")
+    check_train(t)
     if t.precision != "fp32" and device.type != "cuda":
         raise config_error("train.precision", t.precision,
                            "CorrDiff's networks run mixed precision on CUDA only; use fp32 on the CPU")
-
-
-def epoch_batches(dataset, batch_size: int, rank: int, world: int, seed: int, workers: int):
-    """``batches(epoch)``: this rank's shuffled, equal-length share of ``dataset``."""
-    def batches(epoch: int):
-        order = partition(len(dataset), rank, world, seed=seed, epoch=epoch, even=True)
-        order = order[: len(order) // batch_size * batch_size] if len(order) >= batch_size else order
-        return torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, order.tolist()), batch_size=batch_size,
-                                           num_workers=workers, persistent_workers=False)
-    return batches
 
 
 def train(cfg: DictConfig) -> Path:
@@ -149,7 +137,7 @@ def fit(cfg: DictConfig):
         for i, batch in enumerate(batches):
             if i >= t.val_batches:
                 break
-            total += loss_fn(net, {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}).item()
+            total += loss_fn(net, to_device(batch, device)).item()
             count += 1
         return {"loss": all_reduce_mean(torch.tensor(total / max(count, 1)), manager).item()}
 

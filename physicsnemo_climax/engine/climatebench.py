@@ -22,13 +22,13 @@ from omegaconf import DictConfig, OmegaConf
 from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
 from ..data.climatebench import ClimateBenchDataset, Scenario, input_statistics, read_scenario
-from ..data.loader import partition
+from ..data.loader import epoch_batches, partition
 from ..grid import regular_grid
 from ..metrics import climatebench_nrmse
 from ..models.climatebench import ClimaXClimateBench
 from .distributed import all_reduce_mean, setup_distributed
-from .loop import run_loop
-from .trainer import ConfigError, config_error
+from .loop import run_loop, to_device
+from .trainer import ConfigError, check_train, config_error
 
 STATS_FILE = "climatebench_stats.json"
 
@@ -71,6 +71,7 @@ def train(cfg: DictConfig) -> Path:
     device, rank, world = manager.device, manager.rank, manager.world_size
     logger = RankZeroLoggingWrapper(PythonLogger("climatebench.train"), manager)
     t, task = cfg.train, cfg.task
+    check_train(t)
     if task.history < 1:
         raise config_error("task.history", task.history, "must be >= 1")
     torch.manual_seed(cfg.seed)
@@ -107,20 +108,16 @@ def train(cfg: DictConfig) -> Path:
     def loss_fn(net, batch):
         return (net(batch["x"], variables) - batch["y"]).square().mean()
 
-    def batches(epoch):
-        picks = partition(len(train_set), rank, world, seed=cfg.seed, epoch=epoch, even=True)
-        return torch.utils.data.DataLoader(torch.utils.data.Subset(train_set, picks.tolist()),
-                                           batch_size=t.batch_size, drop_last=len(picks) >= t.batch_size)
-
     def validate(net):
         picks = partition(len(val_set), rank, world, shuffle=False)
         total, count = 0.0, 0
         for batch in torch.utils.data.DataLoader(torch.utils.data.Subset(val_set, picks.tolist()), batch_size=t.batch_size):
-            total += loss_fn(net, {k: v.to(device) for k, v in batch.items() if k != "year"}).item() * len(batch["x"])
+            total += loss_fn(net, to_device(batch, device)).item() * len(batch["x"])
             count += len(batch["x"])
         return {"mse": all_reduce_mean(torch.tensor(total / max(count, 1)), manager).item()}
 
-    run_loop(t, model, loss_fn, batches, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger,
+    run_loop(t, model, loss_fn, epoch_batches(train_set, t.batch_size, rank, world, cfg.seed, t.num_workers),
+             run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger,
              validate=validate if len(val_set) else None, fsdp_units=model.blocks)
     return run_dir
 

@@ -21,7 +21,7 @@ from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 from ..data import ClimaXShardReader, ForecastBatches, ShardStore, StoreError, make_loader
 from ..metrics import rmse, weighted_mse_loss
 from ..models import ClimaX
-from ..models.checkpoint import per_variable_keys, transfer_variable_weights
+from ..models.checkpoint import per_variable_keys, read_pretrained, transfer_variable_weights
 from ..models.variables import CONSTANTS
 from . import fast_paths
 from .distributed import all_reduce_mean, setup_distributed
@@ -93,13 +93,8 @@ def load_pretrained(path: str, args: dict) -> ClimaX:
     token embeddings, variable embeddings and head rows); everything else
     must fit, or the mismatched keys are listed.
     """
-    from physicsnemo.core import Module
-
     model = ClimaX(**args)
-    if path.endswith(".mdlus"):
-        source = Module.from_checkpoint(path)
-    else:
-        source = ClimaX.from_official_checkpoint(path, num_heads=args.get("num_heads", 16))
+    source = read_pretrained(path, args.get("num_heads", 16))
     state, own = source.state_dict(), model.state_dict()
     head = f"head.{len(model.head) - 1}"
     shared = transfer_variable_weights(own, model.variables, state, source.variables, model.patch_size, head)
@@ -117,14 +112,18 @@ def load_pretrained(path: str, args: dict) -> ClimaX:
     return model
 
 
-def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader]) -> None:
-    """Errors naming key and value, before any training step."""
-    t = cfg.train
+def check_train(t: DictConfig) -> None:
+    """Errors naming key and value in the loop's ``train`` section (every task)."""
     for key in ("steps", "batch_size", "grad_accum"):
         if t[key] < 1:
             raise config_error(f"train.{key}", t[key], "must be >= 1")
     if t.precision not in fast_paths.PRECISIONS:
         raise config_error("train.precision", t.precision, f"choose from {list(fast_paths.PRECISIONS)}")
+
+
+def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader]) -> None:
+    """Errors naming key and value, before any training step."""
+    check_train(cfg.train)
     if cfg.task.region is not None:
         try:
             model.select_region(cfg.task.region if isinstance(cfg.task.region, str)

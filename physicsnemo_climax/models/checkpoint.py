@@ -114,12 +114,23 @@ def per_variable_keys(head: str) -> tuple[str, ...]:
     return ("token_embeds.", "var_embed", f"{head}.")
 
 
+def read_pretrained(path: str | Path, num_heads: int = 16) -> ClimaX:
+    """A trained ClimaX from a PhysicsNeMo ``.mdlus`` or an official ``.ckpt``
+    (whose weights do not record ``num_heads``)."""
+    if str(path).endswith(".mdlus"):
+        from physicsnemo.core import Module
+
+        return Module.from_checkpoint(str(path))
+    return ClimaX.from_official_checkpoint(path, num_heads=num_heads)
+
+
 def transfer_variable_weights(
     target: dict[str, torch.Tensor], target_vars: Sequence[str],
-    source: dict[str, torch.Tensor], source_vars: Sequence[str], patch_size: int, head: str,
+    source: dict[str, torch.Tensor], source_vars: Sequence[str], patch_size: int, head: str | None,
 ) -> list[str]:
     """Copy, in place, the per-variable weights (patch kernel, variable
-    embedding, head rows) of every variable both state dicts know.
+    embedding, and head rows unless ``head`` is ``None``) of every variable
+    both state dicts know.
 
     Returns
     -------
@@ -133,6 +144,8 @@ def transfer_variable_weights(
         for part in ("weight", "bias"):
             target[f"token_embeds.{i}.proj.{part}"] = source[f"token_embeds.{j}.proj.{part}"]
     target["var_embed"][:, new] = source["var_embed"][:, old]
+    if head is None:
+        return shared
     p2 = patch_size**2
     for part in ("weight", "bias"):  # head rows are laid out (p_row, p_col, variable)
         mine = target[f"{head}.{part}"].reshape(p2, len(target_vars), -1)

@@ -102,20 +102,12 @@ class ClimaXClimateBench(ClimaX):
         variables both know. New: the other variables' embeddings, the time
         embedding and aggregation, and the head.
         """
-        from physicsnemo.core import Module
+        from .checkpoint import read_pretrained, transfer_variable_weights
 
         model = cls(**kwargs)
-        if path.endswith(".mdlus"):
-            source = Module.from_checkpoint(path)
-        else:
-            source = ClimaX.from_official_checkpoint(path, num_heads=kwargs.get("num_heads", 16))
+        source = read_pretrained(path, kwargs.get("num_heads", 16))
         state, own = source.state_dict(), model.state_dict()
-        shared = [v for v in model.variables if v in source.variables]
-        for v in shared:
-            i, j = model.variables.index(v), source.variables.index(v)
-            for part in ("weight", "bias"):
-                own[f"token_embeds.{i}.proj.{part}"] = state[f"token_embeds.{j}.proj.{part}"]
-            own["var_embed"][:, i] = state["var_embed"][:, j]
+        transfer_variable_weights(own, model.variables, state, source.variables, model.patch_size, head=None)
         kept = [k for k in state if k.startswith(("blocks.", "norm.", "var_agg.", "var_query", "pos_embed", "lead_time_embed."))]
         misfit = {k: (tuple(state[k].shape), tuple(own[k].shape)) for k in kept
                   if k != "pos_embed" and state[k].shape != own[k].shape}
