@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 
 def demo(args: argparse.Namespace) -> None:
@@ -316,6 +317,81 @@ def _add_downscale_commands(commands) -> None:
     p.set_defaults(func=downscale_forecast)
 
 
+def doctor(args: argparse.Namespace) -> None:
+    """Report the environment and the fast paths a config will use; exit 1 if it cannot run here."""
+    import json
+
+    from . import doctor as dr
+    from .config import load_config
+
+    env = dr.probe()
+    choices = dr.plan(load_config(args.overrides, name=args.config_name), env)
+    print(json.dumps(dr.as_dict(env, choices), indent=2) if args.json else dr.report(env, choices, args.config_name))
+    if args.distributed:
+        print(dr.check_distributed())
+    if any(c.fails for c in choices):
+        raise SystemExit(1)
+
+
+def launch(args: argparse.Namespace) -> None:
+    """Write a SLURM or torchrun script running climax commands with one rank per GPU."""
+    import shlex
+
+    from .launch import Container, slurm_script, torchrun_script
+
+    for command in args.run:  # a typo fails here, not hours later in the queue
+        words = shlex.split(command)
+        try:
+            build_parser().parse_args(words[1:] if words[:1] == ["climax"] else words)
+        except SystemExit as err:
+            raise SystemExit(f"climax launch: --run {command!r} is not a valid climax command") from err
+    container = Container(args.image, tuple(args.bind or ()), args.runtime)
+    if args.launcher == "slurm":
+        text = slurm_script(args.run, args.nodes, args.gpus_per_node, container, args.job_name, args.time,
+                            args.partition, args.account, args.cpus_per_task, args.port)
+    else:
+        text = torchrun_script(args.run, args.gpus_per_node, container, args.cpus_per_task)
+    if args.output is None:
+        print(text, end="")
+        return
+    Path(args.output).write_text(text)
+    Path(args.output).chmod(0o755)
+    submit = "sbatch" if args.launcher == "slurm" else "bash"
+    print(f"wrote {args.output}; run it with: {submit} {args.output}")
+
+
+def _add_cluster_commands(commands) -> None:
+    p = commands.add_parser("doctor", help="environment report: GPU, PhysicsNeMo, DALI, apex, compile, distributed")
+    p.add_argument("--config-name", default="config", help="the config whose fast paths are checked")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.fused=apex train.precision=bf16")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.add_argument("--distributed", action="store_true",
+                   help="also join the process group as training does and all-reduce (run under srun/torchrun)")
+    p.set_defaults(func=doctor)
+
+    launchers = commands.add_parser("launch", help="write a SLURM or torchrun script for climax commands") \
+        .add_subparsers(dest="launcher", required=True)
+    for name in ("slurm", "torchrun"):
+        p = launchers.add_parser(name, help="N nodes x G GPUs with srun" if name == "slurm"
+                                 else "one node with torchrun --standalone")
+        if name == "slurm":
+            p.add_argument("--nodes", type=int, required=True)
+            p.add_argument("--job-name", default="climax")
+            p.add_argument("--time", default="04:00:00")
+            p.add_argument("--partition")
+            p.add_argument("--account")
+            p.add_argument("--port", type=int, default=29500, help="rendezvous port (MASTER_PORT)")
+        p.add_argument("--gpus-per-node", type=int, required=True)
+        p.add_argument("--run", action="append", required=True, metavar="COMMAND",
+                       help="a climax command, e.g. 'train task=pretrain' (repeat to run several in turn)")
+        p.add_argument("--image", help="a .sif image: each rank runs inside `<runtime> exec --nv`")
+        p.add_argument("--bind", action="append", metavar="SRC[:DST]", help="paths to bind into the image")
+        p.add_argument("--runtime", default="singularity", choices=["singularity", "apptainer"])
+        p.add_argument("--cpus-per-task", type=int, default=8, help="CPU cores (and OMP threads) per rank")
+        p.add_argument("-o", "--output", help="write the script here (default: print it)")
+        p.set_defaults(func=launch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="climax", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -362,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=forecast)
 
     _add_downscale_commands(commands)
+    _add_cluster_commands(commands)
     return parser
 
 

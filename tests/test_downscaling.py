@@ -4,6 +4,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
 from era5_files import write_era5
 from physicsnemo.core import Module
@@ -11,6 +12,7 @@ from test_downscaling_data import regional
 
 from physicsnemo_climax.config import load_config
 from physicsnemo_climax.data import PrepareConfig, prepare
+from physicsnemo_climax.doctor import MissingFeature
 from physicsnemo_climax.downscaling import write_mini_file
 from physicsnemo_climax.downscaling import generate as generation
 from physicsnemo_climax.downscaling.pipeline import forecast_and_downscale
@@ -146,8 +148,8 @@ def test_diffusion_checks_its_regression_net_before_training(mini, tmp_path):
 
 
 @pytest.mark.parametrize("override, match", [
-    ("train.precision=bf16", "train.precision"),
     ("train.batch_size=0", "train.batch_size"),
+    ("train.loader=dali_gpu", "train.loader"),
     ("train.batch_size=64", "only 12 samples"),
     ("model.name=gan", "model.name"),
 ])
@@ -155,6 +157,14 @@ def test_config_errors_before_training(mini, tmp_path, override, match):
     with pytest.raises(ConfigError, match=match):
         train(training(mini, tmp_path / "run", override))
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="mixed precision is available on a GPU")
+def test_mixed_precision_on_the_cpu_stops_with_the_doctors_explanation(mini, tmp_path):
+    with pytest.raises(MissingFeature, match="train.precision='bf16': CorrDiff's PhysicsNeMo networks run mixed "
+                                             "precision on CUDA only"):
+        train(training(mini, tmp_path / "run", "train.precision=bf16"))
+    assert not (tmp_path / "run").exists()
 
 
 def test_generation_bad_input_is_named(mini, stages, tmp_path):

@@ -17,7 +17,8 @@ from physicsnemo.core import Module
 
 from physicsnemo_climax.config import load_config, load_run_config
 from physicsnemo_climax.data import PrepareConfig, ShardStore, prepare
-from physicsnemo_climax.engine import checkpointing, trainer
+from physicsnemo_climax.doctor import MissingFeature
+from physicsnemo_climax.engine import checkpointing, fast_paths, trainer
 from physicsnemo_climax.engine.evaluation import evaluate
 from physicsnemo_climax.engine.run import Run
 from physicsnemo_climax.engine.trainer import ConfigError, train
@@ -276,6 +277,36 @@ def test_cli_evaluate_and_forecast(store, tmp_path, capsys):
     out = xr.open_dataset(tmp_path / "out.nc")
     assert out["temperature_850"].shape == (1, 2, 8, 16)
     assert list(out.lead_time.values) == list(pd.to_timedelta(["12h", "48h"]))
+
+
+def test_dali_loader_trains_like_the_threads_loader(store, tmp_path):
+    pytest.importorskip("nvidia.dali")
+    common = ("task=finetune_global", "task.lead_hours=12", "train.steps=4", "train.log_every=1",
+              "train.val_every=100", "train.ckpt_every=4")
+    threads = train(config(store, tmp_path / "threads", *common))
+    dali = train(config(store, tmp_path / "dali", *common, "train.loader=dali_cpu", "train.num_workers=1"))
+    assert len(losses(dali)) == 4
+    np.testing.assert_allclose(losses(dali), losses(threads), rtol=1e-4)
+
+
+@pytest.mark.skipif(fast_paths.apex_available(), reason="apex is present")
+def test_a_config_demanding_apex_stops_before_anything_is_built(store, tmp_path, caplog):
+    with pytest.raises(MissingFeature, match="train.fused='apex': NVIDIA apex fused kernels are missing"):
+        train(config(store, tmp_path / "run", "task=finetune_global", "train.fused=apex"))
+    assert not (tmp_path / "run").exists()
+    run = train(config(store, tmp_path / "run", "task=finetune_global", "task.lead_hours=12", "train.fused=apex",
+                       "train.fallback=true", "train.steps=2", "train.val_every=100", "train.ckpt_every=2"))
+    assert "falling back to 'torch'" in caplog.text
+    assert yaml_value(run / "config.yaml", "train", "fused") == "torch"  # the run records what ran
+
+
+def yaml_value(path, *keys):
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.load(path)
+    for key in keys:
+        node = node[key]
+    return node
 
 
 @pytest.mark.slow

@@ -118,12 +118,13 @@ class DaliForecastLoader:
 
 
 def forecast_loader(batches: ForecastBatches, use_dali: bool = True, device_id: int | None = None,
-                    num_workers: int = 2):
+                    num_workers: int = 2, first_epoch: int | None = None):
     """DALI loader when asked for and available, else the torch ``DataLoader``."""
     if use_dali and dali_available():
         for source in batches.sources:
             source.normalize = False
-        return DaliForecastLoader(batches, device_id, num_workers, first_epoch=batches.epoch)
+        first = batches.epoch if first_epoch is None else first_epoch
+        return DaliForecastLoader(batches, device_id, num_workers, first_epoch=first)
     if use_dali:
         logger.warning("NVIDIA DALI is not installed: using the torch loader path")
     return make_loader(batches, num_workers)

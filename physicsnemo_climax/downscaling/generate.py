@@ -30,6 +30,7 @@ import torch
 import xarray as xr
 from omegaconf import DictConfig
 
+from ..doctor import resolve
 from ..engine import fast_paths
 from ..engine.distributed import setup_distributed
 from . import models
@@ -199,11 +200,10 @@ def generate(cfg: DictConfig) -> Path | None:
     """Generate for ``cfg.dataset`` at ``cfg.generation.times``; rank 0 returns the file."""
     from .train import build_dataset
 
+    cfg = resolve(cfg)  # mixed precision: present, or generation.fallback allows fp32
     gen = cfg.generation
     manager = setup_distributed()
     device, rank, world = manager.device, manager.rank, manager.world_size
-    if gen.precision != "fp32" and device.type != "cuda":
-        raise ValueError(f"generation.precision={gen.precision!r}: mixed precision runs on CUDA only")
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, cfg.seed)
     trained = checkpoint_domain(gen.io.reg_ckpt_filename)
     dataset = build_dataset(cfg.dataset, trained.stats if trained is not None else None)

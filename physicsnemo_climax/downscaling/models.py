@@ -26,7 +26,7 @@ from physicsnemo.diffusion.preconditioners import EDMPrecondSuperResolution
 from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
 
 from ..engine import checkpointing
-from ..engine.fast_paths import apex_available
+from ..doctor import apex
 from ..models import ClimaX
 from .domain import Domain
 
@@ -74,8 +74,7 @@ def _unet_args(cfg: DictConfig) -> dict:
     args = OmegaConf.to_container(cfg.get("model_size") or {}, resolve=True)
     args.update(OmegaConf.to_container(cfg.model.get("model_args") or {}, resolve=True))
     args["amp_mode"] = cfg.get("train", {}).get("precision", "fp32") != "fp32"
-    if cfg.model.get("use_apex_gn", False) in (True, "auto"):
-        args["use_apex_gn"] = apex_available()
+    args["use_apex_gn"] = use_apex_group_norm(cfg)
     return args
 
 
@@ -120,6 +119,11 @@ def build_diffusion(cfg: DictConfig, domain: Domain) -> Module:
         channels += c_in  # each patch also sees the whole input, resized to the patch
     return EDMPrecondSuperResolution(img_resolution=list(domain.shape), img_in_channels=channels,
                                      img_out_channels=c_out, sigma_data=cfg.model.get("sigma_data", 0.5), **args)
+
+
+def use_apex_group_norm(cfg: DictConfig) -> bool:
+    """``model.use_apex_gn``: ``true`` (checked present by :func:`..doctor.resolve`) or ``auto`` and present."""
+    return cfg.model.get("use_apex_gn", False) in (True, "auto") and apex("apex_group_norm").ok
 
 
 def set_amp_mode(net: Module, precision: str) -> Module:

@@ -28,6 +28,7 @@ from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 from ..data.loader import epoch_batches, partition
 from ..engine.distributed import all_reduce_mean, setup_distributed
 from ..engine.loop import run_loop, to_device
+from ..doctor import resolve
 from ..engine.trainer import ConfigError, check_train, config_error
 from . import models
 from .data import CoarseFineDataset, HRRRMiniDataset
@@ -57,14 +58,10 @@ def validation_spec(cfg: DictConfig) -> DictConfig | None:
     return OmegaConf.merge(cfg.dataset, cfg.validation)
 
 
-def check_config(cfg: DictConfig, device: torch.device) -> None:
-    t = cfg.train
+def check_config(cfg: DictConfig) -> None:
     if cfg.model.name not in STAGES:
         raise config_error("model.name", cfg.model.name, f"choose from {list(STAGES)}")
-    check_train(t)
-    if t.precision != "fp32" and device.type != "cuda":
-        raise config_error("train.precision", t.precision,
-                           "CorrDiff's networks run mixed precision on CUDA only; use fp32 on the CPU")
+    check_train(cfg.train, loaders=("threads", "processes"))
 
 
 def train(cfg: DictConfig) -> Path:
@@ -74,11 +71,12 @@ def train(cfg: DictConfig) -> Path:
 
 def fit(cfg: DictConfig):
     """:func:`train`, also returning the trained network."""
+    check_config(cfg)
+    cfg = resolve(cfg)  # mixed precision, apex GroupNorm: present, or fallback allowed
     manager = setup_distributed()
     device, rank, world = manager.device, manager.rank, manager.world_size
     logger = RankZeroLoggingWrapper(PythonLogger("corrdiff.train"), manager)
     t = cfg.train
-    check_config(cfg, device)
     torch.manual_seed(cfg.seed)
 
     dataset = build_dataset(cfg.dataset)
@@ -90,7 +88,7 @@ def fit(cfg: DictConfig):
                            f"for {world} rank(s)")
 
     stage = cfg.model.name
-    channels_last = cfg.model.get("use_apex_gn", False) in (True, "auto") and models.apex_available()
+    channels_last = models.use_apex_group_norm(cfg)
     if stage == "regression":
         model = models.build_regression(cfg, domain)
         regression_loss = RegressionLoss()

@@ -23,6 +23,7 @@ from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
 from ..data.climatebench import ClimateBenchDataset, Scenario, input_statistics, read_scenario
 from ..data.loader import epoch_batches, partition
+from ..doctor import resolve
 from ..grid import regular_grid
 from ..metrics import climatebench_nrmse
 from ..models.climatebench import ClimaXClimateBench
@@ -67,11 +68,12 @@ def pattern_scaling(train: list[Scenario], test: Scenario, target: str) -> np.nd
 
 def train(cfg: DictConfig) -> Path:
     """Fit the ClimateBench model the config describes; returns the run folder."""
+    check_train(cfg.train, loaders=("threads", "processes"))
+    cfg = resolve(cfg)
     manager = setup_distributed()
     device, rank, world = manager.device, manager.rank, manager.world_size
     logger = RankZeroLoggingWrapper(PythonLogger("climatebench.train"), manager)
     t, task = cfg.train, cfg.task
-    check_train(t)
     if task.history < 1:
         raise config_error("task.history", task.history, "must be >= 1")
     torch.manual_seed(cfg.seed)

@@ -9,6 +9,11 @@ Two fixes for CPU runs, applied here and nowhere else:
 * It passes ``device_id=cpu`` to ``init_process_group``, which gloo rejects
   on torch >= 2.15: during setup the CPU ``device_id`` is dropped.
 
+And one for SLURM: its method reads the rendezvous address from
+``SLURM_LAUNCH_NODE_IPADDR``, which ``srun`` does not set everywhere under
+``sbatch``; ``MASTER_ADDR`` (exported by the ``climax launch slurm`` script)
+stands in for it, and without either the error says what to export.
+
 torchrun, SLURM and Open MPI launches are recognised as ``DistributedManager``
 does.
 """
@@ -39,9 +44,24 @@ def _no_cpu_device_id():
         dist.init_process_group = original
 
 
+def _slurm_address() -> None:
+    env = os.environ
+    method = env.get("PHYSICSNEMO_DISTRIBUTED_INITIALIZATION_METHOD")
+    slurm = method == "SLURM" or (method is None and "RANK" not in env and "SLURM_PROCID" in env)
+    if not slurm or env.get("SLURM_LAUNCH_NODE_IPADDR"):
+        return
+    if not env.get("MASTER_ADDR"):
+        raise RuntimeError(
+            "SLURM launch without SLURM_LAUNCH_NODE_IPADDR or MASTER_ADDR: in the batch script, "
+            "export MASTER_ADDR=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1) "
+            "(`climax launch slurm` writes such a script)")
+    env["SLURM_LAUNCH_NODE_IPADDR"] = env["MASTER_ADDR"]
+
+
 def setup_distributed() -> DistributedManager:
     """Initialise (once) and return the ``DistributedManager``."""
     if not DistributedManager.is_initialized():
+        _slurm_address()
         if "RANK" in os.environ and "LOCAL_RANK" not in os.environ and not torch.cuda.is_available():
             os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", os.environ["RANK"])
         with _no_cpu_device_id():

@@ -8,12 +8,13 @@ for it, and one log line states which path runs.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from contextlib import nullcontext
 
 import torch
 from torch import nn
+
+from ..doctor import apex
 
 logger = logging.getLogger(__name__)
 
@@ -24,15 +25,8 @@ NO_DECAY = ("pos_embed", "var_embed", "var_query", "lead_time_embed")
 
 
 def apex_available() -> bool:
-    """Whether NVIDIA apex with its fused CUDA extensions can be imported."""
-    if importlib.util.find_spec("apex") is None:
-        return False
-    try:
-        from apex.optimizers import FusedAdam  # noqa: F401
-        from apex.normalization import FusedLayerNorm  # noqa: F401
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
+    """Whether apex ``FusedAdam`` and ``FusedLayerNorm`` can run here (see :mod:`..doctor`)."""
+    return apex("apex_adam").ok and apex("apex_layer_norm").ok
 
 
 def resolve_fused(fused: str) -> str:

@@ -19,6 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
 from ..data import ClimaXShardReader, ForecastBatches, ShardStore, StoreError, make_loader
+from ..data.dali import forecast_loader
+from ..doctor import LOADERS, resolve
 from ..metrics import rmse, weighted_mse_loss
 from ..models import ClimaX
 from ..models.checkpoint import per_variable_keys, read_pretrained, transfer_variable_weights
@@ -112,13 +114,15 @@ def load_pretrained(path: str, args: dict) -> ClimaX:
     return model
 
 
-def check_train(t: DictConfig) -> None:
+def check_train(t: DictConfig, loaders=LOADERS) -> None:
     """Errors naming key and value in the loop's ``train`` section (every task)."""
     for key in ("steps", "batch_size", "grad_accum"):
         if t[key] < 1:
             raise config_error(f"train.{key}", t[key], "must be >= 1")
     if t.precision not in fast_paths.PRECISIONS:
         raise config_error("train.precision", t.precision, f"choose from {list(fast_paths.PRECISIONS)}")
+    if t.loader not in loaders:
+        raise config_error("train.loader", t.loader, f"this task reads with {list(loaders)}")
 
 
 def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader]) -> None:
@@ -198,6 +202,7 @@ def train(cfg: DictConfig) -> Path:
 
 def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
     """:func:`train`, also returning this rank's trained model."""
+    cfg = resolve(cfg)
     manager = setup_distributed()
     device, rank, world = manager.device, manager.rank, manager.world_size
     logger = RankZeroLoggingWrapper(PythonLogger("climax.train"), manager)
@@ -223,8 +228,14 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
 
     batches = ForecastBatches(readers, t.batch_size, rank, world, seed=cfg.seed)
+    dali = []  # one DALI pipeline for the whole run: it counts the epochs on from the first
 
     def epoch_batches(epoch: int):
+        if t.loader.startswith("dali"):
+            if not dali:
+                device_id = device.index if t.loader == "dali_gpu" else None
+                dali.append(forecast_loader(batches, True, device_id, t.num_workers, first_epoch=epoch))
+            return dali[0]
         batches.set_epoch(epoch)
         return make_loader(batches, t.num_workers, t.loader)
 
@@ -243,7 +254,8 @@ def validate(net, readers, t, device, seed, lat, crop, region, manager) -> dict[
                               shuffle=False, even=True)
     totals: dict[str, float] = {}
     count = 0
-    for i, batch in enumerate(make_loader(batches, t.num_workers, t.loader)):
+    backend = "processes" if t.loader == "processes" else "threads"  # a few batches: no DALI pipeline
+    for i, batch in enumerate(make_loader(batches, t.num_workers, backend)):
         if i >= t.val_batches:
             break
         batch = batch.to(device)
