@@ -1,0 +1,217 @@
+# SPDX-License-Identifier: Apache-2.0
+"""ClimaX as an Earth2Studio prognostic model (``earth2studio.models.px`` protocol).
+
+Coordinates, as Earth2Studio's own wrappers declare them::
+
+    input:  batch (any leading dims), lead_time = [0 h], variable, lat, lon
+    output: the same, lead_time advanced by one model step
+
+``variable`` holds the Earth2Studio ids of the model's non-constant inputs;
+the model predicts all of them, so its output feeds the next step. Constant
+inputs (land-sea mask, orography, latitude) live inside the wrapper. Fields
+come in physical units and are normalized with the statistics ClimaX was
+trained with.
+
+For a rollout to be good, the ClimaX run must predict every non-constant
+input (``task=finetune_rollout`` trains such a model, as does the
+quickstart). A run that predicts fewer still steps, but the variables it
+was not trained to predict come from untrained head rows.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..models.variables import CONSTANTS
+from .lexicon import to_e2s_all
+
+CoordSystem = OrderedDict  # Earth2Studio's CoordSystem: OrderedDict[str, np.ndarray]
+
+#: The model dims after the leading (batch-like) ones.
+DIMS = ("lead_time", "variable", "lat", "lon")
+
+
+def check_coords(coords: CoordSystem, target: CoordSystem, dims: Sequence[str], exact: Sequence[str]) -> None:
+    """Earth2Studio's handshake: ``dims`` last and in order, ``exact`` equal to ``target``'s."""
+    from earth2studio.utils.coords import handshake_coords, handshake_dim
+
+    for i, dim in enumerate(dims):
+        handshake_dim(coords, dim, i - len(dims))
+    for dim in exact:
+        handshake_coords(coords, target, dim)
+
+
+class ClimaXPrognostic(torch.nn.Module):
+    """A ClimaX model stepping Earth2Studio coordinates.
+
+    Parameters
+    ----------
+    model : ClimaX
+        The network (``physicsnemo.core.Module``).
+    variables : sequence of str
+        ClimaX names of the network inputs, in order (constants included).
+    mean, std : array-like
+        ``[V]`` normalization statistics of ``variables``.
+    lat, lon : np.ndarray
+        The model grid (degrees); Earth2Studio maps sources onto it.
+    step_hours : float
+        Lead time of one model step.
+    constants : mapping, optional
+        ``name -> [H, W]`` fields (physical units) of the constant inputs.
+        ``lattitude`` defaults to the grid latitude.
+    names : mapping, optional
+        ClimaX name -> Earth2Studio id, for names the lexicon lacks.
+    """
+
+    def __init__(self, model, variables: Sequence[str], mean, std, lat: np.ndarray, lon: np.ndarray,
+                 step_hours: float = 6.0, constants: Mapping[str, np.ndarray] | None = None,
+                 names: Mapping[str, str] | None = None):
+        super().__init__()
+        self.model = model.eval()
+        self.variables = list(variables)
+        self.dynamic = [v for v in self.variables if v not in CONSTANTS]
+        self.lat, self.lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+        minutes = int(round(step_hours * 60))
+        self.step = np.timedelta64(minutes // 60, "h") if minutes % 60 == 0 else np.timedelta64(minutes, "m")
+        self.step_hours = float(step_hours)
+        self.e2s_variables = np.array(to_e2s_all(self.dynamic, names))
+        mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        index = [self.variables.index(v) for v in self.dynamic]
+        self.register_buffer("mean", torch.as_tensor(mean[index])[:, None, None])
+        self.register_buffer("std", torch.as_tensor(std[index])[:, None, None])
+        fixed = [v for v in self.variables if v in CONSTANTS]
+        constants = dict(constants or {})
+        if "lattitude" in fixed and "lattitude" not in constants:
+            constants["lattitude"] = np.broadcast_to(self.lat[:, None], (self.lat.size, self.lon.size))
+        missing = [v for v in fixed if v not in constants]
+        if missing:
+            raise KeyError(f"constant inputs {missing} need fields: pass constants={{name: [H, W] array}}")
+        c = np.stack([(np.asarray(constants[v], np.float32) - mean[self.variables.index(v)])
+                      / std[self.variables.index(v)] for v in fixed]) if fixed else np.zeros((0, *self.grid))
+        if c.shape[1:] != self.grid:
+            raise ValueError(f"constants are {c.shape[1:]}, the model grid is {self.grid}")
+        self.register_buffer("constants", torch.as_tensor(c, dtype=torch.float32))
+        self.fixed = fixed
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.lat.size, self.lon.size
+
+    # ---------------------------------------------------------------- building
+    @classmethod
+    def from_run(cls, run_dir: str | Path, step_hours: float | None = None,
+                 constants: Mapping[str, np.ndarray] | None = None, names: Mapping[str, str] | None = None):
+        """From a ``climax train`` run folder: its latest weights, statistics and grid.
+
+        ``step_hours`` defaults to the run's trained lead (6 h for random-lead runs);
+        constant fields are read from the run's store unless given.
+        """
+        from ..engine.run import Run
+
+        run = Run.load(run_dir)
+        info = run.info
+        mean, std = run.stats(info["variables"])
+        if constants is None and any(v in CONSTANTS for v in info["variables"]):
+            constants = store_constants(info["data_root"], info["variables"])
+        step = step_hours or info.get("lead_hours") or 6.0
+        return cls(run.model, info["variables"], mean, std, np.asarray(info["lat"]), np.asarray(info["lon"]),
+                   step, constants, names)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, store: str | Path, variables: Sequence[str] | None = None,
+                        step_hours: float = 6.0, num_heads: int = 16, names: Mapping[str, str] | None = None):
+        """From a ``.mdlus`` or an official ClimaX ``.ckpt`` plus a ClimaX store (statistics, grid, constants).
+
+        ``variables`` (default: the store's, in the model's order) are the inputs.
+        """
+        from ..data import ShardStore
+        from ..models.checkpoint import read_pretrained
+
+        model = read_pretrained(checkpoint, num_heads=num_heads)
+        st = ShardStore(store)
+        have = st.variables()
+        variables = list(variables or [v for v in model.variables if v in have])
+        st.check_variables(variables)
+        unknown = [v for v in variables if v not in model.variables]
+        if unknown:
+            raise KeyError(f"variables {unknown} are not variables of the checkpoint")
+        mean, std = st.statistics(variables)
+        return cls(model, variables, mean, std, st.lat, st.lon, step_hours, store_constants(store, variables), names)
+
+    # ---------------------------------------------------------------- Earth2Studio protocol
+    def input_coords(self) -> CoordSystem:
+        """``batch, lead_time=[0 h], variable, lat, lon``."""
+        return OrderedDict(batch=np.empty(0), lead_time=np.array([np.timedelta64(0, "h")]),
+                           variable=self.e2s_variables.copy(), lat=self.lat.copy(), lon=self.lon.copy())
+
+    def output_coords(self, input_coords: CoordSystem) -> CoordSystem:
+        """The input coordinates one step later.
+
+        Raises
+        ------
+        KeyError, ValueError
+            Earth2Studio's handshake errors, naming the coordinate (a missing
+            ``lead_time``, another grid, other variables, several lead times).
+        """
+        relative = input_coords.copy()
+        if "lead_time" in relative:
+            relative["lead_time"] = relative["lead_time"] - relative["lead_time"][-1]
+        check_coords(relative, self.input_coords(), DIMS, DIMS)
+        out = input_coords.copy()
+        out["lead_time"] = input_coords["lead_time"] + self.step
+        return out
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
+        """One step: ``x [..., 1, V, H, W]`` (physical units) at ``coords`` -> the next."""
+        out_coords = self.output_coords(coords)
+        return self._step(x), out_coords
+
+    def _step(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-3]
+        flat = x.reshape(-1, *x.shape[-3:]).to(self.mean.dtype)
+        state = (flat - self.mean) / self.std
+        inputs = torch.cat([state, self.constants.expand(flat.shape[0], -1, -1, -1)], dim=1)
+        order = self.dynamic + self.fixed
+        if order != self.variables:
+            inputs = inputs[:, [order.index(v) for v in self.variables]]
+        hours = torch.full((flat.shape[0],), self.step_hours, device=flat.device)
+        pred = self.model(inputs, hours, self.variables, self.dynamic).float()
+        return (pred * self.std + self.mean).reshape(*lead, *pred.shape[1:]).to(x.dtype)
+
+    def create_iterator(self, x: torch.Tensor, coords: CoordSystem) -> Iterator[tuple[torch.Tensor, CoordSystem]]:
+        """The initial condition first, then one step after another (without end)."""
+        coords = coords.copy()
+        self.output_coords(coords)  # the handshake, before anything is yielded
+        yield x, coords
+        while True:
+            x, coords = self.front_hook(x, coords)
+            x, coords = self(x, coords)
+            x, coords = self.rear_hook(x, coords)
+            yield x, coords.copy()
+
+    # Earth2Studio's PrognosticMixin hooks (perturbations, interpolation attach here);
+    # written out because importing earth2studio.models.px loads every model (~30 s).
+    def front_hook(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
+        return x, coords
+
+    def rear_hook(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
+        return x, coords
+
+
+def store_constants(root: str | Path, variables: Sequence[str]) -> dict[str, np.ndarray]:
+    """The constant fields among ``variables`` from the first training shard of a ClimaX store."""
+    from ..data import ShardStore
+
+    wanted = [v for v in variables if v in CONSTANTS]
+    if not wanted:
+        return {}
+    store = ShardStore(root)
+    present = [v for v in wanted if v in store.variables()]
+    shard = store.shards("train")[0]
+    return {v: np.asarray(shard.array(v)[0, 0], np.float32) for v in present}
