@@ -123,6 +123,23 @@ def test_deterministic_workflow_writes_the_forecast_to_zarr(climax_run, files, t
                                    reference[name].isel(time=0).values, rtol=1e-5, atol=1e-3)
 
 
+def test_ensemble_workflow_steps_every_member(climax_run, files, tmp_path):
+    from earth2studio.perturbation import Gaussian, Zero
+
+    model = ClimaXPrognostic.from_run(climax_run)
+    for name, perturbation in (("zero", Zero()), ("noise", Gaussian(noise_amplitude=20.0, seed=0))):
+        e2s_run.ensemble([T0], 2, 3, model, FileSource(files), ZarrBackend(str(tmp_path / f"{name}.zarr")),
+                         perturbation, batch_size=2, device="cpu", verbose=False)
+    zero = xr.open_zarr(tmp_path / "zero.zarr", consolidated=False).z500
+    noise = xr.open_zarr(tmp_path / "noise.zarr", consolidated=False).z500
+    assert zero.dims == ("ensemble", "time", "lead_time", "lat", "lon") and zero.shape == (3, 1, 3, 8, 16)
+    # unperturbed members (batched 2 + 1) are identical; perturbed ones differ
+    assert np.allclose(zero.values[0], zero.values[1]) and np.allclose(zero.values[0], zero.values[2])
+    assert np.abs(noise.values[0, 0, 0] - noise.values[1, 0, 0]).max() > 0.5  # members start apart
+    # the model steps each member from its own state (the toy model barely depends on it: exact inequality)
+    assert not np.array_equal(noise.values[0, 0, 1], noise.values[1, 0, 1])
+
+
 def test_handshake_errors_name_the_coordinate(climax_run):
     model = ClimaXPrognostic.from_run(climax_run)
     good = model.input_coords()
