@@ -335,14 +335,11 @@ def doctor(args: argparse.Namespace) -> None:
 
 def launch(args: argparse.Namespace) -> None:
     """Write a SLURM or torchrun script running climax commands with one rank per GPU."""
-    import shlex
-
-    from .launch import Container, slurm_script, torchrun_script
+    from .launch import Container, command_words, slurm_script, torchrun_script
 
     for command in args.run:  # a typo fails here, not hours later in the queue
-        words = shlex.split(command)
         try:
-            build_parser().parse_args(words[1:] if words[:1] == ["climax"] else words)
+            build_parser().parse_args(command_words(command))
         except SystemExit as err:
             raise SystemExit(f"climax launch: --run {command!r} is not a valid climax command") from err
     container = Container(args.image, tuple(args.bind or ()), args.runtime)

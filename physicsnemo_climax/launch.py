@@ -51,14 +51,19 @@ class Container:
         return shlex.join(words + [self.image]) + " "
 
 
-def _command(command: str) -> str:
-    """A ``climax`` command line, re-quoted (raises on unbalanced quotes)."""
+def command_words(command: str) -> list[str]:
+    """The arguments of a ``climax`` command line, without a leading ``climax``
+    (raises on unbalanced quotes and on an empty command)."""
     words = shlex.split(command)
     if words and words[0] == "climax":
         words = words[1:]
     if not words:
         raise ValueError("empty command: give e.g. 'train task=pretrain'")
-    return shlex.join(words)
+    return words
+
+
+def _command(command: str) -> str:
+    return shlex.join(command_words(command))
 
 
 def _check(nodes: int, gpus_per_node: int, commands) -> None:
