@@ -30,6 +30,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 logger = logging.getLogger(__name__)
 
 LOADERS = ("threads", "processes", "dali_cpu", "dali_gpu")
+#: The loaders of map-style datasets (CorrDiff, ClimateBench): torch workers only.
+TORCH_LOADERS = LOADERS[:2]
 
 
 class MissingFeature(RuntimeError):

@@ -26,9 +26,9 @@ from physicsnemo.diffusion.multi_diffusion import RandomPatching2D
 from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
 from ..data.loader import epoch_batches, partition
+from ..doctor import TORCH_LOADERS, resolve
 from ..engine.distributed import all_reduce_mean, setup_distributed
 from ..engine.loop import run_loop, to_device
-from ..doctor import resolve
 from ..engine.trainer import ConfigError, check_train, config_error
 from . import models
 from .data import CoarseFineDataset, HRRRMiniDataset
@@ -61,7 +61,7 @@ def validation_spec(cfg: DictConfig) -> DictConfig | None:
 def check_config(cfg: DictConfig) -> None:
     if cfg.model.name not in STAGES:
         raise config_error("model.name", cfg.model.name, f"choose from {list(STAGES)}")
-    check_train(cfg.train, loaders=("threads", "processes"))
+    check_train(cfg.train, loaders=TORCH_LOADERS)
 
 
 def train(cfg: DictConfig) -> Path:

@@ -23,7 +23,7 @@ from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
 from ..data.climatebench import ClimateBenchDataset, Scenario, input_statistics, read_scenario
 from ..data.loader import epoch_batches, partition
-from ..doctor import resolve
+from ..doctor import TORCH_LOADERS, resolve
 from ..grid import regular_grid
 from ..metrics import climatebench_nrmse
 from ..models.climatebench import ClimaXClimateBench
@@ -68,7 +68,7 @@ def pattern_scaling(train: list[Scenario], test: Scenario, target: str) -> np.nd
 
 def train(cfg: DictConfig) -> Path:
     """Fit the ClimateBench model the config describes; returns the run folder."""
-    check_train(cfg.train, loaders=("threads", "processes"))
+    check_train(cfg.train, loaders=TORCH_LOADERS)
     cfg = resolve(cfg)
     manager = setup_distributed()
     device, rank, world = manager.device, manager.rank, manager.world_size
