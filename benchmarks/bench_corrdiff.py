@@ -38,9 +38,10 @@ import torch
 
 from physicsnemo_climax.config import load_config
 from physicsnemo_climax.downscaling.domain import Domain
-from physicsnemo_climax.downscaling.generate import build_sampler, downscale, seed_batches
+from physicsnemo_climax.downscaling.generation import build_sampler, downscale, seed_batches
 from physicsnemo_climax.downscaling.models import build_diffusion, build_regression
-from physicsnemo_climax.engine import fast_paths
+from physicsnemo_climax.engine.optim import build_optimizer
+from physicsnemo_climax.engine.plan import resolve
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -94,11 +95,12 @@ def main() -> None:
     torch.manual_seed(0)
     domain = make_domain(args.grid)
     size = [f"model_size={args.size}"]
-    reg_cfg = load_config(size, "config_training_hrrr_mini_regression")
+    reg_cfg = load_config(size + [f"train.precision={args.precision}"], "config_training_hrrr_mini_regression")
+    plan = resolve(reg_cfg)  # precision, fused optimizer, apex GroupNorm: as a training run here decides
     dif_cfg = load_config(size, "config_training_hrrr_mini_diffusion")
     cli_cfg = load_config(["model=climax_regression"], "config_training_hrrr_mini_regression")
     gen = load_config([f"generation/sampler={args.sampler}"], "config_generate_hrrr_mini").generation
-    autocast = lambda: fast_paths.autocast(device, args.precision)  # noqa: E731
+    autocast = lambda: plan.autocast(device)  # noqa: E731
     c_in, c_out = len(domain.input_channels), len(domain.output_variables)
     print(f"CorrDiff {args.size}, grid {tuple(args.grid)}, {c_in} inputs -> {c_out} outputs, {args.precision}, "
           f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -106,10 +108,11 @@ def main() -> None:
     # ---------------------------------------------------------------- generation
     with warnings.catch_warnings():  # diffusion.yaml's gridtype=sinusoidal is flagged legacy (kept as upstream)
         warnings.simplefilter("ignore", FutureWarning)
-        regression = build_regression(reg_cfg, domain).to(device).eval().requires_grad_(False)
-        diffusion = build_diffusion(dif_cfg, domain).to(device).eval().requires_grad_(False)
-        nets = {"UNet regression": build_regression(reg_cfg, domain), "diffusion": build_diffusion(dif_cfg, domain),
-                "ClimaX regression": build_regression(cli_cfg, domain)}
+        regression = build_regression(reg_cfg, domain, plan).to(device).eval().requires_grad_(False)
+        diffusion = build_diffusion(dif_cfg, domain, plan).to(device).eval().requires_grad_(False)
+        nets = {"UNet regression": build_regression(reg_cfg, domain, plan),
+                "diffusion": build_diffusion(dif_cfg, domain, plan),
+                "ClimaX regression": build_regression(cli_cfg, domain, plan)}
     if args.precision != "fp32":  # PhysicsNeMo's layers refuse autocast unless told (docs/design/corrdiff.md)
         for net in (regression, diffusion, *nets.values()):
             if hasattr(net, "amp_mode"):
@@ -150,21 +153,20 @@ def main() -> None:
 
     # ---------------------------------------------------------------- training
     frozen = regression
-    # as train.py: apex GroupNorm runs the UNets channels_last
-    channels_last = reg_cfg.model.get("use_apex_gn", False) in (True, "auto") and fast_paths.apex_available()
+    # as downscaling/training.py: apex GroupNorm runs the UNets channels_last
+    channels_last = plan.apex_group_norm
     layout = (lambda t: t.contiguous(memory_format=torch.channels_last)) if channels_last else (lambda t: t)
     regression_loss = RegressionLoss()
     residual_loss = ResidualLoss(frozen, P_mean=dif_cfg.model.P_mean, P_std=dif_cfg.model.P_std,
                                  sigma_data=dif_cfg.model.sigma_data,
                                  hr_mean_conditioning=dif_cfg.model.hr_mean_conditioning)
     losses = {"UNet regression": regression_loss, "diffusion": residual_loss, "ClimaX regression": regression_loss}
-    fused = fast_paths.resolve_fused("auto")
     optimizers = {}
     for name, net in nets.items():
         net.to(device).train()
         if channels_last and name != "ClimaX regression":
             net.to(memory_format=torch.channels_last)
-        optimizers[name] = fast_paths.build_optimizer(net, 2e-4, 0.0, (0.9, 0.999), fused)
+        optimizers[name] = build_optimizer(net, 2e-4, 0.0, (0.9, 0.999), plan.fused)
     xb = torch.randn(args.batch, c_in, *args.grid, device=device)
     yb = torch.randn(args.batch, c_out, *args.grid, device=device)
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from physicsnemo_climax.data import ClimaXShardReader, ForecastBatches, make_loader
-from physicsnemo_climax.data.dali import DaliForecastLoader, dali_available
+from physicsnemo_climax.data.dali import DaliForecastLoader
+from physicsnemo_climax.engine.environment import probe
 from physicsnemo_climax.grid import regular_grid
 from physicsnemo_climax.models import DEFAULT_VARIABLES
 
@@ -95,7 +96,7 @@ def main() -> None:
             report(f"{workers} worker threads", make_loader(batches(), workers, backend="threads"))
         for workers in (1, 2):
             report(f"{workers} worker processes", make_loader(batches(), workers, backend="processes"))
-        if dali_available():
+        if probe().ok("dali"):
             report("DALI CPU, 2 workers", DaliForecastLoader(batches(False), None, num_workers=2))
         else:
             print("DALI not installed: DALI path skipped")

@@ -1,4 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""ClimaX and CorrDiff for weather and climate, as an NVIDIA PhysicsNeMo plugin."""
+"""ClimaX and CorrDiff for weather and climate, as an NVIDIA PhysicsNeMo plugin.
+
+Importing the package registers its datapipe components
+(:data:`physicsnemo_climax.data.COMPONENTS`) in PhysicsNeMo's
+``COMPONENT_REGISTRY``, so Hydra configs can write
+``_target_: ${dp:ClimaXShardReader}``. ``docs/architecture.md`` maps the packages.
+"""
 
 __version__ = "0.1.0"
+
+from . import data as _data  # noqa: E402, F401  (registers the datapipe components)

@@ -87,9 +87,9 @@ def data_simulate(args: argparse.Namespace) -> None:
 def prepare_simulation(raw_dir, store, splits: dict | None = None):
     """A store from a simulation folder (all its variables, ClimaX 5.625 deg grid)."""
     from .data import PrepareConfig, prepare
-    from .data.simulate import LEVELS_HPA, SURFACE, UPPER_AIR
+    from .data.simulate import LEVELS_HPA, PRESSURE_LEVEL_FIELDS, SURFACE_FIELDS
 
-    variables = [f"{n}_{level}" for n in UPPER_AIR for level in LEVELS_HPA] + list(SURFACE)
+    variables = [f"{n}_{level}" for n in PRESSURE_LEVEL_FIELDS for level in LEVELS_HPA] + list(SURFACE_FIELDS)
     splits = splits or {"train": "2000-01-01:2000-09-30", "val": "2000-10-01:2000-10-31",
                         "test": "2000-11-01:2000-12-31"}
     config = PrepareConfig(inputs=[f"{raw_dir}/*/*.nc"], variables=variables, splits=dict(splits),
@@ -107,8 +107,8 @@ def quickstart(args: argparse.Namespace) -> None:
 
     from .config import load_config
     from .data.simulate import write_simulation
-    from .engine.evaluation import evaluate as run_evaluation, summary
-    from .engine.trainer import train as run_training
+    from .forecasting import evaluate as run_evaluation, train as run_training
+    from .forecasting.report import summary
 
     cfg = load_config(args.overrides, name="quickstart")
     sim, store = cfg.simulation, Path(cfg.data.root)
@@ -176,7 +176,7 @@ def _add_data_commands(commands) -> None:
 def train(args: argparse.Namespace) -> None:
     """Train as the composed config says (resuming its run folder)."""
     from .config import load_config
-    from .engine.trainer import train as run_training
+    from .tasks import train as run_training
 
     cfg = load_config(args.overrides)
     print(f"run folder: {run_training(cfg)}")
@@ -185,20 +185,19 @@ def train(args: argparse.Namespace) -> None:
 def evaluate(args: argparse.Namespace) -> None:
     """Scorecard of a run against persistence and climatology."""
     from .config import load_run_config
-    from .engine.evaluation import evaluate as run_evaluation, summary
+    from .forecasting.report import summary
+    from .tasks import evaluate as run_evaluation
 
     overrides = [o for o in args.overrides if not o.startswith("run_dir=")]
     run_dir = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("run_dir=")), None)
     if run_dir is None:
         raise SystemExit("climax evaluate: give run_dir=<training run folder>")
     cfg = load_run_config(run_dir, overrides)
-    if cfg.task.name == "climatebench":
-        from .engine.climatebench import evaluate as evaluate_climatebench
-
-        print(evaluate_climatebench(cfg).to_string(index=False, float_format="%.4f"))
+    table = run_evaluation(cfg)
+    if cfg.task.get("package") == "climate_projection":
+        print(table.to_string(index=False, float_format="%.4f"))
         print(f"table and maps in {cfg.eval.out_dir}")
         return
-    table = run_evaluation(cfg)
     print(summary(table))
     print(f"scorecard and plots in {cfg.eval.out_dir}")
 
@@ -207,8 +206,7 @@ def forecast(args: argparse.Namespace) -> None:
     """Forecast from a NetCDF initial condition to a NetCDF file."""
     import xarray as xr
 
-    from .engine.run import Run
-    from .forecast import forecast as run_forecast
+    from .forecasting import Run, forecast as run_forecast
 
     run = Run.load(args.run)
     with xr.open_dataset(args.input) as ic:
@@ -220,7 +218,7 @@ def forecast(args: argparse.Namespace) -> None:
 def downscale_train(args: argparse.Namespace) -> None:
     """Train a CorrDiff stage (regression or residual diffusion)."""
     from .config import load_config
-    from .downscaling.train import train as run_training
+    from .downscaling.training import train as run_training
 
     cfg = load_config(args.overrides, name=args.config_name)
     print(f"run folder: {run_training(cfg)}")
@@ -229,7 +227,7 @@ def downscale_train(args: argparse.Namespace) -> None:
 def downscale_generate(args: argparse.Namespace) -> None:
     """Generate CorrDiff ensembles for dataset times, then score and plot them."""
     from .config import load_config
-    from .downscaling.generate import generate
+    from .downscaling.generation import generate
 
     cfg = load_config(args.overrides, name=args.config_name)
     path = generate(cfg)
@@ -323,9 +321,11 @@ def doctor(args: argparse.Namespace) -> None:
 
     from . import doctor as dr
     from .config import load_config
+    from .engine.environment import probe
+    from .engine.plan import choices as asks
 
-    env = dr.probe()
-    choices = dr.plan(load_config(args.overrides, name=args.config_name), env)
+    env = probe()
+    choices = asks(load_config(args.overrides, name=args.config_name), env)
     print(json.dumps(dr.as_dict(env, choices), indent=2) if args.json else dr.report(env, choices, args.config_name))
     if args.distributed:
         print(dr.check_distributed())

@@ -10,7 +10,6 @@ over samples. ClimateBench's NRMSEs are at the end.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from physicsnemo.metrics.climate.acc import acc as _acc
 
@@ -56,37 +55,3 @@ def acc(pred: torch.Tensor, target: torch.Tensor, climatology: torch.Tensor, lat
     """
     clim = climatology.expand_as(pred).double()
     return _acc(pred.double(), target.double(), clim, lat.double().to(pred.device)).mean(dim=0)
-
-
-def climatebench_nrmse(pred, truth, lat) -> dict[str, float]:
-    """ClimateBench's normalised RMSEs over a whole period (e.g. 2080-2100).
-
-    With ``<.>`` the cos-latitude weighted global mean and ``N = |<mean_t truth>|``:
-
-    * ``spatial = sqrt(<(mean_t truth - mean_t pred)^2>) / N``
-    * ``global = sqrt(mean_t (<truth> - <pred>)^2) / N``
-    * ``total = spatial + 5 global``
-
-    Computed on the full period at once, so it does not depend on how the
-    predictions were batched.
-
-    Parameters
-    ----------
-    pred, truth : array-like
-        ``[T, H, W]`` yearly fields of the period.
-    lat : array-like
-        ``[H]`` degrees.
-    """
-    pred, truth = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
-    if pred.shape != truth.shape or pred.ndim != 3:
-        raise ValueError(f"pred and truth must both be [T, H, W], got {pred.shape} and {truth.shape}")
-    w = np.cos(np.deg2rad(np.asarray(lat, np.float64)))[:, None] * np.ones(pred.shape[-1])
-    w = w / w.sum()
-
-    def global_mean(field):
-        return (field * w).sum(axis=(-2, -1))
-
-    norm = abs(global_mean(truth.mean(0)))
-    spatial = np.sqrt(global_mean((truth.mean(0) - pred.mean(0)) ** 2)) / norm
-    glob = np.sqrt(((global_mean(truth) - global_mean(pred)) ** 2).mean()) / norm
-    return {"nrmse_spatial": float(spatial), "nrmse_global": float(glob), "nrmse_total": float(spatial + 5 * glob)}

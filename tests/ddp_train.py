@@ -9,7 +9,7 @@ import torch
 
 from physicsnemo_climax.config import load_config
 from physicsnemo_climax.engine.distributed import setup_distributed
-from physicsnemo_climax.engine.trainer import fit
+from physicsnemo_climax.forecasting import fit
 
 if __name__ == "__main__":
     store, run_dir, fsdp = sys.argv[1], Path(sys.argv[2]), sys.argv[3]

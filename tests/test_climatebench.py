@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """ClimateBench: files, windows, NRMSEs, the model, pretrained transfer and the recipe."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -9,13 +11,14 @@ from climatebench_files import write_climatebench
 from physicsnemo.core import Module, ModelRegistry
 
 from physicsnemo_climax.config import load_config, load_run_config
-from physicsnemo_climax.data.climatebench import ClimateBenchDataset, input_statistics, read_scenario
-from physicsnemo_climax.engine.climatebench import evaluate, pattern_scaling
-from physicsnemo_climax.engine.trainer import ConfigError, train
+from physicsnemo_climax.climate_projection.data import ClimateBenchDataset, input_statistics, read_scenario
+from physicsnemo_climax.climate_projection import ClimaXClimateBench, evaluate
+from physicsnemo_climax.climate_projection.scores import nrmse as climatebench_nrmse, pattern_scaling
+from physicsnemo_climax.engine.checks import ConfigError
+from physicsnemo_climax.forecasting import Run
 from physicsnemo_climax.grid import regular_grid
-from physicsnemo_climax.metrics import climatebench_nrmse
 from physicsnemo_climax.models import ClimaX
-from physicsnemo_climax.models.climatebench import ClimaXClimateBench
+from physicsnemo_climax.tasks import train
 
 GRID = regular_grid((8, 16))
 
@@ -118,6 +121,10 @@ def config(bench, run_dir, *overrides):
 
 def test_training_beats_pattern_scaling_and_scores_do_not_depend_on_batch_size(bench, tmp_path):
     run = train(config(bench, tmp_path / "run", "task.targets=[tas]", "task.eval_years=[2030,2044]"))
+    record = json.loads((run / "run.json").read_text())
+    assert record["task"] == "climatebench" and record["plan"]["loader"] == "threads"
+    with pytest.raises(ValueError, match="climatebench run, not a ClimaX forecasting run"):
+        Run.load(run)
     cfg = load_run_config(run, ["eval.batch_size=1"])
     table = evaluate(cfg).set_index(["method", "target"])
     again = evaluate(load_run_config(run, ["eval.batch_size=15"])).set_index(["method", "target"])

@@ -10,7 +10,8 @@ from physicsnemo_climax.data import ClimaXShardReader, ForecastBatches, PrepareC
 pytest.importorskip("nvidia.dali")
 pytestmark = pytest.mark.slow  # spawns DALI worker processes
 
-from physicsnemo_climax.data.dali import DaliForecastLoader, forecast_loader  # noqa: E402
+from physicsnemo_climax.data.dali import DaliEpochs, DaliForecastLoader  # noqa: E402
+from physicsnemo_climax.data.epochs import forecast_epochs  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,17 @@ def test_dali_cpu_equals_torch_path(store):
     assert [torch.equal(a, b.index) for a, b in zip(second, make_loader(torch_batches, 0))] == [True] * len(second)
 
 
-def test_forecast_loader_picks_dali_and_refuses_normalized_readers(store):
-    batches = ForecastBatches(sources(store, True), batch_size=64)
-    with pytest.raises(ValueError, match="normalize=False"):
-        DaliForecastLoader(batches)
-    assert isinstance(forecast_loader(batches, use_dali=True), DaliForecastLoader)
+def test_dali_reads_raw_samples_whatever_the_readers_normalize(store):
+    """The pipeline normalizes; readers built to normalize (the torch path's) give the same batches."""
+    plan = dict(batch_size=64, seed=3)
+    a = list(DaliForecastLoader(ForecastBatches(sources(store, True), **plan), num_workers=1))
+    b = list(DaliForecastLoader(ForecastBatches(sources(store, False), **plan), num_workers=1))
+    assert len(a) == len(b) > 0 and all(torch.equal(x.x, y.x) and torch.equal(x.y, y.y) for x, y in zip(a, b))
+
+
+def test_forecast_epochs_builds_one_dali_pipeline_for_the_run(store):
+    epochs = forecast_epochs(ForecastBatches(sources(store, True), batch_size=64), "dali_cpu",
+                             torch.device("cpu"), num_workers=1)
+    assert isinstance(epochs, DaliEpochs)
+    first = epochs(2)
+    assert isinstance(first, DaliForecastLoader) and epochs(3) is first

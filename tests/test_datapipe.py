@@ -167,13 +167,20 @@ def test_batch_size_must_be_positive(store):
         ForecastBatches([ClimaXShardReader(store, lead_hours=6)], batch_size=0)
 
 
-def test_without_dali_the_torch_path_is_used_and_said(store, monkeypatch, caplog):
-    from physicsnemo_climax.data import dali
+def test_without_dali_the_torch_path_is_used_and_said(store, caplog):
+    from physicsnemo_climax.config import load_config
+    from physicsnemo_climax.data.epochs import forecast_epochs
     from physicsnemo_climax.data.loader import ThreadedLoader
+    from physicsnemo_climax.engine.environment import Feature, probe
+    from physicsnemo_climax.engine.plan import resolve
 
-    monkeypatch.setattr(dali, "dali_available", lambda: False)
-    batches = ForecastBatches([ClimaXShardReader(store, lead_hours=6)], batch_size=8)
+    env = probe()
+    env.features["dali"] = Feature("DALI", False, "not installed")
     with caplog.at_level("WARNING"):
-        loader = dali.forecast_loader(batches, use_dali=True, num_workers=2)
-    assert isinstance(loader, ThreadedLoader)
-    assert [r.message for r in caplog.records] == ["NVIDIA DALI is not installed: using the torch loader path"]
+        plan = resolve(load_config(["train.loader=dali_cpu", "train.fallback=true"]), env)
+    assert plan.loader == "threads"
+    assert [r.message for r in caplog.records] == [
+        "train.loader='dali_cpu' is not available here (NVIDIA DALI is missing (not installed)): "
+        "falling back to 'threads', as fallback=true allows"]
+    batches = ForecastBatches([ClimaXShardReader(store, lead_hours=6)], batch_size=8)
+    assert isinstance(forecast_epochs(batches, plan.loader, torch.device("cpu"), num_workers=2)(0), ThreadedLoader)

@@ -9,10 +9,11 @@ import pytest
 import physicsnemo
 import torch
 
-from physicsnemo_climax import cli, doctor
+from physicsnemo_climax import cli
 from physicsnemo_climax.config import load_config
-from physicsnemo_climax.doctor import Feature, MissingFeature
-from physicsnemo_climax.engine import distributed
+from physicsnemo_climax.engine import distributed, plan
+from physicsnemo_climax.engine.environment import Feature, probe
+from physicsnemo_climax.engine.plan import MissingFeature
 
 CUDA = torch.cuda.is_available()
 HAS_DALI = importlib.util.find_spec("nvidia.dali") is not None
@@ -30,7 +31,7 @@ def run_doctor(capsys, *argv):
 
 def machine(**features):
     """This machine's probe with some features replaced: ``gpu=True`` etc."""
-    env = doctor.probe()
+    env = probe()
     for name, ok in features.items():
         env.features[name] = Feature(name, ok, "faked by the test")
     return env
@@ -77,26 +78,26 @@ def test_precision_asks_depend_on_gpu_and_job():
     climax, corrdiff = load_config(["train.precision=bf16"]), load_config(
         ["train.precision=bf16"], name="config_training_hrrr_mini_regression")
     no_gpu = machine(gpu=False, bf16=True, fp16=False)
-    [c] = [c for c in doctor.plan(climax, no_gpu) if c.key == "train.precision"]
+    [c] = [c for c in plan.choices(climax, no_gpu) if c.key == "train.precision"]
     assert c.missing is None  # ClimaX autocasts bf16 on the CPU
-    [c] = [c for c in doctor.plan(corrdiff, no_gpu) if c.key == "train.precision"]
+    [c] = [c for c in plan.choices(corrdiff, no_gpu) if c.key == "train.precision"]
     assert "CUDA only" in c.missing and c.fallback == "fp32"
     old_gpu = machine(gpu=True, bf16=False, fp16=True)
-    [c] = [c for c in doctor.plan(climax, old_gpu) if c.key == "train.precision"]
+    [c] = [c for c in plan.choices(climax, old_gpu) if c.key == "train.precision"]
     assert "no bf16" in c.missing
     fp16 = load_config(["train.precision=fp16"])
-    assert [c.missing for c in doctor.plan(fp16, old_gpu) if c.key == "train.precision"] == [None]
-    [c] = [c for c in doctor.plan(fp16, no_gpu) if c.key == "train.precision"]
+    assert [c.missing for c in plan.choices(fp16, old_gpu) if c.key == "train.precision"] == [None]
+    [c] = [c for c in plan.choices(fp16, no_gpu) if c.key == "train.precision"]
     assert "CUDA GPU" in c.missing
 
 
 def test_loader_fallbacks_step_down_to_what_is_present():
     cfg = load_config(["train.loader=dali_gpu", "train.fallback=true"])
-    [c] = [c for c in doctor.plan(cfg, machine(gpu=False, dali=True, dali_gpu=False)) if c.key == "train.loader"]
+    [c] = [c for c in plan.choices(cfg, machine(gpu=False, dali=True, dali_gpu=False)) if c.key == "train.loader"]
     assert c.fallback == "dali_cpu" and c.allowed and not c.fails
-    [c] = [c for c in doctor.plan(cfg, machine(dali=False, dali_gpu=False)) if c.key == "train.loader"]
+    [c] = [c for c in plan.choices(cfg, machine(dali=False, dali_gpu=False)) if c.key == "train.loader"]
     assert c.fallback == "threads"
-    [c] = [c for c in doctor.plan(cfg, machine(gpu=True, dali=True, dali_gpu=True)) if c.key == "train.loader"]
+    [c] = [c for c in plan.choices(cfg, machine(gpu=True, dali=True, dali_gpu=True)) if c.key == "train.loader"]
     assert c.missing is None
 
 
@@ -104,7 +105,7 @@ def test_resolve_raises_with_every_unmet_ask_and_leaves_the_config_alone():
     cfg = load_config(["train.fused=apex", "train.precision=fp16", "train.compile=true"])
     env = machine(gpu=False, fp16=False, apex_adam=False, apex_layer_norm=False, compile=False)
     with pytest.raises(MissingFeature) as err:
-        doctor.resolve(cfg, env)
+        plan.resolve(cfg, env)
     message = str(err.value)
     for key in ("train.fused='apex'", "train.precision='fp16'", "train.compile=True"):
         assert key in message
@@ -115,10 +116,13 @@ def test_resolve_raises_with_every_unmet_ask_and_leaves_the_config_alone():
 def test_resolve_falls_back_where_allowed_and_says_so(caplog):
     cfg = load_config(["train.fused=apex", "train.precision=fp16", "train.loader=dali_gpu", "train.fallback=true"])
     env = machine(gpu=False, fp16=False, apex_adam=False, dali=True, dali_gpu=False)
-    with caplog.at_level(logging.WARNING, logger="physicsnemo_climax.doctor"):
-        resolved = doctor.resolve(cfg, env)
-    assert (resolved.train.fused, resolved.train.precision, resolved.train.loader) == ("torch", "fp32", "dali_cpu")
+    with caplog.at_level(logging.WARNING, logger="physicsnemo_climax.engine.plan"):
+        resolved = plan.resolve(cfg, env)
+    assert (resolved.fused, resolved.precision, resolved.loader) == ("torch", "fp32", "dali_cpu")
+    recorded = resolved.applied(cfg)  # what the run's config.yaml says
+    assert (recorded.train.fused, recorded.train.precision, recorded.train.loader) == ("torch", "fp32", "dali_cpu")
     assert cfg.train.fused == "apex"  # a copy was changed
+    assert [c.key for c in resolved.fallbacks] == ["train.precision", "train.fused", "train.loader"]
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 3 and all("falling back" in w for w in warned)
 
@@ -127,19 +131,22 @@ def test_apex_group_norm_true_is_required_and_auto_is_not():
     env = machine(apex_group_norm=False)
     name = "config_training_hrrr_mini_regression"
     with pytest.raises(MissingFeature, match="model.use_apex_gn=True: apex GroupNorm is missing"):
-        doctor.resolve(load_config(["model.use_apex_gn=true"], name=name), env)
-    resolved = doctor.resolve(load_config(["model.use_apex_gn=true", "train.fallback=true"], name=name), env)
-    assert resolved.model.use_apex_gn is False
-    assert doctor.resolve(load_config([], name=name), env).model.use_apex_gn == "auto"
+        plan.resolve(load_config(["model.use_apex_gn=true"], name=name), env)
+    cfg = load_config(["model.use_apex_gn=true", "train.fallback=true"], name=name)
+    resolved = plan.resolve(cfg, env)
+    assert resolved.apex_group_norm is False and resolved.applied(cfg).model.use_apex_gn is False
+    cfg = load_config([], name=name)
+    resolved = plan.resolve(cfg, env)
+    assert resolved.apex_group_norm is False and resolved.applied(cfg).model.use_apex_gn == "auto"
 
 
 def test_generation_precision_has_its_own_fallback():
     name = "config_generate_hrrr_mini"
     env = machine(gpu=False, fp16=False)
     with pytest.raises(MissingFeature, match="generation.fallback=true"):
-        doctor.resolve(load_config(["generation.precision=fp16"], name=name), env)
-    cfg = doctor.resolve(load_config(["generation.precision=fp16", "generation.fallback=true"], name=name), env)
-    assert cfg.generation.precision == "fp32"
+        plan.resolve(load_config(["generation.precision=fp16"], name=name), env)
+    resolved = plan.resolve(load_config(["generation.precision=fp16", "generation.fallback=true"], name=name), env)
+    assert resolved.precision == "fp32"
 
 
 # ------------------------------------------------------------------ SLURM rendezvous address
@@ -166,7 +173,7 @@ def test_slurm_address_comes_from_master_addr(slurm_env):
 def test_slurm_without_any_address_says_what_to_export(slurm_env):
     with pytest.raises(RuntimeError, match="export MASTER_ADDR"):
         distributed._slurm_address()
-    launcher = doctor.probe()["launcher"]
+    launcher = probe()["launcher"]
     assert not launcher.ok and launcher.detail.startswith("SLURM: rank 3 of 8")
     assert "export MASTER_ADDR" in launcher.detail
     slurm_env.setenv("RANK", "3")  # torchrun inside an allocation: the ENV method, no address needed

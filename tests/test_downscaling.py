@@ -12,15 +12,14 @@ from test_downscaling_data import regional
 
 from physicsnemo_climax.config import load_config
 from physicsnemo_climax.data import PrepareConfig, prepare
-from physicsnemo_climax.doctor import MissingFeature
-from physicsnemo_climax.downscaling import write_mini_file
-from physicsnemo_climax.downscaling import generate as generation
+from physicsnemo_climax.downscaling import generation, write_mini_file
 from physicsnemo_climax.downscaling.pipeline import forecast_and_downscale
 from physicsnemo_climax.downscaling.scores import score_file
-from physicsnemo_climax.downscaling.train import train
+from physicsnemo_climax.downscaling.training import train
 from physicsnemo_climax.engine import checkpointing
-from physicsnemo_climax.engine.trainer import ConfigError
-from physicsnemo_climax.engine.trainer import train as train_climax
+from physicsnemo_climax.engine.checks import ConfigError
+from physicsnemo_climax.engine.plan import MissingFeature
+from physicsnemo_climax.forecasting import train as train_climax
 
 TINY_CLIMAX = ["model=climax_regression", "model.climax.embed_dim=32", "model.climax.depth=1",
                "model.climax.num_heads=2", "model.climax.decoder_depth=1"]

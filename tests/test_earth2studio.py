@@ -23,12 +23,11 @@ from physicsnemo_climax.config import load_config  # noqa: E402
 from physicsnemo_climax.data import PrepareConfig, prepare  # noqa: E402
 from physicsnemo_climax.data.sources import Catalogue  # noqa: E402
 from physicsnemo_climax.downscaling.pipeline import forecast_and_downscale  # noqa: E402
-from physicsnemo_climax.downscaling.train import train as train_corrdiff  # noqa: E402
+from physicsnemo_climax.downscaling.training import train as train_corrdiff  # noqa: E402
 from physicsnemo_climax.earth2studio import ClimaXPrognostic, CorrDiffDiagnostic, FileSource  # noqa: E402
 from physicsnemo_climax.earth2studio import lexicon  # noqa: E402
-from physicsnemo_climax.engine.run import Run  # noqa: E402
-from physicsnemo_climax.engine.trainer import train as train_climax  # noqa: E402
-from physicsnemo_climax.forecast import forecast  # noqa: E402
+from physicsnemo_climax.forecasting import Run, forecast  # noqa: E402
+from physicsnemo_climax.forecasting import train as train_climax  # noqa: E402
 from physicsnemo_climax.models.variables import DEFAULT_VARIABLES  # noqa: E402
 
 VARS = ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"]

@@ -7,12 +7,16 @@ import pytest
 import torch
 from conftest import tiny_climax
 
-from physicsnemo_climax.engine import fast_paths
+from physicsnemo_climax.config import load_config
+from physicsnemo_climax.engine import optim
+from physicsnemo_climax.engine.checks import ConfigError
+from physicsnemo_climax.engine.environment import Feature, probe
+from physicsnemo_climax.engine.plan import MissingFeature, resolve
 
 
 def test_no_weight_decay_on_embeddings_norms_and_biases():
     model = tiny_climax()
-    decay, no_decay = fast_paths.parameter_groups(model, 0.05)
+    decay, no_decay = optim.parameter_groups(model, 0.05)
     names = {id(p): n for n, p in model.named_parameters()}
     undecayed = {names[id(p)] for p in no_decay["params"]}
     assert {"pos_embed", "var_embed", "var_query", "lead_time_embed.weight", "norm.weight",
@@ -26,7 +30,7 @@ def test_no_weight_decay_on_embeddings_norms_and_biases():
 def test_warmup_then_cosine():
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([p], lr=1.0)
-    sched = fast_paths.build_scheduler(opt, warmup_steps=4, total_steps=14, min_lr_ratio=0.1)
+    sched = optim.build_scheduler(opt, warmup_steps=4, total_steps=14, min_lr_ratio=0.1)
     lrs = []
     for _ in range(14):
         lrs.append(sched.get_last_lr()[0])
@@ -38,22 +42,30 @@ def test_warmup_then_cosine():
     assert lrs[9] == pytest.approx(0.1 + 0.9 * (1 + math.cos(math.pi * 5 / 10)) / 2)
 
 
+def cpu_machine(**features):
+    env = probe()
+    for name, ok in {"gpu": False, "fp16": False, **features}.items():
+        env.features[name] = Feature(name, ok, "faked by the test")
+    return env
+
+
 def test_apex_requested_without_apex_fails_early():
-    if fast_paths.apex_available():
-        pytest.skip("apex present")
-    with pytest.raises(RuntimeError, match="apex"):
-        fast_paths.resolve_fused("apex")
-    assert fast_paths.resolve_fused("auto") == "torch"
-    with pytest.raises(ValueError, match="fused"):
-        fast_paths.resolve_fused("turbo")
+    env = cpu_machine(apex_adam=False, apex_layer_norm=False)
+    with pytest.raises(MissingFeature, match="apex"):
+        resolve(load_config(["train.fused=apex"]), env)
+    assert resolve(load_config(["train.fused=auto"]), env).fused == "torch"
+    with pytest.raises(ConfigError, match="fused"):
+        resolve(load_config(["train.fused=turbo"]), env)
 
 
 def test_precision_contexts():
-    cpu = torch.device("cpu")
-    with fast_paths.autocast(cpu, "bf16"):
+    cpu, env = torch.device("cpu"), cpu_machine()
+    with resolve(load_config(["train.precision=bf16"]), env).autocast(cpu):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
-    with pytest.raises(RuntimeError, match="fp16 needs a CUDA"):
-        fast_paths.autocast(cpu, "fp16")
-    with pytest.raises(ValueError, match="precision"):
-        fast_paths.autocast(cpu, "fp8")
-    assert "torch AdamW" in fast_paths.describe("torch", "fp32", cpu, False)
+    with resolve(load_config([]), env).autocast(cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with pytest.raises(MissingFeature, match="fp16 autocast with GradScaler needs a CUDA GPU"):
+        resolve(load_config(["train.precision=fp16"]), env)
+    with pytest.raises(ConfigError, match="precision"):
+        resolve(load_config(["train.precision=fp8"]), env)
+    assert "torch AdamW" in resolve(load_config([]), env).describe(cpu)

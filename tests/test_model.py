@@ -9,7 +9,7 @@ import torch
 from conftest import TINY_VARS, tiny_climax
 from physicsnemo.core import Module, ModelRegistry
 
-from physicsnemo_climax.models import DEFAULT_VARIABLES, ClimaX
+from physicsnemo_climax.models import DEFAULT_VARIABLES, ClimaX, Weights, load_weights
 from physicsnemo_climax.models.embeddings import resize_pos_embed
 
 REFERENCE = Path(__file__).parent / "data" / "climax_tiny_reference.pt"
@@ -112,7 +112,9 @@ def test_weights_from_another_grid_resample_pos_embed():
     torch.manual_seed(6)
     coarse = tiny_climax(img_size=(8, 16))
     fine = tiny_climax(img_size=(16, 32))
-    fine.load_state_dict(coarse.state_dict())
+    with pytest.raises(RuntimeError, match="pos_embed"):  # never silently: only through the one loader
+        fine.load_state_dict(coarse.state_dict())
+    load_weights(fine, Weights(coarse.state_dict(), coarse.variables, coarse.patch_grid, "coarse"))
     want = resize_pos_embed(coarse.pos_embed.detach(), (4, 8), (8, 16))
     assert torch.equal(fine.pos_embed.detach(), want)
     assert torch.equal(fine.blocks[0].attn.qkv.weight, coarse.blocks[0].attn.qkv.weight)

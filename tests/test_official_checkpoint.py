@@ -124,3 +124,25 @@ def test_unsafe_pickle_is_refused(tmp_path):
     torch.save({"state_dict": {}, "callback": object()}, path)
     with pytest.raises(ValueError, match="weights_only"):
         ClimaX.from_official_checkpoint(path)
+
+
+def test_init_goes_through_the_one_loader_with_its_rules(source, tmp_path, caplog):
+    import logging
+
+    path = write_ckpt(tmp_path / "official.ckpt", official_like_state(source))
+    args = dict(variables=["rain", "geopotential_500"], img_size=(64, 128), patch_size=2, embed_dim=64, depth=2,
+                decoder_depth=2, num_heads=4)
+    with caplog.at_level(logging.INFO, logger="physicsnemo_climax.models.checkpoint"):
+        model = ClimaX.from_pretrained(path, **args)
+    assert "resampling pos_embed" in caplog.text and "(16, 32) to (32, 64)" in caplog.text
+    assert "['rain'] are not in" in caplog.text and "fresh initialisation" in caplog.text
+    j = DEFAULT_VARIABLES.index("geopotential_500")
+    assert torch.equal(model.token_embeds[1].proj.weight, source.token_embeds[j].proj.weight)
+    assert torch.equal(model.var_embed[0, 1], source.var_embed[0, j])
+    rows = model.head[-1].weight.reshape(4, 2, -1)[:, 1]  # head rows are (p_row, p_col, variable)
+    assert torch.equal(rows, source.head[-1].weight.reshape(4, len(DEFAULT_VARIABLES), -1)[:, j])
+    assert torch.equal(model.blocks[1].mlp.fc1.weight, source.blocks[1].mlp.fc1.weight)
+    with pytest.raises(ValueError, match=r"unexpected keys \['blocks\.1\.attn"):
+        ClimaX.from_pretrained(path, **dict(args, depth=1))  # a deeper checkpoint is not cut silently
+    with pytest.raises(ValueError, match="no variable in common"):
+        ClimaX.from_pretrained(path, **dict(args, variables=["rain"]))

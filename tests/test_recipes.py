@@ -17,12 +17,12 @@ from physicsnemo.core import Module
 
 from physicsnemo_climax.config import load_config, load_run_config
 from physicsnemo_climax.data import PrepareConfig, ShardStore, prepare
-from physicsnemo_climax.doctor import MissingFeature
-from physicsnemo_climax.engine import checkpointing, fast_paths, trainer
-from physicsnemo_climax.engine.evaluation import evaluate
-from physicsnemo_climax.engine.run import Run
-from physicsnemo_climax.engine.trainer import ConfigError, train
-from physicsnemo_climax.forecast import forecast
+from physicsnemo_climax.engine import checkpointing
+from physicsnemo_climax.engine.checks import ConfigError
+from physicsnemo_climax.engine.environment import apex
+from physicsnemo_climax.engine.plan import MissingFeature
+from physicsnemo_climax.forecasting import Run, evaluate, forecast, training
+from physicsnemo_climax.tasks import train
 
 VARS = ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"]
 
@@ -78,7 +78,7 @@ def test_kill_and_resume_gives_the_same_weights(store, tmp_path, monkeypatch):
               "model.drop_rate=0.1", "train.num_workers=2", "train.val_every=100"]
     straight = train(config(store, tmp_path / "a", *common))
 
-    original, calls = trainer.forecast_loss, []
+    original, calls = training.forecast_loss, []
 
     def dying(*args, **kwargs):
         calls.append(1)
@@ -86,10 +86,10 @@ def test_kill_and_resume_gives_the_same_weights(store, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "forecast_loss", dying)
+    monkeypatch.setattr(training, "forecast_loss", dying)
     with pytest.raises(KeyboardInterrupt):
         train(config(store, tmp_path / "b", *common))
-    monkeypatch.setattr(trainer, "forecast_loss", original)
+    monkeypatch.setattr(training, "forecast_loss", original)
     assert checkpointing.checkpoint_steps(tmp_path / "b" / "checkpoints")[-1] == 4
     resumed = train(config(store, tmp_path / "b", *common))
     a = Module.from_checkpoint(str(checkpointing.model_file(straight / "checkpoints"))).state_dict()
@@ -116,7 +116,7 @@ def test_evaluate_scorecard_and_plots(store, tmp_path):
 
 def _persistence_rmse(st, samples, horizon_steps, var):
     """Mean over the evaluation's initial times of the 6 h persistence RMSE."""
-    from physicsnemo_climax.engine.evaluation import initial_conditions
+    from physicsnemo_climax.forecasting.evaluation import initial_conditions
 
     inits = initial_conditions(st, "test", horizon_steps, samples)
     shards = st.shards("test")
@@ -176,14 +176,14 @@ def test_config_errors_before_training(store, tmp_path, override, match):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, monkeypatch):
-    original, calls = trainer.forecast_loss, []
+    original, calls = training.forecast_loss, []
 
     def poisoned(*args, **kwargs):
         calls.append(1)
         loss = original(*args, **kwargs)
         return loss * float("nan") if len(calls) == 5 else loss
 
-    monkeypatch.setattr(trainer, "forecast_loss", poisoned)
+    monkeypatch.setattr(training, "forecast_loss", poisoned)
     with pytest.raises(FloatingPointError, match="at step 5.*step 3"):
         train(config(store, tmp_path / "run", "task=finetune_global", "train.val_every=100"))
     assert checkpointing.checkpoint_steps(tmp_path / "run" / "checkpoints") == [3]
@@ -236,7 +236,7 @@ def test_day_of_year_climatology_baseline(store, tmp_path):
     import shutil
 
     from physicsnemo_climax.data.preparation import compute_statistics
-    from physicsnemo_climax.engine.evaluation import initial_conditions
+    from physicsnemo_climax.forecasting.evaluation import initial_conditions
 
     copy = tmp_path / "store"
     shutil.copytree(store, copy)
@@ -289,7 +289,7 @@ def test_dali_loader_trains_like_the_threads_loader(store, tmp_path):
     np.testing.assert_allclose(losses(dali), losses(threads), rtol=1e-4)
 
 
-@pytest.mark.skipif(fast_paths.apex_available(), reason="apex is present")
+@pytest.mark.skipif(apex("apex_adam").ok, reason="apex is present")
 def test_a_config_demanding_apex_stops_before_anything_is_built(store, tmp_path, caplog):
     with pytest.raises(MissingFeature, match="train.fused='apex': NVIDIA apex fused kernels are missing"):
         train(config(store, tmp_path / "run", "task=finetune_global", "train.fused=apex"))
@@ -322,7 +322,7 @@ def test_regional_run_is_scored_on_its_region(store, tmp_path):
     table = evaluate(cfg)
     assert len(table) == 9 and (Path(cfg.eval.out_dir) / "case.png").exists()
     # persistence on the region (NorthAmerica: 2 x 4 cells of this 8 x 16 grid) by hand
-    from physicsnemo_climax.engine.evaluation import initial_conditions
+    from physicsnemo_climax.forecasting.evaluation import initial_conditions
 
     st = ShardStore(store)
     w = np.cos(np.deg2rad(st.lat[4:6]))[:, None]
@@ -336,3 +336,29 @@ def test_regional_run_is_scored_on_its_region(store, tmp_path):
     cfg = load_run_config(run, ["eval.leads=[24]", "eval.max_samples=4"])
     with pytest.raises(ValueError, match="direct leads only"):
         evaluate(cfg)
+
+
+def test_regional_run_forecasts_its_region_and_records_its_plan(store, tmp_path):
+    from physicsnemo_climax.earth2studio import ClimaXPrognostic
+
+    run_dir = train(config(store, tmp_path / "run", "task=finetune_regional", "task.lead_hours=12"))
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["region"] == "NorthAmerica"
+    assert (info["plan"]["precision"], info["plan"]["fused"], info["plan"]["loader"]) == ("fp32", "torch", "threads")
+    run, st = Run.load(run_dir), ShardStore(store)
+    shard = st.shards("test")[0]
+    ic = xr.Dataset({v: (("time", "lat", "lon"), np.asarray(shard.array(v))[:2, 0]) for v in VARS},
+                    coords={"time": pd.date_range("2001-01-01", periods=2, freq="6h"), "lat": st.lat, "lon": st.lon})
+    out = forecast(run, ic, ["12h"])
+    assert np.allclose(out.lat, st.lat[4:6]) and np.allclose(out.lon, st.lon[10:14])  # NorthAmerica's cells
+    mean, std = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(run.info["variables"]))
+    x = (torch.as_tensor(np.stack([ic[v].values for v in run.info["variables"]], 1)) - mean) / std
+    j = run.info["out_variables"].index("temperature_850")
+    with torch.no_grad():
+        direct = run.model(x, torch.full((2,), 12.0), run.info["variables"], ["temperature_850"], region="NorthAmerica")
+    m, s = (a[j] for a in run.stats(run.info["out_variables"]))
+    assert np.allclose(out.temperature_850.values[:, 0], direct[:, 0].numpy() * s + m, rtol=1e-5)
+    with pytest.raises(ValueError, match="direct leads only"):
+        forecast(run, ic, ["24h"])
+    with pytest.raises(ValueError, match="regional run .*NorthAmerica"):
+        ClimaXPrognostic.from_run(run_dir)

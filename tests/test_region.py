@@ -5,8 +5,13 @@ import pytest
 import torch
 from conftest import TINY_VARS, tiny_climax
 
+from physicsnemo_climax.grid import regular_grid as numpy_grid
 from physicsnemo_climax.models import REGIONS, PatchSelection, Region
-from physicsnemo_climax.models.region import regular_grid, select_patches
+from physicsnemo_climax.models.region import select_patches
+
+
+def regular_grid(shape):
+    return tuple(torch.from_numpy(a) for a in numpy_grid(shape))
 
 
 def patch_centres(values, p):
@@ -109,3 +114,24 @@ def test_bad_regions():
         model.select_region((1, 2, 3))
     with pytest.raises(ValueError, match="lie in"):
         PatchSelection.from_patch_ids(torch.tensor([600]), (16, 32))
+
+
+def test_a_region_is_resolved_once_and_travels_as_json():
+    import json
+
+    torch.manual_seed(2)
+    model = tiny_climax(img_size=(32, 64)).eval()
+    region = model.resolve_region("NorthAmerica")
+    rows, cols = model.select_region("NorthAmerica").pixel_index(2)
+    field = torch.randn(3, 32, 64)
+    assert torch.equal(region.crop(field), field[:, rows][:, :, cols])
+    assert torch.equal(region.lat, model.lat[rows]) and torch.equal(region.lon, model.lon[cols])
+    assert region.shape == (len(rows), len(cols)) and not region.is_global
+    x, lead = torch.randn(1, 6, 32, 64), torch.tensor([12.0])
+    assert torch.equal(model(x, lead, TINY_VARS, region=region), model(x, lead, TINY_VARS, region="NorthAmerica"))
+    for spec in ("NorthAmerica", [15, 65, 220, 300], region.patch_ids):
+        again = model.resolve_region(json.loads(json.dumps(model.resolve_region(spec).spec)))
+        assert torch.equal(again.patch_ids, region.patch_ids) and torch.equal(again.rows, region.rows)
+    assert model.resolve_region(region.patch_ids).spec == {"patch_ids": region.patch_ids.tolist()}
+    whole = model.resolve_region(None)
+    assert whole.is_global and whole.spec is None and whole.crop(field) is field and whole.shape == (32, 64)

@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from physicsnemo_climax.config import config_dir
-from physicsnemo_climax.engine.trainer import train
+from physicsnemo_climax.tasks import train
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base=None)

@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from physicsnemo_climax.config import config_dir
-from physicsnemo_climax.downscaling.generate import generate
+from physicsnemo_climax.downscaling.generation import generate
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config_generate_hrrr_mini", version_base=None)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from physicsnemo_climax.config import load_config
 from physicsnemo_climax.downscaling import plots, write_mini_file
-from physicsnemo_climax.downscaling.generate import generate
+from physicsnemo_climax.downscaling.generation import generate
 from physicsnemo_climax.downscaling.scores import write_scores
-from physicsnemo_climax.downscaling.train import train
+from physicsnemo_climax.downscaling.training import train
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from physicsnemo_climax.config import config_dir
-from physicsnemo_climax.downscaling.train import train
+from physicsnemo_climax.downscaling.training import train
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config_training_hrrr_mini_regression", version_base=None)

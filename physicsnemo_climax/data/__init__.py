@@ -1,15 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """Weather data: regridding, preparation, shard stores and forecast datapipes.
 
-Importing this package registers its datapipe components in PhysicsNeMo's
-``COMPONENT_REGISTRY`` (which has no entry-point discovery), so Hydra configs
-can write ``_target_: ${dp:ClimaXShardReader}`` after
-``physicsnemo.datapipes.registry.register_resolvers()``.
+Importing this package (as ``import physicsnemo_climax`` does) registers its
+datapipe components in PhysicsNeMo's ``COMPONENT_REGISTRY``, which has no
+entry-point discovery, so Hydra configs can write
+``_target_: ${dp:ClimaXShardReader}`` after
+``physicsnemo.datapipes.registry.register_resolvers()``. A second import
+(``importlib.reload``) registers nothing twice.
 """
 
 from physicsnemo.datapipes.registry import COMPONENT_REGISTRY
 
-from .forecast import ClimaXShardReader
+from .reader import ClimaXShardReader
 from .loader import Batch, ForecastBatches, make_loader, partition
 from .preparation import PrepareConfig, prepare
 from .regrid import regrid

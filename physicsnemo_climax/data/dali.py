@@ -3,29 +3,19 @@
 
 Samples are read by DALI's parallel external source (worker processes,
 started by spawn: scripts using it need an ``if __name__ == "__main__":``
-guard) from the same batch plan as the torch path, and normalized inside the
-pipeline, on the GPU when ``device_id`` is given, on the CPU otherwise.
-Without DALI, :func:`forecast_loader` falls back to the torch ``DataLoader``
-and logs one line saying so.
+guard) from the same batch plan as the torch path, un-normalized whatever
+the readers' ``normalize``, and normalized inside the pipeline, on the GPU
+when ``device_id`` is given, on the CPU otherwise. Whether DALI runs at all
+is the run plan's decision (:mod:`..engine.plan`): nothing here falls back.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import logging
-
 import numpy as np
 
-from .loader import Batch, ForecastBatches, make_loader
-
-logger = logging.getLogger(__name__)
+from .loader import Batch, ForecastBatches
 
 OUTPUTS = ("x", "y", "lead_time", "source", "index")
-
-
-def dali_available() -> bool:
-    """Whether NVIDIA DALI can be imported."""
-    return importlib.util.find_spec("nvidia.dali") is not None
 
 
 class _BatchSource:
@@ -71,8 +61,8 @@ class DaliForecastLoader:
     Parameters
     ----------
     batches : ForecastBatches
-        The batch plan (sources, rank, seed, ...); its readers must not
-        normalize (``normalize=False``): the pipeline does.
+        The batch plan (sources, rank, seed, ...); the pipeline reads raw
+        samples and normalizes them itself.
     device_id : int, optional
         CUDA device for normalization and output; ``None`` runs on the CPU.
     num_workers : int
@@ -86,8 +76,6 @@ class DaliForecastLoader:
         from nvidia.dali import fn, pipeline_def
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-        if any(source.normalize for source in batches.sources):
-            raise ValueError("DALI normalizes on device: build the readers with normalize=False")
         self.batches = batches
 
         @pipeline_def(batch_size=batches.batch_size, num_threads=2, device_id=device_id,
@@ -117,14 +105,15 @@ class DaliForecastLoader:
             )
 
 
-def forecast_loader(batches: ForecastBatches, use_dali: bool = True, device_id: int | None = None,
-                    num_workers: int = 2, first_epoch: int | None = None):
-    """DALI loader when asked for and available, else the torch ``DataLoader``."""
-    if use_dali and dali_available():
-        for source in batches.sources:
-            source.normalize = False
-        first = batches.epoch if first_epoch is None else first_epoch
-        return DaliForecastLoader(batches, device_id, num_workers, first_epoch=first)
-    if use_dali:
-        logger.warning("NVIDIA DALI is not installed: using the torch loader path")
-    return make_loader(batches, num_workers)
+class DaliEpochs:
+    """``epochs(e)`` for the training loop: one :class:`DaliForecastLoader` for the
+    whole run, built at the first epoch asked for; each later pass is the next epoch."""
+
+    def __init__(self, batches: ForecastBatches, device_id: int | None, num_workers: int):
+        self.batches, self.device_id, self.num_workers = batches, device_id, num_workers
+        self.loader: DaliForecastLoader | None = None
+
+    def __call__(self, epoch: int) -> DaliForecastLoader:
+        if self.loader is None:
+            self.loader = DaliForecastLoader(self.batches, self.device_id, self.num_workers, first_epoch=epoch)
+        return self.loader

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .forecast import ClimaXShardReader
+from .reader import ClimaXShardReader
 
 logger = logging.getLogger(__name__)
 
@@ -212,10 +212,18 @@ class ThreadedLoader:
         Reading threads.
     prefetch : int
         Batches in flight per thread.
+    pin_memory : bool
+        Page-locked batches (pinned by the reading threads), so that copies
+        to a GPU are asynchronous instead of waiting for the device.
     """
 
-    def __init__(self, batches: ForecastBatches, num_workers: int = 2, prefetch: int = 2):
+    def __init__(self, batches: ForecastBatches, num_workers: int = 2, prefetch: int = 2, pin_memory: bool = False):
         self.batches, self.num_workers, self.prefetch = batches, max(1, num_workers), prefetch
+        self.pin_memory = pin_memory
+
+    def _load(self, source: int, indices) -> Batch:
+        batch = self.batches.load(source, indices)
+        return batch.pin_memory() if self.pin_memory else batch
 
     def __len__(self) -> int:
         return self.batches.num_batches(self.num_workers)
@@ -226,7 +234,7 @@ class ThreadedLoader:
         with ThreadPoolExecutor(workers) as pool:
             pending: deque = deque()
             for item in plan:
-                pending.append(pool.submit(self.batches.load, *item))
+                pending.append(pool.submit(self._load, *item))
                 if len(pending) >= workers * self.prefetch:
                     yield pending.popleft().result()
             while pending:
@@ -248,10 +256,10 @@ def make_loader(
         :class:`ThreadedLoader`, or a torch ``DataLoader`` with worker
         processes (started per epoch so that they see the epoch).
     pin_memory : bool
-        Page-locked batches (``processes`` backend) for faster copies to a GPU.
+        Page-locked batches, for asynchronous copies to a GPU.
     """
     if backend == "threads" and num_workers > 0:
-        return ThreadedLoader(batches, num_workers)
+        return ThreadedLoader(batches, num_workers, pin_memory=pin_memory)
     if backend not in ("threads", "processes"):
         raise ValueError(f"backend must be 'threads' or 'processes', got {backend!r}")
     return DataLoader(
@@ -261,14 +269,3 @@ def make_loader(
         pin_memory=pin_memory,
         prefetch_factor=2 if num_workers > 0 else None,
     )
-
-
-def epoch_batches(dataset, batch_size: int, rank: int, world: int, seed: int, workers: int = 0):
-    """``batches(epoch)`` of a map-style dataset for the training loop: this
-    rank's shuffled, equal-length share (:func:`partition`), in full batches
-    whenever there is at least one."""
-    def batches(epoch: int) -> DataLoader:
-        order = partition(len(dataset), rank, world, seed=seed, epoch=epoch, even=True)
-        return DataLoader(torch.utils.data.Subset(dataset, order.tolist()), batch_size=batch_size,
-                          num_workers=workers, drop_last=len(order) >= batch_size)
-    return batches

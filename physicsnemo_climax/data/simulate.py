@@ -52,9 +52,9 @@ SIGMA_B = 0.7  # top of the "boundary layer"
 
 #: WeatherBench pressure levels recorded, hPa (top to bottom).
 LEVELS_HPA = (50, 250, 500, 600, 700, 850, 925)
-#: Variables on pressure levels and at the surface.
-UPPER_AIR = ("u_component_of_wind", "v_component_of_wind", "temperature", "geopotential")
-SURFACE = ("surface_pressure",)
+#: The simulated fields on pressure levels, and at the surface.
+PRESSURE_LEVEL_FIELDS = ("u_component_of_wind", "v_component_of_wind", "temperature", "geopotential")
+SURFACE_FIELDS = ("surface_pressure",)
 #: Hours between recorded states.
 RECORD_HOURS = 6
 
@@ -232,7 +232,7 @@ class HeldSuarezModel:
     geopotential: object
 
 
-def build_model(
+def build_held_suarez(
     resolution: str = "T21",
     *,
     layers: int | None = None,
@@ -264,15 +264,7 @@ def build_model(
     -------
     HeldSuarezModel
     """
-    from dinosaur_torch import (
-        coordinate_systems,
-        primitive_equations,
-        scales,
-        sigma_coordinates,
-        spherical_harmonic,
-        time_integration,
-        units,
-    )
+    from dinosaur_torch import coordinate_systems, sigma_coordinates, spherical_harmonic, units
 
     if resolution not in RESOLUTIONS:
         raise ValueError(f"unknown resolution {resolution!r}; known: {sorted(RESOLUTIONS)}")
@@ -282,26 +274,12 @@ def build_model(
 
     physics_specs = units.SimUnits.from_si()
     spec = getattr(spherical_harmonic.GridSpec, resolution)(radius=physics_specs.radius)
-    grid = spherical_harmonic.Grid(spec, dtype=dtype)
     sigma = sigma_coordinates.SigmaCoordinates.equidistant(layers, dtype=np.float64)
-    vertical = sigma_coordinates.SigmaLevels(sigma, dtype=dtype)
-    coords = coordinate_systems.CoordinateSystem(grid, vertical)
-
-    t_ref = np.full((layers,), reference_temperature)
-    flat = torch.zeros(coords.horizontal.modal_shape, dtype=dtype)  # flat orography
-    dynamics = primitive_equations.PrimitiveEquations(t_ref, flat, coords, physics_specs)
+    coords = coordinate_systems.CoordinateSystem(spherical_harmonic.Grid(spec, dtype=dtype),
+                                                 sigma_coordinates.SigmaLevels(sigma, dtype=dtype))
     forcing = HeldSuarezForcing(coords, physics_specs, reference_temperature)
-    equation = time_integration.compose_equations([dynamics, forcing])
-
-    dt = float(physics_specs.nondimensionalize(minutes * scales.units.minute))
-    tau = float(physics_specs.nondimensionalize(diffusion_timescale_days * scales.units.day))
-    hyperdiffusion = time_integration.horizontal_diffusion_step_filter(grid, dt, tau, order=4)
-    step = time_integration.step_with_filters(
-        time_integration.imex_rk_sil3(equation, dt), [hyperdiffusion]
-    )
-    geopotential = primitive_equations.Geopotential(
-        sigma, physics_specs.g, physics_specs.R, dtype=dtype
-    )
+    step, geopotential = _dynamics(coords, physics_specs, forcing, sigma, reference_temperature, minutes,
+                                   diffusion_timescale_days, dtype)
     return HeldSuarezModel(
         coords=coords,
         physics_specs=physics_specs,
@@ -311,6 +289,24 @@ def build_model(
         forcing=forcing,
         geopotential=geopotential,
     )
+
+
+def _dynamics(coords, physics_specs, forcing, sigma, reference_temperature: float, minutes: float,
+              diffusion_timescale_days: float, dtype):
+    """The filtered IMEX time step of the primitive equations plus ``forcing``, and the geopotential."""
+    from dinosaur_torch import primitive_equations, scales, time_integration
+
+    grid, layers = coords.horizontal, coords.vertical.layers
+    t_ref = np.full((layers,), reference_temperature)
+    flat = torch.zeros(grid.modal_shape, dtype=dtype)  # flat orography
+    dynamics = primitive_equations.PrimitiveEquations(t_ref, flat, coords, physics_specs)
+    equation = time_integration.compose_equations([dynamics, forcing])
+    dt = float(physics_specs.nondimensionalize(minutes * scales.units.minute))
+    tau = float(physics_specs.nondimensionalize(diffusion_timescale_days * scales.units.day))
+    hyperdiffusion = time_integration.horizontal_diffusion_step_filter(grid, dt, tau, order=4)
+    step = time_integration.step_with_filters(time_integration.imex_rk_sil3(equation, dt), [hyperdiffusion])
+    geopotential = primitive_equations.Geopotential(sigma, physics_specs.g, physics_specs.R, dtype=dtype)
+    return step, geopotential
 
 
 def initial_state(
@@ -381,7 +377,7 @@ def pressure_level_fields(model: HeldSuarezModel, state) -> dict[str, np.ndarray
     Returns
     -------
     dict of str to numpy.ndarray
-        The :data:`UPPER_AIR` variables ``[level, lat, lon]`` (levels as in
+        The :data:`PRESSURE_LEVEL_FIELDS` variables ``[level, lat, lon]`` (levels as in
         :data:`LEVELS_HPA`; m/s, K, m^2/s^2) and ``surface_pressure``
         ``[lat, lon]`` (Pa), float64.
     """
@@ -451,7 +447,7 @@ def simulate_held_suarez(
     The model starts from rest (isothermal ``initial_temperature``, uniform
     1000 hPa surface pressure, flat ground, 0.1 K seeded noise), runs
     ``spinup_days`` unrecorded, then records the state every 6 hours, the first
-    record being the end of the spin-up, stamped ``start``.
+    record being the end of the spin-up, stamped ``start`` (a label only).
 
     Parameters
     ----------
@@ -466,40 +462,43 @@ def simulate_held_suarez(
     resolution : str
         Spectral resolution, a key of :data:`RESOLUTIONS`.
     grid : {"5.625deg", "native"}
-        ``"5.625deg"``: conservatively regridded to the ClimaX 32 x 64 grid
-        (:func:`physicsnemo_climax.grid.regular_grid`); ``"native"``: the model's Gaussian grid.
-    start : str
-        Date of the first record (the calendar is only a label).
-    initial_temperature : float
-        Temperature of the initial isothermal atmosphere, K.
+        The ClimaX 32 x 64 grid (conservative regridding), or the model's Gaussian grid.
     **model_kwargs
-        Passed to :func:`build_model` (``layers``, ``time_step_minutes``, ...).
+        Passed to :func:`build_held_suarez` (``layers``, ``time_step_minutes``, ...).
 
     Returns
     -------
     xarray.Dataset
-        ``u_component_of_wind``, ``v_component_of_wind``, ``temperature``,
-        ``geopotential`` ``[time, level, lat, lon]`` on ``level`` =
+        :data:`PRESSURE_LEVEL_FIELDS` ``[time, level, lat, lon]`` on
         :data:`LEVELS_HPA` (hPa) and ``surface_pressure`` ``[time, lat, lon]``,
-        float32; ``lat`` ascending in degrees, ``lon`` in ``[0, 360)``,
-        ``time`` datetime64.
+        float32; ``lat`` ascending, ``lon`` in ``[0, 360)``, degrees.
     """
     if grid not in ("5.625deg", "native"):
         raise ValueError(f"grid must be '5.625deg' or 'native', got {grid!r}")
-    model = build_model(resolution, **model_kwargs)
+    model = build_held_suarez(resolution, **model_kwargs)
     dt = model.dt_seconds
-    spinup_steps = _steps(spinup_days, dt, "spinup_days")
-    record_every = _steps(RECORD_HOURS / 24.0, dt, "the record interval")
     n_records = _steps(days, RECORD_HOURS * 3600.0, "days")
     if n_records < 1:
         raise ValueError(f"days must cover at least one {RECORD_HOURS}-hour record, got {days}")
+    data = _run(model, _steps(spinup_days, dt, "spinup_days"), _steps(RECORD_HOURS / 24.0, dt, "the record interval"),
+                n_records, seed, initial_temperature)
+    attrs = dict(
+        title="Held-Suarez (1994) idealised climate, dinosaur-torch primitive equations",
+        resolution=resolution, sigma_levels=model.coords.vertical.layers, time_step_seconds=dt,
+        spinup_days=float(spinup_days), seed=int(seed), initial_temperature_K=float(initial_temperature),
+        grid="native Gaussian" if grid == "native" else "5.625deg (conservative regrid)",
+    )
+    ds = _as_dataset(model, data, start, attrs)
+    return ds if grid == "native" else _on_climax_grid(ds)
 
-    lat = np.rad2deg(model.coords.horizontal.latitudes)
-    lon = np.rad2deg(model.coords.horizontal.longitudes)
-    shape_3d = (n_records, len(LEVELS_HPA), lat.size, lon.size)
-    data = {name: np.empty(shape_3d, np.float32) for name in UPPER_AIR}
-    data["surface_pressure"] = np.empty((n_records,) + shape_3d[2:], np.float32)
 
+def _run(model: HeldSuarezModel, spinup_steps: int, record_every: int, n_records: int, seed: int,
+         initial_temperature: float) -> dict[str, np.ndarray]:
+    """Spin up, then record the pressure-level fields every ``record_every`` steps (float32)."""
+    grid = model.coords.horizontal
+    shape = (n_records, len(LEVELS_HPA), grid.latitudes.size, grid.longitudes.size)
+    data = {name: np.empty(shape, np.float32) for name in PRESSURE_LEVEL_FIELDS}
+    data["surface_pressure"] = np.empty((n_records,) + shape[2:], np.float32)
     threads = torch.get_num_threads()
     # One thread: the tensors are small (two threads save ~15 % on an idle
     # machine but cost 3-15x while other processes use the cores), and the
@@ -520,35 +519,33 @@ def simulate_held_suarez(
                     data[name][i] = value
     finally:
         torch.set_num_threads(threads)
+    return data
 
+
+def _as_dataset(model: HeldSuarezModel, data: dict[str, np.ndarray], start: str, attrs: dict) -> xr.Dataset:
+    """The recorded fields on the model's Gaussian grid, 6-hourly from ``start``."""
+    n_records = data["surface_pressure"].shape[0]
     time = np.datetime64(start, "ns") + np.arange(n_records) * np.timedelta64(RECORD_HOURS, "h")
     coords = {
         "time": ("time", time),
         "level": ("level", np.asarray(LEVELS_HPA, np.int64), dict(units="hPa", long_name="pressure")),
-        "lat": ("lat", lat, dict(units="degrees_north", long_name="latitude")),
-        "lon": ("lon", lon, dict(units="degrees_east", long_name="longitude")),
+        "lat": ("lat", np.rad2deg(model.coords.horizontal.latitudes),
+                dict(units="degrees_north", long_name="latitude")),
+        "lon": ("lon", np.rad2deg(model.coords.horizontal.longitudes),
+                dict(units="degrees_east", long_name="longitude")),
     }
-    dims = {name: ("time", "level", "lat", "lon") for name in UPPER_AIR}
-    dims.update({name: ("time", "lat", "lon") for name in SURFACE})
-    variables = {name: (dims[name], data[name], _ATTRS[name]) for name in dims}
-    attrs = dict(
-        title="Held-Suarez (1994) idealised climate, dinosaur-torch primitive equations",
-        resolution=resolution,
-        sigma_levels=model.coords.vertical.layers,
-        time_step_seconds=dt,
-        spinup_days=float(spinup_days),
-        seed=int(seed),
-        initial_temperature_K=float(initial_temperature),
-        grid="native Gaussian" if grid == "native" else "5.625deg (conservative regrid)",
-    )
-    ds = xr.Dataset(variables, coords=coords, attrs=attrs)
-    if grid == "native":
-        return ds
+    dims = {name: ("time", "level", "lat", "lon") for name in PRESSURE_LEVEL_FIELDS}
+    dims.update({name: ("time", "lat", "lon") for name in SURFACE_FIELDS})
+    return xr.Dataset({name: (dims[name], data[name], _ATTRS[name]) for name in dims}, coords=coords, attrs=attrs)
+
+
+def _on_climax_grid(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` conservatively regridded to the ClimaX 32 x 64 grid, one variable at a time (less memory)."""
     from physicsnemo_climax.data.regrid import regrid
 
     lat_out, lon_out = regular_grid((32, 64))
-    out = xr.Dataset(attrs=attrs)
-    for name in UPPER_AIR + SURFACE:  # one variable at a time: less memory
+    out = xr.Dataset(attrs=ds.attrs)
+    for name in PRESSURE_LEVEL_FIELDS + SURFACE_FIELDS:
         out[name] = regrid(ds[name], lat_out, lon_out, method="conservative").astype(np.float32)
         out[name].attrs = _ATTRS[name]
     out["lat"].attrs, out["lon"].attrs = ds["lat"].attrs, ds["lon"].attrs
@@ -607,30 +604,22 @@ def write_simulation(
 
     Each file holds one variable under its long name (``temperature``
     ``[time, level, lat, lon]``, ``surface_pressure`` ``[time, lat, lon]``) on
-    the ClimaX 5.625 deg grid, 6-hourly from 2000-01-01.
-
-    If ``out_dir`` already holds a complete simulation with the same
-    parameters it is reused. Otherwise the files are written to a temporary
-    sibling directory that is renamed to ``out_dir`` at the end, so an
-    interrupted run never looks complete; an older simulation in ``out_dir``
-    (one with a stamp) is replaced, any other non-empty ``out_dir`` is an
-    error.
+    the ClimaX 5.625 deg grid, 6-hourly from 2000-01-01. A complete simulation
+    with the same parameters in ``out_dir`` is reused. Otherwise the files are
+    written to a temporary sibling directory renamed to ``out_dir`` at the end,
+    so an interrupted run never looks complete; an older simulation (one with
+    a stamp) is replaced, any other non-empty ``out_dir`` is an error.
 
     Parameters
     ----------
     out_dir : str or os.PathLike
         Target directory.
-    days : float, optional
-        Recorded days; default :data:`DEFAULT_DAYS` (:data:`TINY_DAYS` if
-        ``tiny``).
-    spinup_days : float, optional
-        Spin-up days; default :data:`DEFAULT_SPINUP_DAYS`
-        (:data:`TINY_SPINUP_DAYS` if ``tiny``).
+    days, spinup_days : float, optional
+        Recorded and spin-up days; default :data:`DEFAULT_DAYS` and
+        :data:`DEFAULT_SPINUP_DAYS`, or with ``tiny`` :data:`TINY_DAYS` and
+        :data:`TINY_SPINUP_DAYS` (seconds; for tests, not for data: no eddies yet).
     seed : int
         Seed of the initial noise.
-    tiny : bool
-        Use the tiny defaults for ``days`` and ``spinup_days`` (a few seconds;
-        for tests, not for data: no eddies yet).
     resolution : str
         Spectral resolution, a key of :data:`RESOLUTIONS`.
 
@@ -650,19 +639,15 @@ def write_simulation(
     if out_dir.exists() and _read_stamp(out_dir) is None and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} is not empty and holds no {STAMP}; not overwriting it")
 
-    ds = simulate_held_suarez(days, spinup_days, seed, resolution)
+    return _write_atomically(simulate_held_suarez(days, spinup_days, seed, resolution), out_dir, params)
+
+
+def _write_atomically(ds: xr.Dataset, out_dir: Path, params: dict) -> Path:
+    """Write the files and the stamp into a temporary sibling, then swap it in for ``out_dir``."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        files = []
-        for name in UPPER_AIR + SURFACE:
-            (tmp / name).mkdir()
-            for year, part in ds[name].groupby("time.year"):
-                rel = f"{name}/{name}_{year}_5.625deg.nc"
-                encoding = {name: dict(zlib=True, complevel=1)}
-                part = part.to_dataset().assign_attrs(ds.attrs)
-                part.to_netcdf(tmp / rel, engine="netcdf4", encoding=encoding)
-                files.append(rel)
+        files = _write_files(ds, tmp)
         (tmp / STAMP).write_text(json.dumps(dict(params=params, files=files), indent=2) + "\n")
         if out_dir.exists():  # an older or empty simulation directory: replace it
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
@@ -673,3 +658,16 @@ def write_simulation(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _write_files(ds: xr.Dataset, folder: Path) -> list[str]:
+    """One NetCDF file per variable and year (WeatherBench layout); returns their relative paths."""
+    files = []
+    for name in PRESSURE_LEVEL_FIELDS + SURFACE_FIELDS:
+        (folder / name).mkdir()
+        for year, part in ds[name].groupby("time.year"):
+            rel = f"{name}/{name}_{year}_5.625deg.nc"
+            encoding = {name: dict(zlib=True, complevel=1)}
+            part.to_dataset().assign_attrs(ds.attrs).to_netcdf(folder / rel, engine="netcdf4", encoding=encoding)
+            files.append(rel)
+    return files

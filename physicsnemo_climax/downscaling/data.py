@@ -12,6 +12,8 @@ Two sources, one sample format ``{"input": [C_in + C_inv, H, W], "target":
   ``stats.json``;
 * :class:`CoarseFineDataset`, any coarse/fine pair of xarray datasets, or one
   fine dataset coarsened by an area mean, with optional invariants.
+
+:func:`build_dataset` makes the one a ``dataset`` config section names.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+from omegaconf import DictConfig, OmegaConf
 
+from ..engine.checks import ConfigError
 from .domain import Domain, upsample
 
 
@@ -331,3 +335,24 @@ def write_mini_file(path, stats_path, samples: int = 8, shape=(64, 64), factor: 
 
 
 __all__ = ["HRRRMiniDataset", "CoarseFineDataset", "block_mean", "upsample", "write_mini_file"]
+
+
+def build_dataset(spec: DictConfig, stats: dict | None = None):
+    """The dataset ``spec.type`` names: ``hrrr_mini`` or ``coarse_fine``."""
+    args = OmegaConf.to_container(spec, resolve=True)
+    kind = args.pop("type")
+    if kind == "hrrr_mini":
+        return HRRRMiniDataset(args["data_path"], args["stats_path"], args.get("input_variables"),
+                               args.get("output_variables"), args.get("invariant_variables") or ())
+    if kind == "coarse_fine":
+        if stats is not None:
+            args["stats"] = stats
+        return CoarseFineDataset(**args)
+    raise ConfigError(f"dataset.type={kind!r}: choose hrrr_mini or coarse_fine")
+
+
+def validation_spec(cfg: DictConfig) -> DictConfig | None:
+    """``dataset`` with the ``validation`` overrides on top (upstream's convention), or ``None``."""
+    if not cfg.get("validation"):
+        return None
+    return OmegaConf.merge(cfg.dataset, cfg.validation)

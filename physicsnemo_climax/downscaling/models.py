@@ -26,7 +26,7 @@ from physicsnemo.diffusion.preconditioners import EDMPrecondSuperResolution
 from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
 
 from ..engine import checkpointing
-from ..doctor import apex
+from ..engine.plan import RunPlan
 from ..models import ClimaX
 from .domain import Domain
 
@@ -69,12 +69,13 @@ class ClimaXRegression(Module):
         return self.climax(img_lr.float(), lead, self.input_channels, self.output_channels).float()
 
 
-def _unet_args(cfg: DictConfig) -> dict:
-    """Backbone arguments: ``model_size`` under ``model.model_args``; ``amp_mode`` under mixed precision."""
+def _unet_args(cfg: DictConfig, plan: RunPlan) -> dict:
+    """Backbone arguments: ``model_size`` under ``model.model_args``; ``amp_mode`` and
+    apex GroupNorm as the run plan says."""
     args = OmegaConf.to_container(cfg.get("model_size") or {}, resolve=True)
     args.update(OmegaConf.to_container(cfg.model.get("model_args") or {}, resolve=True))
-    args["amp_mode"] = cfg.get("train", {}).get("precision", "fp32") != "fp32"
-    args["use_apex_gn"] = use_apex_group_norm(cfg)
+    args["amp_mode"] = plan.precision != "fp32"
+    args["use_apex_gn"] = plan.apex_group_norm
     return args
 
 
@@ -89,41 +90,35 @@ def patch_shape(cfg: DictConfig, domain: Domain) -> tuple[int, int] | None:
     return None if shape == tuple(domain.shape) else shape
 
 
-def build_regression(cfg: DictConfig, domain: Domain) -> Module:
-    """The regression stage ``cfg.model.backbone``: ``unet`` (CorrDiff) or ``climax``."""
+def build_regression(cfg: DictConfig, domain: Domain, plan: RunPlan) -> Module:
+    """The regression stage ``cfg.model.backbone``: ``unet`` (CorrDiff) or ``climax``
+    (from ``model.init`` when given, by :meth:`ClimaX.from_pretrained`)."""
     c_in, c_out = len(domain.input_channels), len(domain.output_variables)
     if cfg.model.backbone == "climax":
         args = OmegaConf.to_container(cfg.model.climax, resolve=True)
         model = ClimaXRegression(domain.shape, domain.input_channels, domain.output_variables, args)
         if cfg.model.get("init"):
-            from ..engine.trainer import load_pretrained
-
-            model.climax = load_pretrained(str(cfg.model.init), dict(
+            model.climax = ClimaX.from_pretrained(str(cfg.model.init), **dict(
                 args, variables=model.climax.variables, img_size=list(domain.shape)))
         return model
     if cfg.model.backbone != "unet":
         raise ValueError(f"model.backbone={cfg.model.backbone!r}: choose unet or climax")
-    args = _unet_args(cfg)
+    args = _unet_args(cfg, plan)
     n_grid = args.get("N_grid_channels", 4)
     return CorrDiffRegressionUNet(img_resolution=list(domain.shape), img_in_channels=c_in + n_grid,
                                   img_out_channels=c_out, **args)
 
 
-def build_diffusion(cfg: DictConfig, domain: Domain) -> Module:
+def build_diffusion(cfg: DictConfig, domain: Domain, plan: RunPlan) -> Module:
     """The residual diffusion net (EDM preconditioner around a ``SongUNetPosEmbd``)."""
     c_in, c_out = len(domain.input_channels), len(domain.output_variables)
-    args = _unet_args(cfg)
+    args = _unet_args(cfg, plan)
     n_grid = args.get("N_grid_channels", 4)
     channels = c_in + (c_out if cfg.model.hr_mean_conditioning else 0) + n_grid
     if patch_shape(cfg, domain) is not None:
         channels += c_in  # each patch also sees the whole input, resized to the patch
     return EDMPrecondSuperResolution(img_resolution=list(domain.shape), img_in_channels=channels,
                                      img_out_channels=c_out, sigma_data=cfg.model.get("sigma_data", 0.5), **args)
-
-
-def use_apex_group_norm(cfg: DictConfig) -> bool:
-    """``model.use_apex_gn``: ``true`` (checked present by :func:`..doctor.resolve`) or ``auto`` and present."""
-    return cfg.model.get("use_apex_gn", False) in (True, "auto") and apex("apex_group_norm").ok
 
 
 def set_amp_mode(net: Module, precision: str) -> Module:

@@ -1,13 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """Forecast → downscale: a ClimaX forecast made into a km-scale CorrDiff ensemble.
 
-1. :func:`physicsnemo_climax.forecast.forecast` runs ClimaX from the initial
+1. :func:`physicsnemo_climax.forecasting.forecast` runs ClimaX from the initial
    condition to each lead time;
 2. its fields are interpolated bilinearly (periodic in longitude) onto the
    coarse grid of the CorrDiff domain, which crops them to the domain;
 3. the domain builds the network input (upsampling, invariants,
-   normalization) and :func:`.generate.downscale` draws the ensemble;
-4. :func:`.generate.write_output` writes ``input``/``regression``/
+   normalization) and :func:`.generation.downscale` draws the ensemble;
+4. :func:`.generation.write_output` writes ``input``/``regression``/
    ``prediction`` (and ``truth`` when given) with ``time`` = valid time and a
    ``lead_time`` coordinate.
 
@@ -27,9 +27,9 @@ import xarray as xr
 from omegaconf import DictConfig
 
 from ..data.regrid import regrid
-from ..engine.run import Run
-from ..forecast import forecast
-from .generate import build_sampler, checkpoint_domain, downscale, load_stages, seed_batches, write_output
+from ..forecasting import Run, forecast
+from .domain import Domain
+from .generation import build_sampler, checkpoint_domain, downscale, load_stages, seed_batches, write_output
 
 
 def coarse_inputs(fc: xr.Dataset, domain, variable_map: Mapping[str, str]) -> np.ndarray:
@@ -79,17 +79,9 @@ def forecast_and_downscale(
     """
     run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run)
     device = torch.device(device)
-    domain = checkpoint_domain(gen.io.reg_ckpt_filename)
-    if domain is None:
-        raise FileNotFoundError(f"generation.io.reg_ckpt_filename={gen.io.reg_ckpt_filename}: no domain.json in "
-                                "its run folder (give the CorrDiff regression run folder or a checkpoint inside it)")
+    domain = run_domain(gen)
     variable_map = dict(variable_map or {})
-    names = [variable_map.get(v, v) for v in domain.input_variables]
-    outputs = run.info["out_variables"]
-    absent = [f"{v} (ClimaX {n})" for v, n in zip(domain.input_variables, names) if n not in outputs]
-    if absent:
-        raise KeyError(f"CorrDiff inputs {absent} are not outputs of the ClimaX run {outputs}; "
-                       "map names with variable_map")
+    names = climax_names(domain, run, variable_map)
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
     regression, diffusion = load_stages(gen, domain, device)  # fp32 (the pipeline runs without autocast)
 
@@ -102,13 +94,35 @@ def forecast_and_downscale(
     x = torch.from_numpy(domain.make_input(coarse.reshape(-1, *coarse.shape[2:]))).to(device)
     mean, members = downscale(regression, diffusion, x, batches, build_sampler(gen, domain.shape),
                               gen.hr_mean_conditioning)
-    target = None
-    if truth is not None:
-        missing = [str(t) for t in pd.to_datetime(valid) if t not in pd.to_datetime(truth.time.values)]
-        if missing:
-            raise KeyError(f"truth lacks valid times {missing}")
-        picked = truth.sel(time=valid)
-        target = np.stack([picked[v].values for v in domain.output_variables], axis=1)
     return write_output(output, domain, valid, domain.denormalize_input(x).cpu().numpy(),
-                        domain.denormalize_output(mean).cpu().numpy(),
-                        domain.denormalize_output(members).cpu().numpy(), target, lead_time=leads)
+                        domain.denormalize_output(mean).cpu().numpy(), domain.denormalize_output(members).cpu().numpy(),
+                        None if truth is None else truth_at(truth, valid, domain), lead_time=leads)
+
+
+def run_domain(gen: DictConfig) -> Domain:
+    """The :class:`Domain` of the CorrDiff regression run ``gen.io.reg_ckpt_filename``."""
+    domain = checkpoint_domain(gen.io.reg_ckpt_filename)
+    if domain is None:
+        raise FileNotFoundError(f"generation.io.reg_ckpt_filename={gen.io.reg_ckpt_filename}: no domain.json in "
+                                "its run folder (give the CorrDiff regression run folder or a checkpoint inside it)")
+    return domain
+
+
+def climax_names(domain: Domain, run: Run, variable_map: Mapping[str, str]) -> list[str]:
+    """The ClimaX output feeding each CorrDiff input (``variable_map`` where names differ)."""
+    names = [variable_map.get(v, v) for v in domain.input_variables]
+    outputs = run.info["out_variables"]
+    absent = [f"{v} (ClimaX {n})" for v, n in zip(domain.input_variables, names) if n not in outputs]
+    if absent:
+        raise KeyError(f"CorrDiff inputs {absent} are not outputs of the ClimaX run {outputs}; "
+                       "map names with variable_map")
+    return names
+
+
+def truth_at(truth: xr.Dataset, valid: np.ndarray, domain: Domain) -> np.ndarray:
+    """``[T, C_out, H, W]`` fine-grid truth at the ``valid`` times."""
+    missing = [str(t) for t in pd.to_datetime(valid) if t not in pd.to_datetime(truth.time.values)]
+    if missing:
+        raise KeyError(f"truth lacks valid times {missing}")
+    picked = truth.sel(time=valid)
+    return np.stack([picked[v].values for v in domain.output_variables], axis=1)

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..config import load_config
 from ..data.regrid import regrid
-from ..downscaling.generate import build_sampler, checkpoint_domain, downscale, load_stages, seed_batches
+from ..downscaling.generation import build_sampler, checkpoint_domain, downscale, load_stages, seed_batches
 from .lexicon import to_e2s_all
 from .prognostic import CoordSystem, check_coords
 
@@ -40,7 +41,7 @@ class CorrDiffDiagnostic(torch.nn.Module):
     regression, diffusion : physicsnemo.core.Module
         The two stages (``diffusion=None``: the regression mean only).
     sampler_fn : callable
-        :func:`..downscaling.generate.build_sampler`'s sampler.
+        :func:`..downscaling.generation.build_sampler`'s sampler.
     samples : int
         Members per input.
     seed : int
@@ -71,8 +72,6 @@ class CorrDiffDiagnostic(torch.nn.Module):
                   steps: int = 18, sampler: str = "stochastic", seed: int = 0,
                   names: Mapping[str, str] | None = None, device: str | torch.device = "cpu"):
         """From CorrDiff run folders (or checkpoints in them); ``diffusion=None`` for regression only."""
-        from ..config import load_config
-
         domain = checkpoint_domain(regression)
         if domain is None:
             raise FileNotFoundError(f"{regression}: no domain.json in its run folder; give the CorrDiff "

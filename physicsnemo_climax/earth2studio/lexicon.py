@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 from ..data.sources import split_name
 
 #: Single-level names -> Earth2Studio ids.
-SURFACE = {
+SURFACE_IDS = {
     "2m_temperature": "t2m",
     "10m_u_component_of_wind": "u10m",
     "10m_v_component_of_wind": "v10m",
@@ -33,7 +33,7 @@ SURFACE = {
 SHORT_NAMES = {"2t": "t2m", "10u": "u10m", "10v": "v10m"}
 
 #: Upper-air names (``{name}_{hPa}``) -> Earth2Studio id prefixes (``{prefix}{hPa}``).
-UPPER_AIR = {
+UPPER_AIR_PREFIXES = {
     "geopotential": "z",
     "temperature": "t",
     "u_component_of_wind": "u",
@@ -44,10 +44,10 @@ UPPER_AIR = {
 }
 
 #: Earth2Studio pressure levels (hPa).
-LEVELS = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
+E2S_LEVELS = (50, 100, 150, 200, 250, 300, 400, 500, 600, 700, 850, 925, 1000)
 
-_E2S_SURFACE = {v: k for k, v in SURFACE.items()}
-_E2S_PREFIX = {v: k for k, v in UPPER_AIR.items()}
+_E2S_SURFACE = {v: k for k, v in SURFACE_IDS.items()}
+_E2S_PREFIX = {v: k for k, v in UPPER_AIR_PREFIXES.items()}
 
 
 def to_e2s(name: str, overrides: Mapping[str, str] | None = None) -> str:
@@ -60,11 +60,11 @@ def to_e2s(name: str, overrides: Mapping[str, str] | None = None) -> str:
     """
     if overrides and name in overrides:
         return overrides[name]
-    if name in SURFACE or name in SHORT_NAMES:
-        return SURFACE.get(name) or SHORT_NAMES[name]
+    if name in SURFACE_IDS or name in SHORT_NAMES:
+        return SURFACE_IDS.get(name) or SHORT_NAMES[name]
     base, level = split_name(name)
-    if level is not None and base in UPPER_AIR and level in LEVELS:
-        return f"{UPPER_AIR[base]}{level}"
+    if level is not None and base in UPPER_AIR_PREFIXES and level in E2S_LEVELS:
+        return f"{UPPER_AIR_PREFIXES[base]}{level}"
     if is_e2s(name):
         return name
     raise KeyError(f"variable {name!r} has no Earth2Studio lexicon id; map it with names={{{name!r}: '<id>'}}")
@@ -75,7 +75,7 @@ def from_e2s(e2s_id: str) -> str:
     if e2s_id in _E2S_SURFACE:
         return _E2S_SURFACE[e2s_id]
     prefix, level = e2s_id[:1], e2s_id[1:]
-    if prefix in _E2S_PREFIX and level.isdigit() and int(level) in LEVELS:
+    if prefix in _E2S_PREFIX and level.isdigit() and int(level) in E2S_LEVELS:
         return f"{_E2S_PREFIX[prefix]}_{int(level)}"
     raise KeyError(f"Earth2Studio id {e2s_id!r} has no ClimaX name")
 

@@ -26,7 +26,11 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from physicsnemo.core import Module
 
+from ..data import ShardStore
+from ..forecasting import Run
+from ..models import ClimaX
 from ..models.variables import CONSTANTS
 from .lexicon import to_e2s_all
 
@@ -110,11 +114,19 @@ class ClimaXPrognostic(torch.nn.Module):
 
         ``step_hours`` defaults to the run's trained lead (6 h for random-lead runs);
         constant fields are read from the run's store unless given.
-        """
-        from ..engine.run import Run
 
+        Raises
+        ------
+        ValueError
+            For a regional run: it predicts its region only, which cannot be
+            stepped again (use :func:`physicsnemo_climax.forecasting.forecast`
+            for its direct leads).
+        """
         run = Run.load(run_dir)
         info = run.info
+        if not run.region.is_global:
+            raise ValueError(f"{run_dir} is a regional run ({run.region.spec}): its forecasts cover the region "
+                             "only and cannot feed the next step; Earth2Studio prognostics need a global run")
         mean, std = run.stats(info["variables"])
         if constants is None and any(v in CONSTANTS for v in info["variables"]):
             constants = store_constants(info["data_root"], info["variables"])
@@ -129,10 +141,8 @@ class ClimaXPrognostic(torch.nn.Module):
 
         ``variables`` (default: the store's, in the model's order) are the inputs.
         """
-        from ..data import ShardStore
-        from ..models.checkpoint import read_pretrained
-
-        model = read_pretrained(checkpoint, num_heads=num_heads)
+        model = (Module.from_checkpoint(str(checkpoint)) if str(checkpoint).endswith(".mdlus")
+                 else ClimaX.from_official_checkpoint(checkpoint, num_heads=num_heads))
         st = ShardStore(store)
         have = st.variables()
         variables = list(variables or [v for v in model.variables if v in have])
@@ -206,8 +216,6 @@ class ClimaXPrognostic(torch.nn.Module):
 
 def store_constants(root: str | Path, variables: Sequence[str]) -> dict[str, np.ndarray]:
     """The constant fields among ``variables`` from the first training shard of a ClimaX store."""
-    from ..data import ShardStore
-
     wanted = [v for v in variables if v in CONSTANTS]
     if not wanted:
         return {}

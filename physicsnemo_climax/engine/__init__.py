@@ -1,2 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The training engine shared by every task, evaluation and runs."""
+"""What every task shares: the training loop (:mod:`.loop`), the run plan
+(:mod:`.plan` on :mod:`.environment`), wrapping (:mod:`.wrap`), the optimizer
+(:mod:`.optim`), checkpoints (:mod:`.checkpointing`), the run record
+(:mod:`.record`), metrics and progress (:mod:`.tracking`), distributed setup
+(:mod:`.distributed`) and config errors (:mod:`.checks`)."""

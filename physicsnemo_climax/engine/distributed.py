@@ -69,10 +69,13 @@ def setup_distributed() -> DistributedManager:
     return DistributedManager()
 
 
+def all_reduce(value: torch.Tensor, manager: DistributedManager, op=dist.ReduceOp.SUM) -> torch.Tensor:
+    """``value`` reduced over ranks with ``op``, in place (identity on one process)."""
+    if manager.distributed and manager.world_size > 1:
+        dist.all_reduce(value, op=op)
+    return value
+
+
 def all_reduce_mean(value: torch.Tensor, manager: DistributedManager) -> torch.Tensor:
     """Mean of a tensor over ranks (identity on one process)."""
-    if manager.distributed and manager.world_size > 1:
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= manager.world_size
-    return value
+    return all_reduce(value.clone(), manager) / max(manager.world_size, 1)

@@ -1,29 +1,45 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The training loop every task runs: ClimaX forecasting and both CorrDiff stages.
+"""The training loop every task runs: ClimaX forecasting, climate projection
+and both CorrDiff stages.
 
-A task hands over its model, a loss ``loss_fn(net, batch) -> scalar``, the
-batches of this rank for an epoch and, optionally, a validation function;
-the loop does the rest, the same way for all: DDP or FSDP2, AdamW with
-warm-up and cosine decay, autocast and GradScaler, gradient accumulation and
-clipping, a stop on a non-finite loss, progress, metrics, periodic
-validation, atomic checkpoints and resume from the last one (the data
-position included, so a resumed run repeats the same batches and dropout
-draws).
+A task hands over a :class:`Trainable`: its model, a loss
+``loss_fn(net, batch) -> scalar``, its batches of an epoch and, optionally,
+a validation function. The loop::
+
+    net = wrap(model)                       apex LayerNorm, DDP or FSDP2, compile
+    resume the last checkpoint              weights, optimizer, data position
+    while step < train.steps:
+        loss = train_step(net, grad_accum micro-batches)
+        every log_every steps: log;  every val_every: validate;  every ckpt_every: checkpoint
+
+Losses stay on the device: the host reads them, and stops on a non-finite
+one, every ``log_every`` steps on a GPU (every step on the CPU, where reading
+costs nothing), and always before a checkpoint, so no checkpoint holds a
+diverged model. Dropout and noise draws depend on ``(seed, rank, step)``
+only, and the data position is saved with each checkpoint, so a resumed run
+repeats the same batches and draws as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from omegaconf import DictConfig
 
-from . import checkpointing, fast_paths
-from .distributed import all_reduce_mean
+from . import checkpointing
+from .distributed import all_reduce
+from .optim import Optimization
+from .plan import RunPlan
+from .tracking import TrainingReport
+from .wrap import wrap
+
+Epochs = Callable[[int], Iterable]
+"""``epochs(e)``: this rank's batches of epoch ``e``, the same on a resumed run."""
 
 
 def to_device(batch, device: torch.device):
@@ -33,178 +49,169 @@ def to_device(batch, device: torch.device):
     return batch.to(device)
 
 
-def run_loop(
-    t: DictConfig,
-    model: torch.nn.Module,
-    loss_fn: Callable[[torch.nn.Module, object], torch.Tensor],
-    batches: Callable[[int], Iterable],
-    *,
-    run_dir: Path,
-    manager,
-    seed: int,
-    logger,
-    validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-    fsdp_units: Iterable[torch.nn.Module] = (),
-    batch_size: int | None = None,
-) -> torch.nn.Module:
-    """Train ``model`` for ``t.steps`` optimizer steps (resuming in ``run_dir/checkpoints``).
+@dataclass
+class Trainable:
+    """What a task hands the loop.
 
-    Parameters
+    Attributes
     ----------
-    t : DictConfig
-        The ``train`` section (``conf/train/default.yaml``).
     model : physicsnemo.core.Module
-        The model, on its device; the one saved in checkpoints.
+        On its device; the module saved in checkpoints.
     loss_fn : callable
-        ``loss_fn(net, batch)``: the scalar loss of a batch (``net`` may be
-        the DDP/FSDP/compiled wrapper of ``model``).
-    batches : callable
-        ``batches(epoch)``: this rank's batches of one epoch, the same on a
-        resumed run.
+        ``loss_fn(net, batch)``: the scalar loss of a batch (``net`` may wrap ``model``).
+    epochs : callable
+        ``epochs(e)``: this rank's batches of epoch ``e``, the same on a resumed run.
     validate : callable, optional
-        ``validate(net)``: scores (averaged over ranks) logged as ``val/*``.
+        ``validate(net)``: scores averaged over ranks, logged as ``val/*``.
     fsdp_units : iterable of nn.Module
-        Submodules sharded on their own under FSDP (the transformer blocks).
-    batch_size : int, optional
-        Samples per batch on one rank, for the samples/s figure (default ``t.batch_size``).
+        Submodules sharded on their own with ``train.fsdp`` (the transformer blocks).
     """
-    device, rank, world = manager.device, manager.rank, manager.world_size
-    fused = fast_paths.resolve_fused(t.fused)
-    if fused == "apex":
-        fast_paths.use_fused_layer_norm(model)
+
+    model: torch.nn.Module
+    loss_fn: Callable[[torch.nn.Module, object], torch.Tensor]
+    epochs: Epochs
+    validate: Callable[[torch.nn.Module], dict[str, float]] | None = None
+    fsdp_units: Iterable[torch.nn.Module] = ()
+
+
+def run_loop(t: DictConfig, plan: RunPlan, job: Trainable, *, run_dir: Path, manager, seed: int,
+             logger) -> torch.nn.Module:
+    """Train ``job.model`` for ``t.steps`` optimizer steps (``t``: the ``train`` section,
+    ``conf/train/default.yaml``) as ``plan`` says, resuming in ``run_dir/checkpoints``."""
+    model, device, rank = job.model, manager.device, manager.rank
     ckpt_dir = Path(run_dir) / "checkpoints"
+    net = wrap(model, plan, manager, t.fsdp, job.fsdp_units)
+    optim = Optimization.build(model, t, plan, device)
+    step, position = resume(ckpt_dir, model, optim, device, t.resume, logger)
+    logger.info(plan.describe(device))
+    watch = LossWatch(device, manager, check_every=1 if device.type == "cpu" else t.log_every, last_good=step)
+    report = TrainingReport(Path(run_dir), t, step, t.batch_size * t.grad_accum * manager.world_size,
+                            rank, logger)
+    stream = micro_batches(job.epochs, *position)
 
-    net = model
-    if world > 1:
-        if t.fsdp:
-            from torch.distributed.fsdp import fully_shard
+    def due(every: int) -> bool:
+        return step % every == 0 or step == t.steps
 
-            for unit in fsdp_units:
-                fully_shard(unit)
-            net = fully_shard(model)
-        else:
-            net = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
-    # after sharding: FSDP2 replaces the parameters the optimizer must hold
-    optimizer = fast_paths.build_optimizer(model, t.lr, t.weight_decay, t.betas, fused)
-    scheduler = fast_paths.build_scheduler(optimizer, t.warmup_steps, t.steps, t.min_lr_ratio)
-    scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
-    step, meta = checkpointing.load(ckpt_dir, model, optimizer, scheduler, scaler, device) if t.resume else (0, {})
-    if step:
-        logger.info(f"resumed from step {step} in {ckpt_dir}")
-    if t.compile:
-        net = torch.compile(net)
-    logger.info(fast_paths.describe(fused, t.precision, device, t.compile))
-
-    epoch, position = meta.get("epoch", 0), meta.get("position", 0)
-    metrics = MetricSink(Path(run_dir), t.tensorboard, t.mlflow) if rank == 0 else None
-    progress = _progress(t.steps, step, rank == 0 and t.progress)
-    samples = (batch_size or t.batch_size) * t.grad_accum * world
-    last_good, accumulated, start = step, 0, time.perf_counter()
-
-    while step < t.steps:
-        seen = 0
-        for i, batch in enumerate(batches(epoch)):
-            seen += 1
-            if i < position:  # resumed mid-epoch: skip what was already trained on
-                continue
-            batch = to_device(batch, device)
-            # dropout and noise draws depend on (seed, rank, step) only: a resumed run repeats them
-            torch.manual_seed(hash((seed, rank, step, accumulated)) % 2**63)
-            sync = nullcontext() if accumulated + 1 == t.grad_accum or not hasattr(net, "no_sync") else net.no_sync()
-            with sync, fast_paths.autocast(device, t.precision):
-                loss = loss_fn(net, batch) / t.grad_accum
-            scaler.scale(loss).backward()
-            accumulated += 1
-            if accumulated < t.grad_accum:
-                continue
-            loss_value = all_reduce_mean(loss.detach() * t.grad_accum, manager).item()
-            if not math.isfinite(loss_value):
-                raise FloatingPointError(
-                    f"loss is {loss_value} at step {step + 1}; stopping. The last good checkpoint "
-                    f"(step {last_good}) is in {ckpt_dir}")
-            scaler.unscale_(optimizer)
-            if t.clip_grad:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), t.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            step, accumulated, position = step + 1, 0, i + 1
-            if progress is not None:
-                seconds = time.perf_counter() - start
-                progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}",
-                                     samples_s=f"{samples / max(seconds, 1e-9):.1f}")
-                progress.update(1)
-                start = time.perf_counter()
-            if metrics is not None and (step % t.log_every == 0 or step == t.steps):
-                metrics.log({"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}, step)
-            if validate is not None and (step % t.val_every == 0 or step == t.steps):
-                net.eval()
-                with torch.no_grad(), fast_paths.autocast(device, t.precision):
-                    scores = validate(net)
-                net.train()
-                logger.info(f"step {step} validation: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
-                if metrics is not None:
-                    metrics.log({f"val/{k}": v for k, v in scores.items()}, step)
-            if step % t.ckpt_every == 0 or step == t.steps:
-                sharded = world > 1 and t.fsdp
-                if rank == 0 or sharded:
-                    checkpointing.save(ckpt_dir, model, optimizer, scheduler, scaler, step,
-                                       {"epoch": epoch, "position": position}, keep=t.keep_checkpoints,
-                                       rank=rank, collective=sharded)
-                last_good = step
-            if step >= t.steps:
-                break
-        else:  # an accumulation may span the end of an epoch
-            if not seen:
-                raise ValueError(f"epoch {epoch} has no batches: fewer samples than train.batch_size per rank")
-            epoch, position = epoch + 1, 0
-    if progress is not None:
-        progress.close()
-    if metrics is not None:
-        metrics.close()
-    if world > 1:
+    try:
+        while step < t.steps:
+            group = [next(stream) for _ in range(t.grad_accum)]
+            loss = train_step(net, [batch for batch, _ in group], job.loss_fn, optim, plan, device,
+                              (seed, rank, step), t.clip_grad, model.parameters())
+            step, position = step + 1, group[-1][1]
+            watch.add(loss, step)
+            report.step_done()
+            if due(watch.check_every) or due(t.ckpt_every):
+                watch.check(ckpt_dir)
+            if due(t.log_every):
+                report.train(step, watch.mean(), optim.lr)
+            if job.validate is not None and due(t.val_every):
+                report.validation(step, run_validation(net, job.validate, plan, device))
+            if due(t.ckpt_every):
+                save_checkpoint(ckpt_dir, model, optim, step, position, t, manager)
+                watch.last_good = step
+    finally:
+        stream.close()
+        report.close()
+    if manager.world_size > 1:
         torch.distributed.barrier()
     return model
 
 
-def _progress(total: int, done: int, enabled: bool):
+def train_step(net, batches: list, loss_fn, optim: Optimization, plan: RunPlan, device: torch.device,
+               seed: tuple[int, int, int], clip_grad: float, parameters) -> torch.Tensor:
+    """One optimizer step over ``batches`` (gradient accumulation); returns their mean loss, on the device.
+
+    ``seed`` is ``(seed, rank, step)``: each micro-batch reseeds torch from it
+    and its position, so dropout and noise draws are those of any other run.
+    Gradients are all-reduced once, on the last micro-batch.
+    """
+    total = torch.zeros((), device=device)
+    for k, batch in enumerate(batches):
+        batch = to_device(batch, device)
+        torch.manual_seed(hash((*seed, k)) % 2**63)
+        last = k == len(batches) - 1
+        with nullcontext() if last or not hasattr(net, "no_sync") else net.no_sync():
+            with plan.autocast(device):
+                loss = loss_fn(net, batch) / len(batches)
+            optim.scaler.scale(loss).backward()
+        total += loss.detach().float()
+    optim.step(parameters, clip_grad)
+    return total
+
+
+def micro_batches(epochs: Epochs, epoch: int = 0, position: int = 0) -> Iterator[tuple[object, tuple[int, int]]]:
+    """Batches from ``position`` in ``epoch`` on, epoch after epoch, each with the
+    data position after it, ``(epoch, batches done in it)``."""
+    while True:
+        empty = True
+        for i, batch in enumerate(epochs(epoch)):
+            empty = False
+            if i >= position:  # a resumed run skips what it trained on
+                yield batch, (epoch, i + 1)
+        if empty:
+            raise ValueError(f"epoch {epoch} has no batches: fewer samples than train.batch_size per rank")
+        epoch, position = epoch + 1, 0
+
+
+def resume(ckpt_dir: Path, model, optim: Optimization, device, enabled: bool, logger) -> tuple[int, tuple[int, int]]:
+    """The step and data position of the latest checkpoint, restored into ``model`` and ``optim``."""
     if not enabled:
-        return None
-    from tqdm.auto import tqdm
+        return 0, (0, 0)
+    step, meta = checkpointing.load(ckpt_dir, model, optim.optimizer, optim.scheduler, optim.scaler, device)
+    if step:
+        logger.info(f"resumed from step {step} in {ckpt_dir}")
+    return step, (meta.get("epoch", 0), meta.get("position", 0))
 
-    return tqdm(total=total, initial=done, desc="train", unit="step", dynamic_ncols=True, mininterval=1.0)
+
+def save_checkpoint(ckpt_dir: Path, model, optim: Optimization, step: int, position: tuple[int, int], t,
+                    manager) -> None:
+    """Checkpoint ``step`` with its data position (rank 0; every rank under FSDP)."""
+    sharded = manager.world_size > 1 and t.fsdp
+    if manager.rank == 0 or sharded:
+        checkpointing.save(ckpt_dir, model, optim.optimizer, optim.scheduler, optim.scaler, step,
+                           {"epoch": position[0], "position": position[1]}, keep=t.keep_checkpoints,
+                           rank=manager.rank, collective=sharded)
 
 
-class MetricSink:
-    """Scalars to ``metrics.csv`` and, optionally, TensorBoard and MLflow (rank 0 only)."""
+def run_validation(net, validate, plan: RunPlan, device) -> dict[str, float]:
+    """``validate(net)`` in eval mode, without gradients, under the plan's autocast."""
+    net.eval()
+    with torch.no_grad(), plan.autocast(device):
+        scores = validate(net)
+    net.train()
+    return scores
 
-    def __init__(self, run_dir: Path, tensorboard: bool, mlflow: bool):
-        self.csv = open(run_dir / "metrics.csv", "a")
-        self.writer = self.mlflow = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
-        if mlflow:
-            import mlflow as mlflow_module
+class LossWatch:
+    """The training loss kept on the device: summed for the log, watched for
+    non-finite values, read by the host only when asked."""
 
-            mlflow_module.start_run(run_name=run_dir.name)
-            self.mlflow = mlflow_module
+    def __init__(self, device: torch.device, manager, check_every: int, last_good: int = 0):
+        self.manager, self.check_every, self.last_good = manager, check_every, last_good
+        self.total = torch.zeros((), device=device, dtype=torch.float64)
+        self.count = 0
+        self.first_bad = torch.full((), math.inf, device=device)  # step of the first non-finite loss
+        self.bad_value = torch.zeros((), device=device)
 
-    def log(self, scores: dict[str, float], step: int) -> None:
-        self.csv.writelines(f"{step},{key},{value:.8g}\n" for key, value in scores.items())
-        self.csv.flush()
-        for key, value in scores.items():
-            if self.writer is not None:
-                self.writer.add_scalar(key, value, step)
-            if self.mlflow is not None:
-                self.mlflow.log_metric(key.replace("/", "_"), value, step=step)
+    def add(self, loss: torch.Tensor, step: int) -> None:
+        self.total += loss
+        self.count += 1
+        bad = ~torch.isfinite(loss) & torch.isinf(self.first_bad)
+        self.first_bad = torch.where(bad, torch.full_like(self.first_bad, step), self.first_bad)
+        self.bad_value = torch.where(bad, loss, self.bad_value)
 
-    def close(self) -> None:
-        self.csv.close()
-        if self.writer is not None:
-            self.writer.close()
-        if self.mlflow is not None:
-            self.mlflow.end_run()
+    def check(self, ckpt_dir: Path) -> None:
+        """Raise ``FloatingPointError`` if any rank saw a non-finite loss."""
+        first = all_reduce(self.first_bad.clone(), self.manager, torch.distributed.ReduceOp.MIN).item()
+        if math.isfinite(first):
+            value = self.bad_value.item() if math.isfinite(self.first_bad.item()) else "not finite (on another rank)"
+            raise FloatingPointError(
+                f"loss is {value} at step {int(first)}; stopping. The last good checkpoint "
+                f"(step {self.last_good}) is in {ckpt_dir}")
+
+    def mean(self) -> float:
+        """Mean loss over the steps and ranks since the last call."""
+        total = all_reduce(self.total.clone(), self.manager).item() / max(self.count * self.manager.world_size, 1)
+        self.total.zero_()
+        self.count = 0
+        return total

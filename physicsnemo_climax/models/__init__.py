@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Models: ClimaX, its parts, and its climate-projection variant."""
+"""ClimaX and its parts, in the paper's reading order: tokenizer, aggregation,
+embeddings, backbone, head; regions; loading pretrained weights."""
 
-from .climatebench import ClimaXClimateBench
+from .checkpoint import Weights, load_weights, read_weights
 from .climax import ClimaX, MetaData
-from .region import REGIONS, PatchSelection, Region
+from .region import REGIONS, GridRegion, PatchSelection, Region
 from .variables import DEFAULT_VARIABLES
 
-__all__ = ["ClimaX", "ClimaXClimateBench", "MetaData", "REGIONS", "Region", "PatchSelection", "DEFAULT_VARIABLES"]
+__all__ = ["ClimaX", "DEFAULT_VARIABLES", "GridRegion", "MetaData", "PatchSelection", "REGIONS", "Region",
+           "Weights", "load_weights", "read_weights"]

@@ -1,8 +1,23 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Import of the official ClimaX checkpoints (PyTorch Lightning ``.ckpt``).
+"""Pretrained ClimaX weights into a model: one reader, one loader, one set of rules.
 
-Supported layouts
------------------
+Every path goes through :func:`load_weights`: the official checkpoints
+(:meth:`ClimaX.from_official_checkpoint`, ``climax convert``), ``init=`` from
+an ``.mdlus`` or ``.ckpt`` with other variables or another grid
+(:meth:`ClimaX.from_pretrained`: forecasting, CorrDiff's ClimaX regression),
+and the ClimateBench encoder (the same method of its subclass). Its rules:
+
+1. Per-variable weights (patch kernel ``token_embeds.{i}``, row ``i`` of
+   ``var_embed`` and, unless ``head=False``, the variable's rows of the last
+   head layer) move by variable name. Variables the checkpoint lacks keep
+   their fresh initialisation (logged), or are an error listing them.
+2. ``pos_embed`` is resampled bicubically when the patch grids differ (logged).
+3. Every other weight (only those under ``parts``, when given) must be in
+   both with one shape; otherwise the error lists the missing, unexpected and
+   mis-shaped keys. Weights outside ``parts`` keep their initialisation.
+
+Official checkpoint layouts
+---------------------------
 * Lightning file with ``state_dict`` whose keys start with ``net.``, or a bare
   state dict.
 * Legacy names ``channel_embed``, ``channel_query``, ``channel_agg.*``
@@ -16,16 +31,19 @@ not visible in the weights and defaults to 16, the official value.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .climax import ClimaX
 from .embeddings import infer_patch_grid, resize_pos_embed
 from .variables import DEFAULT_VARIABLES
+
+logger = logging.getLogger(__name__)
 
 _LEGACY = (("channel_embed", "var_embed"), ("channel_query", "var_query"), ("channel_agg", "var_agg"))
 
@@ -108,35 +126,64 @@ def infer_architecture(state: dict[str, torch.Tensor]) -> dict:
     )
 
 
-def per_variable_keys(head: str) -> tuple[str, ...]:
-    """Key prefixes of the weights that exist once per variable (``head``: the
-    last head layer, e.g. ``"head.4"``)."""
-    return ("token_embeds.", "var_embed", f"{head}.")
+@dataclass
+class Weights:
+    """A trained ClimaX's weights and what they mean.
+
+    Attributes
+    ----------
+    state : dict of str to torch.Tensor
+        The state dict, in this package's parameter names.
+    variables : list of str
+        Variable of each token embedding, by index.
+    patch_grid : (int, int)
+        Patch rows and columns of ``pos_embed``.
+    source : str
+        Where they come from (for messages).
+    """
+
+    state: dict[str, torch.Tensor]
+    variables: list[str]
+    patch_grid: tuple[int, int]
+    source: str
 
 
-def read_pretrained(path: str | Path, num_heads: int = 16) -> ClimaX:
-    """A trained ClimaX from a PhysicsNeMo ``.mdlus`` or an official ``.ckpt``
-    (whose weights do not record ``num_heads``)."""
+def read_weights(path: str | Path, checkpoint_variables: Sequence[str] = DEFAULT_VARIABLES) -> Weights:
+    """The :class:`Weights` of an ``.mdlus`` or an official ``.ckpt`` (whose token
+    embeddings are ``checkpoint_variables``, by default the official 48)."""
     if str(path).endswith(".mdlus"):
         from physicsnemo.core import Module
 
-        return Module.from_checkpoint(str(path))
-    return ClimaX.from_official_checkpoint(path, num_heads=num_heads)
+        model = Module.from_checkpoint(str(path))
+        return Weights(model.state_dict(), list(model.variables), tuple(model.patch_grid), str(path))
+    state = read_official_state_dict(path)
+    args = infer_architecture(state)
+    if state["var_embed"].shape[1] != len(checkpoint_variables):
+        raise ValueError(f"{path}: {state['var_embed'].shape[1]} token embeddings "
+                         f"but {len(checkpoint_variables)} checkpoint_variables")
+    p = args["patch_size"]
+    return Weights(state, list(checkpoint_variables), (args["img_size"][0] // p, args["img_size"][1] // p), str(path))
+
+
+def _last_head(state: dict[str, torch.Tensor]) -> str:
+    """The last head layer (``head.4``): its rows are per variable."""
+    layers = [int(m.group(1)) for k in state if (m := re.fullmatch(r"head\.(\d+)\.weight", k))]
+    return f"head.{max(layers)}"
+
+
+def per_variable_keys(head: str | None) -> tuple[str, ...]:
+    """Key prefixes of the weights that exist once per variable (``head``: the
+    last head layer, e.g. ``"head.4"``, or ``None`` when the head is not transferred)."""
+    return ("token_embeds.", "var_embed") + ((f"{head}.",) if head else ())
 
 
 def transfer_variable_weights(
     target: dict[str, torch.Tensor], target_vars: Sequence[str],
-    source: dict[str, torch.Tensor], source_vars: Sequence[str], patch_size: int, head: str | None,
+    source: dict[str, torch.Tensor], source_vars: Sequence[str], patch_size: int,
+    target_head: str | None, source_head: str | None = None,
 ) -> list[str]:
-    """Copy, in place, the per-variable weights (patch kernel, variable
-    embedding, and head rows unless ``head`` is ``None``) of every variable
-    both state dicts know.
-
-    Returns
-    -------
-    list of str
-        The shared variables, in ``target_vars`` order.
-    """
+    """Copy, in place, the per-variable weights of every variable both state dicts
+    know (head rows too unless ``target_head`` is ``None``); returns them in ``target_vars`` order."""
     shared = [v for v in target_vars if v in source_vars]
     new = [list(target_vars).index(v) for v in shared]
     old = [list(source_vars).index(v) for v in shared]
@@ -144,80 +191,78 @@ def transfer_variable_weights(
         for part in ("weight", "bias"):
             target[f"token_embeds.{i}.proj.{part}"] = source[f"token_embeds.{j}.proj.{part}"]
     target["var_embed"][:, new] = source["var_embed"][:, old]
-    if head is None:
+    if target_head is None:
         return shared
     p2 = patch_size**2
     for part in ("weight", "bias"):  # head rows are laid out (p_row, p_col, variable)
-        mine = target[f"{head}.{part}"].reshape(p2, len(target_vars), -1)
-        theirs = source[f"{head}.{part}"].reshape(p2, len(source_vars), -1)
+        mine = target[f"{target_head}.{part}"].reshape(p2, len(target_vars), -1)
+        theirs = source[f"{source_head or target_head}.{part}"].reshape(p2, len(source_vars), -1)
         mine[:, new] = theirs[:, old]
     return shared
 
 
-def load_official_checkpoint(
-    path: str | Path,
-    checkpoint_variables: Sequence[str] = DEFAULT_VARIABLES,
-    **overrides,
-) -> ClimaX:
-    """Build a :class:`ClimaX` holding an official checkpoint's weights.
+def _check_variables(model, weights: Weights, own: dict, new_variables: str) -> list[str]:
+    kernel = "token_embeds.0.proj.weight"
+    if tuple(weights.state[kernel].shape[1:]) != tuple(own[kernel].shape[1:]) or \
+            weights.state[kernel].shape[0] != own[kernel].shape[0]:
+        raise ValueError(f"{weights.source}: patch kernels {tuple(weights.state[kernel].shape)} do not fit the "
+                         f"model's {tuple(own[kernel].shape)} (another patch size or width)")
+    shared = [v for v in model.variables if v in weights.variables]
+    new = [v for v in model.variables if v not in weights.variables]
+    if new and new_variables == "error":
+        raise KeyError(f"variables {new} are not in the checkpoint, which has {weights.variables}")
+    if not shared:
+        raise ValueError(f"{weights.source}: no variable in common with the model ({model.variables}); "
+                         f"it has {weights.variables}")
+    if new:
+        logger.info("variables %s are not in %s: they keep their fresh initialisation", new, weights.source)
+    return shared
+
+
+def load_weights(model, weights: Weights, *, parts: Sequence[str] | None = None, head: bool = True,
+                 new_variables: str = "keep") -> list[str]:
+    """Load ``weights`` into ``model`` by the rules of this module; returns the shared variables.
 
     Parameters
     ----------
-    path : str or Path
-        Lightning ``.ckpt`` (e.g. the released ``5.625deg.ckpt``).
-    checkpoint_variables : sequence of str
-        Names of the checkpoint's token embeddings, by position (default the
-        48 official variables).
-    **overrides
-        ClimaX constructor arguments replacing the inferred ones, e.g.
-        ``img_size`` (``pos_embed`` is resampled bicubically), ``variables`` (a
-        subset or reordering of ``checkpoint_variables``), ``num_heads``,
-        ``drop_path``.
+    model : ClimaX
+        Any ClimaX (or subclass), freshly initialised (``variables``, ``patch_size``, ``patch_grid``).
+    weights : Weights
+        From :func:`read_weights`.
+    parts : sequence of str, optional
+        Key prefixes of the non-per-variable weights to load (default: all).
+    head : bool
+        Move the per-variable rows of the last head layer (``False``: a model with its own head).
+    new_variables : {"keep", "error"}
+        What happens to the model's variables the checkpoint lacks.
 
     Raises
     ------
+    KeyError
+        ``new_variables="error"`` and the checkpoint lacks model variables.
     ValueError
-        Listing missing, unexpected and mis-shaped keys; loading is strict.
+        No variable in common, other patch kernels, or keys that do not fit (listed).
     """
-    state = read_official_state_dict(path)
-    args = infer_architecture(state)
-    available = list(checkpoint_variables)
-    if state["var_embed"].shape[1] != len(available):
-        raise ValueError(
-            f"{path}: {state['var_embed'].shape[1]} token embeddings "
-            f"but {len(available)} checkpoint_variables"
-        )
-    args.update(num_heads=16, variables=available)
-    old_grid = (args["img_size"][0] // args["patch_size"], args["img_size"][1] // args["patch_size"])
-    args.update(overrides)
-    model = ClimaX(**args)
+    own = model.state_dict()
+    _check_variables(model, weights, own, new_variables)
+    heads = (_last_head(own), _last_head(weights.state)) if head else (None, None)
+    shared = transfer_variable_weights(own, model.variables, weights.state, weights.variables,
+                                       model.patch_size, *heads)
+    def wanted(key: str, head_layer: str | None) -> bool:
+        return not key.startswith(per_variable_keys(head_layer)) and (parts is None or key.startswith(tuple(parts)))
 
-    if list(model.variables) != available:
-        missing = [v for v in model.variables if v not in available]
-        if missing:
-            raise KeyError(f"variables {missing} are not in the checkpoint, which has {available}")
-        head = f"head.{len(model.head) - 1}"
-        target = model.state_dict()
-        transfer_variable_weights(target, model.variables, state, available, model.patch_size, head)
-        own = per_variable_keys(head)
-        state = {**{k: v for k, v in state.items() if not k.startswith(own)},
-                 **{k: v for k, v in target.items() if k.startswith(own)}}
-    if tuple(model.patch_grid) != old_grid:
-        state["pos_embed"] = resize_pos_embed(state["pos_embed"], old_grid, model.patch_grid)
-
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    misshaped = {
-        k: (tuple(state[k].shape), tuple(v.shape))
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    }
+    state = {k: v for k, v in weights.state.items() if wanted(k, heads[1])}
+    if "pos_embed" in state and tuple(weights.patch_grid) != tuple(model.patch_grid):
+        logger.info("resampling pos_embed of %s from patch grid %s to %s", weights.source,
+                    tuple(weights.patch_grid), tuple(model.patch_grid))
+        state["pos_embed"] = resize_pos_embed(state["pos_embed"], tuple(weights.patch_grid), tuple(model.patch_grid))
+    expected = {k for k in own if wanted(k, heads[0])}
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    misshaped = {k: (tuple(state[k].shape), tuple(own[k].shape))
+                 for k in sorted(expected & set(state)) if state[k].shape != own[k].shape}
     if missing or unexpected or misshaped:
-        raise ValueError(
-            f"{path}: checkpoint does not fit ClimaX({', '.join(f'{k}={v}' for k, v in overrides.items())}): "
-            f"missing keys {missing}, unexpected keys {unexpected}, "
-            f"mis-shaped keys (checkpoint, model) {misshaped}"
-        )
-    model.load_state_dict(state, strict=True)
-    return model
+        raise ValueError(f"{weights.source} does not fit {type(model).__name__}: missing keys {missing}, "
+                         f"unexpected keys {unexpected}, mis-shaped keys (checkpoint, model) {misshaped}")
+    own.update(state)
+    model.load_state_dict(own)
+    return shared

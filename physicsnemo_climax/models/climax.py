@@ -10,7 +10,7 @@ checkpoints load (:mod:`.checkpoint`).
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Sequence, Union
 
@@ -20,16 +20,16 @@ from timm.models.vision_transformer import Block
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..grid import regular_grid
 from .aggregation import VariableAggregation
-from .embeddings import infer_patch_grid, resize_pos_embed, sincos_1d, sincos_2d
+from .checkpoint import infer_architecture, load_weights, read_weights
+from .embeddings import sincos_1d, sincos_2d
 from .head import PredictionHead, unpatchify
-from .region import REGIONS, PatchSelection, Region, regular_grid, select_patches
+from .region import REGIONS, GridRegion, PatchSelection, Region, select_patches
 from .tokenizer import VariableTokenizer
 from .variables import DEFAULT_VARIABLES
 
-logger = logging.getLogger(__name__)
-
-RegionLike = Union[None, str, Region, Sequence[float], torch.Tensor, PatchSelection]
+RegionLike = Union[None, str, Region, Sequence[float], Mapping, torch.Tensor, PatchSelection, GridRegion]
 
 
 @dataclass
@@ -92,9 +92,10 @@ class ClimaX(Module):
         Names of the channels of ``x``.
     out_variables : sequence of str, optional
         Variables to predict (default: ``variables``).
-    region : str, Region, (lat_min, lat_max, lon_min, lon_max), Tensor, optional
-        Restrict tokens to a region: a name in :data:`REGIONS`, a box, or an
-        integer tensor of flat patch ids forming a rectangle.
+    region : GridRegion, str, Region, (lat_min, lat_max, lon_min, lon_max), Tensor, optional
+        Restrict tokens to a region: one resolved by :meth:`resolve_region`,
+        a name in :data:`REGIONS`, a box, or an integer tensor (or
+        ``{"patch_ids": [...]}``) of flat patch ids forming a rectangle.
 
     Returns
     -------
@@ -129,22 +130,10 @@ class ClimaX(Module):
         self.variables = list(variables)
         self.img_size = tuple(int(s) for s in img_size)
         self.patch_size = patch_size
-        if len(set(self.variables)) != len(self.variables):
-            raise ValueError(f"variables contain duplicates: {self.variables}")
-        if any(s % patch_size for s in self.img_size):
-            raise ValueError(f"img_size {self.img_size} is not divisible by patch_size {patch_size}")
-        if embed_dim % num_heads:
-            raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        _check_arguments(self.variables, self.img_size, patch_size, embed_dim, num_heads)
         self.patch_grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
         self._var_index = {name: i for i, name in enumerate(self.variables)}
-        default_lat, default_lon = regular_grid(self.img_size)
-        self.lat = default_lat if lat is None else torch.as_tensor(lat, dtype=torch.float64)
-        self.lon = default_lon if lon is None else torch.as_tensor(lon, dtype=torch.float64)
-        if self.lat.shape != (self.img_size[0],) or self.lon.shape != (self.img_size[1],):
-            raise ValueError(
-                f"lat/lon must have {self.img_size[0]}/{self.img_size[1]} values, "
-                f"got {tuple(self.lat.shape)}/{tuple(self.lon.shape)}"
-            )
+        self.lat, self.lon = _grid_coordinates(self.img_size, lat, lon)
         num_vars, num_patches = len(self.variables), self.patch_grid[0] * self.patch_grid[1]
 
         # Variable tokenization and aggregation.
@@ -158,19 +147,11 @@ class ClimaX(Module):
         self.lead_time_embed = nn.Linear(1, embed_dim)
         self.pos_drop = nn.Dropout(drop_rate)
 
-        # Backbone.
-        rates = torch.linspace(0, drop_path, depth).tolist()
+        # Backbone: timm ViT blocks, stochastic depth growing linearly to ``drop_path``.
         self.blocks = nn.ModuleList(
-            Block(
-                embed_dim,
-                num_heads,
-                mlp_ratio,
-                qkv_bias=True,
-                proj_drop=drop_rate,
-                drop_path=rate,
-                norm_layer=nn.LayerNorm,
-            )
-            for rate in rates
+            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, proj_drop=drop_rate, drop_path=rate,
+                  norm_layer=nn.LayerNorm)
+            for rate in torch.linspace(0, drop_path, depth).tolist()
         )
         self.norm = nn.LayerNorm(embed_dim)
 
@@ -223,8 +204,12 @@ class ClimaX(Module):
         """Patch selection for ``region`` (see the class docstring); ``None`` is global."""
         if region is None or isinstance(region, PatchSelection):
             return region
+        if isinstance(region, GridRegion):
+            return region.patches
         if isinstance(region, torch.Tensor):
             return PatchSelection.from_patch_ids(region, self.patch_grid)
+        if isinstance(region, Mapping):
+            return PatchSelection.from_patch_ids(torch.as_tensor(list(region["patch_ids"])), self.patch_grid)
         if isinstance(region, str):
             if region not in REGIONS:
                 raise KeyError(f"unknown region {region!r}; known regions {sorted(REGIONS)}")
@@ -236,6 +221,19 @@ class ClimaX(Module):
                 )
             region = Region(*map(float, region))
         return select_patches(region, self.lat, self.lon, self.patch_size)
+
+    def resolve_region(self, region: RegionLike) -> GridRegion:
+        """``region`` resolved once on this model's grid (``None``: the whole grid).
+
+        Raises
+        ------
+        KeyError, ValueError
+            For an unknown name, a malformed box, a box holding no patch
+            centre, or patch ids that are not a rectangle.
+        """
+        if isinstance(region, GridRegion):
+            return region
+        return GridRegion.on_grid(region, self.select_region(region), self.lat, self.lon, self.patch_size)
 
     def _check_input(self, x: torch.Tensor, lead_times: torch.Tensor, variables) -> None:
         if x.ndim != 4 or x.shape[1] != len(variables):
@@ -308,34 +306,80 @@ class ClimaX(Module):
         out_ids = self.variable_ids(variables if out_variables is None else out_variables)
         self._check_input(x, lead_times, variables)
 
-        selection = self.select_region(region)
-        pos_embed = self.pos_embed
-        grid = self.patch_grid
-        if selection is not None:
-            rows, cols = selection.pixel_index(self.patch_size)
-            x = x[:, :, rows.to(x.device)][..., cols.to(x.device)]
-            pos_embed = pos_embed[:, selection.patch_ids().to(x.device)]
-            grid = selection.grid
+        pos_embed, grid = self.pos_embed, self.patch_grid
+        if region is not None:
+            region = self.resolve_region(region)
+        if region is not None and not region.is_global:
+            x = region.crop(x)
+            pos_embed = pos_embed[:, region.patch_ids.to(x.device)]
+            grid = region.patches.grid
 
         tokens = self.encode(x, lead_times, var_ids, pos_embed)
         return unpatchify(self.head(tokens, out_ids), self.patch_size, grid)
 
     # ----------------------------------------------------------- loading
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        """Resample ``pos_embed`` bicubically when the weights come from another grid."""
-        key = prefix + "pos_embed"
-        theirs = state_dict.get(key)
-        if theirs is not None and theirs.shape[1] != self.pos_embed.shape[1]:
-            aspect = self.patch_grid[1] / self.patch_grid[0]
-            old_grid = infer_patch_grid(theirs.shape[1], aspect)
-            logger.info("resampling pos_embed from patch grid %s to %s", old_grid, self.patch_grid)
-            state_dict[key] = resize_pos_embed(theirs, old_grid, self.patch_grid)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    #: Key prefixes :meth:`from_pretrained` loads besides the per-variable weights (``None``: all).
+    pretrained_parts: tuple[str, ...] | None = None
+    #: Whether :meth:`from_pretrained` moves the per-variable rows of the last head layer.
+    pretrained_head: bool = True
 
     @classmethod
-    def from_official_checkpoint(cls, path, **overrides) -> "ClimaX":
-        """Build a model from an official ClimaX Lightning checkpoint; see
-        :func:`physicsnemo_climax.models.checkpoint.load_official_checkpoint`."""
-        from .checkpoint import load_official_checkpoint
+    def from_pretrained(cls, path, **kwargs) -> "ClimaX":
+        """A model built with ``kwargs`` holding the weights of a ClimaX ``.mdlus`` or
+        official ``.ckpt`` by the rules of :func:`~.checkpoint.load_weights`: variables
+        by name (those the file lacks keep their fresh initialisation), ``pos_embed``
+        resampled to another grid, every other weight of :attr:`pretrained_parts` fitting."""
+        model = cls(**kwargs)
+        load_weights(model, read_weights(path), parts=cls.pretrained_parts, head=cls.pretrained_head)
+        return model
 
-        return load_official_checkpoint(path, **overrides)
+    @classmethod
+    def from_official_checkpoint(cls, path, checkpoint_variables: Sequence[str] = DEFAULT_VARIABLES,
+                                 **overrides) -> "ClimaX":
+        """A model holding an official ClimaX Lightning checkpoint's weights, strictly.
+
+        Parameters
+        ----------
+        path : str or Path
+            Lightning ``.ckpt`` (e.g. the released ``5.625deg.ckpt``).
+        checkpoint_variables : sequence of str
+            Names of the checkpoint's token embeddings, by position (default the
+            48 official variables).
+        **overrides
+            Constructor arguments replacing those read from the weights, e.g.
+            ``img_size`` (``pos_embed`` is resampled), ``variables`` (a subset or
+            reordering of ``checkpoint_variables``), ``num_heads`` (not stored; 16).
+
+        Raises
+        ------
+        KeyError
+            Naming variables the checkpoint lacks.
+        ValueError
+            Listing missing, unexpected and mis-shaped keys.
+        """
+        weights = read_weights(path, checkpoint_variables)
+        args = dict(infer_architecture(weights.state), num_heads=16, variables=weights.variables)
+        model = cls(**{**args, **overrides})
+        load_weights(model, weights, new_variables="error")
+        return model
+
+
+def _check_arguments(variables: list[str], img_size: tuple[int, int], patch_size: int, embed_dim: int,
+                     num_heads: int) -> None:
+    if len(set(variables)) != len(variables):
+        raise ValueError(f"variables contain duplicates: {variables}")
+    if any(s % patch_size for s in img_size):
+        raise ValueError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
+    if embed_dim % num_heads:
+        raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+
+
+def _grid_coordinates(img_size: tuple[int, int], lat, lon) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grid-cell latitudes ``[H]`` and longitudes ``[W]`` (float64), by default the regular global grid."""
+    default_lat, default_lon = (torch.from_numpy(a) for a in regular_grid(img_size))
+    lat = default_lat if lat is None else torch.as_tensor(lat, dtype=torch.float64)
+    lon = default_lon if lon is None else torch.as_tensor(lon, dtype=torch.float64)
+    if lat.shape != (img_size[0],) or lon.shape != (img_size[1],):
+        raise ValueError(f"lat/lon must have {img_size[0]}/{img_size[1]} values, "
+                         f"got {tuple(lat.shape)}/{tuple(lon.shape)}")
+    return lat, lon

@@ -1,6 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """Regional forecasting: which patches of a global grid lie in a region.
 
+A region is given as a name in :data:`REGIONS`, a :class:`Region` box, or
+flat patch ids; :meth:`ClimaX.resolve_region` turns it, once, into a
+:class:`GridRegion` that training, validation, evaluation, forecasts and the
+Earth2Studio wrapper carry with the data.
+
 Selection uses the grid's own latitude and longitude values, so it is right
 whether latitudes are stored north-to-south or south-to-north and whether
 longitudes run over ``[0, 360)`` or ``[-180, 180)``. The region keeps the
@@ -10,11 +15,10 @@ region across the prime (or any) meridian comes out contiguous.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import torch
-
-from .. import grid
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,80 @@ def select_patches(
     return PatchSelection(tuple(rows.tolist()), tuple(cols.tolist()), lon.numel() // p)
 
 
-def regular_grid(img_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cell centres of the regular global grid of :mod:`physicsnemo_climax.grid`."""
-    lat, lon = grid.regular_grid(img_size)
-    return torch.from_numpy(lat), torch.from_numpy(lon)
+@dataclass(frozen=True, eq=False)
+class GridRegion:
+    """A region resolved on one model grid: the patches the model reads, and the
+    grid cells and coordinates of its output.
+
+    Build it with :meth:`ClimaX.resolve_region`; pass it to the model as
+    ``region=``, crop targets, truth and baselines with :meth:`crop`, weight
+    by :attr:`lat`, label output with :attr:`lat` / :attr:`lon`.
+
+    Attributes
+    ----------
+    spec : str, list of float, dict or None
+        The region as configured, JSON-ready (what ``run.json`` records): a
+        name, a box ``[lat_min, lat_max, lon_min, lon_max]``,
+        ``{"patch_ids": [...]}``, or ``None`` for the whole grid.
+    patches : PatchSelection or None
+        ``None``: the whole grid.
+    rows, cols : torch.Tensor
+        Grid-cell row and column indices of the output, ``[h]``, ``[w]``.
+    lat, lon : torch.Tensor
+        Their latitudes and longitudes, float64 degrees, ``[h]``, ``[w]``.
+    patch_ids : torch.Tensor or None
+        Flat ids of the patches, row-major over the region, ``[h w / p^2]``.
+    """
+
+    spec: object
+    patches: PatchSelection | None
+    rows: torch.Tensor
+    cols: torch.Tensor
+    lat: torch.Tensor
+    lon: torch.Tensor
+    patch_ids: torch.Tensor | None = None
+
+    @classmethod
+    def on_grid(cls, spec, patches: PatchSelection | None, lat: torch.Tensor, lon: torch.Tensor,
+                patch_size: int) -> "GridRegion":
+        """The region of ``patches`` on the grid ``lat`` ``[H]``, ``lon`` ``[W]``."""
+        if patches is None:
+            return cls(spec_json(spec), None, torch.arange(lat.numel()), torch.arange(lon.numel()), lat, lon)
+        rows, cols = patches.pixel_index(patch_size)
+        return cls(spec_json(spec), patches, rows, cols, lat[rows], lon[cols], patches.patch_ids())
+
+    def to(self, device) -> "GridRegion":
+        """The same region with its index and coordinate tensors on ``device`` (no copy per use)."""
+        moved = {k: getattr(self, k).to(device) for k in ("rows", "cols", "lat", "lon")}
+        ids = None if self.patch_ids is None else self.patch_ids.to(device)
+        return replace(self, patch_ids=ids, **moved)
+
+    @property
+    def is_global(self) -> bool:
+        return self.patches is None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Output grid ``(h, w)``."""
+        return self.rows.numel(), self.cols.numel()
+
+    def crop(self, field: torch.Tensor) -> torch.Tensor:
+        """``field[..., rows, cols]`` of a ``[..., H, W]`` tensor (itself when global)."""
+        if self.patches is None:
+            return field
+        return field[..., self.rows.to(field.device), :][..., self.cols.to(field.device)]
+
+
+def spec_json(spec) -> object:
+    """A region spec as plain JSON: name, box list, ``{"patch_ids": [...]}`` or ``None``."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, Region):
+        return [spec.lat_min, spec.lat_max, spec.lon_min, spec.lon_max]
+    if isinstance(spec, torch.Tensor):
+        return {"patch_ids": spec.flatten().tolist()}
+    if isinstance(spec, PatchSelection):
+        return {"patch_ids": spec.patch_ids().tolist()}
+    if isinstance(spec, Mapping):
+        return {"patch_ids": [int(i) for i in spec["patch_ids"]]}
+    return [float(v) for v in spec]

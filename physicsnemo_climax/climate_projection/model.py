@@ -7,7 +7,7 @@ tokens and lead time 0; the tokens are averaged over space; a single-query
 attention aggregates the ``T`` years; one linear layer maps the result to the
 output field(s), as in the reference.
 Parameter names of the encoder are ClimaX's, so pretrained weights load by
-name (:func:`from_pretrained`).
+name (:meth:`from_pretrained`, the rules of :func:`..models.checkpoint.load_weights`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .climax import ClimaX
-from .embeddings import sincos_1d
+from ..models import ClimaX
+from ..models.embeddings import sincos_1d
 
 
 class ClimaXClimateBench(ClimaX):
@@ -92,6 +92,11 @@ class ClimaXClimateBench(ClimaX):
         out = self.head(summary[:, 0])
         return out.view(b, len(self.out_variables), *self.img_size)
 
+    #: The encoder: what :meth:`from_pretrained` takes from a ClimaX (with the
+    #: shared variables' embeddings); the time aggregation and head stay new.
+    pretrained_parts = ("blocks.", "norm.", "var_agg.", "var_query", "pos_embed", "lead_time_embed.")
+    pretrained_head = False
+
     @classmethod
     def from_pretrained(cls, path: str, freeze: bool = False, **kwargs) -> "ClimaXClimateBench":
         """A model whose encoder holds the weights of a ClimaX ``.mdlus`` or official ``.ckpt``.
@@ -100,21 +105,10 @@ class ClimaXClimateBench(ClimaX):
         and query, the lead-time embedding, the positional embedding
         (resampled to another grid), and the token and variable embeddings of
         variables both know. New: the other variables' embeddings, the time
-        embedding and aggregation, and the head.
+        embedding and aggregation, and the head. ``freeze`` then stops
+        training the blocks except their norms.
         """
-        from .checkpoint import read_pretrained, transfer_variable_weights
-
-        model = cls(**kwargs)
-        source = read_pretrained(path, kwargs.get("num_heads", 16))
-        state, own = source.state_dict(), model.state_dict()
-        transfer_variable_weights(own, model.variables, state, source.variables, model.patch_size, head=None)
-        kept = [k for k in state if k.startswith(("blocks.", "norm.", "var_agg.", "var_query", "pos_embed", "lead_time_embed."))]
-        misfit = {k: (tuple(state[k].shape), tuple(own[k].shape)) for k in kept
-                  if k != "pos_embed" and state[k].shape != own[k].shape}
-        if misfit:
-            raise ValueError(f"{path}: encoder weights do not fit (checkpoint, model): {misfit}")
-        own.update({k: state[k] for k in kept})
-        model.load_state_dict(own)  # resamples pos_embed for another grid
+        model = super().from_pretrained(path, **kwargs)
         if freeze:
             model.freeze_encoder()
         return model

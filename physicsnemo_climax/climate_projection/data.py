@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from .regrid import regrid
+from ..data.regrid import regrid
 
 INPUTS = ("CO2", "SO2", "CH4", "BC")
 TARGETS = ("tas", "diurnal_temperature_range", "pr", "pr90")

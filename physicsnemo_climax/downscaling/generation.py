@@ -30,10 +30,10 @@ import torch
 import xarray as xr
 from omegaconf import DictConfig
 
-from ..doctor import resolve
-from ..engine import fast_paths
 from ..engine.distributed import setup_distributed
+from ..engine.plan import resolve
 from . import models
+from .data import build_dataset
 from .domain import DOMAIN_FILE, Domain
 
 with warnings.catch_warnings():  # the CorrDiff helpers are flagged "legacy" by PhysicsNeMo 2.2
@@ -198,9 +198,7 @@ def select_times(dataset_times, wanted, limit) -> list[int]:
 
 def generate(cfg: DictConfig) -> Path | None:
     """Generate for ``cfg.dataset`` at ``cfg.generation.times``; rank 0 returns the file."""
-    from .train import build_dataset
-
-    cfg = resolve(cfg)  # mixed precision: present, or generation.fallback allows fp32
+    plan = resolve(cfg)  # generation.precision: present, or generation.fallback allows fp32
     gen = cfg.generation
     manager = setup_distributed()
     device, rank, world = manager.device, manager.rank, manager.world_size
@@ -212,12 +210,12 @@ def generate(cfg: DictConfig) -> Path | None:
     regression, diffusion = load_stages(gen, domain, device, dataset[indices[0]])
     for net in (regression, diffusion):
         if net is not None:
-            models.set_amp_mode(net, gen.precision)
+            models.set_amp_mode(net, plan.precision)
     sampler_fn = build_sampler(gen, domain.shape)
 
     samples = [dataset[i] for i in indices]
     x = torch.stack([s["input"] for s in samples]).to(device)
-    with fast_paths.autocast(device, gen.precision):
+    with plan.autocast(device):
         mean, members = downscale(regression, diffusion, x, batches, sampler_fn, gen.hr_mean_conditioning, rank, world)
     members = _gather(members, batches, manager)
     if rank != 0:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Forecasts longer than one model step: iterate the model on its own output."""
+"""Forecasts longer than one model step: which steps, and iterating the model on its own output."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Sequence
 
 import torch
 
+from ..models import GridRegion
 from ..models.variables import CONSTANTS
 
 
@@ -28,6 +29,28 @@ def lead_plan(lead_hours: float, max_step_hours: float, data_step_hours: float) 
         plan.append(step)
         left -= step
     return plan
+
+
+def model_steps(info: dict, lead: float, mode: str = "auto") -> list[float]:
+    """Model steps (hours) for ``lead`` of a run (its ``run.json`` ``info``).
+
+    ``mode`` is ``direct`` (one step), ``rollout`` (trained steps chained) or
+    ``auto``: direct within the trained lead range (at the trained lead for a
+    fixed-lead run), a rollout beyond.
+
+    Raises
+    ------
+    ValueError
+        If a fixed-lead run is asked for a lead that is not a multiple of its lead.
+    """
+    step, trained, max_lead = info["hours_per_step"], info["lead_hours"], info["max_lead_hours"]
+    if mode == "direct" or (mode == "auto" and lead <= max_lead and (trained is None or lead == trained)):
+        return [lead]
+    if trained is not None:  # fixed-lead model: whole multiples of its lead
+        if lead % trained:
+            raise ValueError(f"lead {lead} h is not a multiple of the run's {trained} h lead")
+        return [float(trained)] * int(lead // trained)
+    return lead_plan(lead, max_lead, step)
 
 
 def forecast_steps(
@@ -53,7 +76,8 @@ def forecast_steps(
     """
     variables, out_variables = list(variables), list(out_variables)
     dynamic = [v for v in variables if v not in CONSTANTS or v in out_variables]
-    if len(steps_hours) > 1 and region is not None:
+    regional = region is not None and not (isinstance(region, GridRegion) and region.is_global)
+    if len(steps_hours) > 1 and regional:
         raise ValueError("a regional forecast cannot be fed back into the global input: direct leads only")
     if len(steps_hours) > 1 and not set(out_variables) <= set(variables):
         raise ValueError(f"iterating needs the outputs among the inputs; {out_variables} vs {variables}")

@@ -1,0 +1,14 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Climate projection (ClimaX paper section 4.2, ClimateBench): a task package.
+
+* :mod:`.model`: :class:`ClimaXClimateBench`, a ClimaX encoder with a temporal aggregation;
+* :mod:`.data`: ClimateBench scenario files and history windows;
+* :mod:`.training`: ``train(cfg)`` on the shared loop;
+* :mod:`.evaluation`: ``evaluate(cfg)``, NRMSEs against pattern scaling (:mod:`.scores`).
+"""
+
+from .evaluation import evaluate
+from .model import ClimaXClimateBench
+from .training import train
+
+__all__ = ["ClimaXClimateBench", "evaluate", "train"]

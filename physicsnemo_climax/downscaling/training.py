@@ -1,0 +1,130 @@
+# SPDX-License-Identifier: Apache-2.0
+"""CorrDiff's two training stages on the shared loop (:mod:`..engine.loop`).
+
+``model.name`` picks the stage:
+
+* ``regression``: the conditional mean, with PhysicsNeMo's ``RegressionLoss``
+  (a CorrDiff UNet or, with ``model.backbone=climax``, ClimaX);
+* ``diffusion``: the residual of the frozen regression net
+  (``model.regression_checkpoint_path``, checked against the data before the
+  first step) with ``ResidualLoss``, on random patches when
+  ``model.patch_shape_x/y`` are smaller than the domain.
+
+Losses are averaged over pixels and channels (upstream sums them and divides
+by the batch); Adam's update is invariant to that scale, so the recipe's
+learning rates carry over.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig
+from physicsnemo.diffusion.metrics import RegressionLoss, ResidualLoss
+from physicsnemo.diffusion.multi_diffusion import RandomPatching2D
+from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
+
+from ..data.epochs import dataset_epochs
+from ..data.loader import partition
+from ..engine.checks import check_train, config_error
+from ..engine.distributed import all_reduce_mean, setup_distributed
+from ..engine.loop import Trainable, run_loop, to_device
+from ..engine.plan import TORCH_LOADERS, RunPlan, resolve
+from ..engine.record import write_run_record
+from . import models
+from .data import build_dataset, validation_spec
+from .domain import Domain
+
+STAGES = ("regression", "diffusion")
+
+
+def check_config(cfg: DictConfig) -> None:
+    if cfg.model.name not in STAGES:
+        raise config_error("model.name", cfg.model.name, f"choose from {list(STAGES)}")
+    check_train(cfg.train)
+
+
+def regression_stage(cfg: DictConfig, domain: Domain, plan: RunPlan) -> tuple[torch.nn.Module, Callable]:
+    """The regression net and its loss ``loss_fn(net, batch)``."""
+    model, loss = models.build_regression(cfg, domain, plan), RegressionLoss()
+
+    def loss_fn(net, batch):
+        x, y = _layout(batch["input"], plan.apex_group_norm), _layout(batch["target"], plan.apex_group_norm)
+        return loss(net, y, x).mean()
+
+    return model, loss_fn
+
+
+def diffusion_stage(cfg: DictConfig, domain: Domain, plan: RunPlan, device,
+                    sample: dict) -> tuple[torch.nn.Module, Callable]:
+    """The residual diffusion net and its loss, around the frozen regression net."""
+    path = cfg.model.get("regression_checkpoint_path")
+    if not path:
+        raise config_error("model.regression_checkpoint_path", path, "the diffusion stage needs a trained "
+                           "regression net (.mdlus or its run folder)")
+    regression = models.load_frozen(path, "model.regression_checkpoint_path", domain, device, sample)
+    models.set_amp_mode(regression, plan.precision)
+    model = models.build_diffusion(cfg, domain, plan)
+    loss = ResidualLoss(regression, P_mean=cfg.model.get("P_mean", 0.0), P_std=cfg.model.get("P_std", 1.2),
+                        sigma_data=cfg.model.get("sigma_data", 0.5),
+                        hr_mean_conditioning=cfg.model.hr_mean_conditioning)
+    shape = models.patch_shape(cfg, domain)
+    patching = None if shape is None else RandomPatching2D(domain.shape, shape, cfg.model.get("patch_num", 4))
+
+    def loss_fn(net, batch):
+        x, y = _layout(batch["input"], plan.apex_group_norm), _layout(batch["target"], plan.apex_group_norm)
+        if patching is not None:
+            patching.reset_patch_indices()  # drawn from the step's seeded generator
+        return loss(net, y, x, patching=patching).mean()
+
+    return model, loss_fn
+
+
+def train(cfg: DictConfig) -> Path:
+    """Run (or resume) the stage the config describes; returns the run folder."""
+    return fit(cfg)[0]
+
+
+def fit(cfg: DictConfig):
+    """:func:`train`, also returning the trained network."""
+    check_config(cfg)
+    plan = resolve(cfg, loaders=TORCH_LOADERS)  # mixed precision, apex GroupNorm: present, or fallback allowed
+    manager = setup_distributed()
+    device, rank, world, t = manager.device, manager.rank, manager.world_size, cfg.train
+    logger = RankZeroLoggingWrapper(PythonLogger("corrdiff.train"), manager)
+    torch.manual_seed(cfg.seed)
+    dataset = build_dataset(cfg.dataset)
+    domain: Domain = dataset.domain
+    val_spec = validation_spec(cfg)
+    val_set = build_dataset(val_spec, domain.stats) if val_spec is not None else None
+    if len(dataset) < t.batch_size * world:
+        raise config_error("train.batch_size", t.batch_size, f"the dataset has only {len(dataset)} samples "
+                           f"for {world} rank(s)")
+    stage = cfg.model.name
+    model, loss_fn = (regression_stage(cfg, domain, plan) if stage == "regression"
+                      else diffusion_stage(cfg, domain, plan, device, dataset[0]))
+    model.to(device, memory_format=torch.channels_last if plan.apex_group_norm else torch.preserve_format)
+    run_dir = Path(cfg.run_dir)
+    if rank == 0:
+        write_run_record(run_dir, cfg, plan, {"task": f"corrdiff_{stage}"})
+        domain.save(run_dir)
+    logger.info(f"{stage} stage: {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} "
+                f"parameters; {len(dataset)} samples {domain.input_channels} -> {domain.output_variables} "
+                f"on {domain.shape}")
+
+    def validate(net) -> dict[str, float]:
+        batches = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(val_set, partition(len(val_set), rank, world).tolist()), batch_size=t.batch_size)
+        losses = [loss_fn(net, to_device(batch, device)).item() for _, batch in zip(range(t.val_batches), batches)]
+        return {"loss": all_reduce_mean(torch.tensor(sum(losses) / max(len(losses), 1)), manager).item()}
+
+    epochs = dataset_epochs(dataset, t.batch_size, rank, world, cfg.seed, t.num_workers, device.type == "cuda")
+    job = Trainable(model, loss_fn, epochs, validate if val_set is not None else None)
+    run_loop(t, plan, job, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
+    return run_dir, model
+
+
+def _layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x

@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A finished (or running) ClimaX forecasting run: its model and what it was trained on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+from physicsnemo.core import Module
+
+from ..engine import checkpointing
+from ..engine.record import read_run_record
+from ..models import ClimaX, GridRegion
+
+
+@dataclass
+class Run:
+    """Model and metadata of a run folder (``run.json`` + ``checkpoints/``).
+
+    Attributes
+    ----------
+    model : ClimaX
+        In eval mode.
+    info : dict
+        Variables, outputs, per-variable ``statistics`` (mean, std), units,
+        ``lat``/``lon``, ``hours_per_step``, trained ``lead_hours`` /
+        ``max_lead_hours``, ``data_root``, ``region`` and the run ``plan``.
+    """
+
+    model: ClimaX
+    info: dict
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> "Run":
+        """The latest weights and the ``run.json`` of a ``climax train`` run folder.
+
+        Raises
+        ------
+        FileNotFoundError
+            Not a training run folder, or no checkpoint yet.
+        ValueError
+            A run of another task (ClimateBench, CorrDiff).
+        """
+        info = read_run_record(run_dir)
+        if "variables" not in info:
+            raise ValueError(f"{run_dir} is a {info.get('task', 'non-forecasting')} run, not a ClimaX forecasting run")
+        model = Module.from_checkpoint(str(checkpointing.model_file(Path(run_dir) / "checkpoints")))
+        return cls(model.to(device).eval(), info)
+
+    @cached_property
+    def region(self) -> GridRegion:
+        """The region the run was trained on (the whole grid for global runs), on the model's device."""
+        device = next(self.model.parameters()).device
+        return self.model.resolve_region(self.info.get("region")).to(device)
+
+    def stats(self, names) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and std ``[V]`` of ``names``."""
+        missing = [n for n in names if n not in self.info["statistics"]]
+        if missing:
+            raise KeyError(f"the run has no statistics for {missing}")
+        s = self.info["statistics"]
+        return (np.array([s[n]["mean"] for n in names]), np.array([s[n]["std"] for n in names]))

@@ -1,0 +1,197 @@
+# SPDX-License-Identifier: Apache-2.0
+"""ClimaX forecasting tasks on the shared loop: pretraining with random lead
+times on several sources, global, regional and rollout fine-tuning.
+
+The tasks differ only in their Hydra config (``conf/task``). This module
+builds the sources, the model (optionally from ``init=``) and the task's
+region, checks the config, and hands a latitude-weighted MSE to the loop
+(:mod:`..engine.loop`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
+
+from ..data import ClimaXShardReader, ForecastBatches, ShardStore, StoreError, make_loader
+from ..data.epochs import forecast_epochs
+from ..engine.checks import ConfigError, check_train, config_error
+from ..engine.distributed import all_reduce_mean, setup_distributed
+from ..engine.loop import Trainable, run_loop
+from ..engine.plan import resolve
+from ..engine.record import write_run_record
+from ..metrics import rmse, weighted_mse_loss
+from ..models import ClimaX, GridRegion
+from ..models.variables import CONSTANTS
+from .rollout import forecast_steps
+
+
+# ---------------------------------------------------------------- building
+def build_sources(cfg: DictConfig, split: str) -> list[ClimaXShardReader]:
+    """Readers of the task's sources: ``data`` and, for pretraining, ``data.extra_sources``."""
+    task = cfg.task
+    specs = [cfg.data] + list(cfg.data.get("extra_sources") or [])
+    readers = []
+    for i, spec in enumerate(specs):
+        key = "data" if i == 0 else f"data.extra_sources[{i - 1}]"
+        try:
+            variables = list(spec.variables) if spec.get("variables") else None
+            out_variables = list(spec.out_variables) if spec.get("out_variables") else None
+            if out_variables is None:  # every non-constant input (needed for rollouts)
+                inputs = variables or ShardStore(spec.root, spec.get("hours_per_step")).variables(split)
+                out_variables = [v for v in inputs if v not in CONSTANTS]
+            readers.append(ClimaXShardReader(
+                spec.root, split, variables=variables, out_variables=out_variables,
+                lead_hours=task.lead_hours, lead_range=tuple(task.lead_range or (6, 168)),
+                lead_step=task.lead_step, rollout_steps=task.rollout_steps,
+                hours_per_step=spec.get("hours_per_step"),
+            ))
+        except StoreError as err:  # names the store and the variables
+            raise ConfigError(f"{key}: {err}") from err
+        except ValueError as err:
+            raise ConfigError(
+                f"task.lead_hours={task.lead_hours}, task.lead_range={list(task.lead_range or [])}, "
+                f"task.rollout_steps={task.rollout_steps}: {err}") from err
+    return readers
+
+
+def model_variables(readers: list[ClimaXShardReader]) -> list[str]:
+    """All variables of all sources, in first-seen order."""
+    return list(dict.fromkeys(v for r in readers for v in r.variables + r.out_variables))
+
+
+def build_model(cfg: DictConfig, readers: list[ClimaXShardReader]) -> ClimaX:
+    """ClimaX for the data's grid and variables, optionally initialised from ``cfg.init``."""
+    store = readers[0].store
+    args = OmegaConf.to_container(cfg.model, resolve=True)
+    args.pop("_target_", None)
+    args.update(variables=model_variables(readers), img_size=list(store.grid),
+                lat=store.lat.tolist(), lon=store.lon.tolist())
+    if not cfg.get("init"):
+        return ClimaX(**args)
+    try:
+        return ClimaX.from_pretrained(str(cfg.init), **args)
+    except (KeyError, ValueError) as err:
+        raise ConfigError(f"init={cfg.init}: {err}") from err
+
+
+def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader]) -> GridRegion:
+    """Errors naming key and value, before any training step; returns the task's region."""
+    try:
+        region = model.resolve_region(cfg.task.region)
+    except (KeyError, ValueError) as err:
+        raise config_error("task.region", cfg.task.region, err) from err
+    for reader in readers:
+        unknown = [v for v in reader.out_variables if v not in model.variables]
+        if unknown:
+            raise config_error("data.out_variables", unknown, "not variables of the model")
+    if cfg.task.rollout_steps > 1 and not region.is_global:
+        raise config_error("task.region", cfg.task.region, "rollout training is global only")
+    if cfg.task.rollout_steps > 1:
+        for reader in readers:
+            if not set(reader.out_variables) >= {v for v in reader.variables if v not in CONSTANTS}:
+                raise config_error("data.out_variables", reader.out_variables,
+                                   "rollout training feeds predictions back: predict every non-constant input")
+    return region
+
+
+def run_info(cfg: DictConfig, readers: list[ClimaXShardReader], model: ClimaX, region: GridRegion) -> dict:
+    """What evaluation and the forecast API need besides the weights (``run.json``)."""
+    store = readers[0].store
+    stats = {}
+    for reader in readers:
+        for key, names in (("x", reader.variables), ("y", reader.out_variables)):
+            for v, m, s in zip(names, *reader.stats[key]):
+                stats[v] = {"mean": float(m), "std": float(s)}
+    return {
+        "task": cfg.task.name, "variables": readers[0].variables, "out_variables": readers[0].out_variables,
+        "model_variables": model.variables, "statistics": stats,
+        "units": (store.manifest or {}).get("units", {}),
+        "lat": store.lat.tolist(), "lon": store.lon.tolist(), "hours_per_step": store.hours_per_step,
+        "lead_hours": cfg.task.lead_hours, "max_lead_hours": cfg.task.lead_hours or max(cfg.task.lead_range),
+        "data_root": str(store.root), "region": region.spec,
+    }
+
+
+# ---------------------------------------------------------------- loss and validation
+def predictions(net, batch, region: GridRegion) -> list[torch.Tensor]:
+    """The forecast of each target step of ``batch``: one direct step, or a rollout
+    (targets ``[B, S, V, H, W]``) chained through the model."""
+    if batch.y.ndim == 4:
+        return [net(batch.x, batch.lead_time, batch.variables, batch.out_variables, region=region)]
+    steps = batch.y.shape[1]
+    return forecast_steps(net, batch.x, batch.variables, batch.out_variables, [batch.lead_time] * steps)
+
+
+def forecast_loss(net, batch, region: GridRegion) -> torch.Tensor:
+    """Latitude-weighted MSE on the region, averaged over the target steps."""
+    return loss_of(predictions(net, batch, region), batch, region)
+
+
+def loss_of(preds: list[torch.Tensor], batch, region: GridRegion) -> torch.Tensor:
+    targets = [batch.y] if batch.y.ndim == 4 else batch.y.unbind(1)
+    return sum(weighted_mse_loss(p, region.crop(y), region.lat) for p, y in zip(preds, targets)) / len(preds)
+
+
+def validate(net, readers, t: DictConfig, region: GridRegion, manager, seed: int, loader: str) -> dict[str, float]:
+    """Validation loss and RMSE (normalized units) of each output variable, over ``t.val_batches``,
+    read by worker processes when the run ``loader`` is ``processes``, else by threads (a few
+    batches: no DALI pipeline)."""
+    batches = ForecastBatches(readers, t.batch_size, manager.rank, manager.world_size, seed=seed,
+                              shuffle=False, even=True)
+    totals: dict[str, float] = {}
+    count = 0
+    backend = "processes" if loader == "processes" else "threads"
+    for i, batch in enumerate(make_loader(batches, t.num_workers, backend)):
+        if i >= t.val_batches:
+            break
+        batch = batch.to(manager.device)
+        preds = predictions(net, batch, region)
+        totals["loss"] = totals.get("loss", 0.0) + loss_of(preds, batch, region).item()
+        if batch.y.ndim == 4:
+            for v, score in zip(batch.out_variables, rmse(preds[0].float(), region.crop(batch.y), region.lat)):
+                totals[f"rmse/{v}"] = totals.get(f"rmse/{v}", 0.0) + score.item()
+        count += 1
+    return {k: all_reduce_mean(torch.tensor(v / max(count, 1)), manager).item() for k, v in totals.items()}
+
+
+# ---------------------------------------------------------------- the task
+def train(cfg: DictConfig) -> Path:
+    """Run (or resume) the training the config describes; returns the run folder."""
+    return fit(cfg)[0]
+
+
+def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
+    """:func:`train`, also returning this rank's trained model."""
+    check_train(cfg.train)
+    plan = resolve(cfg)
+    manager = setup_distributed()
+    device, rank, world, t = manager.device, manager.rank, manager.world_size, cfg.train
+    logger = RankZeroLoggingWrapper(PythonLogger("climax.train"), manager)
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (FSDP shards them as they are)
+
+    readers = build_sources(cfg, "train")
+    val_readers = build_sources(cfg, "val") if cfg.data.get("val", True) else []
+    model = build_model(cfg, readers)
+    region = check_config(cfg, model, readers).to(device)
+    model.to(device)
+    if t.grad_checkpointing:
+        model.set_grad_checkpointing()
+    run_dir = Path(cfg.run_dir)
+    if rank == 0:
+        write_run_record(run_dir, cfg, plan, run_info(cfg, readers, model, region))
+
+    def validation(net) -> dict[str, float]:
+        return validate(net, val_readers, t, region, manager, cfg.seed, plan.loader)
+
+    batches = ForecastBatches(readers, t.batch_size, rank, world, seed=cfg.seed)
+    job = Trainable(model, lambda net, batch: forecast_loss(net, batch, region),
+                    forecast_epochs(batches, plan.loader, device, t.num_workers),
+                    validation if val_readers else None, fsdp_units=model.blocks)
+    run_loop(t, plan, job, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
+    return run_dir, model

@@ -1,0 +1,40 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The task packages behind ``climax train`` and ``climax evaluate``.
+
+Each ClimaX task config (``conf/task/*.yaml``) names its package in
+``task.package``; a package exports ``train(cfg) -> run folder`` and
+``evaluate(cfg) -> table``. CorrDiff (:mod:`.downscaling`) has its own
+commands (``climax downscale ...``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+from omegaconf import DictConfig
+
+from . import climate_projection, forecasting
+from .engine.checks import config_error
+
+#: The packages a task config may name.
+PACKAGES: dict[str, ModuleType] = {"forecasting": forecasting, "climate_projection": climate_projection}
+
+
+def package(cfg: DictConfig) -> ModuleType:
+    """The task package of ``cfg.task`` (``forecasting`` when unnamed)."""
+    name = cfg.task.get("package", "forecasting")
+    if name not in PACKAGES:
+        raise config_error("task.package", name, f"choose from {list(PACKAGES)}")
+    return PACKAGES[name]
+
+
+def train(cfg: DictConfig) -> Path:
+    """Train (or resume) the task the config describes; returns the run folder."""
+    return package(cfg).train(cfg)
+
+
+def evaluate(cfg: DictConfig) -> pd.DataFrame:
+    """Evaluate a run of the task its config describes."""
+    return package(cfg).evaluate(cfg)
