@@ -23,8 +23,9 @@ PACKAGES: dict[str, ModuleType] = {"forecasting": forecasting, "climate_projecti
 
 
 def package(cfg: DictConfig) -> ModuleType:
-    """The task package of ``cfg.task`` (``forecasting`` when unnamed)."""
-    name = cfg.task.get("package", "forecasting")
+    """The task package of ``cfg.task``. Run folders written before ``task.package``
+    existed name none: ``climatebench`` is climate projection, every other task forecasting."""
+    name = cfg.task.get("package") or ("climate_projection" if cfg.task.name == "climatebench" else "forecasting")
     if name not in PACKAGES:
         raise config_error("task.package", name, f"choose from {list(PACKAGES)}")
     return PACKAGES[name]

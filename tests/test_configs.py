@@ -33,3 +33,23 @@ def test_model_presets(preset, img_size, patch, dim, params):
         base = 108_088_512
         extra = (2048 - 512) * 1024 + 48 * 1024 * (16 - 4) + (48 * 16 - 48 * 4) * 1025
         assert sum(p.numel() for p in model.parameters()) == base + extra
+
+
+def test_each_task_config_names_its_package():
+    from omegaconf import OmegaConf, open_dict
+
+    from physicsnemo_climax import climate_projection, forecasting
+    from physicsnemo_climax.config import load_config
+    from physicsnemo_climax.engine.checks import ConfigError
+    from physicsnemo_climax.tasks import package
+
+    tasks = sorted(p.stem for p in (CONF.parent / "task").glob("*.yaml"))
+    for task in tasks:
+        want = climate_projection if task == "climatebench" else forecasting
+        cfg = load_config([f"task={task}"])
+        assert package(cfg) is want, task
+        with open_dict(cfg):
+            del cfg.task["package"]  # a run folder from before task.package
+        assert package(cfg) is want, task
+    with pytest.raises(ConfigError, match="task.package='weather'"):
+        package(OmegaConf.create({"task": {"name": "x", "package": "weather"}}))
