@@ -8,14 +8,16 @@
 #   containers/install.sh [SOURCE_DIR]     install SOURCE_DIR (default: this checkout)
 #   containers/install.sh --pins           print the pins and exit
 #
-# CLIMAX_EXTRAS (default "sim") picks the package extras. The NGC image's own
+# CLIMAX_EXTRAS (default "sim") picks the package extras; PYTHON (default the
+# `python` on PATH) the interpreter whose environment is installed into. The NGC image's own
 # /etc/pip/constraint.txt (PIP_CONSTRAINT) is set aside for this one install:
 # it also pins pure-Python packages, PhysicsNeMo among them, that this package
 # may need newer; the compiled stack is held by the pins above instead.
 set -euo pipefail
+python=${PYTHON:-python}
 
 pins() {
-    python - <<'PY'
+    "$python" - <<'PY'
 import importlib.metadata as md
 import re
 
@@ -44,12 +46,12 @@ trap 'rm -f "$before" "$after"' EXIT
 pins > "$before"
 echo "holding $(wc -l < "$before") installed packages: $(grep -io '^torch==.*' "$before" || echo 'no torch')"
 
-PIP_CONSTRAINT="" python -m pip install --no-cache-dir --constraint "$before" "$target"
+PIP_CONSTRAINT="" "$python" -m pip install --no-cache-dir --constraint "$before" "$target"
 
 pins > "$after"
 if ! diff -u "$before" "$after"; then
     echo "install.sh: the install changed the held CUDA stack (diff above)" >&2
     exit 1
 fi
-climax doctor  # the report lands in the build log; non-zero if the default config cannot run
+"$python" -m physicsnemo_climax.cli doctor  # the report lands in the build log; non-zero if the config cannot run
 echo "physicsnemo-climax installed; torch and the CUDA stack unchanged"

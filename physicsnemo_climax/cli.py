@@ -4,8 +4,19 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import sys
 import time
 from pathlib import Path
+
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import ClimaxError
+
+#: Errors a user can act on: printed as a message (see :func:`main`).
+EXPECTED = (ClimaxError, ValueError, KeyError, OSError, FloatingPointError, HydraException, OmegaConfBaseException)
 
 
 def demo(args: argparse.Namespace) -> None:
@@ -42,8 +53,11 @@ def convert(args: argparse.Namespace) -> None:
         overrides["img_size"] = tuple(args.img_size)
     if args.variables:
         overrides["variables"] = args.variables.split(",")
+    from .files import atomic_path
+
     model = ClimaX.from_official_checkpoint(args.checkpoint, **overrides)
-    model.save(args.output)
+    with atomic_path(args.output) as tmp:  # an existing file stays intact if saving fails
+        model.save(str(tmp))
     params = sum(p.numel() for p in model.parameters())
     print(f"wrote {args.output}: grid {model.img_size}, patch {model.patch_size}, "
           f"{len(model.variables)} variables, {params:,} parameters")
@@ -107,6 +121,7 @@ def quickstart(args: argparse.Namespace) -> None:
 
     from .config import load_config
     from .data.simulate import write_simulation
+    from .files import write_atomic
     from .forecasting import evaluate as run_evaluation, train as run_training
     from .forecasting.report import summary
 
@@ -120,7 +135,7 @@ def quickstart(args: argparse.Namespace) -> None:
         shutil.rmtree(store, ignore_errors=True)
         shutil.rmtree(Path(cfg.run_dir), ignore_errors=True)  # trained on other data
         prepare_simulation(raw, store, sim.splits)
-        made_from.write_text(json.dumps(wanted, indent=1))
+        write_atomic(made_from, json.dumps(wanted, indent=1))
     print(f"data: {store}")
     run_dir = run_training(cfg)
     table = run_evaluation(cfg)
@@ -204,14 +219,15 @@ def evaluate(args: argparse.Namespace) -> None:
 
 def forecast(args: argparse.Namespace) -> None:
     """Forecast from a NetCDF initial condition to a NetCDF file."""
-    import xarray as xr
-
+    from .data.sources import open_file
+    from .files import atomic_path
     from .forecasting import Run, forecast as run_forecast
 
     run = Run.load(args.run)
-    with xr.open_dataset(args.input) as ic:
-        out = run_forecast(run, ic.load(), args.lead, regrid_method=args.regrid)
-    out.to_netcdf(args.output)
+    with open_file(args.input) as ic:
+        out = run_forecast(run, ic.load(), args.lead, regrid_method=args.regrid, nan_policy=args.nan_policy)
+    with atomic_path(args.output) as tmp:  # an existing output stays intact if writing fails
+        out.to_netcdf(tmp)
     print(f"wrote {args.output}: {list(out.data_vars)} at leads {list(args.lead)}")
 
 
@@ -351,8 +367,9 @@ def launch(args: argparse.Namespace) -> None:
     if args.output is None:
         print(text, end="")
         return
-    Path(args.output).write_text(text)
-    Path(args.output).chmod(0o755)
+    from .files import write_atomic
+
+    write_atomic(args.output, text).chmod(0o755)
     submit = "sbatch" if args.launcher == "slurm" else "bash"
     print(f"wrote {args.output}; run it with: {submit} {args.output}")
 
@@ -391,6 +408,8 @@ def _add_cluster_commands(commands) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="climax", description=__doc__)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also CLIMAX_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("demo", help="build the model and run one forecast step")
     p.add_argument("--embed-dim", type=int, default=1024)
@@ -432,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output NetCDF")
     p.add_argument("--regrid", choices=["conservative", "bilinear"],
                    help="regrid an initial condition on another grid")
+    p.add_argument("--nan-policy", choices=["raise", "mean"], default="raise",
+                   help="non-finite input values: an error (default), or the training mean")
     p.set_defaults(func=forecast)
 
     _add_downscale_commands(commands)
@@ -440,8 +461,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run a ``climax`` command; expected errors end in one or two lines and exit code 1.
+
+    Expected: this package's errors (:mod:`.errors`), bad values and keys
+    (``ValueError``, ``KeyError``, Hydra's override errors), files and disks
+    (``OSError``), and a diverged loss. Anything else is a bug and keeps its
+    traceback. ``--debug`` or ``CLIMAX_DEBUG=1`` shows every traceback.
+    """
     args = build_parser().parse_args(argv)
-    args.func(args)
+    debug = args.debug or os.environ.get("CLIMAX_DEBUG", "") not in ("", "0")
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("climax: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except EXPECTED as err:
+        if debug:
+            raise
+        print(f"climax {args.command}: error: {error_message(err)}", file=sys.stderr)
+        print("(add --debug after `climax` for the traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def error_message(err: BaseException) -> str:
+    """The message of an expected error, without the quotes ``KeyError`` adds and
+    with the file and a hint for OS errors (disk full, permissions)."""
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    if isinstance(err, OSError) and not isinstance(err, ClimaxError) and err.errno is not None:
+        hint = {errno.ENOSPC: "the disk is full: free space or write elsewhere",
+                errno.EACCES: "no permission: choose a folder you can write to",
+                errno.EROFS: "the file system is read-only: choose another folder"}.get(err.errno)
+        where = f" ({err.filename})" if err.filename else ""
+        return f"{err.strerror}{where}" + (f"; {hint}" if hint else "")
+    return str(err).strip() or type(err).__name__
 
 
 if __name__ == "__main__":

@@ -1,13 +1,28 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The Hydra config tree (``conf/``), composed with command-line overrides."""
+"""The Hydra config tree (``conf/``), composed with command-line overrides.
+
+Every override must name a key the config has (or a config group), so a typo
+is an error with the closest key suggested, never an ignored setting; the
+keys of :data:`ADDABLE` are the only ones that may be added with ``+``.
+"""
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Sequence
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from .errors import ConfigError
+
+#: Keys absent from the configs that an override may add (``+key=...``).
+ADDABLE = ("data.extra_sources",)
+#: Sections that hold overrides of another section's keys, checked against it
+#: (CorrDiff's ``validation`` overrides ``dataset``: ``+validation.data_path=...``).
+OVERRIDES_OF = {"validation": "dataset"}
 
 
 def config_dir() -> Path:
@@ -20,16 +35,60 @@ def config_dir() -> Path:
 
 
 def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConfig:
-    """Compose ``conf/{name}.yaml`` with Hydra overrides (``task=pretrain train.steps=10``)."""
+    """Compose ``conf/{name}.yaml`` with Hydra overrides (``task=pretrain train.steps=10``).
+
+    Raises
+    ------
+    ConfigError
+        For an override of a key the composed config does not have.
+    """
+    overrides = list(overrides)
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    groups = [o.input_line for o in parsed if (config_dir() / o.key_or_group.replace(".", "/")).is_dir()]
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
-        return compose(config_name=name, overrides=list(overrides))
+        base = compose(config_name=name, overrides=groups)
+        for o in parsed:
+            section, _, rest = o.key_or_group.partition(".")
+            if section in OVERRIDES_OF and rest:
+                check_key(base, f"{OVERRIDES_OF[section]}.{rest}", o.input_line)
+            elif o.input_line not in groups and not (o.is_add() and o.key_or_group.startswith(ADDABLE)):
+                check_key(base, o.key_or_group, o.input_line)
+        return compose(config_name=name, overrides=overrides)
 
 
 def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """A run's saved config with dotted overrides (``eval.leads=[24,72]``)."""
+    """A run's saved config with dotted overrides (``eval.leads=[24,72]``) of keys it has."""
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: not a training run folder")
-    cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
+    saved = OmegaConf.load(path)
+    for item in overrides:
+        check_key(saved, item.split("=", 1)[0].lstrip("+"), item)
+    cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(list(overrides)))
     cfg.run_dir = str(run_dir)
     return cfg
+
+
+def check_key(cfg: DictConfig, key: str, override: str) -> None:
+    """Raise ``ConfigError`` naming ``override`` (and the nearest known key) when ``cfg`` lacks ``key``."""
+    node = cfg
+    for part in key.replace("[", ".[").split("."):
+        if isinstance(node, ListConfig) and part.startswith("[") and part.endswith("]"):
+            continue  # an item of a list the config has
+        if not isinstance(node, DictConfig) or part not in node.keys():
+            near = difflib.get_close_matches(key, leaf_keys(cfg), n=1, cutoff=0.6)
+            hint = f"; did you mean {near[0]}?" if near else ""
+            raise ConfigError(f"{override}: the config has no key {key}{hint}")
+        node = node._get_node(part)
+
+
+def leaf_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted paths of every key of ``cfg``, nested sections included."""
+    keys = []
+    for k in cfg.keys():
+        path = f"{prefix}{k}"
+        keys.append(path)
+        child = cfg._get_node(k)
+        if isinstance(child, DictConfig):
+            keys += leaf_keys(child, path + ".")
+    return keys

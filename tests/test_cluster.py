@@ -4,10 +4,11 @@
 import importlib.metadata as md
 import os
 import re
-import shutil
+import site
 import socket
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -20,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS = ROOT / "containers"
 IMAGE = "nvcr.io/nvidia/physicsnemo/physicsnemo"
 SRC = "/opt/physicsnemo-climax"
+#: The running interpreter's scripts folder (its `climax`, `torchrun`), whatever PATH says.
+SCRIPTS = sysconfig.get_path("scripts")
 
 
 def definition_sections(text: str) -> tuple[dict, dict]:
@@ -85,7 +88,7 @@ def test_dockerfile_matches_the_definition():
 def test_install_script_holds_the_installed_cuda_stack():
     script = (CONTAINERS / "install.sh").read_text()
     out = subprocess.run(["bash", str(CONTAINERS / "install.sh"), "--pins"], capture_output=True, text=True,
-                         check=True).stdout.split()
+                         check=True, env={**os.environ, "PYTHON": sys.executable}).stdout.split()
     pins = dict(line.split("==") for line in out)
     assert pins["torch"] == md.version("torch") and pins["numpy"] == md.version("numpy")
     if "nvidia-dali-cuda130" in {d.metadata["Name"] for d in md.distributions()}:
@@ -101,8 +104,14 @@ def test_install_script_installs_into_an_environment_that_has_torch(tmp_path):
     """The real script in a venv seeing this machine's packages: package installed, torch untouched."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # the new environment sees the running interpreter's packages: those of its venv too, when it has one
+    # (--system-site-packages alone shows the base interpreter's)
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    Path(purelib, "running_environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "CLIMAX_EXTRAS": "",
-           "VIRTUAL_ENV": str(venv)}
+           "VIRTUAL_ENV": str(venv), "PYTHON": str(python)}
     result = subprocess.run(["bash", str(CONTAINERS / "install.sh"), str(ROOT)], env=env, capture_output=True,
                             text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
@@ -158,6 +167,8 @@ def _run(script: str, tmp_path: Path, env: dict) -> subprocess.CompletedProcess:
     path = tmp_path / "job.sh"
     path.write_text(script)
     env = {**os.environ, "OMP_NUM_THREADS": "1", **env}
+    # the scripts call `climax` and `torchrun`: those of the running environment, activated or not
+    env["PATH"] = f"{SCRIPTS}:{env['PATH']}"
     for key in ("SLURM_LAUNCH_NODE_IPADDR", "MASTER_ADDR", "RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(key, None)
     return subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True, timeout=300)
@@ -166,8 +177,8 @@ def _run(script: str, tmp_path: Path, env: dict) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_slurm_script_runs_ranks_that_meet_through_distributed_manager(tmp_path):
     """A fake srun starts G ranks here, without SLURM_LAUNCH_NODE_IPADDR, as some sites' srun does."""
-    if shutil.which("climax") is None:
-        pytest.skip("the climax command is not installed")
+    if not (Path(SCRIPTS) / "climax").exists():
+        pytest.skip("the climax command is not installed in the running environment")
     shims = tmp_path / "bin"
     shims.mkdir()
     (shims / "scontrol").write_text("#!/bin/bash\necho localhost\necho otherhost\n")
@@ -209,8 +220,8 @@ exec "$@"
 
 @pytest.mark.slow
 def test_torchrun_script_runs_two_ranks(tmp_path):
-    if shutil.which("climax") is None:
-        pytest.skip("the climax command is not installed")
+    if not (Path(SCRIPTS) / "climax").exists():
+        pytest.skip("the climax command is not installed in the running environment")
     result = _run(torchrun_script(["doctor --distributed"], 2), tmp_path, {})
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in range(2):

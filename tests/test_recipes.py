@@ -22,6 +22,7 @@ from physicsnemo_climax.engine.checks import ConfigError
 from physicsnemo_climax.engine.environment import apex
 from physicsnemo_climax.engine.plan import MissingFeature
 from physicsnemo_climax.forecasting import Run, evaluate, forecast, training
+from physicsnemo_climax.models import ClimaX
 from physicsnemo_climax.tasks import train
 
 VARS = ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"]
@@ -190,10 +191,15 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(store, tmp_path, monkeypa
 
 
 def test_incompatible_checkpoint_lists_keys(store, tmp_path):
-    train(config(store, tmp_path / "run", "task=finetune_global"))
-    with pytest.raises(ValueError, match="does not fit"):
+    run = train(config(store, tmp_path / "run", "task=finetune_global"))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match=r"model.embed_dim: 32 -> 48; train.steps: 6 -> 9"):
         train(config(store, tmp_path / "run", "task=finetune_global", "model.embed_dim=48",
                      "train.steps=9"))
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # the run is untouched
+    model = ClimaX(variables=VARS, img_size=(8, 16), embed_dim=48, depth=1, num_heads=4)
+    with pytest.raises(ValueError, match="does not fit"):  # the checkpoint itself is checked too
+        checkpointing.load(run / "checkpoints", model)
 
 
 def test_init_from_mdlus_transfers_weights(store, tmp_path):

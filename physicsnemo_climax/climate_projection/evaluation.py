@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from physicsnemo.core import Module
 
 from ..engine import checkpointing
+from ..files import atomic_path, write_atomic
 from ..engine.checks import config_error
 from .data import ClimateBenchDataset
 from .scores import nrmse, pattern_scaling
@@ -48,10 +49,10 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
             rows.append({"method": method, "target": target, **nrmse(field, truth, test.lat)})
         maps[target] = (truth.mean(0), pred[:, k].mean(0), baseline.mean(0))
     out = Path(cfg.eval.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     table = pd.DataFrame(rows)
-    table.to_csv(out / "climatebench.csv", index=False)
-    (out / "climatebench.json").write_text(json.dumps(
+    with atomic_path(out / "climatebench.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    write_atomic(out / "climatebench.json", json.dumps(
         {"test_scenario": task.test_scenario, "years": [first, last], "rows": rows}, indent=1))
     title = f"{task.test_scenario} {first}-{last} mean"
     plot_period_maps(maps, test.lat, test.lon, title, out / "climatebench_maps.png")
@@ -76,4 +77,5 @@ def plot_period_maps(maps: dict, lat, lon, title: str, path: Path) -> None:
         row[3].set_title(f"{target}: ClimaX - truth", fontsize=9)
         fig.colorbar(image, ax=row[3], shrink=0.8)
     fig.suptitle(title)
-    fig.savefig(path, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)

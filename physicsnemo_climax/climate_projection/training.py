@@ -23,7 +23,8 @@ from ..engine.checks import ConfigError, check_train, config_error
 from ..engine.distributed import all_reduce_mean, setup_distributed
 from ..engine.loop import Trainable, run_loop, to_device
 from ..engine.plan import TORCH_LOADERS, resolve
-from ..engine.record import write_run_record
+from ..engine.run_folder import RunRecord
+from ..files import write_atomic
 from ..grid import regular_grid
 from .data import ClimateBenchDataset, Scenario, input_statistics, read_scenario
 from .model import ClimaXClimateBench
@@ -91,9 +92,6 @@ def train(cfg: DictConfig) -> Path:
     train_set, val_set, stats = windows(cfg)
     model = build_model(cfg).to(device)
     run_dir = Path(cfg.run_dir)
-    if rank == 0:
-        write_run_record(run_dir, cfg, plan, {"task": cfg.task.name})
-        (run_dir / STATS_FILE).write_text(json.dumps({"mean": stats[0].tolist(), "std": stats[1].tolist()}))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info(f"ClimateBench: {len(train_set)} training and {len(val_set)} validation windows of "
                 f"{cfg.task.history} years, targets {list(cfg.task.targets)}, {trainable:,} trainable parameters")
@@ -113,5 +111,8 @@ def train(cfg: DictConfig) -> Path:
 
     epochs = dataset_epochs(train_set, t.batch_size, rank, world, cfg.seed, t.num_workers, device.type == "cuda")
     job = Trainable(model, loss_fn, epochs, validate if len(val_set) else None, fsdp_units=model.blocks)
-    run_loop(t, plan, job, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
+    saved_stats = json.dumps({"mean": stats[0].tolist(), "std": stats[1].tolist()})
+    record = RunRecord(cfg, {"task": cfg.task.name, "input_statistics": json.loads(saved_stats)},
+                       [lambda folder: write_atomic(folder / STATS_FILE, saved_stats)])
+    run_loop(t, plan, job, record, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
     return run_dir

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_path, sha256
 from ..grid import regular_grid
 from .regrid import regrid_weights
 from .sources import Catalogue, split_name
@@ -184,21 +185,26 @@ class Preparer:
             raise ValueError("no time-dependent variable among the requested ones")
         all_times = self.catalogue.times(time_source)
         moments = {v: Moments() for v in self.config.variables}
+        covered = {}  # the periods the data reach, [first time, last time + step)
+        step = np.timedelta64(self.config.hours_per_step, "h")
         for split, periods in self.config.splits.items():
             (self.work / split).mkdir(exist_ok=True)
             clim = {v: Climatology(self.config.grid, self.config.day_of_year_climatology)
                     for v in self.config.variables}
+            covered[split] = []
             for start, end in periods:
                 year = int(start[:4])
                 times = _period_times(all_times, start, end, self.config.hours_per_step)
                 if times.size == 0:
                     raise ValueError(f"no data for {start}..{end} (split {split}) in {self.config.inputs}")
+                covered[split].append([str(times[0].astype("datetime64[h]")),
+                                       str((times[-1] + step).astype("datetime64[h]"))])
                 year_moments = self._year(split, year, times, clim)
                 if split == "train":
                     for v, m in year_moments.items():
                         moments[v] = moments[v].merge(m)
             self._write_climatology(split, clim)
-        self._finish(moments)
+        self._finish(moments, covered)
         return self.out
 
     def _start_or_resume(self) -> None:
@@ -271,19 +277,23 @@ class Preparer:
     def _write_climatology(self, split: str, clim: dict) -> None:
         write_climatology(self.work / split, clim)
 
-    def _finish(self, moments: dict[str, Moments]) -> None:
+    def _finish(self, moments: dict[str, Moments], covered: dict[str, list]) -> None:
         write_normalization(self.work, moments)
         for marker in self.work.glob("*/.*.done.npz"):
             marker.unlink()
+        shards = sorted(p for split in self.config.splits for p in (self.work / split).glob("*.npz")
+                        if not p.name.startswith("climatology"))
         manifest = {
             "format": "climax-shards/1",
             "variables": self.config.variables,
             "hours_per_step": self.config.hours_per_step,
             "grid": list(self.config.grid),
             "splits": self.config.splits,
+            "coverage": covered,
             "method": self.config.method,
             "units": self.units,
             "inputs": self.config.inputs,
+            "checksums": {f"{p.parent.name}/{p.name}": sha256(p) for p in shards},
         }
         (self.work / MANIFEST).write_text(json.dumps(manifest, indent=1))
         self.work.rename(self.out)
@@ -292,18 +302,20 @@ class Preparer:
 def write_climatology(folder: Path, clim: dict[str, Climatology]) -> None:
     """``climatology.npz`` (``[1, H, W]`` per variable) and, when accumulated,
     ``climatology_doy.npz`` (``[366, 1, H, W]``) in a split's folder."""
-    np.savez(folder / "climatology.npz", **{v: c.mean()[None].astype(np.float32) for v, c in clim.items()})
+    with atomic_path(folder / "climatology.npz") as tmp:
+        np.savez(tmp, **{v: c.mean()[None].astype(np.float32) for v, c in clim.items()})
     if any(c.doy_sum is not None for c in clim.values()):
-        np.savez(folder / "climatology_doy.npz",
-                 **{v: c.day_of_year_mean()[:, None].astype(np.float32) for v, c in clim.items()})
+        with atomic_path(folder / "climatology_doy.npz") as tmp:
+            np.savez(tmp, **{v: c.day_of_year_mean()[:, None].astype(np.float32) for v, c in clim.items()})
 
 
 def write_normalization(root: Path, moments: dict[str, Moments]) -> None:
     """``normalize_mean.npz`` and ``normalize_std.npz`` (shape ``[1]`` per variable)."""
-    np.savez(root / "normalize_mean.npz", **{v: np.array([m.mean]) for v, m in moments.items()})
+    with atomic_path(root / "normalize_mean.npz") as tmp:
+        np.savez(tmp, **{v: np.array([m.mean]) for v, m in moments.items()})
     # constant fields (zero spread) are left unscaled rather than divided by 0
-    np.savez(root / "normalize_std.npz",
-             **{v: np.array([m.std if m.std > 0 else 1.0]) for v, m in moments.items()})
+    with atomic_path(root / "normalize_std.npz") as tmp:
+        np.savez(tmp, **{v: np.array([m.std if m.std > 0 else 1.0]) for v, m in moments.items()})
 
 
 def compute_statistics(root: str | Path, day_of_year: bool = False) -> None:
@@ -324,7 +336,8 @@ def compute_statistics(root: str | Path, day_of_year: bool = False) -> None:
         with_doy = day_of_year and store.manifest is not None
         clim = {v: Climatology(store.grid, with_doy) for v in variables}
         shards = store.shards(split)
-        starts = {p[0][:4]: p[0] for p in (store.manifest or {}).get("splits", {}).get(split, [])}
+        manifest = store.manifest or {}
+        starts = {p[0][:4]: p[0] for p in manifest.get("coverage", manifest.get("splits", {})).get(split, [])}
         for year in sorted({s.path.stem.split("_")[0] for s in shards}):
             first_day = (np.datetime64(starts.get(year, f"{year}-01-01")) - np.datetime64(f"{year}-01-01"))
             elapsed = int(first_day / np.timedelta64(1, "D") * steps_per_day)

@@ -12,12 +12,17 @@ by its long name, its ERA5 short name or its CMIP6 name (see
 from __future__ import annotations
 
 import glob
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+
+from ..errors import DataError
+
+logger = logging.getLogger(__name__)
 
 #: ClimaX variable name -> names found in ERA5 / WeatherBench / CMIP6 files.
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -55,10 +60,19 @@ def split_name(name: str) -> tuple[str, int | None]:
 
 
 def open_file(path: str | Path) -> xr.Dataset:
-    """Open one NetCDF file or Zarr store lazily, with common coordinate names."""
+    """Open one NetCDF file or Zarr store lazily, with common coordinate names.
+
+    Raises
+    ------
+    DataError
+        Naming the file when it cannot be opened (truncated, not NetCDF/Zarr).
+    """
     path = Path(path)
     is_zarr = path.is_dir() or path.suffix == ".zarr"
-    ds = xr.open_dataset(path, engine="zarr" if is_zarr else None, chunks=None)
+    try:
+        ds = xr.open_dataset(path, engine="zarr" if is_zarr else None, chunks=None)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise DataError(f"{path}: cannot be opened as {'Zarr' if is_zarr else 'NetCDF'} ({err})") from err
     renames = {}
     for common, names in _COORDS.items():
         for name in names:
@@ -69,7 +83,32 @@ def open_file(path: str | Path) -> xr.Dataset:
     if "level" in ds.coords and float(ds.level.max()) > 2000:  # CMIP6 plev in Pa
         ds = ds.assign_coords(level=ds.level / 100.0)
     if "lat" not in ds.coords or "lon" not in ds.coords:
-        raise ValueError(f"{path}: no latitude/longitude coordinates (have {list(ds.coords)})")
+        raise DataError(f"{path}: no latitude/longitude coordinates (have {list(ds.coords)})")
+    return ds
+
+
+def on_grid_of(ds: xr.Dataset, ref: xr.Dataset, path: str, ref_path: str) -> xr.Dataset:
+    """``ds`` in ``ref``'s grid order: latitudes flipped and longitudes reordered
+    (``[-180, 180)`` vs ``[0, 360)``) when they are the same points in another order.
+
+    Raises
+    ------
+    DataError
+        When the points differ, with both files' sizes and ranges.
+    """
+    lat, want = ds.lat.values, ref.lat.values
+    if lat.shape == want.shape and np.allclose(lat[::-1], want) and not np.allclose(lat, want):
+        ds = ds.isel(lat=slice(None, None, -1))
+    lon, want_lon = ds.lon.values % 360, ref.lon.values % 360
+    order = np.argsort(lon)
+    if lon.shape == want_lon.shape and np.allclose(lon[order], np.sort(want_lon)) \
+            and not np.allclose(ds.lon.values, ref.lon.values):
+        ds = ds.isel(lon=order[np.argsort(np.argsort(want_lon))]).assign_coords(lon=ref.lon.values)
+    for axis in ("lat", "lon"):
+        a, b = ds[axis].values, ref[axis].values
+        if a.shape != b.shape or not np.allclose(a, b):
+            raise DataError(f"grids differ between files: {axis} of {path} ({a.size} points, {a[0]:.4g}..{a[-1]:.4g})"
+                            f" is not that of {ref_path} ({b.size} points, {b[0]:.4g}..{b[-1]:.4g})")
     return ds
 
 
@@ -96,15 +135,8 @@ class Catalogue:
                 raise FileNotFoundError(f"no input files match {pattern}")
             files += matches
         self.files = files
-        self.datasets = [open_file(f) for f in files]
-        first = self.datasets[0]
-        for path, ds in zip(files[1:], self.datasets[1:]):
-            for axis in ("lat", "lon"):
-                if ds[axis].shape != first[axis].shape or not np.allclose(ds[axis], first[axis]):
-                    raise ValueError(
-                        f"grids differ between files: {axis} of {path} "
-                        f"({ds[axis].size} points) is not that of {files[0]} ({first[axis].size} points)"
-                    )
+        first = open_file(files[0])
+        self.datasets = [first] + [on_grid_of(open_file(f), first, f, files[0]) for f in files[1:]]
         self.lat = first.lat.values.astype(float)
         self.lon = first.lon.values.astype(float)
 
@@ -136,6 +168,10 @@ class Catalogue:
                         f"(levels {da.level.values.tolist()})"
                     )
                 da = da.sel(level=level, method="nearest")
+            if "time" in da.dims and not da.indexes["time"].is_unique:
+                stamps = da.indexes["time"]
+                raise DataError(f"{path}: variable {var!r} has duplicate time stamps "
+                                f"{[str(t) for t in stamps[stamps.duplicated()][:3]]}; keep one of each")
             found.append((da, path))
         if not found:
             raise KeyError(
@@ -162,13 +198,38 @@ class Catalogue:
             da = da.isel(time=0) if "time" in da.dims else da
             return np.asarray(da.transpose("lat", "lon").values)[None]
         out = np.empty((len(times), self.lat.size, self.lon.size), dtype=np.float32)
-        filled = np.zeros(len(times), dtype=bool)
-        for da, _ in pieces:
+        source = np.full(len(times), -1)  # the piece each time came from
+        for j, (da, path) in enumerate(pieces):
             hit = np.isin(times, da.time.values)
-            if hit.any():
-                part = da.sel(time=times[hit]).transpose("time", "lat", "lon")
-                out[hit] = part.values
-                filled |= hit
+            if not hit.any():
+                continue
+            values = _values(da.sel(time=times[hit]).transpose("time", "lat", "lon"), path, name)
+            again = source[hit] >= 0
+            if again.any():
+                _check_duplicates(name, times[hit][again], out[hit][again], values[again],
+                                  [pieces[k][1] for k in source[hit][again]], path)
+            out[hit], source[hit] = values, j
+        filled = source >= 0
         if not filled.all():
             raise KeyError(f"variable {name} has no data at {times[~filled][:3]} in {self.files}")
         return out
+
+
+def _values(da: xr.DataArray, path: str, name: str) -> np.ndarray:
+    """``da.values``, or a :class:`DataError` naming file and variable when the file cannot be read."""
+    try:
+        return np.asarray(da.values)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise DataError(f"{path}: cannot read variable {name} ({err})") from err
+
+
+def _check_duplicates(name: str, stamps: np.ndarray, before: np.ndarray, now: np.ndarray, earlier: list[str],
+                      path: str) -> None:
+    """Time stamps found in two files: the same values are merged (with a note), different ones are an error."""
+    same = np.array([np.array_equal(a, b, equal_nan=True) for a, b in zip(before, now)])
+    if not same.all():
+        k = int(np.argmin(same))
+        raise DataError(f"variable {name}: {earlier[k]} and {path} hold different values at the same time "
+                        f"{stamps[k]} ({int((~same).sum())} conflicting stamps); keep one of the files")
+    logger.info("variable %s: %d time stamps of %s repeat those of %s with the same values; merged",
+                name, len(stamps), path, earlier[0])

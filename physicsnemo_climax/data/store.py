@@ -7,7 +7,10 @@ A store is a folder::
     normalize_mean.npz, normalize_std.npz   per variable, shape [1]
     {train,val,test}/{year}_{i}.npz      shards: one array per variable, [T, 1, H, W]
     {split}/climatology.npz              per variable, time mean [1, H, W]
-    store.json                           (stores written here) manifest, written last
+    store.json                           (stores written here) manifest, written last: variables,
+                                         time step, the requested splits and the periods the data
+                                         cover (``coverage``), units, and the SHA-256 of every
+                                         shard (checked on its first read)
 
 It is the layout of the official ClimaX preprocessing, so already-processed
 folders load as they are; stores written by :mod:`.prepare` add
@@ -31,13 +34,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
+from ..files import sha256
+
 logger = logging.getLogger(__name__)
 
 MANIFEST = "store.json"
 SPLITS = ("train", "val", "test")
 
 
-class StoreError(ValueError):
+class StoreError(DataError):
     """A store is missing, incomplete, corrupt or does not hold what was asked."""
 
 
@@ -90,30 +96,61 @@ def npz_keys(path: Path) -> list[str]:
         raise StoreError(f"{path}: unreadable shard ({err})") from err
 
 
+#: Shards whose checksum this process has verified: ``(path, size, mtime_ns)``.
+_VERIFIED: set[tuple[str, int, int]] = set()
+
+
+
 @dataclass
 class Shard:
-    """One shard file: its path and number of time steps.
+    """One shard file: its path, number of time steps and, for stores prepared
+    here, the SHA-256 it was written with.
 
+    The checksum is verified on the first read of the shard in a process (a
+    shard changed or damaged since preparation is an error naming it).
     Member arrays are opened on first use and kept (memory maps cost no
     memory); they are not pickled, so each worker process opens its own.
     """
 
     path: Path
     steps: int
+    checksum: str | None = None
+    verified: bool = False
     _arrays: dict = field(default_factory=dict, repr=False, compare=False)
 
     def array(self, variable: str) -> np.ndarray:
         """The variable's ``[T, 1, H, W]`` array."""
+        if not self.verified:
+            self.verify()
         if variable not in self._arrays:
             self._arrays[variable] = npz_member(self.path, variable)
         return self._arrays[variable]
+
+    def verify(self) -> None:
+        """Check the shard against its checksum (once per process and file version).
+
+        Raises
+        ------
+        StoreError
+            When its content is not the one prepared.
+        """
+        if self.checksum is not None:
+            stat = self.path.stat()
+            key = (str(self.path), stat.st_size, stat.st_mtime_ns)
+            if key not in _VERIFIED:
+                if sha256(self.path) != self.checksum:
+                    raise StoreError(f"{self.path}: its content is not what `climax data prepare` wrote "
+                                     "(changed or damaged since); restore it or prepare the store again")
+                _VERIFIED.add(key)
+        self.verified = True
 
     def read(self, variables: list[str], t: int) -> np.ndarray:
         """Fields ``[V, H, W]`` at time index ``t``."""
         return np.stack([self.array(v)[t, 0] for v in variables])
 
     def __getstate__(self):
-        return {"path": self.path, "steps": self.steps, "_arrays": {}}
+        return {"path": self.path, "steps": self.steps, "checksum": self.checksum, "verified": self.verified,
+                "_arrays": {}}
 
 
 class ShardStore:
@@ -170,12 +207,14 @@ class ShardStore:
         )
         if not files:
             raise StoreError(f"{folder}: no shards")
+        checksums = (self.manifest or {}).get("checksums", {})
         shards = []
         for path in files:
             keys = npz_keys(path)
             if not keys:
                 raise StoreError(f"{path}: empty shard")
-            shards.append(Shard(path, npz_member(path, keys[0]).shape[0]))
+            checksum = checksums.get(f"{split}/{path.name}")
+            shards.append(Shard(path, npz_member(path, keys[0]).shape[0], checksum))
         return shards
 
     def variables(self, split: str = "train") -> list[str]:
@@ -228,7 +267,8 @@ class ShardStore:
         """Time stamps of each shard of ``split`` (stores with a manifest only)."""
         if self.manifest is None:
             raise StoreError(f"{self.root} has no {MANIFEST}: its shards carry no time stamps")
-        starts = {p[0][:4]: np.datetime64(p[0], "h") for p in self.manifest["splits"][split]}
+        periods = self.manifest.get("coverage", self.manifest["splits"])[split]  # where the data start
+        starts = {p[0][:4]: np.datetime64(p[0], "h") for p in periods}
         step = np.timedelta64(int(self.hours_per_step), "h")
         times, elapsed = [], {}
         for shard in self.shards(split):

@@ -31,6 +31,7 @@ import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
 from ..engine.checks import ConfigError
+from ..files import atomic_path, write_atomic
 from .domain import Domain, upsample
 
 
@@ -323,15 +324,17 @@ def write_mini_file(path, stats_path, samples: int = 8, shape=(64, 64), factor: 
         coarse[name] = block_mean(fine[name], factor)
     root = xr.Dataset({"time": ("sample", np.arange(samples) * np.timedelta64(1, "h") + np.datetime64("2020-01-01")),
                        "coord": (("sample", "xy"), coords)})
-    root.to_netcdf(path, mode="w")
-    for group, names, source, dims in (("input", inputs, coarse, ("sample", "y_lr", "x_lr")),
-                                       ("output", outputs, fine, ("sample", "y", "x")),
-                                       ("invariant", invariants, inv, ("y_inv", "x_inv"))):
-        xr.Dataset({n: (dims, np.asarray(source[n], np.float32)) for n in names}).to_netcdf(path, mode="a", group=group)
+    with atomic_path(path) as tmp:
+        root.to_netcdf(tmp, mode="w")
+        for group, names, source, dims in (("input", inputs, coarse, ("sample", "y_lr", "x_lr")),
+                                           ("output", outputs, fine, ("sample", "y", "x")),
+                                           ("invariant", invariants, inv, ("y_inv", "x_inv"))):
+            xr.Dataset({n: (dims, np.asarray(source[n], np.float32)) for n in names}).to_netcdf(
+                tmp, mode="a", group=group)
     stats = {group: {n: {"mean": float(np.mean(src[n])), "std": float(np.std(src[n]))} for n in names}
              for group, names, src in (("input", inputs, coarse), ("output", outputs, fine),
                                        ("invariant", invariants, inv))}
-    Path(stats_path).write_text(json.dumps(stats, indent=1))
+    write_atomic(stats_path, json.dumps(stats, indent=1))
 
 
 __all__ = ["HRRRMiniDataset", "CoarseFineDataset", "block_mean", "upsample", "write_mini_file"]

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..files import atomic_path, write_atomic
+
 DOMAIN_FILE = "domain.json"
 ARRAYS_FILE = "domain.nc"
 
@@ -182,8 +184,9 @@ class Domain:
         if self.invariants is not None:
             arrays.update({v: (("y", "x"), a) for v, a in zip(self.invariant_variables, self.invariants)})
         if arrays:
-            xr.Dataset(arrays).to_netcdf(folder / ARRAYS_FILE)
-        (folder / DOMAIN_FILE).write_text(json.dumps(meta, indent=1))
+            with atomic_path(folder / ARRAYS_FILE) as tmp:
+                xr.Dataset(arrays).to_netcdf(tmp)
+        write_atomic(folder / DOMAIN_FILE, json.dumps(meta, indent=1))
 
     @classmethod
     def load(cls, folder: str | Path) -> "Domain":

@@ -20,7 +20,6 @@ all in physical units.
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch
 import xarray as xr
 from omegaconf import DictConfig
 
+from ..files import atomic_path
 from ..engine.distributed import setup_distributed
 from ..engine.plan import resolve
 from . import models
@@ -126,8 +126,6 @@ def write_output(path: str | Path, domain: Domain, times, inputs: np.ndarray, me
         ``[T]`` lead of each time when the input was a forecast.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp"
     coords = {"time": np.asarray(times), "ensemble": np.arange(members.shape[0])}
     root = xr.Dataset(coords=coords)
     if lead_time is not None:
@@ -143,14 +141,11 @@ def write_output(path: str | Path, domain: Domain, times, inputs: np.ndarray, me
     }
     if truth is not None:
         groups["truth"] = {v: (("time", "y", "x"), truth[:, k]) for k, v in enumerate(domain.output_variables)}
-    try:
+    with atomic_path(path) as tmp:
         root.to_netcdf(tmp, mode="w")
         for name, variables in groups.items():
             xr.Dataset({k: (d, np.asarray(a, np.float32)) for k, (d, a) in variables.items()}).to_netcdf(
                 tmp, mode="a", group=name)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

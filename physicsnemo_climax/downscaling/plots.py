@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..files import atomic_path
 from .scores import _members, _methods, _output_variables, open_groups, spectra_file
 
 _STYLE = {"truth": dict(color="black", lw=2.0), "corrdiff": dict(color="tab:red"),
@@ -25,8 +26,8 @@ def _default_variable(path: str | Path, groups: dict, variable: str | None) -> s
 
 def _save(fig: Figure, out_png: str | Path) -> Path:
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100, bbox_inches="tight")
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     return out_png
 
 

@@ -28,6 +28,8 @@ import torch
 import xarray as xr
 from physicsnemo.metrics.general.crps import crps as _crps
 
+from ..files import atomic_path, write_atomic
+
 GROUPS = ("input", "regression", "prediction", "truth")
 METHODS = ("corrdiff", "regression", "bilinear")
 SCORE_COLUMNS = ["method", "variable", "rmse", "mae", "crps", "spread", "spread_skill"]
@@ -272,8 +274,8 @@ def write_scores(path: str | Path, out_dir: str | Path) -> pd.DataFrame:
     """
     df = score_file(path)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out_dir / "scores.csv", index=False)
+    with atomic_path(out_dir / "scores.csv") as tmp:
+        df.to_csv(tmp, index=False)
     records = df.astype(object).where(df.notna(), None).to_dict("records")
-    (out_dir / "scores.json").write_text(json.dumps(records, indent=2) + "\n")
+    write_atomic(out_dir / "scores.json", json.dumps(records, indent=2) + "\n")
     return df

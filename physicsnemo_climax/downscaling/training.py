@@ -32,7 +32,7 @@ from ..engine.checks import check_train, config_error
 from ..engine.distributed import all_reduce_mean, setup_distributed
 from ..engine.loop import Trainable, run_loop, to_device
 from ..engine.plan import TORCH_LOADERS, RunPlan, resolve
-from ..engine.record import write_run_record
+from ..engine.run_folder import RunRecord
 from . import models
 from .data import build_dataset, validation_spec
 from .domain import Domain
@@ -107,9 +107,6 @@ def fit(cfg: DictConfig):
                       else diffusion_stage(cfg, domain, plan, device, dataset[0]))
     model.to(device, memory_format=torch.channels_last if plan.apex_group_norm else torch.preserve_format)
     run_dir = Path(cfg.run_dir)
-    if rank == 0:
-        write_run_record(run_dir, cfg, plan, {"task": f"corrdiff_{stage}"})
-        domain.save(run_dir)
     logger.info(f"{stage} stage: {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} "
                 f"parameters; {len(dataset)} samples {domain.input_channels} -> {domain.output_variables} "
                 f"on {domain.shape}")
@@ -122,7 +119,8 @@ def fit(cfg: DictConfig):
 
     epochs = dataset_epochs(dataset, t.batch_size, rank, world, cfg.seed, t.num_workers, device.type == "cuda")
     job = Trainable(model, loss_fn, epochs, validate if val_set is not None else None)
-    run_loop(t, plan, job, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
+    record = RunRecord(cfg, {"task": f"corrdiff_{stage}"}, [domain.save])
+    run_loop(t, plan, job, record, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
     return run_dir, model
 
 

@@ -1,69 +1,139 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Atomic training checkpoints on top of PhysicsNeMo's ``save_checkpoint``.
+"""Training checkpoints that are written atomically and verified on resume.
 
-Each save writes into a temporary folder, then moves the model file
+Saving: PhysicsNeMo's ``save_checkpoint`` writes the model
 (``ClimaX.0.{step}.mdlus``) and the training state (``checkpoint.0.{step}.pt``:
-optimizer, scheduler, scaler, data position) into place, the state last. A
-checkpoint counts only once its state file exists, so a crash mid-save leaves
-the previous one in force.
+optimizer, scheduler, scaler, data position) into ``checkpoints/.saving``;
+their SHA-256 go into ``checkpoint.0.{step}.sha256``; the three files are
+moved into place, the checksums last. A checkpoint counts once its training
+state is in place, so a crash mid-save leaves the previous one in force. A
+save that fails (a full disk) raises :class:`~..errors.CheckpointError` and
+leaves the earlier checkpoints as they were; older checkpoints are pruned
+only after a save succeeded, never the one just written.
+
+Resuming: the newest checkpoint whose files are present, match their
+checksums and load is used. One that fails is moved to
+``checkpoints/skipped/`` with a warning saying why, and the one before is
+tried. A run with checkpoints never starts again from fresh weights: if none
+loads, the run stops. Training state is read with
+``torch.load(weights_only=True)``, so a checkpoint cannot run code; under
+FSDP, PhysicsNeMo's distributed loader (which gathers and scatters the
+shards) runs with the same restriction.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from physicsnemo.utils.checkpoint import load_checkpoint, save_checkpoint
 
+from ..errors import CheckpointError
+from ..files import failure, sha256
+
+logger = logging.getLogger(__name__)
+
 _STATE = re.compile(r"checkpoint\.0\.(\d+)\.pt")
 
 
 def checkpoint_steps(folder: str | Path) -> list[int]:
-    """Steps of the complete checkpoints in ``folder``, ascending."""
+    """Steps of the checkpoints in ``folder`` (those with their training state), ascending."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _STATE.fullmatch(p.name)))
 
 
+def files_of(folder: str | Path, step: int) -> dict[str, Path]:
+    """The files of checkpoint ``step``: ``model``, ``state`` and ``checksums`` (each may be missing)."""
+    folder = Path(folder)
+    models = sorted(folder.glob(f"*.0.{step}.mdlus"))
+    return {"model": models[0] if models else folder / f"(model).0.{step}.mdlus",
+            "state": folder / f"checkpoint.0.{step}.pt", "checksums": folder / f"checkpoint.0.{step}.sha256"}
+
+
+
+def problem(folder: str | Path, step: int) -> str | None:
+    """Why checkpoint ``step`` cannot be used (a file missing or damaged), or ``None``."""
+    files = files_of(folder, step)
+    for part in ("model", "state"):
+        if not files[part].exists():
+            return f"its {part} file {files[part].name} is missing"
+    if not files["checksums"].exists():
+        return None  # written before checksums existed: its loading is the check
+    try:
+        expected = json.loads(files["checksums"].read_text())
+    except (OSError, ValueError):
+        return f"its checksum file {files['checksums'].name} is unreadable"
+    for name, digest in expected.items():
+        path = Path(folder) / name
+        if not path.exists():
+            return f"{name} is missing"
+        if sha256(path) != digest:
+            return f"{name} does not match its checksum (damaged or changed since it was saved)"
+    return None
+
+
 def model_file(folder: str | Path, step: int | None = None) -> Path:
-    """The ``.mdlus`` of checkpoint ``step`` (default: the latest)."""
-    steps = checkpoint_steps(folder)
+    """The ``.mdlus`` of checkpoint ``step``, default the newest one whose files are intact.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no (intact) checkpoint.
+    """
+    steps = checkpoint_steps(folder) if step is None else [step]
     if not steps:
         raise FileNotFoundError(f"no checkpoint in {folder}")
-    step = steps[-1] if step is None else step
-    files = list(Path(folder).glob(f"*.0.{step}.mdlus"))
-    if not files:
-        raise FileNotFoundError(f"{folder}: checkpoint {step} has no model file")
-    return files[0]
+    for candidate in reversed(steps):
+        why = problem(folder, candidate)
+        if why is None:
+            return files_of(folder, candidate)["model"]
+        logger.warning("checkpoint %s in %s is not used: %s", candidate, folder, why)
+    raise FileNotFoundError(f"{folder}: no intact checkpoint among steps {steps}")
 
 
+# ------------------------------------------------------------------ saving
 def save(folder, model, optimizer, scheduler, scaler, step: int, metadata: dict, keep: int = 2,
          rank: int = 0, collective: bool = False) -> None:
-    """Write checkpoint ``step`` atomically and keep only the last ``keep``.
+    """Write checkpoint ``step`` atomically with its checksums, and keep only the last ``keep``.
 
     Called by rank 0 alone, or by every rank when ``collective`` (FSDP: the
     state is gathered across ranks, rank 0 writes).
+
+    Raises
+    ------
+    CheckpointError
+        When the checkpoint cannot be written (the earlier ones stay as they were).
     """
     folder = Path(folder)
     tmp = folder / ".saving"
-    if rank == 0:
+    try:
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        if collective:
+            torch.distributed.barrier()
+        save_checkpoint(str(tmp), models=model, optimizer=optimizer, scheduler=scheduler,
+                        scaler=scaler, epoch=step, metadata=metadata)
+        if rank != 0:
+            torch.distributed.barrier()
+            return
+        files = sorted(tmp.iterdir(), key=lambda p: _STATE.fullmatch(p.name) is not None)  # model first
+        (tmp / f"checkpoint.0.{step}.sha256").write_text(json.dumps({p.name: sha256(p) for p in files}))
+        for path in files + [tmp / f"checkpoint.0.{step}.sha256"]:  # training state, then checksums, last
+            os.replace(path, folder / path.name)
+        tmp.rmdir()
+    except (OSError, RuntimeError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    if collective:
-        torch.distributed.barrier()
-    save_checkpoint(str(tmp), models=model, optimizer=optimizer, scheduler=scheduler,
-                    scaler=scaler, epoch=step, metadata=metadata)
-    if rank != 0:
-        torch.distributed.barrier()
-        return
-    files = sorted(tmp.iterdir(), key=lambda p: _STATE.fullmatch(p.name) is not None)
-    for path in files:  # model first, training state last
-        os.replace(path, folder / path.name)
-    tmp.rmdir()
+        raise CheckpointError(f"checkpoint {step} not saved: {failure(folder, err)}; the earlier checkpoints "
+                              f"in {folder} are intact") from err
     for old in checkpoint_steps(folder)[:-keep]:
         for path in folder.glob(f"*.0.{old}.*"):
             path.unlink()
@@ -71,23 +141,89 @@ def save(folder, model, optimizer, scheduler, scaler, step: int, metadata: dict,
         torch.distributed.barrier()
 
 
-def load(folder, model, optimizer=None, scheduler=None, scaler=None, device="cpu") -> tuple[int, dict]:
-    """Restore the latest checkpoint; returns ``(step, metadata)``, ``(0, {})`` if none.
+# ------------------------------------------------------------------ resuming
+def load(folder, model, optimizer=None, scheduler=None, scaler=None, device="cpu",
+         rank: int = 0) -> tuple[int, dict]:
+    """Restore the newest usable checkpoint; returns ``(step, metadata)``, ``(0, {})`` if there is none.
+
+    Rank 0 moves the checkpoints it skips aside; other ranks only skip them.
 
     Raises
     ------
     ValueError
-        If the saved model does not fit ``model``, listing the keys.
+        If the saved model does not fit ``model`` (every checkpoint of the
+        run would fail alike), listing the keys.
+    CheckpointError
+        If the folder holds checkpoints and none of them can be used.
     """
-    steps = checkpoint_steps(folder)
-    if not steps:
-        return 0, {}
-    metadata: dict = {}
+    folder = Path(folder)
+    steps, skipped = checkpoint_steps(folder), []
+    for step in reversed(steps):
+        why = problem(folder, step)
+        if why is None:
+            try:
+                return step, _load_step(folder, step, model, optimizer, scheduler, scaler, device)
+            except ValueError:
+                raise
+            except Exception as err:  # unreadable, truncated or refused by weights_only
+                why = f"it does not load ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        if rank == 0:
+            logger.warning("skipping checkpoint %s in %s: %s; moved to %s", step, folder, why, folder / "skipped")
+            _set_aside(folder, step)
+        skipped.append(f"step {step}: {why}")
+    if skipped:
+        raise CheckpointError(f"{folder}: no checkpoint can be used ({'; '.join(skipped)}); they are kept in "
+                              f"{folder / 'skipped'}. Nothing was trained: fix them, or train into a new run_dir")
+    return 0, {}
+
+
+def _load_step(folder: Path, step: int, model, optimizer, scheduler, scaler, device) -> dict:
+    files = files_of(folder, step)
     try:
-        step = load_checkpoint(str(folder), models=model, optimizer=optimizer, scheduler=scheduler,
-                               scaler=scaler, epoch=steps[-1], metadata_dict=metadata, device=device)
+        if _is_sharded(model):
+            metadata: dict = {}
+            with _weights_only():
+                load_checkpoint(str(folder), models=model, optimizer=optimizer, scheduler=scheduler,
+                                scaler=scaler, epoch=step, metadata_dict=metadata, device=device)
+            return metadata
+        model.load(str(files["model"]))
     except RuntimeError as err:
         if "state_dict" in str(err) or "size mismatch" in str(err):
             raise ValueError(f"checkpoint in {folder} does not fit this model: {err}") from err
         raise
-    return step, metadata
+    state = torch.load(files["state"], map_location=device, weights_only=True)
+    for part, name in ((optimizer, "optimizer"), (scheduler, "scheduler"), (scaler, "scaler")):
+        if part is not None and f"{name}_state_dict" in state:
+            part.load_state_dict(state[f"{name}_state_dict"])
+    return state.get("metadata", {})
+
+
+def _is_sharded(model) -> bool:
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+@contextmanager
+def _weights_only():
+    """``torch.load`` with ``weights_only=True`` whatever the caller passes (PhysicsNeMo's
+    distributed loader asks for ``False``; our checkpoints hold tensors and plain data only)."""
+    original = torch.load
+
+    def safe_load(*args, **kwargs):
+        kwargs["weights_only"] = True
+        return original(*args, **kwargs)
+
+    torch.load = safe_load
+    try:
+        yield
+    finally:
+        torch.load = original
+
+
+def _set_aside(folder: Path, step: int) -> None:
+    """Move checkpoint ``step``'s files to ``folder/skipped/`` (kept, out of the way of resume and pruning)."""
+    target = folder / "skipped"
+    target.mkdir(exist_ok=True)
+    for path in folder.glob(f"*.0.{step}.*"):
+        os.replace(path, target / path.name)

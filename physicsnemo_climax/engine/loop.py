@@ -6,8 +6,10 @@ A task hands over a :class:`Trainable`: its model, a loss
 ``loss_fn(net, batch) -> scalar``, its batches of an epoch and, optionally,
 a validation function. The loop::
 
+    lock the run folder, check a relaunch against the run it resumes
     net = wrap(model)                       apex LayerNorm, DDP or FSDP2, compile
-    resume the last checkpoint              weights, optimizer, data position
+    resume the newest usable checkpoint     weights, optimizer, data position
+    write the run's record                  config.yaml, run.json, the task's files
     while step < train.steps:
         loss = train_step(net, grad_accum micro-batches)
         every log_every steps: log;  every val_every: validate;  every ckpt_every: checkpoint
@@ -31,10 +33,12 @@ from typing import Callable, Iterable, Iterator
 import torch
 from omegaconf import DictConfig
 
+from ..errors import ConfigError
 from . import checkpointing
 from .distributed import all_reduce
 from .optim import Optimization
 from .plan import RunPlan
+from .run_folder import RunRecord, relaunch_changes, run_lock, write_run_record
 from .tracking import TrainingReport
 from .wrap import wrap
 
@@ -74,19 +78,39 @@ class Trainable:
     fsdp_units: Iterable[torch.nn.Module] = ()
 
 
-def run_loop(t: DictConfig, plan: RunPlan, job: Trainable, *, run_dir: Path, manager, seed: int,
-             logger) -> torch.nn.Module:
+def run_loop(t: DictConfig, plan: RunPlan, job: Trainable, record: RunRecord, *, run_dir: Path, manager,
+             seed: int, logger) -> torch.nn.Module:
     """Train ``job.model`` for ``t.steps`` optimizer steps (``t``: the ``train`` section,
-    ``conf/train/default.yaml``) as ``plan`` says, resuming in ``run_dir/checkpoints``."""
+    ``conf/train/default.yaml``) as ``plan`` says, in ``run_dir``.
+
+    The folder is locked for the launch; a relaunch is checked against the
+    run it resumes (:func:`.run_folder.relaunch_changes`); the task's
+    ``record`` is written only after the checkpoint has loaded, so a launch
+    that fails before leaves the folder as it was.
+    """
+    run_dir, device = Path(run_dir), manager.device
+    with run_lock(run_dir) if manager.rank == 0 else nullcontext():
+        changes = relaunch_changes(run_dir, record, plan)
+        net = wrap(job.model, plan, manager, t.fsdp, job.fsdp_units)
+        optim = Optimization.build(job.model, t, plan, device)
+        step, position = resume(run_dir / "checkpoints", job.model, optim, manager, t.resume, logger)
+        if manager.rank == 0:
+            write_run_record(run_dir, record, plan, step, changes)
+        logger.info(plan.describe(device))
+        optimize(t, plan, job, net, optim, step, position, run_dir=run_dir, manager=manager, seed=seed,
+                 logger=logger)
+    if manager.world_size > 1:
+        torch.distributed.barrier()
+    return job.model
+
+
+def optimize(t: DictConfig, plan: RunPlan, job: Trainable, net, optim: Optimization, step: int,
+             position: tuple[int, int], *, run_dir: Path, manager, seed: int, logger) -> None:
+    """The steps from ``step`` (at data ``position``) to ``t.steps``: train, log, validate, checkpoint."""
     model, device, rank = job.model, manager.device, manager.rank
-    ckpt_dir = Path(run_dir) / "checkpoints"
-    net = wrap(model, plan, manager, t.fsdp, job.fsdp_units)
-    optim = Optimization.build(model, t, plan, device)
-    step, position = resume(ckpt_dir, model, optim, device, t.resume, logger)
-    logger.info(plan.describe(device))
+    ckpt_dir = run_dir / "checkpoints"
     watch = LossWatch(device, manager, check_every=1 if device.type == "cpu" else t.log_every, last_good=step)
-    report = TrainingReport(Path(run_dir), t, step, t.batch_size * t.grad_accum * manager.world_size,
-                            rank, logger)
+    report = TrainingReport(run_dir, t, step, t.batch_size * t.grad_accum * manager.world_size, rank, logger)
     stream = micro_batches(job.epochs, *position)
 
     def due(every: int) -> bool:
@@ -112,9 +136,6 @@ def run_loop(t: DictConfig, plan: RunPlan, job: Trainable, *, run_dir: Path, man
     finally:
         stream.close()
         report.close()
-    if manager.world_size > 1:
-        torch.distributed.barrier()
-    return model
 
 
 def train_step(net, batches: list, loss_fn, optim: Optimization, plan: RunPlan, device: torch.device,
@@ -153,11 +174,21 @@ def micro_batches(epochs: Epochs, epoch: int = 0, position: int = 0) -> Iterator
         epoch, position = epoch + 1, 0
 
 
-def resume(ckpt_dir: Path, model, optim: Optimization, device, enabled: bool, logger) -> tuple[int, tuple[int, int]]:
-    """The step and data position of the latest checkpoint, restored into ``model`` and ``optim``."""
+def resume(ckpt_dir: Path, model, optim: Optimization, manager, enabled: bool, logger) -> tuple[int, tuple[int, int]]:
+    """The step and data position of the newest usable checkpoint, restored into ``model`` and ``optim``.
+
+    Raises
+    ------
+    ConfigError
+        ``train.resume=false`` in a folder holding checkpoints (they would be overwritten).
+    """
     if not enabled:
+        if checkpointing.checkpoint_steps(ckpt_dir):
+            raise ConfigError(f"train.resume=false, but {ckpt_dir} holds checkpoints that a new run would "
+                              "overwrite: resume it, or train into a new run_dir")
         return 0, (0, 0)
-    step, meta = checkpointing.load(ckpt_dir, model, optim.optimizer, optim.scheduler, optim.scaler, device)
+    step, meta = checkpointing.load(ckpt_dir, model, optim.optimizer, optim.scheduler, optim.scaler,
+                                    manager.device, manager.rank)
     if step:
         logger.info(f"resumed from step {step} in {ckpt_dir}")
     return step, (meta.get("epoch", 0), meta.get("position", 0))

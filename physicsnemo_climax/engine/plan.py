@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ..errors import MissingFeature
 from .checks import config_error
 from .environment import Environment, probe
 
@@ -34,10 +35,6 @@ LOADERS = ("threads", "processes", "dali_cpu", "dali_gpu")
 TORCH_LOADERS = LOADERS[:2]
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 FUSED = ("auto", "apex", "torch", "none")
-
-
-class MissingFeature(RuntimeError):
-    """A config asks for a fast path this machine lacks (and may not fall back)."""
 
 
 @dataclass(frozen=True)

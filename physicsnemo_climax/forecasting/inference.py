@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import numpy as np
@@ -15,13 +16,18 @@ import torch
 import xarray as xr
 
 from ..data.regrid import regrid
-from ..data.sources import split_name
+from ..data.sources import on_grid_of, split_name
+from ..errors import DataError, InputError
 from .rollout import forecast_steps, model_steps
 from .run import Run
 
+logger = logging.getLogger(__name__)
 
 def _hours(lead) -> float:
-    return pd.to_timedelta(lead if not isinstance(lead, (int, float)) else f"{lead}h") / pd.Timedelta(hours=1)
+    try:
+        return pd.to_timedelta(lead if not isinstance(lead, (int, float)) else f"{lead}h") / pd.Timedelta(hours=1)
+    except (ValueError, TypeError):
+        raise InputError(f"lead {lead!r} is not a duration: write hours (24) or a duration (24h, 5D)") from None
 
 
 def _field(ds: xr.Dataset, name: str) -> xr.DataArray:
@@ -36,19 +42,40 @@ def _field(ds: xr.Dataset, name: str) -> xr.DataArray:
 
 
 def on_model_grid(ds: xr.Dataset, lat: np.ndarray, lon: np.ndarray, regrid_method: str | None) -> xr.Dataset:
-    """``ds`` with ``lat``/``lon`` dims and a ``time`` dim, on the model grid (regridded if allowed)."""
+    """``ds`` with ``lat``/``lon`` dims and a ``time`` dim, on the model grid: the same points
+    in another order (north to south, longitudes from -180) are reordered; another grid is
+    regridded when ``regrid_method`` allows, else an :class:`InputError`."""
     ds = ds.rename({k: v for k, v in {"latitude": "lat", "longitude": "lon"}.items() if k in ds.dims})
-    same_grid = ds.lat.size == lat.size and ds.lon.size == lon.size and np.allclose(ds.lat, lat) \
-        and np.allclose(ds.lon % 360, lon % 360)
-    if not same_grid:
+    try:
+        ds = on_grid_of(ds, xr.Dataset(coords={"lat": lat, "lon": lon}), "the initial condition", "the model's")
+    except DataError as err:
         if regrid_method is None:
-            raise ValueError(
-                f"initial condition grid ({ds.lat.size} x {ds.lon.size}) differs from the model's "
-                f"({lat.size} x {lon.size}, lat {lat[0]:.4g}..{lat[-1]:.4g}); pass regrid_method")
+            raise InputError(f"{err}; pass regrid_method (--regrid) to regrid it") from None
         ds = regrid(ds, lat, lon, regrid_method)
     if "time" not in ds.dims:
-        ds = ds.expand_dims(time=[np.datetime64("NaT")] if "time" not in ds.coords else [ds.time.values])
+        ds = ds.expand_dims(time=[ds.time.values] if "time" in ds.coords else [np.datetime64("NaT", "ns")])
     return ds
+
+
+def inputs(ds: xr.Dataset, variables: list[str], nan_policy: str) -> np.ndarray:
+    """``[time, V, H, W]`` float32 fields of ``variables``; non-finite values are an
+    :class:`InputError` naming the variable, or with ``nan_policy="mean"`` set to NaN
+    here for the caller to replace with the training mean."""
+    if nan_policy not in ("raise", "mean"):
+        raise ValueError(f"nan_policy={nan_policy!r}: choose raise or mean")
+    # constants (land-sea mask, orography) may come without a time axis
+    fields = [_field(ds, v).broadcast_like(ds.time).transpose("time", "lat", "lon").values for v in variables]
+    x = np.stack(fields, axis=1).astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        per_variable = bad.sum(axis=(0, 2, 3))
+        listed = ", ".join(f"{v}: {n}" for v, n in zip(variables, per_variable) if n)
+        if nan_policy == "raise":
+            raise InputError(f"the initial condition has non-finite values ({listed}); fill them, or pass "
+                             "nan_policy='mean' (--nan-policy mean) to use the training mean there")
+        logger.warning("initial condition: non-finite values (%s) replaced by the training mean", listed)
+        x[bad] = np.nan
+    return x
 
 
 def forecast(
@@ -57,6 +84,7 @@ def forecast(
     lead_times: Sequence = ("24h",),
     out_variables: Sequence[str] | None = None,
     regrid_method: str | None = None,
+    nan_policy: str = "raise",
 ) -> xr.Dataset:
     """Forecast from an xarray initial condition.
 
@@ -75,7 +103,9 @@ def forecast(
         Variables to return (default: the run's outputs).
     regrid_method : str, optional
         ``"conservative"`` or ``"bilinear"`` to accept another grid; by default
-        a different grid is an error.
+        a different grid is an error (the same grid in another order is reordered).
+    nan_policy : {"raise", "mean"}
+        Non-finite input values are an error, or replaced by the training mean.
 
     Returns
     -------
@@ -86,11 +116,10 @@ def forecast(
     info, model, region = run.info, run.model, run.region
     variables, out_variables = info["variables"], list(out_variables or info["out_variables"])
     ds = on_model_grid(initial_condition, np.asarray(info["lat"]), np.asarray(info["lon"]), regrid_method)
-    # constants (land-sea mask, orography) may come without a time axis
-    fields = [_field(ds, v).broadcast_like(ds.time).transpose("time", "lat", "lon").values for v in variables]
     mean_x, std_x = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(variables))
     mean_y, std_y = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(out_variables))
-    x = ((torch.as_tensor(np.stack(fields, axis=1), dtype=torch.float32) - mean_x) / std_x).to(region.lat.device)
+    x = ((torch.from_numpy(inputs(ds, variables, nan_policy)) - mean_x) / std_x).nan_to_num(0.0)
+    x = x.to(region.lat.device)
     hours = [_hours(lead) for lead in lead_times]
     with torch.no_grad():
         stacked = torch.stack([

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..files import atomic_path, write_atomic
 from .scoring import METRICS
 
 
@@ -40,11 +41,11 @@ def write_report(table: pd.DataFrame, out: Path, meta: dict, case: Case | None =
         Drawn into ``case.png`` with ``case_map``: ``variable``, ``index`` (in the
         scored variables), ``lat``, ``lon``, ``units``.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "scorecard.csv", index=False)
+    with atomic_path(out / "scorecard.csv") as tmp:
+        table.to_csv(tmp, index=False)
     rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
             for row in table.to_dict("records")]
-    (out / "scorecard.json").write_text(json.dumps({**meta, "scores": rows}, indent=1))
+    write_atomic(out / "scorecard.json", json.dumps({**meta, "scores": rows}, indent=1))
     plot_scores(table, out / "scores.png")
     if case is not None:
         plot_case(case, **case_map, path=out / "case.png")
@@ -75,7 +76,8 @@ def plot_scores(table: pd.DataFrame, path: Path) -> None:
     for i, metric in enumerate(metrics):
         axes[i, 0].set_ylabel(metric.upper())
     axes[0, 0].legend(fontsize=8)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
 
 
 def plot_case(case: Case, variable: str, index: int, lat: np.ndarray, lon: np.ndarray, units: str,
@@ -98,4 +100,5 @@ def plot_case(case: Case, variable: str, index: int, lat: np.ndarray, lon: np.nd
         ax.set_title(f"{title}: {variable}, +{case.lead:.0f} h", fontsize=9)
         ax.set_xlabel("longitude")
     axes[0].set_ylabel("latitude")
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)

@@ -7,50 +7,65 @@ from typing import Sequence
 
 import torch
 
+from ..errors import InputError
 from ..models import GridRegion
 from ..models.variables import CONSTANTS
 
 
-def lead_plan(lead_hours: float, max_step_hours: float, data_step_hours: float) -> list[float]:
-    """Split a lead into model steps of at most ``max_step_hours`` (the longest first).
+def lead_plan(lead_hours: float, max_step_hours: float, step_hours: float, min_step_hours: float | None = None
+              ) -> list[float]:
+    """Split a lead into model steps of at most ``max_step_hours`` (the longest first),
+    each a multiple of ``step_hours`` and at least ``min_step_hours``.
 
     Raises
     ------
-    ValueError
-        If the lead is not a positive multiple of the data step.
+    InputError
+        If the lead is not a positive multiple of ``step_hours``, or cannot be
+        split into steps the model was trained on.
     """
-    ratio = lead_hours / data_step_hours
+    ratio = lead_hours / step_hours
     if lead_hours <= 0 or abs(ratio - round(ratio)) > 1e-9:
-        raise ValueError(f"lead {lead_hours} h is not a positive multiple of the {data_step_hours} h data step")
+        raise InputError(f"lead {lead_hours:g} h is not a positive multiple of {step_hours:g} h")
     plan, left = [], lead_hours
     while left > 1e-9:
-        step = min(max_step_hours, left)
-        step = data_step_hours * (step // data_step_hours)
+        step = step_hours * (min(max_step_hours, left) // step_hours)
         plan.append(step)
         left -= step
+    if min_step_hours is not None and plan[-1] < min_step_hours - 1e-9:
+        raise InputError(f"lead {lead_hours:g} h cannot be made of steps of {min_step_hours:g}..{max_step_hours:g} h "
+                         f"(the trained leads); ask for a multiple of {step_hours:g} h that can")
     return plan
 
 
 def model_steps(info: dict, lead: float, mode: str = "auto") -> list[float]:
     """Model steps (hours) for ``lead`` of a run (its ``run.json`` ``info``).
 
-    ``mode`` is ``direct`` (one step), ``rollout`` (trained steps chained) or
-    ``auto``: direct within the trained lead range (at the trained lead for a
-    fixed-lead run), a rollout beyond.
+    ``mode`` is ``direct`` (one step), ``rollout`` (trained leads chained) or
+    ``auto``: direct within the trained lead range, a rollout beyond. A
+    fixed-lead run forecasts whole multiples of its lead.
 
     Raises
     ------
-    ValueError
-        If a fixed-lead run is asked for a lead that is not a multiple of its lead.
+    InputError
+        If the lead is not positive, not a multiple of the data step, or not
+        reachable with the leads the run was trained on.
     """
-    step, trained, max_lead = info["hours_per_step"], info["lead_hours"], info["max_lead_hours"]
-    if mode == "direct" or (mode == "auto" and lead <= max_lead and (trained is None or lead == trained)):
-        return [lead]
+    data_step, trained = float(info["hours_per_step"]), info["lead_hours"]
+    lead_plan(lead, lead, data_step)  # positive, on the data's time step
     if trained is not None:  # fixed-lead model: whole multiples of its lead
+        if mode == "direct" and lead != trained:
+            raise InputError(f"lead {lead:g} h: a direct forecast of this run is its trained {trained} h lead")
         if lead % trained:
-            raise ValueError(f"lead {lead} h is not a multiple of the run's {trained} h lead")
+            raise InputError(f"lead {lead:g} h is not a multiple of the run's {trained} h lead")
         return [float(trained)] * int(lead // trained)
-    return lead_plan(lead, max_lead, step)
+    lo, hi = info.get("lead_range") or (data_step, info["max_lead_hours"])
+    step = float(info.get("lead_step") or data_step)
+    if mode == "direct" or (mode == "auto" and lead <= hi):
+        if not lo - 1e-9 <= lead <= hi + 1e-9 or abs((lead - lo) / step - round((lead - lo) / step)) > 1e-9:
+            raise InputError(f"lead {lead:g} h is not one the run was trained on ({lo:g}..{hi:g} h in steps of "
+                             f"{step:g} h); longer leads roll out in those steps")
+        return [lead]
+    return lead_plan(lead, hi, step, lo)
 
 
 def forecast_steps(

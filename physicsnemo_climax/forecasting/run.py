@@ -12,7 +12,7 @@ import torch
 from physicsnemo.core import Module
 
 from ..engine import checkpointing
-from ..engine.record import read_run_record
+from ..engine.run_folder import read_run_record
 from ..models import ClimaX, GridRegion
 
 

@@ -22,7 +22,7 @@ from ..engine.checks import ConfigError, check_train, config_error
 from ..engine.distributed import all_reduce_mean, setup_distributed
 from ..engine.loop import Trainable, run_loop
 from ..engine.plan import resolve
-from ..engine.record import write_run_record
+from ..engine.run_folder import RunRecord
 from ..metrics import rmse, weighted_mse_loss
 from ..models import ClimaX, GridRegion
 from ..models.variables import CONSTANTS
@@ -112,6 +112,7 @@ def run_info(cfg: DictConfig, readers: list[ClimaXShardReader], model: ClimaX, r
         "units": (store.manifest or {}).get("units", {}),
         "lat": store.lat.tolist(), "lon": store.lon.tolist(), "hours_per_step": store.hours_per_step,
         "lead_hours": cfg.task.lead_hours, "max_lead_hours": cfg.task.lead_hours or max(cfg.task.lead_range),
+        "lead_range": None if cfg.task.lead_hours else list(cfg.task.lead_range), "lead_step": cfg.task.lead_step,
         "data_root": str(store.root), "region": region.spec,
     }
 
@@ -183,8 +184,6 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
     if t.grad_checkpointing:
         model.set_grad_checkpointing()
     run_dir = Path(cfg.run_dir)
-    if rank == 0:
-        write_run_record(run_dir, cfg, plan, run_info(cfg, readers, model, region))
 
     def validation(net) -> dict[str, float]:
         return validate(net, val_readers, t, region, manager, cfg.seed, plan.loader)
@@ -193,5 +192,6 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
     job = Trainable(model, lambda net, batch: forecast_loss(net, batch, region),
                     forecast_epochs(batches, plan.loader, device, t.num_workers),
                     validation if val_readers else None, fsdp_units=model.blocks)
-    run_loop(t, plan, job, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
+    record = RunRecord(cfg, run_info(cfg, readers, model, region))
+    run_loop(t, plan, job, record, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
     return run_dir, model

@@ -63,6 +63,10 @@ def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path}: not loadable with torch.load(weights_only=True); it holds "
             f"objects other than tensors and plain containers ({err})"
         ) from err
+    except (RuntimeError, EOFError, OSError) as err:  # truncated or not a torch file
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"{path}: not a readable checkpoint file ({str(err).splitlines()[0]})") from err
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: expected a checkpoint dictionary, got {type(ckpt).__name__}")
     if "state_dict" in ckpt:
@@ -154,7 +158,12 @@ def read_weights(path: str | Path, checkpoint_variables: Sequence[str] = DEFAULT
     if str(path).endswith(".mdlus"):
         from physicsnemo.core import Module
 
-        model = Module.from_checkpoint(str(path))
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: no such file")
+        try:
+            model = Module.from_checkpoint(str(path))
+        except Exception as err:  # a truncated or foreign file: say which
+            raise ValueError(f"{path}: not a loadable PhysicsNeMo .mdlus ({type(err).__name__}: {err})") from err
         return Weights(model.state_dict(), list(model.variables), tuple(model.patch_grid), str(path))
     state = read_official_state_dict(path)
     args = infer_architecture(state)

@@ -1,0 +1,193 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A training run's folder: its lock, its record, and what a relaunch may change.
+
+The record is ``config.yaml`` (the composed config with the run plan's
+fallbacks taken), ``run.json`` (the task's facts, the run plan and the
+history of relaunches) and any task files (``domain.json``, ...). The loop
+writes it only once a launch has passed its checks and loaded its
+checkpoint, so a launch that fails leaves an existing run as it was.
+
+A relaunch into a folder with checkpoints resumes it. It may change only
+the keys of :data:`FREE`, which change how the run is computed or logged,
+not what it learns; any other change (variables, learning rate, steps,
+data, model, ...) is refused with the list of differences.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import ConfigError, RunInUse
+from ..files import write_atomic
+from .checkpointing import checkpoint_steps
+from .plan import RunPlan
+
+logger = logging.getLogger(__name__)
+
+RUN_JSON = "run.json"
+LOCK = ".lock"
+#: Config keys (and sections) a relaunch may change.
+FREE = ("run_dir", "eval", "generation", "train.progress", "train.log_every", "train.val_every",
+        "train.val_batches", "train.ckpt_every", "train.keep_checkpoints", "train.num_workers", "train.loader",
+        "train.tensorboard", "train.mlflow", "train.fallback", "train.resume", "train.precision", "train.fused",
+        "train.compile", "train.fsdp", "train.grad_checkpointing", "train.deterministic")
+
+
+@dataclass
+class RunRecord:
+    """What a task records about its run besides the checkpoints.
+
+    Attributes
+    ----------
+    cfg : DictConfig
+        The composed config (``config.yaml``, fallbacks applied on writing).
+    info : dict
+        The task's facts (``run.json``): variables, statistics, grid, ...
+    writers : sequence of callable
+        ``writer(run_dir)``: each writes a file of the task's own (``domain.json``, ...).
+    """
+
+    cfg: DictConfig
+    info: dict
+    writers: Sequence[Callable[[Path], None]] = ()
+
+
+# ------------------------------------------------------------------ the lock
+@contextmanager
+def run_lock(run_dir: str | Path):
+    """Hold ``run_dir/.lock`` for a launch: a second launch into the folder fails
+    with :class:`RunInUse`; a lock left by a dead process on this host is taken
+    over with a warning. A folder created here and left empty is removed."""
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    _acquire(path)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        if created and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+
+
+def _acquire(path: Path) -> None:
+    me = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    for attempt in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _holder(path)
+            if attempt or not _is_stale(holder):
+                raise RunInUse(
+                    f"{path.parent} is in use by process {holder.get('pid')} on {holder.get('host')} "
+                    f"(since {holder.get('started')}); wait for it, or delete {path} if that process is gone"
+                ) from None
+            logger.warning("taking over %s, left by process %s, which has ended", path, holder.get("pid"))
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(me)
+        return
+
+
+def _holder(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _is_stale(holder: dict) -> bool:
+    """A lock of a process of this host that no longer runs (or an unreadable one)."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return not holder  # an empty or unreadable lock: a launch died while writing it
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+# ------------------------------------------------------------------ relaunches
+def flat(cfg: DictConfig) -> dict[str, object]:
+    """``{"train.lr": 0.001, ...}``: every leaf value, interpolations resolved."""
+    out = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                out[f"{prefix}{key}"] = value
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def relaunch_changes(run_dir: str | Path, record: RunRecord, plan: RunPlan) -> dict[str, list]:
+    """The changes of a relaunch into a folder holding checkpoints, ``{key: [old, new]}``.
+
+    Raises
+    ------
+    ConfigError
+        When a key outside :data:`FREE`, or a fact of ``run.json`` (variables,
+        statistics, grid, region, ...), differs from the run's.
+    """
+    run_dir = Path(run_dir)
+    saved_path = run_dir / "config.yaml"
+    if not checkpoint_steps(run_dir / "checkpoints") or not saved_path.exists() or not (run_dir / RUN_JSON).exists():
+        return {}  # nothing trained yet: the new launch starts the run
+    old, new = flat(OmegaConf.load(saved_path)), flat(plan.applied(record.cfg))
+    changes = {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    saved_info = read_run_record(run_dir)
+    changes.update({f"run.json {k}": ["(differs)", "(differs)"] for k in record.info
+                    if k in saved_info and saved_info[k] != record.info[k]})
+    fixed = {k: v for k, v in changes.items() if not (k == "run_dir" or k.startswith(FREE))}
+    if fixed:
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(fixed.items())[:8])
+        raise ConfigError(f"{run_dir} holds a run trained with other settings ({listed}). Resume it with "
+                          "its own settings, or train into a new run_dir (init=<a checkpoint of it> starts "
+                          "from its weights)")
+    return changes
+
+
+# ------------------------------------------------------------------ the record
+def write_run_record(run_dir: str | Path, record: RunRecord, plan: RunPlan, resumed_at: int = 0,
+                     changes: dict | None = None) -> None:
+    """Write ``config.yaml``, ``run.json`` (info, plan, history of relaunches) and the task's files."""
+    run_dir = Path(run_dir)
+    history = read_run_record(run_dir).get("history", []) if resumed_at else []
+    if resumed_at:
+        history.append({"resumed_at_step": resumed_at, "changed": changes or {}})
+    for writer in record.writers:
+        writer(run_dir)
+    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(plan.applied(record.cfg)))
+    body = {**record.info, "plan": plan.as_dict(), "history": history}
+    write_atomic(run_dir / RUN_JSON, json.dumps(body, indent=1))
+
+
+def read_run_record(run_dir: str | Path) -> dict:
+    """``run.json`` of a run folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the folder is not a training run.
+    """
+    path = Path(run_dir) / RUN_JSON
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: not a training run folder")
+    return json.loads(path.read_text())
