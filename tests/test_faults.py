@@ -200,6 +200,15 @@ def test_a_relaunch_may_change_how_it_runs_and_says_so(store, run):
     assert load_run_config(run).train.log_every == 1  # config.yaml says what ran
 
 
+def test_a_moved_store_may_resume_a_changed_one_may_not(store, run, tmp_path):
+    moved = shutil.copytree(store, tmp_path / "moved")
+    fit(moved, run)  # the same content elsewhere
+    changed = Path(shutil.copytree(store, tmp_path / "changed"))
+    mean = np.load(changed / "normalize_mean.npz")
+    np.savez(changed / "normalize_mean.npz", **{k: mean[k] + (k == "2m_temperature") for k in mean.files})
+    with pytest.raises(ConfigError, match="run.json statistics"):
+        fit(changed, run)
+
 def test_resume_false_never_overwrites_checkpoints(store, run):
     before = snapshot(run / "checkpoints")
     with pytest.raises(ConfigError, match="train.resume=false"):
@@ -665,3 +674,4 @@ def test_a_real_full_disk_during_a_checkpoint(store, small_disk):
         checkpointing.save = original
     assert checkpointing.checkpoint_steps(run_dir / "checkpoints") == [2]
     assert checkpointing.problem(run_dir / "checkpoints", 2) is None
+

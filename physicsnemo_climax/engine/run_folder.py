@@ -36,8 +36,9 @@ logger = logging.getLogger(__name__)
 
 RUN_JSON = "run.json"
 LOCK = ".lock"
-#: Config keys (and sections) a relaunch may change.
-FREE = ("run_dir", "eval", "generation", "train.progress", "train.log_every", "train.val_every",
+#: Config keys (and sections) a relaunch may change. ``data.root`` may move: the
+#: store's content is compared through ``run.json`` (statistics, grid, variables).
+FREE = ("run_dir", "data.root", "eval", "generation", "train.progress", "train.log_every", "train.val_every",
         "train.val_batches", "train.ckpt_every", "train.keep_checkpoints", "train.num_workers", "train.loader",
         "train.tensorboard", "train.mlflow", "train.fallback", "train.resume", "train.precision", "train.fused",
         "train.compile", "train.fsdp", "train.grad_checkpointing", "train.deterministic")
@@ -154,7 +155,7 @@ def relaunch_changes(run_dir: str | Path, record: RunRecord, plan: RunPlan) -> d
     changes = {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
     saved_info = read_run_record(run_dir)
     changes.update({f"run.json {k}": ["(differs)", "(differs)"] for k in record.info
-                    if k in saved_info and saved_info[k] != record.info[k]})
+                    if k in saved_info and k != "data_root" and saved_info[k] != record.info[k]})
     fixed = {k: v for k, v in changes.items() if not (k == "run_dir" or k.startswith(FREE))}
     if fixed:
         listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(fixed.items())[:8])
