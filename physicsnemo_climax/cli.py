@@ -220,14 +220,13 @@ def evaluate(args: argparse.Namespace) -> None:
 def forecast(args: argparse.Namespace) -> None:
     """Forecast from a NetCDF initial condition to a NetCDF file."""
     from .data.sources import open_file
-    from .files import atomic_path
+    from .files import write_netcdf
     from .forecasting import Run, forecast as run_forecast
 
     run = Run.load(args.run)
     with open_file(args.input) as ic:
         out = run_forecast(run, ic.load(), args.lead, regrid_method=args.regrid, nan_policy=args.nan_policy)
-    with atomic_path(args.output) as tmp:  # an existing output stays intact if writing fails
-        out.to_netcdf(tmp)
+    write_netcdf(args.output, out)  # an existing output stays intact if writing fails
     print(f"wrote {args.output}: {list(out.data_vars)} at leads {list(args.lead)}")
 
 

@@ -2,7 +2,8 @@
 """Writing files so that a failure never leaves half a file or destroys the old one.
 
 What this package writes for a user (forecasts, scorecards, plots, converted
-checkpoints, run records, generation output) goes through :func:`atomic_path`:
+checkpoints, run records, generation output) goes through :func:`atomic_path`
+(NetCDF through :func:`write_netcdf`):
 the content goes to a hidden file beside the target, renamed over it only
 when complete. On failure the partial file is removed, the old target is
 intact, and an :class:`~.errors.OutputError` names the target and, when the
@@ -14,11 +15,14 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+import xarray as xr
 
 from .errors import ClimaxError, OutputError
 
@@ -56,6 +60,27 @@ def write_atomic(target: str | Path, text: str) -> Path:
     """Write ``text`` to ``target`` atomically."""
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+    return Path(target)
+
+
+def write_netcdf(target: str | Path, root: xr.Dataset, groups: dict[str, xr.Dataset] | None = None,
+                 encoding: dict | None = None) -> Path:
+    """Write a NetCDF-4 file, with optional groups, atomically.
+
+    The file is built in memory (h5netcdf) and written to disk with Python's
+    own I/O. Reason: when a write to disk fails (a full disk), the netCDF and
+    HDF5 C libraries leave a state that crashes the process (at exit, or at
+    once); in memory they cannot fail that way, and the disk write then fails
+    with a plain ``OSError`` that :func:`atomic_path` reports.
+    """
+    with atomic_path(target) as tmp:
+        buffer = io.BytesIO()
+        if groups:
+            tree = xr.DataTree.from_dict({"/": root, **{f"/{name}": ds for name, ds in groups.items()}})
+            tree.to_netcdf(buffer, engine="h5netcdf")
+        else:
+            root.to_netcdf(buffer, engine="h5netcdf", encoding=encoding)
+        tmp.write_bytes(buffer.getbuffer())
     return Path(target)
 
 

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """CorrDiff stages, generation, scores and the forecast -> downscale pipeline, on tiny models."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -177,14 +179,13 @@ def test_generation_bad_input_is_named(mini, stages, tmp_path):
 
 def test_an_interrupted_write_leaves_no_file(mini, stages, tmp_path, monkeypatch):
     reg, res = stages
-    original = xr.Dataset.to_netcdf
+    original = Path.write_bytes
 
-    def failing(self, path=None, mode="w", group=None, **kwargs):
-        if group == "prediction":
-            raise KeyboardInterrupt
-        return original(self, path, mode=mode, group=group, **kwargs)
+    def failing(self, data):
+        original(self, bytes(data)[: len(data) // 2])  # half the file is on disk when the write stops
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(xr.Dataset, "to_netcdf", failing)
+    monkeypatch.setattr(Path, "write_bytes", failing)
     with pytest.raises(KeyboardInterrupt):
         generation.generate(generation_config(mini, reg, res, tmp_path / "out.nc"))
     assert list(tmp_path.iterdir()) == []

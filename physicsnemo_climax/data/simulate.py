@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..files import write_netcdf
 from ..grid import regular_grid
 
 # Held & Suarez (1994) constants, SI units.
@@ -668,6 +669,6 @@ def _write_files(ds: xr.Dataset, folder: Path) -> list[str]:
         for year, part in ds[name].groupby("time.year"):
             rel = f"{name}/{name}_{year}_5.625deg.nc"
             encoding = {name: dict(zlib=True, complevel=1)}
-            part.to_dataset().assign_attrs(ds.attrs).to_netcdf(folder / rel, engine="netcdf4", encoding=encoding)
+            write_netcdf(folder / rel, part.to_dataset().assign_attrs(ds.attrs), encoding=encoding)
             files.append(rel)
     return files

@@ -31,7 +31,7 @@ import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
 from ..engine.checks import ConfigError
-from ..files import atomic_path, write_atomic
+from ..files import write_atomic, write_netcdf
 from .domain import Domain, upsample
 
 
@@ -324,13 +324,11 @@ def write_mini_file(path, stats_path, samples: int = 8, shape=(64, 64), factor: 
         coarse[name] = block_mean(fine[name], factor)
     root = xr.Dataset({"time": ("sample", np.arange(samples) * np.timedelta64(1, "h") + np.datetime64("2020-01-01")),
                        "coord": (("sample", "xy"), coords)})
-    with atomic_path(path) as tmp:
-        root.to_netcdf(tmp, mode="w")
-        for group, names, source, dims in (("input", inputs, coarse, ("sample", "y_lr", "x_lr")),
-                                           ("output", outputs, fine, ("sample", "y", "x")),
-                                           ("invariant", invariants, inv, ("y_inv", "x_inv"))):
-            xr.Dataset({n: (dims, np.asarray(source[n], np.float32)) for n in names}).to_netcdf(
-                tmp, mode="a", group=group)
+    write_netcdf(path, root, {group: xr.Dataset({n: (dims, np.asarray(source[n], np.float32)) for n in names})
+                              for group, names, source, dims in (
+                                  ("input", inputs, coarse, ("sample", "y_lr", "x_lr")),
+                                  ("output", outputs, fine, ("sample", "y", "x")),
+                                  ("invariant", invariants, inv, ("y_inv", "x_inv")))})
     stats = {group: {n: {"mean": float(np.mean(src[n])), "std": float(np.std(src[n]))} for n in names}
              for group, names, src in (("input", inputs, coarse), ("output", outputs, fine),
                                        ("invariant", invariants, inv))}

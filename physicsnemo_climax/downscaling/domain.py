@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..files import atomic_path, write_atomic
+from ..files import write_atomic, write_netcdf
 
 DOMAIN_FILE = "domain.json"
 ARRAYS_FILE = "domain.nc"
@@ -184,8 +184,7 @@ class Domain:
         if self.invariants is not None:
             arrays.update({v: (("y", "x"), a) for v, a in zip(self.invariant_variables, self.invariants)})
         if arrays:
-            with atomic_path(folder / ARRAYS_FILE) as tmp:
-                xr.Dataset(arrays).to_netcdf(tmp)
+            write_netcdf(folder / ARRAYS_FILE, xr.Dataset(arrays))
         write_atomic(folder / DOMAIN_FILE, json.dumps(meta, indent=1))
 
     @classmethod

@@ -29,7 +29,7 @@ import torch
 import xarray as xr
 from omegaconf import DictConfig
 
-from ..files import atomic_path
+from ..files import write_netcdf
 from ..engine.distributed import setup_distributed
 from ..engine.plan import resolve
 from . import models
@@ -141,12 +141,8 @@ def write_output(path: str | Path, domain: Domain, times, inputs: np.ndarray, me
     }
     if truth is not None:
         groups["truth"] = {v: (("time", "y", "x"), truth[:, k]) for k, v in enumerate(domain.output_variables)}
-    with atomic_path(path) as tmp:
-        root.to_netcdf(tmp, mode="w")
-        for name, variables in groups.items():
-            xr.Dataset({k: (d, np.asarray(a, np.float32)) for k, (d, a) in variables.items()}).to_netcdf(
-                tmp, mode="a", group=name)
-    return path
+    return write_netcdf(path, root, {name: xr.Dataset({k: (d, np.asarray(a, np.float32)) for k, (d, a) in
+                                                      variables.items()}) for name, variables in groups.items()})
 
 
 def checkpoint_domain(path: str | Path) -> Domain | None:
