@@ -26,6 +26,7 @@ import pytest
 import torch
 import xarray as xr
 from era5_files import write_era5
+from omegaconf import OmegaConf
 
 from physicsnemo_climax import cli
 from physicsnemo_climax.config import load_config, load_run_config
@@ -208,6 +209,14 @@ def test_a_moved_store_may_resume_a_changed_one_may_not(store, run, tmp_path):
     np.savez(changed / "normalize_mean.npz", **{k: mean[k] + (k == "2m_temperature") for k in mean.files})
     with pytest.raises(ConfigError, match="run.json statistics"):
         fit(changed, run)
+
+def test_a_run_from_an_older_version_resumes(store, run):
+    """Keys a newer version adds to the config are not changes of the run."""
+    saved = load_run_config(run)
+    del saved.task["package"]
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    fit(store, run)
+    assert json.loads((run / "run.json").read_text())["history"][0]["changed"] == {}
 
 def test_resume_false_never_overwrites_checkpoints(store, run):
     before = snapshot(run / "checkpoints")
@@ -564,12 +573,14 @@ def test_kill_9_during_generation_leaves_no_half_file(tmp_path):
                         "generation.inference_mode=regression", "generation.num_ensembles=1",
                         "generation.seed_batch_size=1", "generation.times=null", "generation.max_times=1",
                         f"generation.io.output_filename={output}"]
-    kill_self_at("xarray:Dataset.to_netcdf", "len(_calls) == 2", f"""
+    half_then_kill = "args[0].name.startswith('.out') and (args[0].open('wb').write(bytes(args[1])[:999]) or True)"
+    kill_self_at("pathlib:Path.write_bytes", half_then_kill, f"""
         from physicsnemo_climax.config import load_config
         from physicsnemo_climax.downscaling.generation import generate
         generate(load_config({overrides!r}, "config_generate_hrrr_mini"))
-    """, tmp_path)  # the root group is written, the first data group is not
+    """, tmp_path)  # killed with part of the new file on disk
     assert output.read_bytes() == b"an earlier generation"
+    assert sorted(p.name for p in tmp_path.glob("out*")) == ["out.nc"]  # only a hidden partial file is left
 
 
 # ------------------------------------------------------------------ outputs
@@ -673,4 +684,5 @@ def test_a_real_full_disk_during_a_checkpoint(store, small_disk):
         checkpointing.save = original
     assert checkpointing.checkpoint_steps(run_dir / "checkpoints") == [2]
     assert checkpointing.problem(run_dir / "checkpoints", 2) is None
+
 

@@ -152,7 +152,8 @@ def relaunch_changes(run_dir: str | Path, record: RunRecord, plan: RunPlan) -> d
     if not checkpoint_steps(run_dir / "checkpoints") or not saved_path.exists() or not (run_dir / RUN_JSON).exists():
         return {}  # nothing trained yet: the new launch starts the run
     old, new = flat(OmegaConf.load(saved_path)), flat(plan.applied(record.cfg))
-    changes = {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    # keys the saved config lacks came with a newer version of this package: not a change
+    changes = {k: [old[k], new.get(k)] for k in sorted(old) if old[k] != new.get(k)}
     saved_info = read_run_record(run_dir)
     changes.update({f"run.json {k}": ["(differs)", "(differs)"] for k in record.info
                     if k in saved_info and k != "data_root" and saved_info[k] != record.info[k]})
