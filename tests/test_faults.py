@@ -346,29 +346,20 @@ def test_a_crash_between_the_files_of_a_save_keeps_the_previous_checkpoint(store
 
 
 @pytest.mark.slow
-def test_kill_9_during_a_checkpoint_save_then_resume(store, tmp_path):
+@pytest.mark.parametrize("target, when", [
+    ("os:replace", "str(args[1]).endswith('checkpoint.0.4.pt')"),  # inside checkpoint 4's save
+    ("physicsnemo_climax.forecasting.training:forecast_loss", "len(_calls) == 3"),  # inside step 3
+], ids=["checkpoint_save", "training_step"])
+def test_kill_9_during_training_then_resume(store, tmp_path, target, when):
     run_dir = tmp_path / "run"
-    kill_self_at("os:replace", "str(args[1]).endswith('checkpoint.0.4.pt')", f"""
-        from physicsnemo_climax.config import load_config
-        from physicsnemo_climax.tasks import train
-        train(load_config({settings(store, run_dir)!r}))
-    """, tmp_path)
-    assert checkpointing.checkpoint_steps(run_dir / "checkpoints") == [2]
-    fit(store, run_dir)  # the stale lock of the killed process is taken over
-    assert checkpointing.checkpoint_steps(run_dir / "checkpoints") == [2, 4]
-
-
-@pytest.mark.slow
-def test_kill_9_during_a_training_step_then_resume(store, tmp_path):
-    run_dir = tmp_path / "run"
-    kill_self_at("physicsnemo_climax.forecasting.training:forecast_loss", "len(_calls) == 3", f"""
+    kill_self_at(target, when, f"""
         from physicsnemo_climax.config import load_config
         from physicsnemo_climax.tasks import train
         train(load_config({settings(store, run_dir)!r}))
     """, tmp_path)
     assert checkpointing.checkpoint_steps(run_dir / "checkpoints") == [2]
     assert (run_dir / ".lock").exists()  # left by the killed process
-    fit(store, run_dir)
+    fit(store, run_dir)  # and taken over
     assert checkpointing.checkpoint_steps(run_dir / "checkpoints") == [2, 4]
 
 
