@@ -31,6 +31,10 @@ class CheckpointError(ClimaxError):
     """No usable checkpoint where one is needed, or one that cannot be written."""
 
 
+class CheckpointMismatch(CheckpointError, ValueError):
+    """A checkpoint whose weights do not fit the model (other shapes or keys)."""
+
+
 class OutputError(ClimaxError, OSError):
     """An output that could not be written (the previous file, if any, is intact)."""
 

@@ -278,6 +278,13 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(store, run, pa
     assert (run / "checkpoints" / "skipped").is_dir()  # kept, not deleted
 
 
+def test_forecasts_use_the_newest_intact_model_file(run):
+    folder = run / "checkpoints"
+    damage(checkpointing.files_of(folder, 4)["state"], "flip")  # the optimizer state is not needed here
+    assert checkpointing.model_file(folder) == checkpointing.files_of(folder, 4)["model"]
+    damage(checkpointing.files_of(folder, 4)["model"], "flip")
+    assert checkpointing.model_file(folder) == checkpointing.files_of(folder, 2)["model"]
+
 def test_no_usable_checkpoint_stops_instead_of_starting_fresh(store, run):
     for step in (2, 4):
         damage(checkpointing.files_of(run / "checkpoints", step)["state"], "flip")

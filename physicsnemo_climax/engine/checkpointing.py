@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from physicsnemo.utils.checkpoint import load_checkpoint, save_checkpoint
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, CheckpointMismatch
 from ..files import failure, sha256
 
 logger = logging.getLogger(__name__)
@@ -59,10 +59,10 @@ def files_of(folder: str | Path, step: int) -> dict[str, Path]:
 
 
 
-def problem(folder: str | Path, step: int) -> str | None:
-    """Why checkpoint ``step`` cannot be used (a file missing or damaged), or ``None``."""
+def problem(folder: str | Path, step: int, parts: tuple[str, ...] = ("model", "state")) -> str | None:
+    """Why the ``parts`` of checkpoint ``step`` cannot be used (a file missing or damaged), or ``None``."""
     files = files_of(folder, step)
-    for part in ("model", "state"):
+    for part in parts:
         if not files[part].exists():
             return f"its {part} file {files[part].name} is missing"
     if not files["checksums"].exists():
@@ -71,7 +71,10 @@ def problem(folder: str | Path, step: int) -> str | None:
         expected = json.loads(files["checksums"].read_text())
     except (OSError, ValueError):
         return f"its checksum file {files['checksums'].name} is unreadable"
+    wanted = {files[part].name for part in parts}
     for name, digest in expected.items():
+        if name not in wanted:
+            continue
         path = Path(folder) / name
         if not path.exists():
             return f"{name} is missing"
@@ -81,7 +84,8 @@ def problem(folder: str | Path, step: int) -> str | None:
 
 
 def model_file(folder: str | Path, step: int | None = None) -> Path:
-    """The ``.mdlus`` of checkpoint ``step``, default the newest one whose files are intact.
+    """The ``.mdlus`` of checkpoint ``step``, default the newest one whose model file is intact
+    (the training state, not needed here, is not read).
 
     Raises
     ------
@@ -92,7 +96,7 @@ def model_file(folder: str | Path, step: int | None = None) -> Path:
     if not steps:
         raise FileNotFoundError(f"no checkpoint in {folder}")
     for candidate in reversed(steps):
-        why = problem(folder, candidate)
+        why = problem(folder, candidate, parts=("model",))
         if why is None:
             return files_of(folder, candidate)["model"]
         logger.warning("checkpoint %s in %s is not used: %s", candidate, folder, why)
@@ -150,7 +154,7 @@ def load(folder, model, optimizer=None, scheduler=None, scaler=None, device="cpu
 
     Raises
     ------
-    ValueError
+    CheckpointMismatch
         If the saved model does not fit ``model`` (every checkpoint of the
         run would fail alike), listing the keys.
     CheckpointError
@@ -163,7 +167,7 @@ def load(folder, model, optimizer=None, scheduler=None, scaler=None, device="cpu
         if why is None:
             try:
                 return step, _load_step(folder, step, model, optimizer, scheduler, scaler, device)
-            except ValueError:
+            except CheckpointMismatch:  # every checkpoint of the run would fail alike: no fallback
                 raise
             except Exception as err:  # unreadable, truncated or refused by weights_only
                 why = f"it does not load ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
@@ -189,7 +193,7 @@ def _load_step(folder: Path, step: int, model, optimizer, scheduler, scaler, dev
         model.load(str(files["model"]))
     except RuntimeError as err:
         if "state_dict" in str(err) or "size mismatch" in str(err):
-            raise ValueError(f"checkpoint in {folder} does not fit this model: {err}") from err
+            raise CheckpointMismatch(f"checkpoint in {folder} does not fit this model: {err}") from err
         raise
     state = torch.load(files["state"], map_location=device, weights_only=True)
     for part, name in ((optimizer, "optimizer"), (scheduler, "scheduler"), (scaler, "scaler")):

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..data import ShardStore
+from ..data.store import Shard
 from ..models import GridRegion
 from .report import Case, write_report
 from .rollout import forecast_steps, model_steps
@@ -64,11 +65,12 @@ class ClimatologyReference:
         return self.fields[[int((d - d.astype("datetime64[Y]")) // np.timedelta64(1, "D")) for d in stamps]]
 
 
-def forecasts(run: Run, store: ShardStore, split: str, chunk: list[tuple[int, int]], scored: list[str],
+def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int, int]], scored: list[str],
               plans: dict[float, list[float]], climatology: ClimatologyReference, region: GridRegion,
               ) -> Iterator[tuple[float, torch.Tensor, Verification]]:
-    """``(lead, forecast, verification)`` of each lead from the initial times ``chunk`` (physical units, CPU)."""
-    variables, shards, step = run.info["variables"], store.shards(split), store.hours_per_step
+    """``(lead, forecast, verification)`` of each lead from the initial times ``chunk`` of ``shards``
+    (``step`` hours apart), in physical units, on the CPU."""
+    variables = run.info["variables"]
     x = torch.stack([torch.as_tensor(shards[s].read(variables, t)) for s, t in chunk])
     mean_x, std_x = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(variables))
     mean_y, std_y = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(scored))
@@ -98,10 +100,11 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     inits = initial_conditions(store, e.split, int(round(max(leads) / store.hours_per_step)), e.max_samples)
     region = run.region.to("cpu")  # regional runs are scored on their region
     climatology = ClimatologyReference(store, e.split, scored, region, e.get("climatology", "time_mean"))
-    scorer, case = Scorer(scored), None
+    scorer, case, shards = Scorer(scored), None, store.shards(e.split)  # opened once for every chunk
     for start in range(0, len(inits), e.batch_size):
         chunk = inits[start : start + e.batch_size]
-        for lead, forecast, verification in forecasts(run, store, e.split, chunk, scored, plans, climatology, region):
+        for lead, forecast, verification in forecasts(run, shards, store.hours_per_step, chunk, scored, plans,
+                                                      climatology, region):
             scorer.add(lead, forecast, verification)
             if case is None and start <= e.case < start + len(chunk) and lead == map_lead(leads):
                 i = e.case - start
