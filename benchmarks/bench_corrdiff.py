@@ -190,7 +190,7 @@ def main() -> None:
             train_times[name].append(time.perf_counter() - start)
     median = {name: sorted(v)[len(v) // 2] for name, v in train_times.items()}
     print(f"\ntraining: batch {args.batch}, median of {args.train_steps} steps after {args.warmup} warm-up, "
-          f"AdamW ({fused}){', channels_last' if channels_last else ''}")
+          f"AdamW ({plan.fused}){', channels_last' if channels_last else ''}")
     print(f"{'stage':18s} {'params':>8s} {'s/step':>8s} {'samples/s':>10s}")
     for name, net in nets.items():
         print(f"{name:18s} {params(net) / 1e6:7.2f}M {median[name]:8.3f} {args.batch / median[name]:10.2f}")

@@ -81,12 +81,12 @@ class TrainingReport:
             self.bar.update(1)
 
     def train(self, step: int, loss: float, lr: float) -> None:
-        """Log the mean loss since the last report, the learning rate and the throughput."""
+        """Log the mean loss since the last report, the learning rate and the throughput (samples/s)."""
         seconds = max(self._clock() - self._since, 1e-9)
         rate = self.samples_per_step * self._steps / seconds
         self._since, self._steps = self._clock(), 0
         if self.sink is not None:
-            self.sink.log({"train/loss": loss, "train/lr": lr}, step)
+            self.sink.log({"train/loss": loss, "train/lr": lr, "train/samples_per_s": rate}, step)
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
 
