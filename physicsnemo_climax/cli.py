@@ -69,15 +69,32 @@ def data_prepare(args: argparse.Namespace) -> None:
 
     splits = {name: years for name, years in
               (("train", args.train), ("val", args.val), ("test", args.test)) if years}
+    if args.grid != ["native"] and (len(args.grid) != 2 or not all(g.isdigit() for g in args.grid)):
+        raise ValueError(f"--grid {' '.join(args.grid)}: give H W (e.g. --grid 32 64) or --grid native")
     config = PrepareConfig(
         inputs=args.inputs, variables=args.variables.split(","), splits=splits,
-        grid=tuple(args.grid), method=args.method, hours_per_step=args.hours_per_step,
+        grid="native" if args.grid == ["native"] else tuple(int(g) for g in args.grid), region=args.region,
+        storage_options=dict(_key_value(item, "--storage-option") for item in args.storage_option or []),
+        grib_step=args.grib_step, method=args.method, hours_per_step=args.hours_per_step,
         shards_per_year=args.shards_per_year,
         name_map=dict(item.split("=", 1) for item in args.name_map or []),
         scales={k: float(v) for k, v in (item.split("=", 1) for item in args.scale or [])},
         nan_policy=args.nan_policy, day_of_year_climatology=args.day_of_year,
     )
     print(f"wrote {prepare(config, args.out)}")
+
+
+def _key_value(item: str, option: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as JSON when it is (``anon=true``, ``timeout=30``), else as text."""
+    import json
+
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"{option} {item!r}: write KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def data_stats(args: argparse.Namespace) -> None:
@@ -153,15 +170,24 @@ def _add_data_commands(commands) -> None:
     data = commands.add_parser("data", help="prepare and inspect weather data").add_subparsers(
         dest="data_command", required=True)
 
-    p = data.add_parser("prepare", help="raw ERA5/WeatherBench/CMIP6 files -> shard store")
-    p.add_argument("inputs", nargs="+", help="NetCDF files, Zarr folders or glob patterns")
+    p = data.add_parser("prepare", help="ERA5 (CDS GRIB/NetCDF, ARCO, WeatherBench 2), CMIP6 -> shard store")
+    p.add_argument("inputs", nargs="+",
+                   help="NetCDF or GRIB files, Zarr folders, glob patterns, or URLs (gs://, s3://, https://, ...)")
     p.add_argument("--out", required=True, help="new store folder")
     p.add_argument("--variables", required=True,
                    help="comma-separated ClimaX names, e.g. 2m_temperature,geopotential_500")
-    p.add_argument("--train", required=True, help="training years, e.g. 1979-2015")
-    p.add_argument("--val", help="validation years")
-    p.add_argument("--test", help="test years")
-    p.add_argument("--grid", type=int, nargs=2, default=(32, 64), metavar=("H", "W"))
+    p.add_argument("--train", required=True,
+                   help="training period: years (1979-2015, 2016) or days (2019-03-01:2019-03-24, or with /)")
+    p.add_argument("--val", help="validation period (same forms)")
+    p.add_argument("--test", help="test period (same forms)")
+    p.add_argument("--grid", nargs="+", default=["32", "64"], metavar="H W | native",
+                   help="global regular H x W (regridded), or native: the source's own grid")
+    p.add_argument("--region", type=float, nargs=4, metavar=("LAT0", "LAT1", "LON0", "LON1"),
+                   help="crop the native grid to this box (east from LON0 to LON1)")
+    p.add_argument("--storage-option", nargs="*", metavar="KEY=VALUE",
+                   help="fsspec options for URLs (public buckets are read anonymously), e.g. token=/path/key.json")
+    p.add_argument("--grib-step", type=float, metavar="HOURS",
+                   help="the forecast step to take from GRIB files with several steps")
     p.add_argument("--method", choices=["conservative", "bilinear"], default="conservative")
     p.add_argument("--hours-per-step", type=int, default=6)
     p.add_argument("--shards-per-year", type=int, default=4)

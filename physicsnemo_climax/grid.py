@@ -19,3 +19,56 @@ def regular_grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     lat = -90.0 + (np.arange(h) + 0.5) * 180.0 / h
     lon = np.arange(w) * 360.0 / w
     return lat, lon
+
+
+def native_axes(lat: np.ndarray, lon: np.ndarray, region=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A source's own grid in the store's order, optionally cropped to a box.
+
+    Latitudes go south to north; longitudes increase without a jump, so a
+    box that crosses 0 deg reads ``-10 .. 30`` and one that crosses 180 deg
+    ``170 .. 190`` (a box that crosses neither keeps the source's values).
+
+    Parameters
+    ----------
+    lat, lon : np.ndarray
+        The source's coordinates ``[H_in]``, ``[W_in]`` (any order, longitudes
+        in ``[0, 360)`` or ``[-180, 180)``).
+    region : sequence of 4 floats, optional
+        ``lat0, lat1, lon0, lon1`` (degrees); the box runs east from ``lon0`` to ``lon1``.
+
+    Returns
+    -------
+    lat_index, lon_index : np.ndarray
+        Positions in ``lat``, ``lon`` of the kept points, in the store's order.
+    lat_out, lon_out : np.ndarray
+        The store's coordinates ``[H]``, ``[W]``.
+
+    Raises
+    ------
+    ValueError
+        When the box reaches beyond the source's grid (saying both extents).
+    """
+    lat, lon = np.asarray(lat, float), np.asarray(lon, float)
+    lat_index = np.argsort(lat)
+    if region is None:
+        lon_index = np.argsort(lon)
+        return lat_index, lon_index, lat[lat_index], lon[lon_index]
+    lat0, lat1, lon0, lon1 = (float(v) for v in region)
+    dlat = np.median(np.abs(np.diff(np.sort(lat)))) if lat.size > 1 else 0.0
+    south, north = min(lat0, lat1), max(lat0, lat1)
+    extent = f"the grid spans lat {lat.min():g}..{lat.max():g}, lon {lon.min():g}..{lon.max():g}"
+    if south < lat.min() - dlat / 2 - 1e-9 or north > lat.max() + dlat / 2 + 1e-9:
+        raise ValueError(f"region {list(region)} reaches beyond the grid: {extent}")
+    lat_index = lat_index[(lat[lat_index] >= south - 1e-9) & (lat[lat_index] <= north + 1e-9)]
+    width = (lon1 - lon0) % 360 or 360.0
+    east = (lon % 360 - lon0 % 360) % 360  # degrees east of the box's western edge
+    inside = np.flatnonzero(east <= width + 1e-9)
+    lon_index = inside[np.argsort(east[inside], kind="stable")]
+    dlon = np.median(np.diff(np.sort(lon % 360))) if lon.size > 1 else 360.0
+    if lat_index.size == 0 or lon_index.size < round(width / dlon) - 1 + (width < 360):
+        raise ValueError(f"region {list(region)} reaches beyond the grid: {extent}")
+    out = lon[lon_index]
+    if np.any(np.diff(out) <= 0):  # the box wraps around the source's seam: unwrap east of its first point
+        out = out[0] + east[lon_index] - east[lon_index[0]]
+        out = out - 360 if out[0] >= 180 else out
+    return lat_index, lon_index, lat[lat_index], out

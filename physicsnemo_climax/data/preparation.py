@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import DataError
 from ..files import atomic_path, sha256
-from ..grid import regular_grid
+from ..grid import native_axes, regular_grid
 from .regrid import regrid_weights
 from .sources import Catalogue, split_name
 from .stats import Climatology, Moments
@@ -31,32 +33,56 @@ logger = logging.getLogger(__name__)
 LATITUDE_FIELD = "lattitude"
 
 
+#: The forms a split's period may take, for the error that shows them.
+PERIOD_FORMS = ("2016 (a year)", "1979-2015 (years)", "2019-03-01:2019-03-24 or 2019-03-01/2019-03-24 "
+                "(days, both included)")
+
+
 def parse_periods(spec) -> list[list[str]]:
     """Split periods, each within one calendar year, as ``[start, end)`` ISO dates.
 
     Years (``"1979-2015"``, ``2016``) or date ranges with inclusive ends
-    (``"2000-01-01:2000-09-30"``), alone or in a list.
+    (``"2000-01-01:2000-09-30"``, or with ``/`` as the CDS writes them), alone
+    or in a list.
+
+    Raises
+    ------
+    ValueError
+        For any other text, showing the accepted forms.
     """
     items = spec if isinstance(spec, (list, tuple)) else [spec]
     periods: list[tuple[np.datetime64, np.datetime64]] = []
     for item in items:
-        text = str(item)
-        if ":" in text:
-            lo, hi = (np.datetime64(v.strip(), "D") for v in text.split(":"))
-            hi = hi + np.timedelta64(1, "D")
-            if hi <= lo:
-                raise ValueError(f"empty date range {text!r}")
-            while lo < hi:  # cut at year boundaries
-                next_year = (lo.astype("datetime64[Y]") + 1).astype("datetime64[D]")
-                periods.append((lo, min(hi, next_year)))
-                lo = min(hi, next_year)
-        elif "-" in text:
-            first, last = (int(v) for v in text.split("-"))
-            periods += [(np.datetime64(f"{y}-01-01"), np.datetime64(f"{y + 1}-01-01")) for y in range(first, last + 1)]
-        else:
-            y = int(text)
-            periods.append((np.datetime64(f"{y}-01-01"), np.datetime64(f"{y + 1}-01-01")))
+        text = str(item).strip()
+        days = re.fullmatch(r"(\d{4}-\d{2}-\d{2})\s*[:/]\s*(\d{4}-\d{2}-\d{2})", text)
+        years = re.fullmatch(r"(\d{4})(?:\s*-\s*(\d{4}))?", text)
+        try:
+            if days:
+                periods += _day_periods(np.datetime64(days.group(1), "D"), np.datetime64(days.group(2), "D"), text)
+            elif years:
+                first, last = int(years.group(1)), int(years.group(2) or years.group(1))
+                if last < first:
+                    raise ValueError("the last year is before the first")
+                periods += [(np.datetime64(f"{y}-01-01"), np.datetime64(f"{y + 1}-01-01"))
+                            for y in range(first, last + 1)]
+            else:
+                raise ValueError("not a year, a range of years or a range of days")
+        except ValueError as err:
+            raise ValueError(f"period {text!r}: {err}; write it as one of: {'; '.join(PERIOD_FORMS)}") from None
     return [[str(lo), str(hi)] for lo, hi in sorted(set(periods))]
+
+
+def _day_periods(lo: np.datetime64, last: np.datetime64, text: str) -> list[tuple[np.datetime64, np.datetime64]]:
+    """``[lo, last + 1 day)`` cut at year boundaries."""
+    hi = last + np.timedelta64(1, "D")
+    if hi <= lo:
+        raise ValueError("empty date range (the end is before the start)")
+    periods = []
+    while lo < hi:
+        next_year = (lo.astype("datetime64[Y]") + 1).astype("datetime64[D]")
+        periods.append((lo, min(hi, next_year)))
+        lo = min(hi, next_year)
+    return periods
 
 
 @dataclass
@@ -73,8 +99,12 @@ class PrepareConfig:
         Split -> years or date ranges, e.g. ``{"train": "1979-2015", "val": 2016,
         "test": "2017-2018"}`` or ``{"train": "2000-01-01:2000-08-31", ...}``
         (see :func:`parse_periods`).
-    grid : tuple of int
-        Target ``(H, W)`` in the convention of :mod:`physicsnemo_climax.grid`.
+    grid : tuple of int, or "native"
+        Target ``(H, W)`` in the convention of :mod:`physicsnemo_climax.grid`
+        (global, regridded), or ``"native"``: the source's own points, regional
+        boxes included (latitudes south to north, longitudes without a jump).
+    region : list of 4 floats, optional
+        ``[lat0, lat1, lon0, lon1]``: crop the native grid to this box.
     method : {"conservative", "bilinear"}
         Regridding.
     hours_per_step : int
@@ -89,12 +119,17 @@ class PrepareConfig:
         NaNs are an error, or (when asked) filled with the field's mean.
     day_of_year_climatology : bool
         Also write ``{split}/climatology_doy.npz``.
+    storage_options : dict
+        fsspec options for URL inputs (public buckets are read anonymously).
+    grib_step : float, optional
+        Hours: the forecast step to take from GRIB files with several steps.
     """
 
     inputs: list[str]
     variables: list[str]
     splits: dict
-    grid: tuple[int, int] = (32, 64)
+    grid: tuple[int, int] | str = (32, 64)
+    region: list | None = None
     method: str = "conservative"
     hours_per_step: int = 6
     shards_per_year: int = 4
@@ -102,11 +137,19 @@ class PrepareConfig:
     scales: dict = field(default_factory=dict)
     nan_policy: str = "raise"
     day_of_year_climatology: bool = False
+    storage_options: dict = field(default_factory=dict)
+    grib_step: float | None = None
 
     def __post_init__(self):
         self.inputs = [str(p) for p in self.inputs]
         self.variables = list(self.variables)
-        self.grid = tuple(int(g) for g in self.grid)
+        if self.grid != "native":
+            self.grid = tuple(int(g) for g in self.grid)
+        if self.region is not None:
+            self.region = [float(v) for v in self.region]
+            if self.grid != "native" or len(self.region) != 4:
+                raise ValueError(f"region {self.region}: a box lat0 lat1 lon0 lon1 crops the native grid "
+                                 "(grid 'native', --grid native); a global grid is not cropped")
         self.splits = {k: parse_periods(v) for k, v in self.splits.items()}
         unknown = set(self.splits) - set(SPLITS)
         if unknown:
@@ -140,24 +183,49 @@ class Preparer:
         self.config = config
         self.out = Path(out)
         self.work = self.out.with_name(self.out.name + ".partial")
-        self.catalogue = Catalogue(config.inputs, config.name_map)
-        self.lat, self.lon = regular_grid(config.grid)
-        self.weights = regrid_weights(
-            self.catalogue.lat, self.catalogue.lon, self.lat, self.lon, config.method
-        )
+        self.catalogue = Catalogue(config.inputs, config.name_map, config.storage_options, config.grib_step)
+        if config.grid == "native":
+            try:
+                *self.index, self.lat, self.lon = native_axes(self.catalogue.lat, self.catalogue.lon, config.region)
+            except ValueError as err:
+                raise DataError(f"{config.inputs[0]}: {err}") from None
+            self.weights = None
+        else:
+            self.lat, self.lon = regular_grid(config.grid)
+            self.weights = regrid_weights(self.catalogue.lat, self.catalogue.lon, self.lat, self.lon, config.method)
+        self.shape = (self.lat.size, self.lon.size)
         self.fields = [v for v in config.variables if v != LATITUDE_FIELD]
         self.units = {LATITUDE_FIELD: "degrees_north"}
         for name in self.fields:  # fail before any work if a variable is absent
-            found = self.catalogue.locate(name)[0][0]
-            self.units[name] = found.attrs.get("units", "")
+            self.units[name] = self.catalogue.units(name)
 
     # ------------------------------------------------------------------ read
-    def _read(self, name: str, times: np.ndarray) -> np.ndarray:
-        """Regridded values ``[T, H, W]`` float32, NaN-checked."""
-        if name == LATITUDE_FIELD:
-            return np.broadcast_to(self.lat[:, None], (len(times), *self.config.grid)).astype(np.float32)
-        raw = self.catalogue.read(name, times)
+    def _read_all(self, times: np.ndarray) -> dict[str, np.ndarray]:
+        """Every variable at ``times``, ``name -> [T, H, W]``; the levels of one upper-air
+        variable are read together (a source chunk holding them all is fetched once)."""
+        groups: dict[str, list[str]] = {}
+        for name in self.config.variables:
+            base, level = split_name(name)
+            groups.setdefault(base if level is not None else name, []).append(name)
+        out = {}
+        for names in groups.values():
+            if names == [LATITUDE_FIELD]:
+                out[LATITUDE_FIELD] = np.broadcast_to(self.lat[:, None], (len(times), *self.shape)).astype(np.float32)
+                continue
+            if split_name(names[0])[1] is None:
+                raw = self.catalogue.read(names[0], times)[:, None]
+            else:
+                raw = self.catalogue.read_levels(names, times)
+            for k, name in enumerate(names):
+                out[name] = self._on_grid(name, raw[:, k], times)
+        return out
+
+    def _on_grid(self, name: str, raw: np.ndarray, times: np.ndarray) -> np.ndarray:
+        """``raw [T, H_in, W_in]`` (or ``[1, ...]`` for a constant) scaled, checked for NaN
+        and on the store's grid (regridded or cropped): ``[T, H, W]`` float32."""
         raw = raw * self.config.scales.get(split_name(name)[0], 1.0)
+        if self.weights is None:  # the native grid: the source's points (in the region), in the store's order
+            raw = raw[:, self.index[0]][:, :, self.index[1]]
         bad = np.isnan(raw)
         if bad.any():
             if self.config.nan_policy == "raise":
@@ -168,8 +236,10 @@ class Preparer:
                     f"({int(bad.sum())} values); use nan_policy='fill' to fill them"
                 )
             raw = np.where(bad, np.nanmean(raw, axis=(1, 2), keepdims=True), raw)
-        w_lat, w_lon = self.weights
-        out = w_lat @ raw.astype(np.float64) @ w_lon.T
+        out = raw
+        if self.weights is not None:
+            w_lat, w_lon = self.weights
+            out = w_lat @ raw.astype(np.float64) @ w_lon.T
         if out.shape[0] == 1 and len(times) > 1:  # constants repeat along time
             out = np.repeat(out, len(times), axis=0)
         return out.astype(np.float32)
@@ -189,7 +259,7 @@ class Preparer:
         step = np.timedelta64(self.config.hours_per_step, "h")
         for split, periods in self.config.splits.items():
             (self.work / split).mkdir(exist_ok=True)
-            clim = {v: Climatology(self.config.grid, self.config.day_of_year_climatology)
+            clim = {v: Climatology(self.shape, self.config.day_of_year_climatology)
                     for v in self.config.variables}
             covered[split] = []
             for start, end in periods:
@@ -212,9 +282,14 @@ class Preparer:
         config = json.loads(json.dumps(asdict(self.config)))
         if self.work.exists():
             previous = json.loads(stamp.read_text()) if stamp.exists() else None
+            defaults = {f.name: f.default for f in fields(PrepareConfig) if f.default is not MISSING}
+            defaults.update(storage_options={}, name_map={}, scales={})
+            if previous is not None:  # keys a newer version added keep their defaults
+                previous = {**json.loads(json.dumps(defaults)), **previous}
             if previous != config:
-                diff = {k: (previous.get(k) if previous else None, v)
-                        for k, v in config.items() if not previous or previous.get(k) != v}
+                keys = sorted(set(config) | set(previous or {}))
+                diff = {k: ((previous or {}).get(k), config.get(k)) for k in keys
+                        if (previous or {}).get(k) != config.get(k)}
                 raise StoreError(
                     f"{self.work} holds an unfinished preparation with another configuration "
                     f"(key: (previous, now)) {diff}; remove it or prepare elsewhere"
@@ -240,15 +315,14 @@ class Preparer:
             return {v: Moments(*saved[f"moments/{v}"]) for v in variables}
 
         year_moments = {v: Moments() for v in variables}
-        year_clim = {v: Climatology(self.config.grid, self.config.day_of_year_climatology)
+        year_clim = {v: Climatology(self.shape, self.config.day_of_year_climatology)
                      for v in variables}
         for i, chunk in enumerate(np.array_split(times, self.config.shards_per_year)):
             if chunk.size == 0:
                 continue
             days = (chunk.astype("datetime64[D]") - chunk.astype("datetime64[Y]")).astype(int) + 1
             arrays = {}
-            for v in variables:
-                values = self._read(v, chunk)
+            for v, values in self._read_all(chunk).items():
                 year_moments[v] = year_moments[v].merge(Moments.of(values))
                 year_clim[v].update(values, days)
                 arrays[v] = values[:, None]
@@ -287,7 +361,9 @@ class Preparer:
             "format": "climax-shards/1",
             "variables": self.config.variables,
             "hours_per_step": self.config.hours_per_step,
-            "grid": list(self.config.grid),
+            "grid": list(self.shape),
+            "grid_kind": "native" if self.config.grid == "native" else "regular",
+            "region": self.config.region,
             "splits": self.config.splits,
             "coverage": covered,
             "method": self.config.method,

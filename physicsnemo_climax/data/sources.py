@@ -1,12 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Raw gridded files (ERA5, WeatherBench, CMIP6) as one lazy catalogue.
+"""Raw gridded sources (ERA5, WeatherBench, CMIP6) as one lazy catalogue.
 
-Every file is opened lazily with xarray (NetCDF or Zarr) and its coordinates
-are given common names: ``lat``, ``lon``, ``time``, ``level`` (hPa). A
-variable is asked for by its ClimaX name, ``{name}_{level}`` for upper-air
-fields (``geopotential_500``) and ``{name}`` otherwise; the files may call it
-by its long name, its ERA5 short name or its CMIP6 name (see
+Every source (a file, a Zarr store or a URL) is opened lazily by
+:mod:`.formats`, in whatever layout it came, with the common coordinates
+``time``, ``lat``, ``lon``, ``level`` (hPa). A variable is asked for by its
+ClimaX name, ``{name}_{level}`` for upper-air fields (``geopotential_500``)
+and ``{name}`` otherwise; the sources may call it by its long name (ERA5 /
+WeatherBench 2 / ARCO), its ERA5 short name or its CMIP6 name (see
 :data:`ALIASES`), or by a name given in ``name_map``.
+
+Values are read in time blocks aligned with the source's own chunks (a chunk
+is fetched once even when two requests share it), remote blocks with retries
+and back-off, with a progress bar for remote sources.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ from __future__ import annotations
 import glob
 import logging
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from ..errors import DataError
+from .formats import is_url, open_file, open_parts  # noqa: F401  (open_file: re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -40,16 +47,15 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "total_precipitation": ("total_precipitation", "tp", "pr"),
     "toa_incident_solar_radiation": ("toa_incident_solar_radiation", "tisr"),
     "land_sea_mask": ("land_sea_mask", "lsm", "sftlf"),
-    "orography": ("orography", "z_surface", "orog"),
+    "orography": ("orography", "z_surface", "orog", "geopotential_at_surface"),
 }
 
-_COORDS = {
-    "lat": ("lat", "latitude"),
-    "lon": ("lon", "longitude"),
-    "time": ("time", "valid_time"),
-    "level": ("level", "pressure_level", "plev", "isobaricInhPa"),
-}
+#: Factors for names whose units differ from the ClimaX field's: WeatherBench 2 and
+#: ARCO-ERA5 give surface geopotential (m^2 s^-2); ClimaX's orography is in metres.
+ALIAS_SCALES = {"geopotential_at_surface": (1 / 9.80665, "m")}
 
+#: Attempts of a remote read before it fails, and the first wait (doubled each time).
+RETRIES, BACKOFF_S = 4, 0.5
 
 def split_name(name: str) -> tuple[str, int | None]:
     """``"geopotential_500" -> ("geopotential", 500)``; ``"2m_temperature" -> (.., None)``."""
@@ -57,34 +63,6 @@ def split_name(name: str) -> tuple[str, int | None]:
     if match and not name.startswith(("2m_", "10m_")):
         return match.group(1), int(match.group(2))
     return name, None
-
-
-def open_file(path: str | Path) -> xr.Dataset:
-    """Open one NetCDF file or Zarr store lazily, with common coordinate names.
-
-    Raises
-    ------
-    DataError
-        Naming the file when it cannot be opened (truncated, not NetCDF/Zarr).
-    """
-    path = Path(path)
-    is_zarr = path.is_dir() or path.suffix == ".zarr"
-    try:
-        ds = xr.open_dataset(path, engine="zarr" if is_zarr else None, chunks=None)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise DataError(f"{path}: cannot be opened as {'Zarr' if is_zarr else 'NetCDF'} ({err})") from err
-    renames = {}
-    for common, names in _COORDS.items():
-        for name in names:
-            if name in ds.variables and name != common:
-                renames[name] = common
-                break
-    ds = ds.rename(renames)
-    if "level" in ds.coords and float(ds.level.max()) > 2000:  # CMIP6 plev in Pa
-        ds = ds.assign_coords(level=ds.level / 100.0)
-    if "lat" not in ds.coords or "lon" not in ds.coords:
-        raise DataError(f"{path}: no latitude/longitude coordinates (have {list(ds.coords)})")
-    return ds
 
 
 def on_grid_of(ds: xr.Dataset, ref: xr.Dataset, path: str, ref_path: str) -> xr.Dataset:
@@ -112,31 +90,52 @@ def on_grid_of(ds: xr.Dataset, ref: xr.Dataset, path: str, ref_path: str) -> xr.
     return ds
 
 
+def expand(paths: list[str]) -> list[str]:
+    """Glob patterns to sorted files; URLs as given.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming a pattern that matches nothing.
+    """
+    files = []
+    for pattern in paths:
+        pattern = str(pattern)
+        matches = [pattern] if is_url(pattern) else sorted(glob.glob(pattern)) or (
+            [pattern] if Path(pattern).exists() else [])
+        if not matches:
+            raise FileNotFoundError(f"no input files match {pattern}")
+        files += matches
+    return files
+
+
 @dataclass
 class Catalogue:
-    """Lazily opened files, checked to share one grid.
+    """Lazily opened sources, checked to share one grid.
 
     Parameters
     ----------
     paths : list of str
-        Files, folders of Zarr, or glob patterns.
+        Files, Zarr folders, glob patterns or fsspec URLs.
     name_map : dict, optional
-        ClimaX base name -> variable name in the files, beyond :data:`ALIASES`.
+        ClimaX base name -> variable name in the sources, beyond :data:`ALIASES`.
+    storage_options : dict, optional
+        fsspec options for URLs (public buckets are read anonymously by default).
+    grib_step : float, optional
+        Hours: the forecast step to take from GRIB files with several steps.
     """
 
     paths: list[str]
     name_map: dict[str, str] | None = None
+    storage_options: dict | None = None
+    grib_step: float | None = None
+    _blocks: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
-        files = []
-        for pattern in self.paths:
-            matches = sorted(glob.glob(str(pattern))) or ([pattern] if Path(pattern).exists() else [])
-            if not matches:
-                raise FileNotFoundError(f"no input files match {pattern}")
-            files += matches
-        self.files = files
-        first = open_file(files[0])
-        self.datasets = [first] + [on_grid_of(open_file(f), first, f, files[0]) for f in files[1:]]
+        self.files = expand(self.paths)
+        opened = [(f, ds) for f in self.files for ds in open_parts(f, self.storage_options, self.grib_step)]
+        first_path, first = opened[0]
+        self.parts = [(first_path, first)] + [(f, on_grid_of(ds, first, f, first_path)) for f, ds in opened[1:]]
         self.lat = first.lat.values.astype(float)
         self.lon = first.lon.values.astype(float)
 
@@ -144,20 +143,33 @@ class Catalogue:
         extra = (self.name_map or {}).get(base)
         return ((extra,) if extra else ()) + ALIASES.get(base, (base,))
 
+    def _find(self, base: str) -> list[tuple[str, xr.Dataset, str]]:
+        """``(source, dataset, variable name there)`` of every source holding ``base``."""
+        found = []
+        for path, ds in self.parts:
+            var = next((n for n in self._names(base) if n in ds.data_vars), None)
+            if var is not None:
+                found.append((path, ds, var))
+        if not found:
+            raise KeyError(f"variable {base} (looked for {list(self._names(base))}) is in none of {self.files}")
+        return found
+
     def locate(self, name: str) -> list[tuple[xr.DataArray, str]]:
-        """The field ``name`` in every file holding it, as ``(DataArray, file)``.
+        """The field ``name`` in every source holding it, as ``(DataArray, source)``.
 
         Raises
         ------
         KeyError
-            Naming the variable (and level) and the files searched.
+            Naming the variable (and level) and the sources searched.
         """
         base, level = split_name(name)
+        try:
+            holders = self._find(base)
+        except KeyError:
+            raise KeyError(f"variable {name} (looked for {list(self._names(base))}) is in none of {self.files}") \
+                from None
         found = []
-        for path, ds in zip(self.files, self.datasets):
-            var = next((n for n in self._names(base) if n in ds.data_vars), None)
-            if var is None:
-                continue
+        for path, ds, var in holders:
             da = ds[var]
             if level is not None:
                 if "level" not in da.dims:
@@ -173,16 +185,28 @@ class Catalogue:
                 raise DataError(f"{path}: variable {var!r} has duplicate time stamps "
                                 f"{[str(t) for t in stamps[stamps.duplicated()][:3]]}; keep one of each")
             found.append((da, path))
-        if not found:
-            raise KeyError(
-                f"variable {name} (looked for {list(self._names(base))}) is in none of {self.files}"
-            )
         return found
 
+    def units(self, name: str) -> str:
+        """Units of ``name`` as read (after :data:`ALIAS_SCALES`)."""
+        da = self.locate(name)[0][0]
+        return ALIAS_SCALES[da.name][1] if da.name in ALIAS_SCALES else da.attrs.get("units", "")
+
     def times(self, name: str) -> np.ndarray:
-        """All time stamps of variable ``name``, sorted (empty for constants)."""
-        stamps = [da.time.values for da, _ in self.locate(name) if "time" in da.dims]
-        return np.unique(np.concatenate(stamps)) if stamps else np.array([], "datetime64[ns]")
+        """All time stamps of variable ``name``, sorted (empty for constants).
+
+        Raises
+        ------
+        DataError
+            When the sources holding it step in time differently (naming two of them).
+        """
+        pieces = [(da.time.values, path) for da, path in self.locate(name) if "time" in da.dims]
+        steps = [(np.median(np.diff(t)) / np.timedelta64(1, "h"), path) for t, path in pieces if t.size > 1]
+        other = next(((h, p) for h, p in steps if h != steps[0][0]), None)
+        if other is not None:
+            raise DataError(f"variable {name}: {steps[0][1]} steps every {steps[0][0]:g} h but {other[1]} every "
+                            f"{other[0]:g} h; mixed time steps across files (download one time step for all)")
+        return np.unique(np.concatenate([t for t, _ in pieces])) if pieces else np.array([], "datetime64[ns]")
 
     def read(self, name: str, times: np.ndarray | None) -> np.ndarray:
         """Values ``[T, H, W]`` at ``times`` (or ``[1, H, W]`` for a constant field).
@@ -194,16 +218,34 @@ class Catalogue:
         """
         pieces = self.locate(name)
         if times is None or all("time" not in da.dims for da, _ in pieces):
-            da = pieces[0][0]
+            da, path = pieces[0]
             da = da.isel(time=0) if "time" in da.dims else da
-            return np.asarray(da.transpose("lat", "lon").values)[None]
-        out = np.empty((len(times), self.lat.size, self.lon.size), dtype=np.float32)
-        source = np.full(len(times), -1)  # the piece each time came from
+            return self._scaled(da, _values(da.transpose("lat", "lon"), path, name)[None])
+        return self._read_pieces(pieces, name, times)
+
+    def read_levels(self, names: list[str], times: np.ndarray) -> np.ndarray:
+        """Several levels of one upper-air variable at once, ``[T, N, H, W]``: a source chunk
+        that holds every level is then fetched once for all of them, not once per level."""
+        bases = {split_name(n)[0] for n in names}
+        if len(bases) != 1 or any(split_name(n)[1] is None for n in names):
+            raise ValueError(f"read_levels: {names} are not levels of one variable")
+        for n in names:  # every level there, or the error naming the missing one
+            self.locate(n)
+        levels = [split_name(n)[1] for n in names]
+        pieces = [(ds[var].sel(level=levels, method="nearest"), path) for path, ds, var in self._find(bases.pop())]
+        return self._read_pieces(pieces, ",".join(names), times)
+
+    def _read_pieces(self, pieces: list[tuple[xr.DataArray, str]], name: str, times: np.ndarray) -> np.ndarray:
+        """Values ``[T, ...]`` at ``times`` from the pieces holding them, duplicates across
+        sources checked, every time stamp required."""
+        out, source = None, np.full(len(times), -1)  # the piece each time came from
         for j, (da, path) in enumerate(pieces):
             hit = np.isin(times, da.time.values)
             if not hit.any():
                 continue
-            values = _values(da.sel(time=times[hit]).transpose("time", "lat", "lon"), path, name)
+            values = self._scaled(da, self._read_blocks(da, path, name, times[hit]))
+            if out is None:
+                out = np.empty((len(times),) + values.shape[1:], np.float32)
             again = source[hit] >= 0
             if again.any():
                 _check_duplicates(name, times[hit][again], out[hit][again], values[again],
@@ -214,13 +256,75 @@ class Catalogue:
             raise KeyError(f"variable {name} has no data at {times[~filled][:3]} in {self.files}")
         return out
 
+    @staticmethod
+    def _scaled(da: xr.DataArray, values: np.ndarray) -> np.ndarray:
+        scale = ALIAS_SCALES.get(da.name, (1.0, ""))[0]
+        return values if scale == 1.0 else values * np.float32(scale)
+
+    def _read_blocks(self, da: xr.DataArray, path: str, name: str, times: np.ndarray) -> np.ndarray:
+        """``da`` at ``times`` ``[T, H, W]``, read in runs of whole source chunks along time
+        (about 64 MiB a read); the last chunk read of each field is kept, so a chunk that two
+        calls share is fetched once."""
+        index = da.indexes["time"].get_indexer(times)
+        dims = ("time", "level", "lat", "lon") if "level" in da.dims else ("time", "lat", "lon")
+        out = np.empty((len(times),) + tuple(da.sizes[d] for d in dims[1:]), np.float32)
+        key = (path, name)
+        done = np.zeros(len(times), bool)
+        if key in self._blocks:
+            (lo, hi), data = self._blocks[key]
+            done = (index >= lo) & (index < hi)
+            out[done] = data[index[done] - lo]
+        chunk = time_chunk(da)
+        ids = np.unique(index[~done] // chunk)
+        runs = np.split(ids, np.flatnonzero(np.diff(ids) > 1) + 1) if ids.size else []
+        per_read = max(1, 2**26 // max(chunk * out[0].nbytes, 1))
+        blocks = [(int(r[i]) * chunk, min((int(r[min(i + per_read, r.size) - 1]) + 1) * chunk, da.sizes["time"]))
+                  for r in runs for i in range(0, r.size, per_read)]
+        for lo, hi in _progress(blocks, f"{name} ({path})", is_url(path)):
+            frame = da.isel(time=slice(lo, hi)).transpose(*dims)
+            data = _retried(lambda: _values(frame, path, name), path, name, is_url(path))
+            inside = (index >= lo) & (index < hi)
+            out[inside] = data[index[inside] - lo]
+            last = max(lo, (hi - 1) // chunk * chunk)  # keep the run's last chunk only: little memory
+            self._blocks[key] = ((last, hi), data[last - lo:])
+        return out
+
+
+def time_chunk(da: xr.DataArray) -> int:
+    """Time steps per chunk of the source (the backend's preferred chunks); 1 when unchunked."""
+    return max(1, int(da.encoding.get("preferred_chunks", {}).get("time", 1)))
+
+
+def _progress(blocks: list, desc: str, show: bool):
+    """``blocks``, with a progress bar when reading a remote source."""
+    if not show or len(blocks) < 2:
+        return blocks
+    from tqdm.auto import tqdm
+
+    return tqdm(blocks, desc=desc, unit="block", leave=False)
+
+
+def _retried(read, path: str, name: str, remote: bool):
+    """``read()``; for a remote source again after 0.5, 1, 2 s when it fails, then a :class:`DataError`."""
+    for attempt in range(RETRIES if remote else 1):
+        try:
+            return read()
+        except DataError as err:
+            if not remote or attempt == RETRIES - 1:
+                raise
+            logger.warning("%s: reading %s failed (%s); retrying", path, name, err)
+            time.sleep(BACKOFF_S * 2**attempt)
+    raise AssertionError("unreachable")
+
 
 def _values(da: xr.DataArray, path: str, name: str) -> np.ndarray:
     """``da.values``, or a :class:`DataError` naming file and variable when the file cannot be read."""
     try:
         return np.asarray(da.values)
-    except (OSError, RuntimeError, ValueError) as err:
-        raise DataError(f"{path}: cannot read variable {name} ({err})") from err
+    except DataError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- a damaged file or a dropped connection: say which
+        raise DataError(f"{path}: cannot read variable {name} ({type(err).__name__}: {err})") from err
 
 
 def _check_duplicates(name: str, stamps: np.ndarray, before: np.ndarray, now: np.ndarray, earlier: list[str],
