@@ -174,7 +174,7 @@ def test_reads_follow_the_source_chunks_and_fetch_each_once(served, monkeypatch)
     cat = Catalogue([str(root / "wb2.zarr")])  # time chunks of 3: [0-2] [3-5] [6-7]
     reads = []
     real = sources._values
-    monkeypatch.setattr(sources, "_values", lambda da, path, name: reads.append(da.time.size) or real(da, path, name))
+    monkeypatch.setattr(sources, "_values", lambda da, *args: reads.append(da.time.size) or real(da, *args))
     first = cat.read("2m_temperature", TIMES[1:3])
     second = cat.read("2m_temperature", TIMES[2:5])  # chunk [0-2] again (kept), then [3-5]
     assert reads == [3, 3]
@@ -187,11 +187,11 @@ def test_remote_reads_are_retried_local_ones_are_not(served, monkeypatch):
     monkeypatch.setattr(sources, "BACKOFF_S", 0.0)
     real, failures = sources._values, []
 
-    def flaky(da, path, name):
+    def flaky(da, path, name, *args):
         if len(failures) < 2:
             failures.append(path)
             raise DataError(f"{path}: cannot read variable {name} (connection reset)")
-        return real(da, path, name)
+        return real(da, path, name, *args)
 
     monkeypatch.setattr(sources, "_values", flaky)
     remote = Catalogue([f"{url}/wb2.zarr"]).read("2m_temperature", TIMES[:2])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -193,7 +194,12 @@ class Preparer:
         else:
             self.lat, self.lon = regular_grid(config.grid)
             self.weights = regrid_weights(self.catalogue.lat, self.catalogue.lon, self.lat, self.lon, config.method)
+            same = same_points(self.catalogue.lat, self.catalogue.lon, self.lat, self.lon)
+            if same is not None:  # the source is on the target grid (WeatherBench 2's 64x32 is ClimaX's 5.625 deg):
+                self.index, self.weights = same, None  # any method gives the values themselves; reorder them
         self.shape = (self.lat.size, self.lon.size)
+        self.checksums: dict[str, str] = {}
+        self.in_order = self.weights is None and all(np.array_equal(i, np.arange(i.size)) for i in self.index)
         self.fields = [v for v in config.variables if v != LATITUDE_FIELD]
         self.units = {LATITUDE_FIELD: "degrees_north"}
         for name in self.fields:  # fail before any work if a variable is absent
@@ -223,11 +229,12 @@ class Preparer:
     def _on_grid(self, name: str, raw: np.ndarray, times: np.ndarray) -> np.ndarray:
         """``raw [T, H_in, W_in]`` (or ``[1, ...]`` for a constant) scaled, checked for NaN
         and on the store's grid (regridded or cropped): ``[T, H, W]`` float32."""
-        raw = raw * self.config.scales.get(split_name(name)[0], 1.0)
-        if self.weights is None:  # the native grid: the source's points (in the region), in the store's order
-            raw = raw[:, self.index[0]][:, :, self.index[1]]
-        bad = np.isnan(raw)
-        if bad.any():
+        scale = self.config.scales.get(split_name(name)[0], 1.0)
+        raw = raw * scale if scale != 1.0 else raw
+        if self.weights is None and not self.in_order:  # the source's points (in the region), in the store's order
+            raw = raw[:, self.index[0][:, None], self.index[1][None, :]]
+        bad = np.isnan(raw) if not np.isfinite(raw.sum()) else None  # the sum: no temporary as large as raw
+        if bad is not None and bad.any():
             if self.config.nan_policy == "raise":
                 t = int(np.argwhere(bad.any(axis=(1, 2)))[0, 0])
                 when = times[t] if len(times) > t and raw.shape[0] > 1 else "constant"
@@ -242,7 +249,7 @@ class Preparer:
             out = w_lat @ raw.astype(np.float64) @ w_lon.T
         if out.shape[0] == 1 and len(times) > 1:  # constants repeat along time
             out = np.repeat(out, len(times), axis=0)
-        return out.astype(np.float32)
+        return out.astype(np.float32, copy=False)
 
     # ------------------------------------------------------------------ run
     def run(self) -> Path:
@@ -317,18 +324,7 @@ class Preparer:
         year_moments = {v: Moments() for v in variables}
         year_clim = {v: Climatology(self.shape, self.config.day_of_year_climatology)
                      for v in variables}
-        for i, chunk in enumerate(np.array_split(times, self.config.shards_per_year)):
-            if chunk.size == 0:
-                continue
-            days = (chunk.astype("datetime64[D]") - chunk.astype("datetime64[Y]")).astype(int) + 1
-            arrays = {}
-            for v, values in self._read_all(chunk).items():
-                year_moments[v] = year_moments[v].merge(Moments.of(values))
-                year_clim[v].update(values, days)
-                arrays[v] = values[:, None]
-            tmp = self.work / split / f".{year}_{i}.tmp.npz"
-            np.savez(tmp, **arrays)
-            tmp.replace(self.work / split / f"{year}_{i}.npz")
+        self._write_shards(split, year, times, year_moments, year_clim)
 
         record = {"count": year_clim[variables[0]].count}
         for v in variables:
@@ -347,6 +343,31 @@ class Preparer:
         tmp.replace(marker)
         logger.info("prepared %s %d: %d steps", split, year, times.size)
         return year_moments
+
+    def _write_shards(self, split: str, year: int, times: np.ndarray, moments: dict, clim: dict) -> None:
+        """The year's shards, their moments and climatology sums, in a pipeline of three: the
+        next shard is read (a thread) while this one is summed (here) and the last one is
+        written and hashed (another thread)."""
+        chunks = [(i, c) for i, c in enumerate(np.array_split(times, self.config.shards_per_year)) if c.size]
+        with ThreadPoolExecutor(1, thread_name_prefix="prepare-read") as reader, \
+                ThreadPoolExecutor(1, thread_name_prefix="prepare-write") as writer:
+            pending, written = reader.submit(self._read_all, chunks[0][1]), []
+            for k, (i, chunk) in enumerate(chunks):
+                fields = pending.result()
+                if k + 1 < len(chunks):
+                    pending = reader.submit(self._read_all, chunks[k + 1][1])
+                days = (chunk.astype("datetime64[D]") - chunk.astype("datetime64[Y]")).astype(int) + 1
+                for v, values in fields.items():
+                    moments[v] = moments[v].merge(Moments.of(values))
+                    clim[v].update(values, days)
+                written.append(writer.submit(self._write_shard, self.work / split / f"{year}_{i}.npz", fields))
+            for done in written:
+                done.result()
+
+    def _write_shard(self, shard: Path, fields: dict[str, np.ndarray]) -> None:
+        with atomic_path(shard) as tmp:
+            np.savez(tmp, **{v: values[:, None] for v, values in fields.items()})
+        self.checksums[f"{shard.parent.name}/{shard.name}"] = sha256(shard)
 
     def _write_climatology(self, split: str, clim: dict) -> None:
         write_climatology(self.work / split, clim)
@@ -369,10 +390,23 @@ class Preparer:
             "method": self.config.method,
             "units": self.units,
             "inputs": self.config.inputs,
-            "checksums": {f"{p.parent.name}/{p.name}": sha256(p) for p in shards},
+            "checksums": {f"{p.parent.name}/{p.name}": self.checksums.get(f"{p.parent.name}/{p.name}") or sha256(p)
+                          for p in shards},  # shards of years finished before a restart: hashed now
         }
         (self.work / MANIFEST).write_text(json.dumps(manifest, indent=1))
         self.work.rename(self.out)
+
+
+def same_points(lat_in, lon_in, lat_out, lon_out) -> tuple[np.ndarray, np.ndarray] | None:
+    """Positions in the source of the target's points when both grids have the same points
+    (in any order, longitudes in either convention); ``None`` otherwise."""
+    lat_order, lon_order = np.argsort(lat_in), np.argsort(np.asarray(lon_in) % 360)
+    if lat_in.shape != lat_out.shape or lon_in.shape != lon_out.shape:
+        return None
+    if not (np.allclose(lat_in[lat_order], np.sort(lat_out), atol=1e-6)
+            and np.allclose(np.asarray(lon_in)[lon_order] % 360, np.sort(np.asarray(lon_out) % 360), atol=1e-6)):
+        return None
+    return lat_order[np.argsort(np.argsort(lat_out))], lon_order[np.argsort(np.argsort(np.asarray(lon_out) % 360))]
 
 
 def write_climatology(folder: Path, clim: dict[str, Climatology]) -> None:

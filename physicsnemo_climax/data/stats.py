@@ -24,11 +24,12 @@ class Moments:
     @classmethod
     def of(cls, values: np.ndarray) -> "Moments":
         """Moments of one array (all elements)."""
-        values = np.asarray(values, dtype=np.float64)
+        values = np.asarray(values)
         if values.size == 0:
             return cls()
-        mean = float(values.mean())
-        return cls(values.size, mean, float(((values - mean) ** 2).sum()))
+        mean = float(values.mean(dtype=np.float64))  # accumulated in float64, no float64 copy
+        d = values - values.dtype.type(mean) if values.dtype.kind == "f" else values - mean
+        return cls(values.size, mean, float(np.add.reduce(np.square(d, out=d).ravel(), dtype=np.float64)))
 
     def merge(self, other: "Moments") -> "Moments":
         """Moments of the concatenation of both streams."""
