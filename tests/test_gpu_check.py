@@ -29,15 +29,27 @@ sys.path.insert(0, str(BENCH))
 import wheelhouse  # noqa: E402
 
 BLOCKER = '''
-import importlib.machinery, sys
+import importlib.machinery, os, sys
 BLOCKED = {blocked!r}
+
+
+def _blocked(spec):
+    places = [spec.origin] if spec.origin else list(spec.submodule_search_locations or [])
+    return bool(places) and all(any(p == b or p.startswith(b + os.sep) for b in BLOCKED) for p in places)
+
+
 class OnlyTheGpuImage(importlib.machinery.PathFinder):
-    # the path finder, blind to what the GPU machine lacks (imports and find_spec() see nothing)
+    # the path finder, blind to files of distributions the GPU machine lacks (a copy that
+    # another package vendors stays visible)
     @classmethod
     def find_spec(cls, name, path=None, target=None):
-        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
-            return None
-        return super().find_spec(name, path, target)
+        for entry in (sys.path if path is None else path):
+            spec = super().find_spec(name, [entry], target)
+            if spec is not None and not _blocked(spec):
+                return spec
+        return None
+
+
 sys.meta_path[:] = [OnlyTheGpuImage if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
 '''
 
@@ -51,22 +63,32 @@ def listed(path: Path) -> set[str]:
     return {normalized(w[0]) for w in words if w}
 
 
-def blocked_modules() -> list[str]:
-    """Modules installed here that the GPU machine would not have: for each file of a
-    distribution it lacks, the shortest dotted path no distribution it has shares
-    (``dinosaur_torch``; ``nvidia.dali`` inside the ``nvidia`` namespace of the CUDA libraries)."""
+def blocked_paths() -> list[str]:
+    """Where the files of distributions installed here that the GPU machine would not have
+    lie: for each file, its shortest folder or module that no distribution it has shares
+    (``dinosaur_torch``; ``nvidia/dali`` inside the ``nvidia`` namespace of the CUDA libraries;
+    nothing of what setuptools vendors, whose own record lists those files)."""
+    import setuptools  # noqa: F401  (puts its vendored distributions in sight, as in any later process)
+
     allowed = listed(BENCH / "gpu_image.txt") | listed(BENCH / "gpu_wheels.txt") | {"physicsnemo-climax"}
     dists = list(metadata.distributions())
     kept = [normalized(d.metadata["Name"]) in allowed for d in dists]
-    shared = {f.parts[:k] for d, keep in zip(dists, kept) if keep for f in d.files or []
-              for k in range(1, len(f.parts))}
+    shared = set()
+    for dist in (d for d, keep in zip(dists, kept) if keep):
+        for file in dist.files or []:
+            path = Path(os.path.normpath(dist.locate_file(file)))
+            shared.update([path, *path.parents])
     blocked = set()
-    for dist, keep in zip(dists, kept):
-        for file in [] if keep else dist.files or []:
-            parts = [p.removesuffix(".py") for p in file.parts]
-            k = next((k for k in range(1, len(parts) + 1) if tuple(file.parts[:k]) not in shared), None)
-            if k is not None and all(p.isidentifier() and not p.startswith("__") for p in parts[:k]):
-                blocked.add(".".join(parts[:k]))
+    for dist in (d for d, keep in zip(dists, kept) if not keep):
+        root = Path(os.path.normpath(dist.locate_file("")))
+        for file in dist.files or []:
+            if file.parts[0].endswith((".dist-info", ".data")) or ".." in file.parts:
+                continue
+            path = Path(os.path.normpath(dist.locate_file(file)))
+            mine = next((p for p in [*reversed(path.parents), path] if p.is_relative_to(root) and p != root
+                         and p not in shared), None)
+            if mine is not None and not mine.name.startswith("__"):  # a shared namespace's __init__ stays
+                blocked.add(str(mine))
     return sorted(blocked)
 
 
@@ -74,17 +96,19 @@ def blocked_modules() -> list[str]:
 def gpu_image(tmp_path_factory):
     """Environment variables that make this Python look like the GPU machine's."""
     folder = tmp_path_factory.mktemp("gpu_image")
-    (folder / "sitecustomize.py").write_text(BLOCKER.format(blocked=blocked_modules()))
+    (folder / "sitecustomize.py").write_text(BLOCKER.format(blocked=blocked_paths()))
     return dict(os.environ, PYTHONPATH=str(folder), PYTHON=sys.executable)
 
 
 def test_the_image_blocks_what_the_gpu_machine_lacks(gpu_image):
     """The simulation itself: a module off the image fails, one on it imports."""
-    blocked = blocked_modules()
-    assert {"dinosaur_torch", "nvidia.dali"} <= set(blocked) and not {"torch", "xarray", "nvidia"} & set(blocked)
-    run = subprocess.run([sys.executable, "-c", "import xarray, torch; import dinosaur_torch"], env=gpu_image,
-                         capture_output=True, text=True)
+    ends = {Path(p).name for p in blocked_paths()}
+    assert {"dinosaur_torch", "dali"} <= ends and not {"torch", "xarray", "nvidia"} & ends
+    run = subprocess.run([sys.executable, "-c", "import xarray, torch, setuptools; import dinosaur_torch"],
+                         env=gpu_image, capture_output=True, text=True)
     assert run.returncode == 1 and "No module named 'dinosaur_torch'" in run.stderr
+    run = subprocess.run([sys.executable, "-c", "import nvidia.dali"], env=gpu_image, capture_output=True, text=True)
+    assert run.returncode == 1 and "No module named 'nvidia.dali'" in run.stderr
 
 
 def fake_wheel(path: Path) -> Path:
