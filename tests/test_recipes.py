@@ -266,6 +266,28 @@ def test_day_of_year_climatology_baseline(store, tmp_path):
     assert times[0][0] == np.datetime64("2001-01-01T00") and times[1][0] - times[0][-1] == np.timedelta64(6, "h")
 
 
+def test_wb2_climatology_baseline_uses_the_training_years(store, tmp_path):
+    from physicsnemo_climax.data.climatology import hourly_climatology
+    from physicsnemo_climax.forecasting.evaluation import initial_conditions
+
+    run = train(config(store, tmp_path / "run", "task=finetune_global", "task.lead_hours=6"))
+    cfg = load_run_config(run, ["eval.leads=[6]", "eval.max_samples=7", "eval.climatology=wb2",
+                                "eval.climatology_window=5", "eval.variables=[geopotential_500]"])
+    table = evaluate(cfg).set_index("method")
+    st = ShardStore(store)
+    clim = hourly_climatology(st, ["geopotential_500"], "train", None, 5)  # 2000 only: not the scored 2001
+    times = st.shard_times("test")
+    w = np.cos(np.deg2rad(st.lat))[:, None]
+    w = w / w.mean()
+    values = []
+    for s, t in initial_conditions(st, "test", 1, 7):
+        truth = np.asarray(st.shards("test")[s].array("geopotential_500"))[t + 1, 0]
+        reference = clim.at(np.array([times[s][t + 1]]))[0, 0].astype(np.float64)
+        values.append(np.sqrt(((reference - truth) ** 2 * w).mean()))
+    assert table.loc["climatology"].rmse == pytest.approx(np.mean(values), rel=1e-5)
+    assert json.loads((Path(cfg.eval.out_dir) / "scorecard.json").read_text())["climatology"] == "wb2"
+
+
 def test_cli_evaluate_and_forecast(store, tmp_path, capsys):
     from physicsnemo_climax.cli import main
 

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..data import ShardStore
+from ..data.climatology import hourly_climatology
 from ..data.store import Shard
 from ..models import GridRegion
 from .report import Case, write_report
@@ -47,21 +48,38 @@ def rollout_plans(run: Run, scored: list[str], leads: list[float], mode: str) ->
 
 
 class ClimatologyReference:
-    """The climatology forecast and ACC reference, on the region: the split's
-    time mean (``time_mean``) or the mean of the valid day of year (``day_of_year``)."""
+    """The climatology forecast and ACC reference, on the region.
 
-    def __init__(self, store: ShardStore, split: str, variables: list[str], region: GridRegion, kind: str):
-        if kind not in ("time_mean", "day_of_year"):
-            raise ValueError(f"eval.climatology={kind!r}: choose time_mean or day_of_year")
-        self.kind = kind
-        self.fields = region.crop(torch.as_tensor(store.climatology(split, variables, day_of_year=kind != "time_mean")))
-        self.times = store.shard_times(split) if kind == "day_of_year" else None
+    ``wb2``: WeatherBench 2's, by day of year and hour of day from the training
+    years (or ``years``), smoothed over ``window`` days (:mod:`..data.climatology`);
+    ``day_of_year``: the scored split's own mean of the valid day of year;
+    ``time_mean``: the scored split's own time mean. The last two know the scored
+    period (an in-sample, optimistic baseline).
+    """
+
+    KINDS = ("time_mean", "day_of_year", "wb2")
+
+    def __init__(self, store: ShardStore, split: str, variables: list[str], region: GridRegion, kind: str,
+                 window: int = 61, years=None):
+        if kind not in self.KINDS:
+            raise ValueError(f"eval.climatology={kind!r}: choose from {list(self.KINDS)}")
+        self.kind, self.hourly = kind, None
+        if kind == "wb2":
+            span = tuple(int(y) for y in years) if years else None
+            self.hourly = hourly_climatology(store, variables, "train", span, window)
+        else:
+            fields = store.climatology(split, variables, day_of_year=kind != "time_mean")
+            self.fields = region.crop(torch.as_tensor(fields))
+        self.region = region
+        self.times = store.shard_times(split) if kind != "time_mean" else None
 
     def at(self, valid: list[tuple[int, int]]) -> torch.Tensor:
         """``[1, V, H, W]`` (time mean) or ``[B, V, H, W]`` for the valid ``(shard, time)`` pairs."""
         if self.times is None:
             return self.fields[None]
-        stamps = [self.times[s][t] for s, t in valid]
+        stamps = np.array([self.times[s][t] for s, t in valid])
+        if self.hourly is not None:
+            return self.region.crop(torch.as_tensor(self.hourly.at(stamps)))
         return self.fields[[int((d - d.astype("datetime64[Y]")) // np.timedelta64(1, "D")) for d in stamps]]
 
 
@@ -99,7 +117,8 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     plans = rollout_plans(run, scored, leads, e.mode)
     inits = initial_conditions(store, e.split, int(round(max(leads) / store.hours_per_step)), e.max_samples)
     region = run.region.to("cpu")  # regional runs are scored on their region
-    climatology = ClimatologyReference(store, e.split, scored, region, e.get("climatology", "time_mean"))
+    climatology = ClimatologyReference(store, e.split, scored, region, e.get("climatology", "time_mean"),
+                                       e.get("climatology_window", 61), e.get("climatology_years"))
     scorer, case, shards = Scorer(scored), None, store.shards(e.split)  # opened once for every chunk
     for start in range(0, len(inits), e.batch_size):
         chunk = inits[start : start + e.batch_size]
