@@ -57,9 +57,7 @@ class HourlyClimatology:
         ValueError
             For a time whose hour of day the climatology does not hold.
         """
-        stamps = np.asarray(stamps, "datetime64[h]")
-        day = (stamps.astype("datetime64[D]") - stamps.astype("datetime64[Y]")).astype(int)
-        hour = (stamps - stamps.astype("datetime64[D]")).astype(int)
+        day, hour = day_and_hour(stamps)
         slot = np.searchsorted(self.hours, hour)
         bad = (slot >= self.hours.size) | (self.hours[np.minimum(slot, self.hours.size - 1)] != hour)
         if bad.any():
@@ -90,7 +88,8 @@ def hourly_climatology(store: ShardStore, variables: list[str], split: str = "tr
         keep = np.ones(stamps.size, bool) if years is None else (year >= years[0]) & (year <= years[1])
         if not keep.any():
             continue
-        day, slot = _day_and_slot(stamps[keep], step)
+        day, hour = day_and_hour(stamps[keep])
+        slot = hour // step
         values = np.stack([np.asarray(shard.array(v))[keep, 0] for v in variables], axis=1).astype(np.float64)
         np.add.at(sums, (day, slot), values)
         np.add.at(counts, (day, slot), 1)
@@ -103,11 +102,11 @@ def hourly_climatology(store: ShardStore, variables: list[str], split: str = "tr
     return HourlyClimatology(_smooth(sums, counts, weights), hours, list(variables))
 
 
-def _day_and_slot(stamps: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
-    """Day of year (0-based) and hour slot of each time stamp."""
+def day_and_hour(stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Day of year (0-based: 1 January is 0) and hour of day of each time stamp."""
     stamps = np.asarray(stamps, "datetime64[h]")
-    day = (stamps.astype("datetime64[D]") - stamps.astype("datetime64[Y]")).astype(int)
-    return day, (stamps - stamps.astype("datetime64[D]")).astype(int) // step
+    days = stamps.astype("datetime64[D]")
+    return (days - stamps.astype("datetime64[Y]")).astype(int), (stamps - days).astype(int)
 
 
 def _smooth(sums: np.ndarray, counts: np.ndarray, weights: np.ndarray) -> np.ndarray:

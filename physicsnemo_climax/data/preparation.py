@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import DataError
 from ..files import atomic_path, sha256
 from ..grid import native_axes, regular_grid
+from .climatology import day_and_hour
 from .regrid import regrid_weights
 from .sources import Catalogue, split_name
 from .stats import Climatology, Moments
@@ -356,7 +357,7 @@ class Preparer:
                 fields = pending.result()
                 if k + 1 < len(chunks):
                     pending = reader.submit(self._read_all, chunks[k + 1][1])
-                days = (chunk.astype("datetime64[D]") - chunk.astype("datetime64[Y]")).astype(int) + 1
+                days = day_and_hour(chunk)[0] + 1
                 for v, values in fields.items():
                     moments[v] = moments[v].merge(Moments.of(values))
                     clim[v].update(values, days)

@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from ..data import ShardStore
-from ..data.climatology import hourly_climatology
+from ..data.climatology import day_and_hour, hourly_climatology
 from ..data.store import Shard
 from ..models import GridRegion
 from .report import Case, write_report
@@ -80,7 +80,7 @@ class ClimatologyReference:
         stamps = np.array([self.times[s][t] for s, t in valid])
         if self.hourly is not None:
             return self.region.crop(torch.as_tensor(self.hourly.at(stamps)))
-        return self.fields[[int((d - d.astype("datetime64[Y]")) // np.timedelta64(1, "D")) for d in stamps]]
+        return self.fields[day_and_hour(stamps)[0]]
 
 
 def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int, int]], scored: list[str],
