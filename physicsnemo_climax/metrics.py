@@ -3,7 +3,8 @@
 
 Weights are ``cos(lat)`` normalised to mean 1 over the grid's latitudes, as
 in WeatherBench and ClimaX. RMSE takes the square root per sample, then the
-mean over samples; ACC is PhysicsNeMo's (``physicsnemo.metrics.climate.acc``,
+mean over samples; bias (forecast minus truth) and MAE are weighted means
+over the grid, averaged over samples; ACC is PhysicsNeMo's (``physicsnemo.metrics.climate.acc``,
 anomalies against a climatology, centred by their weighted mean) averaged
 over samples. ClimateBench's NRMSEs are at the end.
 """
@@ -39,6 +40,18 @@ def rmse(pred: torch.Tensor, target: torch.Tensor, lat: torch.Tensor) -> torch.T
     w = latitude_weights(lat).to(pred.device, torch.float64)[:, None]
     per_sample = ((pred.double() - target.double()).square() * w).mean(dim=(-2, -1)).sqrt()
     return per_sample.mean(dim=0)
+
+
+def bias(pred: torch.Tensor, target: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
+    """Latitude-weighted mean error (forecast minus truth) per variable, ``[V]``, from ``[B, V, H, W]``."""
+    w = latitude_weights(lat).to(pred.device, torch.float64)[:, None]
+    return ((pred.double() - target.double()) * w).mean(dim=(-2, -1)).mean(dim=0)
+
+
+def mae(pred: torch.Tensor, target: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:
+    """Latitude-weighted mean absolute error per variable, ``[V]``, from ``[B, V, H, W]``."""
+    w = latitude_weights(lat).to(pred.device, torch.float64)[:, None]
+    return ((pred.double() - target.double()).abs() * w).mean(dim=(-2, -1)).mean(dim=0)
 
 
 def acc(pred: torch.Tensor, target: torch.Tensor, climatology: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:

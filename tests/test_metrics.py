@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from physicsnemo_climax.metrics import acc, latitude_weights, rmse, weighted_mse_loss
+from physicsnemo_climax.metrics import acc, bias, latitude_weights, mae, rmse, weighted_mse_loss
 
 
 def test_latitude_weights_mean_one():
@@ -49,3 +49,23 @@ def test_acc_equals_direct_weighted_formula():
     t = t - (w * t).sum() / (w.sum() * 4)
     want = (w * p * t).sum() / torch.sqrt((w * p * p).sum() * (w * t * t).sum())
     assert acc(pred, target, clim, lat).item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_bias_and_mae_equal_the_direct_weighted_means():
+    import numpy as np
+
+    g = torch.Generator().manual_seed(3)
+    pred, truth = torch.randn(3, 2, 4, 8, generator=g), torch.randn(3, 2, 4, 8, generator=g)
+    lat = torch.tensor([-67.5, -22.5, 22.5, 67.5])
+    w = np.cos(np.deg2rad(lat.numpy()))
+    w = (w / w.mean())[:, None]
+    err = (pred - truth).numpy().astype(np.float64)
+    assert np.allclose(bias(pred, truth, lat).numpy(), (err * w).mean(axis=(2, 3)).mean(axis=0))
+    assert np.allclose(mae(pred, truth, lat).numpy(), (np.abs(err) * w).mean(axis=(2, 3)).mean(axis=0))
+    # a forecast 2 units too warm everywhere has bias 2 and MAE 2; one half +2, half -2 has bias 0
+    assert torch.allclose(bias(truth + 2, truth, lat), torch.full((2,), 2.0, dtype=torch.float64))
+    split = truth.clone()
+    split[..., :4] += 2
+    split[..., 4:] -= 2
+    assert torch.allclose(bias(split, truth, lat), torch.zeros(2, dtype=torch.float64), atol=1e-6)  # float32 inputs
+    assert torch.allclose(mae(split, truth, lat), torch.full((2,), 2.0, dtype=torch.float64))

@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Sequence
 import pandas as pd
 import torch
 
-from ..metrics import acc, rmse
+from ..metrics import acc, bias, mae, rmse
 
 
 @dataclass
@@ -48,6 +48,8 @@ Baseline = Callable[[Verification], "torch.Tensor | None"]
 #: Latitude-weighted scores per variable (:mod:`..metrics`).
 METRICS: dict[str, Metric] = {
     "rmse": lambda forecast, v: rmse(forecast, v.truth, v.lat),
+    "bias": lambda forecast, v: bias(forecast, v.truth, v.lat),
+    "mae": lambda forecast, v: mae(forecast, v.truth, v.lat),
     "acc": lambda forecast, v: acc(forecast, v.truth, v.climatology, v.lat),
 }
 
