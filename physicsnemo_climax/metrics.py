@@ -4,7 +4,8 @@
 Weights are ``cos(lat)`` normalised to mean 1 over the grid's latitudes, as
 in WeatherBench and ClimaX. RMSE takes the square root per sample, then the
 mean over samples; bias (forecast minus truth) and MAE are weighted means
-over the grid, averaged over samples; ACC is PhysicsNeMo's (``physicsnemo.metrics.climate.acc``,
+over the grid, averaged over samples; the ensemble CRPS is PhysicsNeMo's map
+(fair form by default) weighted the same way; ACC is PhysicsNeMo's (``physicsnemo.metrics.climate.acc``,
 anomalies against a climatology, centred by their weighted mean) averaged
 over samples. ClimateBench's NRMSEs are at the end.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import torch
 from physicsnemo.metrics.climate.acc import acc as _acc
+from physicsnemo.metrics.general.crps import crps as _crps
 
 
 def latitude_weights(lat: torch.Tensor) -> torch.Tensor:
@@ -52,6 +54,42 @@ def mae(pred: torch.Tensor, target: torch.Tensor, lat: torch.Tensor) -> torch.Te
     """Latitude-weighted mean absolute error per variable, ``[V]``, from ``[B, V, H, W]``."""
     w = latitude_weights(lat).to(pred.device, torch.float64)[:, None]
     return ((pred.double() - target.double()).abs() * w).mean(dim=(-2, -1)).mean(dim=0)
+
+
+def crps(members: torch.Tensor, target: torch.Tensor, lat: torch.Tensor, fair: bool = True) -> torch.Tensor:
+    """Latitude-weighted CRPS of an ensemble per variable, ``[V]``, mean over samples.
+
+    Parameters
+    ----------
+    members : torch.Tensor
+        ``[M, B, V, H, W]``, ``M >= 2`` members.
+    target : torch.Tensor
+        ``[B, V, H, W]``.
+    lat : torch.Tensor
+        ``[H]``.
+    fair : bool
+        ``True`` (WeatherBench 2's form): ``E|X - y| - E|X - X'| / 2`` with ``E|X - X'|``
+        over the ``M (M - 1)`` pairs of distinct members, unbiased for the CRPS of the
+        distribution the members are drawn from. ``False``: over all ``M^2`` pairs, the
+        CRPS of the empirical distribution of these members (PhysicsNeMo's kernel form).
+
+    Notes
+    -----
+    The grid map comes from PhysicsNeMo's ``crps`` (kernel method, all ``M^2`` pairs); the
+    fair form subtracts ``E_{M^2}|X - X'| / (2 (M - 1))``, computed from the sorted members
+    (``sum_{i,j} |x_i - x_j| = 2 sum_k (2k - M + 1) x_(k)``).
+    """
+    m = members.shape[0]
+    if m < 2:
+        raise ValueError(f"CRPS of an ensemble needs at least 2 members, got {m}")
+    local = _crps(members.double(), target.double(), dim=0, method="kernel")
+    if fair:
+        ranks = torch.arange(m, dtype=torch.float64, device=members.device)
+        order = (2 * ranks - m + 1).view(m, *([1] * (members.ndim - 1)))
+        pairs = 2 * (members.double().sort(dim=0).values * order).sum(dim=0) / m**2  # E|X - X'| over M^2 pairs
+        local = local - pairs / (2 * (m - 1))
+    w = latitude_weights(lat).to(members.device, torch.float64)[:, None]
+    return (local * w).mean(dim=(-2, -1)).mean(dim=0)
 
 
 def acc(pred: torch.Tensor, target: torch.Tensor, climatology: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:

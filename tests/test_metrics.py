@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from physicsnemo_climax.metrics import acc, bias, latitude_weights, mae, rmse, weighted_mse_loss
+from physicsnemo_climax.metrics import acc, bias, crps, latitude_weights, mae, rmse, weighted_mse_loss
 
 
 def test_latitude_weights_mean_one():
@@ -69,3 +69,35 @@ def test_bias_and_mae_equal_the_direct_weighted_means():
     split[..., 4:] -= 2
     assert torch.allclose(bias(split, truth, lat), torch.zeros(2, dtype=torch.float64), atol=1e-6)  # float32 inputs
     assert torch.allclose(mae(split, truth, lat), torch.full((2,), 2.0, dtype=torch.float64))
+
+
+def test_crps_of_two_members_by_hand_fair_and_empirical():
+    a = torch.tensor([1.0, 4.0]).view(1, 1, 1, 1, 2)
+    b = torch.tensor([3.0, 0.0]).view(1, 1, 1, 1, 2)
+    y = torch.tensor([2.0, 1.0]).view(1, 1, 1, 2)
+    members, lat = torch.cat([a, b]), torch.tensor([0.0])
+    # point 1: |a-y| = 1, |b-y| = 1, |a-b| = 2; point 2: |a-y| = 3, |b-y| = 1, |a-b| = 4
+    fair = [(1 + 1) / 2 - 2 / 2, (3 + 1) / 2 - 4 / 2]          # E|X-y| - |a-b| / 2
+    empirical = [(1 + 1) / 2 - 2 / 4, (3 + 1) / 2 - 4 / 4]     # E|X-y| - (2 |a-b| / 4) / 2
+    assert crps(members, y, lat).item() == pytest.approx(sum(fair) / 2)
+    assert crps(members, y, lat, fair=False).item() == pytest.approx(sum(empirical) / 2)
+
+
+def test_crps_equals_the_pairwise_definition_and_is_the_mae_for_identical_members():
+    import numpy as np
+
+    g = torch.Generator().manual_seed(5)
+    members, truth = torch.randn(5, 2, 3, 4, 6, generator=g), torch.randn(2, 3, 4, 6, generator=g)
+    lat = torch.tensor([-60.0, -20.0, 20.0, 60.0])
+    x, y = members.double().numpy(), truth.double().numpy()
+    skill = np.abs(x - y[None]).mean(axis=0)
+    pairs = np.abs(x[:, None] - x[None]).sum(axis=(0, 1))
+    w = np.cos(np.deg2rad(lat.numpy()))[:, None]
+    w = w / w.mean()
+    for fair, n_pairs in ((True, 5 * 4), (False, 5 * 5)):
+        want = ((skill - pairs / n_pairs / 2) * w).mean(axis=(-2, -1)).mean(axis=0)
+        assert np.allclose(crps(members, truth, lat, fair=fair).numpy(), want)
+    same = truth[None].expand(3, -1, -1, -1, -1) + 1.5  # no spread: the CRPS is the absolute error
+    assert torch.allclose(crps(same, truth, lat), mae(same[0], truth, lat))
+    with pytest.raises(ValueError, match="at least 2 members"):
+        crps(members[:1], truth, lat)
