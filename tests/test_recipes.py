@@ -238,11 +238,25 @@ def test_two_process_torchrun_ddp_and_fsdp(store, tmp_path):
     assert torch.allclose(torch.cat([p.detach().flatten() for p in saved.parameters()]), fsdp[0])
 
 
+def _climatology_rmse_6h(st, samples, reference):
+    """Mean over the evaluation's initial times of the latitude-weighted RMSE of ``reference(valid
+    time) -> [H, W]`` against the test split's geopotential_500 6 h later."""
+    from physicsnemo_climax.forecasting.evaluation import initial_conditions
+
+    times = st.shard_times("test")
+    w = np.cos(np.deg2rad(st.lat))[:, None]
+    w = w / w.mean()
+    values = []
+    for s, t in initial_conditions(st, "test", 1, samples):
+        truth = np.asarray(st.shards("test")[s].array("geopotential_500"))[t + 1, 0]
+        values.append(np.sqrt(((reference(times[s][t + 1]) - truth) ** 2 * w).mean()))
+    return float(np.mean(values))
+
+
 def test_day_of_year_climatology_baseline(store, tmp_path):
     import shutil
 
     from physicsnemo_climax.data.preparation import compute_statistics
-    from physicsnemo_climax.forecasting.evaluation import initial_conditions
 
     copy = tmp_path / "store"
     shutil.copytree(store, copy)
@@ -254,21 +268,15 @@ def test_day_of_year_climatology_baseline(store, tmp_path):
     st = ShardStore(copy)
     doy = np.load(copy / "test" / "climatology_doy.npz")["geopotential_500"][:, 0].astype(np.float64)
     times = st.shard_times("test")
-    w = np.cos(np.deg2rad(st.lat))[:, None]
-    w = w / w.mean()
-    values = []
-    for s, t in initial_conditions(st, "test", 1, 7):
-        truth = np.asarray(st.shards("test")[s].array("geopotential_500"))[t + 1, 0]
-        day = int((times[s][t + 1] - times[s][t + 1].astype("datetime64[Y]")) // np.timedelta64(1, "D"))
-        values.append(np.sqrt(((doy[day] - truth) ** 2 * w).mean()))
-    assert table.loc["climatology"].rmse == pytest.approx(np.mean(values), rel=1e-5)
+    day = lambda stamp: int((stamp - stamp.astype("datetime64[Y]")) // np.timedelta64(1, "D"))  # noqa: E731
+    want = _climatology_rmse_6h(st, 7, lambda stamp: doy[day(stamp)])
+    assert table.loc["climatology"].rmse == pytest.approx(want, rel=1e-5)
     # the store's time stamps: 2001 test split, 6-hourly from 1 January
     assert times[0][0] == np.datetime64("2001-01-01T00") and times[1][0] - times[0][-1] == np.timedelta64(6, "h")
 
 
 def test_wb2_climatology_baseline_uses_the_training_years(store, tmp_path):
     from physicsnemo_climax.data.climatology import hourly_climatology
-    from physicsnemo_climax.forecasting.evaluation import initial_conditions
 
     run = train(config(store, tmp_path / "run", "task=finetune_global", "task.lead_hours=6"))
     cfg = load_run_config(run, ["eval.leads=[6]", "eval.max_samples=7", "eval.climatology=wb2",
@@ -276,15 +284,8 @@ def test_wb2_climatology_baseline_uses_the_training_years(store, tmp_path):
     table = evaluate(cfg).set_index("method")
     st = ShardStore(store)
     clim = hourly_climatology(st, ["geopotential_500"], "train", None, 5)  # 2000 only: not the scored 2001
-    times = st.shard_times("test")
-    w = np.cos(np.deg2rad(st.lat))[:, None]
-    w = w / w.mean()
-    values = []
-    for s, t in initial_conditions(st, "test", 1, 7):
-        truth = np.asarray(st.shards("test")[s].array("geopotential_500"))[t + 1, 0]
-        reference = clim.at(np.array([times[s][t + 1]]))[0, 0].astype(np.float64)
-        values.append(np.sqrt(((reference - truth) ** 2 * w).mean()))
-    assert table.loc["climatology"].rmse == pytest.approx(np.mean(values), rel=1e-5)
+    want = _climatology_rmse_6h(st, 7, lambda stamp: clim.at(np.array([stamp]))[0, 0].astype(np.float64))
+    assert table.loc["climatology"].rmse == pytest.approx(want, rel=1e-5)
     assert json.loads((Path(cfg.eval.out_dir) / "scorecard.json").read_text())["climatology"] == "wb2"
 
 
