@@ -169,11 +169,11 @@ def valid_time(ds: xr.Dataset, source: str, grib_step: float | None) -> xr.Datas
     if "step" in ds.dims:
         return accumulations(ds, source)
     dims = ds.valid_time.dims
-    ds = ds.drop_vars([v for v in ("step",) if v in ds.variables])
+    ds = ds.drop_vars("step", errors="ignore")
     if dims == ("time",) or (not dims and "time" in ds.dims):
         return ds.assign_coords(time=("time", np.atleast_1d(ds.valid_time.values))).drop_vars("valid_time")
     stamp = ds.valid_time.values
-    ds = ds.drop_vars(["valid_time"] + [v for v in ("time",) if v in ds.variables])
+    ds = ds.drop_vars(["valid_time", "time"], errors="ignore")
     return ds.expand_dims(time=[stamp])
 
 
