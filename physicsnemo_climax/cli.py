@@ -252,7 +252,14 @@ def forecast(args: argparse.Namespace) -> None:
     run = Run.load(args.run)
     with open_file(args.input) as ic:
         out = run_forecast(run, ic.load(), args.lead, regrid_method=args.regrid, nan_policy=args.nan_policy)
-    write_netcdf(args.output, out)  # an existing output stays intact if writing fails
+    if args.format == "wb2":  # WeatherBench 2's Zarr layout, with what made it
+        from .data.wb2 import to_wb2
+        from .files import atomic_folder
+
+        with atomic_folder(args.output) as tmp:
+            to_wb2(out, run.provenance()).to_zarr(tmp, zarr_format=2, consolidated=True)
+    else:
+        write_netcdf(args.output, out.assign_attrs(run.provenance()))  # an existing output stays intact
     print(f"wrote {args.output}: {list(out.data_vars)} at leads {list(args.lead)}")
 
 
@@ -345,7 +352,10 @@ def _add_downscale_commands(commands) -> None:
     p.add_argument("--diffusion", help="CorrDiff diffusion run folder or .mdlus (omit: regression only)")
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")
     p.add_argument("--lead", required=True, nargs="+", help="lead times, e.g. 24h 48h")
-    p.add_argument("--output", required=True, help="output NetCDF")
+    p.add_argument("--output", required=True, help="output NetCDF file, or Zarr folder with --format wb2")
+    p.add_argument("--format", choices=["netcdf", "wb2"], default="netcdf",
+                   help="netcdf (time, lead_time, lat, lon per variable) or wb2: a Zarr in WeatherBench 2's "
+                        "layout (time, prediction_timedelta, level, latitude, longitude) that WB2 tools read")
     p.add_argument("--members", type=int, default=8)
     p.add_argument("--seed-batch-size", type=int, default=4)
     p.add_argument("--steps", type=int, default=18, help="sampler steps")
@@ -473,7 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training run folder (latest weights and the statistics)")
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")
     p.add_argument("--lead", required=True, nargs="+", help="lead times, e.g. 24h 72h 5D")
-    p.add_argument("--output", required=True, help="output NetCDF")
+    p.add_argument("--output", required=True, help="output NetCDF file, or Zarr folder with --format wb2")
+    p.add_argument("--format", choices=["netcdf", "wb2"], default="netcdf",
+                   help="netcdf (time, lead_time, lat, lon per variable) or wb2: a Zarr in WeatherBench 2's "
+                        "layout (time, prediction_timedelta, level, latitude, longitude) that WB2 tools read")
     p.add_argument("--regrid", choices=["conservative", "bilinear"],
                    help="regrid an initial condition on another grid")
     p.add_argument("--nan-policy", choices=["raise", "mean"], default="raise",

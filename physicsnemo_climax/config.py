@@ -20,6 +20,8 @@ from .errors import ConfigError
 
 #: Keys absent from the configs that an override may add (``+key=...``).
 ADDABLE = ("data.extra_sources",)
+#: Sections whose keys are names the user chooses (``external.ifs=gs://...``), with or without ``+``.
+NAMED = ("external.", "eval.boxes.")
 #: Sections that hold overrides of another section's keys, checked against it
 #: (CorrDiff's ``validation`` overrides ``dataset``: ``+validation.data_path=...``).
 OVERRIDES_OF = {"validation": "dataset"}
@@ -62,6 +64,9 @@ def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictC
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: not a training run folder")
     saved = OmegaConf.load(path)
+    if "eval" in saved:  # evaluation keys added since the run was saved take today's defaults
+        today = OmegaConf.load(config_dir() / "config.yaml")
+        saved = OmegaConf.merge({"eval": today.eval, "external": today.external}, saved)
     for item in overrides:
         check_key(saved, item.split("=", 1)[0].lstrip("+"), item)
     cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(list(overrides)))
@@ -71,6 +76,8 @@ def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictC
 
 def check_key(cfg: DictConfig, key: str, override: str) -> None:
     """Raise ``ConfigError`` naming ``override`` (and the nearest known key) when ``cfg`` lacks ``key``."""
+    if key.startswith(NAMED) and key.count(".") == next(n.count(".") for n in NAMED if key.startswith(n)):
+        return  # a name the user chooses, in a section made for them
     node = cfg
     for part in key.replace("[", ".[").split("."):
         if isinstance(node, ListConfig) and part.startswith("[") and part.endswith("]"):

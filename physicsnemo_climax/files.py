@@ -56,6 +56,26 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """A temporary folder to write a folder ``target`` (a Zarr store) into; swapped in on success.
+
+    An existing ``target`` is moved aside, the new one renamed into place, and the
+    old one removed only then, so a failure at any point leaves one complete folder.
+    """
+    target = Path(target)
+    with atomic_path(target.with_name(target.name + ".new")) as tmp:
+        yield tmp
+    new, old = target.with_name(target.name + ".new"), target.with_name(f".{target.name}.old{os.getpid()}")
+    try:
+        if target.exists():
+            os.replace(target, old)
+        os.replace(new, target)
+    except OSError as err:
+        raise OutputError(failure(target, err)) from err
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def write_atomic(target: str | Path, text: str) -> Path:
     """Write ``text`` to ``target`` atomically."""
     with atomic_path(target) as tmp:

@@ -56,40 +56,61 @@ def mae(pred: torch.Tensor, target: torch.Tensor, lat: torch.Tensor) -> torch.Te
     return ((pred.double() - target.double()).abs() * w).mean(dim=(-2, -1)).mean(dim=0)
 
 
-def crps(members: torch.Tensor, target: torch.Tensor, lat: torch.Tensor, fair: bool = True) -> torch.Tensor:
-    """Latitude-weighted CRPS of an ensemble per variable, ``[V]``, mean over samples.
+def crps_map(members: torch.Tensor, target: torch.Tensor, fair: bool = True) -> torch.Tensor:
+    """CRPS of an ensemble at every point, ``[...]`` from ``[M, ...]`` members and ``[...]`` truth.
 
     Parameters
     ----------
-    members : torch.Tensor
-        ``[M, B, V, H, W]``, ``M >= 2`` members.
-    target : torch.Tensor
-        ``[B, V, H, W]``.
-    lat : torch.Tensor
-        ``[H]``.
     fair : bool
         ``True`` (WeatherBench 2's form): ``E|X - y| - E|X - X'| / 2`` with ``E|X - X'|``
         over the ``M (M - 1)`` pairs of distinct members, unbiased for the CRPS of the
         distribution the members are drawn from. ``False``: over all ``M^2`` pairs, the
-        CRPS of the empirical distribution of these members (PhysicsNeMo's kernel form).
+        CRPS of the empirical distribution of these members (PhysicsNeMo's kernel form,
+        and ``properscoring``'s, which upstream CorrDiff scores with).
 
     Notes
     -----
-    The grid map comes from PhysicsNeMo's ``crps`` (kernel method, all ``M^2`` pairs); the
-    fair form subtracts ``E_{M^2}|X - X'| / (2 (M - 1))``, computed from the sorted members
-    (``sum_{i,j} |x_i - x_j| = 2 sum_k (2k - M + 1) x_(k)``).
+    The map comes from PhysicsNeMo's ``crps`` (kernel method, all ``M^2`` pairs); the fair
+    form subtracts ``E_{M^2}|X - X'| / (2 (M - 1))``, computed from the sorted members
+    (``sum_{i,j} |x_i - x_j| = 2 sum_k (2k - M + 1) x_(k)``). One member gives ``|x - y|``
+    in the empirical form; the fair form needs two.
     """
     m = members.shape[0]
-    if m < 2:
-        raise ValueError(f"CRPS of an ensemble needs at least 2 members, got {m}")
+    if m < 2 and fair:
+        raise ValueError(f"the fair CRPS of an ensemble needs at least 2 members, got {m}")
     local = _crps(members.double(), target.double(), dim=0, method="kernel")
     if fair:
         ranks = torch.arange(m, dtype=torch.float64, device=members.device)
         order = (2 * ranks - m + 1).view(m, *([1] * (members.ndim - 1)))
         pairs = 2 * (members.double().sort(dim=0).values * order).sum(dim=0) / m**2  # E|X - X'| over M^2 pairs
         local = local - pairs / (2 * (m - 1))
+    return local
+
+
+def crps(members: torch.Tensor, target: torch.Tensor, lat: torch.Tensor, fair: bool = True) -> torch.Tensor:
+    """Latitude-weighted CRPS of an ensemble per variable, ``[V]``, mean over samples.
+
+    ``members`` ``[M, B, V, H, W]`` (``M >= 2``), ``target`` ``[B, V, H, W]``, ``lat`` ``[H]``;
+    ``fair`` as in :func:`crps_map`.
+    """
     w = latitude_weights(lat).to(members.device, torch.float64)[:, None]
-    return (local * w).mean(dim=(-2, -1)).mean(dim=0)
+    return (crps_map(members, target, fair) * w).mean(dim=(-2, -1)).mean(dim=0)
+
+
+def rank_of_truth(members: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
+                  ) -> torch.Tensor:
+    """Rank of the truth among ``M`` members at every point, ``0..M`` (``[...]`` int64).
+
+    The rank is the number of members below the truth; members equal to it are
+    split at random between below and above (so a dry truth among dry members
+    does not pile up at rank 0), as rank histograms are usually built.
+    """
+    below = (members < target).sum(dim=0)
+    ties = (members == target).sum(dim=0)
+    if not bool(ties.any()):
+        return below
+    u = torch.rand(ties.shape, generator=generator, dtype=torch.float64).to(ties.device)
+    return below + torch.floor(u * (ties + 1)).long()
 
 
 def acc(pred: torch.Tensor, target: torch.Tensor, climatology: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,19 @@ def config(store, run_dir, *overrides):
                         "train.progress=false", "train.num_workers=0", *overrides])
 
 
+def area_weights(lat, rows=slice(None)):
+    """WeatherBench 2's weights ``[h, 1]``: cell areas (edges half way between latitudes, +-90 at
+    the ends) of the whole axis, cut to ``rows``."""
+    s = np.sort(lat)
+    area = np.diff(np.sin(np.deg2rad(np.r_[-90.0, (s[1:] + s[:-1]) / 2, 90.0])))[np.argsort(np.argsort(lat))]
+    return area[rows][:, None]
+
+
+def wb2_rmse(errors, w):
+    """Square root of the time mean of the area-weighted mean squared ``errors`` (``[h, w]`` each)."""
+    return float(np.sqrt(np.mean([(e**2 * w).sum() / (w.sum() * e.shape[1]) for e in errors])))
+
+
 def losses(run_dir):
     rows = pd.read_csv(Path(run_dir) / "metrics.csv", names=["step", "key", "value"])
     return rows[rows.key == "train/loss"].value.to_numpy()
@@ -110,24 +123,23 @@ def test_evaluate_scorecard_and_plots(store, tmp_path):
     assert json.loads((out / "scorecard.json").read_text())["modes"]["48.0"].startswith("rollout")
     # persistence at 6 h equals a direct computation on the store
     st = ShardStore(store)
+    table = table[table.region == "global"]
     persistence = table[(table.method == "persistence") & (table.lead_hours == 6.0)
                         & (table.variable == "2m_temperature")].rmse.item()
     assert persistence == pytest.approx(_persistence_rmse(st, 12, 48 // 6, "2m_temperature"), rel=1e-5)
 
 
 def _persistence_rmse(st, samples, horizon_steps, var):
-    """Mean over the evaluation's initial times of the 6 h persistence RMSE."""
+    """WeatherBench 2's RMSE of 6 h persistence over the evaluation's initial times."""
     from physicsnemo_climax.forecasting.evaluation import initial_conditions
 
     inits = initial_conditions(st, "test", horizon_steps, samples)
     shards = st.shards("test")
-    w = np.cos(np.deg2rad(st.lat))[:, None]
-    w = w / w.mean()
-    values = []
+    errors = []
     for s, t in inits:
         arr = np.asarray(shards[s].array(var)).astype(np.float64)
-        values.append(np.sqrt(((arr[t, 0] - arr[t + 1, 0]) ** 2 * w).mean()))
-    return float(np.mean(values))
+        errors.append(arr[t, 0] - arr[t + 1, 0])
+    return wb2_rmse(errors, area_weights(st.lat))
 
 
 def test_forecast_api_coordinates_units_and_rollout(store, tmp_path):
@@ -239,18 +251,16 @@ def test_two_process_torchrun_ddp_and_fsdp(store, tmp_path):
 
 
 def _climatology_rmse_6h(st, samples, reference):
-    """Mean over the evaluation's initial times of the latitude-weighted RMSE of ``reference(valid
-    time) -> [H, W]`` against the test split's geopotential_500 6 h later."""
+    """WeatherBench 2's RMSE of ``reference(valid time) -> [H, W]`` against the test split's
+    geopotential_500 6 h after the evaluation's initial times."""
     from physicsnemo_climax.forecasting.evaluation import initial_conditions
 
     times = st.shard_times("test")
-    w = np.cos(np.deg2rad(st.lat))[:, None]
-    w = w / w.mean()
-    values = []
+    errors = []
     for s, t in initial_conditions(st, "test", 1, samples):
         truth = np.asarray(st.shards("test")[s].array("geopotential_500"))[t + 1, 0]
-        values.append(np.sqrt(((reference(times[s][t + 1]) - truth) ** 2 * w).mean()))
-    return float(np.mean(values))
+        errors.append(reference(times[s][t + 1]) - truth)
+    return wb2_rmse(errors, area_weights(st.lat))
 
 
 def test_day_of_year_climatology_baseline(store, tmp_path):
@@ -264,7 +274,7 @@ def test_day_of_year_climatology_baseline(store, tmp_path):
     run = train(config(copy, tmp_path / "run", "task=finetune_global", "task.lead_hours=6"))
     cfg = load_run_config(run, ["eval.leads=[6]", "eval.max_samples=7", "eval.climatology=day_of_year",
                                 "eval.variables=[geopotential_500]"])
-    table = evaluate(cfg).set_index("method")
+    table = evaluate(cfg).query("region == 'global'").set_index("method")
     st = ShardStore(copy)
     doy = np.load(copy / "test" / "climatology_doy.npz")["geopotential_500"][:, 0].astype(np.float64)
     times = st.shard_times("test")
@@ -281,7 +291,7 @@ def test_wb2_climatology_baseline_uses_the_training_years(store, tmp_path):
     run = train(config(store, tmp_path / "run", "task=finetune_global", "task.lead_hours=6"))
     cfg = load_run_config(run, ["eval.leads=[6]", "eval.max_samples=7", "eval.climatology=wb2",
                                 "eval.climatology_window=5", "eval.variables=[geopotential_500]"])
-    table = evaluate(cfg).set_index("method")
+    table = evaluate(cfg).query("region == 'global'").set_index("method")
     st = ShardStore(store)
     clim = hourly_climatology(st, ["geopotential_500"], "train", None, 5)  # 2000 only: not the scored 2001
     want = _climatology_rmse_6h(st, 7, lambda stamp: clim.at(np.array([stamp]))[0, 0].astype(np.float64))
@@ -349,19 +359,21 @@ def test_regional_run_is_scored_on_its_region(store, tmp_path):
     run = train(config(store, tmp_path / "run", "task=finetune_regional", "task.lead_hours=12"))
     cfg = load_run_config(run, ["eval.leads=[12]", "eval.max_samples=4"])
     table = evaluate(cfg)
-    assert len(table) == 9 and (Path(cfg.eval.out_dir) / "case.png").exists()
+    assert (Path(cfg.eval.out_dir) / "case.png").exists()
+    # the run's own region is scored; WeatherBench 2's regions reaching beyond it are not
+    assert "run_region" in set(table.region) and "global" not in set(table.region)
+    table = table[table.region == "run_region"]
+    assert len(table) == 9
     # persistence on the region (NorthAmerica: 2 x 4 cells of this 8 x 16 grid) by hand
     from physicsnemo_climax.forecasting.evaluation import initial_conditions
 
     st = ShardStore(store)
-    w = np.cos(np.deg2rad(st.lat[4:6]))[:, None]
-    w = w / w.mean()
-    values = []
+    errors = []
     for s, t in initial_conditions(st, "test", 2, 4):
         arr = np.asarray(st.shards("test")[s].array("temperature_850"))[:, 0, 4:6, 10:14].astype(np.float64)
-        values.append(np.sqrt(((arr[t] - arr[t + 2]) ** 2 * w).mean()))
+        errors.append(arr[t] - arr[t + 2])
     got = table[(table.method == "persistence") & (table.variable == "temperature_850")].rmse.item()
-    assert got == pytest.approx(np.mean(values), rel=1e-5)
+    assert got == pytest.approx(wb2_rmse(errors, area_weights(st.lat, slice(4, 6))), rel=1e-5)
     cfg = load_run_config(run, ["eval.leads=[24]", "eval.max_samples=4"])
     with pytest.raises(ValueError, match="direct leads only"):
         evaluate(cfg)

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import xarray as xr
+
+from ..errors import DataError
+from .regrid import regrid
+from .sources import on_grid_of
 from .store import ShardStore, StoreError
+from .wb2 import from_wb2
 
 DAYS = 366
 
@@ -62,7 +68,13 @@ class HourlyClimatology:
         bad = (slot >= self.hours.size) | (self.hours[np.minimum(slot, self.hours.size - 1)] != hour)
         if bad.any():
             raise ValueError(f"the climatology holds hours {self.hours.tolist()}, not {stamps[bad][:3]}")
-        return self.fields[day, slot]
+        out = self.fields[day, slot]
+        empty = np.isnan(out).reshape(len(out), -1).all(axis=1)
+        if empty.any():
+            raise StoreError(f"the climatology has no value for {str(np.asarray(stamps)[empty][0])[:13]}: no year "
+                             "it was computed from has data within its window of that day; choose years that "
+                             "cover the scored season, or eval.climatology=time_mean")
+        return out
 
 
 def hourly_climatology(store: ShardStore, variables: list[str], split: str = "train",
@@ -100,6 +112,33 @@ def hourly_climatology(store: ShardStore, variables: list[str], split: str = "tr
     if not counts.any():
         raise StoreError(f"{store.root}/{split}: no time in the years {years}")
     return HourlyClimatology(_smooth(sums, counts, weights), hours, list(variables))
+
+
+def wb2_climatology(ds: xr.Dataset, variables: list[str], lat: np.ndarray, lon: np.ndarray,
+                    source: str = "the climatology") -> HourlyClimatology:
+    """A WeatherBench 2 climatology (``dayofyear`` 1..366, ``hour``; :mod:`.wb2` names) of
+    ``variables`` on the grid ``lat``, ``lon``: the same points reordered, another grid
+    regridded conservatively. Reads only those variables and levels.
+
+    Raises
+    ------
+    DataError
+        When a variable, a level, a day of year or an axis is missing, naming it.
+    """
+    fields = from_wb2(ds, variables, source)
+    for dim in ("dayofyear", "hour", "lat", "lon"):
+        if dim not in fields.dims:
+            raise DataError(f"{source} has no {dim} axis (dims {dict(fields.sizes)}): not a WeatherBench 2 "
+                            "climatology")
+    if fields.sizes["dayofyear"] != DAYS:
+        raise DataError(f"{source}: {fields.sizes['dayofyear']} days of year, not {DAYS}")
+    fields = fields.sortby(["dayofyear", "hour"]).load()
+    try:
+        fields = on_grid_of(fields, xr.Dataset(coords={"lat": lat, "lon": lon}), source, "the store")
+    except DataError:
+        fields = regrid(fields, lat, lon, "conservative")
+    stacked = np.stack([fields[v].transpose("dayofyear", "hour", "lat", "lon").values for v in variables], axis=2)
+    return HourlyClimatology(stacked.astype(np.float32), fields.hour.values.astype(int), list(variables))
 
 
 def day_and_hour(stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,30 +3,44 @@
 
 Every lead is scored from the same initial conditions (evenly spaced over the
 split, each valid for the longest lead), in physical units, on the run's
-region. Leads up to the trained range are direct forecasts; longer ones roll
-out (``eval.mode`` chooses). This module reads the run and the store and
-makes the forecasts; :mod:`.scoring` scores them and :mod:`.report` writes
-the files.
+region, in every score region (:mod:`.score_regions`). Leads up to the
+trained range are direct forecasts; longer ones roll out (``eval.mode``
+chooses). External forecasts (:mod:`.external`) are scored on the same
+initial times and leads. This module reads the run, the store and the
+references and makes the forecasts; :mod:`.scoring` and :mod:`.diagnostics`
+score them and :mod:`.report` writes the files. With ``eval.save_forecasts``
+the model's forecasts go to ``forecasts.zarr`` in WeatherBench 2's layout.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pandas as pd
 import torch
+import xarray as xr
 from omegaconf import DictConfig
 
 from ..data import ShardStore
-from ..data.climatology import day_and_hour, hourly_climatology
-from ..data.store import Shard
+from ..data.climatology import day_and_hour, hourly_climatology, wb2_climatology
+from ..data.formats import is_url
+from ..data.store import Shard, StoreError
+from ..data.wb2 import to_wb2
+from ..errors import ConfigError
+from ..files import atomic_folder
 from ..models import GridRegion
-from .report import Case, write_report
+from .diagnostics import FieldDiagnostics
+from .external import ExternalForecast, open_zarr
+from .report import Case, Pictures, write_report
 from .rollout import forecast_steps, model_steps
 from .run import Run
+from .score_regions import region_specs, region_weights
 from .scoring import Scorer, Verification
+from .seeps import seeps_climatology
 
 
 def initial_conditions(store: ShardStore, split: str, horizon_steps: int, count: int) -> list[tuple[int, int]]:
@@ -52,26 +66,33 @@ class ClimatologyReference:
 
     ``wb2``: WeatherBench 2's, by day of year and hour of day from the training
     years (or ``years``), smoothed over ``window`` days (:mod:`..data.climatology`);
+    a path or URL: a WeatherBench 2 climatology Zarr (regridded when needed);
     ``day_of_year``: the scored split's own mean of the valid day of year;
     ``time_mean``: the scored split's own time mean. The last two know the scored
     period (an in-sample, optimistic baseline).
     """
 
-    KINDS = ("time_mean", "day_of_year", "wb2")
+    KINDS = ("wb2", "time_mean", "day_of_year")
 
     def __init__(self, store: ShardStore, split: str, variables: list[str], region: GridRegion, kind: str,
                  window: int = 61, years=None):
-        if kind not in self.KINDS:
-            raise ValueError(f"eval.climatology={kind!r}: choose from {list(self.KINDS)}")
-        self.kind, self.hourly = kind, None
-        if kind == "wb2":
+        self.kind, self.hourly, self.source = str(kind), None, None
+        if self.kind not in self.KINDS and not (is_url(self.kind) or Path(self.kind).exists()):
+            raise ConfigError(f"eval.climatology={kind!r}: choose from {list(self.KINDS)}, or give the path or URL "
+                              "of a WeatherBench 2 climatology Zarr")
+        if self.kind == "wb2":
             span = tuple(int(y) for y in years) if years else None
             self.hourly = hourly_climatology(store, variables, "train", span, window)
+        elif self.kind not in self.KINDS:
+            self.source, self.kind = self.kind, "wb2_zarr"
+            self.dataset = open_zarr(self.source, "eval.climatology")
+            self.hourly = wb2_climatology(self.dataset, variables, store.lat, store.lon,
+                                          f"eval.climatology ({self.source})")
         else:
-            fields = store.climatology(split, variables, day_of_year=kind != "time_mean")
+            fields = store.climatology(split, variables, day_of_year=self.kind != "time_mean")
             self.fields = region.crop(torch.as_tensor(fields))
         self.region = region
-        self.times = store.shard_times(split) if kind != "time_mean" else None
+        self.times = store.shard_times(split) if self.kind != "time_mean" else None
 
     def at(self, valid: list[tuple[int, int]]) -> torch.Tensor:
         """``[1, V, H, W]`` (time mean) or ``[B, V, H, W]`` for the valid ``(shard, time)`` pairs."""
@@ -82,9 +103,13 @@ class ClimatologyReference:
             return self.region.crop(torch.as_tensor(self.hourly.at(stamps)))
         return self.fields[day_and_hour(stamps)[0]]
 
+    def describe(self) -> str:
+        """What the scorecard records: the kind, and the Zarr it came from."""
+        return self.kind if self.source is None else f"{self.kind}: {self.source}"
+
 
 def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int, int]], scored: list[str],
-              plans: dict[float, list[float]], climatology: ClimatologyReference, region: GridRegion,
+              plans: dict[float, list[float]], refs: "References", region: GridRegion,
               ) -> Iterator[tuple[float, torch.Tensor, Verification]]:
     """``(lead, forecast, verification)`` of each lead from the initial times ``chunk`` of ``shards``
     (``step`` hours apart), in physical units, on the CPU."""
@@ -98,13 +123,114 @@ def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int,
         k = int(round(lead / step))
         truth = region.crop(torch.stack([torch.as_tensor(shards[s].read(scored, t + k)) for s, t in chunk]))
         pred = forecast_steps(run.model, x_norm, variables, scored, plan, run.region)[-1]
-        verification = Verification(truth, climatology.at([(s, t + k) for s, t in chunk]), initial, region.lat)
+        verification = Verification(truth, refs.climatology.at([(s, t + k) for s, t in chunk]), initial,
+                                    region.lat, refs.seeps)
         yield lead, pred.float().cpu() * std_y + mean_y, verification
 
 
 def map_lead(leads: list[float]) -> float:
     """Lead shown on the maps: the first of at least a day, else the longest."""
     return next((lead for lead in leads if lead >= 24), leads[-1])
+
+
+@dataclass
+class References:
+    """What the scored forecasts are compared with, besides the truth.
+
+    Attributes
+    ----------
+    climatology : ClimatologyReference
+    seeps : tuple of torch.Tensor or None
+        SEEPS thresholds and dry fraction on the scored grid (:mod:`.seeps`).
+    externals : dict
+        Name -> :class:`.external.ExternalForecast`.
+    regions : dict
+        Region name -> ``[h, w]`` weights; ``skipped``: name -> why not.
+    """
+
+    climatology: ClimatologyReference
+    seeps: tuple | None
+    externals: dict
+    regions: dict
+    skipped: dict
+
+    @classmethod
+    def build(cls, cfg: DictConfig, run: Run, store: ShardStore, scored: list[str], region: GridRegion
+              ) -> "References":
+        """The references ``cfg.eval`` and ``cfg.external`` ask for."""
+        e, units = cfg.eval, run.info.get("units", {})
+        climatology = ClimatologyReference(store, e.split, scored, region, e.get("climatology", "wb2"),
+                                           e.get("climatology_window", 61), e.get("climatology_years"))
+        seeps = seeps_climatology(store, scored, units)
+        seeps = None if seeps is None else tuple(region.crop(t) for t in seeps)
+        rows, cols = (None, None) if region.is_global else (region.rows.numpy(), region.cols.numpy())
+        land = land_fraction(store)
+        specs = region_specs(e.get("regions", ["all"]), e.get("boxes"), land=land is not None)
+        weights, skipped = region_weights(specs, store.lat, store.lon, land, rows, cols)
+        externals = {name: ExternalForecast(name, source, scored, (store.lat, store.lon), region.rows.numpy(),
+                                            region.cols.numpy(), units)
+                     for name, source in (cfg.get("external") or {}).items()}
+        return cls(climatology, seeps, externals, weights, skipped)
+
+
+def land_fraction(store: ShardStore) -> np.ndarray | None:
+    """The store's ``land_sea_mask`` ``[H, W]`` (fraction of land), or ``None``."""
+    if "land_sea_mask" not in store.variables():
+        return None
+    return np.asarray(store.shards("train")[0].array("land_sea_mask")[0, 0], np.float64)
+
+
+def init_stamps(store: ShardStore, split: str, inits: list[tuple[int, int]], needed: bool) -> np.ndarray | None:
+    """Time stamps of the initial times; ``None`` when the store has none and nothing ``needed`` them."""
+    try:
+        times = store.shard_times(split)
+    except StoreError:
+        if needed:
+            raise
+        return None
+    return np.array([times[s][t] for s, t in inits], "datetime64[ns]")
+
+
+def forecast_block(stamps: np.ndarray, block: dict[float, torch.Tensor], scored: list[str], region: GridRegion,
+                   units: dict) -> xr.Dataset:
+    """The model's forecasts of one chunk, ``{lead: [B, V, h, w]}``, as ``(time, lead_time, lat, lon)`` fields."""
+    leads = list(block)
+    values = torch.stack([block[lead] for lead in leads], dim=1).numpy()  # [B, L, V, h, w]
+    return xr.Dataset(
+        {v: (("time", "lead_time", "lat", "lon"), values[:, :, j], {"units": units.get(v, "")})
+         for j, v in enumerate(scored)},
+        coords={"time": stamps, "lead_time": pd.to_timedelta(leads, unit="h"),
+                "lat": region.lat.numpy(), "lon": region.lon.numpy()})
+
+
+def score_split(run: Run, store: ShardStore, e: DictConfig, inits: list[tuple[int, int]], scored: list[str],
+                plans: dict, refs: References, region: GridRegion, scorer: Scorer, fields: FieldDiagnostics,
+                saved: Path | None) -> Case | None:
+    """Forecast from every initial time in chunks of ``e.batch_size``, score the model, the baselines
+    and the external forecasts, and append the model's forecasts to the Zarr at ``saved``."""
+    stamps = init_stamps(store, e.split, inits, bool(refs.externals) or saved is not None)
+    case, shards, units = None, store.shards(e.split), run.info.get("units", {})  # shards opened once
+    for start in range(0, len(inits), e.batch_size):
+        chunk, block = inits[start : start + e.batch_size], {}
+        for lead, forecast, verification in forecasts(run, shards, store.hours_per_step, chunk, scored, plans,
+                                                      refs, region):
+            scorer.add(lead, forecast, verification)
+            fields.add("model", lead, forecast, verification.truth)
+            for name, external in refs.externals.items():
+                index, theirs = external.block(stamps[start : start + len(chunk)], lead)
+                if index:
+                    scorer.add(lead, theirs, verification.take(index), method=name, baselines=False)
+                    fields.add(name, lead, theirs, verification.truth[index])
+            if case is None and start <= e.case < start + len(chunk) and lead == map_lead(list(plans)):
+                i = e.case - start
+                case = Case(verification.truth[i].numpy(), forecast[i].numpy(), lead, chunk[i])
+            block[lead] = forecast
+        if saved is not None:
+            wb2 = to_wb2(forecast_block(stamps[start : start + len(chunk)], block, scored, region, units),
+                         run.provenance())
+            wb2.to_zarr(saved, mode="a" if start else "w-", append_dim="time" if start else None,
+                        zarr_format=2, consolidated=True)
+    return case
 
 
 @torch.no_grad()
@@ -117,22 +243,21 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     plans = rollout_plans(run, scored, leads, e.mode)
     inits = initial_conditions(store, e.split, int(round(max(leads) / store.hours_per_step)), e.max_samples)
     region = run.region.to("cpu")  # regional runs are scored on their region
-    climatology = ClimatologyReference(store, e.split, scored, region, e.get("climatology", "time_mean"),
-                                       e.get("climatology_window", 61), e.get("climatology_years"))
-    scorer, case, shards = Scorer(scored), None, store.shards(e.split)  # opened once for every chunk
-    for start in range(0, len(inits), e.batch_size):
-        chunk = inits[start : start + e.batch_size]
-        for lead, forecast, verification in forecasts(run, shards, store.hours_per_step, chunk, scored, plans,
-                                                      climatology, region):
-            scorer.add(lead, forecast, verification)
-            if case is None and start <= e.case < start + len(chunk) and lead == map_lead(leads):
-                i = e.case - start
-                case = Case(verification.truth[i].numpy(), forecast[i].numpy(), lead, chunk[i])
-    table = scorer.table()
+    refs = References.build(cfg, run, store, scored, region)
+    scorer = Scorer(scored, refs.regions)
+    fields = FieldDiagnostics(e.get("spectra_leads") or sorted({map_lead(leads), leads[-1]}), region.lat)
+    out = Path(e.out_dir)
+    with ExitStack() as stack:
+        saved = stack.enter_context(atomic_folder(out / "forecasts.zarr")) if e.get("save_forecasts") else None
+        case = score_split(run, store, e, inits, scored, plans, refs, region, scorer, fields, saved)
     var = e.map_variable or scored[0]
-    write_report(table, Path(e.out_dir), {
-        "run_dir": str(cfg.run_dir), "split": e.split, "samples": len(inits), "climatology": climatology.kind,
-        "modes": {str(k): ("direct" if len(v) == 1 else f"rollout {v}") for k, v in plans.items()},
-    }, case, {"variable": var, "index": scored.index(var), "lat": region.lat.numpy(), "lon": region.lon.numpy(),
-              "units": run.info.get("units", {}).get(var, "")})
+    meta = {"run_dir": str(cfg.run_dir), "split": e.split, "samples": len(inits),
+            "climatology": refs.climatology.describe(), "regions": list(refs.regions),
+            "skipped_regions": refs.skipped, "external": {n: x.report() for n, x in refs.externals.items()},
+            "forecasts": str(out / "forecasts.zarr") if saved is not None else None,
+            "modes": {str(k): ("direct" if len(v) == 1 else f"rollout {v}") for k, v in plans.items()}}
+    table = scorer.table()
+    write_report(table, out, meta, Pictures(case, fields, scorer.rank_histograms(), {
+        "variable": var, "index": scored.index(var), "variables": scored, "lat": region.lat.numpy(), "lon": region.lon.numpy(),
+        "units": run.info.get("units", {}).get(var, "")}))
     return table

@@ -1,7 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A scorecard's files: ``scorecard.csv``, ``scorecard.json``, ``scores.png``
-(every metric against lead, per variable and method), ``case.png`` (truth,
-forecast and error maps of one initial time), and the text summary."""
+"""A scorecard's files: ``scorecard.csv`` and ``scorecard.json`` (a row per variable,
+lead, method and region), ``summary.md`` (one page, readable on GitHub),
+``scores.png`` (every metric against lead, per variable and method, in the
+main region; ``regions/scores_<region>.png`` for the others), ``bias_maps.png``,
+``spectra.png`` (zonal energy spectra of forecasts and truth), ``case.png``
+(truth, forecast and error maps of one initial time) and, for ensembles,
+``rank_histogram.csv``."""
 
 from __future__ import annotations
 
@@ -14,7 +18,12 @@ import numpy as np
 import pandas as pd
 
 from ..files import atomic_path, write_atomic
-from .scoring import METRICS
+from .diagnostics import FieldDiagnostics
+
+#: Score columns in the order they are shown; those a table lacks or holds only NaN are left out.
+SHOWN = ("rmse", "acc", "bias", "mae", "seeps", "crps", "spread", "spread_skill")
+#: Scores in ``summary.md`` (the others are in the tables and plots).
+SUMMARY = ("rmse", "acc", "seeps", "crps", "spread_skill")
 
 
 @dataclass
@@ -27,8 +36,32 @@ class Case:
     init: tuple[int, int]
 
 
-def write_report(table: pd.DataFrame, out: Path, meta: dict, case: Case | None = None,
-                 case_map: dict | None = None) -> None:
+@dataclass
+class Pictures:
+    """What the pictures are drawn from: the case, the field diagnostics, rank histograms
+    (:meth:`.scoring.Scorer.rank_histograms`) and the map's ``variable``, ``index`` (in the
+    scored variables), ``lat``, ``lon`` and ``units``."""
+
+    case: Case | None
+    fields: FieldDiagnostics | None
+    ranks: pd.DataFrame | None
+    case_map: dict
+
+
+def main_region(table: pd.DataFrame) -> str | None:
+    """The region the headline numbers are for: ``global``, else the run's own region, else the first."""
+    if "region" not in table:
+        return None
+    names = list(dict.fromkeys(table.region))
+    return next((n for n in ("global", "run_region") if n in names), names[0])
+
+
+def shown(table: pd.DataFrame) -> list[str]:
+    """The score columns of ``table`` that hold a value."""
+    return [m for m in SHOWN if m in table and table[m].notna().any()]
+
+
+def write_report(table: pd.DataFrame, out: Path, meta: dict, pictures: Pictures | None = None) -> None:
     """Write the files of a scorecard into ``out``.
 
     Parameters
@@ -36,27 +69,92 @@ def write_report(table: pd.DataFrame, out: Path, meta: dict, case: Case | None =
     table : DataFrame
         From :meth:`.scoring.Scorer.table`.
     meta : dict
-        Written at the top of ``scorecard.json`` (run, split, samples, climatology, modes).
-    case : Case, optional
-        Drawn into ``case.png`` with ``case_map``: ``variable``, ``index`` (in the
-        scored variables), ``lat``, ``lon``, ``units``.
+        Written at the top of ``scorecard.json`` and ``summary.md`` (run, split, samples,
+        climatology, regions, externals, modes).
+    pictures : Pictures, optional
     """
     with atomic_path(out / "scorecard.csv") as tmp:
         table.to_csv(tmp, index=False)
     rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
             for row in table.to_dict("records")]
     write_atomic(out / "scorecard.json", json.dumps({**meta, "scores": rows}, indent=1))
-    plot_scores(table, out / "scores.png")
-    if case is not None:
-        plot_case(case, **case_map, path=out / "case.png")
+    main = main_region(table)
+    for region, part in table.groupby("region"):
+        plot_scores(part, out / ("scores.png" if region == main else f"regions/scores_{region}.png"))
+    images = ["scores.png"]
+    if pictures is not None:
+        images += draw(pictures, out)
+    write_atomic(out / "summary.md", summary_markdown(table, meta, images))
+
+
+def draw(pictures: Pictures, out: Path) -> list[str]:
+    """The pictures beyond the score curves; returns the file names written."""
+    written = []
+    if pictures.ranks is not None and len(pictures.ranks):
+        with atomic_path(out / "rank_histogram.csv") as tmp:
+            pictures.ranks.to_csv(tmp, index=False)
+    if pictures.fields is not None and pictures.fields.errors:
+        m = pictures.case_map
+        plot_bias_maps(pictures.fields, m["lat"], m["lon"], out / "bias_maps.png", variables=m.get("variables"))
+        plot_zonal_spectra(pictures.fields, out / "spectra.png", variables=m.get("variables"))
+        written += ["bias_maps.png", "spectra.png"]
+    if pictures.case is not None:
+        plot_case(pictures.case, **{k: v for k, v in pictures.case_map.items() if k != "variables"},
+                  path=out / "case.png")
+        written.append("case.png")
+    return written
 
 
 def summary(table: pd.DataFrame, variables=None, metric: str = "rmse") -> str:
-    """One metric as a table, variables x leads, the methods side by side."""
+    """One metric in the main region as a table, variables x leads, the methods side by side."""
     rows = table if variables is None else table[table.variable.isin(variables)]
+    if "region" in rows:
+        rows = rows[rows.region == main_region(rows)]
     pivot = rows.pivot_table(index=["variable", "method"], columns="lead_hours", values=metric)
     pivot.columns = [f"{int(c)}h" for c in pivot.columns]
     return pivot.to_string(float_format=lambda v: f"{v:.4g}")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub Markdown table (index as the first column)."""
+    def cell(v):
+        return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
+
+    head = [frame.index.name or ""] + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join([cell(i)] + [cell(v) for v in row]) + " |" for i, row in zip(frame.index, frame.values)]
+    return "\n".join(lines)
+
+
+def summary_markdown(table: pd.DataFrame, meta: dict, images: list[str]) -> str:
+    """``summary.md``: what was scored, each score against lead in the main region, every region's RMSE."""
+    main = main_region(table)
+    part = table[table.region == main]
+    lines = [f"# Scorecard of `{meta.get('run_dir', '')}`", "",
+             f"Split `{meta.get('split')}`, {meta.get('samples')} initial times, climatology "
+             f"`{meta.get('climatology')}`. RMSE is the square root of the time-mean MSE and ACC the time mean of "
+             "uncentred anomaly correlations (WeatherBench 2); weights are cell areas.", ""]
+    for name, report in (meta.get("external") or {}).items():
+        missing = report.get("missing") or {}
+        lines.append(f"External `{name}` ({report.get('source')}): "
+                     + ("every initial time and lead present." if not missing else
+                        "missing " + ", ".join(f"{v['missing']} at {k} h" for k, v in missing.items()) + "."))
+    if meta.get("skipped_regions"):
+        lines.append("Not scored: " + ", ".join(f"{k} ({v})" for k, v in meta["skipped_regions"].items()) + ".")
+    for metric in [m for m in shown(part) if m in SUMMARY]:
+        lines += ["", f"## {metric.upper()}, {main}", ""]
+        for var, rows in part.groupby("variable"):
+            pivot = rows.pivot_table(index="method", columns="lead_hours", values=metric)
+            pivot.columns = [f"{c:g} h" for c in pivot.columns]
+            pivot.index.name = var
+            lines += [markdown_table(pivot), ""]
+    model = table[table.method == "model"]
+    if model.region.nunique() > 1:
+        lead = model.lead_hours.max()
+        pivot = model[model.lead_hours == lead].pivot_table(index="region", columns="variable", values="rmse")
+        lines += ["", f"## Model RMSE by region at {lead:g} h", "", markdown_table(pivot)]
+    lines += ["", *[f"![{Path(i).stem}]({i})" for i in images], ""]
+    return "\n".join(lines)
 
 
 def plot_scores(table: pd.DataFrame, path: Path) -> None:
@@ -64,18 +162,68 @@ def plot_scores(table: pd.DataFrame, path: Path) -> None:
     from matplotlib.figure import Figure
 
     variables = list(dict.fromkeys(table.variable))
-    metrics = [m for m in METRICS if m in table]
+    metrics = shown(table)
     fig = Figure(figsize=(3.2 * len(variables), 2.75 * len(metrics)), layout="tight")
     axes = fig.subplots(len(metrics), len(variables), squeeze=False)
     for j, var in enumerate(variables):
         for method, rows in table[table.variable == var].groupby("method"):
             for i, metric in enumerate(metrics):
                 axes[i, j].plot(rows.lead_hours, rows[metric], "o-", label=method)
-        axes[0, j].set_title(var, fontsize=9)
+        region = f" ({table.region.iloc[0]})" if "region" in table else ""
+        axes[0, j].set_title(var + region, fontsize=9)
         axes[-1, j].set_xlabel("lead (h)")
     for i, metric in enumerate(metrics):
         axes[i, 0].set_ylabel(metric.upper())
     axes[0, 0].legend(fontsize=8)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+
+
+def plot_bias_maps(fields: FieldDiagnostics, lat: np.ndarray, lon: np.ndarray, path: Path,
+                   variables: list[str] | None = None) -> None:
+    """Mean forecast - truth of every method (rows) and variable (columns) at the longest diagnosed lead."""
+    from matplotlib.figure import Figure
+
+    lead = max(lead for _, lead in fields.errors)
+    methods = [m for m, l in fields.errors if l == lead]
+    n_var = next(iter(fields.errors.values())).shape[0]
+    order, lon_order = np.argsort(lat), np.argsort(lon % 360)
+    fig = Figure(figsize=(4.2 * n_var, 2.6 * len(methods)), layout="tight")
+    axes = fig.subplots(len(methods), n_var, squeeze=False)
+    for i, method in enumerate(methods):
+        maps = fields.bias_map(method, lead).numpy()
+        for j in range(n_var):
+            field = maps[j][order][:, lon_order]
+            bound = np.abs(field).max() or 1.0
+            mesh = axes[i, j].pcolormesh(np.sort(lon % 360), lat[order], field, shading="nearest", cmap="RdBu_r",
+                                         vmin=-bound, vmax=bound)
+            fig.colorbar(mesh, ax=axes[i, j])
+            name = variables[j] if variables else f"variable {j}"
+            axes[i, j].set_title(f"bias {method}: {name}, +{lead:g} h", fontsize=8)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+
+
+def plot_zonal_spectra(fields: FieldDiagnostics, path: Path, variables: list[str] | None = None) -> None:
+    """Zonal energy spectra of the truth and every method at each diagnosed lead, per variable."""
+    from matplotlib.figure import Figure
+
+    keys = sorted(fields.power, key=lambda k: (k[1], k[0] != "truth", k[0]))
+    n_var = next(iter(fields.power.values())).shape[0]
+    fig = Figure(figsize=(3.6 * n_var, 3.0), layout="tight")
+    axes = fig.subplots(1, n_var, squeeze=False)[0]
+    dashes = {lead: ("-", "--", ":", "-.")[i % 4] for i, lead in enumerate(sorted({k[1] for k in keys}))}
+    for method, lead in keys:
+        power = fields.spectrum(method, lead).numpy()
+        k = np.arange(1, power.shape[1])
+        for j in range(n_var):
+            axes[j].loglog(k, power[j, 1:], dashes[lead], color="k" if method == "truth" else None, lw=1,
+                           label=f"{method} +{lead:g} h")
+    for j in range(n_var):
+        axes[j].set_title(variables[j] if variables else f"variable {j}", fontsize=9)
+        axes[j].set_xlabel("zonal wavenumber")
+    axes[0].set_ylabel("power")
+    axes[0].legend(fontsize=6)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
 

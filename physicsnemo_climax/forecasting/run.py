@@ -12,6 +12,7 @@ import torch
 from physicsnemo.core import Module
 
 from ..engine import checkpointing
+from ..files import sha256
 from ..engine.run_folder import read_run_record
 from ..models import ClimaX, GridRegion
 
@@ -28,10 +29,14 @@ class Run:
         Variables, outputs, per-variable ``statistics`` (mean, std), units,
         ``lat``/``lon``, ``hours_per_step``, trained ``lead_hours`` /
         ``max_lead_hours``, ``data_root``, ``region`` and the run ``plan``.
+    run_dir, checkpoint : Path, optional
+        The run folder, and the model file the weights came from.
     """
 
     model: ClimaX
     info: dict
+    run_dir: Path | None = None
+    checkpoint: Path | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> "Run":
@@ -47,8 +52,19 @@ class Run:
         info = read_run_record(run_dir)
         if "variables" not in info:
             raise ValueError(f"{run_dir} is a {info.get('task', 'non-forecasting')} run, not a ClimaX forecasting run")
-        model = Module.from_checkpoint(str(checkpointing.model_file(Path(run_dir) / "checkpoints")))
-        return cls(model.to(device).eval(), info)
+        path = checkpointing.model_file(Path(run_dir) / "checkpoints")
+        model = Module.from_checkpoint(str(path))
+        return cls(model.to(device).eval(), info, Path(run_dir), Path(path))
+
+    def provenance(self) -> dict:
+        """What made a forecast: package version, run folder, model file and its SHA-256, time."""
+        from importlib.metadata import version
+
+        return {"made_by": f"physicsnemo-climax {version('physicsnemo-climax')}",
+                "run_dir": str(self.run_dir.resolve()) if self.run_dir else "",
+                "checkpoint": str(self.checkpoint.resolve()) if self.checkpoint else "",
+                "checkpoint_sha256": sha256(self.checkpoint) if self.checkpoint else "",
+                "created": np.datetime_as_string(np.datetime64("now", "s")) + "Z"}
 
     @cached_property
     def region(self) -> GridRegion:

@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Forecasts made elsewhere (a WeatherBench 2 baseline such as IFS HRES, another
+model's output, or a run's own saved forecasts), scored next to the model.
+
+``climax evaluate external.NAME=PATH_OR_URL`` opens a Zarr in WeatherBench 2's
+layout (:mod:`..data.wb2`; public ``gs://`` and ``s3://`` buckets
+anonymously), takes the scored variables at the evaluation's initial times
+and leads, and brings them to the scored grid: the same points in another
+order are reordered, another grid is regridded conservatively. What the
+file lacks (an initial time at a lead, a whole lead) is counted and
+reported in the scorecard, never silently left out; its scores then rest on
+fewer samples (the ``samples`` column).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+import xarray as xr
+
+from ..data.formats import is_url, storage_options
+from ..data.regrid import regrid
+from ..data.sources import on_grid_of
+from ..data.wb2 import from_wb2
+from ..errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+def open_zarr(source: str, what: str) -> xr.Dataset:
+    """A Zarr store, local or at an fsspec URL, lazily; a :class:`DataError` naming ``what`` otherwise."""
+    try:
+        return xr.open_zarr(source, storage_options=storage_options(source) if is_url(source) else None,
+                            chunks=None, consolidated=None)
+    except Exception as err:  # noqa: BLE001 -- any failure to open or reach it: one line naming it
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{what}: {source} cannot be opened as a Zarr store ({type(err).__name__}: {cause[:300]})"
+                        ) from err
+
+
+class ExternalForecast:
+    """One external forecast, ready to hand out blocks on the scored grid.
+
+    Parameters
+    ----------
+    name, source : str
+        Its name in the scorecard, and its path or URL.
+    variables : list of str
+        The scored variables (our names).
+    grid : (np.ndarray, np.ndarray)
+        The store's ``lat`` ``[H]`` and ``lon`` ``[W]``.
+    rows, cols : np.ndarray
+        The scored part of that grid (a regional run's), as indices.
+    units : dict
+        The store's units per variable; a file whose ``units`` differ is refused.
+    """
+
+    def __init__(self, name: str, source: str, variables: list[str], grid: tuple[np.ndarray, np.ndarray],
+                 rows: np.ndarray, cols: np.ndarray, units: dict):
+        self.name, self.source, self.variables = name, str(source), list(variables)
+        what = f"external.{name}"
+        self.ds = from_wb2(open_zarr(self.source, what), self.variables, f"{what} ({self.source})")
+        for dim in ("time", "lead_time", "lat", "lon"):
+            if dim not in self.ds.dims:
+                raise DataError(f"{what} ({self.source}) has no {dim} axis (dims {dict(self.ds.sizes)}): "
+                                "not a forecast in WeatherBench 2's layout")
+        for v in self.variables:
+            theirs, ours = self.ds[v].attrs.get("units"), units.get(v)
+            if theirs and ours and theirs.replace("**", "").replace(" ", "") != ours.replace("**", "").replace(" ", ""):
+                raise DataError(f"{what}: {v} is in {theirs}, the store in {ours}; convert it first")
+        self.grid, self.rows, self.cols = grid, np.asarray(rows), np.asarray(cols)
+        self.times = self.ds.time.values.astype("datetime64[ns]")
+        self.leads = (self.ds.lead_time.values / np.timedelta64(1, "h")).astype(float)
+        self.missing: dict[float, list[str]] = {}
+
+    def block(self, stamps: np.ndarray, lead: float) -> tuple[list[int], torch.Tensor | None]:
+        """The forecast from the initial times ``stamps`` at ``lead`` hours: the indices of the
+        stamps it has, and their fields ``[b, V, h, w]`` (``[M, b, V, h, w]`` for an ensemble).
+
+        Raises
+        ------
+        DataError
+            For non-finite values, naming the variable and the initial time.
+        """
+        stamps = np.asarray(stamps, "datetime64[ns]")
+        have = np.isin(stamps, self.times)
+        lead_index = np.flatnonzero(np.isclose(self.leads, lead))
+        if not lead_index.size:
+            have[:] = False
+        self.missing.setdefault(lead, []).extend(str(s)[:16] for s in stamps[~have])
+        index = np.flatnonzero(have).tolist()
+        if not index:
+            return [], None
+        sel = self.ds.isel(lead_time=int(lead_index[0])).sel(time=stamps[have])
+        sel = self._on_grid(sel.load())
+        dims = (("member",) if "member" in sel.dims else ()) + ("time", "lat", "lon")
+        values = np.stack([sel[v].transpose(*dims).values for v in self.variables], axis=-3)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            first = np.argwhere(bad)[0]  # [(member,) time, variable, lat, lon]
+            t, j = int(first[-4]), int(first[-3])
+            raise DataError(f"external.{self.name}: {self.variables[j]} has non-finite values at {lead:g} h "
+                            f"from {str(stamps[have][t])[:16]} ({self.source})")
+        return index, torch.from_numpy(values.astype(np.float32))
+
+    def _on_grid(self, ds: xr.Dataset) -> xr.Dataset:
+        lat, lon = self.grid
+        ref = xr.Dataset(coords={"lat": lat, "lon": lon})
+        try:
+            ds = on_grid_of(ds, ref, f"external.{self.name}", "the store")
+        except DataError:
+            ds = regrid(ds, lat, lon, "conservative")
+        return ds.isel(lat=self.rows, lon=self.cols)
+
+    def report(self) -> dict:
+        """What was missing, per lead: counts and the first initial times."""
+        out = {f"{lead:g}": {"missing": len(m), "first": m[:5]} for lead, m in self.missing.items() if m}
+        if out:
+            logger.warning("external.%s lacks some initial times or leads: %s", self.name, out)
+        return {"source": self.source, "missing": out}
