@@ -64,7 +64,9 @@ def test_rmse_is_the_root_of_the_time_mean_mse_and_acc_the_mean_of_per_sample_co
 def test_regions_weight_by_cell_area_inside_their_box_and_skip_what_a_regional_grid_cuts():
     lat, lon = np.array([-60.0, -10.0, 10.0, 60.0]), np.array([0.0, 90.0, 180.0, 270.0])
     land = np.array([[1.0, 0.0, 0.5, 0.0]] * 4)
-    specs = region_specs(["tropics", "northern-hemisphere"], {"box": [0, 90, 350, 95]}, land=True)
+    specs = region_specs(["global", "tropics", "northern-hemisphere"], {"box": [0, 90, 350, 95]}, land=True)
+    assert set(specs) == {"global", "tropics", "northern-hemisphere", "box", "global_land", "global_sea",
+                          "tropics_land", "tropics_sea"}
     weights, skipped = region_weights(specs, lat, lon, land)
     a = areas_of(lat)
     want_tropics = np.zeros((4, 4))

@@ -40,6 +40,8 @@ ATTRS = {
     "toa_incident_solar_radiation": ("TOA incident solar radiation", "J m**-2"),
     "land_sea_mask": ("Land-sea mask", "(0 - 1)"),
 }
+#: Axis order of WB2 forecasts.
+ORDER = ("time", "prediction_timedelta", "number", "level", "latitude", "longitude")
 #: Ensemble axes WB2-layout files use, the first found is read as ``member``.
 MEMBER_DIMS = ("number", "realization", "member", "ensemble")
 
@@ -64,6 +66,8 @@ def to_wb2(ds: xr.Dataset, attrs: dict | None = None) -> xr.Dataset:
         else:
             out[base] = xr.concat([ds[n].expand_dims(level=[lv]) for lv, n in sorted(items)], dim="level",
                                   join="outer")
+        order = [d for d in ORDER if d in out[base].dims]
+        out[base] = out[base].transpose(*order, *[d for d in out[base].dims if d not in order])
         long_name, units = ATTRS.get(base, (base.replace("_", " "), ""))
         out[base].attrs = {"long_name": long_name, "units": ds[items[0][1]].attrs.get("units") or units}
     wb2 = xr.Dataset(out, attrs=dict(attrs or {}))

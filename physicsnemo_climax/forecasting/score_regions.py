@@ -96,7 +96,7 @@ def region_specs(names: Sequence[str], boxes: Mapping[str, Sequence[float]] | No
                  land: bool = False) -> dict[str, ScoreRegion]:
     """The regions to score: ``names`` from :data:`WB2_REGIONS` (``"all"``: every one), the
     user ``boxes`` (name -> ``[lat_min, lat_max, lon_min, lon_max]``), and, with ``land``,
-    land and sea parts of :data:`SURFACE_REGIONS`.
+    the land and sea parts of those of ``names`` in :data:`SURFACE_REGIONS`.
 
     Raises
     ------
@@ -116,7 +116,7 @@ def region_specs(names: Sequence[str], boxes: Mapping[str, Sequence[float]] | No
                               "lat_min < lat_max within -90..90")
         specs[name] = ScoreRegion((box[0], box[1]), (box[2], box[3]))
     if land:
-        for n in SURFACE_REGIONS:
+        for n in [n for n in SURFACE_REGIONS if n in names]:
             for surface in ("land", "sea"):
                 specs[f"{n}_{surface}"] = ScoreRegion(WB2_REGIONS[n].lat, WB2_REGIONS[n].lon, surface,
                                                       WB2_REGIONS[n].outside)
