@@ -144,3 +144,36 @@ def test_a_baseline_that_does_not_apply_is_left_out_and_a_new_metric_plugs_in():
     scorer.add(6.0, forecast, verification)
     table = scorer.table()
     assert set(table.method) == {"model", "climatology"} and (table.seven == 7).all()
+
+
+def test_seeps_climatology_from_the_training_split_by_hand():
+    from types import SimpleNamespace
+
+    from physicsnemo_climax.forecasting.seeps import seeps_climatology
+
+    # 6 training times at 2 points, metres: point 0 is dry 3 times of 6, point 1 always wet
+    values = np.array([[0.0, 1e-3], [5e-5, 2e-3], [0.0, 3e-3], [1e-3, 4e-3], [2e-3, 5e-3], [4e-3, 6e-3]])
+    arrays = {"total_precipitation_6hr": values[:, None, None, :], "2m_temperature": values[:, None, None, :]}
+    shard = SimpleNamespace(steps=6, array=lambda v: arrays[v])
+    fake = SimpleNamespace(grid=(1, 2), shards=lambda split: [shard])
+    ref = seeps_climatology(fake, ["2m_temperature", "total_precipitation_6hr"], {})
+    dry, wet, p1 = ref.at(None, lambda t: t)
+    assert torch.isnan(dry[0, 0]).all() and torch.isnan(p1[0, 0]).all()  # not precipitation
+    assert np.allclose(dry[0, 1].numpy(), 1e-4)  # 0.1 mm for 6-hour accumulations
+    assert np.allclose(p1[0, 1, 0].numpy(), [0.5, 0.0])
+    # wet threshold: 2/3 quantile of the wet values (linear interpolation, as numpy's default)
+    assert np.allclose(wet[0, 1, 0].numpy(), [np.quantile([1e-3, 2e-3, 4e-3], 2 / 3),
+                                              np.quantile(values[:, 1], 2 / 3)])
+
+
+def test_the_scorecard_seeps_is_the_area_mean_over_the_points_where_it_is_defined():
+    truth = torch.tensor([[[[0.0, 0.5, 2.0, 0.0]] * 3]], dtype=torch.float64)  # [1, 1, 3, 4]
+    forecast = torch.tensor([[[[0.5, 0.0, 0.0, 0.0]] * 3]], dtype=torch.float64)
+    p1 = torch.full((1, 1, 3, 4), 0.5, dtype=torch.float64)
+    p1[..., 0, :] = 0.95  # the southern row is too often dry to be scored
+    refs = (torch.full_like(p1, 0.1), torch.full_like(p1, 1.0), p1)
+    scorer = Scorer(["tp"])
+    scorer.add(6.0, forecast, Verification(truth, truth, None, LAT, refs), baselines=False)
+    per_point = np.array([1.0, 1.0, 4.0, 0.0])  # by hand, as in test_seeps_by_hand
+    w = W[1:] / W[1:].sum()
+    assert scorer.table().seeps.item() == pytest.approx((w * per_point).sum())

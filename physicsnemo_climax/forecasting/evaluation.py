@@ -40,7 +40,7 @@ from .rollout import forecast_steps, model_steps
 from .run import Run
 from .score_regions import region_specs, region_weights
 from .scoring import Scorer, Verification
-from .seeps import seeps_climatology
+from .seeps import SeepsReference, seeps_climatology, seeps_from_wb2
 
 
 def initial_conditions(store: ShardStore, split: str, horizon_steps: int, count: int) -> list[tuple[int, int]]:
@@ -123,8 +123,8 @@ def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int,
         k = int(round(lead / step))
         truth = region.crop(torch.stack([torch.as_tensor(shards[s].read(scored, t + k)) for s, t in chunk]))
         pred = forecast_steps(run.model, x_norm, variables, scored, plan, run.region)[-1]
-        verification = Verification(truth, refs.climatology.at([(s, t + k) for s, t in chunk]), initial,
-                                    region.lat, refs.seeps)
+        valid = [(s, t + k) for s, t in chunk]
+        verification = Verification(truth, refs.climatology.at(valid), initial, region.lat, refs.seeps_at(valid))
         yield lead, pred.float().cpu() * std_y + mean_y, verification
 
 
@@ -140,19 +140,32 @@ class References:
     Attributes
     ----------
     climatology : ClimatologyReference
-    seeps : tuple of torch.Tensor or None
-        SEEPS thresholds and dry fraction on the scored grid (:mod:`.seeps`).
+    seeps : SeepsReference or None
+        SEEPS thresholds and dry fraction (:mod:`.seeps`).
     externals : dict
         Name -> :class:`.external.ExternalForecast`.
     regions : dict
         Region name -> ``[h, w]`` weights; ``skipped``: name -> why not.
+    region : GridRegion
+        The run's (what is scored of the grid).
+    times : list of np.ndarray or None
+        The split's time stamps per shard (``None``: the store has none).
     """
 
     climatology: ClimatologyReference
-    seeps: tuple | None
+    seeps: SeepsReference | None
     externals: dict
     regions: dict
     skipped: dict
+    region: GridRegion
+    times: list[np.ndarray] | None
+
+    def seeps_at(self, valid: list[tuple[int, int]]) -> tuple | None:
+        """SEEPS thresholds and dry fraction for the valid ``(shard, time)`` pairs, on the region."""
+        if self.seeps is None:
+            return None
+        stamps = None if self.times is None else np.array([self.times[s][t] for s, t in valid])
+        return self.seeps.at(stamps, self.region.crop)
 
     @classmethod
     def build(cls, cfg: DictConfig, run: Run, store: ShardStore, scored: list[str], region: GridRegion
@@ -161,8 +174,10 @@ class References:
         e, units = cfg.eval, run.info.get("units", {})
         climatology = ClimatologyReference(store, e.split, scored, region, e.get("climatology", "wb2"),
                                            e.get("climatology_window", 61), e.get("climatology_years"))
-        seeps = seeps_climatology(store, scored, units)
-        seeps = None if seeps is None else tuple(region.crop(t) for t in seeps)
+        seeps = None
+        if climatology.source is not None:  # a WB2 climatology brings its SEEPS references, if any
+            seeps = seeps_from_wb2(climatology.dataset, scored, units, store.lat, store.lon, climatology.source)
+        seeps = seeps or seeps_climatology(store, scored, units)
         rows, cols = (None, None) if region.is_global else (region.rows.numpy(), region.cols.numpy())
         land = land_fraction(store)
         specs = region_specs(e.get("regions", ["all"]), e.get("boxes"), land=land is not None)
@@ -170,7 +185,11 @@ class References:
         externals = {name: ExternalForecast(name, source, scored, (store.lat, store.lon), region.rows.numpy(),
                                             region.cols.numpy(), units)
                      for name, source in (cfg.get("external") or {}).items()}
-        return cls(climatology, seeps, externals, weights, skipped)
+        try:
+            times = store.shard_times(e.split)
+        except StoreError:
+            times = None
+        return cls(climatology, seeps, externals, weights, skipped, region, times)
 
 
 def land_fraction(store: ShardStore) -> np.ndarray | None:
@@ -180,15 +199,14 @@ def land_fraction(store: ShardStore) -> np.ndarray | None:
     return np.asarray(store.shards("train")[0].array("land_sea_mask")[0, 0], np.float64)
 
 
-def init_stamps(store: ShardStore, split: str, inits: list[tuple[int, int]], needed: bool) -> np.ndarray | None:
-    """Time stamps of the initial times; ``None`` when the store has none and nothing ``needed`` them."""
-    try:
-        times = store.shard_times(split)
-    except StoreError:
+def init_stamps(refs: References, inits: list[tuple[int, int]], needed: bool) -> np.ndarray | None:
+    """Time stamps of the initial times (``None`` when the store has none and nothing ``needed`` them)."""
+    if refs.times is None:
         if needed:
-            raise
+            raise StoreError("external forecasts and saved forecasts need a store with time stamps "
+                             "(one prepared by `climax data prepare`)")
         return None
-    return np.array([times[s][t] for s, t in inits], "datetime64[ns]")
+    return np.array([refs.times[s][t] for s, t in inits], "datetime64[ns]")
 
 
 def forecast_block(stamps: np.ndarray, block: dict[float, torch.Tensor], scored: list[str], region: GridRegion,
@@ -208,7 +226,7 @@ def score_split(run: Run, store: ShardStore, e: DictConfig, inits: list[tuple[in
                 saved: Path | None) -> Case | None:
     """Forecast from every initial time in chunks of ``e.batch_size``, score the model, the baselines
     and the external forecasts, and append the model's forecasts to the Zarr at ``saved``."""
-    stamps = init_stamps(store, e.split, inits, bool(refs.externals) or saved is not None)
+    stamps = init_stamps(refs, inits, bool(refs.externals) or saved is not None)
     case, shards, units = None, store.shards(e.split), run.info.get("units", {})  # shards opened once
     for start in range(0, len(inits), e.batch_size):
         chunk, block = inits[start : start + e.batch_size], {}

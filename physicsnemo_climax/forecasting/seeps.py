@@ -23,10 +23,14 @@ a WB2 climatology Zarr given as ``eval.climatology`` brings its own).
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from ..data import ShardStore
+from ..data.climatology import HourlyClimatology, wb2_climatology
 
 #: Dry thresholds in millimetres, by the ending of the variable's name.
 DRY_MM = {"_24hr": 0.25, "_6hr": 0.1}
@@ -71,10 +75,27 @@ def seeps_map(forecast: torch.Tensor, truth: torch.Tensor, dry: torch.Tensor, we
     return torch.where(defined, score, torch.full_like(score, float("nan")))
 
 
+@dataclass
+class SeepsReference:
+    """SEEPS thresholds and dry fraction of the scored variables, ``[1, V, H, W]`` each (NaN for
+    variables SEEPS does not score); ``wet_hourly`` (a WB2 climatology's thresholds by day of
+    year and hour) replaces ``wet`` at each valid time when given."""
+
+    dry: torch.Tensor
+    wet: torch.Tensor
+    p1: torch.Tensor
+    wet_hourly: HourlyClimatology | None = None
+
+    def at(self, stamps: np.ndarray | None, crop) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(dry, wet, p1)`` for the valid times ``stamps``, cropped by ``crop`` (a region's)."""
+        wet = self.wet if self.wet_hourly is None else torch.as_tensor(self.wet_hourly.at(stamps)).double()
+        return crop(self.dry), crop(wet), crop(self.p1)
+
+
 def seeps_climatology(store: ShardStore, variables: list[str], units: dict, split: str = "train"
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """``(dry, wet, p1)``, ``[1, V, H, W]`` each (NaN for variables SEEPS does not score), from
-    ``split``; ``None`` when no scored variable has a dry threshold."""
+                      ) -> SeepsReference | None:
+    """SEEPS references from ``split``, per grid point over all its times; ``None`` when no
+    scored variable has a dry threshold."""
     dry = [dry_threshold(v, units.get(v, "m")) for v in variables]
     if all(d is None for d in dry):
         return None
@@ -86,12 +107,38 @@ def seeps_climatology(store: ShardStore, variables: list[str], units: dict, spli
             continue
         values = _sample(shards, var)
         wet_values = np.where(values >= threshold, values, np.nan)
-        with np.errstate(invalid="ignore"):
-            wet = np.nanquantile(wet_values, 2 / 3, axis=0) if np.isfinite(wet_values).any() else np.nan
+        with warnings.catch_warnings():  # a point never wet has no threshold: NaN, not scored
+            warnings.simplefilter("ignore", RuntimeWarning)
+            wet = np.nanquantile(wet_values, 2 / 3, axis=0)
         out[0][0, j] = threshold
         out[1][0, j] = torch.as_tensor(wet)
         out[2][0, j] = torch.from_numpy((values < threshold).mean(axis=0))
-    return out[0], out[1], out[2]
+    return SeepsReference(*out)
+
+
+def seeps_from_wb2(ds, variables: list[str], units: dict, lat: np.ndarray, lon: np.ndarray, source: str
+                   ) -> SeepsReference | None:
+    """SEEPS references from a WB2 climatology Zarr that has ``{v}_seeps_dry_fraction`` and
+    ``{v}_seeps_threshold``: ``p1`` averaged over hour and day of year, the threshold at each
+    valid time (WeatherBench 2's use of them); ``None`` when it has them for no scored variable."""
+    dry = [dry_threshold(v, units.get(v, "m")) for v in variables]
+    have = [d is not None and f"{v}_seeps_threshold" in ds and f"{v}_seeps_dry_fraction" in ds
+            for v, d in zip(variables, dry)]
+    if not any(have):
+        return None
+    names = [v for v, h in zip(variables, have) if h]
+    fraction = wb2_climatology(ds, [f"{v}_seeps_dry_fraction" for v in names], lat, lon, source)
+    threshold = wb2_climatology(ds, [f"{v}_seeps_threshold" for v in names], lat, lon, source)
+    shape = (1, len(variables), len(lat), len(lon))
+    out = [torch.full(shape, float("nan"), dtype=torch.float64) for _ in range(2)]
+    wet = np.full((*threshold.fields.shape[:2], len(variables), len(lat), len(lon)), np.nan, np.float32)
+    for k, v in enumerate(names):
+        j = variables.index(v)
+        out[0][0, j] = dry[j]
+        out[1][0, j] = torch.from_numpy(fraction.fields[:, :, k].mean(axis=(0, 1)).astype(np.float64))
+        wet[:, :, j] = threshold.fields[:, :, k]
+    hourly = HourlyClimatology(wet, threshold.hours, list(variables))
+    return SeepsReference(out[0], out[0] * np.nan, out[1], hourly)
 
 
 def _sample(shards, variable: str) -> np.ndarray:
