@@ -26,9 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from physicsnemo.metrics.general.crps import crps as _crps
-
 from ..files import atomic_path, write_atomic
+from ..metrics import crps_map
 
 GROUPS = ("input", "regression", "prediction", "truth")
 METHODS = ("corrdiff", "regression", "bilinear")
@@ -51,7 +50,7 @@ def _score_sums(pred: torch.Tensor, obs: torch.Tensor) -> dict[str, float]:
     return {
         "se": err.square().sum().item(),
         "ae": err.abs().sum().item(),
-        "crps": _crps(pred, obs, dim=0).sum().item(),
+        "crps": crps_map(pred, obs, fair=False).sum().item(),
         "var": var.sum().item(),
         "points": obs.numel(),
         "members": n,
@@ -91,9 +90,11 @@ def ensemble_scores(pred: torch.Tensor, obs: torch.Tensor) -> dict[str, float]:
         * ``rmse``: ``sqrt(mean((mean_N pred - obs)^2))`` (one square root of the
           mean over all points, not a mean of per-time RMSEs);
         * ``mae``: ``mean(|mean_N pred - obs|)``;
-        * ``crps``: mean of ``physicsnemo.metrics.general.crps.crps(pred, obs, dim=0)``,
-          the biased kernel estimator ``E|X - y| - E|X - X'| / 2`` over the
-          empirical ensemble distribution (equals ``mae`` for ``N = 1``);
+        * ``crps``: mean of :func:`..metrics.crps_map` with ``fair=False`` (the code
+          ClimaX scorecards use, there in the fair form): PhysicsNeMo's kernel
+          estimator ``E|X - y| - E|X - X'| / 2`` over the empirical ensemble
+          distribution, as upstream CorrDiff's scores (``properscoring``) compute
+          it (equals ``mae`` for ``N = 1``);
         * ``spread``: ``sqrt(mean(var_N pred))`` with the unbiased (``N - 1``)
           member variance; 0 for ``N = 1``;
         * ``spread_skill``: ``sqrt((N + 1) / N) * spread / rmse``, i.e. the
