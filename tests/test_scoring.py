@@ -37,11 +37,15 @@ def batch(seed, n, with_initial=True):
 
 
 def test_rmse_is_the_root_of_the_time_mean_mse_and_acc_the_mean_of_per_sample_correlations():
-    scorer = Scorer(["a", "b"])
+    scorer, single = Scorer(["a", "b"], dtype=torch.float64), Scorer(["a", "b"])  # the default: float32
     parts = [batch(0, 3), batch(1, 5)]
     for forecast, verification in parts:
         scorer.add(24.0, forecast, verification)
+        single.add(24.0, forecast, verification)
     table = scorer.table().set_index(["method", "variable"])
+    approx = single.table().set_index(["method", "variable"])
+    for score in ("rmse", "mae", "acc"):
+        assert np.allclose(approx[score], table[score], rtol=1e-5, equal_nan=True)
     assert set(table.region) == {"global"} and set(table.samples) == {8}
     for method, pick in (("model", lambda f, v: f), ("persistence", lambda f, v: v.initial),
                          ("climatology", lambda f, v: v.climatology.expand_as(v.truth))):
