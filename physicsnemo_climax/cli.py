@@ -140,7 +140,7 @@ def quickstart(args: argparse.Namespace) -> None:
     from .data.simulate import write_simulation
     from .files import write_atomic
     from .forecasting import evaluate as run_evaluation, train as run_training
-    from .forecasting.report import summary
+    from .forecasting.report import main_region, summary
 
     cfg = load_config(args.overrides, name="quickstart")
     sim, store = cfg.simulation, Path(cfg.data.root)
@@ -157,7 +157,7 @@ def quickstart(args: argparse.Namespace) -> None:
     run_dir = run_training(cfg)
     table = run_evaluation(cfg)
     print(summary(table))
-    rmse = table.set_index(["variable", "lead_hours", "method"]).rmse
+    rmse = table[table.region == main_region(table)].set_index(["variable", "lead_hours", "method"]).rmse
     for var in ("geopotential_500", "temperature_850"):
         if (var, 24.0, "model") in rmse:
             model, persistence = rmse[(var, 24.0, "model")], rmse[(var, 24.0, "persistence")]

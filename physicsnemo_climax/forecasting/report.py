@@ -22,6 +22,8 @@ from .diagnostics import FieldDiagnostics
 
 #: Score columns in the order they are shown; those a table lacks or holds only NaN are left out.
 SHOWN = ("rmse", "acc", "bias", "mae", "seeps", "crps", "spread", "spread_skill")
+#: Climatologies computed from the scored period itself.
+IN_SAMPLE = ("time_mean", "day_of_year")
 #: Scores in ``summary.md`` (the others are in the tables and plots).
 SUMMARY = ("rmse", "acc", "seeps", "crps", "spread_skill")
 
@@ -132,7 +134,9 @@ def summary_markdown(table: pd.DataFrame, meta: dict, images: list[str]) -> str:
     part = table[table.region == main]
     lines = [f"# Scorecard of `{meta.get('run_dir', '')}`", "",
              f"Split `{meta.get('split')}`, {meta.get('samples')} initial times, climatology "
-             f"`{meta.get('climatology')}`. RMSE is the square root of the time-mean MSE and ACC the time mean of "
+             f"`{meta.get('climatology')}`"
+             + (" (in-sample: a mean of the scored period itself)" if meta.get("climatology") in IN_SAMPLE else "")
+             + ". RMSE is the square root of the time-mean MSE and ACC the time mean of "
              "uncentred anomaly correlations (WeatherBench 2); weights are cell areas.", ""]
     for name, report in (meta.get("external") or {}).items():
         missing = report.get("missing") or {}
