@@ -218,3 +218,15 @@ def test_plots(gen, tmp_path):
     assert out.read_bytes()[:8] == PNG and out.stat().st_size > 1000
     with pytest.raises(ValueError, match="nope"):
         plot_spectra(path, tmp_path / "x.png", variable="nope")
+
+
+def test_rank_histogram_of_the_corrdiff_members_against_a_direct_count(gen, tmp_path):
+    path, data = gen
+    write_scores(path, tmp_path)
+    ranks = pd.read_csv(tmp_path / "rank_histogram.csv")
+    assert set(ranks.method) == {"corrdiff"}  # the deterministic baselines have no members
+    for v in ("10u", "t2m"):
+        below = (data["prediction"][v] < data["truth"][v][None]).sum(axis=0)  # no ties in random floats
+        want = np.bincount(below.ravel(), minlength=N + 1) / below.size
+        got = ranks[ranks.variable == v].sort_values("rank").frequency.to_numpy()
+        assert np.allclose(got, want)

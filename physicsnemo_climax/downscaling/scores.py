@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+
 from ..files import atomic_path, write_atomic
+from ..forecasting.scoring import METRICS, Metric, Scorer, Verification
 from ..metrics import crps_map
 
 GROUPS = ("input", "regression", "prediction", "truth")
@@ -38,38 +40,44 @@ _CHUNK_ELEMENTS = 2**24  # values of one member stack read at once, ~128 MB in f
 # ----------------------------------------------------------------------------- scores
 
 
-def _score_sums(pred: torch.Tensor, obs: torch.Tensor) -> dict[str, float]:
-    """Sums over points that :func:`_finalize` turns into scores; adding two is scoring the union."""
-    pred = torch.as_tensor(pred, dtype=torch.float64)
-    obs = torch.as_tensor(obs, dtype=torch.float64)
+#: The deterministic scores (of the ensemble mean) and the ensemble ones, through the ClimaX
+#: scorecards' :class:`..forecasting.scoring.Scorer`; CRPS in the empirical form upstream uses.
+DETERMINISTIC = {k: METRICS[k] for k in ("rmse", "mae")}
+ENSEMBLE = {
+    "crps": Metric(lambda m, v: (crps_map(m, v.truth, fair=False),)),
+    "spread": Metric(lambda m, v: (m.var(dim=0, correction=1) if m.shape[0] > 1 else torch.zeros_like(v.truth),),
+                     finish=torch.sqrt),
+}
+
+
+def domain_scorer(shape: tuple[int, int]) -> Scorer:
+    """A scorer of one variable with uniform weights over a ``(y, x)`` domain (a regional km-scale
+    grid: no latitude weights), in float64, with no baselines."""
+    uniform = {"domain": torch.full(shape, 1.0 / (shape[0] * shape[1]), dtype=torch.float64)}
+    return Scorer(["field"], uniform, DETERMINISTIC, ENSEMBLE, baselines={}, dtype=torch.float64)
+
+
+def add_chunk(scorer: Scorer, pred: torch.Tensor, obs: torch.Tensor) -> None:
+    """Score ``pred`` ``[N, t, y, x]`` against ``obs`` ``[t, y, x]`` (each time a sample)."""
+    pred, obs = _checked(pred, obs)
+    truth = obs[:, None]
+    scorer.add(0.0, pred[:, :, None], Verification(truth, torch.zeros_like(truth[:1]), None, torch.zeros(1)),
+               baselines=False)
+
+
+def _checked(pred, obs) -> tuple[torch.Tensor, torch.Tensor]:
+    pred, obs = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(obs, dtype=torch.float64)
     if pred.shape[1:] != obs.shape:
         raise ValueError(f"pred {tuple(pred.shape)} must be [N, *obs.shape], obs is {tuple(obs.shape)}")
-    n = pred.shape[0]
-    err = pred.mean(0) - obs
-    var = pred.var(0, correction=1) if n > 1 else torch.zeros_like(obs)
-    return {
-        "se": err.square().sum().item(),
-        "ae": err.abs().sum().item(),
-        "crps": crps_map(pred, obs, fair=False).sum().item(),
-        "var": var.sum().item(),
-        "points": obs.numel(),
-        "members": n,
-    }
+    return pred, obs
 
 
-def _add(a: dict | None, b: dict) -> dict:
-    if a is None:
-        return dict(b)
-    if a["members"] != b["members"]:
-        raise ValueError(f"ensemble size changed: {a['members']} vs {b['members']}")
-    return {k: a[k] + b[k] if k != "members" else a[k] for k in a}
-
-
-def _finalize(s: dict) -> dict[str, float]:
-    p, n = s["points"], s["members"]
-    rmse, spread = math.sqrt(s["se"] / p), math.sqrt(s["var"] / p)
-    ratio = math.sqrt((n + 1) / n) * spread / rmse if rmse > 0 else math.nan
-    return {"rmse": rmse, "mae": s["ae"] / p, "crps": s["crps"] / p, "spread": spread, "spread_skill": ratio}
+def finalize(scorer: Scorer, members: int) -> dict[str, float]:
+    """The scores of :func:`ensemble_scores` from a scorer fed by :func:`add_chunk`."""
+    row = scorer.table().iloc[0]
+    rmse, spread = float(row.rmse), float(row.spread)
+    ratio = math.sqrt((members + 1) / members) * spread / rmse if rmse > 0 else math.nan
+    return {"rmse": rmse, "mae": float(row.mae), "crps": float(row.crps), "spread": spread, "spread_skill": ratio}
 
 
 def ensemble_scores(pred: torch.Tensor, obs: torch.Tensor) -> dict[str, float]:
@@ -102,7 +110,10 @@ def ensemble_scores(pred: torch.Tensor, obs: torch.Tensor) -> dict[str, float]:
           spread, so that a statistically consistent ensemble scores 1 at any
           ``N``. 0 for ``N = 1``; NaN when ``rmse`` is 0.
     """
-    return _finalize(_score_sums(pred, obs))
+    pred, obs = _checked(pred, obs)
+    scorer = domain_scorer((1, max(obs.numel(), 1)))
+    add_chunk(scorer, pred.reshape(pred.shape[0], 1, 1, -1), obs.reshape(1, 1, -1))
+    return finalize(scorer, pred.shape[0])
 
 
 # ----------------------------------------------------------------------------- spectra
@@ -216,26 +227,32 @@ def score_file(path: str | Path, variables: Sequence[str] | None = None) -> pd.D
         ``regression`` (if the group exists), ``bilinear`` (for variables also
         in ``input``); columns :data:`SCORE_COLUMNS`, scores as in
         :func:`ensemble_scores` over all times and points. Read in time chunks.
+        ``attrs["rank_histograms"]``: the truth's rank among the CorrDiff members
+        (``method``, ``variable``, ``rank``, ``frequency``).
 
     Raises
     ------
     ValueError
         If the file has no ``truth`` group, or a requested variable is unknown.
     """
-    rows = []
+    rows, ranks = [], []
     with open_groups(path) as groups:
         names = _output_variables(groups, path, variables, need_truth=True)
         for method in METHODS:
             for v in names:
                 if method not in _methods(groups, v):
                     continue
-                sums = None
+                scorer, members = None, 1
                 for times in _time_chunks(groups, v):
-                    pred = torch.from_numpy(_members(groups, method, v, times))
-                    obs = torch.from_numpy(_members(groups, "truth", v, times)[0])
-                    sums = _add(sums, _score_sums(pred, obs))
-                rows.append({"method": method, "variable": v, **_finalize(sums)})
-    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
+                    pred = _members(groups, method, v, times)
+                    scorer = scorer or domain_scorer(pred.shape[-2:])
+                    add_chunk(scorer, pred, _members(groups, "truth", v, times)[0])
+                    members = pred.shape[0]
+                rows.append({"method": method, "variable": v, **finalize(scorer, members)})
+                ranks.append(scorer.rank_histograms().assign(method=method, variable=v))
+    table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    table.attrs["rank_histograms"] = pd.concat(ranks, ignore_index=True).drop(columns=["lead_hours", "region"])
+    return table
 
 
 Spectra = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
@@ -269,7 +286,8 @@ def spectra_file(path: str | Path, variables: Sequence[str] | None = None) -> Sp
 
 
 def write_scores(path: str | Path, out_dir: str | Path) -> pd.DataFrame:
-    """Score ``path`` (:func:`score_file`), write ``scores.csv`` and ``scores.json`` into ``out_dir``.
+    """Score ``path`` (:func:`score_file`), write ``scores.csv``, ``scores.json`` and
+    ``rank_histogram.csv`` into ``out_dir``.
 
     ``scores.json`` is a list of row records (``NaN`` as ``null``). Returns the table.
     """
@@ -277,6 +295,8 @@ def write_scores(path: str | Path, out_dir: str | Path) -> pd.DataFrame:
     out_dir = Path(out_dir)
     with atomic_path(out_dir / "scores.csv") as tmp:
         df.to_csv(tmp, index=False)
+    with atomic_path(out_dir / "rank_histogram.csv") as tmp:
+        df.attrs["rank_histograms"].to_csv(tmp, index=False)
     records = df.astype(object).where(df.notna(), None).to_dict("records")
     write_atomic(out_dir / "scores.json", json.dumps(records, indent=2) + "\n")
     return df

@@ -115,10 +115,10 @@ METRICS: dict[str, Metric] = {
     "seeps": Metric(_seeps_maps, lambda s, n: s / n),
 }
 
-#: Scores of the members of an ensemble (``[M, B, V, H, W]``).
+#: Scores of the members of an ensemble (``[M, B, V, H, W]``); ``None`` where they need more members.
 ENSEMBLE_METRICS: dict[str, Metric] = {
-    "crps": Metric(lambda m, v: (crps_map(m, v.truth, fair=True),)),
-    "spread": Metric(lambda m, v: (m.var(dim=0, correction=1),), finish=torch.sqrt),
+    "crps": Metric(lambda m, v: (crps_map(m, v.truth, fair=True),) if m.shape[0] > 1 else None),
+    "spread": Metric(lambda m, v: (m.var(dim=0, correction=1),) if m.shape[0] > 1 else None, finish=torch.sqrt),
 }
 
 #: Reference forecasts scored next to the model.
@@ -185,8 +185,9 @@ class Scorer:
         w = self.weights.to(guess.device)
         sums = self.sums.setdefault(key, {})
         scored = [(name, metric, mean) for name, metric in self.metrics.items()]
-        if members is not None and members.shape[0] > 1:
+        if members is not None:
             scored += [(name, metric, members) for name, metric in self.ensemble_metrics.items()]
+        if members is not None and members.shape[0] > 1:
             ranks = rank_of_truth(members, v.truth, self.generator)
             hist = torch.stack([torch.einsum("bvhw,rhw->rv", (ranks == k).to(w.dtype), w).double()
                                 for k in range(members.shape[0] + 1)], dim=-1)
