@@ -109,6 +109,7 @@ def test_an_external_ensemble_is_scored_as_an_ensemble(saved, tmp_path):
     assert np.allclose(ens.spread, np.sqrt(2.0), rtol=1e-5)  # members +-1: variance (ddof 1) 2
     assert (ens.crps > 0).all() and "crps" in (tmp_path / "eval" / "summary.md").read_text().lower()
     ranks = pd.read_csv(tmp_path / "eval" / "rank_histogram.csv")
+    assert (tmp_path / "eval" / "rank_histogram.png").exists()
     assert np.allclose(ranks.groupby(["lead_hours", "region", "variable"]).frequency.sum(), 1.0)
 
 

@@ -5,7 +5,7 @@ lead, method and region), ``summary.md`` (one page, readable on GitHub),
 main region; ``regions/scores_<region>.png`` for the others), ``bias_maps.png``,
 ``spectra.png`` (zonal energy spectra of forecasts and truth), ``case.png``
 (truth, forecast and error maps of one initial time) and, for ensembles,
-``rank_histogram.csv``."""
+``rank_histogram.csv`` and ``.png``."""
 
 from __future__ import annotations
 
@@ -95,6 +95,8 @@ def draw(pictures: Pictures, out: Path) -> list[str]:
     if pictures.ranks is not None and len(pictures.ranks):
         with atomic_path(out / "rank_histogram.csv") as tmp:
             pictures.ranks.to_csv(tmp, index=False)
+        plot_rank_histograms(pictures.ranks, out / "rank_histogram.png")
+        written.append("rank_histogram.png")
     if pictures.fields is not None and pictures.fields.errors:
         m = pictures.case_map
         plot_bias_maps(pictures.fields, m["lat"], m["lon"], out / "bias_maps.png", variables=m.get("variables"))
@@ -181,6 +183,26 @@ def plot_scores(table: pd.DataFrame, path: Path) -> None:
     axes[0, 0].legend(fontsize=8)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110)
+
+
+def plot_rank_histograms(ranks: pd.DataFrame, path: Path) -> None:
+    """Rank histograms of each ensemble (rows) and variable (columns), main region, longest lead;
+    a flat histogram at ``1 / (M + 1)`` is a consistent ensemble."""
+    from matplotlib.figure import Figure
+
+    region = main_region(ranks)
+    part = ranks[(ranks.region == region) & (ranks.lead_hours == ranks.lead_hours.max())]
+    methods, variables = list(dict.fromkeys(part.method)), list(dict.fromkeys(part.variable))
+    fig = Figure(figsize=(3.0 * len(variables), 2.4 * len(methods)), layout="tight")
+    axes = fig.subplots(len(methods), len(variables), squeeze=False)
+    for i, method in enumerate(methods):
+        for j, var in enumerate(variables):
+            rows = part[(part.method == method) & (part.variable == var)]
+            axes[i, j].bar(rows["rank"], rows.frequency)
+            axes[i, j].axhline(1 / len(rows), color="k", lw=0.8)
+            axes[i, j].set_title(f"{method}: {var}, +{part.lead_hours.max():g} h ({region})", fontsize=8)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
 
 
 def plot_bias_maps(fields: FieldDiagnostics, lat: np.ndarray, lon: np.ndarray, path: Path,
