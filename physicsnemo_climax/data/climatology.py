@@ -118,7 +118,8 @@ def wb2_climatology(ds: xr.Dataset, variables: list[str], lat: np.ndarray, lon: 
                     source: str = "the climatology") -> HourlyClimatology:
     """A WeatherBench 2 climatology (``dayofyear`` 1..366, ``hour``; :mod:`.wb2` names) of
     ``variables`` on the grid ``lat``, ``lon``: the same points reordered, another grid
-    regridded conservatively. Reads only those variables and levels.
+    regridded conservatively. Reads only those variables and levels, one at a time (pick the
+    WB2 climatology of the store's resolution: a 0.25 degree one is 6 GB per field).
 
     Raises
     ------
@@ -132,13 +133,17 @@ def wb2_climatology(ds: xr.Dataset, variables: list[str], lat: np.ndarray, lon: 
                             "climatology")
     if fields.sizes["dayofyear"] != DAYS:
         raise DataError(f"{source}: {fields.sizes['dayofyear']} days of year, not {DAYS}")
-    fields = fields.sortby(["dayofyear", "hour"]).load()
-    try:
-        fields = on_grid_of(fields, xr.Dataset(coords={"lat": lat, "lon": lon}), source, "the store")
-    except DataError:
-        fields = regrid(fields, lat, lon, "conservative")
-    stacked = np.stack([fields[v].transpose("dayofyear", "hour", "lat", "lon").values for v in variables], axis=2)
-    return HourlyClimatology(stacked.astype(np.float32), fields.hour.values.astype(int), list(variables))
+    fields = fields.sortby(["dayofyear", "hour"])
+    ref = xr.Dataset(coords={"lat": lat, "lon": lon})
+    stacked = np.empty((DAYS, fields.sizes["hour"], len(variables), len(lat), len(lon)), np.float32)
+    for j, v in enumerate(variables):  # one variable in memory at a time, before regridding
+        field = fields[v].transpose("dayofyear", "hour", "lat", "lon").load().to_dataset(name=v)
+        try:
+            field = on_grid_of(field, ref, source, "the store")
+        except DataError:
+            field = regrid(field, lat, lon, "conservative")
+        stacked[:, :, j] = field[v].values
+    return HourlyClimatology(stacked, fields.hour.values.astype(int), list(variables))
 
 
 def day_and_hour(stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

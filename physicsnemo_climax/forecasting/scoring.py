@@ -28,6 +28,7 @@ import torch
 
 from ..metrics import crps_map, rank_of_truth
 from .score_regions import region_weights, WB2_REGIONS
+from .seeps import seeps_map
 
 
 @dataclass
@@ -87,8 +88,6 @@ def _anomalies(forecast, v):
 
 
 def _seeps_maps(forecast, v):
-    from .seeps import seeps_map
-
     if v.seeps is None:
         return None
     score = seeps_map(forecast, v.truth, *v.seeps)
