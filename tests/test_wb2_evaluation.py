@@ -170,3 +170,17 @@ def test_cli_forecast_in_wb2_layout(saved, store, tmp_path):  # noqa: F811
     ds = xr.open_zarr(out)
     assert ds.temperature.dims == ("time", "prediction_timedelta", "level", "latitude", "longitude")
     assert ds.attrs["checkpoint"].endswith(".mdlus") and not list(tmp_path.glob(".*"))
+
+
+def test_user_boxes_are_scored_and_misspelt_sections_refused(saved, tmp_path):
+    from physicsnemo_climax.errors import ConfigError
+
+    run, table, _ = saved
+    mine, card = scored(run, tmp_path / "eval", "eval.regions=[tropics]", "eval.boxes.band=[-20,20,0,360]")
+    # the box covers the tropics' points: the same scores
+    key = ["variable", "lead_hours", "method"]
+    band = mine[mine.region == "band"].set_index(key).rmse
+    tropics = table[table.region == "tropics"].set_index(key).rmse
+    assert np.allclose(band, tropics.loc[band.index], rtol=1e-6) and "band" in card["regions"]
+    with pytest.raises(ConfigError, match="did you mean"):
+        load_run_config(run, ["eval.boxs.band=[-20,20,0,360]"])

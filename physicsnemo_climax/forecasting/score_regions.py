@@ -50,7 +50,7 @@ class ScoreRegion:
         band = (lat >= self.lat[0]) & (lat <= self.lat[1])
         rows = ~band if self.outside else band
         cols = np.ones(lon.shape, bool)
-        if self.lon is not None:
+        if self.lon is not None and self.lon[1] - self.lon[0] < 360:  # [0, 360], [-180, 180]: all
             west, east, x = self.lon[0] % 360, self.lon[1] % 360, lon % 360
             cols = (x >= west) & (x <= east) if west <= east else (x >= west) | (x <= east)
         mask = (rows[:, None] & cols[None, :]).astype(np.float64)
