@@ -248,16 +248,19 @@ def forecast(args: argparse.Namespace) -> None:
     from .data.sources import open_file
     from .files import write_netcdf
     from .forecasting import Run, forecast as run_forecast
+    from .forecasting.ensembles import EnsembleSpec
 
     run = Run.load(args.run)
     with open_file(args.input) as ic:
-        out = run_forecast(run, ic.load(), args.lead, regrid_method=args.regrid, nan_policy=args.nan_policy)
+        spec = EnsembleSpec(args.members, args.perturbation, args.perturbation_scale, args.seed)
+        out = run_forecast(run, ic.load(), args.lead, regrid_method=args.regrid, nan_policy=args.nan_policy,
+                           ensemble=spec)
     if args.format == "wb2":  # WeatherBench 2's Zarr layout, with what made it
         from .data.wb2 import to_wb2
         from .files import atomic_folder
 
         with atomic_folder(args.output) as tmp:
-            to_wb2(out, run.provenance()).to_zarr(tmp, zarr_format=2, consolidated=True)
+            to_wb2(out, {**out.attrs, **run.provenance()}).to_zarr(tmp, zarr_format=2, consolidated=True)
     else:
         write_netcdf(args.output, out.assign_attrs(run.provenance()))  # an existing output stays intact
     print(f"wrote {args.output}: {list(out.data_vars)} at leads {list(args.lead)}")
@@ -441,6 +444,30 @@ def _add_cluster_commands(commands) -> None:
         p.set_defaults(func=launch)
 
 
+def _add_forecast_command(commands) -> None:
+    p = commands.add_parser("forecast", help="forecast from a NetCDF initial condition")
+    p.add_argument("--checkpoint", "--run", dest="run", required=True,
+                   help="training run folder (latest weights and the statistics)")
+    p.add_argument("--input", required=True, help="initial condition (NetCDF)")
+    p.add_argument("--lead", required=True, nargs="+", help="lead times, e.g. 24h 72h 5D")
+    p.add_argument("--output", required=True, help="output NetCDF file, or Zarr folder with --format wb2")
+    p.add_argument("--format", choices=["netcdf", "wb2"], default="netcdf",
+                   help="netcdf (time, lead_time, lat, lon per variable) or wb2: a Zarr in WeatherBench 2's "
+                        "layout (time, prediction_timedelta, level, latitude, longitude) that WB2 tools read")
+    p.add_argument("--regrid", choices=["conservative", "bilinear"],
+                   help="regrid an initial condition on another grid")
+    p.add_argument("--nan-policy", choices=["raise", "mean"], default="raise",
+                   help="non-finite input values: an error (default), or the training mean")
+    p.add_argument("--members", type=int, default=1, help="ensemble members, the control included (default 1)")
+    p.add_argument("--perturbation", choices=["gaussian", "spherical", "bred", "lagged"], default="spherical",
+                   help="how members differ: point noise, smooth isotropic noise on the sphere, bred vectors, "
+                        "or earlier initial times of the input (lagged)")
+    p.add_argument("--perturbation-scale", type=float, default=0.05,
+                   help="noise size in units of each variable's training std (default 0.05)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the members' noise (recorded in the output)")
+    p.set_defaults(func=forecast)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="climax", description=__doc__)
     parser.add_argument("--debug", action="store_true",
@@ -478,20 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="run_dir=<run> and overrides such as eval.leads=[24,72]")
     p.set_defaults(func=evaluate)
 
-    p = commands.add_parser("forecast", help="forecast from a NetCDF initial condition")
-    p.add_argument("--checkpoint", "--run", dest="run", required=True,
-                   help="training run folder (latest weights and the statistics)")
-    p.add_argument("--input", required=True, help="initial condition (NetCDF)")
-    p.add_argument("--lead", required=True, nargs="+", help="lead times, e.g. 24h 72h 5D")
-    p.add_argument("--output", required=True, help="output NetCDF file, or Zarr folder with --format wb2")
-    p.add_argument("--format", choices=["netcdf", "wb2"], default="netcdf",
-                   help="netcdf (time, lead_time, lat, lon per variable) or wb2: a Zarr in WeatherBench 2's "
-                        "layout (time, prediction_timedelta, level, latitude, longitude) that WB2 tools read")
-    p.add_argument("--regrid", choices=["conservative", "bilinear"],
-                   help="regrid an initial condition on another grid")
-    p.add_argument("--nan-policy", choices=["raise", "mean"], default="raise",
-                   help="non-finite input values: an error (default), or the training mean")
-    p.set_defaults(func=forecast)
+    _add_forecast_command(commands)
 
     _add_downscale_commands(commands)
     _add_cluster_commands(commands)

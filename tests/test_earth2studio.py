@@ -26,6 +26,7 @@ from physicsnemo_climax.downscaling.pipeline import forecast_and_downscale  # no
 from physicsnemo_climax.downscaling.training import train as train_corrdiff  # noqa: E402
 from physicsnemo_climax.earth2studio import ClimaXPrognostic, CorrDiffDiagnostic, FileSource  # noqa: E402
 from physicsnemo_climax.earth2studio import lexicon  # noqa: E402
+from physicsnemo_climax.errors import ConfigError  # noqa: E402
 from physicsnemo_climax.forecasting import Run, forecast  # noqa: E402
 from physicsnemo_climax.forecasting import train as train_climax  # noqa: E402
 from physicsnemo_climax.models.variables import DEFAULT_VARIABLES  # noqa: E402
@@ -137,6 +138,29 @@ def test_ensemble_workflow_steps_every_member(climax_run, files, tmp_path):
     assert np.abs(noise.values[0, 0, 0] - noise.values[1, 0, 0]).max() > 0.5  # members start apart
     # the model steps each member from its own state (the toy model barely depends on it: exact inequality)
     assert not np.array_equal(noise.values[0, 0, 1], noise.values[1, 0, 1])
+
+
+def test_the_package_perturbation_in_the_ensemble_workflow_is_the_cli_noise(climax_run, files, tmp_path):
+    from earth2studio.perturbation import Zero
+
+    from physicsnemo_climax.earth2studio import ClimaXPerturbation
+    from physicsnemo_climax.forecasting.ensembles import EnsembleSpec, member_noise
+
+    model = ClimaXPrognostic.from_run(climax_run)
+    spec = EnsembleSpec(perturbation="spherical", scale=0.1, seed=5)
+    for name, perturbation in (("zero", Zero()), ("ours", ClimaXPerturbation(model, spec))):
+        e2s_run.ensemble([T0], 1, 3, model, FileSource(files), ZarrBackend(str(tmp_path / f"{name}.zarr")),
+                         perturbation, batch_size=2, device="cpu", verbose=False)
+    zero = xr.open_zarr(tmp_path / "zero.zarr", consolidated=False).z500.values[:, 0, 0]
+    ours = xr.open_zarr(tmp_path / "ours.zarr", consolidated=False).z500.values[:, 0, 0]
+    j = model.dynamic.index("geopotential_500")
+    assert np.array_equal(ours[0], zero[0])  # member 0: the control
+    for member in (1, 2):  # the noise climax forecast --members gives that member, in z500's std
+        want = 0.1 * model.std[j, 0, 0].item() * member_noise(spec, member, (1, len(model.dynamic)),
+                                                               model.lat, model.lon)[0, j].numpy()
+        np.testing.assert_allclose(ours[member] - zero[member], want, rtol=1e-3, atol=1e-2)
+    with pytest.raises(ConfigError, match="lagged"):
+        ClimaXPerturbation(model, EnsembleSpec(perturbation="lagged"))
 
 
 def test_handshake_errors_name_the_coordinate(climax_run):

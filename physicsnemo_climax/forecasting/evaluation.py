@@ -34,6 +34,7 @@ from ..errors import ConfigError
 from ..files import atomic_folder
 from ..models import GridRegion
 from .diagnostics import FieldDiagnostics
+from .ensembles import EnsembleSpec, lag_hours, members_of
 from .external import ExternalForecast, open_zarr
 from .report import Case, Pictures, write_report
 from .rollout import forecast_steps, model_steps
@@ -43,9 +44,12 @@ from .scoring import Scorer, Verification
 from .seeps import SeepsReference, seeps_climatology, seeps_from_wb2
 
 
-def initial_conditions(store: ShardStore, split: str, horizon_steps: int, count: int) -> list[tuple[int, int]]:
-    """``count`` evenly spaced ``(shard, time)`` pairs with ``horizon_steps`` ahead in the shard."""
-    pairs = [(s, t) for s, shard in enumerate(store.shards(split)) for t in range(shard.steps - horizon_steps)]
+def initial_conditions(store: ShardStore, split: str, horizon_steps: int, count: int, back_steps: int = 0
+                       ) -> list[tuple[int, int]]:
+    """``count`` evenly spaced ``(shard, time)`` pairs with ``horizon_steps`` ahead in the shard
+    (and ``back_steps`` before it, for lagged members)."""
+    pairs = [(s, t) for s, shard in enumerate(store.shards(split))
+             for t in range(back_steps, shard.steps - horizon_steps)]
     if not pairs:
         raise ValueError(f"{store.root}/{split}: no initial time has {horizon_steps} steps ahead in its shard")
     pick = np.unique(np.linspace(0, len(pairs) - 1, min(count, len(pairs))).round().astype(int))
@@ -108,24 +112,45 @@ class ClimatologyReference:
         return self.kind if self.source is None else f"{self.kind}: {self.source}"
 
 
+def member_states(run: Run, shards: list[Shard], chunk: list[tuple[int, int]], x_norm: torch.Tensor,
+                  spec: EnsembleSpec, step: float) -> list[tuple[torch.Tensor, float]]:
+    """The normalised states the forecasts start from, with the hours each adds to the lead: the
+    chunk's states (one member), their perturbed members as one batch, or (``lagged``) the state
+    ``k`` lags (:func:`.ensembles.lag_hours`) earlier for member ``k``."""
+    if spec.members == 1:
+        return [(x_norm, 0.0)]
+    if spec.perturbation != "lagged":
+        return [(members_of(run, x_norm, spec), 0.0)]
+    variables, (mean, std) = run.info["variables"], run.stats(run.info["variables"])
+    mean, std = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in (mean, std))
+    lag = lag_hours(run.info)
+    earlier = [torch.stack([torch.as_tensor(shards[s].read(variables, t - k * int(round(lag / step))))
+                            for s, t in chunk]) for k in range(1, spec.members)]
+    return [(x_norm, 0.0)] + [((x - mean) / std, k * lag) for k, x in enumerate(earlier, start=1)]
+
+
 def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int, int]], scored: list[str],
-              plans: dict[float, list[float]], refs: "References", region: GridRegion,
-              ) -> Iterator[tuple[float, torch.Tensor, Verification]]:
+              plans: dict[float, list[float]], refs: "References", region: GridRegion, spec: EnsembleSpec,
+              mode: str = "auto") -> Iterator[tuple[float, torch.Tensor, Verification]]:
     """``(lead, forecast, verification)`` of each lead from the initial times ``chunk`` of ``shards``
-    (``step`` hours apart), in physical units, on the CPU."""
+    (``step`` hours apart), in physical units, on the CPU; ``[M, B, V, h, w]`` for an ensemble."""
     variables = run.info["variables"]
     x = torch.stack([torch.as_tensor(shards[s].read(variables, t)) for s, t in chunk])
     mean_x, std_x = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(variables))
     mean_y, std_y = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(scored))
-    x_norm = ((x - mean_x) / std_x).to(next(run.model.parameters()).device)
+    device = next(run.model.parameters()).device
+    states = member_states(run, shards, chunk, ((x - mean_x) / std_x).to(device), spec, step)
     initial = region.crop(x[:, [variables.index(v) for v in scored]]) if set(scored) <= set(variables) else None
     for lead, plan in plans.items():
         k = int(round(lead / step))
         truth = region.crop(torch.stack([torch.as_tensor(shards[s].read(scored, t + k)) for s, t in chunk]))
-        pred = forecast_steps(run.model, x_norm, variables, scored, plan, run.region)[-1]
+        pred = torch.cat([forecast_steps(run.model, state.to(device), variables, scored,
+                                         plan if not extra else model_steps(run.info, lead + extra, mode),
+                                         run.region)[-1] for state, extra in states])
+        pred = pred.float().cpu() * std_y + mean_y
         valid = [(s, t + k) for s, t in chunk]
         verification = Verification(truth, refs.climatology.at(valid), initial, region.lat, refs.seeps_at(valid))
-        yield lead, pred.float().cpu() * std_y + mean_y, verification
+        yield lead, pred if spec.members == 1 else pred.reshape(spec.members, len(chunk), *pred.shape[1:]), verification
 
 
 def map_lead(leads: list[float]) -> float:
@@ -199,6 +224,12 @@ def land_fraction(store: ShardStore) -> np.ndarray | None:
     return np.asarray(store.shards("train")[0].array("land_sea_mask")[0, 0], np.float64)
 
 
+def ensemble_spec(e: DictConfig) -> EnsembleSpec:
+    """The ensemble ``eval`` asks for (``eval.members``, ``perturbation``, ``perturbation_scale``, ``seed``)."""
+    return EnsembleSpec(int(e.get("members", 1)), e.get("perturbation", "spherical"),
+                        float(e.get("perturbation_scale", 0.05)), int(e.get("seed", 0)))
+
+
 def init_stamps(refs: References, inits: list[tuple[int, int]], needed: bool) -> np.ndarray | None:
     """Time stamps of the initial times (``None`` when the store has none and nothing ``needed`` them)."""
     if refs.times is None:
@@ -211,19 +242,22 @@ def init_stamps(refs: References, inits: list[tuple[int, int]], needed: bool) ->
 
 def forecast_block(stamps: np.ndarray, block: dict[float, torch.Tensor], scored: list[str], region: GridRegion,
                    units: dict) -> xr.Dataset:
-    """The model's forecasts of one chunk, ``{lead: [B, V, h, w]}``, as ``(time, lead_time, lat, lon)`` fields."""
+    """The model's forecasts of one chunk, ``{lead: [B, V, h, w]}`` (``[M, B, ...]`` for an ensemble),
+    as ``([member,] time, lead_time, lat, lon)`` fields."""
     leads = list(block)
-    values = torch.stack([block[lead] for lead in leads], dim=1).numpy()  # [B, L, V, h, w]
-    return xr.Dataset(
-        {v: (("time", "lead_time", "lat", "lon"), values[:, :, j], {"units": units.get(v, "")})
+    values = torch.stack([block[lead] if block[lead].ndim == 5 else block[lead][None] for lead in leads],
+                         dim=2).numpy()  # [M, B, L, V, h, w]
+    ds = xr.Dataset(
+        {v: (("member", "time", "lead_time", "lat", "lon"), values[:, :, :, j], {"units": units.get(v, "")})
          for j, v in enumerate(scored)},
-        coords={"time": stamps, "lead_time": pd.to_timedelta(leads, unit="h"),
+        coords={"member": np.arange(values.shape[0]), "time": stamps, "lead_time": pd.to_timedelta(leads, unit="h"),
                 "lat": region.lat.numpy(), "lon": region.lon.numpy()})
+    return ds.isel(member=0, drop=True) if values.shape[0] == 1 else ds
 
 
 def score_split(run: Run, store: ShardStore, e: DictConfig, inits: list[tuple[int, int]], scored: list[str],
                 plans: dict, refs: References, region: GridRegion, scorer: Scorer, fields: FieldDiagnostics,
-                saved: Path | None) -> Case | None:
+                saved: Path | None, spec: EnsembleSpec) -> Case | None:
     """Forecast from every initial time in chunks of ``e.batch_size``, score the model, the baselines
     and the external forecasts, and append the model's forecasts to the Zarr at ``saved``."""
     stamps = init_stamps(refs, inits, bool(refs.externals) or saved is not None)
@@ -231,7 +265,7 @@ def score_split(run: Run, store: ShardStore, e: DictConfig, inits: list[tuple[in
     for start in range(0, len(inits), e.batch_size):
         chunk, block = inits[start : start + e.batch_size], {}
         for lead, forecast, verification in forecasts(run, shards, store.hours_per_step, chunk, scored, plans,
-                                                      refs, region):
+                                                      refs, region, spec, e.mode):
             scorer.add(lead, forecast, verification)
             fields.add("model", lead, forecast, verification.truth)
             for name, external in refs.externals.items():
@@ -241,11 +275,12 @@ def score_split(run: Run, store: ShardStore, e: DictConfig, inits: list[tuple[in
                     fields.add(name, lead, theirs, verification.truth[index])
             if case is None and start <= e.case < start + len(chunk) and lead == map_lead(list(plans)):
                 i = e.case - start
-                case = Case(verification.truth[i].numpy(), forecast[i].numpy(), lead, chunk[i])
+                mean = forecast if forecast.ndim == 4 else forecast.mean(dim=0)  # the ensemble's mean
+                case = Case(verification.truth[i].numpy(), mean[i].numpy(), lead, chunk[i])
             block[lead] = forecast
         if saved is not None:
             wb2 = to_wb2(forecast_block(stamps[start : start + len(chunk)], block, scored, region, units),
-                         run.provenance())
+                         {**run.provenance(), **(spec.record() if spec.members > 1 else {})})
             wb2.to_zarr(saved, mode="a" if start else "w-", append_dim="time" if start else None,
                         zarr_format=2, consolidated=True)
     return case
@@ -259,7 +294,10 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     store = ShardStore(run.info["data_root"], run.info["hours_per_step"])
     scored, leads = list(e.variables or run.info["out_variables"]), [float(v) for v in e.leads]
     plans = rollout_plans(run, scored, leads, e.mode)
-    inits = initial_conditions(store, e.split, int(round(max(leads) / store.hours_per_step)), e.max_samples)
+    spec = ensemble_spec(e)
+    lag_steps = int(round(lag_hours(run.info) / store.hours_per_step))
+    back = (spec.members - 1) * lag_steps if spec.perturbation == "lagged" else 0
+    inits = initial_conditions(store, e.split, int(round(max(leads) / store.hours_per_step)), e.max_samples, back)
     region = run.region.to("cpu")  # regional runs are scored on their region
     refs = References.build(cfg, run, store, scored, region)
     scorer = Scorer(scored, refs.regions)
@@ -267,7 +305,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     out = Path(e.out_dir)
     with ExitStack() as stack:
         saved = stack.enter_context(atomic_folder(out / "forecasts.zarr")) if e.get("save_forecasts") else None
-        case = score_split(run, store, e, inits, scored, plans, refs, region, scorer, fields, saved)
+        case = score_split(run, store, e, inits, scored, plans, refs, region, scorer, fields, saved, spec)
     var = e.map_variable or scored[0]
     meta = {"run_dir": str(cfg.run_dir), "split": e.split, "samples": len(inits),
             "climatology": refs.climatology.describe(), "regions": list(refs.regions),

@@ -18,6 +18,7 @@ import xarray as xr
 from ..data.regrid import regrid
 from ..data.sources import on_grid_of, split_name
 from ..errors import DataError, InputError
+from .ensembles import EnsembleSpec, members_of
 from .rollout import forecast_steps, model_steps
 from .run import Run
 
@@ -85,6 +86,7 @@ def forecast(
     out_variables: Sequence[str] | None = None,
     regrid_method: str | None = None,
     nan_policy: str = "raise",
+    ensemble: EnsembleSpec | None = None,
 ) -> xr.Dataset:
     """Forecast from an xarray initial condition.
 
@@ -106,32 +108,71 @@ def forecast(
         a different grid is an error (the same grid in another order is reordered).
     nan_policy : {"raise", "mean"}
         Non-finite input values are an error, or replaced by the training mean.
+    ensemble : EnsembleSpec, optional
+        Members and perturbation (:mod:`.ensembles`); the members of all initial times
+        run as one batch. ``lagged`` takes member ``k`` from the ``k``-th latest time of
+        the initial condition and forecasts the latest one.
 
     Returns
     -------
     xarray.Dataset
-        ``[time, lead_time, lat, lon]`` per variable on the run's region (the
+        ``[time, lead_time, lat, lon]`` per variable (``[member, time, ...]`` for an
+        ensemble, whose attributes record how it was made) on the run's region (the
         whole grid for global runs), with ``valid_time`` and units.
     """
-    info, model, region = run.info, run.model, run.region
+    info, region, spec = run.info, run.region, ensemble or EnsembleSpec()
     variables, out_variables = info["variables"], list(out_variables or info["out_variables"])
     ds = on_model_grid(initial_condition, np.asarray(info["lat"]), np.asarray(info["lon"]), regrid_method)
     mean_x, std_x = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(variables))
     mean_y, std_y = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(out_variables))
     x = ((torch.from_numpy(inputs(ds, variables, nan_policy)) - mean_x) / std_x).nan_to_num(0.0)
-    x = x.to(region.lat.device)
-    hours = [_hours(lead) for lead in lead_times]
+    x, hours, times = x.to(region.lat.device), [_hours(lead) for lead in lead_times], ds.time.values
     with torch.no_grad():
-        stacked = torch.stack([
-            forecast_steps(model, x, variables, out_variables, model_steps(info, lead), region)[-1].float().cpu()
-            * std_y + mean_y for lead in hours], dim=1).numpy()  # [time, lead, V, H, W]
-    units = info.get("units", {})
+        if spec.perturbation == "lagged" and spec.members > 1:
+            fields, times = lagged_forecast(run, x, times, out_variables, hours, spec.members)
+        else:
+            states = members_of(run, x, spec) if spec.members > 1 else x
+            fields = torch.stack([forecast_steps(run.model, states, variables, out_variables,
+                                                 model_steps(info, lead), region)[-1].float().cpu()
+                                  for lead in hours], dim=1)  # [M * T, lead, V, h, w]
+            fields = fields.reshape(spec.members, len(times), *fields.shape[1:])
+    return forecast_dataset((fields * std_y + mean_y).numpy(), times, hours, out_variables, run, spec)
+
+
+def lagged_forecast(run: Run, x: torch.Tensor, times: np.ndarray, out_variables: list[str], hours: list[float],
+                    members: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Lagged members ``[M, 1, lead, V, h, w]`` for the latest of ``times``: member ``k`` from the
+    ``k``-th latest state, ``k`` time steps longer.
+
+    Raises
+    ------
+    InputError
+        When the initial condition has fewer than ``members`` times, or they are not evenly spaced.
+    """
+    if len(times) < members:
+        raise InputError(f"a lagged ensemble of {members} members needs {members} initial times, "
+                         f"the initial condition has {len(times)}")
+    gaps = np.diff(times[-members:]) / np.timedelta64(1, "h")
+    if len(gaps) and not np.allclose(gaps, gaps[0]):
+        raise InputError(f"lagged members need evenly spaced initial times, got gaps of {gaps.tolist()} h")
+    step = float(gaps[0]) if len(gaps) else 0.0
+    out = [torch.stack([forecast_steps(run.model, x[len(times) - 1 - k :][:1], run.info["variables"],
+                                       out_variables, model_steps(run.info, lead + k * step), run.region)[-1]
+                        .float().cpu() for lead in hours], dim=1) for k in range(members)]
+    return torch.stack(out), times[-1:]
+
+
+def forecast_dataset(fields: np.ndarray, times: np.ndarray, hours: list[float], out_variables: list[str],
+                     run: Run, spec: EnsembleSpec) -> xr.Dataset:
+    """``[M, time, lead, V, h, w]`` physical fields as the forecast dataset (no ``member`` axis for one)."""
+    units, region = run.info.get("units", {}), run.region
+    dims = ("member", "time", "lead_time", "lat", "lon")
     out = xr.Dataset(
-        {v: (("time", "lead_time", "lat", "lon"), stacked[:, :, j], {"units": units.get(v, "")})
-         for j, v in enumerate(out_variables)},
-        coords={"time": ds.time.values, "lead_time": pd.to_timedelta(hours, unit="h"),
+        {v: (dims, fields[:, :, :, j], {"units": units.get(v, "")}) for j, v in enumerate(out_variables)},
+        coords={"member": np.arange(fields.shape[0]), "time": times, "lead_time": pd.to_timedelta(hours, unit="h"),
                 "lat": region.lat.cpu().numpy(), "lon": region.lon.cpu().numpy()},
     )
+    out = out.isel(member=0, drop=True) if spec.members == 1 else out.assign_attrs(spec.record())
     out = out.assign_coords(valid_time=out.time + out.lead_time)
     out.lat.attrs, out.lon.attrs = {"units": "degrees_north"}, {"units": "degrees_east"}
     return out
