@@ -70,12 +70,13 @@ def build_model(cfg: DictConfig, readers: list[ClimaXShardReader]) -> ClimaX:
     args.pop("_target_", None)
     args.update(variables=model_variables(readers), img_size=list(store.grid),
                 lat=store.lat.tolist(), lon=store.lon.tolist())
-    if not cfg.get("init"):
-        return ClimaX(**args)
     try:
-        return ClimaX.from_pretrained(str(cfg.init), **args)
+        model = ClimaX.from_pretrained(str(cfg.init), **args) if cfg.get("init") else ClimaX(**args)
     except (KeyError, ValueError) as err:
         raise ConfigError(f"init={cfg.init}: {err}") from err
+    if model.residual:  # increments in units of each variable's one-step change (a resume reloads them)
+        model.set_increments(store.increment_std(model.variables), store.hours_per_step)
+    return model
 
 
 def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader]) -> GridRegion:

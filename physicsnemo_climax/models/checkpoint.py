@@ -180,6 +180,10 @@ def _last_head(state: dict[str, torch.Tensor]) -> str:
     return f"head.{max(layers)}"
 
 
+#: Buffers set from the training data, not carried from another run (a residual model's increment scale).
+DATA_KEYS = ("increment_std", "increment_hours")
+
+
 def per_variable_keys(head: str | None) -> tuple[str, ...]:
     """Key prefixes of the weights that exist once per variable (``head``: the
     last head layer, e.g. ``"head.4"``, or ``None`` when the head is not transferred)."""
@@ -258,7 +262,8 @@ def load_weights(model, weights: Weights, *, parts: Sequence[str] | None = None,
     shared = transfer_variable_weights(own, model.variables, weights.state, weights.variables,
                                        model.patch_size, *heads)
     def wanted(key: str, head_layer: str | None) -> bool:
-        return not key.startswith(per_variable_keys(head_layer)) and (parts is None or key.startswith(tuple(parts)))
+        skipped = per_variable_keys(head_layer) + DATA_KEYS
+        return not key.startswith(skipped) and (parts is None or key.startswith(tuple(parts)))
 
     state = {k: v for k, v in weights.state.items() if wanted(k, heads[1])}
     if "pos_embed" in state and tuple(weights.patch_grid) != tuple(model.patch_grid):

@@ -125,6 +125,7 @@ class ClimaX(Module):
         fused_aggregation: bool = True,
         lat: Sequence[float] | None = None,
         lon: Sequence[float] | None = None,
+        residual: bool = False,
     ):
         super().__init__(meta=MetaData())
         self.variables = list(variables)
@@ -157,6 +158,13 @@ class ClimaX(Module):
 
         # Prediction head.
         self.head = PredictionHead(embed_dim, num_vars, patch_size, decoder_depth)
+
+        # Residual prediction: outputs that are inputs are increments, in units of their own
+        # one-step change (set from the data by the training; 1 until then).
+        self.residual = bool(residual)
+        if self.residual:
+            self.register_buffer("increment_std", torch.ones(num_vars))
+            self.register_buffer("increment_hours", torch.tensor(6.0))
 
         self.grad_checkpointing = False
         self._init_weights()
@@ -315,7 +323,33 @@ class ClimaX(Module):
             grid = region.patches.grid
 
         tokens = self.encode(x, lead_times, var_ids, pos_embed)
-        return unpatchify(self.head(tokens, out_ids), self.patch_size, grid)
+        out = unpatchify(self.head(tokens, out_ids), self.patch_size, grid)
+        if not self.residual:
+            return out
+        return self.add_increments(out, x, lead_times, variables, variables if out_variables is None else out_variables)
+
+    def add_increments(self, out: torch.Tensor, x: torch.Tensor, lead_times: torch.Tensor,
+                       variables: Sequence[str], out_variables: Sequence[str]) -> torch.Tensor:
+        """Residual prediction: each output that is also an input becomes that input plus the head's
+        output times the variable's increment scale at the lead, ``increment_std * sqrt(lead /
+        increment_hours)``, at most ``sqrt(2)`` (the change between two independent states)."""
+        inputs = list(variables)
+        pairs = [(j, inputs.index(v), self._var_index[v]) for j, v in enumerate(out_variables) if v in inputs]
+        if not pairs:
+            return out
+        j, i, k = (torch.tensor(p, device=out.device) for p in zip(*pairs))
+        growth = (lead_times.to(out.dtype) / self.increment_hours.to(out.dtype)).clamp_min(0).sqrt()
+        scale = (self.increment_std[k].to(out.dtype)[None, :] * growth[:, None]).clamp(max=2**0.5)
+        out = out.clone()
+        out[:, j] = x[:, i].to(out.dtype) + out[:, j] * scale[:, :, None, None]
+        return out
+
+    def set_increments(self, increment_std: Sequence[float], hours: float) -> None:
+        """Set the increment scale of every model variable (``[V]``, in normalised units) and the
+        lead it was measured at."""
+        with torch.no_grad():
+            self.increment_std.copy_(torch.as_tensor(increment_std, dtype=self.increment_std.dtype))
+            self.increment_hours.fill_(float(hours))
 
     # ----------------------------------------------------------- loading
     #: Key prefixes :meth:`from_pretrained` loads besides the per-variable weights (``None``: all).
