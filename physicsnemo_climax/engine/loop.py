@@ -36,7 +36,7 @@ from omegaconf import DictConfig
 from ..errors import ConfigError
 from . import checkpointing
 from .distributed import all_reduce
-from .optim import Optimization
+from .optim import Optimization, freeze
 from .plan import RunPlan
 from .run_folder import RunRecord, relaunch_changes, run_lock, write_run_record
 from .tracking import TrainingReport
@@ -91,6 +91,9 @@ def run_loop(t: DictConfig, plan: RunPlan, job: Trainable, record: RunRecord, *,
     run_dir, device = Path(run_dir), manager.device
     with run_lock(run_dir) if manager.rank == 0 else nullcontext():
         changes = relaunch_changes(run_dir, record, plan)
+        frozen = freeze(job.model, t.get("freeze") or [])
+        if frozen:
+            logger.info(f"{len(frozen)} parameter tensors frozen by train.freeze")
         net = wrap(job.model, plan, manager, t.fsdp, job.fsdp_units)
         optim = Optimization.build(job.model, t, plan, device)
         step, position = resume(run_dir / "checkpoints", job.model, optim, manager, t.resume, logger)

@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-"""AdamW with the reference's parameter groups, its schedule, and the loss scaler.
+"""AdamW with the reference's parameter groups, its schedule, and the loss scaler; frozen
+parameters (``train.freeze``) and per-pattern learning rates (``train.lr_scale``) for fine-tuning.
+
+The cosine decays every group towards ``train.lr * train.min_lr_ratio``.
 
 The kernels come from the run plan (:mod:`.plan`): apex ``FusedAdam`` in
 AdamW mode, torch's fused AdamW on a GPU, or torch's foreach AdamW.
@@ -7,35 +10,87 @@ AdamW mode, torch's fused AdamW on a GPU, or torch's foreach AdamW.
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass
+from typing import Mapping
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from ..errors import ConfigError
 from .plan import RunPlan
 
 #: Parameters without weight decay, as in the reference.
 NO_DECAY = ("pos_embed", "var_embed", "var_query", "lead_time_embed")
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: no decay on biases, norms and the embeddings in :data:`NO_DECAY`."""
-    decay, no_decay = [], []
+def freeze(model: nn.Module, patterns) -> list[str]:
+    """Keep the parameters whose names match any of ``patterns`` (``fnmatch``, e.g. ``"blocks.*"``)
+    fixed; returns their names. Call before wrapping the model (DDP needs to know).
+
+    Raises
+    ------
+    ConfigError
+        For a pattern that matches no parameter, or when nothing would be left to train.
+    """
+    names = [n for n, _ in model.named_parameters()]
+    for pattern in patterns:
+        if not fnmatch.filter(names, pattern):
+            raise ConfigError(f"train.freeze: {pattern!r} matches no parameter (e.g. {names[:3]}, ...)")
+    frozen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    if frozen and len(frozen) == len(names):
+        raise ConfigError(f"train.freeze={list(patterns)} freezes every parameter: nothing would train")
+    for name, p in model.named_parameters():
+        if name in frozen:
+            p.requires_grad_(False)
+    return frozen
+
+
+def scale_rules(lr_scale) -> dict[str, float]:
+    """``train.lr_scale`` as ``{pattern: factor}``: given as a mapping or a list of ``[pattern, factor]``
+    pairs (``train.lr_scale=[[token_embeds.*,10],[var_embed,10]]`` on the command line).
+
+    Raises
+    ------
+    ConfigError
+        For an item that is not a pattern and a positive number.
+    """
+    items = list(lr_scale.items()) if isinstance(lr_scale, Mapping) else list(lr_scale or [])
+    rules = {}
+    for item in items:
+        try:
+            pattern, factor = item
+            rules[str(pattern)] = float(factor)
+        except (TypeError, ValueError):
+            raise ConfigError(f"train.lr_scale: {item!r} is not a [pattern, factor] pair") from None
+        if rules[str(pattern)] <= 0:
+            raise ConfigError(f"train.lr_scale: the factor of {pattern!r} must be positive")
+    return rules
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, lr_scale=None) -> list[dict]:
+    """AdamW groups: no decay on biases, norms and the embeddings in :data:`NO_DECAY`; with
+    ``lr_scale`` (:func:`scale_rules`: pattern -> factor of the learning rate, the first match
+    wins), one group per factor, each with its ``lr_scale``. Frozen parameters are left out."""
+    lr_scale = scale_rules(lr_scale)
+    groups: dict[tuple[bool, float], list] = {(True, 1.0): [], (False, 1.0): []}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim < 2 or any(key in name for key in NO_DECAY) or "norm" in name:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+        decay = not (p.ndim < 2 or any(key in name for key in NO_DECAY) or "norm" in name)
+        scale = next((float(f) for pat, f in lr_scale.items() if fnmatch.fnmatchcase(name, pat)), 1.0)
+        groups.setdefault((decay, scale), []).append(p)
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale}
+            for (decay, scale), params in groups.items() if params or scale == 1.0]
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas, fused: str):
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas, fused: str,
+                    lr_scale=None):
     """AdamW: apex ``FusedAdam`` (``fused="apex"``), torch's fused AdamW on a GPU, else foreach."""
-    groups = parameter_groups(model, weight_decay)
+    groups = parameter_groups(model, weight_decay, lr_scale)
+    for group in groups:
+        group["lr"] = lr * group.pop("lr_scale")
     if fused == "apex":
         from apex.optimizers import FusedAdam
 
@@ -70,7 +125,7 @@ class Optimization:
     @classmethod
     def build(cls, model: nn.Module, t: DictConfig, plan: RunPlan, device: torch.device) -> "Optimization":
         """From the ``train`` section; build it after sharding (FSDP2 replaces the parameters)."""
-        optimizer = build_optimizer(model, t.lr, t.weight_decay, t.betas, plan.fused)
+        optimizer = build_optimizer(model, t.lr, t.weight_decay, t.betas, plan.fused, t.get("lr_scale"))
         return cls(optimizer, build_scheduler(optimizer, t.warmup_steps, t.steps, t.min_lr_ratio),
                    torch.amp.GradScaler(device.type, enabled=plan.precision == "fp16"))
 
