@@ -57,3 +57,62 @@ def test_learning_rate_scales_as_a_mapping_or_pairs_and_bad_ones_named():
         optim.scale_rules([["head.*"]])
     with pytest.raises(ConfigError, match="must be positive"):
         optim.scale_rules([["head.*", 0]])
+
+
+def test_lora_merged_and_unmerged_models_agree_and_the_merge_is_plain():
+    from physicsnemo_climax.engine.lora import add_lora, lora_layers, merged_copy
+
+    torch.manual_seed(0)
+    model = tiny_climax().eval()
+    x, lead = torch.randn(2, len(model.variables), *model.img_size), torch.tensor([6.0, 24.0])
+    before = model(x, lead, model.variables)
+    wrapped = add_lora(model, rank=2, alpha=4.0)
+    assert wrapped and torch.allclose(model(x, lead, model.variables), before)  # B = 0: the base model
+    for layer in lora_layers(model).values():
+        torch.nn.init.normal_(layer.lora_b)
+    plain = merged_copy(model)
+    assert not lora_layers(plain) and set(plain.state_dict()) == set(tiny_climax().state_dict())
+    assert torch.allclose(plain(x, lead, model.variables), model(x, lead, model.variables), atol=1e-5)
+    with pytest.raises(ConfigError, match="matches no linear layer"):
+        add_lora(tiny_climax(), ["blocks.*.attn.qkvv"])
+
+
+def val_losses(run_dir):
+    import pandas as pd
+
+    rows = pd.read_csv(run_dir / "metrics.csv", names=["step", "key", "value"])
+    return rows[rows.key == "val/loss"].value.to_numpy()
+
+
+def test_lora_fine_tune_trains_only_adapters_saves_plain_weights_and_resumes(store, tmp_path, monkeypatch):  # noqa: F811
+    base = train(config(store, tmp_path / "base", "task=finetune_global", "task.lead_hours=6"))
+    init = checkpointing.model_file(base / "checkpoints")
+    lora = ["task=finetune_global", "task.lead_hours=24", f"init={init}", "train.lora.rank=4",
+            "train.freeze=[*]", "train.lr=3e-3", "train.steps=12", "train.val_every=4", "train.ckpt_every=4"]
+    tuned = train(config(store, tmp_path / "lora", *lora))
+    before, after = weights(base), weights(tuned)  # a plain ClimaX: same keys as the base
+    assert set(before) == set(after)
+    targets = [k for k in before if k.startswith("blocks.") and any(f".{t}.weight" in k for t in
+                                                                    ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"))]
+    assert targets and all(not torch.equal(before[k], after[k]) for k in targets)
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in targets)  # the rest frozen
+    losses = val_losses(tuned)
+    assert losses[-1] < losses[0]  # the shifted task (24 h instead of 6 h) improves
+    # a LoRA run killed during step 10 and resumed (from the checkpoint of step 8) ends where the straight one does
+    from physicsnemo_climax.forecasting import training
+
+    original, calls = training.forecast_loss, []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 10:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(training, "forecast_loss", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(store, tmp_path / "resumed", *lora))
+    monkeypatch.setattr(training, "forecast_loss", original)
+    assert checkpointing.checkpoint_steps(tmp_path / "resumed" / "checkpoints")[-1] == 8
+    resumed = weights(train(config(store, tmp_path / "resumed", *lora)))
+    assert all(torch.allclose(after[k], resumed[k], atol=1e-5) for k in after)

@@ -36,6 +36,7 @@ from omegaconf import DictConfig
 from ..errors import ConfigError
 from . import checkpointing
 from .distributed import all_reduce
+from .lora import DEFAULT_TARGETS, adapters, add_lora, lora_layers, merged_copy, restore
 from .optim import Optimization, freeze
 from .plan import RunPlan
 from .run_folder import RunRecord, relaunch_changes, run_lock, write_run_record
@@ -91,9 +92,7 @@ def run_loop(t: DictConfig, plan: RunPlan, job: Trainable, record: RunRecord, *,
     run_dir, device = Path(run_dir), manager.device
     with run_lock(run_dir) if manager.rank == 0 else nullcontext():
         changes = relaunch_changes(run_dir, record, plan)
-        frozen = freeze(job.model, t.get("freeze") or [])
-        if frozen:
-            logger.info(f"{len(frozen)} parameter tensors frozen by train.freeze")
+        adapt(job.model, t, logger)
         net = wrap(job.model, plan, manager, t.fsdp, job.fsdp_units)
         optim = Optimization.build(job.model, t, plan, device)
         step, position = resume(run_dir / "checkpoints", job.model, optim, manager, t.resume, logger)
@@ -139,6 +138,21 @@ def optimize(t: DictConfig, plan: RunPlan, job: Trainable, net, optim: Optimizat
     finally:
         stream.close()
         report.close()
+
+
+def adapt(model, t: DictConfig, logger) -> None:
+    """What of ``model`` trains: LoRA adapters (``train.lora``), frozen patterns (``train.freeze``).
+    Before wrapping: DDP must know which parameters have gradients."""
+    lora = t.get("lora") or {}
+    if lora.get("rank", 0):
+        if t.fsdp:
+            raise ConfigError("train.lora with train.fsdp=true is not supported: use DDP (train.fsdp=false)")
+        wrapped = add_lora(model, list(lora.get("targets") or DEFAULT_TARGETS), int(lora.rank),
+                           float(lora.get("alpha", 16.0)))
+        logger.info(f"LoRA rank {lora.rank} on {len(wrapped)} linear layers")
+    frozen = freeze(model, t.get("freeze") or [])
+    if frozen:
+        logger.info(f"{len(frozen)} parameter tensors frozen by train.freeze")
 
 
 def train_step(net, batches: list, loss_fn, optim: Optimization, plan: RunPlan, device: torch.device,
@@ -190,8 +204,11 @@ def resume(ckpt_dir: Path, model, optim: Optimization, manager, enabled: bool, l
             raise ConfigError(f"train.resume=false, but {ckpt_dir} holds checkpoints that a new run would "
                               "overwrite: resume it, or train into a new run_dir")
         return 0, (0, 0)
-    step, meta = checkpointing.load(ckpt_dir, model, optim.optimizer, optim.scheduler, optim.scaler,
+    plain = merged_copy(model) if lora_layers(model) else model  # checkpoints hold the merged model
+    step, meta = checkpointing.load(ckpt_dir, plain, optim.optimizer, optim.scheduler, optim.scaler,
                                     manager.device, manager.rank)
+    if step and plain is not model:
+        restore(model, plain.state_dict(), meta["lora"])
     if step:
         logger.info(f"resumed from step {step} in {ckpt_dir}")
     return step, (meta.get("epoch", 0), meta.get("position", 0))
@@ -202,9 +219,12 @@ def save_checkpoint(ckpt_dir: Path, model, optim: Optimization, step: int, posit
     """Checkpoint ``step`` with its data position (rank 0; every rank under FSDP)."""
     sharded = manager.world_size > 1 and t.fsdp
     if manager.rank == 0 or sharded:
+        metadata = {"epoch": position[0], "position": position[1]}
+        if lora_layers(model):  # the merged, plain model is saved; the adapters go with the training state
+            metadata["lora"] = adapters(model)
+            model = merged_copy(model)
         checkpointing.save(ckpt_dir, model, optim.optimizer, optim.scheduler, optim.scaler, step,
-                           {"epoch": position[0], "position": position[1]}, keep=t.keep_checkpoints,
-                           rank=manager.rank, collective=sharded)
+                           metadata, keep=t.keep_checkpoints, rank=manager.rank, collective=sharded)
 
 
 def run_validation(net, validate, plan: RunPlan, device) -> dict[str, float]:

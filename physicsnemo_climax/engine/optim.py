@@ -27,7 +27,8 @@ NO_DECAY = ("pos_embed", "var_embed", "var_query", "lead_time_embed")
 
 def freeze(model: nn.Module, patterns) -> list[str]:
     """Keep the parameters whose names match any of ``patterns`` (``fnmatch``, e.g. ``"blocks.*"``)
-    fixed; returns their names. Call before wrapping the model (DDP needs to know).
+    fixed, LoRA adapters excepted; returns their names. Call before wrapping the model (DDP needs
+    to know).
 
     Raises
     ------
@@ -38,7 +39,7 @@ def freeze(model: nn.Module, patterns) -> list[str]:
     for pattern in patterns:
         if not fnmatch.filter(names, pattern):
             raise ConfigError(f"train.freeze: {pattern!r} matches no parameter (e.g. {names[:3]}, ...)")
-    frozen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    frozen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns) and ".lora_" not in n]
     if frozen and len(frozen) == len(names):
         raise ConfigError(f"train.freeze={list(patterns)} freezes every parameter: nothing would train")
     for name, p in model.named_parameters():
