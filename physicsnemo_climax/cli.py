@@ -157,13 +157,22 @@ def quickstart(args: argparse.Namespace) -> None:
     run_dir = run_training(cfg)
     table = run_evaluation(cfg)
     print(summary(table))
-    rmse = table[table.region == main_region(table)].set_index(["variable", "lead_hours", "method"]).rmse
-    for var in ("geopotential_500", "temperature_850"):
-        if (var, 24.0, "model") in rmse:
-            model, persistence = rmse[(var, 24.0, "model")], rmse[(var, 24.0, "persistence")]
-            verdict = "beats" if model < persistence else "does NOT beat"
-            print(f"{var} at 24 h: model RMSE {model:.4g} {verdict} persistence {persistence:.4g}")
+    print(verdicts(table[table.region == main_region(table)]))
     print(f"run folder {run_dir}; scorecard and plots in {cfg.eval.out_dir}")
+
+
+def verdicts(table) -> str:
+    """Per variable and lead: whether the model's RMSE beats the better of persistence and climatology."""
+    rmse = table.pivot_table(index=["variable", "lead_hours"], columns="method", values="rmse")
+    baselines = [m for m in ("persistence", "climatology") if m in rmse]
+    lines = ["model against the better baseline (RMSE):"]
+    for (var, lead), row in rmse.iterrows():
+        best = min(baselines, key=lambda m: row[m])
+        verdict = "beats both" if row["model"] < row[best] else f"does NOT beat {best}"
+        lines.append(f"  {var} +{lead:g} h: {row['model']:.4g} vs {best} {row[best]:.4g}: {verdict}")
+    wins = sum("beats both" in line for line in lines)
+    lines.append(f"  {wins} of {len(lines) - 1} variable-lead pairs beat both baselines")
+    return "\n".join(lines)
 
 
 def _add_data_commands(commands) -> None:

@@ -45,3 +45,20 @@ def test_quickstart_example_runs(capsys, monkeypatch):
     monkeypatch.setattr("sys.argv", [str(script)])
     runpy.run_path(str(script), run_name="__main__")
     assert "identical outputs: True" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_quickstart_settings_run_end_to_end_and_say_what_beats_the_baselines(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("dinosaur_torch")
+    from physicsnemo_climax.cli import main
+
+    monkeypatch.chdir(tmp_path)  # data/ and runs/ of the quickstart go here
+    main(["quickstart", "simulation.days=6", "simulation.spinup_days=0.5",
+          "simulation.splits.train=2000-01-01:2000-01-03", "simulation.splits.val=2000-01-04:2000-01-04",
+          "simulation.splits.test=2000-01-05:2000-01-06", "train.steps=4", "train.val_every=2",
+          "train.ckpt_every=2", "train.warmup_steps=1", "task.lead_range=[6,12]", "eval.leads=[6,12]",
+          "eval.max_samples=4"])
+    out = capsys.readouterr().out
+    assert "model against the better baseline (RMSE):" in out and "+12 h" in out
+    assert "variable-lead pairs beat both baselines" in out
+    assert (tmp_path / "runs" / "quickstart" / "eval" / "summary.md").exists()
