@@ -108,6 +108,7 @@ def test_evaluate_scores_an_ensemble_and_saves_its_members(run_dir, tmp_path):
     assert saved.sizes["number"] == 3 and saved.attrs["ensemble_perturbation"] == "spherical"
     ranks = json.loads((tmp_path / "eval" / "scorecard.json").read_text())
     assert Path(tmp_path / "eval" / "rank_histogram.csv").exists() and ranks["samples"] == 4
+    assert ranks["ensemble"]["ensemble_members"] == 3 and ranks["ensemble"]["ensemble_seed"] == 0
     lagged = load_run_config(run_dir, ["eval.leads=[12]", "eval.max_samples=4", "eval.members=2",
                                        "eval.perturbation=lagged", "eval.regions=[global]",
                                        f"eval.out_dir={tmp_path / 'lagged'}"])

@@ -311,6 +311,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
             "climatology": refs.climatology.describe(), "regions": list(refs.regions),
             "skipped_regions": refs.skipped, "external": {n: x.report() for n, x in refs.externals.items()},
             "forecasts": str(out / "forecasts.zarr") if saved is not None else None,
+            "ensemble": spec.record() if spec.members > 1 else None,
             "modes": {str(k): ("direct" if len(v) == 1 else f"rollout {v}") for k, v in plans.items()}}
     table = scorer.table()
     write_report(table, out, meta, Pictures(case, fields, scorer.rank_histograms(), {
