@@ -84,8 +84,7 @@ def open_parts(source: str | Path, options: dict | None = None, grib_step: float
         if kind == "GRIB":
             raw = open_grib(text)
         elif kind == "Zarr":
-            raw = [xr.open_zarr(text, storage_options=storage_options(text, options) if is_url(text) else None,
-                                chunks=None, consolidated=None)]
+            raw = [open_zarr(text, options)]
         else:
             raw = [xr.open_dataset(text, chunks=None)]
     except DataError:
@@ -97,6 +96,12 @@ def open_parts(source: str | Path, options: dict | None = None, grib_step: float
     if len(parts) > 1:
         check_same_grid(parts, text)
     return parts
+
+
+def open_zarr(source: str, options: dict | None = None) -> xr.Dataset:
+    """A Zarr store, local or at an fsspec URL (public buckets anonymously), lazily and as it is."""
+    return xr.open_zarr(source, storage_options=storage_options(source, options) if is_url(source) else None,
+                        chunks=None, consolidated=None)
 
 
 def open_file(source: str | Path, options: dict | None = None) -> xr.Dataset:

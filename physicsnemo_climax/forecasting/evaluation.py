@@ -35,7 +35,7 @@ from ..files import atomic_folder
 from ..models import GridRegion
 from .diagnostics import FieldDiagnostics
 from .ensembles import EnsembleSpec, lag_hours, members_of
-from .external import ExternalForecast, open_zarr
+from .external import ExternalForecast, open_wb2_zarr
 from .report import Case, Pictures, write_report
 from .rollout import forecast_steps, model_steps
 from .run import Run
@@ -89,7 +89,7 @@ class ClimatologyReference:
             self.hourly = hourly_climatology(store, variables, "train", span, window)
         elif self.kind not in self.KINDS:
             self.source, self.kind = self.kind, "wb2_zarr"
-            self.dataset = open_zarr(self.source, "eval.climatology")
+            self.dataset = open_wb2_zarr(self.source, "eval.climatology")
             self.hourly = wb2_climatology(self.dataset, variables, store.lat, store.lon,
                                           f"eval.climatology ({self.source})")
         else:
@@ -121,8 +121,8 @@ def member_states(run: Run, shards: list[Shard], chunk: list[tuple[int, int]], x
         return [(x_norm, 0.0)]
     if spec.perturbation != "lagged":
         return [(members_of(run, x_norm, spec), 0.0)]
-    variables, (mean, std) = run.info["variables"], run.stats(run.info["variables"])
-    mean, std = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in (mean, std))
+    variables = run.info["variables"]
+    mean, std = run.field_stats(variables)
     lag = lag_hours(run.info)
     earlier = [torch.stack([torch.as_tensor(shards[s].read(variables, t - k * int(round(lag / step))))
                             for s, t in chunk]) for k in range(1, spec.members)]
@@ -136,8 +136,7 @@ def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int,
     (``step`` hours apart), in physical units, on the CPU; ``[M, B, V, h, w]`` for an ensemble."""
     variables = run.info["variables"]
     x = torch.stack([torch.as_tensor(shards[s].read(variables, t)) for s, t in chunk])
-    mean_x, std_x = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(variables))
-    mean_y, std_y = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(scored))
+    (mean_x, std_x), (mean_y, std_y) = run.field_stats(variables), run.field_stats(scored)
     device = next(run.model.parameters()).device
     states = member_states(run, shards, chunk, ((x - mean_x) / std_x).to(device), spec, step)
     initial = region.crop(x[:, [variables.index(v) for v in scored]]) if set(scored) <= set(variables) else None

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..data.formats import is_url, storage_options
+from ..data.formats import open_zarr
 from ..data.regrid import regrid
 from ..data.sources import on_grid_of
 from ..data.wb2 import from_wb2
@@ -29,11 +29,11 @@ from ..errors import DataError
 logger = logging.getLogger(__name__)
 
 
-def open_zarr(source: str, what: str) -> xr.Dataset:
-    """A Zarr store, local or at an fsspec URL, lazily; a :class:`DataError` naming ``what`` otherwise."""
+def open_wb2_zarr(source: str, what: str) -> xr.Dataset:
+    """A WB2-layout Zarr store, local or at an fsspec URL, lazily; a :class:`DataError` naming ``what``
+    otherwise."""
     try:
-        return xr.open_zarr(source, storage_options=storage_options(source) if is_url(source) else None,
-                            chunks=None, consolidated=None)
+        return open_zarr(source)
     except Exception as err:  # noqa: BLE001 -- any failure to open or reach it: one line naming it
         cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"{what}: {source} cannot be opened as a Zarr store ({type(err).__name__}: {cause[:300]})"
@@ -61,7 +61,7 @@ class ExternalForecast:
                  rows: np.ndarray, cols: np.ndarray, units: dict):
         self.name, self.source, self.variables = name, str(source), list(variables)
         what = f"external.{name}"
-        self.ds = from_wb2(open_zarr(self.source, what), self.variables, f"{what} ({self.source})")
+        self.ds = from_wb2(open_wb2_zarr(self.source, what), self.variables, f"{what} ({self.source})")
         for dim in ("time", "lead_time", "lat", "lon"):
             if dim not in self.ds.dims:
                 raise DataError(f"{what} ({self.source}) has no {dim} axis (dims {dict(self.ds.sizes)}): "

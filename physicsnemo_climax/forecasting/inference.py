@@ -123,8 +123,7 @@ def forecast(
     info, region, spec = run.info, run.region, ensemble or EnsembleSpec()
     variables, out_variables = info["variables"], list(out_variables or info["out_variables"])
     ds = on_model_grid(initial_condition, np.asarray(info["lat"]), np.asarray(info["lon"]), regrid_method)
-    mean_x, std_x = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(variables))
-    mean_y, std_y = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(out_variables))
+    (mean_x, std_x), (mean_y, std_y) = run.field_stats(variables), run.field_stats(out_variables)
     x = ((torch.from_numpy(inputs(ds, variables, nan_policy)) - mean_x) / std_x).nan_to_num(0.0)
     x, hours, times = x.to(region.lat.device), [_hours(lead) for lead in lead_times], ds.time.values
     with torch.no_grad():

@@ -56,6 +56,10 @@ class Run:
         model = Module.from_checkpoint(str(path))
         return cls(model.to(device).eval(), info, Path(run_dir), Path(path))
 
+    def field_stats(self, names) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std of ``names`` as float32 ``[V, 1, 1]`` tensors, to (de)normalise ``[..., V, H, W]`` fields."""
+        return tuple(torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in self.stats(names))
+
     def provenance(self) -> dict:
         """What made a forecast: package version, run folder, model file and its SHA-256, time."""
         from importlib.metadata import version
