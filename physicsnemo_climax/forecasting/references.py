@@ -1,0 +1,137 @@
+# SPDX-License-Identifier: Apache-2.0
+"""What a scorecard compares forecasts with besides the truth: the climatology (baseline
+and ACC reference), SEEPS thresholds, the score regions and the external forecasts,
+built once per evaluation from ``eval`` and ``external``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from ..data import ShardStore
+from ..data.climatology import day_and_hour, hourly_climatology, wb2_climatology
+from ..data.formats import is_url
+from ..data.store import StoreError
+from ..errors import ConfigError
+from ..models import GridRegion
+from .external import ExternalForecast, open_wb2_zarr
+from .run import Run
+from .score_regions import region_specs, region_weights
+from .seeps import SeepsReference, seeps_climatology, seeps_from_wb2
+
+
+class ClimatologyReference:
+    """The climatology forecast and ACC reference, on the region.
+
+    ``wb2``: WeatherBench 2's, by day of year and hour of day from the training
+    years (or ``years``), smoothed over ``window`` days (:mod:`..data.climatology`);
+    a path or URL: a WeatherBench 2 climatology Zarr (regridded when needed);
+    ``day_of_year``: the scored split's own mean of the valid day of year;
+    ``time_mean``: the scored split's own time mean. The last two know the scored
+    period (an in-sample, optimistic baseline).
+    """
+
+    KINDS = ("wb2", "time_mean", "day_of_year")
+
+    def __init__(self, store: ShardStore, split: str, variables: list[str], region: GridRegion, kind: str,
+                 window: int = 61, years=None):
+        self.kind, self.hourly, self.source = str(kind), None, None
+        if self.kind not in self.KINDS and not (is_url(self.kind) or Path(self.kind).exists()):
+            raise ConfigError(f"eval.climatology={kind!r}: choose from {list(self.KINDS)}, or give the path or URL "
+                              "of a WeatherBench 2 climatology Zarr")
+        if self.kind == "wb2":
+            span = tuple(int(y) for y in years) if years else None
+            self.hourly = hourly_climatology(store, variables, "train", span, window)
+        elif self.kind not in self.KINDS:
+            self.source, self.kind = self.kind, "wb2_zarr"
+            self.dataset = open_wb2_zarr(self.source, "eval.climatology")
+            self.hourly = wb2_climatology(self.dataset, variables, store.lat, store.lon,
+                                          f"eval.climatology ({self.source})")
+        else:
+            fields = store.climatology(split, variables, day_of_year=self.kind != "time_mean")
+            self.fields = region.crop(torch.as_tensor(fields))
+        self.region = region
+        self.times = store.shard_times(split) if self.kind != "time_mean" else None
+
+    def at(self, valid: list[tuple[int, int]]) -> torch.Tensor:
+        """``[1, V, H, W]`` (time mean) or ``[B, V, H, W]`` for the valid ``(shard, time)`` pairs."""
+        if self.times is None:
+            return self.fields[None]
+        stamps = np.array([self.times[s][t] for s, t in valid])
+        if self.hourly is not None:
+            return self.region.crop(torch.as_tensor(self.hourly.at(stamps)))
+        return self.fields[day_and_hour(stamps)[0]]
+
+    def describe(self) -> str:
+        """What the scorecard records: the kind, and the Zarr it came from."""
+        return self.kind if self.source is None else f"{self.kind}: {self.source}"
+
+
+@dataclass
+class References:
+    """What the scored forecasts are compared with, besides the truth.
+
+    Attributes
+    ----------
+    climatology : ClimatologyReference
+    seeps : SeepsReference or None
+        SEEPS thresholds and dry fraction (:mod:`.seeps`).
+    externals : dict
+        Name -> :class:`.external.ExternalForecast`.
+    regions : dict
+        Region name -> ``[h, w]`` weights; ``skipped``: name -> why not.
+    region : GridRegion
+        The run's (what is scored of the grid).
+    times : list of np.ndarray or None
+        The split's time stamps per shard (``None``: the store has none).
+    """
+
+    climatology: ClimatologyReference
+    seeps: SeepsReference | None
+    externals: dict
+    regions: dict
+    skipped: dict
+    region: GridRegion
+    times: list[np.ndarray] | None
+
+    def seeps_at(self, valid: list[tuple[int, int]]) -> tuple | None:
+        """SEEPS thresholds and dry fraction for the valid ``(shard, time)`` pairs, on the region."""
+        if self.seeps is None:
+            return None
+        stamps = None if self.times is None else np.array([self.times[s][t] for s, t in valid])
+        return self.seeps.at(stamps, self.region.crop)
+
+    @classmethod
+    def build(cls, cfg: DictConfig, run: Run, store: ShardStore, scored: list[str], region: GridRegion
+              ) -> "References":
+        """The references ``cfg.eval`` and ``cfg.external`` ask for."""
+        e, units = cfg.eval, run.info.get("units", {})
+        climatology = ClimatologyReference(store, e.split, scored, region, e.get("climatology", "wb2"),
+                                           e.get("climatology_window", 61), e.get("climatology_years"))
+        seeps = None
+        if climatology.source is not None:  # a WB2 climatology brings its SEEPS references, if any
+            seeps = seeps_from_wb2(climatology.dataset, scored, units, store.lat, store.lon, climatology.source)
+        seeps = seeps or seeps_climatology(store, scored, units)
+        rows, cols = (None, None) if region.is_global else (region.rows.numpy(), region.cols.numpy())
+        land = land_fraction(store)
+        specs = region_specs(e.get("regions", ["all"]), e.get("boxes"), land=land is not None)
+        weights, skipped = region_weights(specs, store.lat, store.lon, land, rows, cols)
+        externals = {name: ExternalForecast(name, source, scored, (store.lat, store.lon), region.rows.numpy(),
+                                            region.cols.numpy(), units)
+                     for name, source in (cfg.get("external") or {}).items()}
+        try:
+            times = store.shard_times(e.split)
+        except StoreError:
+            times = None
+        return cls(climatology, seeps, externals, weights, skipped, region, times)
+
+
+def land_fraction(store: ShardStore) -> np.ndarray | None:
+    """The store's ``land_sea_mask`` ``[H, W]`` (fraction of land), or ``None``."""
+    if "land_sea_mask" not in store.variables():
+        return None
+    return np.asarray(store.shards("train")[0].array("land_sea_mask")[0, 0], np.float64)
