@@ -364,10 +364,7 @@ def _add_downscale_commands(commands) -> None:
     p.add_argument("--diffusion", help="CorrDiff diffusion run folder or .mdlus (omit: regression only)")
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")
     p.add_argument("--lead", required=True, nargs="+", help="lead times, e.g. 24h 48h")
-    p.add_argument("--output", required=True, help="output NetCDF file, or Zarr folder with --format wb2")
-    p.add_argument("--format", choices=["netcdf", "wb2"], default="netcdf",
-                   help="netcdf (time, lead_time, lat, lon per variable) or wb2: a Zarr in WeatherBench 2's "
-                        "layout (time, prediction_timedelta, level, latitude, longitude) that WB2 tools read")
+    p.add_argument("--output", required=True, help="output NetCDF")
     p.add_argument("--members", type=int, default=8)
     p.add_argument("--seed-batch-size", type=int, default=4)
     p.add_argument("--steps", type=int, default=18, help="sampler steps")
