@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import tiny_climax
 from physicsnemo.core import Module
-from test_recipes import config, store  # noqa: F401 -- the store fixture
+from test_recipes import config, store, train_killed_during  # noqa: F401 -- the store fixture
 
 from physicsnemo_climax.engine import checkpointing, optim
 from physicsnemo_climax.errors import ConfigError
@@ -99,20 +99,7 @@ def test_lora_fine_tune_trains_only_adapters_saves_plain_weights_and_resumes(sto
     losses = val_losses(tuned)
     assert losses[-1] < losses[0]  # the shifted task (24 h instead of 6 h) improves
     # a LoRA run killed during step 10 and resumed (from the checkpoint of step 8) ends where the straight one does
-    from physicsnemo_climax.forecasting import training
-
-    original, calls = training.forecast_loss, []
-
-    def dying(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 10:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(training, "forecast_loss", dying)
-    with pytest.raises(KeyboardInterrupt):
-        train(config(store, tmp_path / "resumed", *lora))
-    monkeypatch.setattr(training, "forecast_loss", original)
+    train_killed_during(config(store, tmp_path / "resumed", *lora), 10, monkeypatch)
     assert checkpointing.checkpoint_steps(tmp_path / "resumed" / "checkpoints")[-1] == 8
     resumed = weights(train(config(store, tmp_path / "resumed", *lora)))
     assert all(torch.allclose(after[k], resumed[k], atol=1e-5) for k in after)

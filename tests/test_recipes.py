@@ -87,23 +87,28 @@ def test_loss_decreases_on_learnable_toy(store, tmp_path):
     assert history[-10:].mean() < 0.5 * history[:5].mean()
 
 
-def test_kill_and_resume_gives_the_same_weights(store, tmp_path, monkeypatch):
-    common = ["task=finetune_global", "task.lead_hours=6", "train.steps=8", "train.ckpt_every=2",
-              "model.drop_rate=0.1", "train.num_workers=2", "train.val_every=100"]
-    straight = train(config(store, tmp_path / "a", *common))
-
+def train_killed_during(cfg, loss_call: int, monkeypatch) -> None:
+    """Train ``cfg`` until its ``loss_call``-th loss evaluation, where a Ctrl-C stops it."""
     original, calls = training.forecast_loss, []
 
     def dying(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 6:  # during step 6, after the checkpoint of step 4
+        if len(calls) == loss_call:
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
     monkeypatch.setattr(training, "forecast_loss", dying)
     with pytest.raises(KeyboardInterrupt):
-        train(config(store, tmp_path / "b", *common))
+        train(cfg)
     monkeypatch.setattr(training, "forecast_loss", original)
+
+
+def test_kill_and_resume_gives_the_same_weights(store, tmp_path, monkeypatch):
+    common = ["task=finetune_global", "task.lead_hours=6", "train.steps=8", "train.ckpt_every=2",
+              "model.drop_rate=0.1", "train.num_workers=2", "train.val_every=100"]
+    straight = train(config(store, tmp_path / "a", *common))
+
+    train_killed_during(config(store, tmp_path / "b", *common), 6, monkeypatch)  # after the checkpoint of step 4
     assert checkpointing.checkpoint_steps(tmp_path / "b" / "checkpoints")[-1] == 4
     resumed = train(config(store, tmp_path / "b", *common))
     a = Module.from_checkpoint(str(checkpointing.model_file(straight / "checkpoints"))).state_dict()
