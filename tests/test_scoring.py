@@ -181,3 +181,20 @@ def test_the_scorecard_seeps_is_the_area_mean_over_the_points_where_it_is_define
     per_point = np.array([1.0, 1.0, 4.0, 0.0])  # by hand, as in test_seeps_by_hand
     w = W[1:] / W[1:].sum()
     assert scorer.table().seeps.item() == pytest.approx((w * per_point).sum())
+
+
+def test_bad_evaluation_inputs_are_errors_naming_them(tmp_path):
+    from physicsnemo_climax.data.climatology import HourlyClimatology
+    from physicsnemo_climax.data.store import StoreError
+    from physicsnemo_climax.forecasting.references import ClimatologyReference
+
+    with pytest.raises(ConfigError, match=r"eval.boxes.flat=\[10.0, 0.0, 0.0, 1.0\]"):
+        region_specs(["global"], {"flat": [10, 0, 0, 1]})
+    with pytest.raises(ConfigError, match="eval.climatology='monthly'"):
+        ClimatologyReference(None, "test", ["a"], None, "monthly")
+    fields = np.full((366, 1, 1, 2, 3), np.nan, np.float32)
+    fields[:180] = 1.0  # no training year reaches the second half of the year
+    clim = HourlyClimatology(fields, np.array([0]), ["a"])
+    assert clim.at(np.array(["2001-03-01T00"], "datetime64[h]")).shape == (1, 1, 2, 3)
+    with pytest.raises(StoreError, match="no value for 2001-09-01T00"):
+        clim.at(np.array(["2001-09-01T00"], "datetime64[h]"))
