@@ -81,6 +81,8 @@ class Batch:
         Which source it came from.
     index : torch.Tensor
         ``[B]`` sample indices within the source.
+    time : torch.Tensor, optional
+        ``[B]`` float64 initial times, seconds since 1970 (what forcings are computed from).
     """
 
     x: torch.Tensor
@@ -90,9 +92,11 @@ class Batch:
     out_variables: list[str]
     source: int
     index: torch.Tensor
+    time: torch.Tensor | None = None
 
     def _map(self, fn) -> "Batch":
-        return replace(self, x=fn(self.x), y=fn(self.y), lead_time=fn(self.lead_time))
+        return replace(self, x=fn(self.x), y=fn(self.y), lead_time=fn(self.lead_time),
+                       time=None if self.time is None else fn(self.time))
 
     def to(self, device, non_blocking: bool = True) -> "Batch":
         return self._map(lambda t: t.to(device, non_blocking=non_blocking))
@@ -179,6 +183,7 @@ class ForecastBatches(IterableDataset):
             out_variables=reader.out_variables,
             source=source,
             index=torch.as_tensor(indices),
+            time=torch.from_numpy(arrays["time"]),
         )
 
     def __iter__(self):

@@ -7,6 +7,8 @@ within one shard (shards may be separate years). The lead is fixed
 (pretraining), from PhysicsNeMo's per-index generator so that the draw
 depends only on ``(seed, epoch, index)``. With ``rollout_steps > 1`` the
 targets are ``lead, 2 lead, ...`` for rollout training and evaluation.
+Forcings (:mod:`.forcings`) are computed for the valid time of the first
+target and appended to the inputs; they are never targets.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import numpy as np
 import torch
 from physicsnemo.datapipes.readers import Reader
 
-from .store import ShardStore
+from ..errors import InputError
+from .forcings import Forcings, check_forcings
+from .store import ShardStore, StoreError
 
 
 class ClimaXShardReader(Reader):
@@ -47,11 +51,16 @@ class ClimaXShardReader(Reader):
     normalize : bool
         Normalize with the store's statistics (``False`` to leave it to the
         DALI pipeline or to the caller).
+    forcings : sequence of str
+        Computed inputs (:data:`.forcings.FORCINGS`), appended to ``variables``
+        (a store variable of the same name is not read).
 
     Samples
     -------
     ``x`` ``[V, H, W]``, ``y`` ``[V_out, H, W]`` (``[S, V_out, H, W]`` when
-    ``rollout_steps > 1``), ``lead_time`` (hours, scalar), all float32.
+    ``rollout_steps > 1``), ``lead_time`` (hours, scalar), all float32, and
+    ``time`` (the initial time, float64 seconds since 1970; NaN for a store
+    without time stamps).
     """
 
     def __init__(
@@ -66,14 +75,13 @@ class ClimaXShardReader(Reader):
         rollout_steps: int = 1,
         hours_per_step: float | None = None,
         normalize: bool = True,
+        forcings: Sequence[str] = (),
         **reader_kwargs,
     ):
         super().__init__(**reader_kwargs)
         self.store = ShardStore(root, hours_per_step)
         self.split = split
-        self.variables = list(variables) if variables is not None else self.store.variables(split)
-        self.out_variables = list(out_variables) if out_variables is not None else list(self.variables)
-        self.store.check_variables(sorted(set(self.variables) | set(self.out_variables)), split)
+        self._set_variables(variables, out_variables, check_forcings(forcings))
         if rollout_steps < 1:
             raise ValueError(f"rollout_steps must be >= 1, got {rollout_steps}")
         self.rollout_steps = rollout_steps
@@ -101,11 +109,35 @@ class ClimaXShardReader(Reader):
                 "that one sample spans"
             )
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
-        self.stats = {
-            "x": self.store.statistics(self.variables),
-            "y": self.store.statistics(self.out_variables),
-        }
+        self.stats = {"x": self.store.statistics(self.state_variables), "y": self.store.statistics(self.out_variables)}
+        if self.forcings is not None:
+            self.stats["x"] = tuple(np.concatenate(pair) for pair in zip(self.stats["x"], (self.forcings.mean,
+                                                                                            self.forcings.std)))
         self.normalize = normalize
+        self.times = self._shard_seconds()
+
+    def _set_variables(self, variables, out_variables, computed: list[str]) -> None:
+        """Inputs read from the store (``state_variables``), then the ``computed`` forcings; targets."""
+        state = [v for v in (variables if variables is not None else self.store.variables(self.split))
+                 if v not in computed]
+        self.out_variables = list(out_variables) if out_variables is not None else list(state)
+        if set(computed) & set(self.out_variables):
+            raise InputError(f"data.out_variables: forcings {sorted(set(computed) & set(self.out_variables))} "
+                             "are computed inputs, never targets; remove them from the outputs")
+        self.state_variables, self.variables = state, state + computed
+        self.store.check_variables(sorted(set(state) | set(self.out_variables)), self.split)
+        self.forcings = Forcings.build(computed, self.store.lat, self.store.lon) if computed else None
+
+    def _shard_seconds(self) -> list[np.ndarray] | None:
+        """Seconds since 1970 of each shard's time steps (``None`` for a store without time stamps,
+        which cannot have forcings)."""
+        try:
+            return [t.astype("datetime64[s]").astype(np.int64).astype(np.float64)
+                    for t in self.store.shard_times(self.split)]
+        except StoreError as err:
+            if self.forcings is not None:
+                raise StoreError(f"forcings {list(self.forcings.names)} are computed from time stamps: {err}") from err
+            return None
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
@@ -125,7 +157,7 @@ class ClimaXShardReader(Reader):
 
     def read_batch(self, indices: Sequence[int], normalize: bool | None = None) -> dict[str, np.ndarray]:
         """Samples ``indices`` stacked: ``x`` ``[B, V, H, W]``, ``y`` ``[B, V_out, H, W]``
-        (``[B, S, V_out, H, W]`` for rollouts), ``lead_time`` ``[B]`` hours.
+        (``[B, S, V_out, H, W]`` for rollouts), ``lead_time`` ``[B]`` hours, ``time`` ``[B]`` seconds.
 
         Reads one strided gather per (shard, variable) rather than one slice per
         sample and variable.
@@ -141,11 +173,16 @@ class ClimaXShardReader(Reader):
         for shard_id in np.unique(shard_ids):
             rows = np.nonzero(shard_ids == shard_id)[0]
             shard, t = self.shards[shard_id], times[rows]
-            for j, name in enumerate(self.variables):
+            for j, name in enumerate(self.state_variables):
                 x[rows, j] = shard.array(name)[t, 0]
             for j, name in enumerate(self.out_variables):
                 for k in range(steps):
                     y[rows, k, j] = shard.array(name)[t + (k + 1) * leads[rows], 0]
+        seconds = (np.array([self.times[s][t] for s, t in zip(shard_ids, times)]) if self.times is not None
+                   else np.full(len(indices), np.nan))
+        hours = (leads * self.store.hours_per_step).astype(np.float32)
+        if self.forcings is not None:  # at the valid time of the first target
+            x[:, len(self.state_variables):] = self.forcings.fields(seconds + 3600.0 * hours)
         if self.normalize if normalize is None else normalize:
             for key, array in (("x", x), ("y", y)):
                 mean, std = self.stats[key]
@@ -153,8 +190,7 @@ class ClimaXShardReader(Reader):
                 array *= (1.0 / std)[:, None, None].astype(np.float32)
         if steps == 1:
             y = y[:, 0]
-        hours = (leads * self.store.hours_per_step).astype(np.float32)
-        return {"x": x, "y": y, "lead_time": hours}
+        return {"x": x, "y": y, "lead_time": hours, "time": seconds}
 
     def read_raw(self, index: int) -> dict[str, np.ndarray]:
         """One un-normalized sample (see class docstring)."""
@@ -164,9 +200,10 @@ class ClimaXShardReader(Reader):
         return {k: torch.as_tensor(v[0]) for k, v in self.read_batch([index]).items()}
 
     def _get_field_names(self) -> list[str]:
-        return ["x", "y", "lead_time"]
+        return ["x", "y", "lead_time", "time"]
 
     def _get_sample_metadata(self, index: int) -> dict[str, Any]:
         shard, t = self.locate(index)
         return {"variables": self.variables, "out_variables": self.out_variables,
                 "shard": str(self.shards[shard].path), "time_index": t}
+

@@ -29,6 +29,8 @@ import torch
 from physicsnemo.core import Module
 
 from ..data import ShardStore
+from ..data.forcings import Forcings, unix_seconds
+from ..errors import InputError
 from ..forecasting import Run
 from ..models import ClimaX
 from ..models.variables import CONSTANTS
@@ -70,15 +72,22 @@ class ClimaXPrognostic(torch.nn.Module):
         ``lattitude`` defaults to the grid latitude.
     names : mapping, optional
         ClimaX name -> Earth2Studio id, for names the lexicon lacks.
+    forcings : Forcings, optional
+        The computed inputs among ``variables`` (:mod:`physicsnemo_climax.data.forcings`):
+        not Earth2Studio variables; each step computes them for its valid time from the
+        coordinates' ``time`` and ``lead_time``.
     """
 
     def __init__(self, model, variables: Sequence[str], mean, std, lat: np.ndarray, lon: np.ndarray,
                  step_hours: float = 6.0, constants: Mapping[str, np.ndarray] | None = None,
-                 names: Mapping[str, str] | None = None):
+                 names: Mapping[str, str] | None = None, forcings: Forcings | None = None):
         super().__init__()
         self.model = model.eval()
         self.variables = list(variables)
-        self.dynamic = [v for v in self.variables if v not in CONSTANTS]
+        self.forcings = forcings
+        computed = [n for n in (forcings.names if forcings is not None else ()) if n in self.variables]
+        self.computed = computed
+        self.dynamic = [v for v in self.variables if v not in CONSTANTS and v not in computed]
         self.lat, self.lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
         minutes = int(round(step_hours * 60))
         self.step = np.timedelta64(minutes // 60, "h") if minutes % 60 == 0 else np.timedelta64(minutes, "m")
@@ -88,7 +97,7 @@ class ClimaXPrognostic(torch.nn.Module):
         index = [self.variables.index(v) for v in self.dynamic]
         self.register_buffer("mean", torch.as_tensor(mean[index])[:, None, None])
         self.register_buffer("std", torch.as_tensor(std[index])[:, None, None])
-        fixed = [v for v in self.variables if v in CONSTANTS]
+        fixed = [v for v in self.variables if v in CONSTANTS and v not in computed]
         constants = dict(constants or {})
         if "lattitude" in fixed and "lattitude" not in constants:
             constants["lattitude"] = np.broadcast_to(self.lat[:, None], (self.lat.size, self.lon.size))
@@ -132,7 +141,7 @@ class ClimaXPrognostic(torch.nn.Module):
             constants = store_constants(info["data_root"], info["variables"])
         step = step_hours or info.get("lead_hours") or 6.0
         return cls(run.model, info["variables"], mean, std, np.asarray(info["lat"]), np.asarray(info["lon"]),
-                   step, constants, names)
+                   step, constants, names, run.forcings)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, store: str | Path, variables: Sequence[str] | None = None,
@@ -180,16 +189,40 @@ class ClimaXPrognostic(torch.nn.Module):
     def __call__(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
         """One step: ``x [..., 1, V, H, W]`` (physical units) at ``coords`` -> the next."""
         out_coords = self.output_coords(coords)
-        return self._step(x), out_coords
+        seconds = self.valid_seconds(coords, x.shape[:-3]) if self.computed else None
+        return self._step(x, seconds), out_coords
 
-    def _step(self, x: torch.Tensor) -> torch.Tensor:
+    def valid_seconds(self, coords: CoordSystem, shape: tuple[int, ...]) -> np.ndarray:
+        """Valid time of the step from ``x`` of leading ``shape`` at ``coords``: ``[prod(shape)]`` seconds
+        since 1970, from the ``time`` and ``lead_time`` coordinates.
+
+        Raises
+        ------
+        InputError
+            When the coordinates have no ``time`` (the forcings need it).
+        """
+        dims = list(coords)[: len(shape)]
+        if "time" not in dims:
+            raise InputError(f"the model takes forcings {self.computed}: the input coordinates need 'time' "
+                             f"(they have {list(coords)})")
+        out = np.full(shape, self.step_hours * 3600.0)
+        for name, values in (("time", unix_seconds(coords["time"])),
+                             ("lead_time", np.asarray(coords["lead_time"]) / np.timedelta64(1, "s"))):
+            axis = dims.index(name)
+            out = out + np.asarray(values, np.float64).reshape([-1 if i == axis else 1 for i in range(len(shape))])
+        return out.ravel()
+
+    def _step(self, x: torch.Tensor, seconds: np.ndarray | None = None) -> torch.Tensor:
         lead = x.shape[:-3]
         flat = x.reshape(-1, *x.shape[-3:]).to(self.mean.dtype)
         state = (flat - self.mean) / self.std
-        inputs = torch.cat([state, self.constants.expand(flat.shape[0], -1, -1, -1)], dim=1)
-        order = self.dynamic + self.fixed
+        room = flat.new_zeros(flat.shape[0], len(self.computed), *flat.shape[2:])
+        inputs = torch.cat([state, self.constants.expand(flat.shape[0], -1, -1, -1), room], dim=1)
+        order = self.dynamic + self.fixed + self.computed
         if order != self.variables:
             inputs = inputs[:, [order.index(v) for v in self.variables]]
+        if self.computed:
+            inputs = self.forcings.fill(inputs, self.variables, seconds)
         hours = torch.full((flat.shape[0],), self.step_hours, device=flat.device)
         pred = self.model(inputs, hours, self.variables, self.dynamic).float()
         return (pred * self.std + self.mean).reshape(*lead, *pred.shape[1:]).to(x.dtype)

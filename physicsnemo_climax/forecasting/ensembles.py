@@ -192,9 +192,10 @@ def bred_step(run, variables: list[str], dynamic: list[int]):
 
 def members_of(run, x: torch.Tensor, spec: EnsembleSpec) -> torch.Tensor:
     """The members ``[M * B, V, H, W]`` of the normalised global initial states ``x`` of ``run``
-    (noise on the run's whole grid; constants never perturbed)."""
-    variables = list(run.info["variables"])
-    dynamic = [i for i, v in enumerate(variables) if v not in CONSTANTS]
+    (noise on the run's whole grid; constants and forcings never perturbed; the breeding steps of
+    ``bred`` see the forcings at their training mean, as they carry no time)."""
+    variables, computed = list(run.info["variables"]), set(run.info.get("forcings") or [])
+    dynamic = [i for i, v in enumerate(variables) if v not in CONSTANTS and v not in computed]
     step = bred_step(run, variables, dynamic) if spec.perturbation == "bred" else None
     with torch.no_grad():
         return perturb(x, spec, np.asarray(run.info["lat"]), np.asarray(run.info["lon"]), dynamic, step)

@@ -68,12 +68,13 @@ def member_states(run: Run, shards: list[Shard], chunk: list[tuple[int, int]], x
         return [(x_norm, 0.0)]
     if spec.perturbation != "lagged":
         return [(members_of(run, x_norm, spec), 0.0)]
-    variables = run.info["variables"]
+    variables = run.state_variables
     mean, std = run.field_stats(variables)
     lag = lag_hours(run.info)
     earlier = [torch.stack([torch.as_tensor(shards[s].read(variables, t - k * int(round(lag / step))))
                             for s, t in chunk]) for k in range(1, spec.members)]
-    return [(x_norm, 0.0)] + [((x - mean) / std, k * lag) for k, x in enumerate(earlier, start=1)]
+    return [(x_norm, 0.0)] + [(run.model_inputs((x - mean) / std).to(x_norm.device), k * lag)
+                              for k, x in enumerate(earlier, start=1)]
 
 
 def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int, int]], scored: list[str],
@@ -81,22 +82,38 @@ def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int,
               mode: str = "auto") -> Iterator[tuple[float, torch.Tensor, Verification]]:
     """``(lead, forecast, verification)`` of each lead from the initial times ``chunk`` of ``shards``
     (``step`` hours apart), in physical units, on the CPU; ``[M, B, V, h, w]`` for an ensemble."""
-    variables = run.info["variables"]
-    x = torch.stack([torch.as_tensor(shards[s].read(variables, t)) for s, t in chunk])
-    (mean_x, std_x), (mean_y, std_y) = run.field_stats(variables), run.field_stats(scored)
+    variables, read = run.info["variables"], run.state_variables
+    x = torch.stack([torch.as_tensor(shards[s].read(read, t)) for s, t in chunk])
+    (mean_x, std_x), (mean_y, std_y) = run.field_stats(read), run.field_stats(scored)
     device = next(run.model.parameters()).device
-    states = member_states(run, shards, chunk, ((x - mean_x) / std_x).to(device), spec, step)
-    initial = region.crop(x[:, [variables.index(v) for v in scored]]) if set(scored) <= set(variables) else None
+    states = member_states(run, shards, chunk, run.model_inputs((x - mean_x) / std_x).to(device), spec, step)
+    initial = region.crop(x[:, [read.index(v) for v in scored]]) if set(scored) <= set(read) else None
+    seconds = initial_seconds(refs, chunk, run.forcings is not None)
     for lead, plan in plans.items():
         k = int(round(lead / step))
         truth = region.crop(torch.stack([torch.as_tensor(shards[s].read(scored, t + k)) for s, t in chunk]))
         pred = torch.cat([forecast_steps(run.model, state.to(device), variables, scored,
                                          plan if not extra else model_steps(run.info, lead + extra, mode),
-                                         run.region)[-1] for state, extra in states])
+                                         run.region, run.forcings, member_seconds(seconds, extra, len(state)))[-1]
+                          for state, extra in states])
         pred = pred.float().cpu() * std_y + mean_y
         valid = [(s, t + k) for s, t in chunk]
         verification = Verification(truth, refs.climatology.at(valid), initial, region.lat, refs.seeps_at(valid))
         yield lead, pred if spec.members == 1 else pred.reshape(spec.members, len(chunk), *pred.shape[1:]), verification
+
+
+def initial_seconds(refs: References, chunk: list[tuple[int, int]], needed: bool) -> np.ndarray | None:
+    """``[B]`` initial times of ``chunk``, seconds since 1970, when the store has time stamps."""
+    if refs.times is None:
+        if needed:
+            raise StoreError("the run takes forcings, which need a store with time stamps")
+        return None
+    return np.array([refs.times[s][t] for s, t in chunk]).astype("datetime64[s]").astype(np.int64).astype(float)
+
+
+def member_seconds(seconds: np.ndarray | None, extra: float, batch: int) -> np.ndarray | None:
+    """Initial times of a batch of members (``[M * B]``, member-major) that start ``extra`` hours early."""
+    return None if seconds is None else np.tile(seconds - 3600.0 * extra, batch // len(seconds))
 
 
 def map_lead(leads: list[float]) -> float:

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from ..data.forcings import unix_seconds
 from ..data.regrid import regrid
 from ..data.sources import on_grid_of, split_name
 from ..errors import DataError, InputError
@@ -97,7 +98,8 @@ def forecast(
     initial_condition : xarray.Dataset
         The run's input variables on ``lat``/``lon`` (names as the model's, or
         the base name with a ``level`` dimension), with or without ``time``
-        (several initial times are forecast together).
+        (several initial times are forecast together; a run with forcings needs
+        ``time``, and computes them, never reads them).
     lead_times : sequence
         Hours as numbers or strings such as ``"72h"``, ``"5D"``; leads beyond
         the trained ones roll out (global runs only).
@@ -123,16 +125,17 @@ def forecast(
     info, region, spec = run.info, run.region, ensemble or EnsembleSpec()
     variables, out_variables = info["variables"], list(out_variables or info["out_variables"])
     ds = on_model_grid(initial_condition, np.asarray(info["lat"]), np.asarray(info["lon"]), regrid_method)
-    (mean_x, std_x), (mean_y, std_y) = run.field_stats(variables), run.field_stats(out_variables)
-    x = ((torch.from_numpy(inputs(ds, variables, nan_policy)) - mean_x) / std_x).nan_to_num(0.0)
-    x, hours, times = x.to(region.lat.device), [_hours(lead) for lead in lead_times], ds.time.values
+    (mean_x, std_x), (mean_y, std_y) = run.field_stats(run.state_variables), run.field_stats(out_variables)
+    x = ((torch.from_numpy(inputs(ds, run.state_variables, nan_policy)) - mean_x) / std_x).nan_to_num(0.0)
+    x, hours, times = run.model_inputs(x).to(region.lat.device), [_hours(lead) for lead in lead_times], ds.time.values
     with torch.no_grad():
         if spec.perturbation == "lagged" and spec.members > 1:
             fields, times = lagged_forecast(run, x, times, out_variables, hours, spec.members)
         else:
             states = members_of(run, x, spec) if spec.members > 1 else x
-            fields = torch.stack([forecast_steps(run.model, states, variables, out_variables,
-                                                 model_steps(info, lead), region)[-1].float().cpu()
+            start = np.tile(unix_seconds(times), spec.members) if run.forcings is not None else None  # NaT: error
+            fields = torch.stack([forecast_steps(run.model, states, variables, out_variables, model_steps(info, lead),
+                                                 region, run.forcings, start)[-1].float().cpu()
                                   for lead in hours], dim=1)  # [M * T, lead, V, h, w]
             fields = fields.reshape(spec.members, len(times), *fields.shape[1:])
     return forecast_dataset((fields * std_y + mean_y).numpy(), times, hours, out_variables, run, spec)
@@ -155,8 +158,10 @@ def lagged_forecast(run: Run, x: torch.Tensor, times: np.ndarray, out_variables:
     if len(gaps) and not np.allclose(gaps, gaps[0]):
         raise InputError(f"lagged members need evenly spaced initial times, got gaps of {gaps.tolist()} h")
     step = float(gaps[0]) if len(gaps) else 0.0
+    seconds = unix_seconds(times) if run.forcings is not None else None
     out = [torch.stack([forecast_steps(run.model, x[len(times) - 1 - k :][:1], run.info["variables"],
-                                       out_variables, model_steps(run.info, lead + k * step), run.region)[-1]
+                                       out_variables, model_steps(run.info, lead + k * step), run.region,
+                                       run.forcings, None if seconds is None else seconds[len(times) - 1 - k :][:1])[-1]
                         .float().cpu() for lead in hours], dim=1) for k in range(members)]
     return torch.stack(out), times[-1:]
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
+from ..data.forcings import Forcings
 from ..errors import InputError
 from ..models import GridRegion
 from ..models.variables import CONSTANTS
@@ -75,12 +77,16 @@ def forecast_steps(
     out_variables: Sequence[str],
     steps_hours: Sequence[float | torch.Tensor],
     region=None,
+    forcings: Forcings | None = None,
+    init_time: torch.Tensor | np.ndarray | None = None,
 ) -> list[torch.Tensor]:
     """Apply the model along ``steps_hours``, feeding each prediction back.
 
     Each step is a lead in hours, a number or a ``[B]`` tensor. Intermediate
     steps predict every input variable except the constant fields not asked
-    for as outputs (those are carried over); the returned list holds the
+    for as outputs (those are carried over) and the ``forcings``, which are
+    computed for each step's valid time from ``init_time`` (``[B]`` seconds
+    since 1970) before the model sees the state. The returned list holds the
     ``out_variables`` after each step, ``[B, V_out, H, W]`` each. A
     ``region`` (regional models) allows a single step only.
 
@@ -90,7 +96,10 @@ def forecast_steps(
         If several steps are asked for and an output variable is not an input.
     """
     variables, out_variables = list(variables), list(out_variables)
-    dynamic = [v for v in variables if v not in CONSTANTS or v in out_variables]
+    computed = [n for n in (forcings.names if forcings is not None else ()) if n in variables]
+    if computed and init_time is None:
+        raise InputError(f"the model takes forcings {computed}: the forecast needs its initial time")
+    dynamic = [v for v in variables if (v not in CONSTANTS or v in out_variables) and v not in computed]
     regional = region is not None and not (isinstance(region, GridRegion) and region.is_global)
     if len(steps_hours) > 1 and regional:
         raise ValueError("a regional forecast cannot be fed back into the global input: direct leads only")
@@ -98,8 +107,12 @@ def forecast_steps(
         raise ValueError(f"iterating needs the outputs among the inputs; {out_variables} vs {variables}")
     outputs, state = [], x
     b = x.shape[0]
+    elapsed = torch.zeros(b, dtype=torch.float64)
     for hours in steps_hours:
         lead = hours if torch.is_tensor(hours) else torch.full((b,), float(hours), device=x.device)
+        elapsed = elapsed + lead.detach().cpu().double()
+        if computed:  # the forcings at this step's valid time
+            state = forcings.fill(state, variables, torch.as_tensor(init_time).cpu().double() + 3600.0 * elapsed)
         if len(steps_hours) == 1:
             return [model(state, lead, variables, out_variables, region=region)]
         predicted = model(state, lead, variables, dynamic)

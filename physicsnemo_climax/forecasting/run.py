@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from physicsnemo.core import Module
 
+from ..data.forcings import Forcings
 from ..engine import checkpointing
 from ..files import sha256
 from ..engine.run_folder import read_run_record
@@ -69,6 +70,26 @@ class Run:
                 "checkpoint": str(self.checkpoint.resolve()) if self.checkpoint else "",
                 "checkpoint_sha256": sha256(self.checkpoint) if self.checkpoint else "",
                 "created": np.datetime_as_string(np.datetime64("now", "s")) + "Z"}
+
+    @property
+    def state_variables(self) -> list[str]:
+        """The inputs a forecast starts from: the run's inputs less its forcings (which come last)."""
+        computed = set(self.info.get("forcings") or [])
+        return [v for v in self.info["variables"] if v not in computed]
+
+    @cached_property
+    def forcings(self) -> Forcings | None:
+        """The forcings the model takes (``None`` for none), with the run's statistics."""
+        names = tuple(self.info.get("forcings") or ())
+        if not names:
+            return None
+        return Forcings(names, np.asarray(self.info["lat"]), np.asarray(self.info["lon"]), *self.stats(names))
+
+    def model_inputs(self, state: torch.Tensor) -> torch.Tensor:
+        """Normalised ``state`` ``[B, V_state, H, W]`` with room for the forcings ``[B, V, H, W]``
+        (zeros: :func:`.rollout.forecast_steps` computes them for each step's valid time)."""
+        missing = len(self.info["variables"]) - state.shape[1]
+        return torch.cat([state, state.new_zeros(state.shape[0], missing, *state.shape[2:])], 1) if missing else state
 
     @cached_property
     def region(self) -> GridRegion:

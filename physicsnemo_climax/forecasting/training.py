@@ -18,6 +18,8 @@ from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
 from ..data import ClimaXShardReader, ForecastBatches, ShardStore, StoreError, make_loader
 from ..data.epochs import forecast_epochs
+from ..data.forcings import Forcings
+from ..errors import InputError
 from ..engine.checks import ConfigError, check_train, config_error
 from ..engine.distributed import all_reduce_mean, setup_distributed
 from ..engine.loop import Trainable, run_loop
@@ -34,23 +36,26 @@ def build_sources(cfg: DictConfig, split: str) -> list[ClimaXShardReader]:
     """Readers of the task's sources: ``data`` and, for pretraining, ``data.extra_sources``."""
     task = cfg.task
     specs = [cfg.data] + list(cfg.data.get("extra_sources") or [])
+    forcings = list(cfg.data.get("forcings") or [])  # one set for the model, every source
     readers = []
     for i, spec in enumerate(specs):
         key = "data" if i == 0 else f"data.extra_sources[{i - 1}]"
         try:
             variables = list(spec.variables) if spec.get("variables") else None
             out_variables = list(spec.out_variables) if spec.get("out_variables") else None
-            if out_variables is None:  # every non-constant input (needed for rollouts)
+            if out_variables is None:  # every non-constant, non-forcing input (needed for rollouts)
                 inputs = variables or ShardStore(spec.root, spec.get("hours_per_step")).variables(split)
-                out_variables = [v for v in inputs if v not in CONSTANTS]
+                out_variables = [v for v in inputs if v not in CONSTANTS and v not in forcings]
             readers.append(ClimaXShardReader(
                 spec.root, split, variables=variables, out_variables=out_variables,
                 lead_hours=task.lead_hours, lead_range=tuple(task.lead_range or (6, 168)),
                 lead_step=task.lead_step, rollout_steps=task.rollout_steps,
-                hours_per_step=spec.get("hours_per_step"),
+                hours_per_step=spec.get("hours_per_step"), forcings=forcings,
             ))
         except StoreError as err:  # names the store and the variables
             raise ConfigError(f"{key}: {err}") from err
+        except InputError as err:  # unknown forcings
+            raise ConfigError(str(err)) from err
         except ValueError as err:
             raise ConfigError(
                 f"task.lead_hours={task.lead_hours}, task.lead_range={list(task.lead_range or [])}, "
@@ -75,12 +80,19 @@ def build_model(cfg: DictConfig, readers: list[ClimaXShardReader]) -> ClimaX:
     except (KeyError, ValueError) as err:
         raise ConfigError(f"init={cfg.init}: {err}") from err
     if model.residual:  # increments in units of each variable's one-step change (a resume reloads them)
-        model.set_increments(store.increment_std(model.variables), store.hours_per_step)
+        computed = readers[0].forcings.names if readers[0].forcings is not None else ()
+        read = [v for v in model.variables if v not in computed]
+        scale = dict(zip(read, store.increment_std(read)))  # forcings are never outputs: no increment
+        model.set_increments([scale.get(v, 1.0) for v in model.variables], store.hours_per_step)
     return model
 
 
-def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader]) -> GridRegion:
+def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader], loader: str = "threads"
+                 ) -> GridRegion:
     """Errors naming key and value, before any training step; returns the task's region."""
+    if cfg.data.get("forcings") and cfg.task.rollout_steps > 1 and loader.startswith("dali"):
+        raise config_error("train.loader", loader, "the DALI pipeline does not carry the valid times that "
+                           "data.forcings need at every rollout step; use threads or processes")
     try:
         region = model.resolve_region(cfg.task.region)
     except (KeyError, ValueError) as err:
@@ -93,7 +105,7 @@ def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader
         raise config_error("task.region", cfg.task.region, "rollout training is global only")
     if cfg.task.rollout_steps > 1:
         for reader in readers:
-            if not set(reader.out_variables) >= {v for v in reader.variables if v not in CONSTANTS}:
+            if not set(reader.out_variables) >= {v for v in reader.state_variables if v not in CONSTANTS}:
                 raise config_error("data.out_variables", reader.out_variables,
                                    "rollout training feeds predictions back: predict every non-constant input")
     return region
@@ -115,22 +127,25 @@ def run_info(cfg: DictConfig, readers: list[ClimaXShardReader], model: ClimaX, r
         "lead_hours": cfg.task.lead_hours, "max_lead_hours": cfg.task.lead_hours or max(cfg.task.lead_range),
         "lead_range": None if cfg.task.lead_hours else list(cfg.task.lead_range), "lead_step": cfg.task.lead_step,
         "data_root": str(store.root), "region": region.spec,
+        "forcings": list(readers[0].forcings.names) if readers[0].forcings is not None else [],
     }
 
 
 # ---------------------------------------------------------------- loss and validation
-def predictions(net, batch, region: GridRegion) -> list[torch.Tensor]:
-    """The forecast of each target step of ``batch``: one direct step, or a rollout
-    (targets ``[B, S, V, H, W]``) chained through the model."""
+def predictions(net, batch, region: GridRegion, forcings: Forcings | None = None) -> list[torch.Tensor]:
+    """The forecast of each target step of ``batch``: one direct step (the reader computed its
+    forcings), or a rollout (targets ``[B, S, V, H, W]``) chained through the model, with the
+    ``forcings`` of every step's valid time."""
     if batch.y.ndim == 4:
         return [net(batch.x, batch.lead_time, batch.variables, batch.out_variables, region=region)]
     steps = batch.y.shape[1]
-    return forecast_steps(net, batch.x, batch.variables, batch.out_variables, [batch.lead_time] * steps)
+    return forecast_steps(net, batch.x, batch.variables, batch.out_variables, [batch.lead_time] * steps,
+                          forcings=forcings, init_time=batch.time)
 
 
-def forecast_loss(net, batch, region: GridRegion) -> torch.Tensor:
+def forecast_loss(net, batch, region: GridRegion, forcings: Forcings | None = None) -> torch.Tensor:
     """Latitude-weighted MSE on the region, averaged over the target steps."""
-    return loss_of(predictions(net, batch, region), batch, region)
+    return loss_of(predictions(net, batch, region, forcings), batch, region)
 
 
 def loss_of(preds: list[torch.Tensor], batch, region: GridRegion) -> torch.Tensor:
@@ -151,7 +166,7 @@ def validate(net, readers, t: DictConfig, region: GridRegion, manager, seed: int
         if i >= t.val_batches:
             break
         batch = batch.to(manager.device)
-        preds = predictions(net, batch, region)
+        preds = predictions(net, batch, region, readers[batch.source].forcings)
         totals["loss"] = totals.get("loss", 0.0) + loss_of(preds, batch, region).item()
         if batch.y.ndim == 4:
             for v, score in zip(batch.out_variables, rmse(preds[0].float(), region.crop(batch.y), region.lat)):
@@ -180,7 +195,7 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
     readers = build_sources(cfg, "train")
     val_readers = build_sources(cfg, "val") if cfg.data.get("val", True) else []
     model = build_model(cfg, readers)
-    region = check_config(cfg, model, readers).to(device)
+    region = check_config(cfg, model, readers, plan.loader).to(device)
     model.to(device)
     if t.grad_checkpointing:
         model.set_grad_checkpointing()
@@ -190,7 +205,7 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
         return validate(net, val_readers, t, region, manager, cfg.seed, plan.loader)
 
     batches = ForecastBatches(readers, t.batch_size, rank, world, seed=cfg.seed)
-    job = Trainable(model, lambda net, batch: forecast_loss(net, batch, region),
+    job = Trainable(model, lambda net, batch: forecast_loss(net, batch, region, readers[batch.source].forcings),
                     forecast_epochs(batches, plan.loader, device, t.num_workers),
                     validation if val_readers else None, fsdp_units=model.blocks)
     record = RunRecord(cfg, run_info(cfg, readers, model, region))
