@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Residual prediction (``model.residual``): increments over the input in units of each
-variable's one-step change; off by default (the paper's model and its checkpoints exact);
+"""Residual prediction (``model.residual``): damped persistence of each variable's anomaly plus
+the head in units of that forecast's error; off by default (the paper's model and its checkpoints exact);
 with regions, rollouts, ``.mdlus`` and ``init=`` from a plain run."""
 
 import numpy as np
@@ -10,6 +10,7 @@ from physicsnemo.core import Module
 from test_recipes import config, store  # noqa: F401 -- the store fixture
 
 from physicsnemo_climax.data import ShardStore
+from physicsnemo_climax.data.anomalies import anomaly_statistics
 from physicsnemo_climax.engine import checkpointing
 from physicsnemo_climax.forecasting import Run, forecast
 from physicsnemo_climax.models import ClimaX
@@ -24,50 +25,66 @@ def tiny(residual):
                   decoder_depth=1, drop_path=0.0, drop_rate=0.0, residual=residual).eval()
 
 
-def test_residual_output_is_input_plus_scaled_head_output():
+def test_residual_output_is_damped_anomaly_persistence_plus_scaled_head():
     plain, residual = tiny(False), tiny(True)
     residual.load_state_dict(plain.state_dict(), strict=False)
-    residual.set_increments([0.5, 0.2, 0.01], hours=6.0)
-    x, lead = torch.randn(2, 3, 8, 16), torch.tensor([6.0, 24.0])
+    x, lead = torch.randn(2, 3, 8, 16), torch.tensor([6.0, 9.0])
+    # until the data set them: the head's output alone at a table step or more
+    torch.testing.assert_close(residual(x, lead, VARS, ["t2m"]), plain(x, lead, VARS, ["t2m"]))
+    clim = torch.randn(3, 8, 16)
+    corr = torch.ones(3, residual.anomaly_corr.shape[1])
+    corr[:, 1], corr[:, 2:] = torch.tensor([0.9, 0.6, 1.0]), torch.tensor([0.5, 0.2, 1.0])[:, None]
+    residual.set_anomalies(clim, [0.5, 0.2, 0.01], corr, hours=6.0)
     head = plain(x, lead, VARS, ["t2m", "z500"])
     out = residual(x, lead, VARS, ["t2m", "z500"])
-    growth = torch.tensor([1.0, 2.0])[:, None, None]  # sqrt(lead / 6 h)
-    assert torch.allclose(out[:, 0], x[:, 0] + head[:, 0] * 0.5 * growth, atol=1e-5)
-    assert torch.allclose(out[:, 1], x[:, 1] + head[:, 1] * 0.2 * growth, atol=1e-5)
+    for b, rho in enumerate([torch.tensor([0.9, 0.6]), torch.tensor([0.7, 0.4])]):  # 9 h: half way to lag 2
+        for j, std in enumerate([0.5, 0.2]):
+            want = clim[j] + rho[j] * (x[b, j] - clim[j]) + head[b, j] * std * (1 - rho[j] ** 2) ** 0.5
+            torch.testing.assert_close(out[b, j], want, atol=1e-5, rtol=1e-5)
     # an output that is not an input stays the head's
     only = residual(x[:, [0, 2]], lead, ["t2m", "lsm"], ["z500"])
-    assert torch.allclose(only, plain(x[:, [0, 2]], lead, ["t2m", "lsm"], ["z500"]), atol=1e-6)
-    # the scale stops at sqrt(2), the change between two independent states
-    residual.set_increments([1.0, 1.0, 1.0], hours=6.0)
-    long = torch.tensor([48.0, 48.0])
-    want = x[:, :1] + plain(x, long, VARS, ["t2m"]) * 2**0.5
-    assert torch.allclose(residual(x, long, VARS, ["t2m"]), want, atol=1e-5)
-    # a zero head forecasts persistence
+    torch.testing.assert_close(only, plain(x[:, [0, 2]], lead, ["t2m", "lsm"], ["z500"]))
+    # a regional forecast damps towards the region's climatology
+    region = residual.resolve_region((-30, 30, 0, 90))
     for p in residual.head.parameters():
         p.data.zero_()
-    assert torch.equal(residual(x, lead, VARS, ["z500"])[:, 0], x[:, 1])
+    got = residual(x, lead, VARS, ["t2m"], region=region)
+    torch.testing.assert_close(got[0, 0], region.crop(clim[0] + 0.9 * (x[0, 0] - clim[0])))
 
 
 def test_the_default_model_has_no_residual_state():
-    assert not any(k.startswith("increment") for k in tiny(False).state_dict())
-    assert {"increment_std", "increment_hours"} <= set(tiny(True).state_dict())
+    assert not any(k.startswith(("anomaly", "climatology")) for k in tiny(False).state_dict())
+    assert {"climatology", "anomaly_std", "anomaly_corr", "anomaly_hours"} <= set(tiny(True).state_dict())
 
 
-def test_increment_std_by_hand(store):  # noqa: F811
+def test_anomaly_statistics_by_hand(store):  # noqa: F811
     st = ShardStore(store)
-    got = st.increment_std(["temperature_850"], pairs=10_000)  # every pair
-    values = np.concatenate([np.diff(np.asarray(s.array("temperature_850"))[:, 0].astype(np.float64), axis=0)
-                             for s in st.shards("train")])
-    assert got[0] == pytest.approx(np.sqrt((values**2).mean()) / st.statistics(["temperature_850"])[1][0], rel=1e-6)
+    stats = anomaly_statistics(st, ["temperature_850"], 12.0, lags=8, anchors=10_000)  # every anchor
+    mean, std = st.statistics(["temperature_850"])
+    clim = (st.climatology("train", ["temperature_850"])[0] - mean[0]) / std[0]
+    series = [(np.asarray(s.array("temperature_850"))[:, 0].astype(np.float64) - mean[0]) / std[0] - clim
+              for s in st.shards("train")]
+    w = np.cos(np.deg2rad(st.lat))[:, None]
+    anchors = [(a[: len(a) - 2], a) for a in series]  # 12 h = 2 steps of 6 h
+    power0 = sum((x**2 * w).sum() for x, _ in anchors)
+    assert stats.std[0] == pytest.approx(np.sqrt(power0 / (w.sum() * 16 * sum(len(x) for x, _ in anchors))), rel=1e-5)
+    for k in (1, 2):
+        cross = sum((x * a[k : k + len(x)] * w).sum() for x, a in anchors)
+        powerk = sum((a[k : k + len(x)] ** 2 * w).sum() for x, a in anchors)
+        assert stats.corr[0, k] == pytest.approx(cross / np.sqrt(power0 * powerk), rel=1e-5)
+    assert stats.corr[0, 0] == pytest.approx(1.0) and (stats.corr[0, 3:] == stats.corr[0, 2]).all()
+    np.testing.assert_allclose(stats.climatology[0], clim, rtol=1e-5, atol=1e-6)
+    assert stats.hours == 6.0
 
 
 def test_residual_runs_train_roll_out_and_save_their_scale(store, tmp_path):  # noqa: F811
     run = train(config(store, tmp_path / "rollout", "task=finetune_rollout", "model.residual=true"))
     model = Module.from_checkpoint(str(checkpointing.model_file(run / "checkpoints")))
     st = ShardStore(store)
-    assert model.residual and torch.allclose(model.increment_std.double(),
-                                             torch.as_tensor(st.increment_std(model.variables)), rtol=1e-5)
-    assert model.increment_hours.item() == st.hours_per_step
+    stats = anomaly_statistics(st, model.variables, 6.0)
+    assert model.residual and torch.allclose(model.anomaly_std.double(), torch.as_tensor(stats.std), rtol=1e-5)
+    assert torch.allclose(model.anomaly_corr.double(), torch.as_tensor(stats.corr), rtol=1e-5)
+    assert model.anomaly_hours.item() == st.hours_per_step
     shard = st.shards("test")[0]
     import xarray as xr
 

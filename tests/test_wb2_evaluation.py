@@ -184,3 +184,22 @@ def test_user_boxes_are_scored_and_misspelt_sections_refused(saved, tmp_path):
     assert np.allclose(band, tropics.loc[band.index], rtol=1e-6) and "band" in card["regions"]
     with pytest.raises(ConfigError, match="did you mean"):
         load_run_config(run, ["eval.boxs.band=[-20,20,0,360]"])
+
+
+def test_train_mean_climatology_is_the_training_time_mean(saved, store, tmp_path):  # noqa: F811
+    """``eval.climatology=train_mean``: the climatology forecast is the training split's time
+    mean, scored by hand against the verifying fields of the scorecard's initial times."""
+    run, _, _ = saved
+    table, card = scored(run, tmp_path / "eval", "eval.climatology=train_mean", "eval.variables=[geopotential_500]")
+    st = ShardStore(store)
+    clim = np.concatenate([np.asarray(s.array("geopotential_500"))[:, 0] for s in st.shards("train")]).mean(0)
+    test = st.shards("test")
+    pairs = [(s, t) for s, shard in enumerate(test) for t in range(shard.steps - 4)]  # 24 h = 4 steps ahead
+    pick = [pairs[i] for i in np.unique(np.linspace(0, len(pairs) - 1, 6).round().astype(int))]
+    truth = [np.asarray(test[s].array("geopotential_500"))[t + 4, 0] for s, t in pick]
+    from test_recipes import area_weights, wb2_rmse
+
+    want = wb2_rmse([clim - y for y in truth], area_weights(st.lat))
+    got = table.query("method == 'climatology' and region == 'global' and lead_hours == 24").rmse.item()
+    assert got == pytest.approx(want, rel=1e-4)
+    assert card["climatology"] == "train_mean"

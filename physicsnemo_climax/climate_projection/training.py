@@ -37,7 +37,7 @@ def model_args(cfg: DictConfig) -> dict:
     args = OmegaConf.to_container(cfg.model, resolve=True)
     if args.pop("residual", False):
         raise ConfigError("model.residual=true: ClimateBench's model predicts climate fields from forcings, "
-                          "not increments of its inputs; leave model.residual=false")
+                          "not forecasts of its inputs; leave model.residual=false")
     for key in ("_target_", "decoder_depth", "variables"):
         args.pop(key, None)
     return dict(args, out_variables=list(cfg.task.targets), history=cfg.task.history)

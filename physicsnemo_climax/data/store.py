@@ -251,23 +251,6 @@ class ShardStore:
             raise StoreError(f"{self.root}: non-positive std for {bad}")
         return out[0], out[1]
 
-    def increment_std(self, variables: list[str], split: str = "train", pairs: int = 256) -> np.ndarray:
-        """Std ``[V]`` of one-step changes ``x(t + step) - x(t)`` of each variable, in units of its
-        normalisation std, from up to ``pairs`` evenly spaced pairs of ``split`` (what a model that
-        predicts increments scales them by)."""
-        _, std = self.statistics(variables)
-        shards = self.shards(split)
-        index = [(s, t) for s, shard in enumerate(shards) for t in range(shard.steps - 1)]
-        if not index:
-            raise StoreError(f"{self.root}/{split}: no two consecutive times")
-        pick = [index[i] for i in np.unique(np.linspace(0, len(index) - 1, min(pairs, len(index))).round().astype(int))]
-        out = np.empty(len(variables))
-        for j, v in enumerate(variables):
-            diffs = np.stack([np.asarray(shards[s].array(v))[t + 1, 0].astype(np.float64)
-                              - np.asarray(shards[s].array(v))[t, 0] for s, t in pick])
-            out[j] = np.sqrt(np.mean(diffs**2)) / std[j]
-        return out
-
     def climatology(self, split: str, variables: list[str], day_of_year: bool = False) -> np.ndarray:
         """Time-mean climatology ``[V, H, W]`` of ``split``, or with ``day_of_year``
         the day-of-year climatology ``[366, V, H, W]``."""

@@ -30,12 +30,14 @@ class ClimatologyReference:
     ``wb2``: WeatherBench 2's, by day of year and hour of day from the training
     years (or ``years``), smoothed over ``window`` days (:mod:`..data.climatology`);
     a path or URL: a WeatherBench 2 climatology Zarr (regridded when needed);
+    ``train_mean``: the training split's time mean (the out-of-sample climatology of
+    a climate without seasons, such as the Held–Suarez simulation);
     ``day_of_year``: the scored split's own mean of the valid day of year;
     ``time_mean``: the scored split's own time mean. The last two know the scored
     period (an in-sample, optimistic baseline).
     """
 
-    KINDS = ("wb2", "time_mean", "day_of_year")
+    KINDS = ("wb2", "train_mean", "time_mean", "day_of_year")
 
     def __init__(self, store: ShardStore, split: str, variables: list[str], region: GridRegion, kind: str,
                  window: int = 61, years=None):
@@ -52,10 +54,12 @@ class ClimatologyReference:
             self.hourly = wb2_climatology(self.dataset, variables, store.lat, store.lon,
                                           f"eval.climatology ({self.source})")
         else:
-            fields = store.climatology(split, variables, day_of_year=self.kind != "time_mean")
+            time_mean = self.kind != "day_of_year"
+            fields = store.climatology("train" if self.kind == "train_mean" else split, variables,
+                                       day_of_year=not time_mean)
             self.fields = region.crop(torch.as_tensor(fields))
         self.region = region
-        self.times = store.shard_times(split) if self.kind != "time_mean" else None
+        self.times = None if self.kind in ("time_mean", "train_mean") else store.shard_times(split)
 
     def at(self, valid: list[tuple[int, int]]) -> torch.Tensor:
         """``[1, V, H, W]`` (time mean) or ``[B, V, H, W]`` for the valid ``(shard, time)`` pairs."""

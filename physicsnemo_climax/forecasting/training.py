@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
 from ..data import ClimaXShardReader, ForecastBatches, ShardStore, StoreError, make_loader
+from ..data.anomalies import anomaly_statistics
 from ..data.epochs import forecast_epochs
 from ..data.forcings import Forcings
 from ..errors import InputError
@@ -79,12 +80,24 @@ def build_model(cfg: DictConfig, readers: list[ClimaXShardReader]) -> ClimaX:
         model = ClimaX.from_pretrained(str(cfg.init), **args) if cfg.get("init") else ClimaX(**args)
     except (KeyError, ValueError) as err:
         raise ConfigError(f"init={cfg.init}: {err}") from err
-    if model.residual:  # increments in units of each variable's one-step change (a resume reloads them)
-        computed = readers[0].forcings.names if readers[0].forcings is not None else ()
-        read = [v for v in model.variables if v not in computed]
-        scale = dict(zip(read, store.increment_std(read)))  # forcings are never outputs: no increment
-        model.set_increments([scale.get(v, 1.0) for v in model.variables], store.hours_per_step)
+    if model.residual:  # anomaly persistence of the training split (a resume reloads it)
+        set_anomalies(model, readers[0], cfg.task.lead_hours or max(cfg.task.lead_range))
     return model
+
+
+def set_anomalies(model: ClimaX, reader: ClimaXShardReader, max_lead_hours: float) -> None:
+    """A residual model's statistics (:mod:`..data.anomalies`) from the training split of the
+    reader's store, up to the longest trained lead; forcings, never outputs, keep the defaults."""
+    computed = reader.forcings.names if reader.forcings is not None else ()
+    read = [v for v in model.variables if v not in computed]
+    stats = anomaly_statistics(reader.store, read, max_lead_hours, model.anomaly_corr.shape[1])
+    rows = [read.index(v) if v in read else None for v in model.variables]
+    clim, std, corr = (model.climatology.clone().numpy(), model.anomaly_std.clone().numpy(),
+                       model.anomaly_corr.clone().numpy())
+    for row, j in enumerate(rows):
+        if j is not None:
+            clim[row], std[row], corr[row] = stats.climatology[j], stats.std[j], stats.corr[j]
+    model.set_anomalies(clim, std, corr, stats.hours)
 
 
 def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader], loader: str = "threads"

@@ -180,8 +180,8 @@ def _last_head(state: dict[str, torch.Tensor]) -> str:
     return f"head.{max(layers)}"
 
 
-#: Buffers set from the training data, not carried from another run (a residual model's increment scale).
-DATA_KEYS = ("increment_std", "increment_hours")
+#: Buffers set from the training data, not carried from another run (a residual model's statistics).
+DATA_KEYS = ("climatology", "anomaly_std", "anomaly_corr", "anomaly_hours")
 
 
 def per_variable_keys(head: str | None) -> tuple[str, ...]:

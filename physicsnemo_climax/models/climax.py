@@ -29,6 +29,9 @@ from .region import REGIONS, GridRegion, PatchSelection, Region, select_patches
 from .tokenizer import VariableTokenizer
 from .variables import DEFAULT_VARIABLES
 
+#: Length of a residual model's lag-correlation table (lag 0 first).
+ANOMALY_LAGS = 64
+
 RegionLike = Union[None, str, Region, Sequence[float], Mapping, torch.Tensor, PatchSelection, GridRegion]
 
 
@@ -159,12 +162,15 @@ class ClimaX(Module):
         # Prediction head.
         self.head = PredictionHead(embed_dim, num_vars, patch_size, decoder_depth)
 
-        # Residual prediction: outputs that are inputs are increments, in units of their own
-        # one-step change (set from the data by the training; 1 until then).
+        # Residual prediction: outputs that are inputs are forecast as damped persistence of their
+        # anomaly plus the head's output times that forecast's error (statistics set from the data by
+        # the training; until then the head's output alone for leads of a table step or more).
         self.residual = bool(residual)
         if self.residual:
-            self.register_buffer("increment_std", torch.ones(num_vars))
-            self.register_buffer("increment_hours", torch.tensor(6.0))
+            self.register_buffer("climatology", torch.zeros(num_vars, *self.img_size))
+            self.register_buffer("anomaly_std", torch.ones(num_vars))
+            self.register_buffer("anomaly_corr", torch.zeros(num_vars, ANOMALY_LAGS).index_fill_(1, torch.tensor([0]), 1.0))
+            self.register_buffer("anomaly_hours", torch.tensor(6.0))
 
         self.grad_checkpointing = False
         self._init_weights()
@@ -326,30 +332,41 @@ class ClimaX(Module):
         out = unpatchify(self.head(tokens, out_ids), self.patch_size, grid)
         if not self.residual:
             return out
-        return self.add_increments(out, x, lead_times, variables, variables if out_variables is None else out_variables)
+        return self.add_residual(out, x, lead_times, variables, variables if out_variables is None else out_variables,
+                                   region)
 
-    def add_increments(self, out: torch.Tensor, x: torch.Tensor, lead_times: torch.Tensor,
-                       variables: Sequence[str], out_variables: Sequence[str]) -> torch.Tensor:
-        """Residual prediction: each output that is also an input becomes that input plus the head's
-        output times the variable's increment scale at the lead, ``increment_std * sqrt(lead /
-        increment_hours)``, at most ``sqrt(2)`` (the change between two independent states)."""
+    def add_residual(self, out: torch.Tensor, x: torch.Tensor, lead_times: torch.Tensor,
+                       variables: Sequence[str], out_variables: Sequence[str], region=None) -> torch.Tensor:
+        """Residual prediction: each output ``v`` that is also an input becomes, in normalised units,
+        ``c + rho(L) (x - c) + sigma sqrt(1 - rho(L)^2) head``: the damped persistence of its anomaly
+        from the climatology ``c`` at lead ``L`` plus the head's output in units of that forecast's
+        error (:mod:`..data.anomalies`). ``rho`` is interpolated in the table of lags."""
         inputs = list(variables)
         pairs = [(j, inputs.index(v), self._var_index[v]) for j, v in enumerate(out_variables) if v in inputs]
         if not pairs:
             return out
         j, i, k = (torch.tensor(p, device=out.device) for p in zip(*pairs))
-        growth = (lead_times.to(out.dtype) / self.increment_hours.to(out.dtype)).clamp_min(0).sqrt()
-        scale = (self.increment_std[k].to(out.dtype)[None, :] * growth[:, None]).clamp(max=2**0.5)
+        position = (lead_times.to(out.dtype) / self.anomaly_hours.to(out.dtype)).clamp(0, ANOMALY_LAGS - 1)
+        low = position.floor().long().clamp(max=ANOMALY_LAGS - 2)
+        frac = (position - low.to(out.dtype))[:, None]
+        table = self.anomaly_corr[k].to(out.dtype)  # [P, lags]
+        rho = table[:, low].T * (1 - frac) + table[:, low + 1].T * frac  # [B, P]
+        scale = self.anomaly_std[k].to(out.dtype)[None, :] * (1 - rho**2).clamp_min(1e-4).sqrt()
+        clim = self.climatology[k].to(out.dtype)
+        if region is not None and not region.is_global:
+            clim = region.crop(clim)
         out = out.clone()
-        out[:, j] = x[:, i].to(out.dtype) + out[:, j] * scale[:, :, None, None]
+        out[:, j] = clim + rho[..., None, None] * (x[:, i].to(out.dtype) - clim) + out[:, j] * scale[..., None, None]
         return out
 
-    def set_increments(self, increment_std: Sequence[float], hours: float) -> None:
-        """Set the increment scale of every model variable (``[V]``, in normalised units) and the
-        lead it was measured at."""
+    def set_anomalies(self, climatology, std, corr, hours: float) -> None:
+        """Set the residual forecast's statistics (normalised units): ``climatology`` ``[V, H, W]``,
+        anomaly ``std`` ``[V]``, lag correlations ``corr`` ``[V, lags]`` every ``hours``."""
         with torch.no_grad():
-            self.increment_std.copy_(torch.as_tensor(increment_std, dtype=self.increment_std.dtype))
-            self.increment_hours.fill_(float(hours))
+            self.climatology.copy_(torch.as_tensor(climatology, dtype=self.climatology.dtype))
+            self.anomaly_std.copy_(torch.as_tensor(std, dtype=self.anomaly_std.dtype))
+            self.anomaly_corr.copy_(torch.as_tensor(corr, dtype=self.anomaly_corr.dtype))
+            self.anomaly_hours.fill_(float(hours))
 
     # ----------------------------------------------------------- loading
     #: Key prefixes :meth:`from_pretrained` loads besides the per-variable weights (``None``: all).
