@@ -178,3 +178,13 @@ def test_slurm_without_any_address_says_what_to_export(slurm_env):
     assert "export MASTER_ADDR" in launcher.detail
     slurm_env.setenv("RANK", "3")  # torchrun inside an allocation: the ENV method, no address needed
     distributed._slurm_address()
+
+
+def test_precision_auto_is_bf16_on_a_bf16_gpu_or_an_amx_cpu_and_fp32_elsewhere():
+    cfg = load_config(["train.precision=auto"])
+    cases = [(dict(gpu=False, amx=True), "bf16"), (dict(gpu=False, amx=False), "fp32"),
+             (dict(gpu=True, bf16=True, amx=False), "bf16"), (dict(gpu=True, bf16=False, amx=True), "fp32")]
+    for features, want in cases:
+        assert plan.resolve(cfg, machine(**features)).precision == want, features
+    corrdiff = load_config(["train.precision=auto"], name="config_training_hrrr_mini_regression")
+    assert plan.resolve(corrdiff, machine(gpu=False, amx=True)).precision == "fp32"  # CUDA only

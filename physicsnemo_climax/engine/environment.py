@@ -15,6 +15,8 @@ import os
 import shutil
 from dataclasses import dataclass, field
 
+from pathlib import Path
+
 import torch
 import torch.distributed as dist
 
@@ -128,6 +130,17 @@ def _container() -> Feature:
     return Feature("container", True, detail)
 
 
+def _amx() -> Feature:
+    """Intel AMX (bf16 tile matrix multiplies), where bf16 autocast pays on a CPU; read from the
+    kernel's CPU flags (Linux), as torch exposes no public test."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return Feature("AMX", False, "unknown (no /proc/cpuinfo)")
+    found = "amx_bf16" in flags
+    return Feature("AMX", found, "amx_bf16: bf16 matrix tiles" if found else "no amx_bf16 flag: bf16 is emulated")
+
+
 def probe() -> Environment:
     """Probe torch, CUDA, PhysicsNeMo, DALI, apex, Transformer Engine, compile, distributed."""
     cuda = torch.cuda.is_available()
@@ -137,6 +150,7 @@ def probe() -> Environment:
     f["gpu"] = _gpus()
     f["bf16"] = Feature("bf16", torch.cuda.is_bf16_supported() if cuda else True,
                         "GPU autocast" if cuda else "CPU autocast only (ClimaX; CorrDiff needs CUDA)")
+    f["amx"] = _amx()
     f["fp16"] = Feature("fp16", cuda, "GPU autocast + GradScaler" if cuda else "needs a CUDA GPU")
     f["sdpa_flash"] = Feature(
         "SDPA flash attention",

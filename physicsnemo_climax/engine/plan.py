@@ -66,8 +66,11 @@ class Choice:
 
 # ------------------------------------------------------------------ each ask
 def _precision(key: str, asked: str, env: Environment, corrdiff: bool, allowed: bool) -> Choice:
+    if asked == "auto":  # bf16 where the hardware multiplies it natively: a bf16 GPU, or a CPU with AMX
+        native = env.ok("bf16") if env.ok("gpu") else env.ok("amx") and not corrdiff
+        return Choice(key, asked, "bf16 autocast" if native else "fp32", "bf16" if native else "fp32")
     if asked not in PRECISIONS:
-        raise config_error(key, asked, f"choose from {list(PRECISIONS)}")
+        raise config_error(key, asked, f"choose from {list(PRECISIONS) + ['auto']}")
     missing = None
     if asked == "fp16" and not env.ok("gpu"):
         missing = "fp16 autocast with GradScaler needs a CUDA GPU, and none is visible"
