@@ -18,7 +18,7 @@ from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
 from ..data import ClimaXShardReader, ForecastBatches, ShardStore, StoreError, make_loader
 from ..data.epochs import forecast_epochs
-from ..engine.checks import ConfigError, check_train, config_error
+from ..engine.checks import ConfigError, check_train, config_error, split_batch
 from ..engine.distributed import all_reduce_mean, setup_distributed
 from ..engine.loop import Trainable, run_loop
 from ..engine.plan import resolve
@@ -171,6 +171,7 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
     check_train(cfg.train)
     plan = resolve(cfg)
     manager = setup_distributed()
+    split_batch(cfg.train, manager.world_size)  # train.total_batch_size, train.training_duration
     device, rank, world, t = manager.device, manager.rank, manager.world_size, cfg.train
     logger = RankZeroLoggingWrapper(PythonLogger("climax.train"), manager)
     if t.deterministic:
