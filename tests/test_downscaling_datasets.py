@@ -340,3 +340,42 @@ def test_a_user_class_that_does_not_fit_is_an_error_naming_it(tmp_path, setup, w
 def test_an_unknown_dataset_type_is_named():
     with pytest.raises(ConfigError, match="dataset.type='era6'.*cwb, gefs_hrrr"):
         build_dataset(OmegaConf.create({"type": "era6"}))
+
+
+# ---------------------------------------------------------------- through training and generation
+def test_a_cwb_run_trains_and_generates_on_its_times(cwb, tmp_path):
+    from physicsnemo_climax.downscaling.generation import generate
+    from physicsnemo_climax.downscaling.training import train
+
+    path, ds = cwb
+    data = [f"dataset.data_path={path}", "dataset=cwb", "dataset.in_channels=[0,1,3]", "dataset.out_channels=[0,2]",
+            "dataset.img_shape_x=8", "dataset.img_shape_y=8"]
+    run = train(load_config(data + [f"run_dir={tmp_path / 'reg'}", "model_size=tiny", "train.steps=2",
+                                    "train.batch_size=2", "train.grad_accum=1", "train.num_workers=0",
+                                    "train.progress=false"], "config_training_hrrr_mini_regression"))
+    out = tmp_path / "out.nc"
+    generate(load_config(data + ["dataset.train=false", f"generation.io.reg_ckpt_filename={run}",
+                                 f"generation.io.res_ckpt_filename={run}", "generation.inference_mode=regression",
+                                 f"generation.io.output_filename={out}", "generation.num_ensembles=1",
+                                 "generation.seed_batch_size=1", "generation.times=[2021-03-01T00:00:00]"],
+                         "config_generate_hrrr_mini"))
+    with xr.open_dataset(out, group="truth") as truth, xr.open_dataset(out) as root:
+        assert list(root.time.values) == [np.datetime64("2021-03-01")]
+        np.testing.assert_allclose(truth["maximum_radar_reflectivity"].values[0], ds.cwb.values[5, 2, :8, :8])
+
+
+def test_a_gefs_hrrr_run_trains_with_lead_time_labels_in_its_batches(gefs, tmp_path):
+    from physicsnemo_climax.downscaling.training import train
+
+    root, _ = gefs
+    gefs_kwargs(root)  # writes stats.json
+    cfg = load_config(["dataset=gefs_hrrr", f"dataset.data_path={root}", f"dataset.stats_path={root / 'stats.json'}",
+                       "dataset.input_surface_variables=[u10m,t2m]", "dataset.input_isobaric_variables=[z200,r850]",
+                       "dataset.output_variables=[t2m,cat_snow,cat_rain,cat_none]",
+                       "dataset.prob_variables=[cat_snow,cat_rain]", "dataset.train=true", "dataset.train_years=[2021]",
+                       "dataset.hrrr_window=null", f"run_dir={tmp_path / 'reg'}", "model_size=tiny", "train.steps=2",
+                       "train.batch_size=2", "train.grad_accum=1", "train.num_workers=0", "train.progress=false"],
+                      "config_training_hrrr_mini_regression")
+    batch = next(iter(torch.utils.data.DataLoader(build_dataset(cfg.dataset), batch_size=3)))
+    assert batch["lead_time_label"].tolist() == [0, 2, 1] and batch["input"].shape == (3, 4, 6, 8)
+    assert (train(cfg) / "checkpoints").is_dir()

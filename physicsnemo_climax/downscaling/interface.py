@@ -21,8 +21,8 @@ from ..engine.checks import ConfigError
 from .domain import Domain
 
 #: Methods a dataset class must define, and attributes its instances must have.
-METHODS = ("__len__", "__getitem__", "fine_fields")
-ATTRIBUTES = ("domain", "times")
+REQUIRED_METHODS = ("__len__", "__getitem__", "fine_fields")
+REQUIRED_ATTRIBUTES = ("domain", "times")
 
 
 @runtime_checkable
@@ -67,7 +67,7 @@ def load_user_class(spec: str) -> type:
     ------
     ConfigError
         Naming the file or the class when either is missing, or the methods of
-        :data:`METHODS` the class lacks.
+        :data:`REQUIRED_METHODS` the class lacks.
     """
     file, _, name = spec.partition("::")
     path = Path(file)
@@ -82,7 +82,7 @@ def load_user_class(spec: str) -> type:
     cls = getattr(module, name, None)
     if not inspect.isclass(cls):
         raise ConfigError(f"dataset.type={spec!r}: {path} defines no class {name}")
-    missing = [m for m in METHODS if not callable(getattr(cls, m, None))]
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(cls, m, None))]
     if missing:
         raise ConfigError(f"dataset.type={spec!r}: class {name} of {path} lacks {missing} of the "
                           "DownscalingDataset interface (docs/corrdiff.md)")
@@ -112,7 +112,7 @@ def check_dataset(dataset, origin: str):
     ConfigError
         Naming ``origin`` and what is missing or of the wrong shape.
     """
-    missing = [a for a in ATTRIBUTES if not hasattr(dataset, a)]
+    missing = [a for a in REQUIRED_ATTRIBUTES if not hasattr(dataset, a)]
     if missing:
         raise ConfigError(f"dataset.type={origin!r}: the instance has no {missing} (DownscalingDataset "
                           "interface, docs/corrdiff.md)")
