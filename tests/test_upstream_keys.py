@@ -203,3 +203,20 @@ def test_save_keeps_all_or_the_latest(tmp_path, keep, left):
     for step in (1, 2, 3, 4):
         checkpointing.save(tmp_path, model, optimizer, None, None, step, {}, keep=keep)
     assert checkpointing.checkpoint_steps(tmp_path) == left
+
+
+# ---------------------------------------------------------------- through the command line
+def test_the_downscale_command_reads_upstream_keys(monkeypatch, capsys):
+    from physicsnemo_climax import cli
+    from physicsnemo_climax.downscaling import training
+
+    seen = {}
+    monkeypatch.setattr(training, "train", lambda cfg: seen.setdefault("cfg", cfg) and "run")
+    cli.main(["downscale", "train", "--config-name", DIFFUSION, "++training.hp.batch_size_per_gpu=4",
+              "++training.hp.total_batch_size=64", "++training.io.regression_checkpoint_path=/runs/reg"])
+    cfg = seen["cfg"]
+    assert (cfg.train.batch_size, cfg.train.total_batch_size) == (4, 64)
+    assert cfg.model.regression_checkpoint_path == "/runs/reg"
+    with pytest.raises(SystemExit):
+        cli.main(["downscale", "train", "++training.io.save_checkpoint_freq=5000"])
+    assert "training.io.save_checkpoint_freq" in capsys.readouterr().err
