@@ -41,11 +41,16 @@ V2_TARGETS = {"maximum_radar_reflectivity": (25.0, 25.0), "eastward_wind_10m": (
 
 def channel_names(ds: xr.Dataset, group: str) -> list[str]:
     """``variable`` or ``variable_level`` of each channel of ``group`` (``cwb`` or ``era5``)."""
-    names = [str(v) for v in ds[f"{group}_variable"].values]
+    names = [_text(v) for v in ds[f"{group}_variable"].values]
     if f"{group}_pressure" not in ds:
         return names
     levels = ds[f"{group}_pressure"].values
     return [n if np.isnan(p) else f"{n}_{p:g}" for n, p in zip(names, levels)]
+
+
+def _text(value) -> str:
+    """A channel name stored as text or bytes."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def pick(channels: Sequence, names: list[str], key: str) -> list[int]:
@@ -66,7 +71,7 @@ def pick(channels: Sequence, names: list[str], key: str) -> list[int]:
 def file_stats(ds: xr.Dataset, group: str, names: list[str], normalization: str) -> dict:
     """``{name: {"mean", "std"}}`` from ``{group}_center`` / ``{group}_scale`` (``v2``: :data:`V2_TARGETS`)."""
     center, scale = ds[f"{group}_center"].values, ds[f"{group}_scale"].values
-    variables = [str(v) for v in ds[f"{group}_variable"].values]
+    variables = [_text(v) for v in ds[f"{group}_variable"].values]
     table = {}
     for k, name in enumerate(names):
         mean, std = float(center[k]), float(scale[k])
