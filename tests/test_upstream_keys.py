@@ -220,3 +220,18 @@ def test_the_downscale_command_reads_upstream_keys(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         cli.main(["downscale", "train", "++training.io.save_checkpoint_freq=5000"])
     assert "training.io.save_checkpoint_freq" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- upstream's Taiwan configs
+def test_the_taiwan_configs_carry_upstreams_settings():
+    reg = load_config([], "config_training_taiwan_regression")
+    assert reg.dataset.type == "cwb" and reg.model.name == "regression" and reg.model_size.model_channels == 128
+    assert reg.validation.train is False and reg.train.keep_checkpoints is None
+    t = reg.train.copy()
+    split_batch(t, 4)
+    assert (t.batch_size, t.grad_accum, t.steps) == (64, 1, 781250)  # 200M samples / 256 per step
+    dif = load_config(["model.regression_checkpoint_path=/runs/reg"], "config_training_taiwan_diffusion")
+    assert dif.model.name == "diffusion" and dif.model.hr_mean_conditioning is False
+    assert dif.dataset.type == "cwb" and dif.train.training_duration == 200_000_000
+    gen = load_config([], "config_generate_taiwan")
+    assert gen.dataset.all_times and not gen.dataset.train and gen.generation.num_ensembles == 64
