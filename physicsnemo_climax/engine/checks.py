@@ -35,12 +35,13 @@ def check_train(t: DictConfig) -> None:
     """
     for key in dict.fromkeys(COUNTS + OPTIONAL):
         value = t.get(key)
-        if value is None and key in OPTIONAL or key == "batch_size" and value == "auto" and t.get("total_batch_size"):
+        if (value is None and key in OPTIONAL) or (key == "batch_size" and value == "auto"
+                                                    and t.get("total_batch_size") is not None):
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise config_error(f"train.{key}", value, "must be a whole number >= 1" +
                                (" or null" if key in OPTIONAL else "") +
-                               (" (auto needs train.total_batch_size)" if key == "batch_size" else ""))
+                               (" (auto needs train.total_batch_size)" if value == "auto" else ""))
     for key, (low, high) in NUMBERS.items():
         value = t.get(key)
         if not isinstance(value, numbers.Real) or isinstance(value, bool):
