@@ -169,7 +169,8 @@ def write_gefs_hrrr(root, periods):
                                          for k in range(len(channels))]) for t in range(len(names))])
             xr.Dataset({"values": (("time", "channel", "x", "y"), values.astype(np.float32))},
                        coords={"time": names, "channel": channels, "lat": (("x", "y"), glat2),
-                               "lon": (("x", "y"), glon2 - 360)}).to_zarr(root / "gefs" / f"gefs_{kind}_{period}.zarr", zarr_format=2)
+                               "lon": (("x", "y"), glon2 - 360)}
+                       ).to_zarr(root / "gefs" / f"gefs_{kind}_{period}.zarr", zarr_format=2)
         hrrr = np.zeros((len(names) + 1, 4, 6, 8), np.float32)
         hrrr[:, 0] = rng.normal(280, 5, (len(names) + 1, 6, 8))
         hrrr[:, 1:3] = rng.integers(0, 2, (len(names) + 1, 2, 6, 8))
@@ -278,7 +279,8 @@ from physicsnemo_climax.downscaling.domain import Domain
 class Tiny{suffix}:
     def __init__(self, data_path, scale=1.0, stats=None, **unused):
         self.scale = scale
-        stats = stats or {{"input": {{"a": {{"mean": 0.0, "std": 2.0}}}}, "output": {{"b": {{"mean": 1.0, "std": 1.0}}}}}}
+        stats = stats or {{"input": {{"a": {{"mean": 0.0, "std": 2.0}}}},
+                           "output": {{"b": {{"mean": 1.0, "std": 1.0}}}}}}
         self.domain = Domain(["a"], ["b"], [], stats, 2, (4, 6))
         {times}
 

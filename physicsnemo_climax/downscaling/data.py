@@ -3,8 +3,9 @@
 
 Readers of the two layouts below live here; :func:`build_dataset` also makes
 the upstream ``cwb`` (:mod:`.cwb`) and ``gefs_hrrr`` (:mod:`.gefs_hrrr`)
-datasets and user classes (:mod:`.interface`). Two sources, one sample format ``{"input": [C_in + C_inv, H, W], "target":
-[C_out, H, W], "index": int}`` (normalized per channel; see :class:`Domain`):
+datasets and user classes (:mod:`.interface`). Two sources, one sample
+format ``{"input": [C_in + C_inv, H, W], "target": [C_out, H, W], "index":
+int}`` (normalized per channel; see :class:`Domain`):
 
 * :class:`HRRRMiniDataset`, the CorrDiff-Mini (HRRR-Mini) NetCDF file of
   PhysicsNeMo's CorrDiff example: groups ``input`` (``[N, h, w]`` per coarse
