@@ -279,8 +279,9 @@ def downscale_train(args: argparse.Namespace) -> None:
     """Train a CorrDiff stage (regression or residual diffusion)."""
     from .config import load_config
     from .downscaling.training import train as run_training
+    from .downscaling.upstream_keys import translate
 
-    cfg = load_config(args.overrides, name=args.config_name)
+    cfg = load_config(translate(args.overrides), name=args.config_name)
     print(f"run folder: {run_training(cfg)}")
 
 
@@ -288,8 +289,9 @@ def downscale_generate(args: argparse.Namespace) -> None:
     """Generate CorrDiff ensembles for dataset times, then score and plot them."""
     from .config import load_config
     from .downscaling.generation import generate
+    from .downscaling.upstream_keys import translate
 
-    cfg = load_config(args.overrides, name=args.config_name)
+    cfg = load_config(translate(args.overrides), name=args.config_name)
     path = generate(cfg)
     if path is not None:
         print(f"wrote {path}")
@@ -325,6 +327,7 @@ def downscale_forecast(args: argparse.Namespace) -> None:
 
     from .config import load_config
     from .downscaling.pipeline import forecast_and_downscale
+    from .downscaling.upstream_keys import translate
 
     overrides = [f"generation.num_ensembles={args.members}", f"generation.seed_batch_size={args.seed_batch_size}",
                  f"generation.io.reg_ckpt_filename={args.regression}",
@@ -332,7 +335,7 @@ def downscale_forecast(args: argparse.Namespace) -> None:
                  f"generation.sampler.num_steps={args.steps}", f"seed={args.seed}"]
     if args.diffusion is None:
         overrides.append("generation.inference_mode=regression")
-    cfg = load_config(overrides + list(args.overrides), name="config_generate_hrrr_mini")
+    cfg = load_config(overrides + translate(args.overrides), name="config_generate_hrrr_mini")
     truth = xr.open_dataset(args.truth).load() if args.truth else None
     with xr.open_dataset(args.input) as ic:
         path = forecast_and_downscale(args.climax_run, ic.load(), args.lead, cfg.generation, args.output,

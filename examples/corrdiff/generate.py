@@ -12,10 +12,12 @@ from omegaconf import DictConfig
 
 from physicsnemo_climax.config import config_dir
 from physicsnemo_climax.downscaling.generation import generate
+from physicsnemo_climax.downscaling.upstream_keys import apply
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config_generate_hrrr_mini", version_base=None)
 def main(cfg: DictConfig) -> None:
+    apply(cfg)  # upstream keys added with ++ (training.hp.*, sampler.*): read as the keys here
     path = generate(cfg)
     if path is not None:
         print(f"wrote {path}")

@@ -12,10 +12,12 @@ from omegaconf import DictConfig
 
 from physicsnemo_climax.config import config_dir
 from physicsnemo_climax.downscaling.training import train
+from physicsnemo_climax.downscaling.upstream_keys import apply
 
 
 @hydra.main(config_path=str(config_dir()), config_name="config_training_hrrr_mini_regression", version_base=None)
 def main(cfg: DictConfig) -> None:
+    apply(cfg)  # upstream keys added with ++ (training.hp.*, sampler.*): read as the keys here
     print(f"run folder: {train(cfg)}")
 
 

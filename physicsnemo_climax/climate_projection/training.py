@@ -19,7 +19,7 @@ from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
 from ..data.epochs import dataset_epochs
 from ..data.loader import partition
-from ..engine.checks import ConfigError, check_train, config_error
+from ..engine.checks import ConfigError, check_train, config_error, split_batch
 from ..engine.distributed import all_reduce_mean, setup_distributed
 from ..engine.loop import Trainable, run_loop, to_device
 from ..engine.plan import TORCH_LOADERS, resolve
@@ -89,6 +89,7 @@ def train(cfg: DictConfig) -> Path:
     check_train(cfg.train)
     plan = resolve(cfg, loaders=TORCH_LOADERS)
     manager = setup_distributed()
+    split_batch(cfg.train, manager.world_size)  # train.total_batch_size, train.training_duration
     device, rank, world, t = manager.device, manager.rank, manager.world_size, cfg.train
     logger = RankZeroLoggingWrapper(PythonLogger("climatebench.train"), manager)
     torch.manual_seed(cfg.seed)

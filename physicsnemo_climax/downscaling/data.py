@@ -1,8 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """Downscaling samples: the coarse input brought to the fine grid, and the fine target.
 
-Two sources, one sample format ``{"input": [C_in + C_inv, H, W], "target":
-[C_out, H, W], "index": int}`` (normalized per channel; see :class:`Domain`):
+Readers of the two layouts below live here; :func:`build_dataset` also makes
+the upstream ``cwb`` (:mod:`.cwb`) and ``gefs_hrrr`` (:mod:`.gefs_hrrr`)
+datasets and user classes (:mod:`.interface`). Two sources, one sample
+format ``{"input": [C_in + C_inv, H, W], "target": [C_out, H, W], "index":
+int}`` (normalized per channel; see :class:`Domain`):
 
 * :class:`HRRRMiniDataset`, the CorrDiff-Mini (HRRR-Mini) NetCDF file of
   PhysicsNeMo's CorrDiff example: groups ``input`` (``[N, h, w]`` per coarse
@@ -32,7 +35,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..engine.checks import ConfigError
 from ..files import write_atomic, write_netcdf
+from .cwb import CWBDataset
 from .domain import Domain, upsample
+from .gefs_hrrr import GefsHrrrDataset
+from .interface import build_user_dataset
 
 
 class HRRRMiniDataset(torch.utils.data.Dataset):
@@ -339,17 +345,26 @@ __all__ = ["HRRRMiniDataset", "CoarseFineDataset", "block_mean", "upsample", "wr
 
 
 def build_dataset(spec: DictConfig, stats: dict | None = None):
-    """The dataset ``spec.type`` names: ``hrrr_mini`` or ``coarse_fine``."""
+    """The dataset ``spec.type`` names: ``hrrr_mini``, ``coarse_fine``, ``cwb``, ``gefs_hrrr``, or a
+    user class ``path/to/file.py::ClassName`` (:class:`.interface.DownscalingDataset`).
+
+    ``stats`` (a training run's statistics) replace the data's own, except for
+    ``hrrr_mini``, whose ``stats.json`` is the training run's already.
+    """
     args = OmegaConf.to_container(spec, resolve=True)
     kind = args.pop("type")
     if kind == "hrrr_mini":
         return HRRRMiniDataset(args["data_path"], args["stats_path"], args.get("input_variables"),
                                args.get("output_variables"), args.get("invariant_variables") or ())
-    if kind == "coarse_fine":
+    readers = {"coarse_fine": CoarseFineDataset, "cwb": CWBDataset, "gefs_hrrr": GefsHrrrDataset}
+    if kind in readers:
         if stats is not None:
             args["stats"] = stats
-        return CoarseFineDataset(**args)
-    raise ConfigError(f"dataset.type={kind!r}: choose hrrr_mini or coarse_fine")
+        return readers[kind](**args)
+    if isinstance(kind, str) and "::" in kind:
+        return build_user_dataset(kind, args, stats)
+    raise ConfigError(f"dataset.type={kind!r}: choose hrrr_mini, coarse_fine, cwb, gefs_hrrr or "
+                      "path/to/file.py::ClassName")
 
 
 def validation_spec(cfg: DictConfig) -> DictConfig | None:

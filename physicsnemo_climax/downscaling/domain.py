@@ -46,9 +46,29 @@ def upsampling_matrix(n: int, factor: int) -> np.ndarray:
 
 
 def upsample(x: np.ndarray, factor: int) -> np.ndarray:
-    """Bilinear upsampling with linear extrapolation at the borders, ``[..., h, w] -> [..., h f, w f]``."""
+    """Bilinear upsampling with linear extrapolation at the borders, ``[..., h, w] -> [..., h f, w f]``
+    (``factor`` 1: the field as it is)."""
+    if factor == 1:
+        return np.asarray(x, np.float32)
     my, mx = upsampling_matrix(x.shape[-2], factor), upsampling_matrix(x.shape[-1], factor)
     return (my @ np.asarray(x, np.float64) @ mx.T).astype(np.float32)
+
+
+def degrade(x: np.ndarray, factor: int) -> np.ndarray:
+    """Every ``factor``-th point, brought back to the grid bicubically, ``[..., H, W] -> [..., H, W]``.
+
+    Upstream CorrDiff's readers make a field coarser this way (``ds_factor``:
+    the CWB target, the GEFS input); they use OpenCV's bicubic resize, this is
+    torch's (``a = -0.75``, half-pixel centres, clamped borders). Rows and
+    columns past ``H``/``W`` (when ``factor`` does not divide them) are cut.
+    """
+    if factor <= 1:
+        return np.asarray(x, np.float32)
+    sub = torch.as_tensor(np.ascontiguousarray(x[..., ::factor, ::factor]), dtype=torch.float32)
+    lead, (h, w) = sub.shape[:-2], sub.shape[-2:]
+    up = torch.nn.functional.interpolate(sub.reshape(1, -1, h, w), size=(h * factor, w * factor), mode="bicubic",
+                                         align_corners=False)
+    return up.reshape(*lead, h * factor, w * factor)[..., : x.shape[-2], : x.shape[-1]].numpy()
 
 
 def stats_arrays(stats: dict, group: str, variables, source: str = "stats") -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,7 @@ from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
 from ..data.epochs import dataset_epochs
 from ..data.loader import partition
-from ..engine.checks import check_train, config_error
+from ..engine.checks import check_train, config_error, split_batch
 from ..engine.distributed import all_reduce_mean, setup_distributed
 from ..engine.loop import Trainable, run_loop, to_device
 from ..engine.plan import TORCH_LOADERS, RunPlan, resolve
@@ -92,6 +92,7 @@ def fit(cfg: DictConfig):
     check_config(cfg)
     plan = resolve(cfg, loaders=TORCH_LOADERS)  # mixed precision, apex GroupNorm: present, or fallback allowed
     manager = setup_distributed()
+    split_batch(cfg.train, manager.world_size)  # train.total_batch_size, train.training_duration
     device, rank, world, t = manager.device, manager.rank, manager.world_size, cfg.train
     logger = RankZeroLoggingWrapper(PythonLogger("corrdiff.train"), manager)
     torch.manual_seed(cfg.seed)

@@ -104,9 +104,9 @@ def model_file(folder: str | Path, step: int | None = None) -> Path:
 
 
 # ------------------------------------------------------------------ saving
-def save(folder, model, optimizer, scheduler, scaler, step: int, metadata: dict, keep: int = 2,
+def save(folder, model, optimizer, scheduler, scaler, step: int, metadata: dict, keep: int | None = 2,
          rank: int = 0, collective: bool = False) -> None:
-    """Write checkpoint ``step`` atomically with its checksums, and keep only the last ``keep``.
+    """Write checkpoint ``step`` atomically with its checksums, and keep only the last ``keep`` (``None``: all).
 
     Called by rank 0 alone, or by every rank when ``collective`` (FSDP: the
     state is gathered across ranks, rank 0 writes).
@@ -138,7 +138,7 @@ def save(folder, model, optimizer, scheduler, scaler, step: int, metadata: dict,
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(f"checkpoint {step} not saved: {failure(folder, err)}; the earlier checkpoints "
                               f"in {folder} are intact") from err
-    for old in checkpoint_steps(folder)[:-keep]:
+    for old in checkpoint_steps(folder)[:-keep] if keep else []:
         for path in folder.glob(f"*.0.{old}.*"):
             path.unlink()
     if collective:

@@ -12,6 +12,9 @@ from ..errors import ConfigError
 #: The loop's counts (``conf/train/default.yaml``): whole numbers, at least 1.
 COUNTS = ("steps", "batch_size", "grad_accum", "log_every", "val_every", "val_batches", "ckpt_every",
           "keep_checkpoints")
+#: Counts that may also be ``null``: ``keep_checkpoints`` (keep all), and the
+#: upstream CorrDiff pair ``total_batch_size`` and ``training_duration`` (see :func:`split_batch`).
+OPTIONAL = ("keep_checkpoints", "total_batch_size", "training_duration")
 #: The optimizer's numbers and their allowed range ``[low, high]`` (``None``: open).
 NUMBERS = {"lr": (0.0, None), "weight_decay": (0.0, None), "min_lr_ratio": (0.0, 1.0), "clip_grad": (0.0, None),
            "warmup_steps": (0, None)}
@@ -30,10 +33,15 @@ def check_train(t: DictConfig) -> None:
     ConfigError
         Naming the key and value (``train.val_every=0``, ``train.lr='fast'``).
     """
-    for key in COUNTS:
+    for key in dict.fromkeys(COUNTS + OPTIONAL):
         value = t.get(key)
+        if (value is None and key in OPTIONAL) or (key == "batch_size" and value == "auto"
+                                                    and t.get("total_batch_size") is not None):
+            continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise config_error(f"train.{key}", value, "must be a whole number >= 1")
+            raise config_error(f"train.{key}", value, "must be a whole number >= 1" +
+                               (" or null" if key in OPTIONAL else "") +
+                               (" (auto needs train.total_batch_size)" if value == "auto" else ""))
     for key, (low, high) in NUMBERS.items():
         value = t.get(key)
         if not isinstance(value, numbers.Real) or isinstance(value, bool):
@@ -44,3 +52,33 @@ def check_train(t: DictConfig) -> None:
     betas = list(t.get("betas") or [])
     if len(betas) != 2 or not all(isinstance(b, numbers.Real) and 0 <= b < 1 for b in betas):
         raise config_error("train.betas", betas, "must be two numbers in [0, 1)")
+
+
+def split_batch(t: DictConfig, world: int) -> None:
+    """Apply upstream CorrDiff's batch semantics to ``t`` for ``world`` ranks, in place.
+
+    With ``t.total_batch_size`` set (samples per optimizer step over all
+    ranks), ``t.batch_size`` is per rank (``auto``: ``total / world``, and at
+    most that) and ``t.grad_accum = total / (batch_size x world)``. With
+    ``t.training_duration`` set (samples), ``t.steps`` is that over the
+    samples per step, rounded up. Both ``null``: nothing changes.
+
+    Raises
+    ------
+    ConfigError
+        Naming the keys and the world size when the total does not split evenly.
+    """
+    total = t.get("total_batch_size")
+    if total is not None:
+        per_rank = total // world
+        if per_rank < 1:
+            raise ConfigError(f"train.total_batch_size={total} is smaller than the {world} ranks")
+        if t.batch_size == "auto" or t.batch_size > per_rank:
+            t.batch_size = per_rank
+        if total % (t.batch_size * world):
+            raise ConfigError(f"train.total_batch_size={total} is not a multiple of train.batch_size="
+                              f"{t.batch_size} x {world} rank(s)")
+        t.grad_accum = total // (t.batch_size * world)
+    if t.get("training_duration") is not None:
+        step_samples = t.batch_size * t.grad_accum * world
+        t.steps = max(1, -(-t.training_duration // step_samples))

@@ -20,8 +20,8 @@ from ..data import ClimaXShardReader, ForecastBatches, ShardStore, StoreError, m
 from ..data.anomalies import anomaly_statistics
 from ..data.epochs import forecast_epochs
 from ..data.forcings import Forcings
+from ..engine.checks import ConfigError, check_train, config_error, split_batch
 from ..errors import InputError
-from ..engine.checks import ConfigError, check_train, config_error
 from ..engine.distributed import all_reduce_mean, setup_distributed
 from ..engine.loop import Trainable, run_loop
 from ..engine.plan import resolve
@@ -199,6 +199,7 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
     check_train(cfg.train)
     plan = resolve(cfg)
     manager = setup_distributed()
+    split_batch(cfg.train, manager.world_size)  # train.total_batch_size, train.training_duration
     device, rank, world, t = manager.device, manager.rank, manager.world_size, cfg.train
     logger = RankZeroLoggingWrapper(PythonLogger("climax.train"), manager)
     if t.deterministic:
