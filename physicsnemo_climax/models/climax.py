@@ -167,10 +167,7 @@ class ClimaX(Module):
         # the training; until then the head's output alone for leads of a table step or more).
         self.residual = bool(residual)
         if self.residual:
-            self.register_buffer("climatology", torch.zeros(num_vars, *self.img_size))
-            self.register_buffer("anomaly_std", torch.ones(num_vars))
-            self.register_buffer("anomaly_corr", torch.zeros(num_vars, ANOMALY_LAGS).index_fill_(1, torch.tensor([0]), 1.0))
-            self.register_buffer("anomaly_hours", torch.tensor(6.0))
+            self._register_anomaly_buffers(num_vars)
 
         self.grad_checkpointing = False
         self._init_weights()
@@ -358,6 +355,14 @@ class ClimaX(Module):
         out = out.clone()
         out[:, j] = clim + rho[..., None, None] * (x[:, i].to(out.dtype) - clim) + out[:, j] * scale[..., None, None]
         return out
+
+    def _register_anomaly_buffers(self, num_vars: int) -> None:
+        self.register_buffer("climatology", torch.zeros(num_vars, *self.img_size))
+        self.register_buffer("anomaly_std", torch.ones(num_vars))
+        corr = torch.zeros(num_vars, ANOMALY_LAGS)
+        corr[:, 0] = 1.0
+        self.register_buffer("anomaly_corr", corr)
+        self.register_buffer("anomaly_hours", torch.tensor(6.0))
 
     def set_anomalies(self, climatology, std, corr, hours: float) -> None:
         """Set the residual forecast's statistics (normalised units): ``climatology`` ``[V, H, W]``,
