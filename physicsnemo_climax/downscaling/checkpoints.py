@@ -131,7 +131,7 @@ def load_net(path: str | Path, key: str, stage: str, override_args=None, apex: b
         net = Module.from_checkpoint(str(file), override_args=overrides or None)
     except ValueError as err:
         if "cannot be overridden" in str(err):
-            allowed = sorted(getattr(type_of(saved), "_overridable_args", set()))
+            allowed = sorted(getattr(_class_of(saved), "_overridable_args", set()))
             raise ConfigError(f"generation.override_args={user}: {err} ({key}={file}; "
                               f"{saved['__name__']} allows {allowed})") from err
         raise CheckpointError(f"{key}={file}: {saved['__name__']} does not load ({err})") from err
@@ -142,7 +142,7 @@ def load_net(path: str | Path, key: str, stage: str, override_args=None, apex: b
     return net.eval().requires_grad_(False)
 
 
-def type_of(saved: dict) -> type:
+def _class_of(saved: dict) -> type:
     """The class an ``args.json`` names."""
     return Module._get_class_from_args(saved)
 
