@@ -43,6 +43,9 @@ UPSTREAM = {  # conf/base/model/<name>.yaml model_args, and train.py's img_in_ch
     "lt_aware_regression": (CorrDiffRegressionUNet, C_IN + 4 + 4, dict(
         N_grid_channels=4, embedding_type="zero", lead_time_channels=4, lead_time_steps=9,
         model_type="SongUNetPosLtEmbd")),
+    "lt_aware_ce_regression": (CorrDiffRegressionUNet, C_IN + 4 + 4, dict(  # prob_channels: gefs_hrrr's
+        N_grid_channels=4, embedding_type="zero", lead_time_channels=4, lead_time_steps=9,
+        model_type="SongUNetPosLtEmbd", prob_channels=[0, 1])),
     "diffusion": (EDMPrecondSuperResolution, C_IN + C_OUT + 4, dict(
         gridtype="sinusoidal", N_grid_channels=4, embedding_type="zero")),
     "diffusion_no_mean": (EDMPrecondSuperResolution, C_IN + 4, dict(  # hr_mean_conditioning: false
@@ -175,6 +178,22 @@ def test_lead_time_aware_regression_and_patched_diffusion(mini, data, tmp_path):
     torch.testing.assert_close(members, run(reg, res, same, gen, labels)[1], rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"lead_time_label \[9\] outside the net's 9 lead-time steps"):
         run(*nets, same, gen, torch.tensor([3, 9]))
+
+
+def test_a_lead_time_aware_probability_regression_gives_probabilities(mini, data, tmp_path):
+    """model=lt_aware_ce_regression: the probability channels come out softmaxed (eval mode), per label."""
+    reg = upstream_net("lt_aware_ce_regression", 8)
+    gen = config(mini, saved(reg, tmp_path / "ce.mdlus"), "unused", "x.nc",
+                 "generation.inference_mode=regression").generation
+    dataset, x = data
+    nets = generation.load_stages(gen, dataset.domain, "cpu", dataset[0])
+    mean, members = run(*nets, x, gen, torch.tensor([0, 8]))
+    torch.testing.assert_close(mean.sum(dim=1), torch.ones(2, *SHAPE))
+    assert mean.min() > 0 and (mean[:, 0] - 0.5).abs().mean() > 1e-3
+    torch.testing.assert_close(members, mean[None].expand(2, -1, -1, -1, -1))
+    with torch.no_grad():
+        direct = reg(torch.zeros(1, C_OUT, *SHAPE), x[1:], lead_time_label=torch.tensor([8]))
+    torch.testing.assert_close(mean[1:], direct, rtol=0, atol=1e-6)
 
 
 def test_a_lead_time_aware_net_without_lead_times_is_an_error_naming_the_file(mini, tmp_path):
