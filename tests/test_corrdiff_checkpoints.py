@@ -22,7 +22,7 @@ from physicsnemo.diffusion.preconditioners import EDMPrecondSuperResolution
 from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet, SongUNetPosEmbd
 
 from physicsnemo_climax.config import load_config
-from physicsnemo_climax.downscaling import checkpoints, generation, write_mini_file
+from physicsnemo_climax.downscaling import checkpoints, generation, noise, write_mini_file
 from physicsnemo_climax.downscaling.data import build_dataset
 from physicsnemo_climax.errors import CheckpointError, ConfigError
 
@@ -222,10 +222,10 @@ def identity_sampler(net, latents, img_lr, **kwargs):
 
 def test_student_t_latents_equal_a_hand_written_sampler(tmp_path):
     net = checkpoints.load_net(saved(upstream_net("student_t_diffusion"), tmp_path / "t.mdlus"), "k", "diffusion")
-    assert checkpoints.student_t_nu(net) == 10
+    assert noise.student_t_nu(net) == 10
     seeds = [[3, 4], [5]]
     img_lr = torch.zeros(2, C_IN, *SHAPE)
-    drawn = torch.cat([diffusion_step(net, checkpoints.with_noise(net, identity_sampler), SHAPE, C_OUT, [b],
+    drawn = torch.cat([diffusion_step(net, noise.with_noise(net, identity_sampler), SHAPE, C_OUT, [b],
                                       img_lr[: len(b)], 0, torch.device("cpu")) for b in seeds])
     expected = []
     for seed in (3, 4, 5):  # eps ~ N(0, 1), then kappa = chi2_10 / 10 from the same seed
@@ -234,7 +234,7 @@ def test_student_t_latents_equal_a_hand_written_sampler(tmp_path):
         expected.append(eps / (torch.randn(10, generator=g).double().square().sum() / 10).sqrt().float())
     torch.testing.assert_close(drawn, torch.stack(expected), rtol=1e-6, atol=1e-6)
     gaussian = upstream_net("diffusion")
-    assert checkpoints.with_noise(gaussian, identity_sampler) is identity_sampler
+    assert noise.with_noise(gaussian, identity_sampler) is identity_sampler
 
 
 class Unscaled(torch.nn.Module):
@@ -262,7 +262,7 @@ def test_a_student_t_net_sees_the_samplers_noise_levels_scaled_once(tmp_path, mo
         return parent(self, x, img_lr, sigma, *args, **kwargs)
 
     monkeypatch.setattr(EDMPrecondSuperResolution, "forward", recording)
-    diffusion_step(net, checkpoints.with_noise(net, functools.partial(stochastic_sampler, num_steps=3)), SHAPE,
+    diffusion_step(net, noise.with_noise(net, functools.partial(stochastic_sampler, num_steps=3)), SHAPE,
                    C_OUT, [torch.tensor([0])], torch.zeros(1, C_IN, *SHAPE), 0, torch.device("cpu"),
                    mean_hr=torch.zeros(1, C_OUT, *SHAPE))
     rho, lo, hi = 7, 0.002, 800
@@ -274,7 +274,7 @@ def test_a_student_t_net_sees_the_samplers_noise_levels_scaled_once(tmp_path, mo
 def test_student_t_latents_have_the_student_t_spread_and_tails():
     nu, n = 10, 20000
     rnd = StackedRandomGenerator(torch.device("cpu"), range(n))
-    t = checkpoints.student_t_latents(rnd.randn((n, 1, 1, 1)), rnd.randn_like, nu).double().reshape(-1)
+    t = noise.student_t_latents(rnd.randn((n, 1, 1, 1)), rnd.randn_like, nu).double().reshape(-1)
     variance = t.var().item()
     kurtosis = ((t - t.mean()) ** 4).mean().item() / variance**2
     assert abs(variance - nu / (nu - 2)) < 0.06  # 1.25; Gaussian latents give 1

@@ -32,7 +32,7 @@ from omegaconf import DictConfig
 from ..files import write_netcdf
 from ..engine.distributed import setup_distributed
 from ..engine.plan import resolve
-from . import checkpoints, models
+from . import checkpoints, models, noise
 from .data import build_dataset
 from .domain import DOMAIN_FILE, Domain
 
@@ -89,7 +89,7 @@ def downscale(regression, diffusion, x: torch.Tensor, batches: list[torch.Tensor
         Seed batches (:func:`seed_batches`); this rank takes ``batches[rank::world]``.
     sampler_fn : callable
         :func:`build_sampler`'s; a Student-t diffusion net gets Student-t latents
-        (:func:`.checkpoints.with_noise`).
+        (:func:`.noise.with_noise`).
     lead_time_label : torch.Tensor, optional
         ``[T]`` integer lead-time labels, for lead-time-aware nets.
 
@@ -101,7 +101,7 @@ def downscale(regression, diffusion, x: torch.Tensor, batches: list[torch.Tensor
         ``[N_rank, T, C_out, H, W]``: this rank's members, in seed order.
     """
     checkpoints.check_lead_time((regression, diffusion), lead_time_label)
-    sampler_fn = checkpoints.with_noise(diffusion, sampler_fn)
+    sampler_fn = noise.with_noise(diffusion, sampler_fn)
     mine = batches[rank::world]
     size = len(mine[0]) if mine else 1
     means, members = [], []
