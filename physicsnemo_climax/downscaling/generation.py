@@ -32,7 +32,7 @@ from omegaconf import DictConfig
 from ..files import write_netcdf
 from ..engine.distributed import setup_distributed
 from ..engine.plan import resolve
-from . import models
+from . import checkpoints, models, noise
 from .data import build_dataset
 from .domain import DOMAIN_FILE, Domain
 
@@ -74,40 +74,55 @@ def build_sampler(gen: DictConfig, shape: tuple[int, int]):
 
 @torch.no_grad()
 def downscale(regression, diffusion, x: torch.Tensor, batches: list[torch.Tensor], sampler_fn,
-              hr_mean_conditioning: bool = True, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+              hr_mean_conditioning: bool = True, rank: int = 0, world: int = 1,
+              lead_time_label: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Mean and ensemble for a sequence of inputs (normalized units).
 
     Parameters
     ----------
     regression, diffusion : Module
-        The two stages (``diffusion=None``: regression only, the ensemble is the mean).
+        The two stages (``diffusion=None``: regression only, the ensemble is the mean;
+        ``regression=None``: diffusion only, the members are the diffusion output).
     x : torch.Tensor
         ``[T, C_in, H, W]`` network inputs, on the nets' device.
     batches : list of torch.Tensor
         Seed batches (:func:`seed_batches`); this rank takes ``batches[rank::world]``.
+    sampler_fn : callable
+        :func:`build_sampler`'s; a Student-t diffusion net gets Student-t latents
+        (:func:`.noise.with_noise`).
+    lead_time_label : torch.Tensor, optional
+        ``[T]`` integer lead-time labels, for lead-time-aware nets.
 
     Returns
     -------
-    mean : torch.Tensor
-        ``[T, C_out, H, W]``.
+    mean : torch.Tensor or None
+        ``[T, C_out, H, W]`` (``None`` without a regression stage).
     members : torch.Tensor
         ``[N_rank, T, C_out, H, W]``: this rank's members, in seed order.
     """
+    checkpoints.check_lead_time((regression, diffusion), lead_time_label)
+    sampler_fn = noise.with_noise(diffusion, sampler_fn)
     mine = batches[rank::world]
     size = len(mine[0]) if mine else 1
     means, members = [], []
     for t in range(x.shape[0]):
         img_lr = x[t : t + 1]
-        mean = regression_step(regression, img_lr, (size, regression.img_out_channels, *x.shape[-2:])).float()
-        means.append(mean[0])
-        if diffusion is None or not mine:
-            members.append(mean[:0] if not mine else mean[0].expand(sum(map(len, mine)), *mean.shape[1:]))
+        label = None if lead_time_label is None else lead_time_label[t : t + 1].to(x.device)
+        mean = None
+        if regression is not None:
+            mean = regression_step(regression, img_lr, (size, regression.img_out_channels, *x.shape[-2:]),
+                                   lead_time_label=label).float()
+            means.append(mean[0])
+        if diffusion is None or not mine:  # regression only, or no seeds on this rank
+            members.append(mean[0].expand(sum(map(len, mine)), *mean.shape[1:]) if mine else
+                           x.new_zeros(0, (regression or diffusion).img_out_channels, *x.shape[-2:]))
             continue
-        residual = diffusion_step(diffusion, sampler_fn, tuple(x.shape[-2:]), mean.shape[1], mine,
+        residual = diffusion_step(diffusion, sampler_fn, tuple(x.shape[-2:]), diffusion.img_out_channels, mine,
                                   img_lr.expand(size, *img_lr.shape[1:]), rank, x.device,
-                                  mean_hr=mean[0:1] if hr_mean_conditioning else None)
-        members.append(mean[0:1] + residual.float())
-    return torch.stack(means), torch.stack(members, dim=1)
+                                  mean_hr=mean[0:1] if hr_mean_conditioning and mean is not None else None,
+                                  lead_time_label=None if label is None else label.expand(size)).float()
+        members.append(residual if mean is None else mean[0:1] + residual)
+    return (torch.stack(means) if means else None), torch.stack(members, dim=1)
 
 
 def write_output(path: str | Path, domain: Domain, times, inputs: np.ndarray, mean: np.ndarray,
@@ -119,7 +134,7 @@ def write_output(path: str | Path, domain: Domain, times, inputs: np.ndarray, me
     inputs : np.ndarray
         ``[T, C_in, H, W]`` upsampled input and invariants, physical units.
     mean, truth : np.ndarray
-        ``[T, C_out, H, W]``.
+        ``[T, C_out, H, W]`` (``mean=None``: no ``regression`` group, as in diffusion-only generation).
     members : np.ndarray
         ``[N, T, C_out, H, W]``.
     lead_time : sequence of timedelta, optional
@@ -135,14 +150,16 @@ def write_output(path: str | Path, domain: Domain, times, inputs: np.ndarray, me
     root.attrs.update(source="physicsnemo-climax CorrDiff", factor=domain.factor)
     groups = {
         "input": {v: (("time", "y", "x"), inputs[:, k]) for k, v in enumerate(domain.input_channels)},
-        "regression": {v: (("time", "y", "x"), mean[:, k]) for k, v in enumerate(domain.output_variables)},
+        "regression": {} if mean is None else {v: (("time", "y", "x"), mean[:, k])
+                                               for k, v in enumerate(domain.output_variables)},
         "prediction": {v: (("ensemble", "time", "y", "x"), members[:, :, k])
                        for k, v in enumerate(domain.output_variables)},
     }
     if truth is not None:
         groups["truth"] = {v: (("time", "y", "x"), truth[:, k]) for k, v in enumerate(domain.output_variables)}
     return write_netcdf(path, root, {name: xr.Dataset({k: (d, np.asarray(a, np.float32)) for k, (d, a) in
-                                                      variables.items()}) for name, variables in groups.items()})
+                                                      variables.items()}) for name, variables in groups.items()
+                                     if variables})
 
 
 def checkpoint_domain(path: str | Path) -> Domain | None:
@@ -155,20 +172,16 @@ def checkpoint_domain(path: str | Path) -> Domain | None:
 
 
 def load_stages(gen: DictConfig, domain: Domain, device, sample: dict | None = None):
-    """The regression net and (unless ``inference_mode=regression``) the diffusion net."""
-    if gen.inference_mode not in ("all", "regression"):
-        raise ValueError(f"generation.inference_mode={gen.inference_mode!r}: choose all or regression")
-    regression = models.load_frozen(gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename",
-                                    domain, device, sample)
-    if gen.inference_mode == "regression":
-        return regression, None
-    file = models.resolve_checkpoint(gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename")
-    from physicsnemo.core import Module
-
-    diffusion = Module.from_checkpoint(str(file)).to(device).eval().requires_grad_(False)
-    if getattr(diffusion, "img_out_channels", None) != len(domain.output_variables):
-        raise ValueError(f"generation.io.res_ckpt_filename={file}: {diffusion.img_out_channels} output "
-                         f"channels, the data have {domain.output_variables}")
+    """The regression net (unless ``inference_mode=diffusion``) and the diffusion net (unless
+    ``inference_mode=regression``), loaded as :mod:`.checkpoints` says; ``None`` for a stage not run."""
+    mode = checkpoints.inference_mode(gen)
+    regression = diffusion = None
+    if mode != "diffusion":
+        regression = checkpoints.load_frozen(gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename",
+                                             domain, device, sample, gen.get("override_args"))
+    if mode != "regression":
+        diffusion = checkpoints.load_diffusion(gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename",
+                                               domain, device, gen)
     return regression, diffusion
 
 
@@ -194,7 +207,7 @@ def generate(cfg: DictConfig) -> Path | None:
     manager = setup_distributed()
     device, rank, world = manager.device, manager.rank, manager.world_size
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, cfg.seed)
-    trained = checkpoint_domain(gen.io.reg_ckpt_filename)
+    trained = checkpoint_domain(gen.io[checkpoints.stage_domain_key(gen)])
     dataset = build_dataset(cfg.dataset, trained.stats if trained is not None else None)
     domain = dataset.domain
     indices = select_times(dataset.times, gen.times, gen.max_times)
@@ -207,13 +220,15 @@ def generate(cfg: DictConfig) -> Path | None:
     samples = [dataset[i] for i in indices]
     x = torch.stack([s["input"] for s in samples]).to(device)
     with plan.autocast(device):
-        mean, members = downscale(regression, diffusion, x, batches, sampler_fn, gen.hr_mean_conditioning, rank, world)
+        mean, members = downscale(regression, diffusion, x, batches, sampler_fn, gen.hr_mean_conditioning, rank, world,
+                                  checkpoints.sample_lead_time_labels(samples))
     members = _gather(members, batches, manager)
     if rank != 0:
         return None
     truth = np.stack([dataset.fine_fields(i) for i in indices])
     return write_output(gen.io.output_filename, domain, np.asarray(dataset.times)[indices],
-                        domain.denormalize_input(x).cpu().numpy(), domain.denormalize_output(mean).cpu().numpy(),
+                        domain.denormalize_input(x).cpu().numpy(),
+                        None if mean is None else domain.denormalize_output(mean).cpu().numpy(),
                         domain.denormalize_output(members).cpu().numpy(), truth)
 
 

@@ -17,7 +17,6 @@ the backbone's positional-grid channels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -25,7 +24,6 @@ from physicsnemo.core import ModelMetaData, Module
 from physicsnemo.diffusion.preconditioners import EDMPrecondSuperResolution
 from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
 
-from ..engine import checkpointing
 from ..engine.plan import RunPlan
 from ..models import ClimaX
 from .domain import Domain
@@ -125,52 +123,4 @@ def set_amp_mode(net: Module, precision: str) -> Module:
     """Tell a PhysicsNeMo UNet (which checks it under autocast) whether mixed precision runs."""
     if hasattr(net, "amp_mode"):
         net.amp_mode = precision != "fp32"
-    return net
-
-
-def resolve_checkpoint(path: str | Path, key: str) -> Path:
-    """An ``.mdlus`` file, or the latest one of a training run folder."""
-    path = Path(path)
-    if path.is_dir():
-        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        try:
-            return checkpointing.model_file(folder)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"{key}={path}: {err}") from None
-    if not path.exists():
-        raise FileNotFoundError(f"{key}={path}: no such file or run folder")
-    return path
-
-
-def load_frozen(path: str | Path, key: str, domain: Domain, device, sample: dict | None = None) -> Module:
-    """A trained regression net in eval mode without gradients, checked against ``domain``.
-
-    Raises
-    ------
-    ValueError
-        Naming ``key`` when the net's grid, output channels or input channels
-        (tried on ``sample``) do not fit the data.
-    """
-    file = resolve_checkpoint(path, key)
-    try:
-        net = Module.from_checkpoint(str(file))
-    except Exception as err:  # a corrupt or foreign file: say which
-        raise ValueError(f"{key}={file}: not a loadable PhysicsNeMo checkpoint ({err})") from err
-    shape = (getattr(net, "img_shape_y", None), getattr(net, "img_shape_x", None))
-    if shape != tuple(domain.shape) or getattr(net, "img_out_channels", None) != len(domain.output_variables):
-        raise ValueError(f"{key}={file}: a net for grid {shape} with {getattr(net, 'img_out_channels', '?')} "
-                         f"outputs, but the data have grid {tuple(domain.shape)} and outputs {domain.output_variables}")
-    if isinstance(net, ClimaXRegression) and (net.input_channels != domain.input_channels
-                                              or net.output_channels != domain.output_variables):
-        raise ValueError(f"{key}={file}: ClimaX regression for inputs {net.input_channels} -> "
-                         f"{net.output_channels}, data have {domain.input_channels} -> {domain.output_variables}")
-    net = net.to(device).eval().requires_grad_(False)
-    if sample is not None:
-        x = sample["input"][None].to(device)
-        try:
-            with torch.no_grad():
-                net(torch.zeros(1, len(domain.output_variables), *domain.shape, device=device), x)
-        except RuntimeError as err:
-            raise ValueError(f"{key}={file}: does not take the data's {x.shape[1]} input channels "
-                             f"{domain.input_channels} ({str(err).splitlines()[0]})") from err
     return net

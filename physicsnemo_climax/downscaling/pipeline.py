@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 
 from ..data.regrid import regrid
 from ..forecasting import Run, forecast
+from . import checkpoints
 from .domain import Domain
 from .generation import build_sampler, checkpoint_domain, downscale, load_stages, seed_batches, write_output
 
@@ -95,16 +96,19 @@ def forecast_and_downscale(
     mean, members = downscale(regression, diffusion, x, batches, build_sampler(gen, domain.shape),
                               gen.hr_mean_conditioning)
     return write_output(output, domain, valid, domain.denormalize_input(x).cpu().numpy(),
-                        domain.denormalize_output(mean).cpu().numpy(), domain.denormalize_output(members).cpu().numpy(),
+                        None if mean is None else domain.denormalize_output(mean).cpu().numpy(),
+                        domain.denormalize_output(members).cpu().numpy(),
                         None if truth is None else truth_at(truth, valid, domain), lead_time=leads)
 
 
 def run_domain(gen: DictConfig) -> Domain:
-    """The :class:`Domain` of the CorrDiff regression run ``gen.io.reg_ckpt_filename``."""
-    domain = checkpoint_domain(gen.io.reg_ckpt_filename)
+    """The :class:`Domain` of the CorrDiff regression run ``gen.io.reg_ckpt_filename``
+    (the diffusion run's with ``inference_mode=diffusion``)."""
+    key = checkpoints.stage_domain_key(gen)
+    domain = checkpoint_domain(gen.io[key])
     if domain is None:
-        raise FileNotFoundError(f"generation.io.reg_ckpt_filename={gen.io.reg_ckpt_filename}: no domain.json in "
-                                "its run folder (give the CorrDiff regression run folder or a checkpoint inside it)")
+        raise FileNotFoundError(f"generation.io.{key}={gen.io[key]}: no domain.json in "
+                                "its run folder (give the CorrDiff run folder or a checkpoint inside it)")
     return domain
 
 

@@ -33,7 +33,7 @@ from ..engine.distributed import all_reduce_mean, setup_distributed
 from ..engine.loop import Trainable, run_loop, to_device
 from ..engine.plan import TORCH_LOADERS, RunPlan, resolve
 from ..engine.run_folder import RunRecord
-from . import models
+from . import checkpoints, models
 from .data import build_dataset, validation_spec
 from .domain import Domain
 
@@ -64,7 +64,10 @@ def diffusion_stage(cfg: DictConfig, domain: Domain, plan: RunPlan, device,
     if not path:
         raise config_error("model.regression_checkpoint_path", path, "the diffusion stage needs a trained "
                            "regression net (.mdlus or its run folder)")
-    regression = models.load_frozen(path, "model.regression_checkpoint_path", domain, device, sample)
+    regression = checkpoints.load_frozen(path, "model.regression_checkpoint_path", domain, device, sample)
+    if checkpoints.lead_time_steps(regression) is not None:
+        raise config_error("model.regression_checkpoint_path", path, "a lead-time-aware regression net; "
+                           "training a diffusion stage on it is not supported")
     models.set_amp_mode(regression, plan.precision)
     model = models.build_diffusion(cfg, domain, plan)
     loss = ResidualLoss(regression, P_mean=cfg.model.get("P_mean", 0.0), P_std=cfg.model.get("P_std", 1.2),
