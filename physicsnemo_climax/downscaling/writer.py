@@ -214,30 +214,37 @@ class GenerationWriter:
         return groups + ([("truth", d.output_variables, field)] if self.truth else [])
 
     def _append(self, block: Block) -> None:
-        """Write ``block`` after the times already written, then flush."""
-        d = self.domain
-        fields = {"input": d.denormalize_input(block.inputs.float().numpy()),
-                  "regression": d.denormalize_output(block.mean.float().numpy()),
-                  "prediction": d.denormalize_output(block.members.float().numpy())}
-        if self.truth:
-            fields["truth"] = np.asarray(block.truth)
+        """Write ``block`` after the times already written, channel by channel, then flush."""
         if block.members.shape[0] != self.members:
             raise ValueError(f"a block of {block.members.shape[0]} members for a file of {self.members}")
-        self._check_space(sum(a.size for a in fields.values()) * 4)  # written as float32
+        parts = (block.inputs, block.mean, block.members) + ((block.truth,) if self.truth else ())
+        self._check_space(4 * sum(int(np.prod(a.shape)) for a in parts))  # written as float32
         start, count = self.written, len(block.times)
         self._file.resize_dimension("time", start + count)
         at = slice(start, start + count)
         self._file["time"][at] = _seconds(pd.to_datetime(block.times) - pd.Timestamp("1990-01-01"))
         if self.lead_time:
             self._file["lead_time"][at] = _seconds(pd.to_timedelta(block.lead_time))
-        for group, names, dims in self._groups():
-            g = self._file.groups[group]
+        for group, names, _ in self._groups():
+            variables = self._file.groups[group].variables
             for k, name in enumerate(names):
-                values = fields[group][:, :, k] if group == "prediction" else fields[group][:, k]
-                g.variables[name][(slice(None), at) if group == "prediction" else at] = values.astype(np.float32)
+                if group == "prediction":
+                    variables[name][:, at] = self._physical(group, block, k)
+                else:
+                    variables[name][at] = self._physical(group, block, k)
         self._file.flush()
         self._file._h5file.flush()  # h5netcdf's flush writes its metadata only; HDF5's makes the file readable
         self.written += count
+
+    def _physical(self, group: str, block: Block, k: int) -> np.ndarray:
+        """Channel ``k`` of ``group`` in physical units, float32 (one channel at a time: no copy of the block)."""
+        d = self.domain
+        if group == "truth":
+            return np.asarray(block.truth[:, k], np.float32)
+        if group == "input":
+            return block.inputs[:, k].float().numpy() * d.input_std[k] + d.input_mean[k]
+        field = block.mean[:, k] if group == "regression" else block.members[:, :, k]
+        return field.float().numpy() * d.output_std[k] + d.output_mean[k]
 
     def _check_space(self, need: int) -> None:
         free = shutil.disk_usage(self.tmp.parent).free
