@@ -14,6 +14,18 @@ coarse + 2 invariants; 2 outputs).
     python benchmarks/bench_corrdiff.py                                     # CPU, tiny backbone: ~2 min
     python benchmarks/bench_corrdiff.py --size mini --members 4 --repeats 1   # CPU, CorrDiff-Mini size: ~4.5 min
     python benchmarks/bench_corrdiff.py --size mini --device cuda --precision bf16 --members 16 --seed-batch 1 4 16
+    python benchmarks/bench_corrdiff.py --stream --threads 2     # streaming generation on 1056 x 1792: ~5 min
+
+``--stream`` measures streaming generation instead (``bench_corrdiff_stream.py``):
+peak memory and samples/s for ``--stream-times`` (1, 10, 100) on the HRRR
+CONUS grid (1056 x 1792), each in its own process, against the non-streaming
+path (every time held, one write) for ``--stream-hold`` (1, 10). By default
+the nets are the regression stage only, a tiny ClimaX (``--stream-net
+climax``, ~1 s per CONUS forward on 2 cores), with ``--stream-members`` copies
+of the mean as members, so the file and the queue carry a full ensemble's
+bytes. ``--stream-net unet`` runs the tiny UNets (6 levels, deterministic
+sampler, 2 steps) with diffusion: ~10 s per forward at CONUS size on 2 cores,
+for a GPU.
 
 (CPU times on 2 cores with ``--threads 1``: on a CPU shared with other jobs,
 torch's 2 OpenMP threads wait on each other at every op, 10x slower here.)
@@ -71,7 +83,8 @@ def main() -> None:
     parser.add_argument("--size", choices=["tiny", "mini"], default="tiny", help="model_size config")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--grid", type=int, nargs=2, default=(64, 64), metavar=("H", "W"))
+    parser.add_argument("--grid", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="default 64 64 (CorrDiff-Mini); 1056 1792 (HRRR CONUS) with --stream")
     parser.add_argument("--sampler", choices=["stochastic", "deterministic"], default="stochastic")
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 9, 18], help="sampler steps")
     parser.add_argument("--seed-batch", type=int, nargs="+", default=[1, 4], help="seed batch sizes")
@@ -82,9 +95,23 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=3, help="timed training steps per stage")
     parser.add_argument("--warmup", type=int, default=1, help="untimed training steps per stage")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--stream", action="store_true", help="streaming generation: memory and samples/s vs times")
+    parser.add_argument("--stream-times", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--stream-hold", type=int, nargs="*", default=[1, 10],
+                        help="times for the non-streaming path (it holds everything in memory)")
+    parser.add_argument("--stream-members", type=int, default=2)
+    parser.add_argument("--stream-net", choices=["climax", "unet"], default="climax")
+    parser.add_argument("--stream-dir", default=None, help="where the files go (default: the temp folder)")
+    parser.add_argument("--stream-env", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="environment of the cases, e.g. MALLOC_MMAP_THRESHOLD_=1048576")
+    parser.add_argument("--stream-case", choices=["streaming", "holding"], help=argparse.SUPPRESS)
+    parser.add_argument("--stream-case-times", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.stream or args.stream_case:
+        return stream_main(args)
+    args.grid = args.grid or (64, 64)
     device = torch.device(args.device)
     if args.precision == "bf16" and device.type != "cuda":
         parser.error("--precision bf16 needs --device cuda: PhysicsNeMo's CorrDiff wrappers fail under CPU autocast")
@@ -209,6 +236,24 @@ def main() -> None:
     for name, net in nets.items():
         print(f"| training step, {name} ({params(net) / 1e6:.2f}M) | batch {args.batch} | {median[name]:.3f} "
               f"| {args.batch / median[name]:.2f} samples/s |")
+    print(f"\ncommand: {shlex.join(['python', *sys.argv])}")
+
+
+def stream_main(args) -> None:
+    """``--stream``: every case in its own process, then the table; ``--stream-case``: one case."""
+    import json
+
+    import bench_corrdiff_stream as streaming
+
+    domain = make_domain(args.grid or (1056, 1792))
+    if args.stream_case:
+        print(json.dumps(streaming.run_case(args, domain)))
+        return
+    args.grid = domain.shape
+    print(f"streaming generation, grid {domain.shape}, {args.stream_members} members, nets: {args.stream_net}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, environment {args.stream_env or 'as is'}")
+    results = streaming.run_all(args, domain)
+    streaming.report(args, domain, results)
     print(f"\ncommand: {shlex.join(['python', *sys.argv])}")
 
 

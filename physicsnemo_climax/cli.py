@@ -296,15 +296,15 @@ def downscale_generate(args: argparse.Namespace) -> None:
     if path is not None:
         print(f"wrote {path}")
         if not args.no_score:
-            _score(path, args.out_dir)
+            _score(path, args.out_dir, args.spread_ddof)
 
 
 def downscale_score(args: argparse.Namespace) -> None:
     """Scores and pictures of a generation file."""
-    _score(args.file, args.out_dir)
+    _score(args.file, args.out_dir, args.spread_ddof)
 
 
-def _score(path, out_dir) -> None:
+def _score(path, out_dir, spread_ddof: int = 1) -> None:
     from pathlib import Path
 
     from .downscaling import plots
@@ -315,7 +315,7 @@ def _score(path, out_dir) -> None:
     with open_groups(path) as groups:
         has_truth = "truth" in groups
     if has_truth:
-        print(write_scores(path, out_dir).to_string(index=False, float_format="%.4g"))
+        print(write_scores(path, out_dir, spread_ddof).to_string(index=False, float_format="%.4g"))
         plots.plot_spectra(path, out_dir / "spectra.png")
     plots.plot_maps(path, out_dir / "maps.png")
     print(f"scores and plots in {out_dir}")
@@ -359,6 +359,9 @@ def _add_downscale_commands(commands) -> None:
     p = ds.add_parser("score", help="scores (vs bilinear and regression-only) and plots of a generation file")
     p.add_argument("file")
     p.add_argument("--out-dir")
+    for parser in (gen, p):
+        parser.add_argument("--spread-ddof", type=int, choices=[1, 0], default=1,
+                            help="spread from the member variance over N - 1 (1, default) or N (0, upstream's std)")
     p.set_defaults(func=downscale_score)
 
     p = ds.add_parser("forecast", help="ClimaX forecast downscaled by CorrDiff into an ensemble file")

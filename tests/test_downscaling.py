@@ -87,6 +87,7 @@ def test_generation_file_shapes_coordinates_and_seeds(mini, stages, tmp_path):
     truth = xr.open_dataset(path, group="truth")
     assert np.allclose(truth["10v"].values, xr.open_dataset(mini / "mini.nc", group="output")["10v"].values[:2])
     assert set(xr.open_dataset(path, group="input").data_vars) == {"10u", "10v", "2t", "tp", "elev_mean", "lsm_mean"}
+    assert root.lat.dims == ("y", "x") and np.isnan(root.lat.values).all()  # CorrDiff-Mini has no coordinates
     # member k is drawn from seed k, however the members are batched
     other = generation.generate(generation_config(mini, reg, res, tmp_path / "b.nc", "generation.seed_batch_size=1"))
     assert np.allclose(xr.open_dataset(other, group="prediction")["10u"].values, pred["10u"].values, atol=1e-5)
@@ -177,17 +178,44 @@ def test_generation_bad_input_is_named(mini, stages, tmp_path):
     assert not (tmp_path / "x.nc").exists()
 
 
-def test_an_interrupted_write_leaves_no_file(mini, stages, tmp_path, monkeypatch):
+def test_streaming_equals_drawing_every_time_at_once_whatever_the_time_block(mini, stages, tmp_path):
     reg, res = stages
-    original = Path.write_bytes
+    one = generation.generate(generation_config(mini, reg, res, tmp_path / "one.nc", "generation.max_times=4"))
+    three = generation.generate(generation_config(mini, reg, res, tmp_path / "three.nc", "generation.max_times=4",
+                                                  "generation.time_block=3"))  # blocks of 3 and 1 times
+    for group in ("input", "regression", "prediction", "truth"):
+        xr.testing.assert_identical(xr.open_dataset(one, group=group), xr.open_dataset(three, group=group))
+    xr.testing.assert_identical(xr.open_dataset(one), xr.open_dataset(three))
+    # the non-streaming way: all four times through `downscale` at once, held in memory
+    cfg = generation_config(mini, reg, res, tmp_path / "unused.nc", "generation.max_times=4")
+    dataset = generation.build_dataset(cfg.dataset)
+    nets = generation.load_stages(cfg.generation, dataset.domain, torch.device("cpu"))
+    x = torch.stack([dataset[i]["input"] for i in range(4)])
+    mean, members = generation.downscale(*nets, x, generation.seed_batches(4, 2), generation.build_sampler(
+        cfg.generation, dataset.domain.shape))
+    pred = xr.open_dataset(one, group="prediction")["10v"].values
+    assert np.array_equal(pred, dataset.domain.denormalize_output(members).numpy()[:, :, 1].astype(np.float32))
+    regression = xr.open_dataset(one, group="regression")["10u"].values
+    assert np.array_equal(regression, dataset.domain.denormalize_output(mean).numpy()[:, 0].astype(np.float32))
 
-    def failing(self, data):
-        original(self, bytes(data)[: len(data) // 2])  # half the file is on disk when the write stops
-        raise KeyboardInterrupt
 
-    monkeypatch.setattr(Path, "write_bytes", failing)
+def test_an_interrupted_run_leaves_no_file_and_its_partial_file_was_readable(mini, stages, tmp_path, monkeypatch):
+    from physicsnemo_climax.downscaling.writer import GenerationWriter
+
+    reg, res = stages
+    original, seen = GenerationWriter._append, []
+
+    def append(self, block):
+        if self.written == 2:
+            with xr.open_dataset(self.tmp, group="prediction") as partial:  # what a user looking in would see
+                seen.append(partial["10u"].shape)
+            raise KeyboardInterrupt  # the run stops at the third time
+        original(self, block)
+
+    monkeypatch.setattr(GenerationWriter, "_append", append)
     with pytest.raises(KeyboardInterrupt):
-        generation.generate(generation_config(mini, reg, res, tmp_path / "out.nc"))
+        generation.generate(generation_config(mini, reg, res, tmp_path / "out.nc", "generation.max_times=4"))
+    assert seen == [(4, 2, 32, 32)]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -248,8 +276,12 @@ def test_cli_generate_writes_scores_and_pictures(mini, stages, tmp_path):
           f"generation.io.reg_ckpt_filename={reg}", f"generation.io.res_ckpt_filename={res}",
           f"generation.io.output_filename={tmp_path / 'ens.nc'}", "generation.num_ensembles=2",
           "generation.seed_batch_size=2", "generation.times=[2020-01-01T03:00]", "generation.sampler.num_steps=2",
-          "--out-dir", str(tmp_path / "scores")])
-    assert {"scores.csv", "scores.json", "maps.png", "spectra.png"} <= {p.name for p in (tmp_path / "scores").iterdir()}
+          "--out-dir", str(tmp_path / "scores"), "--spread-ddof", "0"])
+    assert {"scores.csv", "scores.json", "scores_by_time.csv", "maps.png", "spectra.png"} <= {
+        p.name for p in (tmp_path / "scores").iterdir()}
+    written = pd.read_csv(tmp_path / "scores" / "scores.csv")
+    assert np.allclose(written.spread, score_file(tmp_path / "ens.nc", spread_ddof=0).spread)
+    assert not np.allclose(written.spread[0], score_file(tmp_path / "ens.nc").spread[0])  # 2 members: 1 vs sqrt(2)
     assert xr.open_dataset(tmp_path / "ens.nc").time.values[0] == np.datetime64("2020-01-01T03:00")
 
 
@@ -274,3 +306,19 @@ def test_two_process_generation_gathers_members_in_seed_order(mini, stages, tmp_
                                           "config_generate_hrrr_mini"))
     a = xr.open_dataset(tmp_path / "two.nc", group="prediction")["10u"].values
     assert np.allclose(a, xr.open_dataset(one, group="prediction")["10u"].values, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_generation_matches_eager_on_the_cpu(mini, stages, tmp_path):
+    from physicsnemo_climax.engine.environment import probe
+
+    reg, res = stages
+    args = ("generation.max_times=1", "generation.num_ensembles=2", "generation.sampler.num_steps=2")
+    if not probe().ok("compile"):  # refused before anything runs, naming the key
+        with pytest.raises(MissingFeature, match="generation.compile=True"):
+            generation.generate(generation_config(mini, reg, res, tmp_path / "c.nc", "generation.compile=true", *args))
+        return
+    eager = generation.generate(generation_config(mini, reg, res, tmp_path / "e.nc", *args))
+    compiled = generation.generate(generation_config(mini, reg, res, tmp_path / "c.nc", "generation.compile=true", *args))
+    a, b = (xr.open_dataset(p, group="prediction")["10u"].values for p in (eager, compiled))
+    assert np.allclose(a, b, atol=1e-4) and not np.array_equal(a[0], a[1])

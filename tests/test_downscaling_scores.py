@@ -203,6 +203,58 @@ def test_write_scores(gen, tmp_path):
     assert records[-1]["crps"] == pytest.approx(df.crps.iloc[-1])
 
 
+def numpy_scores(pred: np.ndarray, obs: np.ndarray, ddof: int) -> dict[str, float]:
+    """The scores computed directly: ``pred`` ``[N, ...]``, ``obs`` ``[...]``, float64."""
+    pred, obs = pred.astype(np.float64), obs.astype(np.float64)
+    n, err = pred.shape[0], pred.mean(0) - obs
+    pairs = np.abs(pred[:, None] - pred[None]).mean((0, 1))  # E|X - X'| over all N^2 pairs
+    var = pred.var(0, ddof=ddof).mean() if n > 1 else 0.0
+    rmse = np.sqrt((err**2).mean())
+    unbiased = pred.var(0, ddof=1).mean() if n > 1 else 0.0
+    return {"rmse": rmse, "mae": np.abs(err).mean(), "crps": (np.abs(pred - obs).mean(0) - pairs / 2).mean(),
+            "spread": np.sqrt(var), "spread_skill": np.sqrt((n + 1) / n * unbiased) / rmse}
+
+
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_scores_per_time_and_whole_period_against_numpy(gen, monkeypatch, ddof):
+    path, data = gen
+    monkeypatch.setattr(scores, "_CHUNK_ELEMENTS", 2 * N * H * W)  # chunks of 2 times, then 1
+    df = score_file(path, spread_ddof=ddof)
+    by_time = df.attrs["by_time"]
+    assert list(by_time.columns) == ["time", *SCORE_COLUMNS] and len(by_time) == T * len(df)
+    times = pd.date_range("2021-06-01", periods=T, freq="6h")
+    assert list(by_time.time) == [t for t in times for _ in range(len(df))]  # each time: the whole-period order
+    assert list(by_time.method[:5]) == list(df.method) and list(by_time.variable[:5]) == list(df.variable)
+    fields = {"corrdiff": lambda v: data["prediction"][v], "regression": lambda v: data["regression"][v][None],
+              "bilinear": lambda v: data["input"][v][None]}
+    for row in by_time.itertuples():
+        k = list(times).index(row.time)
+        want = numpy_scores(fields[row.method](row.variable)[:, k], data["truth"][row.variable][k], ddof)
+        for c in ("rmse", "mae", "crps", "spread", "spread_skill"):
+            assert getattr(row, c) == pytest.approx(want[c], rel=1e-9), (row.time, row.method, row.variable, c)
+    for row in df.itertuples():  # over all times and points
+        want = numpy_scores(fields[row.method](row.variable), data["truth"][row.variable], ddof)
+        for c in ("rmse", "mae", "crps", "spread", "spread_skill"):
+            assert getattr(row, c) == pytest.approx(want[c], rel=1e-9), (row.method, row.variable, c)
+
+
+def test_the_spread_convention_changes_the_spread_only():
+    pred = torch.tensor([[1.0, 3.0], [3.0, 5.0]])  # member variance: (2, 2) unbiased, (1, 1) population
+    one, zero = (ensemble_scores(pred, torch.tensor([1.0, 1.0]), ddof) for ddof in (1, 0))
+    assert one["spread"] == pytest.approx(math.sqrt(2)) and zero["spread"] == pytest.approx(1)
+    assert {k: v for k, v in one.items() if k != "spread"} == {k: v for k, v in zero.items() if k != "spread"}
+    with pytest.raises(ValueError, match="spread_ddof=2"):
+        ensemble_scores(pred, torch.tensor([1.0, 1.0]), 2)
+
+
+def test_write_scores_by_time(gen, tmp_path):
+    path, _ = gen
+    df = write_scores(path, tmp_path, spread_ddof=0)
+    written = pd.read_csv(tmp_path / "scores_by_time.csv", parse_dates=["time"])
+    pd.testing.assert_frame_equal(written, df.attrs["by_time"], check_dtype=False)
+    assert pd.read_csv(tmp_path / "scores.csv").spread.equals(df.spread)
+
+
 # ----------------------------------------------------------------------------- plots
 
 PNG = b"\x89PNG\r\n\x1a\n"

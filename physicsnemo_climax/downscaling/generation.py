@@ -1,40 +1,47 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Ensembles from the two CorrDiff stages, and the NetCDF file they go to.
+"""Ensembles from the two CorrDiff stages, streamed time block by time block to a NetCDF file.
 
-For each time, the regression net gives the mean (``regression_step``) and
-the diffusion net samples ``num_ensembles`` residuals in batches of
+Times are drawn in blocks of ``generation.time_block`` (default 1). For each
+time the regression net gives the mean (``regression_step``) and the
+diffusion net samples ``num_ensembles`` residuals in batches of
 ``seed_batch_size`` seeds (``diffusion_step`` with PhysicsNeMo's EDM
-samplers; member ``k`` always uses seed ``seed + k``, whatever the batching
-and number of ranks). Seed batches are spread over ranks and gathered on
-rank 0, which writes the file.
+samplers; member ``k`` always uses seed ``seed + k``, whatever the batching,
+the time block and the number of ranks). Seed batches are spread over ranks
+and gathered on rank 0 after each block; rank 0 hands the block to the
+:class:`.writer.GenerationWriter` thread, which appends it to the file while
+the next block is drawn. Memory holds a few blocks, whatever the number of
+times.
 
-The output file (written to a hidden temporary file and renamed when
-complete) has root dimensions ``time``, ``ensemble``, ``y``, ``x``, a
-``time`` coordinate (valid time), ``lead_time`` when the input was a
-forecast, ``lat``/``lon`` ``(y, x)`` when known, and groups ``input`` (the
-upsampled coarse input and invariants), ``regression`` (the mean),
-``prediction`` (``ensemble, time, y, x``) and, when available, ``truth``;
-all in physical units.
+The output file (written to a hidden temporary file, flushed after each block
+and renamed when complete) has root dimensions ``time`` (unlimited),
+``ensemble``, ``y``, ``x``, a ``time`` coordinate (valid time), ``lead_time``
+when the input was a forecast, ``lat``/``lon`` ``(y, x)`` always (NaN where
+the data carry no coordinates, as the upstream recipe writes them), and groups
+``input`` (the upsampled coarse input and invariants), ``regression`` (the
+mean), ``prediction`` (``ensemble, time, y, x``) and, when available,
+``truth``; all in physical units.
 """
 
 from __future__ import annotations
 
 import functools
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 import torch
-import xarray as xr
 from omegaconf import DictConfig
 
-from ..files import write_netcdf
+from ..engine.checks import config_error
 from ..engine.distributed import setup_distributed
-from ..engine.plan import resolve
-from . import checkpoints, models, noise
+from ..engine.plan import RunPlan, resolve
+from . import checkpoints, models
 from .data import build_dataset
 from .domain import DOMAIN_FILE, Domain
+from .writer import Block, GenerationWriter
 
 with warnings.catch_warnings():  # the CorrDiff helpers are flagged "legacy" by PhysicsNeMo 2.2
     warnings.simplefilter("ignore")
@@ -125,41 +132,42 @@ def downscale(regression, diffusion, x: torch.Tensor, batches: list[torch.Tensor
     return (torch.stack(means) if means else None), torch.stack(members, dim=1)
 
 
-def write_output(path: str | Path, domain: Domain, times, inputs: np.ndarray, mean: np.ndarray,
-                 members: np.ndarray, truth: np.ndarray | None = None, lead_time=None) -> Path:
-    """Write a generation file (see the module docstring) atomically.
+def time_blocks(indices: list[int], size) -> list[list[int]]:
+    """``indices`` in consecutive blocks of ``size`` (``generation.time_block``)."""
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise config_error("generation.time_block", size, "give a whole number of times, at least 1")
+    return [indices[i : i + size] for i in range(0, len(indices), size)]
+
+
+def stream(regression, diffusion, sampler_fn, batches: list[torch.Tensor], blocks: Iterable[tuple[torch.Tensor, dict]],
+           writer: GenerationWriter | None, hr_mean_conditioning: bool = True, manager=None, autocast=nullcontext,
+           channels_last: bool = False) -> None:
+    """Draw the ensemble of each block of times and hand it to ``writer``.
 
     Parameters
     ----------
-    inputs : np.ndarray
-        ``[T, C_in, H, W]`` upsampled input and invariants, physical units.
-    mean, truth : np.ndarray
-        ``[T, C_out, H, W]`` (``mean=None``: no ``regression`` group, as in diffusion-only generation).
-    members : np.ndarray
-        ``[N, T, C_out, H, W]``.
-    lead_time : sequence of timedelta, optional
-        ``[T]`` lead of each time when the input was a forecast.
+    blocks : iterable of (torch.Tensor, dict)
+        ``[t, C_in, H, W]`` network inputs on the nets' device, and the rest of
+        the :class:`.writer.Block` (``times``, ``truth``, ``lead_time``) and, for lead-time-aware
+        nets, ``lead_time_label`` (``[t]`` integers).
+    writer : GenerationWriter or None
+        Where rank 0 sends each block (``None`` on the other ranks).
+    manager : DistributedManager, optional
+        Ranks share the seed batches; their members are gathered on rank 0 after each block.
+    autocast : callable
+        The run plan's autocast context.
     """
-    path = Path(path)
-    coords = {"time": np.asarray(times), "ensemble": np.arange(members.shape[0])}
-    root = xr.Dataset(coords=coords)
-    if lead_time is not None:
-        root = root.assign_coords(lead_time=("time", pd.to_timedelta(lead_time).values))
-    if domain.lat is not None:
-        root["lat"], root["lon"] = (("y", "x"), domain.lat), (("y", "x"), domain.lon)
-    root.attrs.update(source="physicsnemo-climax CorrDiff", factor=domain.factor)
-    groups = {
-        "input": {v: (("time", "y", "x"), inputs[:, k]) for k, v in enumerate(domain.input_channels)},
-        "regression": {} if mean is None else {v: (("time", "y", "x"), mean[:, k])
-                                               for k, v in enumerate(domain.output_variables)},
-        "prediction": {v: (("ensemble", "time", "y", "x"), members[:, :, k])
-                       for k, v in enumerate(domain.output_variables)},
-    }
-    if truth is not None:
-        groups["truth"] = {v: (("time", "y", "x"), truth[:, k]) for k, v in enumerate(domain.output_variables)}
-    return write_netcdf(path, root, {name: xr.Dataset({k: (d, np.asarray(a, np.float32)) for k, (d, a) in
-                                                      variables.items()}) for name, variables in groups.items()
-                                     if variables})
+    rank, world = (manager.rank, manager.world_size) if manager is not None else (0, 1)
+    for x, rest in blocks:
+        x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+        rest = dict(rest)
+        labels = rest.pop("lead_time_label", None)
+        with autocast():
+            mean, members = downscale(regression, diffusion, x, batches, sampler_fn, hr_mean_conditioning, rank, world,
+                                      labels)
+        members = _gather(members, batches, manager)
+        if writer is not None:
+            writer.put(Block(inputs=x.cpu(), mean=None if mean is None else mean.cpu(), members=members.cpu(), **rest))
 
 
 def checkpoint_domain(path: str | Path) -> Domain | None:
@@ -202,39 +210,55 @@ def select_times(dataset_times, wanted, limit) -> list[int]:
 
 def generate(cfg: DictConfig) -> Path | None:
     """Generate for ``cfg.dataset`` at ``cfg.generation.times``; rank 0 returns the file."""
-    plan = resolve(cfg)  # generation.precision: present, or generation.fallback allows fp32
+    plan = resolve(cfg)  # precision, compile, apex GroupNorm: present, or generation.fallback allows without
     gen = cfg.generation
     manager = setup_distributed()
-    device, rank, world = manager.device, manager.rank, manager.world_size
+    device, rank = manager.device, manager.rank
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, cfg.seed)
     trained = checkpoint_domain(gen.io[checkpoints.stage_domain_key(gen)])
     dataset = build_dataset(cfg.dataset, trained.stats if trained is not None else None)
     domain = dataset.domain
     indices = select_times(dataset.times, gen.times, gen.max_times)
+    chunks = time_blocks(indices, gen.get("time_block", 1))
     regression, diffusion = load_stages(gen, domain, device, dataset[indices[0]])
-    for net in (regression, diffusion):
-        if net is not None:
-            models.set_amp_mode(net, plan.precision)
+    regression = prepare_net(regression, plan, gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename")
+    diffusion = prepare_net(diffusion, plan, gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename")
     sampler_fn = build_sampler(gen, domain.shape)
 
-    samples = [dataset[i] for i in indices]
-    x = torch.stack([s["input"] for s in samples]).to(device)
-    with plan.autocast(device):
-        mean, members = downscale(regression, diffusion, x, batches, sampler_fn, gen.hr_mean_conditioning, rank, world,
-                                  checkpoints.sample_lead_time_labels(samples))
-    members = _gather(members, batches, manager)
-    if rank != 0:
+    def blocks():
+        for chunk in chunks:
+            samples = [dataset[i] for i in chunk]
+            x = torch.stack([s["input"] for s in samples]).to(device)
+            truth = np.stack([dataset.fine_fields(i) for i in chunk]) if rank == 0 else None
+            yield x, {"times": np.asarray(dataset.times)[chunk], "truth": truth,
+                      "lead_time_label": checkpoints.sample_lead_time_labels(samples)}
+
+    with (GenerationWriter(gen.io.output_filename, domain, gen.num_ensembles, regression=regression is not None)
+          if rank == 0 else nullcontext()) as out:
+        stream(regression, diffusion, sampler_fn, batches, blocks(), out, gen.hr_mean_conditioning, manager,
+               lambda: plan.autocast(device), plan.apex_group_norm)
+    return Path(gen.io.output_filename) if rank == 0 else None
+
+
+def prepare_net(net, plan: RunPlan, checkpoint=None, key: str = "generation.io"):
+    """A loaded net as the run plan says: ``amp_mode`` for autocast; apex GroupNorm (reloaded with
+    ``override_args``) in channels_last; ``torch.compile``. ``None`` stays ``None``."""
+    if net is None:
         return None
-    truth = np.stack([dataset.fine_fields(i) for i in indices])
-    return write_output(gen.io.output_filename, domain, np.asarray(dataset.times)[indices],
-                        domain.denormalize_input(x).cpu().numpy(),
-                        None if mean is None else domain.denormalize_output(mean).cpu().numpy(),
-                        domain.denormalize_output(members).cpu().numpy(), truth)
+    if plan.apex_group_norm and "use_apex_gn" in getattr(type(net), "_overridable_args", ()) \
+            and not getattr(net, "use_apex_gn", False):
+        device = next(net.parameters()).device
+        stage = "regression" if key.endswith("reg_ckpt_filename") else "diffusion"
+        net = checkpoints.load_net(checkpoint, key, stage, {"use_apex_gn": True}, apex=True).to(device)
+    models.set_amp_mode(net, plan.precision)
+    if plan.apex_group_norm:
+        net = net.to(memory_format=torch.channels_last)
+    return torch.compile(net) if plan.compile else net
 
 
 def _gather(members: torch.Tensor, batches: list[torch.Tensor], manager) -> torch.Tensor:
     """All ranks' members on rank 0, in seed order (rank ``r`` holds batches ``r, r + R, ...``)."""
-    if not (manager.distributed and manager.world_size > 1):
+    if manager is None or not (manager.distributed and manager.world_size > 1):
         return members
     world = manager.world_size
     parts = [None] * world if manager.rank == 0 else None

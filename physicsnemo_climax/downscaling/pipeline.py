@@ -6,10 +6,11 @@
 2. its fields are interpolated bilinearly (periodic in longitude) onto the
    coarse grid of the CorrDiff domain, which crops them to the domain;
 3. the domain builds the network input (upsampling, invariants,
-   normalization) and :func:`.generation.downscale` draws the ensemble;
-4. :func:`.generation.write_output` writes ``input``/``regression``/
+   normalization) block by block (``gen.time_block`` valid times) and
+   :func:`.generation.stream` draws each block's ensemble;
+4. the :class:`.writer.GenerationWriter` appends ``input``/``regression``/
    ``prediction`` (and ``truth`` when given) with ``time`` = valid time and a
-   ``lead_time`` coordinate.
+   ``lead_time`` coordinate, as generation does.
 
 Needs a CorrDiff run trained on data with latitude/longitude coordinates
 (:class:`~.data.CoarseFineDataset`): CorrDiff-Mini files carry none.
@@ -30,7 +31,8 @@ from ..data.regrid import regrid
 from ..forecasting import Run, forecast
 from . import checkpoints
 from .domain import Domain
-from .generation import build_sampler, checkpoint_domain, downscale, load_stages, seed_batches, write_output
+from .generation import build_sampler, checkpoint_domain, load_stages, seed_batches, stream, time_blocks
+from .writer import GenerationWriter
 
 
 def coarse_inputs(fc: xr.Dataset, domain, variable_map: Mapping[str, str]) -> np.ndarray:
@@ -92,13 +94,14 @@ def forecast_and_downscale(
     coarse = coarse_inputs(fc, domain, variable_map)  # [time, lead, C, h, w]
     valid = fc.valid_time.values.reshape(-1)
     leads = np.broadcast_to(fc.lead_time.values[None], fc.valid_time.shape).reshape(-1)
-    x = torch.from_numpy(domain.make_input(coarse.reshape(-1, *coarse.shape[2:]))).to(device)
-    mean, members = downscale(regression, diffusion, x, batches, build_sampler(gen, domain.shape),
-                              gen.hr_mean_conditioning)
-    return write_output(output, domain, valid, domain.denormalize_input(x).cpu().numpy(),
-                        None if mean is None else domain.denormalize_output(mean).cpu().numpy(),
-                        domain.denormalize_output(members).cpu().numpy(),
-                        None if truth is None else truth_at(truth, valid, domain), lead_time=leads)
+    fine = None if truth is None else truth_at(truth, valid, domain)
+    blocks = ((torch.from_numpy(domain.make_input(coarse.reshape(-1, *coarse.shape[2:])[k])).to(device),
+               {"times": valid[k], "lead_time": leads[k], "truth": None if fine is None else fine[k]})
+              for k in time_blocks(list(range(len(valid))), gen.get("time_block", 1)))
+    with GenerationWriter(output, domain, gen.num_ensembles, truth=truth is not None, lead_time=True,
+                          regression=regression is not None) as writer:
+        stream(regression, diffusion, build_sampler(gen, domain.shape), batches, blocks, writer, gen.hr_mean_conditioning)
+    return Path(output)
 
 
 def run_domain(gen: DictConfig) -> Domain:

@@ -34,6 +34,9 @@ from ..metrics import crps_map
 GROUPS = ("input", "regression", "prediction", "truth")
 METHODS = ("corrdiff", "regression", "bilinear")
 SCORE_COLUMNS = ["method", "variable", "rmse", "mae", "crps", "spread", "spread_skill"]
+TIME_COLUMNS = ["time", *SCORE_COLUMNS]
+#: ``--spread-ddof``: 1, the unbiased member variance (the default); 0, the population one (upstream's ``std``).
+SPREAD_DDOF = (0, 1)
 _CHUNK_ELEMENTS = 2**24  # values of one member stack read at once, ~128 MB in float64
 
 
@@ -72,15 +75,18 @@ def _checked(pred, obs) -> tuple[torch.Tensor, torch.Tensor]:
     return pred, obs
 
 
-def finalize(scorer: Scorer, members: int) -> dict[str, float]:
+def finalize(scorer: Scorer, members: int, spread_ddof: int = 1) -> dict[str, float]:
     """The scores of :func:`ensemble_scores` from a scorer fed by :func:`add_chunk`."""
+    if spread_ddof not in SPREAD_DDOF:
+        raise ValueError(f"spread_ddof={spread_ddof!r}: choose 1 (unbiased member variance) or 0 (population)")
     row = scorer.table().iloc[0]
-    rmse, spread = float(row.rmse), float(row.spread)
-    ratio = math.sqrt((members + 1) / members) * spread / rmse if rmse > 0 else math.nan
+    rmse, unbiased = float(row.rmse), float(row.spread)
+    ratio = math.sqrt((members + 1) / members) * unbiased / rmse if rmse > 0 else math.nan
+    spread = unbiased * math.sqrt((members - 1) / members) if spread_ddof == 0 else unbiased
     return {"rmse": rmse, "mae": float(row.mae), "crps": float(row.crps), "spread": spread, "spread_skill": ratio}
 
 
-def ensemble_scores(pred: torch.Tensor, obs: torch.Tensor) -> dict[str, float]:
+def ensemble_scores(pred: torch.Tensor, obs: torch.Tensor, spread_ddof: int = 1) -> dict[str, float]:
     """Ensemble scores averaged uniformly over all points (every non-ensemble dim).
 
     Parameters
@@ -103,17 +109,20 @@ def ensemble_scores(pred: torch.Tensor, obs: torch.Tensor) -> dict[str, float]:
           estimator ``E|X - y| - E|X - X'| / 2`` over the empirical ensemble
           distribution, as upstream CorrDiff's scores (``properscoring``) compute
           it (equals ``mae`` for ``N = 1``);
-        * ``spread``: ``sqrt(mean(var_N pred))`` with the unbiased (``N - 1``)
-          member variance; 0 for ``N = 1``;
-        * ``spread_skill``: ``sqrt((N + 1) / N) * spread / rmse``, i.e. the
-          finite-ensemble correction of Fortin et al. (2014) applied to the
-          spread, so that a statistically consistent ensemble scores 1 at any
-          ``N``. 0 for ``N = 1``; NaN when ``rmse`` is 0.
+        * ``spread``: ``sqrt(mean(var_N pred))``, the member variance divided
+          by ``N - spread_ddof``: ``N - 1`` (unbiased, the default) or ``N``
+          (population, as upstream's ``score_samples.py`` takes ``std``); 0
+          for ``N = 1``;
+        * ``spread_skill``: ``sqrt((N + 1) / N) * spread_unbiased / rmse``, i.e.
+          the finite-ensemble correction of Fortin et al. (2014) applied to the
+          unbiased spread, so that a statistically consistent ensemble scores
+          1 at any ``N``, whatever ``spread_ddof``. 0 for ``N = 1``; NaN when
+          ``rmse`` is 0.
     """
     pred, obs = _checked(pred, obs)
     scorer = domain_scorer((1, max(obs.numel(), 1)))
     add_chunk(scorer, pred.reshape(pred.shape[0], 1, 1, -1), obs.reshape(1, 1, -1))
-    return finalize(scorer, pred.shape[0])
+    return finalize(scorer, pred.shape[0], spread_ddof)
 
 
 # ----------------------------------------------------------------------------- spectra
@@ -210,8 +219,8 @@ def _time_chunks(groups: dict, variable: str) -> list[slice]:
     return [slice(t, t + step) for t in range(0, da.sizes["time"], step)]
 
 
-def score_file(path: str | Path, variables: Sequence[str] | None = None) -> pd.DataFrame:
-    """Scores of every method and output variable of a generation file.
+def score_file(path: str | Path, variables: Sequence[str] | None = None, spread_ddof: int = 1) -> pd.DataFrame:
+    """Scores of every method and output variable of a generation file, over the whole period and per time.
 
     Parameters
     ----------
@@ -219,6 +228,8 @@ def score_file(path: str | Path, variables: Sequence[str] | None = None) -> pd.D
         Generation NetCDF file (see the module docstring).
     variables : sequence of str, optional
         Output variables to score; default all of ``prediction`` that ``truth`` has.
+    spread_ddof : {1, 0}
+        The member variance's divisor ``N - spread_ddof`` in ``spread`` (see :func:`ensemble_scores`).
 
     Returns
     -------
@@ -229,29 +240,38 @@ def score_file(path: str | Path, variables: Sequence[str] | None = None) -> pd.D
         :func:`ensemble_scores` over all times and points. Read in time chunks.
         ``attrs["rank_histograms"]``: the truth's rank among the CorrDiff members
         (``method``, ``variable``, ``rank``, ``frequency``).
+        ``attrs["by_time"]``: the same scores for each time alone (over its
+        points), one row per (time, method, variable), columns :data:`TIME_COLUMNS`.
 
     Raises
     ------
     ValueError
         If the file has no ``truth`` group, or a requested variable is unknown.
     """
-    rows, ranks = [], []
+    rows, ranks, by_time = [], [], []
     with open_groups(path) as groups:
         names = _output_variables(groups, path, variables, need_truth=True)
+        times = groups["root"]["time"].values
         for method in METHODS:
             for v in names:
                 if method not in _methods(groups, v):
                     continue
                 scorer, members = None, 1
-                for times in _time_chunks(groups, v):
-                    pred = _members(groups, method, v, times)
+                for chunk in _time_chunks(groups, v):
+                    pred, obs = _members(groups, method, v, chunk), _members(groups, "truth", v, chunk)[0]
                     scorer = scorer or domain_scorer(pred.shape[-2:])
-                    add_chunk(scorer, pred, _members(groups, "truth", v, times)[0])
+                    add_chunk(scorer, pred, obs)
                     members = pred.shape[0]
-                rows.append({"method": method, "variable": v, **finalize(scorer, members)})
+                    by_time += [{"time": t, "method": method, "variable": v,
+                                 **ensemble_scores(torch.from_numpy(pred[:, j]), torch.from_numpy(obs[j]), spread_ddof)}
+                                for j, t in enumerate(times[chunk])]
+                rows.append({"method": method, "variable": v, **finalize(scorer, members, spread_ddof)})
                 ranks.append(scorer.rank_histograms().assign(method=method, variable=v))
     table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     table.attrs["rank_histograms"] = pd.concat(ranks, ignore_index=True).drop(columns=["lead_hours", "region"])
+    # rows come method by method; a stable sort on time keeps that order within each time
+    table.attrs["by_time"] = pd.DataFrame(by_time, columns=TIME_COLUMNS).sort_values("time", kind="stable",
+                                                                                    ignore_index=True)
     return table
 
 
@@ -285,16 +305,18 @@ def spectra_file(path: str | Path, variables: Sequence[str] | None = None) -> Sp
     return out
 
 
-def write_scores(path: str | Path, out_dir: str | Path) -> pd.DataFrame:
-    """Score ``path`` (:func:`score_file`), write ``scores.csv``, ``scores.json`` and
-    ``rank_histogram.csv`` into ``out_dir``.
+def write_scores(path: str | Path, out_dir: str | Path, spread_ddof: int = 1) -> pd.DataFrame:
+    """Score ``path`` (:func:`score_file`), write ``scores.csv``, ``scores.json``,
+    ``scores_by_time.csv`` and ``rank_histogram.csv`` into ``out_dir``.
 
     ``scores.json`` is a list of row records (``NaN`` as ``null``). Returns the table.
     """
-    df = score_file(path)
+    df = score_file(path, spread_ddof=spread_ddof)
     out_dir = Path(out_dir)
     with atomic_path(out_dir / "scores.csv") as tmp:
         df.to_csv(tmp, index=False)
+    with atomic_path(out_dir / "scores_by_time.csv") as tmp:
+        df.attrs["by_time"].to_csv(tmp, index=False)
     with atomic_path(out_dir / "rank_histogram.csv") as tmp:
         df.attrs["rank_histograms"].to_csv(tmp, index=False)
     records = df.astype(object).where(df.notna(), None).to_dict("records")

@@ -112,17 +112,18 @@ def _loader(asked: str, env: Environment, allowed: bool, loaders) -> Choice:
                                           "processes": "torch DataLoader worker processes"}[asked], asked)
 
 
-def _compile(env: Environment, allowed: bool) -> Choice:
+def _compile(env: Environment, allowed: bool, key: str = "train.compile") -> Choice:
     missing = None if env.ok("compile") else f"torch.compile cannot build kernels here ({env['compile'].detail})"
-    return Choice("train.compile", True, "torch.compile (inductor)", True, missing, False, allowed)
+    return Choice(key, True, "torch.compile (inductor)", True, missing, False, allowed)
 
 
-def _group_norm(asked, env: Environment, allowed: bool) -> Choice:
+def _group_norm(asked, env: Environment, allowed: bool, key: str = "model.use_apex_gn") -> Choice:
+    if asked not in (True, False, "auto"):
+        raise config_error(key, asked, "choose true, false or auto")
     present = env.ok("apex_group_norm")
     on = (asked is True or asked == "auto") and present
     missing = None if asked is not True or present else f"apex GroupNorm is missing ({env['apex_group_norm'].detail})"
-    return Choice("model.use_apex_gn", asked, "apex GroupNorm, channels_last" if on else "torch GroupNorm",
-                  on, missing, False, allowed)
+    return Choice(key, asked, "apex GroupNorm, channels_last" if on else "torch GroupNorm", on, missing, False, allowed)
 
 
 def choices(cfg: DictConfig, env: Environment, loaders=LOADERS) -> list[Choice]:
@@ -146,8 +147,12 @@ def choices(cfg: DictConfig, env: Environment, loaders=LOADERS) -> list[Choice]:
         if gn is not None:
             out.append(_group_norm(gn, env, allowed))
     if "generation" in cfg:
-        g = cfg.generation
-        out.append(_precision("generation.precision", g.precision, env, corrdiff, bool(g.get("fallback", False))))
+        g, allowed = cfg.generation, bool(cfg.generation.get("fallback", False))
+        out.append(_precision("generation.precision", g.precision, env, corrdiff, allowed))
+        if g.get("compile", False):
+            out.append(_compile(env, allowed, "generation.compile"))
+        if g.get("use_apex_gn") is not None:
+            out.append(_group_norm(g.use_apex_gn, env, allowed, "generation.use_apex_gn"))
     return out
 
 
