@@ -38,7 +38,7 @@ from omegaconf import DictConfig
 from ..engine.checks import config_error
 from ..engine.distributed import setup_distributed
 from ..engine.plan import RunPlan, resolve
-from . import checkpoints, models
+from . import checkpoints, models, noise
 from .data import build_dataset
 from .domain import DOMAIN_FILE, Domain
 from .writer import Block, GenerationWriter
@@ -221,8 +221,10 @@ def generate(cfg: DictConfig) -> Path | None:
     indices = select_times(dataset.times, gen.times, gen.max_times)
     chunks = time_blocks(indices, gen.get("time_block", 1))
     regression, diffusion = load_stages(gen, domain, device, dataset[indices[0]])
-    regression = prepare_net(regression, plan, gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename")
-    diffusion = prepare_net(diffusion, plan, gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename")
+    if regression is not None:  # (diffusion-only generation has no regression file)
+        regression = prepare_net(regression, plan, gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename")
+    if diffusion is not None:
+        diffusion = prepare_net(diffusion, plan, gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename")
     sampler_fn = build_sampler(gen, domain.shape)
 
     def blocks():
@@ -248,8 +250,11 @@ def prepare_net(net, plan: RunPlan, checkpoint=None, key: str = "generation.io")
     if plan.apex_group_norm and "use_apex_gn" in getattr(type(net), "_overridable_args", ()) \
             and not getattr(net, "use_apex_gn", False):
         device = next(net.parameters()).device
-        stage = "regression" if key.endswith("reg_ckpt_filename") else "diffusion"
-        net = checkpoints.load_net(checkpoint, key, stage, {"use_apex_gn": True}, apex=True).to(device)
+        from physicsnemo.core import Module
+
+        file = checkpoints.resolve_checkpoint(checkpoint, key)
+        net = Module.from_checkpoint(str(file), override_args={"use_apex_gn": True}).to(device).eval()
+        net.requires_grad_(False)
     models.set_amp_mode(net, plan.precision)
     if plan.apex_group_norm:
         net = net.to(memory_format=torch.channels_last)
