@@ -322,3 +322,15 @@ def test_compiled_generation_matches_eager_on_the_cpu(mini, stages, tmp_path):
     compiled = generation.generate(generation_config(mini, reg, res, tmp_path / "c.nc", "generation.compile=true", *args))
     a, b = (xr.open_dataset(p, group="prediction")["10u"].values for p in (eager, compiled))
     assert np.allclose(a, b, atol=1e-4) and not np.array_equal(a[0], a[1])
+
+
+def test_generation_times_by_valid_time_or_by_the_datasets_sample_names():
+    from physicsnemo_climax.downscaling.generation import select_times
+
+    times = np.array(["2021-01-01T00", "2021-01-01T06", "2021-01-01T09"], "datetime64[ns]")
+    names = ["2021010100f00", "2021010100f06", "2021010106f03"]  # gefs_hrrr: init time + lead
+    assert select_times(times, ["2021010106f03", "2021-01-01T06"], None, names) == [2, 1]
+    assert select_times(times, ["2021-01-01T09"], None) == [2]
+    assert select_times(times, None, 2, names) == [0, 1]
+    with pytest.raises(KeyError, match=r"2021010112f00.*sample names 2021010100f00"):
+        select_times(times, ["2021010112f00"], None, names)

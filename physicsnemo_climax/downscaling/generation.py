@@ -193,18 +193,30 @@ def load_stages(gen: DictConfig, domain: Domain, device, sample: dict | None = N
     return regression, diffusion
 
 
-def select_times(dataset_times, wanted, limit) -> list[int]:
-    """Indices of the ``wanted`` ISO times (all if ``None``), at most ``limit``."""
+def select_times(dataset_times, wanted, limit, names=None) -> list[int]:
+    """Indices of the ``wanted`` times (all if ``None``), at most ``limit``: ISO valid times, or
+    the dataset's own sample ``names`` where it has them (``gefs_hrrr``: ``2024011212f03``)."""
     stamps = pd.to_datetime(np.asarray(dataset_times))
     if wanted is None:
         index = list(range(len(stamps)))
     else:
+        by_name = {str(n): i for i, n in enumerate(names)} if names is not None else {}
         positions = {t: i for i, t in enumerate(stamps)}
-        missing = [t for t in wanted if pd.Timestamp(t) not in positions]
+
+        def find(t):
+            if str(t) in by_name:
+                return by_name[str(t)]
+            try:
+                return positions.get(pd.Timestamp(t))
+            except (ValueError, TypeError):
+                return None
+
+        index = [find(t) for t in wanted]
+        missing = [t for t, i in zip(wanted, index) if i is None]
         if missing:
             raise KeyError(f"generation.times {missing} are not in the dataset "
-                           f"({stamps[0]} .. {stamps[-1]}, {len(stamps)} times)")
-        index = [positions[pd.Timestamp(t)] for t in wanted]
+                           f"({stamps[0]} .. {stamps[-1]}, {len(stamps)} times"
+                           + (f"; sample names {names[0]} .. {names[-1]}" if names is not None else "") + ")")
     return index[:limit] if limit else index
 
 
@@ -218,7 +230,7 @@ def generate(cfg: DictConfig) -> Path | None:
     trained = checkpoint_domain(gen.io[checkpoints.stage_domain_key(gen)])
     dataset = build_dataset(cfg.dataset, trained.stats if trained is not None else None)
     domain = dataset.domain
-    indices = select_times(dataset.times, gen.times, gen.max_times)
+    indices = select_times(dataset.times, gen.times, gen.max_times, getattr(dataset, "sample_names", None))
     chunks = time_blocks(indices, gen.get("time_block", 1))
     regression, diffusion = load_stages(gen, domain, device, dataset[indices[0]])
     if regression is not None:  # (diffusion-only generation has no regression file)
