@@ -21,3 +21,12 @@ def tiny_climax(**overrides) -> ClimaX:
 def tiny():
     torch.manual_seed(0)
     return tiny_climax().eval()
+
+
+@pytest.fixture(autouse=True)
+def fresh_compile_caches():
+    """Each test starts with empty torch.compile caches. PhysicsNeMo's patched samplers compile a
+    helper on first use; a second grid in the same process makes dynamo recompile it with dynamic
+    shapes, which this torch's Inductor fails on ('StrictLessThan' object has no attribute 'diff')."""
+    yield
+    torch._dynamo.reset()
