@@ -21,7 +21,7 @@ import torch
 from physicsnemo.datapipes.readers import Reader
 
 from ..errors import InputError
-from .forcings import Forcings, check_forcings
+from .forcings import Forcings, check_forcings, unix_seconds
 from .store import ShardStore, StoreError
 
 
@@ -132,8 +132,7 @@ class ClimaXShardReader(Reader):
         """Seconds since 1970 of each shard's time steps (``None`` for a store without time stamps,
         which cannot have forcings)."""
         try:
-            return [t.astype("datetime64[s]").astype(np.int64).astype(np.float64)
-                    for t in self.store.shard_times(self.split)]
+            return [unix_seconds(t) for t in self.store.shard_times(self.split)]
         except StoreError as err:
             if self.forcings is not None:
                 raise StoreError(f"forcings {list(self.forcings.names)} are computed from time stamps: {err}") from err

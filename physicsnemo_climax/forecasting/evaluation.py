@@ -25,6 +25,7 @@ import xarray as xr
 from omegaconf import DictConfig
 
 from ..data import ShardStore
+from ..data.forcings import unix_seconds
 from ..data.store import Shard, StoreError
 from ..data.wb2 import to_wb2
 from ..files import atomic_folder
@@ -108,7 +109,7 @@ def initial_seconds(refs: References, chunk: list[tuple[int, int]], needed: bool
         if needed:
             raise StoreError("the run takes forcings, which need a store with time stamps")
         return None
-    return np.array([refs.times[s][t] for s, t in chunk]).astype("datetime64[s]").astype(np.int64).astype(float)
+    return unix_seconds([refs.times[s][t] for s, t in chunk])
 
 
 def member_seconds(seconds: np.ndarray | None, extra: float, batch: int) -> np.ndarray | None:

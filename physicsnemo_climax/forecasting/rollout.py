@@ -110,8 +110,8 @@ def forecast_steps(
     elapsed = torch.zeros(b, dtype=torch.float64)
     for hours in steps_hours:
         lead = hours if torch.is_tensor(hours) else torch.full((b,), float(hours), device=x.device)
-        elapsed = elapsed + lead.detach().cpu().double()
-        if computed:  # the forcings at this step's valid time
+        if computed:  # the forcings at this step's valid time (no host copy of the lead without them)
+            elapsed = elapsed + lead.detach().cpu().double()
             state = forcings.fill(state, variables, torch.as_tensor(init_time).cpu().double() + 3600.0 * elapsed)
         if len(steps_hours) == 1:
             return [model(state, lead, variables, out_variables, region=region)]
