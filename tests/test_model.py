@@ -11,6 +11,7 @@ from physicsnemo.core import Module, ModelRegistry
 
 from physicsnemo_climax.models import DEFAULT_VARIABLES, ClimaX, Weights, load_weights
 from physicsnemo_climax.models.embeddings import resize_pos_embed
+from physicsnemo_climax.models.head import PredictionHead
 
 REFERENCE = Path(__file__).parent / "data" / "climax_tiny_reference.pt"
 
@@ -100,6 +101,36 @@ def test_mdlus_round_trip(tiny, tmp_path):
     x = torch.randn(2, 6, 16, 32)
     lead = torch.tensor([6.0, 12.0])
     assert torch.equal(loaded(x, lead, TINY_VARS), tiny(x, lead, TINY_VARS))
+
+
+def test_overlapping_head_round_trips_and_loads_a_plain_model(tmp_path):
+    """A plain model's weights go into an overlapping-head model (each patch in the middle of its
+    window) and back out unchanged; the overlapping model saves and loads as any ClimaX."""
+    torch.manual_seed(7)
+    plain = tiny_climax().eval()
+    smooth = tiny_climax(overlapping_head=True).eval()
+    assert smooth.head.window == 4 and smooth.periodic
+    load_weights(smooth, Weights(plain.state_dict(), plain.variables, plain.patch_grid, "plain"))
+    assert torch.equal(smooth.blocks[1].mlp.fc1.weight, plain.blocks[1].mlp.fc1.weight)
+    middle = smooth.head[-1].weight.reshape(4, 4, len(TINY_VARS), -1)[1:3, 1:3]
+    assert torch.equal(middle.reshape(-1, 64), plain.head[-1].weight)
+    back = tiny_climax().eval()
+    load_weights(back, Weights(smooth.state_dict(), smooth.variables, smooth.patch_grid, "smooth"))
+    x, lead = torch.randn(2, 6, 16, 32), torch.tensor([6.0, 24.0])
+    assert torch.equal(back(x, lead, TINY_VARS), plain(x, lead, TINY_VARS))
+
+    smooth.save(str(tmp_path / "smooth.mdlus"))
+    loaded = Module.from_checkpoint(str(tmp_path / "smooth.mdlus")).eval()
+    assert torch.equal(loaded(x, lead, TINY_VARS), smooth(x, lead, TINY_VARS))
+    assert smooth(x, lead, TINY_VARS, region=(0, 60, 0, 120)).shape[:2] == (2, 6)
+
+
+def test_only_a_grid_closing_the_circle_wraps():
+    assert tiny_climax().periodic
+    box = tiny_climax(lat=torch.linspace(30, 60, 16), lon=torch.linspace(-20, 40, 32))
+    assert not box.periodic
+    with pytest.raises(ValueError, match="even margin"):
+        PredictionHead(8, 2, patch_size=4, decoder_depth=1, window=7)
 
 
 def test_registry_entry_point():

@@ -16,7 +16,8 @@ from physicsnemo_climax.models.embeddings import (
     sincos_1d,
     sincos_2d,
 )
-from physicsnemo_climax.models.head import PredictionHead, unpatchify
+from physicsnemo_climax.models.checkpoint import resize_head_window
+from physicsnemo_climax.models.head import PredictionHead, overlap_add, tent, unpatchify
 from physicsnemo_climax.models.tokenizer import VariableTokenizer, VariableTokens
 
 
@@ -148,6 +149,90 @@ def test_unpatchify_layout_against_loops():
                     for v in range(c):
                         want[:, v, i * p + pr, j * p + pc] = xn[:, i * w + j, (pr * p + pc) * c + v]
     assert np.array_equal(got.numpy(), want)
+
+
+def overlap_add_by_loops(x, p, k, grid, periodic):
+    """Every window's cells laid onto the grid one by one, tent-weighted, then averaged."""
+    (h, w), m = grid, (k - p) // 2
+    b, c = x.shape[0], x.shape[-1] // (k * k)
+    weights = [1 - abs(i + 0.5 - k / 2) / (k / 2) for i in range(k)]
+    total = np.zeros((b, c, h * p, w * p))
+    norm = np.zeros((h * p, w * p))
+    xn = x.double().numpy()
+    for r in range(h):
+        for col in range(w):
+            for i in range(k):
+                for j in range(k):
+                    row, lon = r * p - m + i, col * p - m + j
+                    if not 0 <= row < h * p or (not periodic and not 0 <= lon < w * p):
+                        continue
+                    lon %= w * p
+                    weight = weights[i] * weights[j]
+                    total[:, :, row, lon] += weight * xn[:, r * w + col, (i * k + j) * c:(i * k + j + 1) * c]
+                    norm[row, lon] += weight
+    return total / norm
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+@pytest.mark.parametrize("p,k", [(2, 4), (4, 8), (3, 5)])
+def test_overlap_add_against_loops(periodic, p, k):
+    torch.manual_seed(4)
+    b, h, w, c = 2, 3, 4, 2
+    x = torch.randn(b, h * w, k * k * c, dtype=torch.float64)
+    got = overlap_add(x, p, k, (h, w), periodic)
+    assert got.shape == (b, c, h * p, w * p)
+    np.testing.assert_allclose(got.numpy(), overlap_add_by_loops(x, p, k, (h, w), periodic), atol=1e-12)
+
+
+def test_tent_windows_a_patch_apart_sum_to_one():
+    weights = tent(8)
+    assert weights[0] == pytest.approx(1 / 8) and weights[3] == pytest.approx(7 / 8)
+    assert torch.allclose(weights[4:] + weights[:4], torch.ones(4, dtype=torch.float64))
+
+
+def test_overlap_add_keeps_a_field_every_window_agrees_on():
+    """Windows that all hold the same smooth field give back exactly that field, poles and date line included."""
+    p, k, h, w = 4, 8, 3, 5
+    m = (k - p) // 2
+    rows, cols = torch.meshgrid(torch.arange(-m, h * p + m), torch.arange(-m, w * p + m), indexing="ij")
+    field = (0.3 * rows + torch.cos(2 * math.pi * cols / (w * p))).double()  # periodic in longitude
+    windows = torch.stack([field[r * p:r * p + k, c * p:c * p + k].reshape(-1)
+                           for r in range(h) for c in range(w)])[None, :, :]
+    got = overlap_add(windows, p, k, (h, w), periodic=True)[0, 0]
+    assert torch.allclose(got, field[m:-m, m:-m], atol=1e-12)
+
+
+def test_overlapping_head_is_continuous_where_the_paper_head_jumps():
+    """Tokens that disagree by a random offset each: the paper's head jumps at every patch edge,
+    overlapping windows change no faster across an edge than inside a patch."""
+    torch.manual_seed(5)
+    p, k, h, w = 4, 8, 4, 8
+    offsets = torch.randn(h * w, 1)
+    plain = unpatchify((offsets * torch.ones(p * p))[None], p, (h, w))[0, 0]
+    smooth = overlap_add((offsets * torch.ones(k * k))[None], p, k, (h, w), periodic=True)[0, 0]
+
+    def jumps(field):  # mean |difference| between neighbouring columns: across patch edges, inside patches
+        step = (field[:, 1:] - field[:, :-1]).abs().mean(0)
+        edges = torch.arange(1, w * p) % p == 0
+        return step[edges].mean(), step[~edges].mean()
+
+    across, inside = jumps(plain)
+    assert across > 0.5 and inside == 0
+    across, inside = jumps(smooth)
+    assert across < 1.5 * inside
+
+
+def test_head_window_resize_round_trip():
+    torch.manual_seed(6)
+    rows = torch.randn(4, 3, 5)  # a 2 x 2 patch, 3 variables, width 5
+    wide = resize_head_window(rows, 4)
+    assert wide.shape == (16, 3, 5)
+    grid = wide.reshape(4, 4, 3, 5)
+    assert torch.equal(grid[1:3, 1:3].reshape(4, 3, 5), rows)  # the patch in the middle of its window
+    assert torch.equal(grid[0, 0], rows[0]) and torch.equal(grid[3, 0], rows[2])  # edges repeated outwards
+    assert torch.equal(resize_head_window(wide, 2), rows)
+    with pytest.raises(ValueError, match="centred"):
+        resize_head_window(rows, 3)
 
 
 def test_fused_aggregation_keeps_no_token_sized_tensor():

@@ -32,6 +32,7 @@ not visible in the weights and defaults to 16, the official value.
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 import re
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .embeddings import infer_patch_grid, resize_pos_embed
 from .variables import DEFAULT_VARIABLES
@@ -192,11 +194,12 @@ def per_variable_keys(head: str | None) -> tuple[str, ...]:
 
 def transfer_variable_weights(
     target: dict[str, torch.Tensor], target_vars: Sequence[str],
-    source: dict[str, torch.Tensor], source_vars: Sequence[str], patch_size: int,
+    source: dict[str, torch.Tensor], source_vars: Sequence[str],
     target_head: str | None, source_head: str | None = None,
 ) -> list[str]:
     """Copy, in place, the per-variable weights of every variable both state dicts
-    know (head rows too unless ``target_head`` is ``None``); returns them in ``target_vars`` order."""
+    know (head rows too unless ``target_head`` is ``None``, resized to the target's head window by
+    :func:`resize_head_window`); returns them in ``target_vars`` order."""
     shared = [v for v in target_vars if v in source_vars]
     new = [list(target_vars).index(v) for v in shared]
     old = [list(source_vars).index(v) for v in shared]
@@ -206,12 +209,32 @@ def transfer_variable_weights(
     target["var_embed"][:, new] = source["var_embed"][:, old]
     if target_head is None:
         return shared
-    p2 = patch_size**2
-    for part in ("weight", "bias"):  # head rows are laid out (p_row, p_col, variable)
-        mine = target[f"{target_head}.{part}"].reshape(p2, len(target_vars), -1)
-        theirs = source[f"{source_head or target_head}.{part}"].reshape(p2, len(source_vars), -1)
-        mine[:, new] = theirs[:, old]
+    for part in ("weight", "bias"):  # head rows are laid out (k_row, k_col, variable)
+        mine, theirs = target[f"{target_head}.{part}"], source[f"{source_head or target_head}.{part}"]
+        width = mine.shape[1] if mine.ndim == 2 else 1
+        mine = mine.view(-1, len(target_vars), width)
+        theirs = theirs.reshape(-1, len(source_vars), width)[:, old]
+        mine[:, new] = resize_head_window(theirs, math.isqrt(mine.shape[0]))
     return shared
+
+
+def resize_head_window(rows: torch.Tensor, window: int) -> torch.Tensor:
+    """Head rows ``[k * k, V, D]`` of square windows resized to ``window``: the central
+    crop of a wider window, or a narrower one with its edge rows and columns repeated
+    outwards (a plain head's patch as the start of an overlapping head's window)."""
+    k = math.isqrt(rows.shape[0])
+    if k == window:
+        return rows
+    if (window - k) % 2:
+        raise ValueError(f"head windows of {k} and {window} cells are not centred on each other")
+    grid = rows.reshape(k, k, -1).permute(2, 0, 1)  # [V D, k, k]
+    if window < k:
+        m = (k - window) // 2
+        grid = grid[:, m:k - m, m:k - m]
+    else:
+        m = (window - k) // 2
+        grid = F.pad(grid[:, None], (m, m, m, m), mode="replicate")[:, 0]
+    return grid.permute(1, 2, 0).reshape(window * window, *rows.shape[1:])
 
 
 def _check_variables(model, weights: Weights, own: dict, new_variables: str) -> list[str]:
@@ -259,8 +282,7 @@ def load_weights(model, weights: Weights, *, parts: Sequence[str] | None = None,
     own = model.state_dict()
     _check_variables(model, weights, own, new_variables)
     heads = (_last_head(own), _last_head(weights.state)) if head else (None, None)
-    shared = transfer_variable_weights(own, model.variables, weights.state, weights.variables,
-                                       model.patch_size, *heads)
+    shared = transfer_variable_weights(own, model.variables, weights.state, weights.variables, *heads)
     def wanted(key: str, head_layer: str | None) -> bool:
         skipped = per_variable_keys(head_layer) + DATA_KEYS
         return not key.startswith(skipped) and (parts is None or key.startswith(tuple(parts)))

@@ -24,7 +24,7 @@ from ..grid import regular_grid
 from .aggregation import VariableAggregation
 from .checkpoint import infer_architecture, load_weights, read_weights
 from .embeddings import sincos_1d, sincos_2d
-from .head import PredictionHead, unpatchify
+from .head import PredictionHead
 from .region import REGIONS, GridRegion, PatchSelection, Region, select_patches
 from .tokenizer import VariableTokenizer
 from .variables import DEFAULT_VARIABLES
@@ -84,6 +84,14 @@ class ClimaX(Module):
         Grid-cell latitudes ``[H]`` (either order) and longitudes ``[W]`` for
         regional selection; default a regular global grid, latitudes south to
         north, longitudes from 0 (WeatherBench / ClimaX convention).
+    residual : bool
+        Forecast outputs that are also inputs around the damped persistence of
+        their anomaly (:meth:`add_residual`); not the paper's model.
+    overlapping_head : bool
+        Each token predicts a ``2p x 2p`` window centred on its patch and
+        neighbouring windows are blended with tent weights, so forecasts are
+        continuous across patch edges (:func:`.head.overlap_add`); ``False`` is
+        the paper's head, which fills each patch from its own token only.
 
     Forward
     -------
@@ -129,6 +137,7 @@ class ClimaX(Module):
         lat: Sequence[float] | None = None,
         lon: Sequence[float] | None = None,
         residual: bool = False,
+        overlapping_head: bool = False,
     ):
         super().__init__(meta=MetaData())
         self.variables = list(variables)
@@ -138,6 +147,7 @@ class ClimaX(Module):
         self.patch_grid = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
         self._var_index = {name: i for i, name in enumerate(self.variables)}
         self.lat, self.lon = _grid_coordinates(self.img_size, lat, lon)
+        self.periodic = _spans_longitudes(self.lon)  # a global grid: overlapping windows wrap east-west
         num_vars, num_patches = len(self.variables), self.patch_grid[0] * self.patch_grid[1]
 
         # Variable tokenization and aggregation.
@@ -159,12 +169,11 @@ class ClimaX(Module):
         )
         self.norm = nn.LayerNorm(embed_dim)
 
-        # Prediction head.
-        self.head = PredictionHead(embed_dim, num_vars, patch_size, decoder_depth)
+        # Prediction head: each token's patch (the paper), or overlapping windows twice as wide.
+        self.head = PredictionHead(embed_dim, num_vars, patch_size, decoder_depth, (1 + overlapping_head) * patch_size)
 
-        # Residual prediction: outputs that are inputs are forecast as damped persistence of their
-        # anomaly plus the head's output times that forecast's error (statistics set from the data by
-        # the training; until then the head's output alone for leads of a table step or more).
+        # Residual prediction: damped persistence of the anomaly plus the head times that forecast's
+        # error (statistics set by the training; until then the head alone beyond a table step).
         self.residual = bool(residual)
         if self.residual:
             self._register_anomaly_buffers(num_vars)
@@ -326,7 +335,8 @@ class ClimaX(Module):
             grid = region.patches.grid
 
         tokens = self.encode(x, lead_times, var_ids, pos_embed)
-        out = unpatchify(self.head(tokens, out_ids), self.patch_size, grid)
+        out = self.head.to_grid(self.head(tokens, out_ids), grid,
+                                periodic=self.periodic and grid[1] == self.patch_grid[1])
         if not self.residual:
             return out
         return self.add_residual(out, x, lead_times, variables, variables if out_variables is None else out_variables,
@@ -439,3 +449,11 @@ def _grid_coordinates(img_size: tuple[int, int], lat, lon) -> tuple[torch.Tensor
         raise ValueError(f"lat/lon must have {img_size[0]}/{img_size[1]} values, "
                          f"got {tuple(lat.shape)}/{tuple(lon.shape)}")
     return lat, lon
+
+
+def _spans_longitudes(lon: torch.Tensor) -> bool:
+    """Whether evenly spaced longitudes ``[W]`` close the circle (a global grid)."""
+    if lon.numel() < 2:
+        return False
+    step = float((lon[1] - lon[0]) % 360.0)
+    return abs(step * lon.numel() - 360.0) < 1e-6 * 360.0
