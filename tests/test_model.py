@@ -129,8 +129,8 @@ def test_only_a_grid_closing_the_circle_wraps():
     assert tiny_climax().periodic
     box = tiny_climax(lat=torch.linspace(30, 60, 16), lon=torch.linspace(-20, 40, 32))
     assert not box.periodic
-    with pytest.raises(ValueError, match="even margin"):
-        PredictionHead(8, 2, patch_size=4, decoder_depth=1, window=7)
+    with pytest.raises(ValueError, match="even patch size"):
+        PredictionHead(8, 2, patch_size=3, decoder_depth=1, overlapping=True)
 
 
 def test_registry_entry_point():

@@ -174,12 +174,12 @@ def overlap_add_by_loops(x, p, k, grid, periodic):
 
 
 @pytest.mark.parametrize("periodic", [True, False])
-@pytest.mark.parametrize("p,k", [(2, 4), (4, 8), (3, 5)])
-def test_overlap_add_against_loops(periodic, p, k):
+@pytest.mark.parametrize("p", [2, 4])
+def test_overlap_add_against_loops(periodic, p):
     torch.manual_seed(4)
-    b, h, w, c = 2, 3, 4, 2
+    b, h, w, c, k = 2, 3, 4, 2, 2 * p
     x = torch.randn(b, h * w, k * k * c, dtype=torch.float64)
-    got = overlap_add(x, p, k, (h, w), periodic)
+    got = overlap_add(x, p, (h, w), periodic)
     assert got.shape == (b, c, h * p, w * p)
     np.testing.assert_allclose(got.numpy(), overlap_add_by_loops(x, p, k, (h, w), periodic), atol=1e-12)
 
@@ -198,7 +198,7 @@ def test_overlap_add_keeps_a_field_every_window_agrees_on():
     field = (0.3 * rows + torch.cos(2 * math.pi * cols / (w * p))).double()  # periodic in longitude
     windows = torch.stack([field[r * p:r * p + k, c * p:c * p + k].reshape(-1)
                            for r in range(h) for c in range(w)])[None, :, :]
-    got = overlap_add(windows, p, k, (h, w), periodic=True)[0, 0]
+    got = overlap_add(windows, p, (h, w), periodic=True)[0, 0]
     assert torch.allclose(got, field[m:-m, m:-m], atol=1e-12)
 
 
@@ -209,7 +209,7 @@ def test_overlapping_head_is_continuous_where_the_paper_head_jumps():
     p, k, h, w = 4, 8, 4, 8
     offsets = torch.randn(h * w, 1)
     plain = unpatchify((offsets * torch.ones(p * p))[None], p, (h, w))[0, 0]
-    smooth = overlap_add((offsets * torch.ones(k * k))[None], p, k, (h, w), periodic=True)[0, 0]
+    smooth = overlap_add((offsets * torch.ones(k * k))[None], p, (h, w), periodic=True)[0, 0]
 
     def jumps(field):  # mean |difference| between neighbouring columns: across patch edges, inside patches
         step = (field[:, 1:] - field[:, :-1]).abs().mean(0)

@@ -2,10 +2,13 @@
 """How anomalies persist: what a residual ClimaX (``model.residual``) forecasts around.
 
 For each variable, in normalised units: the training split's time mean ``c``
-(``[H, W]``), the area-weighted std ``sigma`` of the anomalies ``a = x - c``,
-and their area-weighted lag correlation ``rho(k)`` at ``k`` store steps. The
+(``[H, W]``), and on each latitude row the std ``sigma`` of the anomalies
+``a = x - c`` and their lag correlation ``rho(k)`` at ``k`` store steps. The
 damped persistence ``c + rho(L) (x - c)`` is the best forecast linear in the
-anomaly at lead ``L``; ``sigma sqrt(1 - rho(L)^2)`` is its error.
+anomaly at lead ``L`` on that row; ``sigma sqrt(1 - rho(L)^2)`` is its error.
+Anomalies persist for very different times at different latitudes (a week at
+the poles, a day in the storm tracks), so one global ``rho`` would damp polar
+anomalies far too fast and leave a band of error at the poles at long leads.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ from .store import ShardStore, StoreError
 
 @dataclass(frozen=True)
 class AnomalyStatistics:
-    """``climatology`` ``[V, H, W]``, ``std`` ``[V]``, ``corr`` ``[V, lags]`` at lags ``k * hours``
-    (constant beyond the last lag measured), all in normalised units."""
+    """``climatology`` ``[V, H, W]``, ``std`` ``[V, H]``, ``corr`` ``[V, H, lags]`` at lags
+    ``k * hours`` (constant beyond the last lag measured), all in normalised units."""
 
     climatology: np.ndarray
     std: np.ndarray
@@ -53,15 +56,14 @@ def anomaly_statistics(store: ShardStore, variables: list[str], max_lead_hours: 
     pick = [index[i] for i in np.unique(np.linspace(0, len(index) - 1, min(anchors, len(index))).round().astype(int))]
     mean, std = store.statistics(variables)
     clim = (store.climatology(split, variables).astype(np.float64) - mean[:, None, None]) / std[:, None, None]
-    w = np.cos(np.deg2rad(store.lat))[:, None] * np.ones((1, store.grid[1]))
-    sigma, corr = np.empty(len(variables)), np.ones((len(variables), table))
+    sigma, corr = np.empty((len(variables), store.grid[0])), np.ones((len(variables), store.grid[0], table))
     for j, v in enumerate(variables):
         a = np.stack([[(np.asarray(shards[s].array(v))[t + k * stride, 0] - mean[j]) / std[j] - clim[j]
                        for k in range(lags + 1)] for s, t in pick])  # [anchors, lags + 1, H, W]
-        power = (a**2 * w).sum(axis=(2, 3))  # [anchors, lags + 1]
-        sigma[j] = np.sqrt(power[:, 0].mean() / w.sum())
-        cross = (a[:, :1] * a * w).sum(axis=(2, 3)).sum(0)
-        norm = np.sqrt(power[:, :1].sum(0) * power.sum(0))
-        corr[j, : lags + 1] = np.where(norm > 0, cross / np.where(norm > 0, norm, 1.0), 1.0)  # constants persist
-        corr[j, lags + 1 :] = corr[j, lags]
+        power = (a**2).sum(axis=(0, 3))  # [lags + 1, H]: sums over anchors and longitudes
+        sigma[j] = np.sqrt(power[0] / (a.shape[0] * a.shape[3]))
+        cross = (a[:, :1] * a).sum(axis=(0, 3))
+        norm = np.sqrt(power[:1] * power)
+        corr[j, :, : lags + 1] = np.where(norm > 0, cross / np.where(norm > 0, norm, 1.0), 1.0).T  # constants persist
+        corr[j, :, lags + 1 :] = corr[j, :, lags : lags + 1]
     return AnomalyStatistics(clim.astype(np.float32), sigma, corr, hours)

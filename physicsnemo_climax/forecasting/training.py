@@ -90,7 +90,7 @@ def set_anomalies(model: ClimaX, reader: ClimaXShardReader, max_lead_hours: floa
     reader's store, up to the longest trained lead; forcings, never outputs, keep the defaults."""
     computed = reader.forcings.names if reader.forcings is not None else ()
     read = [v for v in model.variables if v not in computed]
-    stats = anomaly_statistics(reader.store, read, max_lead_hours, model.anomaly_corr.shape[1])
+    stats = anomaly_statistics(reader.store, read, max_lead_hours, model.anomaly_corr.shape[-1])
     rows = [read.index(v) if v in read else None for v in model.variables]
     clim, std, corr = (model.climatology.clone().numpy(), model.anomaly_std.clone().numpy(),
                        model.anomaly_corr.clone().numpy())

