@@ -62,3 +62,10 @@ def test_quickstart_settings_run_end_to_end_and_say_what_beats_the_baselines(tmp
     assert "model against the better baseline (RMSE):" in out and "+12 h" in out
     assert "variable-lead pairs beat both baselines" in out
     assert (tmp_path / "runs" / "quickstart" / "eval" / "summary.md").exists()
+    from physicsnemo.core import Module
+
+    from physicsnemo_climax.engine import checkpointing
+
+    model = Module.from_checkpoint(str(checkpointing.model_file(tmp_path / "runs" / "quickstart" / "checkpoints")))
+    assert model.head.window == 2 * model.patch_size and model.periodic  # overlapping windows, wrapping east-west
+    assert model.anomaly_corr.shape[:2] == (len(model.variables), 32)  # persistence per latitude row
