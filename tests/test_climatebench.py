@@ -145,6 +145,7 @@ def test_training_beats_pattern_scaling_and_scores_do_not_depend_on_batch_size(b
     ("task.history=200", "task.history=200"),
     ("task.targets=[snow]", "snow"),
     ("model.residual=true", "model.residual=true: ClimateBench"),
+    ("model.overlapping_head=true", "model.overlapping_head=true: ClimateBench"),
 ])
 def test_bad_config_is_named_before_training(bench, tmp_path, override, match):
     with pytest.raises((ConfigError, KeyError), match=match):

@@ -38,6 +38,9 @@ def model_args(cfg: DictConfig) -> dict:
     if args.pop("residual", False):
         raise ConfigError("model.residual=true: ClimateBench's model predicts climate fields from forcings, "
                           "not forecasts of its inputs; leave model.residual=false")
+    if args.pop("overlapping_head", False):
+        raise ConfigError("model.overlapping_head=true: ClimateBench's head maps one summary token to the "
+                          "whole grid, with no patches to overlap; leave model.overlapping_head=false")
     for key in ("_target_", "decoder_depth", "variables"):
         args.pop(key, None)
     return dict(args, out_variables=list(cfg.task.targets), history=cfg.task.history)
