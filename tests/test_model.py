@@ -127,6 +127,7 @@ def test_overlapping_head_round_trips_and_loads_a_plain_model(tmp_path):
 
 def test_only_a_grid_closing_the_circle_wraps():
     assert tiny_climax().periodic
+    assert tiny_climax(lon=torch.arange(32) * -11.25 + 180.0).periodic  # descending, across 0 deg
     box = tiny_climax(lat=torch.linspace(30, 60, 16), lon=torch.linspace(-20, 40, 32))
     assert not box.periodic
     with pytest.raises(ValueError, match="even patch size"):

@@ -467,8 +467,9 @@ def _grid_coordinates(img_size: tuple[int, int], lat, lon) -> tuple[torch.Tensor
 
 
 def _spans_longitudes(lon: torch.Tensor) -> bool:
-    """Whether evenly spaced longitudes ``[W]`` close the circle (a global grid)."""
+    """Whether evenly spaced longitudes ``[W]``, either order, close the circle (a global grid)."""
     if lon.numel() < 2:
         return False
     step = float((lon[1] - lon[0]) % 360.0)
+    step = min(step, 360.0 - step)
     return abs(step * lon.numel() - 360.0) < 1e-6 * 360.0
