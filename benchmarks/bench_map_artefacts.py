@@ -4,14 +4,15 @@
 What a reader of ``case.png`` and ``bias_maps.png`` sees, as numbers, for each
 scored variable and lead, over the initial times a run's evaluation saved:
 
-* ``rmse``: the area-weighted RMSE (a check against the scorecard);
+* ``rmse``: the RMSE with the scorecard's cell-area weights (a check against it);
 * ``polar``: the largest zonal-mean error on the three rows nearest either
   pole, over the RMSE (a band of systematic error at a pole is near or above 1);
 * ``edges``: the mean absolute step of the bias map between neighbouring cells
   across patch edges over that inside patches, both directions (the patch grid
   shows above 1; a smooth map is near 1);
 * ``hi-k``: power at zonal wavenumbers of the patch scale and above
-  (``k >= W / p``) in the forecasts over the truth's (excess small-scale noise).
+  (``k >= W / p``) in the forecasts over the truth's (excess small-scale noise),
+  from the zonal spectra of ``spectra.png`` (``forecasting.diagnostics.zonal_power``).
 
 Each run folder first needs its forecasts written by
 ``climax evaluate run_dir=RUN eval.save_forecasts=true`` (``RUN/eval/forecasts.zarr``,
@@ -27,22 +28,26 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 import xarray as xr
 from omegaconf import OmegaConf
 
 from physicsnemo_climax.data import ShardStore
+from physicsnemo_climax.forecasting.diagnostics import zonal_power
+from physicsnemo_climax.forecasting.score_regions import cell_areas
 
 
-def truth_at(store: ShardStore, split: str, variable: str, valid: np.ndarray) -> np.ndarray:
-    """``[T, H, W]`` fields of ``variable`` at the ``valid`` times (NaN where the split ends)."""
-    times = np.concatenate(store.shard_times(split))
+def split_fields(store: ShardStore, split: str, variable: str) -> dict[np.datetime64, np.ndarray]:
+    """Every ``[H, W]`` field of ``variable`` in ``split``, by hourly time stamp (read once)."""
+    times = np.concatenate(store.shard_times(split)).astype("datetime64[h]")
     fields = np.concatenate([np.asarray(s.array(variable))[:, 0] for s in store.shards(split)])
-    index = {t: i for i, t in enumerate(times.astype("datetime64[h]"))}
-    out = np.full((len(valid),) + fields.shape[1:], np.nan)
-    for j, t in enumerate(valid.astype("datetime64[h]")):
-        if t in index:
-            out[j] = fields[index[t]]
-    return out
+    return dict(zip(times, fields))
+
+
+def truth_at(fields: dict[np.datetime64, np.ndarray], valid: np.ndarray) -> np.ndarray:
+    """``[T, H, W]`` fields at the ``valid`` times (NaN where the split ends)."""
+    blank = np.full(next(iter(fields.values())).shape, np.nan)
+    return np.stack([fields.get(t, blank) for t in valid.astype("datetime64[h]")])
 
 
 def edge_contrast(field: np.ndarray, p: int) -> float:
@@ -60,14 +65,13 @@ def artefacts(forecast: np.ndarray, truth: np.ndarray, lat: np.ndarray, p: int) 
     keep = ~np.isnan(truth).any(axis=(1, 2))
     forecast, truth = forecast[keep], truth[keep]
     error = forecast - truth
-    w = np.cos(np.deg2rad(lat))[:, None]
+    w = cell_areas(lat)[:, None]  # the scorecard's weights
     rmse = float(np.sqrt((error**2 * w).mean() / w.mean()))
     zonal = error.mean(axis=(0, 2))
-    power = lambda f: (np.abs(np.fft.rfft(f, axis=-1)) ** 2).mean(axis=(0, 1))  # noqa: E731
-    k = forecast.shape[-1] // p
+    lat_t, k = torch.as_tensor(lat), forecast.shape[-1] // p
+    power = [zonal_power(torch.as_tensor(f), lat_t)[k:].sum().item() for f in (forecast, truth)]
     return dict(rmse=rmse, polar=float(np.abs(np.r_[zonal[:3], zonal[-3:]]).max() / rmse),
-                edges=edge_contrast(error.mean(axis=0), p),
-                **{"hi-k": float(power(forecast)[k:].sum() / power(truth)[k:].sum())})
+                edges=edge_contrast(error.mean(axis=0), p), **{"hi-k": power[0] / power[1]})
 
 
 def run_figures(run: Path, forecasts: Path, leads: list[float]) -> dict[tuple[str, float], dict]:
@@ -80,10 +84,11 @@ def run_figures(run: Path, forecasts: Path, leads: list[float]) -> dict[tuple[st
     for variable in cfg.eval.variables:
         name, _, level = variable.rpartition("_")
         field = ds[name].sel(level=int(level)) if level.isdigit() and name in ds else ds[variable]
+        fields = split_fields(store, cfg.eval.split, variable)
         for lead in leads:
             delta = np.timedelta64(int(lead), "h")
             fc = field.sel(prediction_timedelta=delta).transpose("time", "latitude", "longitude").values
-            truth = truth_at(store, cfg.eval.split, variable, ds.time.values + delta)
+            truth = truth_at(fields, ds.time.values + delta)
             figures[variable, lead] = artefacts(fc, truth, ds.latitude.values, int(cfg.model.patch_size))
     return figures
 
