@@ -13,11 +13,9 @@ import errno
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +23,7 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
-from era5_files import write_era5
+from faults import VARS, climax, copy_year, damage, fit, initial_condition, kill_self_at, settings, snapshot
 from omegaconf import OmegaConf
 
 from physicsnemo_climax import cli
@@ -36,99 +34,6 @@ from physicsnemo_climax.engine import checkpointing
 from physicsnemo_climax.errors import CheckpointError, ConfigError, DataError, InputError, OutputError, RunInUse
 from physicsnemo_climax.files import atomic_path
 from physicsnemo_climax.forecasting import Run, evaluate, forecast
-from physicsnemo_climax.tasks import train
-
-VARS = ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"]
-ROOT = Path(__file__).parents[1]
-
-
-# ------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def raw(tmp_path_factory):
-    return write_era5(tmp_path_factory.mktemp("raw"), years=(2000, 2001))
-
-
-@pytest.fixture(scope="module")
-def store(raw, tmp_path_factory):
-    return prepare(PrepareConfig(raw, VARS, {"train": 2000, "val": 2001, "test": 2001}, grid=(8, 16),
-                                 shards_per_year=2), tmp_path_factory.mktemp("s") / "store")
-
-
-def settings(store, run_dir, *extra):
-    return [f"data.root={store}", f"run_dir={run_dir}", "model.embed_dim=32", "model.depth=1",
-            "model.num_heads=4", "train.batch_size=8", "train.steps=4", "train.warmup_steps=1",
-            "train.val_every=100", "train.ckpt_every=2", "train.progress=false", "train.num_workers=0",
-            "task=finetune_global", "task.lead_hours=12", *extra]
-
-
-def fit(store, run_dir, *extra):
-    return train(load_config(settings(store, run_dir, *extra)))
-
-
-@pytest.fixture(scope="module")
-def trained(store, tmp_path_factory):
-    """A finished run: checkpoints at steps 2 and 4."""
-    return fit(store, tmp_path_factory.mktemp("trained") / "run")
-
-
-@pytest.fixture
-def run(trained, tmp_path):
-    """A copy of the finished run, for a test to damage."""
-    return Path(shutil.copytree(trained, tmp_path / "run"))
-
-
-def climax(capsys, *argv):
-    """Run ``climax argv`` in this process: ``(exit code, stderr lines)``."""
-    try:
-        cli.main(list(argv))
-        code = 0
-    except SystemExit as exit:
-        code = exit.code
-    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def initial_condition(store, descending=False, lon180=False) -> xr.Dataset:
-    st = ShardStore(store)
-    shard = st.shards("test")[0]
-    ic = xr.Dataset({v: (("time", "lat", "lon"), np.array(shard.array(v)[:2, 0])) for v in VARS},
-                    coords={"time": pd.date_range("2001-01-01", periods=2, freq="6h"), "lat": st.lat, "lon": st.lon})
-    if descending:
-        ic = ic.isel(lat=slice(None, None, -1))
-    if lon180:
-        ic = ic.assign_coords(lon=((ic.lon + 180) % 360) - 180).sortby("lon")
-    return ic
-
-
-def kill_self_at(target: str, when: str, script: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run ``script`` in a subprocess that sends SIGKILL to itself when ``target``
-    (``module:function`` or ``module:Class.method``) is called with ``args`` making
-    ``when`` true: a kill -9 at a chosen moment."""
-    module, attribute = target.split(":")
-    owner, _, function = attribute.rpartition(".")
-    prelude = textwrap.dedent(f"""
-        import os, signal, importlib
-        _mod = importlib.import_module({module!r})
-        for _part in {owner!r}.split(".") if {owner!r} else []:
-            _mod = getattr(_mod, _part)
-        _orig, _calls = getattr(_mod, {function!r}), []
-        def _killer(*args, **kwargs):
-            _calls.append(1)
-            if {when}:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return _orig(*args, **kwargs)
-        setattr(_mod, {function!r}, _killer)
-    """)
-    path = tmp_path / "killed.py"
-    path.write_text(prelude + textwrap.dedent(script))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
-    return result
 
 
 # ------------------------------------------------------------------ the command line
@@ -254,18 +159,6 @@ def test_a_failed_first_launch_leaves_no_folder(store, tmp_path):
 
 
 # ------------------------------------------------------------------ checkpoints
-def damage(path: Path, how: str) -> None:
-    data = bytearray(path.read_bytes())
-    if how == "truncate":
-        path.write_bytes(bytes(data[: len(data) // 2]))
-    elif how == "flip":  # same size, other bytes
-        middle = len(data) // 2
-        data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
-        path.write_bytes(bytes(data))
-    else:
-        path.unlink()
-
-
 @pytest.mark.parametrize("part, how", [
     ("model", "delete"), ("state", "truncate"), ("state", "flip"), ("model", "flip"), ("checksums", "flip"),
 ])
@@ -438,16 +331,6 @@ def test_an_initial_condition_without_time_forecasts(capsys, trained, store, tmp
 
 
 # ------------------------------------------------------------------ raw data and stores
-def copy_year(path: str, folder: Path, change=None) -> str:
-    with xr.open_dataset(path) as ds:
-        ds = ds.load()
-    if change is not None:
-        ds = change(ds)
-    target = folder / f"copy_{Path(path).name}"
-    ds.to_netcdf(target)
-    return str(target)
-
-
 def test_conflicting_duplicate_stamps_across_files_name_both(raw, tmp_path):
     other = copy_year(raw[0], tmp_path, lambda ds: ds.assign(t2m=ds.t2m + 1.0))
     with pytest.raises(DataError, match=r"era5_2000.nc and .*copy_era5_2000.nc hold different values"):
@@ -643,18 +526,6 @@ def test_atomic_path_removes_its_partial_file_on_any_failure(tmp_path):
             tmp.write_text("partial")
             raise ValueError("the writer failed")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.txt"]
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MiB tmpfs (root only; skipped where mounting is not allowed)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_a_real_full_disk_during_a_forecast(capsys, trained, store, tmp_path, small_disk):
