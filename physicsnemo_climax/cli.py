@@ -6,14 +6,16 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import ClimaxError
+from .errors import ClimaxError, OutputError
 
 #: Errors a user can act on: printed as a message (see :func:`main`).
 EXPECTED = (ClimaxError, ValueError, KeyError, OSError, FloatingPointError, HydraException, OmegaConfBaseException)
@@ -48,13 +50,14 @@ def convert(args: argparse.Namespace) -> None:
     """Official ClimaX Lightning checkpoint -> PhysicsNeMo ``.mdlus``."""
     from .models import ClimaX
 
+    from .files import atomic_path, check_file_output
+
+    check_file_output(args.output, overwrite=args.overwrite, inputs=[args.checkpoint], option="output")
     overrides = {"num_heads": args.num_heads}
     if args.img_size:
         overrides["img_size"] = tuple(args.img_size)
     if args.variables:
         overrides["variables"] = args.variables.split(",")
-    from .files import atomic_path
-
     model = ClimaX.from_official_checkpoint(args.checkpoint, **overrides)
     with atomic_path(args.output) as tmp:  # an existing file stays intact if saving fails
         model.save(str(tmp))
@@ -144,11 +147,15 @@ def quickstart(args: argparse.Namespace) -> None:
 
     cfg = load_config(args.overrides, name="quickstart")
     sim, store = cfg.simulation, Path(cfg.data.root)
+    made_from = store / "made_from.json"
+    if store.exists() and any(store.iterdir()) and not made_from.exists():  # before minutes of simulation
+        raise OutputError(f"data.root={store} holds a store not made by the quickstart (no {made_from.name}); "
+                          "the quickstart rebuilds its own store when the simulation changes: give it a new folder")
     raw = write_simulation(sim.raw_dir, sim.days, sim.spinup_days, sim.seed)  # cached
     stamp = json.loads((Path(raw) / "simulation.json").read_text())["params"]
-    made_from = store / "made_from.json"
     wanted = {"simulation": stamp, "splits": OmegaConf.to_container(sim.splits)}
     if not made_from.exists() or json.loads(made_from.read_text()) != wanted:
+        check_quickstart_run(Path(cfg.run_dir), store)
         shutil.rmtree(store, ignore_errors=True)
         shutil.rmtree(Path(cfg.run_dir), ignore_errors=True)  # trained on other data
         prepare_simulation(raw, store, sim.splits)
@@ -159,6 +166,21 @@ def quickstart(args: argparse.Namespace) -> None:
     print(summary(table))
     print(verdicts(table[table.region == main_region(table)]))
     print(f"run folder {run_dir}; scorecard and plots in {cfg.eval.out_dir}")
+
+
+def check_quickstart_run(run_dir: Path, store: Path) -> None:
+    """Refuse to delete ``run_dir`` unless it is empty or a run trained on the quickstart's ``store``."""
+    import json
+
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return
+    try:
+        root = Path(json.loads((run_dir / "run.json").read_text())["data_root"])
+    except (OSError, ValueError, KeyError):
+        root = None
+    if root is None or root.resolve() != store.resolve():
+        raise OutputError(f"run_dir={run_dir} is not a quickstart run on {store}; the quickstart retrains its own "
+                          "run when its data change: give it a new run_dir")
 
 
 def verdicts(table) -> str:
@@ -253,9 +275,27 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def forecast(args: argparse.Namespace) -> None:
-    """Forecast from a NetCDF initial condition to a NetCDF file."""
+    """Forecast from a NetCDF initial condition to a NetCDF file (or a WB2 Zarr folder)."""
+    from .data.wb2 import WB2_FORECAST, to_wb2, written_by_climax
+    from .files import check_file_output, output_folder, write_netcdf
+
+    # what may be replaced is decided before any work: never an input, never what climax did not write
+    inputs = [args.input, args.run]
+    if args.format == "wb2":  # WeatherBench 2's Zarr layout, with what made it
+        with output_folder(args.output, WB2_FORECAST, overwrite=args.overwrite, inputs=inputs,
+                           legacy=written_by_climax) as folder:
+            out, provenance = make_forecast(args)
+            to_wb2(out, {**out.attrs, **provenance}).to_zarr(folder, zarr_format=2, consolidated=True)
+    else:
+        check_file_output(args.output, overwrite=args.overwrite, inputs=inputs)
+        out, provenance = make_forecast(args)
+        write_netcdf(args.output, out.assign_attrs(provenance))  # an existing output stays intact
+    print(f"wrote {args.output}: {list(out.data_vars)} at leads {list(args.lead)}")
+
+
+def make_forecast(args: argparse.Namespace):
+    """The forecast ``climax forecast`` asks for, and what made it (:meth:`.Run.provenance`)."""
     from .data.sources import open_file
-    from .files import write_netcdf
     from .forecasting import Run, forecast as run_forecast
     from .forecasting.ensembles import EnsembleSpec
 
@@ -264,15 +304,7 @@ def forecast(args: argparse.Namespace) -> None:
         spec = EnsembleSpec(args.members, args.perturbation, args.perturbation_scale, args.seed)
         out = run_forecast(run, ic.load(), args.lead, regrid_method=args.regrid, nan_policy=args.nan_policy,
                            ensemble=spec)
-    if args.format == "wb2":  # WeatherBench 2's Zarr layout, with what made it
-        from .data.wb2 import to_wb2
-        from .files import atomic_folder
-
-        with atomic_folder(args.output) as tmp:
-            to_wb2(out, {**out.attrs, **run.provenance()}).to_zarr(tmp, zarr_format=2, consolidated=True)
-    else:
-        write_netcdf(args.output, out.assign_attrs(run.provenance()))  # an existing output stays intact
-    print(f"wrote {args.output}: {list(out.data_vars)} at leads {list(args.lead)}")
+    return out, run.provenance()
 
 
 def downscale_train(args: argparse.Namespace) -> None:
@@ -295,29 +327,32 @@ def downscale_generate(args: argparse.Namespace) -> None:
     path = generate(cfg)
     if path is not None:
         print(f"wrote {path}")
-        if not args.no_score:
-            _score(path, args.out_dir, args.spread_ddof)
+        if not args.no_score:  # a generation allowed to replace its file may replace its scores too
+            _score(path, args.out_dir, args.spread_ddof, cfg.generation.io.get("overwrite", False))
 
 
 def downscale_score(args: argparse.Namespace) -> None:
     """Scores and pictures of a generation file."""
-    _score(args.file, args.out_dir, args.spread_ddof)
+    _score(args.file, args.out_dir, args.spread_ddof, args.overwrite)
 
 
-def _score(path, out_dir, spread_ddof: int = 1) -> None:
-    from pathlib import Path
-
+def _score(path, out_dir, spread_ddof: int = 1, overwrite: bool = False) -> None:
+    """Scores and plots of the generation file ``path`` into ``out_dir`` (default: beside it), as one set."""
     from .downscaling import plots
-    from .downscaling.scores import open_groups, write_scores
+    from .downscaling.scores import SCORECARD, is_scorecard, open_groups, write_scores
+    from .files import output_folder
 
     out_dir = Path(out_dir or Path(path).with_suffix(""))
-    out_dir.mkdir(parents=True, exist_ok=True)
     with open_groups(path) as groups:
         has_truth = "truth" in groups
+    with output_folder(out_dir, SCORECARD, overwrite=overwrite, inputs=[path], legacy=is_scorecard,
+                       option="--out-dir") as staging:
+        if has_truth:
+            table = write_scores(path, staging, spread_ddof)
+            plots.plot_spectra(path, staging / "spectra.png")
+        plots.plot_maps(path, staging / "maps.png")
     if has_truth:
-        print(write_scores(path, out_dir, spread_ddof).to_string(index=False, float_format="%.4g"))
-        plots.plot_spectra(path, out_dir / "spectra.png")
-    plots.plot_maps(path, out_dir / "maps.png")
+        print(table.to_string(index=False, float_format="%.4g"))
     print(f"scores and plots in {out_dir}")
 
 
@@ -328,6 +363,7 @@ def downscale_forecast(args: argparse.Namespace) -> None:
     from .config import load_config
     from .downscaling.pipeline import forecast_and_downscale
     from .downscaling.upstream_keys import translate
+    from .files import check_file_output
 
     overrides = [f"generation.num_ensembles={args.members}", f"generation.seed_batch_size={args.seed_batch_size}",
                  f"generation.io.reg_ckpt_filename={args.regression}",
@@ -336,6 +372,8 @@ def downscale_forecast(args: argparse.Namespace) -> None:
     if args.diffusion is None:
         overrides.append("generation.inference_mode=regression")
     cfg = load_config(overrides + translate(args.overrides), name="config_generate_hrrr_mini")
+    check_file_output(args.output, overwrite=args.overwrite, inputs=[args.input, args.climax_run, args.regression,
+                                                                     args.diffusion, args.truth])
     truth = xr.open_dataset(args.truth).load() if args.truth else None
     with xr.open_dataset(args.input) as ic:
         path = forecast_and_downscale(args.climax_run, ic.load(), args.lead, cfg.generation, args.output,
@@ -358,7 +396,8 @@ def _add_downscale_commands(commands) -> None:
 
     p = ds.add_parser("score", help="scores (vs bilinear and regression-only) and plots of a generation file")
     p.add_argument("file")
-    p.add_argument("--out-dir")
+    p.add_argument("--out-dir", help="scores and plots (default: beside the file, named after it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier scorecard folder")
     for parser in (gen, p):
         parser.add_argument("--spread-ddof", type=int, choices=[1, 0], default=1,
                             help="spread from the member variance over N - 1 (1, default) or N (0, upstream's std)")
@@ -377,6 +416,7 @@ def _add_downscale_commands(commands) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--truth", help="fine-grid NetCDF with the outputs at the valid times")
     p.add_argument("--map", nargs="*", metavar="CORRDIFF=CLIMAX", help="input names that differ")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("overrides", nargs="*", help="generation.* overrides, e.g. generation.sampler.type=deterministic")
     p.set_defaults(func=downscale_forecast)
 
@@ -417,8 +457,9 @@ def launch(args: argparse.Namespace) -> None:
     if args.output is None:
         print(text, end="")
         return
-    from .files import write_atomic
+    from .files import check_file_output, write_atomic
 
+    check_file_output(args.output, overwrite=args.overwrite, option="-o")
     write_atomic(args.output, text).chmod(0o755)
     submit = "sbatch" if args.launcher == "slurm" else "bash"
     print(f"wrote {args.output}; run it with: {submit} {args.output}")
@@ -453,6 +494,7 @@ def _add_cluster_commands(commands) -> None:
         p.add_argument("--runtime", default="singularity", choices=["singularity", "apptainer"])
         p.add_argument("--cpus-per-task", type=int, default=8, help="CPU cores (and OMP threads) per rank")
         p.add_argument("-o", "--output", help="write the script here (default: print it)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing script")
         p.set_defaults(func=launch)
 
 
@@ -477,6 +519,8 @@ def _add_forecast_command(commands) -> None:
     p.add_argument("--perturbation-scale", type=float, default=0.05,
                    help="noise size in units of each variable's training std (default 0.05)")
     p.add_argument("--seed", type=int, default=0, help="seed of the members' noise (recorded in the output)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output (a file, or a WB2 forecast folder written by climax)")
     p.set_defaults(func=forecast)
 
 
@@ -501,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"),
                    help="target grid; pos_embed is resampled bicubically")
     p.add_argument("--variables", help="comma-separated subset of the checkpoint's variables")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=convert)
 
     _add_data_commands(commands)
@@ -535,7 +580,11 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("CLIMAX_DEBUG", "") not in ("", "0")
     try:
-        args.func(args)
+        with stopped_by_signals():
+            args.func(args)
+    except Terminated as stop:
+        print(f"climax: terminated by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        raise SystemExit(128 + stop.signum) from None
     except KeyboardInterrupt:
         print("climax: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
@@ -545,6 +594,34 @@ def main(argv: list[str] | None = None) -> None:
         print(f"climax {args.command}: error: {error_message(err)}", file=sys.stderr)
         print("(add --debug after `climax` for the traceback)", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a scheduler ending the job, a closed terminal), raised where the command is
+    so that every output being written removes its temporary files, as on Ctrl-C."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def stopped_by_signals():
+    """SIGTERM and SIGHUP raise :class:`Terminated` while the command runs (main thread only)."""
+    import threading
+
+    def stop(signum, frame):
+        raise Terminated(signum)
+
+    if threading.current_thread() is not threading.main_thread():  # handlers belong to the main thread
+        yield
+        return
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def error_message(err: BaseException) -> str:

@@ -127,7 +127,7 @@ def test_training_beats_pattern_scaling_and_scores_do_not_depend_on_batch_size(b
         Run.load(run)
     cfg = load_run_config(run, ["eval.batch_size=1"])
     table = evaluate(cfg).set_index(["method", "target"])
-    again = evaluate(load_run_config(run, ["eval.batch_size=15"])).set_index(["method", "target"])
+    again = evaluate(load_run_config(run, ["eval.batch_size=15", "eval.overwrite=true"])).set_index(["method", "target"])
     assert np.allclose(table.nrmse_total, again.nrmse_total, rtol=1e-5)
     assert table.nrmse_total[("climax", "tas")] < table.nrmse_total[("pattern_scaling", "tas")]
     assert {"climatebench.csv", "climatebench.json", "climatebench_maps.png"} <= {
@@ -135,7 +135,7 @@ def test_training_beats_pattern_scaling_and_scores_do_not_depend_on_batch_size(b
     from physicsnemo_climax.cli import main
 
     (run / "eval" / "climatebench.csv").unlink()
-    main(["evaluate", f"run_dir={run}"])  # `climax evaluate` knows the task
+    main(["evaluate", f"run_dir={run}", "eval.overwrite=true"])  # `climax evaluate` knows the task
     assert (run / "eval" / "climatebench.csv").exists()
 
 

@@ -424,18 +424,20 @@ def test_kill_9_during_prepare_then_the_rerun_completes(raw, tmp_path):
 @pytest.mark.slow
 def test_kill_9_during_an_evaluation_keeps_every_file_whole(trained, tmp_path):
     out = tmp_path / "eval"
-    overrides = ["eval.leads=[12]", "eval.max_samples=2", f"eval.out_dir={out}"]
+    overrides = ["eval.leads=[12]", "eval.max_samples=2", f"eval.out_dir={out}", "eval.overwrite=true"]
     evaluate(load_run_config(trained, overrides))
-    old_plot = (out / "scores.png").read_bytes()
     (out / "scorecard.csv").write_text("an older scorecard")
+    before = snapshot(out)
     kill_self_at("physicsnemo_climax.forecasting.report:plot_scores", "True", f"""
         from physicsnemo_climax.config import load_run_config
         from physicsnemo_climax.forecasting import evaluate
         evaluate(load_run_config({str(trained)!r}, {overrides!r}))
     """, tmp_path)
+    assert snapshot(out) == before  # the old set, whole: the new one was being written beside it
+    evaluate(load_run_config(trained, overrides))  # the next evaluation clears what the killed one left
     new = pd.read_csv(out / "scorecard.csv")
-    assert len(new.query("region == 'global'")) == 9 and new.region.nunique() > 1  # the new one, whole
-    assert (out / "scores.png").read_bytes() == old_plot  # the old one, untouched
+    assert len(new.query("region == 'global'")) == 9 and new.region.nunique() > 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 @pytest.mark.slow
@@ -454,7 +456,7 @@ def test_kill_9_during_generation_leaves_no_half_file(tmp_path):
     overrides = data + [f"generation.io.reg_ckpt_filename={reg}", "generation.io.res_ckpt_filename=unused",
                         "generation.inference_mode=regression", "generation.num_ensembles=1",
                         "generation.seed_batch_size=1", "generation.times=null", "generation.max_times=1",
-                        f"generation.io.output_filename={output}"]
+                        f"generation.io.output_filename={output}", "generation.io.overwrite=true"]
     # generation streams: the hidden partial file has its layout on disk when the first block is written
     kill_self_at("physicsnemo_climax.downscaling.writer:GenerationWriter._append", "args[0].tmp.exists()", f"""
         from physicsnemo_climax.config import load_config
@@ -475,7 +477,7 @@ def test_a_failed_forecast_write_keeps_the_old_file(capsys, trained, store, tmp_
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", disk_full)
     code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "ic.nc"), "--lead",
-                       "12h", "--output", str(tmp_path / "out.nc"))
+                       "12h", "--output", str(tmp_path / "out.nc"), "--overwrite")
     assert code == 1 and "out.nc: the disk is full" in err[0]
     assert (tmp_path / "out.nc").read_bytes() == b"the previous forecast"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ic.nc", "out.nc"]  # no partial file left
@@ -494,7 +496,8 @@ def test_an_unwritable_output_folder_is_one_line(capsys, trained, store, tmp_pat
 
 
 def test_an_evaluation_that_fails_keeps_the_previous_scorecard(trained, tmp_path, monkeypatch):
-    cfg = load_run_config(trained, ["eval.leads=[12]", "eval.max_samples=2", f"eval.out_dir={tmp_path / 'eval'}"])
+    cfg = load_run_config(trained, ["eval.leads=[12]", "eval.max_samples=2", f"eval.out_dir={tmp_path / 'eval'}",
+                                    "eval.overwrite=true"])
     evaluate(cfg)
     before = snapshot(tmp_path / "eval")
     from physicsnemo_climax.forecasting import report
@@ -513,7 +516,7 @@ def test_convert_of_a_truncated_checkpoint_names_it_and_writes_nothing(capsys, t
     torch.save({"state_dict": {"net.pos_embed": torch.zeros(1, 4, 8)}}, path)
     path.write_bytes(path.read_bytes()[:100])
     (tmp_path / "climax.mdlus").write_bytes(b"an earlier conversion")
-    code, err = climax(capsys, "convert", str(path), str(tmp_path / "climax.mdlus"))
+    code, err = climax(capsys, "convert", str(path), str(tmp_path / "climax.mdlus"), "--overwrite")
     assert code == 1 and "official.ckpt: not a readable checkpoint file" in err[0]
     assert (tmp_path / "climax.mdlus").read_bytes() == b"an earlier conversion"
 

@@ -164,9 +164,9 @@ def test_cli_forecast_in_wb2_layout(saved, store, tmp_path):  # noqa: F811
                     coords={"lat": st.lat, "lon": st.lon, "time": np.datetime64("2001-01-01T00")})
     ic.to_netcdf(tmp_path / "ic.nc")
     out = tmp_path / "fc.zarr"
-    for _ in range(2):  # the second write replaces the first
+    for again in ([], ["--overwrite"]):  # the second write replaces the first
         main(["forecast", "--run", str(run), "--input", str(tmp_path / "ic.nc"), "--lead", "12h", "24h",
-              "--output", str(out), "--format", "wb2"])
+              "--output", str(out), "--format", "wb2", *again])
     ds = xr.open_zarr(out)
     assert ds.temperature.dims == ("time", "prediction_timedelta", "level", "latitude", "longitude")
     assert ds.attrs["checkpoint"].endswith(".mdlus") and not list(tmp_path.glob(".*"))

@@ -15,11 +15,17 @@ from omegaconf import DictConfig
 from physicsnemo.core import Module
 
 from ..engine import checkpointing
-from ..files import atomic_path, write_atomic
+from ..files import atomic_path, output_folder
 from ..engine.checks import config_error
+from ..engine.run_folder import data_root
 from .data import ClimateBenchDataset
 from .scores import nrmse, pattern_scaling
 from .training import STATS_FILE, read_scenarios
+
+
+#: The kind of output a ClimateBench report folder is (:func:`..files.output_folder`), and its files.
+REPORT_KIND = "ClimateBench evaluation"
+TABLE_FILES = ("climatebench.csv", "climatebench.json", "climatebench_maps.png")
 
 
 @torch.no_grad()
@@ -29,6 +35,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     model = Module.from_checkpoint(str(checkpointing.model_file(run_dir / "checkpoints"))).eval()
     saved = json.loads((run_dir / STATS_FILE).read_text())
     stats = (np.array(saved["mean"], np.float32), np.array(saved["std"], np.float32))
+    cfg.data.root = data_root(cfg, run_dir)  # where the run's data are, from any folder
     scenarios = read_scenarios(cfg, [task.test_scenario, "historical", *task.train_scenarios])
     test = scenarios[task.test_scenario]
     first, last = task.eval_years
@@ -48,15 +55,26 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
         for method, field in (("climax", pred[:, k]), ("pattern_scaling", baseline)):
             rows.append({"method": method, "target": target, **nrmse(field, truth, test.lat)})
         maps[target] = (truth.mean(0), pred[:, k].mean(0), baseline.mean(0))
-    out = Path(cfg.eval.out_dir)
     table = pd.DataFrame(rows)
-    with atomic_path(out / "climatebench.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    write_atomic(out / "climatebench.json", json.dumps(
-        {"test_scenario": task.test_scenario, "years": [first, last], "rows": rows}, indent=1))
-    title = f"{task.test_scenario} {first}-{last} mean"
-    plot_period_maps(maps, test.lat, test.lon, title, out / "climatebench_maps.png")
+    record = {"test_scenario": task.test_scenario, "years": [first, last], "rows": rows}
+    write_tables(cfg, table, record, maps, test, f"{task.test_scenario} {first}-{last} mean")
     return table
+
+
+def write_tables(cfg: DictConfig, table: pd.DataFrame, record: dict, maps: dict, test, title: str) -> None:
+    """``climatebench.csv``, ``climatebench.json`` and the maps into ``eval.out_dir``, as one set
+    (:func:`..files.output_folder`: an earlier set is replaced only with ``eval.overwrite=true``)."""
+    with output_folder(cfg.eval.out_dir, REPORT_KIND, overwrite=cfg.eval.get("overwrite", False),
+                       inputs=[cfg.run_dir], legacy=is_climatebench_report, option="eval.out_dir",
+                       hint="eval.overwrite=true") as out:
+        table.to_csv(out / "climatebench.csv", index=False)
+        (out / "climatebench.json").write_text(json.dumps(record, indent=1))
+        plot_period_maps(maps, test.lat, test.lon, title, out / "climatebench_maps.png")
+
+
+def is_climatebench_report(folder: Path) -> bool:
+    """Whether ``folder`` is a ClimateBench report of an older version (no marker, only its files)."""
+    return {p.name for p in Path(folder).iterdir()} <= set(TABLE_FILES)
 
 
 def plot_period_maps(maps: dict, lat, lon, title: str, path: Path) -> None:

@@ -16,6 +16,9 @@ variable per level; :func:`to_wb2` and :func:`from_wb2` convert.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import xarray as xr
 
@@ -44,6 +47,18 @@ ATTRS = {
 ORDER = ("time", "prediction_timedelta", "number", "level", "latitude", "longitude")
 #: Ensemble axes WB2-layout files use, the first found is read as ``member``.
 MEMBER_DIMS = ("number", "realization", "member", "ensemble")
+#: The kind of a forecast Zarr written by ``climax forecast --format wb2`` (:func:`..files.output_folder`).
+WB2_FORECAST = "WeatherBench 2 forecast"
+
+
+def written_by_climax(folder: Path) -> bool:
+    """Whether ``folder`` is a WB2 forecast Zarr an older ``climax forecast`` wrote (before output
+    markers): its root attributes say ``made_by: physicsnemo-climax ...``."""
+    try:
+        attrs = json.loads((Path(folder) / ".zattrs").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(attrs, dict) and str(attrs.get("made_by", "")).startswith("physicsnemo-climax")
 
 
 def to_wb2(ds: xr.Dataset, attrs: dict | None = None) -> xr.Dataset:

@@ -33,11 +33,12 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..engine.checks import config_error
 from ..engine.distributed import setup_distributed
 from ..engine.plan import RunPlan, resolve
+from ..files import check_file_output
 from . import checkpoints, models, noise
 from .data import build_dataset
 from .domain import DOMAIN_FILE, Domain
@@ -224,6 +225,11 @@ def generate(cfg: DictConfig) -> Path | None:
     """Generate for ``cfg.dataset`` at ``cfg.generation.times``; rank 0 returns the file."""
     plan = resolve(cfg)  # precision, compile, apex GroupNorm: present, or generation.fallback allows without
     gen = cfg.generation
+    inputs = [OmegaConf.select(cfg, key, throw_on_missing=False) for key in
+              ("generation.io.reg_ckpt_filename", "generation.io.res_ckpt_filename", "dataset.data_path",
+               "dataset.stats_path")]
+    check_file_output(gen.io.output_filename, overwrite=gen.io.get("overwrite", False), inputs=inputs,
+                      option="generation.io.output_filename", hint="generation.io.overwrite=true")
     manager = setup_distributed()
     device, rank = manager.device, manager.rank
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, cfg.seed)

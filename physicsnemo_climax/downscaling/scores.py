@@ -305,6 +305,17 @@ def spectra_file(path: str | Path, variables: Sequence[str] | None = None) -> Sp
     return out
 
 
+#: The kind of output a folder of a generation's scores and plots is (:func:`..files.output_folder`).
+SCORECARD = "CorrDiff scorecard"
+#: Its files: a folder holding only these is one written before such folders carried their marker.
+SCORECARD_FILES = ("scores.csv", "scores_by_time.csv", "rank_histogram.csv", "scores.json", "spectra.png", "maps.png")
+
+
+def is_scorecard(folder: Path) -> bool:
+    """Whether ``folder`` is a scorecard folder of an older version (no marker, only :data:`SCORECARD_FILES`)."""
+    return {p.name for p in Path(folder).iterdir()} <= set(SCORECARD_FILES)
+
+
 def write_scores(path: str | Path, out_dir: str | Path, spread_ddof: int = 1) -> pd.DataFrame:
     """Score ``path`` (:func:`score_file`), write ``scores.csv``, ``scores.json``,
     ``scores_by_time.csv`` and ``rank_histogram.csv`` into ``out_dir``.

@@ -9,7 +9,7 @@ few blocks whatever the number of times. An error in the writer thread is
 raised in the caller at its next :meth:`~GenerationWriter.put` or at the end.
 
 The file is written to a hidden temporary name beside the target
-(``.<stem>.tmp<pid>.nc``, by :func:`..files.atomic_path`) and renamed only
+(``.<stem>.tmp<pid>-<host>.nc``, by :func:`..files.atomic_path`) and renamed only
 when every block is in; an interrupted run removes it, and leaves no final
 file. After each block the file is flushed, so the partial file can be opened
 read-only (``xarray.open_dataset``, ``ncdump``) to follow progress: it then

@@ -14,7 +14,7 @@ the model's forecasts go to ``forecasts.zarr`` in WeatherBench 2's layout.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import numbers
 from pathlib import Path
 from typing import Iterator
 
@@ -28,14 +28,16 @@ from ..data import ShardStore
 from ..data.forcings import unix_seconds
 from ..data.store import Shard, StoreError
 from ..data.wb2 import to_wb2
-from ..files import atomic_folder
+from ..engine.checks import config_error
+from ..errors import InputError
+from ..files import output_folder
 from ..models import GridRegion
 from .diagnostics import FieldDiagnostics
 from .ensembles import EnsembleSpec, lag_hours, members_of
 from .references import References
-from .report import Case, Pictures, write_report
+from .report import EVALUATION, Case, Pictures, is_report, write_report
 from .rollout import forecast_steps, model_steps
-from .run import Run
+from .run import Run, run_store
 from .scoring import Scorer, Verification
 
 
@@ -52,9 +54,13 @@ def initial_conditions(store: ShardStore, split: str, horizon_steps: int, count:
 
 
 def rollout_plans(run: Run, scored: list[str], leads: list[float], mode: str) -> dict[float, list[float]]:
-    """The model steps of each lead (:func:`.rollout.model_steps`), checked against the scored variables."""
+    """The model steps of each lead (:func:`.rollout.model_steps`), checked against the run's region and the
+    scored variables (a rollout feeds them back as inputs)."""
     plans = {lead: model_steps(run.info, lead, mode) for lead in leads}
     for lead, plan in plans.items():
+        if len(plan) > 1 and not run.region.is_global:
+            raise InputError(f"lead {lead:g} h needs a rollout of {plan} h, and a regional run's forecast cannot "
+                             "be fed back into the global input: direct leads only")
         if len(plan) > 1 and not set(scored) <= set(run.info["variables"]):
             raise ValueError(f"lead {lead} h needs a rollout, which needs {scored} among the inputs")
     return plans
@@ -184,14 +190,47 @@ def score_split(run: Run, store: ShardStore, e: DictConfig, inits: list[tuple[in
     return case
 
 
+def check_settings(e: DictConfig) -> None:
+    """The counts and leads of ``eval`` (``conf/config.yaml``), before anything is read.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key and value (``eval.max_samples=0``, ``eval.leads=[]``).
+    """
+    for key in ("max_samples", "batch_size", "members"):
+        value = e.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise config_error(f"eval.{key}", value, "must be a whole number >= 1")
+    leads = list(e.leads or [])
+    if not leads or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0 for v in leads):
+        raise config_error("eval.leads", leads, "give one or more positive lead times in hours, e.g. [24,72]")
+
+
 @torch.no_grad()
 def evaluate(cfg: DictConfig) -> pd.DataFrame:
-    """Score a run (``cfg.run_dir``) as ``cfg.eval`` says; write the report into ``eval.out_dir``."""
+    """Score a run (``cfg.run_dir``) as ``cfg.eval`` says; write the report into ``eval.out_dir``.
+
+    The report is written as one set beside ``eval.out_dir`` and swapped in whole, so the previous
+    one survives any failure; an ``eval.out_dir`` that may not be replaced (another kind of folder,
+    an earlier report without ``eval.overwrite``) is refused before any work.
+    """
     e = cfg.eval
+    check_settings(e)
     run = Run.load(cfg.run_dir, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    store = ShardStore(run.info["data_root"], run.info["hours_per_step"])
-    scored, leads = list(e.variables or run.info["out_variables"]), [float(v) for v in e.leads]
-    plans = rollout_plans(run, scored, leads, e.mode)
+    store = run_store(cfg, run)
+    scored = list(e.variables or run.info["out_variables"])
+    plans = rollout_plans(run, scored, [float(v) for v in e.leads], e.mode)
+    with output_folder(e.out_dir, EVALUATION, overwrite=e.overwrite, inputs=[cfg.run_dir, store.root],
+                       legacy=is_report, option="eval.out_dir", hint="eval.overwrite=true") as staging:
+        return score_run(cfg, run, store, scored, plans, staging)
+
+
+def score_run(cfg: DictConfig, run: Run, store: ShardStore, scored: list[str], plans: dict[float, list[float]],
+              staging: Path) -> pd.DataFrame:
+    """Forecast ``scored`` at the leads of ``plans`` (:func:`rollout_plans`) and score them as ``cfg.eval``
+    says, writing the report into ``staging`` (``eval.out_dir`` to be)."""
+    e, leads = cfg.eval, list(plans)
     spec = ensemble_spec(e)
     lag_steps = int(round(lag_hours(run.info) / store.hours_per_step))
     back = (spec.members - 1) * lag_steps if spec.perturbation == "lagged" else 0
@@ -200,19 +239,17 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     refs = References.build(cfg, run, store, scored, region)
     scorer = Scorer(scored, refs.regions)
     fields = FieldDiagnostics(e.get("spectra_leads") or sorted({map_lead(leads), leads[-1]}), region.lat)
-    out = Path(e.out_dir)
-    with ExitStack() as stack:
-        saved = stack.enter_context(atomic_folder(out / "forecasts.zarr")) if e.get("save_forecasts") else None
-        case = score_split(run, store, e, inits, scored, plans, refs, region, scorer, fields, saved, spec)
+    saved = staging / "forecasts.zarr" if e.get("save_forecasts") else None
+    case = score_split(run, store, e, inits, scored, plans, refs, region, scorer, fields, saved, spec)
     var = e.map_variable or scored[0]
     meta = {"run_dir": str(cfg.run_dir), "split": e.split, "samples": len(inits),
             "climatology": refs.climatology.describe(), "regions": list(refs.regions),
             "skipped_regions": refs.skipped, "external": {n: x.report() for n, x in refs.externals.items()},
-            "forecasts": str(out / "forecasts.zarr") if saved is not None else None,
+            "forecasts": str(Path(e.out_dir) / "forecasts.zarr") if saved is not None else None,
             "ensemble": spec.record() if spec.members > 1 else None,
             "modes": {str(k): ("direct" if len(v) == 1 else f"rollout {v}") for k, v in plans.items()}}
     table = scorer.table()
-    write_report(table, out, meta, Pictures(case, fields, scorer.rank_histograms(), {
-        "variable": var, "index": scored.index(var), "variables": scored, "lat": region.lat.numpy(), "lon": region.lon.numpy(),
-        "units": run.info.get("units", {}).get(var, "")}))
+    write_report(table, staging, meta, Pictures(case, fields, scorer.rank_histograms(), {
+        "variable": var, "index": scored.index(var), "variables": scored, "lat": region.lat.numpy(),
+        "lon": region.lon.numpy(), "units": run.info.get("units", {}).get(var, "")}))
     return table

@@ -27,6 +27,12 @@ SHOWN = ("rmse", "acc", "bias", "mae", "seeps", "crps", "spread", "spread_skill"
 IN_SAMPLE = ("time_mean", "day_of_year")
 #: Scores in ``summary.md`` (the others are in the tables and plots).
 SUMMARY = ("rmse", "acc", "seeps", "crps", "spread_skill")
+#: The kind of output a scorecard folder is (:func:`..files.output_folder`).
+EVALUATION = "evaluation"
+#: What a scorecard folder holds: a folder holding only these (``scorecard.csv`` among them) is one
+#: written before scorecards carried their marker.
+REPORT_FILES = ("scorecard.csv", "scorecard.json", "summary.md", "scores.png", "regions", "bias_maps.png",
+                "spectra.png", "case.png", "rank_histogram.csv", "rank_histogram.png", "forecasts.zarr")
 
 
 @dataclass
@@ -49,6 +55,12 @@ class Pictures:
     fields: FieldDiagnostics | None
     ranks: pd.DataFrame | None
     case_map: dict
+
+
+def is_report(folder: Path) -> bool:
+    """Whether ``folder`` is a scorecard folder of an older version (no marker, only :data:`REPORT_FILES`)."""
+    names = {p.name for p in Path(folder).iterdir()}
+    return "scorecard.csv" in names and names <= set(REPORT_FILES)
 
 
 def main_region(table: pd.DataFrame) -> str | None:
