@@ -9,6 +9,7 @@ keys of :data:`ADDABLE` are the only ones that may be added with ``+``.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -22,6 +23,10 @@ from .errors import ConfigError
 ADDABLE = ("data.extra_sources",)
 #: Sections whose keys are names the user chooses (``external.ifs=gs://...``), with or without ``+``.
 NAMED = ("external.", "eval.boxes.", "dataset.args.")
+#: Keys of a run's saved config that name where outputs go (:func:`load_run_config`).
+SAVED_OUTPUTS = ("eval.out_dir",)
+#: A resolver call in a config value: ``${oc.env:HOME}``, ``${now:%Y}`` (not a reference ``${run_dir}``).
+RESOLVER = re.compile(r"\$\{[\w.]+:")
 #: Sections that hold overrides of another section's keys, checked against it
 #: (CorrDiff's ``validation`` overrides ``dataset``: ``+validation.data_path=...``).
 OVERRIDES_OF = {"validation": "dataset"}
@@ -59,11 +64,22 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
 
 
 def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """A run's saved config with dotted overrides (``eval.leads=[24,72]``) of keys it has."""
+    """A run's saved config with dotted overrides (``eval.leads=[24,72]``) of keys it has.
+
+    The saved config is data, not instructions: it may not call resolvers (``${oc.env:...}``),
+    and the outputs it names (:data:`SAVED_OUTPUTS`) must lie inside the run folder unless the command
+    line gives them.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key of the saved config that calls a resolver or writes outside the run.
+    """
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: not a training run folder")
     saved = OmegaConf.load(path)
+    check_no_resolvers(saved, path)
     if "eval" in saved:  # evaluation keys added since the run was saved take today's defaults
         today = OmegaConf.load(config_dir() / "config.yaml")
         saved = OmegaConf.merge({"eval": today.eval, "external": today.external}, saved)
@@ -71,7 +87,37 @@ def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictC
         check_key(saved, item.split("=", 1)[0].lstrip("+"), item)
     cfg = OmegaConf.merge(saved, OmegaConf.from_dotlist(list(overrides)))
     cfg.run_dir = str(run_dir)
+    given = {item.split("=", 1)[0].lstrip("+") for item in overrides}
+    check_outputs_inside(cfg, Path(run_dir), [key for key in SAVED_OUTPUTS if key not in given], path)
     return cfg
+
+
+def check_no_resolvers(saved: DictConfig, path: Path) -> None:
+    """Refuse a saved config whose values call a resolver (``${oc.env:HOME}``, ``${now:...}``):
+    a run folder shared with others could otherwise read the environment or run code.
+    References to other keys (``${run_dir}/eval``) are plain data and stay."""
+    def walk(node, prefix: str) -> None:
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            name = f"{prefix}{key}" if isinstance(node, dict) else f"{prefix[:-1]}[{key}]"
+            if isinstance(value, str) and RESOLVER.search(value):
+                raise ConfigError(f"{path}: {name}={value!r} calls a resolver; a saved config may not read "
+                                  "the environment or run resolvers (give the value on the command line)")
+            walk(value, f"{name}.")
+
+    walk(OmegaConf.to_container(saved, resolve=False), "")
+
+
+def check_outputs_inside(cfg: DictConfig, run_dir: Path, keys: Sequence[str], path: Path) -> None:
+    """Refuse output paths of the saved config (``keys``) that lie outside ``run_dir``."""
+    for key in keys:
+        value = OmegaConf.select(cfg, key)
+        if value is None:
+            continue
+        target, run = Path(value).resolve(), run_dir.resolve()
+        if target != run and run not in target.parents:
+            raise ConfigError(f"{key}={value} in {path} is outside the run folder {run_dir}; a saved config "
+                              f"writes only inside its run: give {key}=... on the command line to write there")
 
 
 def check_key(cfg: DictConfig, key: str, override: str) -> None:

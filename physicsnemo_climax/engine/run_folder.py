@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError, RunInUse
+from ..errors import ConfigError, OutputError, RunInUse
 from ..files import write_atomic
 from .checkpointing import checkpoint_steps
 from .plan import RunPlan
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 RUN_JSON = "run.json"
 LOCK = ".lock"
+#: What a launch writes in its run folder (the task's own record files come with ``run.json``).
+LAUNCH_FILES = (LOCK, "config.yaml", RUN_JSON, "checkpoints", "metrics.csv", "tensorboard")
 #: Config keys (and sections) a relaunch may change. ``data.root`` may move: the
 #: store's content is compared through ``run.json`` (statistics, grid, variables).
 FREE = ("run_dir", "data.root", "eval", "generation", "train.progress", "train.log_every", "train.val_every",
@@ -68,8 +70,10 @@ class RunRecord:
 def run_lock(run_dir: str | Path):
     """Hold ``run_dir/.lock`` for a launch: a second launch into the folder fails
     with :class:`RunInUse`; a lock left by a dead process on this host is taken
-    over with a warning. A folder created here and left empty is removed."""
+    over with a warning. A folder created here and left empty is removed. The
+    folder must be new, empty or a run's (:func:`check_run_folder`)."""
     run_dir = Path(run_dir)
+    check_run_folder(run_dir)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK
@@ -80,6 +84,33 @@ def run_lock(run_dir: str | Path):
         path.unlink(missing_ok=True)
         if created and not any(run_dir.iterdir()):
             run_dir.rmdir()
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """A launch writes only into a new or empty folder, or a run's: one with ``run.json``, or
+    holding only what a launch writes (:data:`LAUNCH_FILES`: a first launch that stopped early). A run
+    is a boundary: nothing in it that a launch writes may be a link to elsewhere.
+
+    Raises
+    ------
+    ConfigError
+        A non-empty folder that is not a run, naming what it holds.
+    OutputError
+        A link among :data:`LAUNCH_FILES`, naming it.
+    """
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise ConfigError(f"run_dir={run_dir} is a file; give a folder")
+    held = sorted(p.name for p in run_dir.iterdir())
+    if held and RUN_JSON not in held and not set(held) <= set(LAUNCH_FILES):
+        listed = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise ConfigError(f"run_dir={run_dir} is not a run folder (it holds {listed}); train into a new or "
+                          "empty folder")
+    for name in LAUNCH_FILES:
+        if (run_dir / name).is_symlink():
+            raise OutputError(f"{run_dir / name} is a symbolic link; climax does not write through links in a "
+                              "run folder: replace it with a plain file or folder")
 
 
 def _acquire(path: Path) -> None:
@@ -193,3 +224,15 @@ def read_run_record(run_dir: str | Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: not a training run folder")
     return json.loads(path.read_text())
+
+
+def data_root(cfg: DictConfig, run_dir: str | Path) -> str:
+    """Where the data of the run in ``run_dir`` are now: ``data.root`` when the command line moves
+    them there (it differs from the saved config's), else where ``run.json`` records them (an
+    absolute path for runs of this version; an older run's relative one is taken from the current
+    folder), else the saved config's."""
+    saved = OmegaConf.load(Path(run_dir) / "config.yaml").data.get("root")
+    given = cfg.data.get("root")
+    if given is not None and str(given) != str(saved):
+        return str(given)
+    return str(read_run_record(run_dir).get("data_root") or given)

@@ -4,6 +4,7 @@ MLflow, and the progress bar (rank 0 only)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -12,7 +13,9 @@ class MetricSink:
     TensorBoard (``run_dir/tensorboard``) and MLflow."""
 
     def __init__(self, run_dir: Path, tensorboard: bool = False, mlflow: bool = False):
-        self.csv = open(Path(run_dir) / "metrics.csv", "a")
+        # O_NOFOLLOW: a link planted as metrics.csv is an error, never a way to append elsewhere
+        fd = os.open(Path(run_dir) / "metrics.csv", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        self.csv = os.fdopen(fd, "a")
         self.writer = self.mlflow = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
