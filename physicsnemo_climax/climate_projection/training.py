@@ -119,7 +119,9 @@ def train(cfg: DictConfig) -> Path:
     epochs = dataset_epochs(train_set, t.batch_size, rank, world, cfg.seed, t.num_workers, device.type == "cuda")
     job = Trainable(model, loss_fn, epochs, validate if len(val_set) else None, fsdp_units=model.blocks)
     saved_stats = json.dumps({"mean": stats[0].tolist(), "std": stats[1].tolist()})
-    record = RunRecord(cfg, {"task": cfg.task.name, "input_statistics": json.loads(saved_stats)},
+    info = {"task": cfg.task.name, "input_statistics": json.loads(saved_stats),
+            "data_root": str(Path(cfg.data.root).resolve())}
+    record = RunRecord(cfg, info,
                        [lambda folder: write_atomic(folder / STATS_FILE, saved_stats)])
     run_loop(t, plan, job, record, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
     return run_dir

@@ -25,6 +25,7 @@ by memory-mapping each member, so a sample costs only its own bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import zipfile
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "store.json"
 SPLITS = ("train", "val", "test")
+#: The files :attr:`ShardStore.fingerprint` hashes (those a store has).
+FINGERPRINTED = (MANIFEST, "normalize_mean.npz", "normalize_std.npz", "lat.npy", "lon.npy")
 
 
 class StoreError(DataError):
@@ -262,6 +265,17 @@ class ShardStore:
         if day_of_year:
             return np.stack([np.asarray(npz_member(path, v))[:, 0] for v in variables], axis=1)
         return np.stack([np.asarray(npz_member(path, v)).reshape(self.grid) for v in variables])
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The SHA-256 of what defines the store: ``store.json`` (variables, periods, units and every
+        shard's checksum), the statistics and the grid. A run records it, and evaluation refuses a
+        store in its place whose fingerprint differs."""
+        digest = hashlib.sha256()
+        for name in FINGERPRINTED:
+            if (self.root / name).exists():
+                digest.update(f"{name}:{sha256(self.root / name)};".encode())
+        return digest.hexdigest()
 
     def shard_times(self, split: str) -> list[np.ndarray]:
         """Time stamps of each shard of ``split`` (stores with a manifest only)."""

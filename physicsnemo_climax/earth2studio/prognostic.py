@@ -32,6 +32,7 @@ from ..data import ShardStore
 from ..data.forcings import Forcings, unix_seconds
 from ..errors import InputError
 from ..forecasting import Run
+from ..forecasting.run import check_store
 from ..models import ClimaX
 from ..models.variables import CONSTANTS
 from .lexicon import to_e2s_all
@@ -138,7 +139,9 @@ class ClimaXPrognostic(torch.nn.Module):
                              "only and cannot feed the next step; Earth2Studio prognostics need a global run")
         mean, std = run.stats(info["variables"])
         if constants is None and any(v in CONSTANTS for v in info["variables"]):
-            constants = store_constants(info["data_root"], info["variables"])
+            store = ShardStore(info["data_root"], info["hours_per_step"])
+            check_store(store, info, run.run_dir)  # the run's own store, not one that took its place
+            constants = store_constants(store.root, info["variables"])
         step = step_hours or info.get("lead_hours") or 6.0
         return cls(run.model, info["variables"], mean, std, np.asarray(info["lat"]), np.asarray(info["lon"]),
                    step, constants, names, run.forcings)

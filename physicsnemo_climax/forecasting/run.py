@@ -9,12 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from physicsnemo.core import Module
 
+from ..data import ShardStore
 from ..data.forcings import Forcings
 from ..engine import checkpointing
+from ..errors import DataError
 from ..files import sha256
-from ..engine.run_folder import read_run_record
+from ..engine.run_folder import data_root, read_run_record
 from ..models import ClimaX, GridRegion
 
 
@@ -104,3 +107,38 @@ class Run:
             raise KeyError(f"the run has no statistics for {missing}")
         s = self.info["statistics"]
         return (np.array([s[n]["mean"] for n in names]), np.array([s[n]["std"] for n in names]))
+
+
+def run_store(cfg: DictConfig, run: Run) -> ShardStore:
+    """The store ``run`` was trained on (:func:`..engine.run_folder.data_root`: where ``run.json``
+    records it, or ``data.root`` given on the command line), checked by :func:`check_store`."""
+    store = ShardStore(data_root(cfg, run.run_dir), run.info["hours_per_step"])
+    check_store(store, run.info, run.run_dir)
+    return store
+
+
+def check_store(store: ShardStore, info: dict, run_dir: Path | None = None) -> None:
+    """Refuse a store that is not the one the run was trained on: another fingerprint
+    (:attr:`.ShardStore.fingerprint`) or, for runs recorded before fingerprints, other statistics.
+
+    Raises
+    ------
+    DataError
+        Naming the store, both fingerprints (or the first variable whose statistics differ) and
+        where the run's store was.
+    """
+    run = f"the run {run_dir}" if run_dir is not None else "the run"
+    way_out = f"(it was at {info.get('data_root')}); give data.root=<the training store>"
+    want = info.get("data_fingerprint")
+    if want is not None:
+        if store.fingerprint != want:
+            raise DataError(f"{store.root} is not the store {run} was trained on: its fingerprint is "
+                            f"{store.fingerprint[:12]}, run.json records {want[:12]} {way_out}")
+        return
+    names = [v for v in info["statistics"] if v in store.variables()]  # forcings are computed, not stored
+    mean, std = store.statistics(names)
+    for name, m, s in zip(names, mean, std):
+        saved = info["statistics"][name]
+        if not (np.isclose(m, saved["mean"], rtol=1e-6) and np.isclose(s, saved["std"], rtol=1e-6)):
+            raise DataError(f"{store.root} is not the store {run} was trained on: the statistics of {name} "
+                            f"differ from run.json's {way_out}")

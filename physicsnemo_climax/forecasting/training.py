@@ -139,7 +139,7 @@ def run_info(cfg: DictConfig, readers: list[ClimaXShardReader], model: ClimaX, r
         "lat": store.lat.tolist(), "lon": store.lon.tolist(), "hours_per_step": store.hours_per_step,
         "lead_hours": cfg.task.lead_hours, "max_lead_hours": cfg.task.lead_hours or max(cfg.task.lead_range),
         "lead_range": None if cfg.task.lead_hours else list(cfg.task.lead_range), "lead_step": cfg.task.lead_step,
-        "data_root": str(store.root), "region": region.spec,
+        "data_root": str(store.root.resolve()), "data_fingerprint": store.fingerprint, "region": region.spec,
         "forcings": list(readers[0].forcings.names) if readers[0].forcings is not None else [],
     }
 
