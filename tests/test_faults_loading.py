@@ -40,7 +40,7 @@ from physicsnemo_climax.data import ShardStore
 from physicsnemo_climax.downscaling import checkpoints
 from physicsnemo_climax.downscaling.models import ClimaXRegression
 from physicsnemo_climax.engine import checkpointing
-from physicsnemo_climax.errors import DataError
+from physicsnemo_climax.errors import CheckpointError, DataError
 from physicsnemo_climax.forecasting import Run, evaluate
 from physicsnemo_climax.models import DEFAULT_VARIABLES, ClimaX, read_weights
 
@@ -160,7 +160,7 @@ def test_a_module_named_by_args_json_is_never_imported(capsys, site, foreign, st
         assert not (tmp_path / "out.mdlus").exists()
     elif site == "corrdiff":  # a class name CorrDiff generation loads, from another module
         file = rewrite(copy_of(corrdiff_file, tmp_path, "reg.mdlus"), naming(module, "ClimaXRegression"))
-        with pytest.raises(ValueError, match=rf"reg.mdlus.*ClimaXRegression.*{module}"):
+        with pytest.raises(CheckpointError, match=rf"reg.mdlus.*ClimaXRegression.*{module}"):
             checkpoints.load_net(file, REG_KEY, "regression")
     elif site == "nested":  # a nested module entry (PhysicsNeMo builds those first)
         prefix = "__physicsnemo.Module__"
@@ -177,7 +177,7 @@ def test_a_module_named_by_args_json_is_never_imported(capsys, site, foreign, st
         registry = ModelRegistry()
         monkeypatch.setitem(registry._model_registry, "Foreign",
                             EntryPoint(name="Foreign", value=f"{module}:Foreign", group="physicsnemo.models"))
-        file = rewrite(copy_of(climax_file, tmp_path, "registered.mdlus"), naming(module))
+        file = rewrite(copy_of(climax_file, tmp_path, "registered.mdlus"), naming("physicsnemo.models.foreign"))
         with pytest.raises(ValueError, match=r"registered.mdlus.*Foreign"):
             read_weights(file)
     assert not marker.exists(), "the module named by args.json was imported"
@@ -208,7 +208,7 @@ def test_arguments_implying_more_than_the_file_holds_are_refused_before_any_allo
         assert "huge.mdlus" in line
     else:
         file = rewrite(copy_of(corrdiff_file, tmp_path, "huge.mdlus"), huge_unet)
-        with pytest.raises(ValueError) as err:
+        with pytest.raises(CheckpointError) as err:
             checkpoints.load_net(file, REG_KEY, "regression")
         line = str(err.value)
         assert "huge.mdlus" in line
@@ -502,14 +502,16 @@ def test_residual_and_overlapping_head_files_still_load(tmp_path):
     assert all(torch.equal(v, again.state[k]) for k, v in source.state_dict().items())
 
 
-def test_a_registry_name_taken_over_by_another_package_does_not_change_what_loads(climax_file, foreign,
-                                                                                    monkeypatch):
+def test_a_registry_name_taken_over_by_another_package_is_never_imported(trained, climax_file, foreign,
+                                                                        monkeypatch):
     from importlib.metadata import EntryPoint
 
     module, marker = foreign
     monkeypatch.setitem(ModelRegistry()._model_registry, "ClimaX",
                         EntryPoint(name="ClimaX", value=f"{module}:ClimaX", group="physicsnemo.models"))
-    assert read_weights(climax_file).variables
+    with pytest.raises(ValueError, match=r"climax.mdlus.*registry.*ClimaX"):
+        read_weights(climax_file)  # init= accepts ClimaX's registered subclasses: the registry is asked
+    assert type(Run.load(trained).model) is ClimaX  # a run's model loads through the class itself
     assert not marker.exists()
 
 

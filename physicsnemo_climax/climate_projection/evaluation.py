@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig
-from physicsnemo.core import Module
 
 from ..engine import checkpointing
 from ..files import atomic_path, write_atomic
+from ..models import mdlus
 from ..engine.checks import config_error
 from .data import ClimateBenchDataset
+from .model import ClimaXClimateBench
 from .scores import nrmse, pattern_scaling
 from .training import STATS_FILE, read_scenarios
 
@@ -26,7 +27,8 @@ from .training import STATS_FILE, read_scenarios
 def evaluate(cfg: DictConfig) -> pd.DataFrame:
     """NRMSE table (model and pattern scaling) on ``task.test_scenario`` over ``task.eval_years``, with maps."""
     task, run_dir = cfg.task, Path(cfg.run_dir)
-    model = Module.from_checkpoint(str(checkpointing.model_file(run_dir / "checkpoints"))).eval()
+    model, _ = checkpointing.load_model(run_dir / "checkpoints", lambda file: mdlus.load_module(file, ClimaXClimateBench))
+    model.eval()
     saved = json.loads((run_dir / STATS_FILE).read_text())
     stats = (np.array(saved["mean"], np.float32), np.array(saved["std"], np.float32))
     scenarios = read_scenarios(cfg, [task.test_scenario, "historical", *task.train_scenarios])

@@ -26,13 +26,12 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from physicsnemo.core import Module
 
 from ..data import ShardStore
 from ..data.forcings import Forcings, unix_seconds
 from ..errors import InputError
 from ..forecasting import Run
-from ..models import ClimaX
+from ..models import ClimaX, mdlus
 from ..models.variables import CONSTANTS
 from .lexicon import to_e2s_all
 
@@ -150,7 +149,7 @@ class ClimaXPrognostic(torch.nn.Module):
 
         ``variables`` (default: the store's, in the model's order) are the inputs.
         """
-        model = (Module.from_checkpoint(str(checkpoint)) if str(checkpoint).endswith(".mdlus")
+        model = (mdlus.load_module(checkpoint, ClimaX) if str(checkpoint).endswith(".mdlus")
                  else ClimaX.from_official_checkpoint(checkpoint, num_heads=num_heads))
         st = ShardStore(store)
         have = st.variables()
