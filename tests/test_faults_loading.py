@@ -368,11 +368,12 @@ def write_bomb(path: Path, names, steps: int, grid=(8, 16)) -> None:
 
 @pytest.fixture
 def reads(monkeypatch):
-    """The files whose arrays ``np.lib.format.read_array`` read (decompressed) during the test."""
+    """The zip members whose arrays ``np.lib.format.read_array`` inflated during the test."""
     original, seen = np.lib.format.read_array, []
 
     def spy(fp, *args, **kwargs):
-        seen.append(getattr(fp, "name", repr(fp)))
+        if isinstance(fp, zipfile.ZipExtFile):
+            seen.append(fp.name)
         return original(fp, *args, **kwargs)
 
     monkeypatch.setattr(np.lib.format, "read_array", spy)
