@@ -26,9 +26,9 @@ Every ``.npy`` and ``.npz`` member is read header first (:func:`npz_header`,
 :func:`read_npy`): its declared size must be that of its zip entry and within
 the file, its shape what the store expects (shards ``[T, 1, H, W]`` on the
 grid of ``lat.npy``/``lon.npy``, at most a year of steps; 1-D coordinates of
-at most :data:`MAX_AXIS` values), no Python objects; a shard's checksum is
+at most :data:`MAX_COORDINATES` values), no Python objects; a shard's checksum is
 verified before any of its members is read, and a compressed member without
-one expands at most :data:`MAX_RATIO` times. Nothing is decompressed or
+one expands at most :data:`MAX_INFLATION` times. Nothing is decompressed or
 allocated before these checks.
 """
 
@@ -62,9 +62,9 @@ class StoreError(DataError):
 #: mask repeated over time reach, so this stops only other methods (bzip2, lzma: bombs of a
 #: million to one); for deflate, the declared sizes (header, zip entry, the store's grid and a
 #: year of steps) bound what is inflated.
-MAX_RATIO = 1100
+MAX_INFLATION = 1100
 #: Values of ``lat.npy`` / ``lon.npy`` at most.
-MAX_AXIS = 2**16
+MAX_COORDINATES = 2**16
 #: Hours a shard (``{year}_{i}.npz``) spans at most: a leap year.
 YEAR_HOURS = 366 * 24
 #: Values of one variable's entry of ``normalize_mean.npz`` / ``normalize_std.npz`` at most (one is read).
@@ -159,7 +159,7 @@ def npz_member(path: Path, key: str, shape: tuple[int, ...] | None = None, max_v
 
     Its header is checked first (:func:`npz_header`), then against ``shape`` (exact) or
     ``max_values``; a compressed member is inflated only then, and only within
-    :data:`MAX_RATIO` unless ``verified`` (its file matched its checksum).
+    :data:`MAX_INFLATION` unless ``verified`` (its file matched its checksum).
 
     Raises
     ------
@@ -175,9 +175,9 @@ def npz_member(path: Path, key: str, shape: tuple[int, ...] | None = None, max_v
     if member.offset is not None:
         return np.memmap(path, dtype=member.dtype, mode="r", offset=member.offset, shape=member.shape,
                          order="F" if member.fortran else "C")
-    if member.ratio > MAX_RATIO and not verified:
-        raise StoreError(f"{path}: member {key} would expand {member.ratio:.0f} times (at most {MAX_RATIO} without "
-                         "a verified checksum): refused before decompression")
+    if member.ratio > MAX_INFLATION and not verified:
+        raise StoreError(f"{path}: member {key} would expand {member.ratio:.0f} times (at most {MAX_INFLATION} "
+                         "without a verified checksum): refused before decompression")
     try:
         with zipfile.ZipFile(path) as archive, archive.open(key + ".npy") as stream:
             return np.lib.format.read_array(stream, allow_pickle=False)
@@ -185,7 +185,7 @@ def npz_member(path: Path, key: str, shape: tuple[int, ...] | None = None, max_v
         raise StoreError(f"{path}: unreadable member {key} ({err})") from err
 
 
-def read_npy(path: Path, max_values: int = MAX_AXIS) -> np.ndarray:
+def read_npy(path: Path, max_values: int = MAX_COORDINATES) -> np.ndarray:
     """A 1-D ``.npy`` of numbers (``lat.npy``, ``lon.npy``), its header checked before the data are read:
     at most ``max_values`` values, exactly the bytes the file holds after its header.
 

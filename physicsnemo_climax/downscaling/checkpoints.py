@@ -165,7 +165,8 @@ def reload(net: Module, override_args: dict) -> Module:
     """``net`` loaded again from its file (:func:`load_net`'s ``checkpoint_file``) with ``override_args``,
     checked as the first time; on the CPU, in eval mode, frozen, naming the same file in errors."""
     again = mdlus.load_module(net.checkpoint_file, type(net), override_args=override_args)
-    again.checkpoint_source, again.checkpoint_file = net.checkpoint_source, net.checkpoint_file
+    again.checkpoint_source = getattr(net, "checkpoint_source", str(net.checkpoint_file))
+    again.checkpoint_file = net.checkpoint_file
     return again.eval().requires_grad_(False)
 
 

@@ -175,9 +175,11 @@ def _read_zip(path: Path) -> Saved:
         _check_members(path, members)
         args, metadata = (_json(path, name, archive.read(name)) for name in MEMBERS[:2])
         weights = members["model.pt"]
-        with open(path, "rb") as raw:
-            stream = archive.open("model.pt") if weights.offset is None else _Window(raw, weights.offset, weights.size)
-            return Saved(path, args, metadata, _tensors(path, stream, weights.size))
+        if weights.offset is None:  # compressed (not as PhysicsNeMo writes it, within MAX_RATIO)
+            with archive.open("model.pt") as stream:
+                return Saved(path, args, metadata, _tensors(path, stream, weights.size))
+    with open(path, "rb") as raw:
+        return Saved(path, args, metadata, _tensors(path, _Window(raw, weights.offset, weights.size), weights.size))
 
 
 def _zip_offset(path: Path, info: zipfile.ZipInfo) -> int | None:
@@ -357,7 +359,10 @@ def registered(name: str) -> type | None:
         dist = getattr(getattr(entry, "dist", None), "name", "") or ""
         ours = dist.lower().replace("_", "-") in TRUSTED_DISTRIBUTIONS and \
             entry.module.split(".")[0] in TRUSTED_MODULES[:2]
-    return registry.factory(name) if ours else None
+    try:
+        return registry.factory(name) if ours else None
+    except Exception:  # PhysicsNeMo's model that needs what is not installed here (dgl, ...): not loadable
+        return None
 
 
 def _root_class(saved: Saved, accepted: tuple[type, ...], subclasses: bool) -> type:
@@ -430,6 +435,8 @@ def _implied(saved: Saved, cls: type, overrides: dict) -> dict[str, tuple[tuple[
     args = _arguments(saved, cls, saved.args, "")
     if overrides:
         cls._override_args(args, dict(overrides))  # PhysicsNeMo's rule: only _overridable_args (ValueError)
+    if args.get("use_apex_gn"):  # apex's GroupNorm, a CUDA extension, holds the weight and bias torch's does
+        args["use_apex_gn"] = False
     try:
         with warnings.catch_warnings(), torch.device("meta"), _registrations(saved.path, budget):
             warnings.simplefilter("ignore")  # PhysicsNeMo warns again when it loads the file
