@@ -344,6 +344,31 @@ def test_climatebench_evaluation_falls_back_too(caplog, corrdiff_file, tmp_path)
     assert snapshot(run) == before
 
 
+def test_corrdiff_generation_from_a_run_folder_falls_back_too(caplog, corrdiff_file, tmp_path):
+    folder = tmp_path / "reg_run" / "checkpoints"
+    folder.mkdir(parents=True)
+    for step in (2, 4):
+        shutil.copy(corrdiff_file, folder / f"CorrDiffRegressionUNet.0.{step}.mdlus")
+        torch.save({}, folder / f"checkpoint.0.{step}.pt")
+    (folder / "CorrDiffRegressionUNet.0.4.mdlus").write_bytes(b"damaged")
+    before = snapshot(tmp_path / "reg_run")
+    with caplog.at_level(logging.WARNING):
+        net = checkpoints.load_net(tmp_path / "reg_run", REG_KEY, "regression")
+    assert "checkpoint 4" in caplog.text and net.checkpoint_file == folder / "CorrDiffRegressionUNet.0.2.mdlus"
+    assert snapshot(tmp_path / "reg_run") == before
+
+
+def test_resume_refuses_a_model_file_with_compressed_members(caplog, store, run):
+    from faults import fit
+
+    files = checkpointing.files_of(run / "checkpoints", 4)
+    rewrite(files["model"], compress={"model.pt": zipfile.ZIP_DEFLATED})  # inflated on reading: never ours
+    plant(run, 4)
+    fit(store, run)
+    assert "skipping checkpoint 4" in caplog.text and "compressed" in caplog.text
+    assert (run / "checkpoints" / "skipped" / files["model"].name).exists()
+
+
 def test_no_loadable_checkpoint_is_one_line_listing_each(capsys, store, run, tmp_path):
     for step in (2, 4):
         plant(run, step, truncate=True)

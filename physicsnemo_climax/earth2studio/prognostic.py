@@ -118,7 +118,8 @@ class ClimaXPrognostic(torch.nn.Module):
     @classmethod
     def from_run(cls, run_dir: str | Path, step_hours: float | None = None,
                  constants: Mapping[str, np.ndarray] | None = None, names: Mapping[str, str] | None = None):
-        """From a ``climax train`` run folder: its latest weights, statistics and grid.
+        """From a ``climax train`` run folder: its latest weights that load (:meth:`Run.load`: a bad
+        newest checkpoint is skipped with a warning), statistics and grid.
 
         ``step_hours`` defaults to the run's trained lead (6 h for random-lead runs);
         constant fields are read from the run's store unless given.
@@ -145,7 +146,8 @@ class ClimaXPrognostic(torch.nn.Module):
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, store: str | Path, variables: Sequence[str] | None = None,
                         step_hours: float = 6.0, num_heads: int = 16, names: Mapping[str, str] | None = None):
-        """From a ``.mdlus`` or an official ClimaX ``.ckpt`` plus a ClimaX store (statistics, grid, constants).
+        """From a ``.mdlus`` (a ClimaX, checked by :mod:`physicsnemo_climax.models.mdlus` before it is
+        built) or an official ClimaX ``.ckpt``, plus a ClimaX store (statistics, grid, constants).
 
         ``variables`` (default: the store's, in the model's order) are the inputs.
         """
