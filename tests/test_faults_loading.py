@@ -572,3 +572,27 @@ def test_a_climax_regression_file_still_loads(tmp_path):
     loaded = checkpoints.load_net(tmp_path / "cxr.mdlus", REG_KEY, "regression")
     assert isinstance(loaded, ClimaXRegression)
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in net.state_dict().items())
+
+
+class Parent(Module):
+    """A model holding a PhysicsNeMo model as an argument (saved as a nested module entry)."""
+
+    def __init__(self, inner, width: int = 3):
+        super().__init__()
+        self.inner, self.extra = inner, torch.nn.Linear(width, width)
+
+
+Parent.__module__ = "physicsnemo_climax.nested_example"  # a module of this package, as a file may name
+
+
+def test_a_nested_module_from_physicsnemos_registry_still_loads(tmp_path):
+    from physicsnemo.models.mlp import FullyConnected
+
+    from physicsnemo_climax.models import mdlus
+
+    torch.manual_seed(0)
+    net = Parent(FullyConnected(in_features=4, out_features=2, num_layers=2, layer_size=8))
+    net.save(str(tmp_path / "nested.mdlus"))
+    loaded = mdlus.load_module(tmp_path / "nested.mdlus", Parent)
+    assert type(loaded.inner) is FullyConnected
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in net.state_dict().items())

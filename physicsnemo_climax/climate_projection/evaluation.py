@@ -27,7 +27,8 @@ from .training import STATS_FILE, read_scenarios
 def evaluate(cfg: DictConfig) -> pd.DataFrame:
     """NRMSE table (model and pattern scaling) on ``task.test_scenario`` over ``task.eval_years``, with maps."""
     task, run_dir = cfg.task, Path(cfg.run_dir)
-    model, _ = checkpointing.load_model(run_dir / "checkpoints", lambda file: mdlus.load_module(file, ClimaXClimateBench))
+    model, _ = checkpointing.load_model(run_dir / "checkpoints",
+                                        lambda file: mdlus.load_module(file, ClimaXClimateBench))
     model.eval()
     saved = json.loads((run_dir / STATS_FILE).read_text())
     stats = (np.array(saved["mean"], np.float32), np.array(saved["std"], np.float32))

@@ -80,7 +80,6 @@ def check_file(path: str | Path, classes, *, subclasses: bool = False, override_
     saved = read_file(path)
     accepted = tuple(_resolve(path, c) for c in (classes if isinstance(classes, tuple) else (classes,)))
     cls = _root_class(saved, accepted, subclasses)
-    _check_arguments(saved, cls)
     _check_sizes(saved, cls, override_args or {})
     return cls
 
@@ -152,11 +151,13 @@ def _nested_class(saved: Saved, key: str) -> type:
     return cls
 
 
-def _check_arguments(saved: Saved, cls: type) -> None:
-    """Arguments the class's constructor uses before any weight exists, against the file (its hook)."""
+def _layout_problem(saved: Saved, cls: type, args: dict, where: str) -> None:
+    """Refuse arguments the class's constructor uses before any weight exists that the file contradicts
+    (its ``saved_layout_problem`` hook, given the tensors under ``where``, e.g. ``"climax."``)."""
     hook = getattr(cls, "saved_layout_problem", None)
+    tensors = {k[len(where):]: v for k, v in saved.tensors.items() if k.startswith(where)}
     try:
-        problem = hook(saved.args["__args__"], saved.tensors) if hook else None
+        problem = hook(args, tensors) if hook else None
     except Exception as err:  # arguments of the wrong kind (a list where a dict belongs)
         problem = f"arguments it cannot read ({type(err).__name__}: {first_line(err)})"
     if problem:
@@ -183,15 +184,13 @@ def _check_sizes(saved: Saved, cls: type, overrides: dict) -> None:
 def _implied(saved: Saved, cls: type, overrides: dict) -> dict[str, tuple[tuple[int, ...], int]]:
     """Shape and bytes of each tensor of the model the arguments build (on the meta device)."""
     budget = 8 * len(saved.tensors) + 1024  # a state dict entry costs a few registrations (modules too)
-    args = _arguments(saved, cls, saved.args, "")
-    if overrides:
-        cls._override_args(args, dict(overrides))  # PhysicsNeMo's rule: only _overridable_args (ValueError)
-    if args.get("use_apex_gn"):  # apex's GroupNorm, a CUDA extension, holds the weight and bias torch's does
-        args["use_apex_gn"] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # only PhysicsNeMo's rule is wanted here: _overridable_args (ValueError)
+        cls._override_args(dict(saved.args["__args__"]), dict(overrides))
     try:
         with warnings.catch_warnings(), torch.device("meta"), _registrations(saved.path, budget):
             warnings.simplefilter("ignore")  # PhysicsNeMo warns again when it loads the file
-            model = cls(**args)
+            model = _build(saved, cls, saved.args, overrides)
     except MdlusError:
         raise
     except Exception as err:  # arguments the class refuses
@@ -200,11 +199,12 @@ def _implied(saved: Saved, cls: type, overrides: dict) -> dict[str, tuple[tuple[
     return {k: (tuple(v.shape), v.numel() * v.element_size()) for k, v in model.state_dict().items()}
 
 
-def _arguments(saved: Saved, cls: type, entry: dict, prefix: str) -> dict:
-    """Constructor arguments of an entry as PhysicsNeMo reads them: older file versions mapped by the
-    class, nested modules built first (on the meta device, as the caller runs)."""
+def _build(saved: Saved, cls: type, entry: dict, overrides: dict, key: str = "", where: str = "") -> Module:
+    """The module of an ``args.json`` entry (``key``: a nested one's, ``where``: its weights' prefix) as
+    PhysicsNeMo builds it: older file versions mapped by the class, nested modules first, overrides;
+    each after the class's own check (:func:`_layout_problem`). Run on the meta device."""
     args = dict(entry["__args__"])
-    version = saved.metadata.get(f"{prefix}{'.' if prefix else ''}mdlus_file_version", cls.__model_checkpoint_version__)
+    version = saved.metadata.get(f"{key}{'.' if key else ''}mdlus_file_version", cls.__model_checkpoint_version__)
     if version != cls.__model_checkpoint_version__:
         if version not in cls.__supported_model_checkpoint_version__:
             raise MdlusError(f"{saved.path}: file version {version} of {cls.__name__} is not one this "
@@ -212,9 +212,12 @@ def _arguments(saved: Saved, cls: type, entry: dict, prefix: str) -> dict:
         args = cls._backward_compat_arg_mapper(version, args)
     for name, value in args.items():
         if isinstance(value, str) and value.startswith(NESTED):
-            inner = _nested_class(saved, value)
-            args[name] = inner(**_arguments(saved, inner, saved.args[value], value))
-    return args
+            args[name] = _build(saved, _nested_class(saved, value), saved.args[value], {}, value, f"{where}{name}.")
+    args.update(overrides)
+    if args.get("use_apex_gn"):  # apex's GroupNorm, a CUDA extension, holds the weight and bias torch's does
+        args["use_apex_gn"] = False
+    _layout_problem(saved, cls, args, where)
+    return cls(**args)
 
 
 @contextmanager
