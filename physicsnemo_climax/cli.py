@@ -54,6 +54,9 @@ def convert(args: argparse.Namespace) -> None:
 
     check_file_output(args.output, overwrite=args.overwrite, inputs=[args.checkpoint], option="output")
     overrides = {"num_heads": args.num_heads}
+    if args.img_size and min(args.img_size) < 1:
+        raise ValueError(f"--img-size {' '.join(map(str, args.img_size))}: give the grid's rows and columns, "
+                         "positive multiples of the checkpoint's patch size")
     if args.img_size:
         overrides["img_size"] = tuple(args.img_size)
     if args.variables:

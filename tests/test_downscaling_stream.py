@@ -199,16 +199,17 @@ class _Unet(torch.nn.Module):
 
 
 def test_prepare_net_follows_the_plan(tmp_path, monkeypatch):
-    from physicsnemo.core import Module
+    from physicsnemo_climax.models import mdlus
 
     asked = []
-    monkeypatch.setattr(Module, "from_checkpoint", lambda file, override_args=None: asked.append(override_args)
-                        or _Unet(**override_args))
-    (tmp_path / "net.mdlus").write_bytes(b"")
-    net = generation.prepare_net(_Unet(), RunPlan(apex_group_norm=True, precision="bf16"), tmp_path / "net.mdlus")
-    assert asked == [{"use_apex_gn": True}] and net.use_apex_gn and net.amp_mode is True
+    monkeypatch.setattr(mdlus, "load_module", lambda file, cls, override_args=None: asked.append((file, override_args))
+                        or _Unet(**override_args))  # the reload goes through the .mdlus checks
+    loaded = _Unet()
+    loaded.checkpoint_file = tmp_path / "net.mdlus"  # set by checkpoints.load_net
+    net = generation.prepare_net(loaded, RunPlan(apex_group_norm=True, precision="bf16"))
+    assert asked == [(tmp_path / "net.mdlus", {"use_apex_gn": True})] and net.use_apex_gn and net.amp_mode is True
     assert net.conv.weight.is_contiguous(memory_format=torch.channels_last)
-    plain = generation.prepare_net(_Unet(), RunPlan(), tmp_path / "net.mdlus")
+    plain = generation.prepare_net(_Unet(), RunPlan())
     assert len(asked) == 1 and plain.amp_mode is False and not isinstance(plain, torch._dynamo.eval_frame.OptimizedModule)
     assert isinstance(generation.prepare_net(_Unet(), RunPlan(compile=True)), torch._dynamo.eval_frame.OptimizedModule)
     assert generation.prepare_net(None, RunPlan(compile=True)) is None

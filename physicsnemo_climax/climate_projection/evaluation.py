@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig
-from physicsnemo.core import Module
 
 from ..engine import checkpointing
-from ..files import atomic_path, output_folder
 from ..engine.checks import config_error
 from ..engine.run_folder import data_root
+from ..files import atomic_path, output_folder
+from ..models import mdlus
 from .data import ClimateBenchDataset
+from .model import ClimaXClimateBench
 from .scores import nrmse, pattern_scaling
 from .training import STATS_FILE, read_scenarios
 
@@ -32,7 +33,9 @@ TABLE_FILES = ("climatebench.csv", "climatebench.json", "climatebench_maps.png")
 def evaluate(cfg: DictConfig) -> pd.DataFrame:
     """NRMSE table (model and pattern scaling) on ``task.test_scenario`` over ``task.eval_years``, with maps."""
     task, run_dir = cfg.task, Path(cfg.run_dir)
-    model = Module.from_checkpoint(str(checkpointing.model_file(run_dir / "checkpoints"))).eval()
+    model, _ = checkpointing.load_model(run_dir / "checkpoints",
+                                        lambda file: mdlus.load_module(file, ClimaXClimateBench))
+    model.eval()
     saved = json.loads((run_dir / STATS_FILE).read_text())
     stats = (np.array(saved["mean"], np.float32), np.array(saved["std"], np.float32))
     cfg.data.root = data_root(cfg, run_dir)  # where the run's data are, from any folder

@@ -27,7 +27,7 @@ from .climatology import day_and_hour
 from .regrid import regrid_weights
 from .sources import Catalogue, split_name
 from .stats import Climatology, Moments
-from .store import MANIFEST, SPLITS, ShardStore, StoreError
+from .store import MANIFEST, SPLITS, ShardStore, StoreError, npz_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ class Preparer:
         marker = self.work / split / f".{year}.done.npz"
         variables = self.config.variables
         if marker.exists():  # finished before an interruption: reuse its partial statistics
-            saved = np.load(marker)
+            saved = npz_arrays(marker, 366 * self.shape[0] * self.shape[1])  # headers checked, as any store file
             for v in variables:
                 clim[v].sum += saved[f"sum/{v}"]
                 clim[v].count += int(saved["count"])

@@ -21,6 +21,15 @@ preprocessing keeps hourly data, the default).
 
 Shards saved uncompressed (``np.savez``, as both preprocessors do) are read
 by memory-mapping each member, so a sample costs only its own bytes.
+
+Every ``.npy`` and ``.npz`` member is read header first (:func:`npz_header`,
+:func:`read_npy`): its declared size must be that of its zip entry and within
+the file, its shape what the store expects (shards ``[T, 1, H, W]`` on the
+grid of ``lat.npy``/``lon.npy``, at most a year of steps; 1-D coordinates of
+at most :data:`MAX_COORDINATES` values), no Python objects; a shard's checksum is
+verified before any of its members is read, and a compressed member without
+one expands at most :data:`MAX_INFLATION` times. Nothing is decompressed or
+allocated before these checks.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -50,13 +60,62 @@ class StoreError(DataError):
     """A store is missing, incomplete, corrupt or does not hold what was asked."""
 
 
-def npz_member(path: Path, key: str) -> np.ndarray:
-    """Array ``key`` of the ``.npz`` file ``path``, memory-mapped when stored uncompressed.
+#: A compressed member whose checksum was not verified expands at most this much. Deflate
+#: (``np.savez_compressed``) cannot pass about 1032:1, which constant fields such as a land-sea
+#: mask repeated over time reach, so this stops only other methods (bzip2, lzma: bombs of a
+#: million to one); for deflate, the declared sizes (header, zip entry, the store's grid and a
+#: year of steps) bound what is inflated.
+MAX_INFLATION = 1100
+#: Values of ``lat.npy`` / ``lon.npy`` at most.
+MAX_COORDINATES = 2**16
+#: Hours a shard (``{year}_{i}.npz``) spans at most: a leap year.
+YEAR_HOURS = 366 * 24
+#: Values of one variable's entry of ``normalize_mean.npz`` / ``normalize_std.npz`` at most (one is read).
+STATISTIC_VALUES = 1024
+
+
+@dataclass(frozen=True)
+class Member:
+    """An ``.npy`` (a file, or a member of an ``.npz``) as its header declares it.
+
+    Attributes
+    ----------
+    shape : tuple of int
+    dtype : np.dtype
+    fortran : bool
+    offset : int or None
+        Where the data start in the file (a plain file or an uncompressed member); ``None`` when compressed.
+    ratio : float
+        Expansion of a compressed member (1 when stored).
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran: bool
+    offset: int | None
+    ratio: float = 1.0
+
+
+def _header(stream, path: Path, item: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """Shape, order, dtype and length of the ``.npy`` header at the stream's position (numpy's reader,
+    which bounds the header's size and parses it without pickle); refuses arrays of objects."""
+    start = stream.tell()
+    version = np.lib.format.read_magic(stream)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read(stream)
+    if dtype.hasobject:
+        raise StoreError(f"{path}: {item} holds Python objects (pickles), which a store never holds")
+    return tuple(shape), fortran, dtype, stream.tell() - start
+
+
+def npz_header(path: Path, key: str) -> Member:
+    """The header of member ``key`` of the ``.npz`` file ``path``, read without decompressing its data;
+    the size it declares must be that of the zip entry, within the file.
 
     Raises
     ------
     StoreError
-        Naming the file when it is corrupt, truncated or lacks ``key``.
+        Naming the file and member: missing, unreadable, objects, sizes that disagree.
     """
     try:
         with zipfile.ZipFile(path) as archive:
@@ -66,28 +125,92 @@ def npz_member(path: Path, key: str) -> np.ndarray:
                 raise StoreError(
                     f"{path}: no variable {key!r}; it holds {sorted(n[:-4] for n in archive.namelist())}"
                 ) from None
-            if info.compress_type != zipfile.ZIP_STORED:
-                with archive.open(info) as member:
-                    return np.lib.format.read_array(member)
-        with open(path, "rb") as raw:
-            raw.seek(info.header_offset)
-            local = raw.read(30)
-            if local[:4] != b"PK\x03\x04":
-                raise StoreError(f"{path}: corrupt zip member {key}")
-            name_len, extra_len = int.from_bytes(local[26:28], "little"), int.from_bytes(local[28:30], "little")
-            start = info.header_offset + 30 + name_len + extra_len
-            raw.seek(start)
-            version = np.lib.format.read_magic(raw)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read_header(raw)
-            offset = raw.tell()
-        if offset + int(np.prod(shape)) * dtype.itemsize > path.stat().st_size:
-            raise StoreError(f"{path}: truncated (member {key})")
-        return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
-                         order="F" if fortran else "C")
-    except (zipfile.BadZipFile, EOFError, OSError) as err:
-        raise StoreError(f"{path}: unreadable shard ({err})") from err
+            if info.compress_type == zipfile.ZIP_STORED:
+                with open(path, "rb") as raw:
+                    raw.seek(_stored_start(path, raw, info))
+                    shape, fortran, dtype, length = _header(raw, path, f"member {key}")
+                    member = Member(shape, dtype, fortran, raw.tell())
+            else:  # only the header is inflated
+                with archive.open(info) as stream:
+                    shape, fortran, dtype, length = _header(stream, path, f"member {key}")
+                member = Member(shape, dtype, fortran, None, info.file_size / max(info.compress_size, 1))
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        if isinstance(err, StoreError):
+            raise
+        raise StoreError(f"{path}: unreadable member {key} ({err})") from err
+    data = math.prod(shape) * dtype.itemsize
+    if length + data != info.file_size:
+        raise StoreError(f"{path}: member {key} declares shape {shape} of {dtype} ({data} bytes) but its zip "
+                         f"entry holds {info.file_size - length} bytes (damaged or forged)")
+    if member.offset is not None and member.offset + data > path.stat().st_size:
+        raise StoreError(f"{path}: truncated (member {key})")
+    return member
+
+
+def _stored_start(path: Path, raw, info: zipfile.ZipInfo) -> int:
+    """Where an uncompressed member's bytes start: after its local header."""
+    raw.seek(info.header_offset)
+    local = raw.read(30)
+    if local[:4] != b"PK\x03\x04":
+        raise StoreError(f"{path}: corrupt zip member {info.filename}")
+    return info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+
+
+def npz_member(path: Path, key: str, shape: tuple[int, ...] | None = None, max_values: int | None = None,
+               verified: bool = False) -> np.ndarray:
+    """Array ``key`` of the ``.npz`` file ``path``, memory-mapped when stored uncompressed.
+
+    Its header is checked first (:func:`npz_header`), then against ``shape`` (exact) or
+    ``max_values``; a compressed member is inflated only then, and only within
+    :data:`MAX_INFLATION` unless ``verified`` (its file matched its checksum).
+
+    Raises
+    ------
+    StoreError
+        Naming the file and member when it is corrupt, truncated, lacks ``key`` or is not as expected.
+    """
+    member = npz_header(path, key)
+    if shape is not None and member.shape != tuple(shape):
+        raise StoreError(f"{path}: member {key} has shape {member.shape}, expected {tuple(shape)}")
+    if max_values is not None and math.prod(member.shape) > max_values:
+        raise StoreError(f"{path}: member {key} declares {math.prod(member.shape)} values (shape {member.shape}), "
+                         f"more than the {max_values} it can hold")
+    if member.offset is not None:
+        return np.memmap(path, dtype=member.dtype, mode="r", offset=member.offset, shape=member.shape,
+                         order="F" if member.fortran else "C")
+    if member.ratio > MAX_INFLATION and not verified:
+        raise StoreError(f"{path}: member {key} would expand {member.ratio:.0f} times (at most {MAX_INFLATION} "
+                         "without a verified checksum): refused before decompression")
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(key + ".npy") as stream:
+            return np.lib.format.read_array(stream, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        raise StoreError(f"{path}: unreadable member {key} ({err})") from err
+
+
+def read_npy(path: Path, max_values: int = MAX_COORDINATES) -> np.ndarray:
+    """A 1-D ``.npy`` of numbers (``lat.npy``, ``lon.npy``), its header checked before the data are read:
+    at most ``max_values`` values, exactly the bytes the file holds after its header.
+
+    Raises
+    ------
+    StoreError
+        Naming the file: unreadable, not 1-D numbers, too long, or sizes that disagree.
+    """
+    try:
+        with open(path, "rb") as f:
+            shape, _, dtype, length = _header(f, path, "the array")
+    except (EOFError, OSError, ValueError) as err:
+        if isinstance(err, StoreError):
+            raise
+        raise StoreError(f"{path}: unreadable ({err})") from err
+    if len(shape) != 1 or dtype.kind not in "fiu":
+        raise StoreError(f"{path}: {dtype} of shape {shape}; grid coordinates are 1-D numbers")
+    data, size = math.prod(shape) * dtype.itemsize, path.stat().st_size - length
+    if not 1 <= shape[0] <= max_values or data != size:
+        raise StoreError(f"{path}: declares shape {shape} ({data} bytes) but holds {size} bytes after its header "
+                         f"(1 to {max_values} values expected)")
+    return np.load(path, allow_pickle=False)
 
 
 def npz_keys(path: Path) -> list[str]:
@@ -96,7 +219,12 @@ def npz_keys(path: Path) -> list[str]:
         with zipfile.ZipFile(path) as archive:
             return [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
     except (zipfile.BadZipFile, OSError) as err:
-        raise StoreError(f"{path}: unreadable shard ({err})") from err
+        raise StoreError(f"{path}: unreadable ({err})") from err
+
+
+def npz_arrays(path: Path, max_values: int) -> dict[str, np.ndarray]:
+    """Every member of an ``.npz`` file, in memory, each read as :func:`npz_member` reads it."""
+    return {key: np.array(npz_member(path, key, max_values=max_values)) for key in npz_keys(path)}
 
 
 #: Shards whose checksum this process has verified: ``(path, size, mtime_ns)``.
@@ -119,14 +247,17 @@ class Shard:
     steps: int
     checksum: str | None = None
     verified: bool = False
+    grid: tuple[int, int] | None = None
     _arrays: dict = field(default_factory=dict, repr=False, compare=False)
 
     def array(self, variable: str) -> np.ndarray:
-        """The variable's ``[T, 1, H, W]`` array."""
+        """The variable's ``[T, 1, H, W]`` array (its header checked first; the checksum before any
+        member is read or decompressed)."""
         if not self.verified:
             self.verify()
         if variable not in self._arrays:
-            self._arrays[variable] = npz_member(self.path, variable)
+            shape = None if self.grid is None else (self.steps, 1, *self.grid)
+            self._arrays[variable] = npz_member(self.path, variable, shape, verified=self.checksum is not None)
         return self._arrays[variable]
 
     def verify(self) -> None:
@@ -153,7 +284,7 @@ class Shard:
 
     def __getstate__(self):
         return {"path": self.path, "steps": self.steps, "checksum": self.checksum, "verified": self.verified,
-                "_arrays": {}}
+                "grid": self.grid, "_arrays": {}}
 
 
 class ShardStore:
@@ -191,11 +322,11 @@ class ShardStore:
 
     @cached_property
     def lat(self) -> np.ndarray:
-        return np.load(self.root / "lat.npy")
+        return read_npy(self.root / "lat.npy")
 
     @cached_property
     def lon(self) -> np.ndarray:
-        return np.load(self.root / "lon.npy")
+        return read_npy(self.root / "lon.npy")
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -217,8 +348,20 @@ class ShardStore:
             if not keys:
                 raise StoreError(f"{path}: empty shard")
             checksum = checksums.get(f"{split}/{path.name}")
-            shards.append(Shard(path, npz_member(path, keys[0]).shape[0], checksum))
+            shards.append(Shard(path, self._steps(path, keys[0]), checksum, grid=self.grid))
         return shards
+
+    def _steps(self, path: Path, key: str) -> int:
+        """Time steps of a shard, from its first member's header (nothing is read or decompressed):
+        ``[T, 1, H, W]`` on the store's grid, ``T`` at most a year of steps (shards are per year)."""
+        shape, most = npz_header(path, key).shape, math.ceil(YEAR_HOURS / self.hours_per_step)
+        if len(shape) != 4 or shape[1] != 1 or tuple(shape[2:]) != self.grid:
+            raise StoreError(f"{path}: member {key} has shape {shape}; shards hold [T, 1, H, W] on the store's "
+                             f"grid {self.grid}")
+        if shape[0] > most:
+            raise StoreError(f"{path}: member {key} declares {shape[0]} steps of {self.hours_per_step:g} h, more "
+                             f"than the {most} of a year (a shard holds one year at most): damaged or forged")
+        return shape[0]
 
     def variables(self, split: str = "train") -> list[str]:
         """Variables of the store (manifest, or the first shard of ``split``)."""
@@ -244,11 +387,12 @@ class ShardStore:
                 raise StoreError(
                     f"{path} is missing; `climax data prepare` (or `climax data stats`) creates it"
                 )
-            stats = np.load(path)
-            missing = [v for v in variables if v not in stats]
+            held = npz_keys(path)
+            missing = [v for v in variables if v not in held]
             if missing:
                 raise StoreError(f"{path}: no statistics for {missing}; `climax data stats` creates them")
-            out.append(np.array([float(np.ravel(stats[v])[0]) for v in variables]))
+            out.append(np.array([float(np.ravel(npz_member(path, v, max_values=STATISTIC_VALUES))[0])
+                                 for v in variables]))
         if (out[1] <= 0).any():
             bad = [v for v, s in zip(variables, out[1]) if s <= 0]
             raise StoreError(f"{self.root}: non-positive std for {bad}")
@@ -262,9 +406,10 @@ class ShardStore:
         if not path.exists():
             how = "`climax data stats --day-of-year`" if day_of_year else "`climax data prepare`"
             raise StoreError(f"{path} is missing; {how} creates it")
+        cells = self.grid[0] * self.grid[1]
         if day_of_year:
-            return np.stack([np.asarray(npz_member(path, v))[:, 0] for v in variables], axis=1)
-        return np.stack([np.asarray(npz_member(path, v)).reshape(self.grid) for v in variables])
+            return np.stack([np.asarray(npz_member(path, v, max_values=366 * cells))[:, 0] for v in variables], axis=1)
+        return np.stack([np.asarray(npz_member(path, v, max_values=cells)).reshape(self.grid) for v in variables])
 
     @cached_property
     def fingerprint(self) -> str:

@@ -12,6 +12,11 @@ An ``.mdlus`` file records its class and constructor arguments
   state dict loads unchanged. ``generation.override_args`` is merged over
   this; PhysicsNeMo allows only the keys in a class's ``_overridable_args``
   (``use_apex_gn``, ``act`` for the CorrDiff UNets), others are refused;
+* loads it through :mod:`..models.mdlus`: the class is imported here
+  (:func:`loadable_class`), never from the module the file names, and the
+  arguments and sizes are checked against the file before anything is built.
+  A run folder gives its newest checkpoint that loads; one that does not is
+  skipped with a warning for the one before (no file is changed);
 * turns the training-only switches ``amp_mode``, ``profile_mode`` and
   ``use_fp16`` off after loading (the run plan decides precision).
 
@@ -23,18 +28,19 @@ is checked against the config by :func:`.noise.check_noise`.
 
 from __future__ import annotations
 
-import json
 import logging
-import tarfile
-import zipfile
+import warnings
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from physicsnemo.core import Module
+from physicsnemo.diffusion.preconditioners import EDMPrecondSuperResolution
+from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
 
 from ..engine import checkpointing, environment
 from ..errors import CheckpointError, ConfigError
+from ..models import mdlus
 from . import noise
 from .domain import Domain
 from .models import ClimaXRegression
@@ -50,31 +56,24 @@ INFERENCE_MODES = ("all", "regression", "diffusion")
 TRAINING_SWITCHES = ("amp_mode", "profile_mode", "use_fp16")
 
 
-def resolve_checkpoint(path: str | Path, key: str) -> Path:
-    """An ``.mdlus`` file, or the latest one of a training run folder."""
-    path = Path(path)
-    if path.is_dir():
-        folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        try:
-            return checkpointing.model_file(folder)
-        except FileNotFoundError as err:
-            raise FileNotFoundError(f"{key}={path}: {err}") from None
-    if not path.exists():
-        raise FileNotFoundError(f"{key}={path}: no such file or run folder")
-    return path
+def loadable_class(name: str) -> type:
+    """The class of a :data:`LOADABLE` name, imported here (never from a module a file names)."""
+    if name == "tEDMPrecondSuperRes":  # PhysicsNeMo's experimental package, which warns when imported
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from physicsnemo.experimental.models.diffusion import tEDMPrecondSuperRes
+        return tEDMPrecondSuperRes
+    return {"CorrDiffRegressionUNet": CorrDiffRegressionUNet, "ClimaXRegression": ClimaXRegression,
+            "EDMPrecondSuperResolution": EDMPrecondSuperResolution}[name]
 
 
 def saved_args(file: Path, key: str) -> dict:
-    """The ``args.json`` of an ``.mdlus`` file: ``{"__name__", "__module__", "__args__"}``."""
+    """The ``args.json`` of an ``.mdlus`` file: ``{"__name__", "__module__", "__args__"}``, read as
+    :func:`..models.mdlus.read_file` reads it (sizes and bounds checked, nothing built)."""
     try:
-        if zipfile.is_zipfile(file):
-            with zipfile.ZipFile(file) as archive:
-                return json.loads(archive.read("args.json"))
-        with tarfile.open(file) as archive:  # the older PhysicsNeMo layout
-            member = next(m for m in archive.getmembers() if Path(m.name).name == "args.json")
-            return json.load(archive.extractfile(member))
-    except (OSError, KeyError, ValueError, StopIteration, tarfile.TarError) as err:
-        raise CheckpointError(f"{key}={file}: not a PhysicsNeMo .mdlus checkpoint ({err})") from err
+        return mdlus.read_file(file).args
+    except mdlus.MdlusError as err:
+        raise CheckpointError(f"{key}={err}") from err
 
 
 def check_supported(saved: dict, stage: str, file: Path, key: str) -> None:
@@ -104,6 +103,9 @@ def automatic_overrides(args: dict, apex: bool | None = None) -> dict:
 def load_net(path: str | Path, key: str, stage: str, override_args=None, apex: bool | None = None) -> Module:
     """A CorrDiff net from ``path`` (``.mdlus`` or run folder), on the CPU, in eval mode, frozen.
 
+    A run folder gives its newest checkpoint that loads; one that does not (damaged, refused by
+    :mod:`..models.mdlus`) is skipped with a warning for the one before, changing no file.
+
     Parameters
     ----------
     key : str
@@ -118,34 +120,54 @@ def load_net(path: str | Path, key: str, stage: str, override_args=None, apex: b
     ------
     ConfigError
         An unsupported class, backbone or override key, naming it and the file.
+    CheckpointError
+        A file refused by its checks or that does not load, naming it.
     """
-    file = resolve_checkpoint(path, key)
-    saved = saved_args(file, key)
-    check_supported(saved, stage, file, key)
+    path = Path(path)
     user = OmegaConf.to_container(override_args, resolve=True) if isinstance(override_args, DictConfig) \
         else dict(override_args or {})
+    if not path.is_dir():
+        if not path.exists():
+            raise FileNotFoundError(f"{key}={path}: no such file or run folder")
+        return _load_file(path, key, stage, user, apex)
+    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
+    try:
+        net, _ = checkpointing.load_model(folder, lambda file: _load_file(file, key, stage, user, apex))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{key}={path}: {err}") from None
+    return net
+
+
+def _load_file(file: Path, key: str, stage: str, user: dict, apex: bool | None) -> Module:
+    """One ``.mdlus`` as :func:`load_net` says."""
+    saved = saved_args(file, key)
+    check_supported(saved, stage, file, key)
     overrides = {**automatic_overrides(saved.get("__args__", {}), apex), **user}
     if overrides.get("use_apex_gn") is False and saved["__args__"].get("use_apex_gn"):
         logger.info("%s=%s was trained with apex GroupNorm; loading it with use_apex_gn=False%s", key, file,
                     " (generation.override_args)" if "use_apex_gn" in user else " (no apex GroupNorm here)")
+    cls = loadable_class(saved["__name__"])
     try:
-        net = Module.from_checkpoint(str(file), override_args=overrides or None)
-    except ValueError as err:
-        if "cannot be overridden" in str(err):
-            allowed = sorted(getattr(_class_of(saved), "_overridable_args", set()))
-            raise ConfigError(f"generation.override_args={user}: {err} ({key}={file}; "
-                              f"{saved['__name__']} allows {allowed})") from err
-        raise CheckpointError(f"{key}={file}: {saved['__name__']} does not load ({err})") from err
-    except Exception as err:  # a corrupt or foreign file: say which
-        raise CheckpointError(f"{key}={file}: not a loadable PhysicsNeMo checkpoint ({err})") from err
+        net = mdlus.load_module(file, cls, override_args=overrides or None)
+    except mdlus.MdlusError as err:
+        raise CheckpointError(f"{key}={err}") from err
+    except ValueError as err:  # PhysicsNeMo's refusal of an override key
+        allowed = sorted(getattr(cls, "_overridable_args", set()))
+        raise ConfigError(f"generation.override_args={user}: {err} ({key}={file}; "
+                          f"{saved['__name__']} allows {allowed})") from err
     _inference_switches(net, key, file)
     net.checkpoint_source = f"{key}={file}"  # named by later errors (lead time)
+    net.checkpoint_file = file  # the file it came from (generation.prepare_net reloads it)
     return net.eval().requires_grad_(False)
 
 
-def _class_of(saved: dict) -> type:
-    """The class an ``args.json`` names."""
-    return Module._get_class_from_args(saved)
+def reload(net: Module, override_args: dict) -> Module:
+    """``net`` loaded again from its file (:func:`load_net`'s ``checkpoint_file``) with ``override_args``,
+    checked as the first time; on the CPU, in eval mode, frozen, naming the same file in errors."""
+    again = mdlus.load_module(net.checkpoint_file, type(net), override_args=override_args)
+    again.checkpoint_source = getattr(net, "checkpoint_source", str(net.checkpoint_file))
+    again.checkpoint_file = net.checkpoint_file
+    return again.eval().requires_grad_(False)
 
 
 def _inference_switches(net: Module, key: str, file: Path) -> None:

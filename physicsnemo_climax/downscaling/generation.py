@@ -240,9 +240,9 @@ def generate(cfg: DictConfig) -> Path | None:
     chunks = time_blocks(indices, gen.get("time_block", 1))
     regression, diffusion = load_stages(gen, domain, device, dataset[indices[0]])
     if regression is not None:  # (diffusion-only generation has no regression file)
-        regression = prepare_net(regression, plan, gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename")
+        regression = prepare_net(regression, plan)
     if diffusion is not None:
-        diffusion = prepare_net(diffusion, plan, gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename")
+        diffusion = prepare_net(diffusion, plan)
     sampler_fn = build_sampler(gen, domain.shape)
 
     def blocks():
@@ -260,19 +260,16 @@ def generate(cfg: DictConfig) -> Path | None:
     return Path(gen.io.output_filename) if rank == 0 else None
 
 
-def prepare_net(net, plan: RunPlan, checkpoint=None, key: str = "generation.io"):
-    """A loaded net as the run plan says: ``amp_mode`` for autocast; apex GroupNorm (reloaded with
-    ``override_args``) in channels_last; ``torch.compile``. ``None`` stays ``None``."""
+def prepare_net(net, plan: RunPlan):
+    """A loaded net as the run plan says: ``amp_mode`` for autocast; apex GroupNorm (reloaded from its
+    file with ``override_args``, :func:`.checkpoints.reload`) in channels_last; ``torch.compile``.
+    ``None`` stays ``None``."""
     if net is None:
         return None
     if plan.apex_group_norm and "use_apex_gn" in getattr(type(net), "_overridable_args", ()) \
             and not getattr(net, "use_apex_gn", False):
         device = next(net.parameters()).device
-        from physicsnemo.core import Module
-
-        file = checkpoints.resolve_checkpoint(checkpoint, key)
-        net = Module.from_checkpoint(str(file), override_args={"use_apex_gn": True}).to(device).eval()
-        net.requires_grad_(False)
+        net = checkpoints.reload(net, {"use_apex_gn": True}).to(device)
     models.set_amp_mode(net, plan.precision)
     if plan.apex_group_norm:
         net = net.to(memory_format=torch.channels_last)

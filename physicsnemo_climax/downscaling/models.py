@@ -61,6 +61,13 @@ class ClimaXRegression(Module):
         self.climax = ClimaX(variables=variables, img_size=(self.img_shape_y, self.img_shape_x),
                              **(climax_args or {}))
 
+    @classmethod
+    def saved_layout_problem(cls, args: dict, tensors: dict) -> str | None:
+        """What a ``.mdlus``'s arguments ask for that its weights contradict, checked before building
+        (:mod:`physicsnemo_climax.models.mdlus`): the inner ClimaX's, as :meth:`ClimaX.saved_layout_problem`."""
+        inner = {key[len("climax."):]: value for key, value in tensors.items() if key.startswith("climax.")}
+        return ClimaX.saved_layout_problem(args.get("climax_args") or {}, inner)
+
     def forward(self, x: torch.Tensor, img_lr: torch.Tensor, force_fp32: bool = False, **kwargs) -> torch.Tensor:
         """``x`` ``[B, C_out, H, W]`` (zeros, ignored), ``img_lr`` ``[B, C_in, H, W]`` -> ``[B, C_out, H, W]``."""
         lead = torch.zeros(img_lr.shape[0], device=img_lr.device)

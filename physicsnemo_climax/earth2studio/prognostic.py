@@ -26,14 +26,13 @@ from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from physicsnemo.core import Module
 
 from ..data import ShardStore
 from ..data.forcings import Forcings, unix_seconds
 from ..errors import InputError
 from ..forecasting import Run
 from ..forecasting.run import check_store
-from ..models import ClimaX
+from ..models import ClimaX, mdlus
 from ..models.variables import CONSTANTS
 from .lexicon import to_e2s_all
 
@@ -120,7 +119,8 @@ class ClimaXPrognostic(torch.nn.Module):
     @classmethod
     def from_run(cls, run_dir: str | Path, step_hours: float | None = None,
                  constants: Mapping[str, np.ndarray] | None = None, names: Mapping[str, str] | None = None):
-        """From a ``climax train`` run folder: its latest weights, statistics and grid.
+        """From a ``climax train`` run folder: its latest weights that load (:meth:`Run.load`: a bad
+        newest checkpoint is skipped with a warning), statistics and grid.
 
         ``step_hours`` defaults to the run's trained lead (6 h for random-lead runs);
         constant fields are read from the run's store unless given.
@@ -149,11 +149,12 @@ class ClimaXPrognostic(torch.nn.Module):
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, store: str | Path, variables: Sequence[str] | None = None,
                         step_hours: float = 6.0, num_heads: int = 16, names: Mapping[str, str] | None = None):
-        """From a ``.mdlus`` or an official ClimaX ``.ckpt`` plus a ClimaX store (statistics, grid, constants).
+        """From a ``.mdlus`` (a ClimaX, checked by :mod:`physicsnemo_climax.models.mdlus` before it is
+        built) or an official ClimaX ``.ckpt``, plus a ClimaX store (statistics, grid, constants).
 
         ``variables`` (default: the store's, in the model's order) are the inputs.
         """
-        model = (Module.from_checkpoint(str(checkpoint)) if str(checkpoint).endswith(".mdlus")
+        model = (mdlus.load_module(checkpoint, ClimaX) if str(checkpoint).endswith(".mdlus")
                  else ClimaX.from_official_checkpoint(checkpoint, num_heads=num_heads))
         st = ShardStore(store)
         have = st.variables()

@@ -19,6 +19,10 @@ loads, the run stops. Training state is read with
 ``torch.load(weights_only=True)``, so a checkpoint cannot run code; under
 FSDP, PhysicsNeMo's distributed loader (which gathers and scatters the
 shards) runs with the same restriction.
+
+Reading a run (forecasts, evaluations): :func:`load_model` takes the newest
+checkpoint whose model file is intact and loads (the caller's loader checks
+it), falling back the same way with a warning, but moves nothing.
 """
 
 from __future__ import annotations
@@ -28,16 +32,21 @@ import logging
 import os
 import re
 import shutil
+import tarfile
+import zipfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from physicsnemo.utils.checkpoint import load_checkpoint, save_checkpoint
 
-from ..errors import CheckpointError, CheckpointMismatch
+from ..errors import CheckpointError, CheckpointMismatch, ConfigError
 from ..files import failure, sha256
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _STATE = re.compile(r"checkpoint\.0\.(\d+)\.pt")
 
@@ -101,6 +110,39 @@ def model_file(folder: str | Path, step: int | None = None) -> Path:
             return files_of(folder, candidate)["model"]
         logger.warning("checkpoint %s in %s is not used: %s", candidate, folder, why)
     raise FileNotFoundError(f"{folder}: no intact checkpoint among steps {steps}")
+
+
+def load_model(folder: str | Path, load: Callable[[Path], T]) -> tuple[T, Path]:
+    """``load(file)`` of the newest checkpoint's model file that loads, and that file: forecasts and
+    evaluations, which only read the run.
+
+    A checkpoint whose model file is missing, does not match its checksum or that ``load`` refuses
+    (another class, damaged, refused by its checks) is skipped with a warning saying why, and the one
+    before is tried, as training does; unlike training, nothing is moved.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``folder`` holds no checkpoint.
+    CheckpointError
+        When none loads, with each one's reason.
+    """
+    steps, reasons = checkpoint_steps(folder), []
+    if not steps:
+        raise FileNotFoundError(f"no checkpoint in {folder}")
+    for step in reversed(steps):
+        file = files_of(folder, step)["model"]
+        why = problem(folder, step, parts=("model",))
+        if why is None:
+            try:
+                return load(file), file
+            except ConfigError:  # the config's fault (a stage, an override): every checkpoint fails alike
+                raise
+            except Exception as err:  # refused, damaged or of another class: the one before may load
+                why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        logger.warning("checkpoint %s in %s is not used: %s", step, folder, why)
+        reasons.append(f"step {step}: {why}")
+    raise CheckpointError(f"{folder}: no checkpoint can be used ({'; '.join(reasons)})")
 
 
 # ------------------------------------------------------------------ saving
@@ -182,7 +224,13 @@ def load(folder, model, optimizer=None, scheduler=None, scaler=None, device="cpu
 
 
 def _load_step(folder: Path, step: int, model, optimizer, scheduler, scaler, device) -> dict:
+    # The .mdlus checks of models.mdlus are not needed here: the model is built from the run's config,
+    # and PhysicsNeMo's Module.load reads only model.pt (never args.json: no import, no construction
+    # from the file), with torch.load's weights_only default, into weights whose shapes must fit
+    # (CheckpointMismatch). The file matched the checksum written at its save; a forged one can fail to
+    # load (moved aside) but not run code. Only inflation is left, refused by _stored_members.
     files = files_of(folder, step)
+    _stored_members(files["model"])
     try:
         if _is_sharded(model):
             metadata: dict = {}
@@ -200,6 +248,16 @@ def _load_step(folder: Path, step: int, model, optimizer, scheduler, scaler, dev
         if part is not None and f"{name}_state_dict" in state:
             part.load_state_dict(state[f"{name}_state_dict"])
     return state.get("metadata", {})
+
+
+def _stored_members(file: Path) -> None:
+    """Refuse a zip ``.mdlus`` with compressed members: PhysicsNeMo stores them as they are, and
+    reading a compressed one inflates it to whatever size it declares."""
+    if zipfile.is_zipfile(file) and not tarfile.is_tarfile(file):
+        with zipfile.ZipFile(file) as archive:
+            packed = [i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED]
+        if packed:
+            raise CheckpointError(f"{file}: {packed} compressed; not a file this run saved")
 
 
 def _is_sharded(model) -> bool:

@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from physicsnemo.core import Module
 
 from ..data import ShardStore
 from ..data.forcings import Forcings
 from ..engine import checkpointing
+from ..engine.run_folder import data_root, read_run_record
 from ..errors import DataError
 from ..files import sha256
-from ..engine.run_folder import data_root, read_run_record
-from ..models import ClimaX, GridRegion
+from ..models import ClimaX, GridRegion, mdlus
 
 
 @dataclass
@@ -46,19 +45,25 @@ class Run:
     def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> "Run":
         """The latest weights and the ``run.json`` of a ``climax train`` run folder.
 
+        The newest checkpoint whose model file is intact and passes the checks of
+        :mod:`..models.mdlus` (a ClimaX, arguments that fit the file) is used; one that
+        does not is skipped with a warning for the one before. No file is changed.
+
         Raises
         ------
         FileNotFoundError
             Not a training run folder, or no checkpoint yet.
+        CheckpointError
+            No checkpoint loads (each one's reason listed).
         ValueError
             A run of another task (ClimateBench, CorrDiff).
         """
         info = read_run_record(run_dir)
         if "variables" not in info:
             raise ValueError(f"{run_dir} is a {info.get('task', 'non-forecasting')} run, not a ClimaX forecasting run")
-        path = checkpointing.model_file(Path(run_dir) / "checkpoints")
-        model = Module.from_checkpoint(str(path))
-        return cls(model.to(device).eval(), info, Path(run_dir), Path(path))
+        model, path = checkpointing.load_model(Path(run_dir) / "checkpoints",
+                                               lambda file: mdlus.load_module(file, ClimaX))
+        return cls(model.to(device).eval(), info, Path(run_dir), path)
 
     def field_stats(self, names) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std of ``names`` as float32 ``[V, 1, 1]`` tensors, to (de)normalise ``[..., V, H, W]`` fields."""

@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import mdlus
 from .embeddings import infer_patch_grid, resize_pos_embed
 from .variables import DEFAULT_VARIABLES
 
@@ -156,16 +157,13 @@ class Weights:
 
 def read_weights(path: str | Path, checkpoint_variables: Sequence[str] = DEFAULT_VARIABLES) -> Weights:
     """The :class:`Weights` of an ``.mdlus`` or an official ``.ckpt`` (whose token
-    embeddings are ``checkpoint_variables``, by default the official 48)."""
-    if str(path).endswith(".mdlus"):
-        from physicsnemo.core import Module
+    embeddings are ``checkpoint_variables``, by default the official 48).
 
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{path}: no such file")
-        try:
-            model = Module.from_checkpoint(str(path))
-        except Exception as err:  # a truncated or foreign file: say which
-            raise ValueError(f"{path}: not a loadable PhysicsNeMo .mdlus ({type(err).__name__}: {err})") from err
+    An ``.mdlus`` must hold a ClimaX (or a registered subclass): it is checked as
+    :mod:`.mdlus` says before anything is built from it.
+    """
+    if str(path).endswith(".mdlus"):
+        model = mdlus.load_module(path, "ClimaX", subclasses=True)  # by registry name: climax.py imports this module
         return Weights(model.state_dict(), list(model.variables), tuple(model.patch_grid), str(path))
     state = read_official_state_dict(path)
     args = infer_architecture(state)

@@ -10,6 +10,7 @@ checkpoints load (:mod:`.checkpoint`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Sequence, Union
@@ -161,11 +162,11 @@ class ClimaX(Module):
         self.lead_time_embed = nn.Linear(1, embed_dim)
         self.pos_drop = nn.Dropout(drop_rate)
 
-        # Backbone: timm ViT blocks, stochastic depth growing linearly to ``drop_path``.
+        # Backbone: timm ViT blocks, stochastic depth growing linearly to ``drop_path`` (on the CPU: meta builds).
         self.blocks = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, proj_drop=drop_rate, drop_path=rate,
                   norm_layer=nn.LayerNorm)
-            for rate in torch.linspace(0, drop_path, depth).tolist()
+            for rate in torch.linspace(0, drop_path, depth, device="cpu").tolist()
         )
         self.norm = nn.LayerNorm(embed_dim)
 
@@ -415,6 +416,15 @@ class ClimaX(Module):
         return model
 
     @classmethod
+    def saved_layout_problem(cls, args: Mapping, tensors: Mapping[str, tuple]) -> str | None:
+        """What a ``.mdlus``'s arguments ask for that its weights contradict, among the arguments the
+        constructor uses before any weight exists (:mod:`.mdlus` asks before building): ``depth``,
+        against the file's blocks. ``None`` when they agree."""
+        blocks = sum(1 for key in tensors if re.fullmatch(r"blocks\.\d+\.norm1\.weight", key))
+        depth = args.get("depth", 8)
+        return None if depth == blocks else f"depth={depth}, but the file holds {blocks} blocks"
+
+    @classmethod
     def from_official_checkpoint(cls, path, checkpoint_variables: Sequence[str] = DEFAULT_VARIABLES,
                                  **overrides) -> "ClimaX":
         """A model holding an official ClimaX Lightning checkpoint's weights, strictly.
@@ -449,6 +459,9 @@ def _check_arguments(variables: list[str], img_size: tuple[int, int], patch_size
                      num_heads: int) -> None:
     if len(set(variables)) != len(variables):
         raise ValueError(f"variables contain duplicates: {variables}")
+    if len(img_size) != 2 or min(img_size) < 1 or patch_size < 1:
+        raise ValueError(f"img_size {img_size} and patch_size {patch_size}: a grid of H x W cells (both at least "
+                         "1) and a patch of at least 1 cell")
     if any(s % patch_size for s in img_size):
         raise ValueError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
     if embed_dim % num_heads:
@@ -458,8 +471,9 @@ def _check_arguments(variables: list[str], img_size: tuple[int, int], patch_size
 def _grid_coordinates(img_size: tuple[int, int], lat, lon) -> tuple[torch.Tensor, torch.Tensor]:
     """Grid-cell latitudes ``[H]`` and longitudes ``[W]`` (float64), by default the regular global grid."""
     default_lat, default_lon = (torch.from_numpy(a) for a in regular_grid(img_size))
-    lat = default_lat if lat is None else torch.as_tensor(lat, dtype=torch.float64)
-    lon = default_lon if lon is None else torch.as_tensor(lon, dtype=torch.float64)
+    # on the CPU like the default grid, also where the model is built on the meta device (.mdlus checks)
+    lat = default_lat if lat is None else torch.as_tensor(lat, dtype=torch.float64, device="cpu")
+    lon = default_lon if lon is None else torch.as_tensor(lon, dtype=torch.float64, device="cpu")
     if lat.shape != (img_size[0],) or lon.shape != (img_size[1],):
         raise ValueError(f"lat/lon must have {img_size[0]}/{img_size[1]} values, "
                          f"got {tuple(lat.shape)}/{tuple(lon.shape)}")
