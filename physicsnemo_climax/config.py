@@ -21,7 +21,7 @@ from .errors import ConfigError
 #: Keys absent from the configs that an override may add (``+key=...``).
 ADDABLE = ("data.extra_sources",)
 #: Sections whose keys are names the user chooses (``external.ifs=gs://...``), with or without ``+``.
-NAMED = ("external.", "eval.boxes.", "dataset.args.")
+NAMED = ("external.", "eval.boxes.", "eval.assume_units.", "dataset.args.")
 #: Sections that hold overrides of another section's keys, checked against it
 #: (CorrDiff's ``validation`` overrides ``dataset``: ``+validation.data_path=...``).
 OVERRIDES_OF = {"validation": "dataset"}

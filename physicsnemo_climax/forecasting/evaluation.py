@@ -27,7 +27,10 @@ from omegaconf import DictConfig
 from ..data import ShardStore
 from ..data.forcings import unix_seconds
 from ..data.store import Shard, StoreError
+from ..data.times import lead_hours
+from ..data.units import expected_units
 from ..data.wb2 import to_wb2
+from ..engine.checks import check_seed
 from ..files import atomic_folder
 from ..models import GridRegion
 from .diagnostics import FieldDiagnostics
@@ -125,7 +128,7 @@ def map_lead(leads: list[float]) -> float:
 def ensemble_spec(e: DictConfig) -> EnsembleSpec:
     """The ensemble ``eval`` asks for (``eval.members``, ``perturbation``, ``perturbation_scale``, ``seed``)."""
     return EnsembleSpec(int(e.get("members", 1)), e.get("perturbation", "spherical"),
-                        float(e.get("perturbation_scale", 0.05)), int(e.get("seed", 0)))
+                        float(e.get("perturbation_scale", 0.05)), check_seed(e.get("seed", 0), "eval.seed"))
 
 
 def init_stamps(refs: References, inits: list[tuple[int, int]], needed: bool) -> np.ndarray | None:
@@ -159,7 +162,8 @@ def score_split(run: Run, store: ShardStore, e: DictConfig, inits: list[tuple[in
     """Forecast from every initial time in chunks of ``e.batch_size``, score the model, the baselines
     and the external forecasts, and append the model's forecasts to the Zarr at ``saved``."""
     stamps = init_stamps(refs, inits, bool(refs.externals) or saved is not None)
-    case, shards, units = None, store.shards(e.split), run.info.get("units", {})  # shards opened once
+    case, shards = None, store.shards(e.split)  # shards opened once
+    units = {v: expected_units(v, run.info.get("units")) or "" for v in scored}
     for start in range(0, len(inits), e.batch_size):
         chunk, block = inits[start : start + e.batch_size], {}
         for lead, forecast, verification in forecasts(run, shards, store.hours_per_step, chunk, scored, plans,
@@ -190,7 +194,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     e = cfg.eval
     run = Run.load(cfg.run_dir, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     store = ShardStore(run.info["data_root"], run.info["hours_per_step"])
-    scored, leads = list(e.variables or run.info["out_variables"]), [float(v) for v in e.leads]
+    scored, leads = list(e.variables or run.info["out_variables"]), [lead_hours(v) for v in e.leads]
     plans = rollout_plans(run, scored, leads, e.mode)
     spec = ensemble_spec(e)
     lag_steps = int(round(lag_hours(run.info) / store.hours_per_step))
@@ -199,7 +203,8 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     region = run.region.to("cpu")  # regional runs are scored on their region
     refs = References.build(cfg, run, store, scored, region)
     scorer = Scorer(scored, refs.regions)
-    fields = FieldDiagnostics(e.get("spectra_leads") or sorted({map_lead(leads), leads[-1]}), region.lat)
+    fields = FieldDiagnostics([lead_hours(v) for v in e.get("spectra_leads") or []] or
+                              sorted({map_lead(leads), leads[-1]}), region.lat)
     out = Path(e.out_dir)
     with ExitStack() as stack:
         saved = stack.enter_context(atomic_folder(out / "forecasts.zarr")) if e.get("save_forecasts") else None
@@ -214,5 +219,5 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     table = scorer.table()
     write_report(table, out, meta, Pictures(case, fields, scorer.rank_histograms(), {
         "variable": var, "index": scored.index(var), "variables": scored, "lat": region.lat.numpy(), "lon": region.lon.numpy(),
-        "units": run.info.get("units", {}).get(var, "")}))
+        "units": expected_units(var, run.info.get("units")) or ""}))
     return table
