@@ -300,6 +300,11 @@ def test_an_empty_time_axis_is_refused(capsys, trained, store, tmp_path):
     assert code == 1 and "no times" in err[0] and not (tmp_path / "out.nc").exists()
 
 
+def test_a_time_dimension_without_stamps_is_refused(trained, store):
+    with pytest.raises(InputError, match="time dimension without time stamps"):
+        forecast(Run.load(trained), initial_condition(store).drop_vars("time"), ["12h"])
+
+
 def test_duplicate_initial_times_are_refused_naming_them(capsys, trained, store, tmp_path):
     ic = initial_condition(store)
     xr.concat([ic, ic.isel(time=[1])], dim="time").to_netcdf(tmp_path / "ic.nc")
@@ -467,3 +472,18 @@ def test_corrdiff_data_in_other_units_than_the_training_data_are_converted(corrd
     for group in ("input", "prediction", "truth"):
         with xr.open_dataset(runs["k"], group=group) as k, xr.open_dataset(runs["c"], group=group) as c:
             assert np.allclose(k["2m_temperature"].values, c["2m_temperature"].values, atol=1e-3), group
+
+
+def test_a_climax_forecast_enters_corrdiff_in_the_units_its_data_had():
+    """forecast -> downscale: ClimaX's K become the CorrDiff run's degC where its data recorded them."""
+    from physicsnemo_climax.downscaling.domain import Domain
+    from physicsnemo_climax.downscaling.pipeline import coarse_inputs
+
+    lat, lon = np.linspace(30, 60, 8), np.linspace(0, 35, 8)
+    stats = {"input": {"2m_temperature": {"mean": 10.0, "std": 5.0}}, "output": {"t": {"mean": 10.0, "std": 5.0}}}
+    domain = Domain(["2m_temperature"], ["t"], [], stats, 2, (8, 8), coarse_lat=lat[::2], coarse_lon=lon[::2],
+                    units={"input": {"2m_temperature": "degC"}})
+    kelvin = np.full((1, 1, 8, 8), 283.15)
+    fc = xr.Dataset({"2m_temperature": (("time", "lead_time", "lat", "lon"), kelvin, {"units": "K"})},
+                    coords={"lat": lat, "lon": lon})
+    assert np.allclose(coarse_inputs(fc, domain, {}), 10.0)

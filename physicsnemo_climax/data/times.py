@@ -97,7 +97,9 @@ def standard_times(values, what: str) -> np.ndarray:
         try:
             out.append(np.datetime64(value.isoformat(), "ns"))
         except (AttributeError, ValueError):
-            calendar = getattr(value, "calendar", type(value).__name__)
+            calendar = getattr(value, "calendar", None)
+            if calendar is None:
+                raise InputError(f"{what}: the time {value!r} is not a date") from None
             raise InputError(f"{what}: the time {value} ({calendar} calendar) is not a date of the standard "
                              "calendar; give times that exist in it") from None
     return np.array(out, "datetime64[ns]").reshape(values.shape)

@@ -22,8 +22,9 @@ here, by these rules:
 * **Missing units are refused** unless the user states them
   (:func:`parse_assumed`: ``NAME=UNIT`` items, or ``run`` for "every field
   without the attribute is in the run's units"); stated units that contradict
-  the field's attribute are refused too. A field whose run's units are a pure
-  fraction (``1``, ``(0 - 1)``: the land-sea mask) may come without units.
+  the field's attribute are refused too. A field whose run's units leave no
+  doubt (:data:`SELF_EVIDENT`: a fraction such as the land-sea mask's
+  ``(0 - 1)``, ClimaX's latitude field in ``degrees_north``) may come without units.
 * **Unknown to both**: where neither the run nor :data:`CANONICAL` knows a
   variable's units, there is nothing to check against; the field is taken as
   it comes, with a warning.
@@ -56,12 +57,15 @@ CANONICAL: dict[str, str] = {name: units for name, (_, units) in ATTRS.items()} 
 }
 #: Variables whose length units (geopotential height) and m**2 s**-2 (geopotential) convert with ``g``.
 GEOPOTENTIALS = ("geopotential", "orography", "geopotential_at_surface")
-#: Spellings of a pure fraction: such a field may come without a units attribute.
+#: Spellings of a pure fraction.
 FRACTIONS = ("1", "(0 - 1)", "(0-1)", "0-1", "0 - 1", "fraction", "dimensionless", "~")
+#: Run's units that leave no doubt: a field in them may come without a units attribute (a land-sea
+#: mask, ClimaX's latitude field).
+SELF_EVIDENT = FRACTIONS + ("degrees_north",)
 #: Whole-word spellings pint reads otherwise or not at all.
 SPELLINGS = {"mb": "mbar", "gpm": "m", "Celsius": "degC", "deg_C": "degC", "degrees_C": "degC",
              "degrees_north": "degree", "degrees_east": "degree", "degree_north": "degree",
-             "degree_east": "degree", "%": "percent"}
+             "degree_east": "degree"}
 #: ``assume_units`` value meaning "in the run's units".
 RUN = "run"
 #: How a user of :func:`..forecasting.forecast` states units (messages; ``NAME`` is replaced).
@@ -81,15 +85,11 @@ def expected_units(name: str, recorded: Mapping[str, str] | None = None) -> str 
     return (recorded or {}).get(name) or CANONICAL.get(name) or CANONICAL.get(split_name(name)[0])
 
 
-def is_fraction(units: str | None) -> bool:
-    return units is not None and units.strip() in FRACTIONS
-
-
 def plain(units: str) -> str:
     """``units`` as pint reads them: meteorological spellings replaced, bare exponents
     (``m2 s-2``) written out (``m**2 s**-2``)."""
     text = units.strip()
-    if is_fraction(text):
+    if text in FRACTIONS:
         return "dimensionless"
     text = " ".join(SPELLINGS.get(word, word) for word in text.split())
     return re.sub(r"(?<=[A-Za-z])(-?\d+)\b", r"**\1", text)
@@ -170,7 +170,7 @@ def arrival_units(name: str, attribute: str | None, want: str | None, assumed: M
     if attribute is not None:
         return attribute
     stated = stated or (want if assumed.get("*") == RUN else assumed.get("*"))
-    if stated is None and want is not None and not is_fraction(want):
+    if stated is None and want is not None and want.strip() not in SELF_EVIDENT:
         raise InputError(f"{where}: {name} has no units attribute (the run's are {want}); add it, or state "
                          f"them: {stating.replace('NAME', name)}")
     return stated

@@ -51,6 +51,8 @@ def time_axis(ds: xr.Dataset) -> xr.Dataset:
         ds = ds.drop_vars("time", errors="ignore").expand_dims(time=stamp)
     if ds.sizes["time"] == 0:
         raise InputError(f"{WHERE} has no times (its time axis is empty)")
+    if "time" not in ds.coords:
+        raise InputError(f"{WHERE} has a time dimension without time stamps; add a time coordinate")
     stamps = standard_times(ds.time.values, WHERE)
     check_unique(stamps, WHERE)
     return ds.assign_coords(time=stamps)
