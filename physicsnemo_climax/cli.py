@@ -256,10 +256,9 @@ def forecast(args: argparse.Namespace) -> None:
     """Forecast from a NetCDF initial condition to a NetCDF file."""
     from .data.sources import open_file
     from .files import write_netcdf
+    from .engine.checks import check_seed
     from .forecasting import Run, forecast as run_forecast
     from .forecasting.ensembles import EnsembleSpec
-
-    from .engine.checks import check_seed
 
     spec = EnsembleSpec(args.members, args.perturbation, args.perturbation_scale, check_seed(args.seed, "--seed"))
     run = Run.load(args.run)

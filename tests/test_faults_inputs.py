@@ -487,3 +487,18 @@ def test_a_climax_forecast_enters_corrdiff_in_the_units_its_data_had():
     fc = xr.Dataset({"2m_temperature": (("time", "lead_time", "lat", "lon"), kelvin, {"units": "K"})},
                     coords={"lat": lat, "lon": lon})
     assert np.allclose(coarse_inputs(fc, domain, {}), 10.0)
+
+
+def test_cli_downscale_forecast_reads_bare_leads_as_hours_and_records_its_seed(capsys, trained, store,
+                                                                              corrdiff_kelvin, tmp_path):
+    _, reg, _ = corrdiff_kelvin
+    initial_condition(store).isel(time=[0]).to_netcdf(tmp_path / "ic.nc")
+    common = ["downscale", "forecast", "--climax-run", str(trained), "--regression", str(reg), "--input",
+              str(tmp_path / "ic.nc"), "--lead", "12", "--output", str(tmp_path / "ens.nc"), "--members", "1",
+              "--seed-batch-size", "1"]
+    code, err = climax(capsys, *common, "--seed=-1")
+    assert code == 1 and "seed=-1" in err[0] and not (tmp_path / "ens.nc").exists()
+    code, err = climax(capsys, *common, "--seed", "3")
+    assert code == 0, err
+    with xr.open_dataset(tmp_path / "ens.nc") as f:
+        assert (f.lead_time.values / np.timedelta64(1, "h")).tolist() == [12.0] and int(f.attrs["seed"]) == 3

@@ -36,9 +36,9 @@ import torch
 from omegaconf import DictConfig
 
 from ..engine.checks import check_seed, config_error
-from ..errors import ConfigError
 from ..engine.distributed import setup_distributed
 from ..engine.plan import RunPlan, resolve
+from ..errors import ConfigError
 from . import checkpoints, models, noise
 from .data import build_dataset
 from .domain import DOMAIN_FILE, Domain

@@ -10,9 +10,10 @@ order are reordered, another grid is regridded conservatively. Its fields
 are brought to the run's units (:mod:`..data.units`; without a ``units``
 attribute only as ``eval.assume_units`` states), its leads may be timedeltas
 or numbers (hours unless their ``units`` say otherwise), and duplicate times
-or leads are refused (:mod:`..data.times`). What the file lacks (an initial time at a lead, a whole lead) is counted and
-reported in the scorecard, never silently left out; its scores then rest on
-fewer samples (the ``samples`` column).
+or leads are refused (:mod:`..data.times`). What the file lacks (an initial
+time at a lead, a whole lead) is counted and reported in the scorecard, never
+silently left out; its scores then rest on fewer samples (the ``samples``
+column).
 """
 
 from __future__ import annotations
