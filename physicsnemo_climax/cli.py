@@ -299,14 +299,15 @@ def forecast(args: argparse.Namespace) -> None:
 def make_forecast(args: argparse.Namespace):
     """The forecast ``climax forecast`` asks for, and what made it (:meth:`.Run.provenance`)."""
     from .data.sources import open_file
+    from .engine.checks import check_seed
     from .forecasting import Run, forecast as run_forecast
     from .forecasting.ensembles import EnsembleSpec
 
+    spec = EnsembleSpec(args.members, args.perturbation, args.perturbation_scale, check_seed(args.seed, "--seed"))
     run = Run.load(args.run)
     with open_file(args.input) as ic:
-        spec = EnsembleSpec(args.members, args.perturbation, args.perturbation_scale, args.seed)
         out = run_forecast(run, ic.load(), args.lead, regrid_method=args.regrid, nan_policy=args.nan_policy,
-                           ensemble=spec)
+                           ensemble=spec, assume_units=args.assume_units)
     return out, run.provenance()
 
 
@@ -380,7 +381,8 @@ def downscale_forecast(args: argparse.Namespace) -> None:
     truth = xr.open_dataset(args.truth).load() if args.truth else None
     with xr.open_dataset(args.input) as ic:
         path = forecast_and_downscale(args.climax_run, ic.load(), args.lead, cfg.generation, args.output,
-                                      dict(item.split("=", 1) for item in args.map or []), truth, cfg.seed)
+                                      dict(item.split("=", 1) for item in args.map or []), truth, cfg.seed,
+                                      assume_units=args.assume_units)
     print(f"wrote {path}")
 
 
@@ -411,13 +413,14 @@ def _add_downscale_commands(commands) -> None:
     p.add_argument("--regression", required=True, help="CorrDiff regression run folder or .mdlus")
     p.add_argument("--diffusion", help="CorrDiff diffusion run folder or .mdlus (omit: regression only)")
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")
-    p.add_argument("--lead", required=True, nargs="+", help="lead times, e.g. 24h 48h")
+    p.add_argument("--lead", required=True, nargs="+", help="lead times: hours (24) or durations (24h 48h)")
     p.add_argument("--output", required=True, help="output NetCDF")
     p.add_argument("--members", type=int, default=8)
     p.add_argument("--seed-batch-size", type=int, default=4)
     p.add_argument("--steps", type=int, default=18, help="sampler steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="member k uses seed + k; a whole number >= 0")
     p.add_argument("--truth", help="fine-grid NetCDF with the outputs at the valid times")
+    _add_assume_units(p)
     p.add_argument("--map", nargs="*", metavar="CORRDIFF=CLIMAX", help="input names that differ")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("overrides", nargs="*", help="generation.* overrides, e.g. generation.sampler.type=deterministic")
@@ -506,7 +509,7 @@ def _add_forecast_command(commands) -> None:
     p.add_argument("--checkpoint", "--run", dest="run", required=True,
                    help="training run folder (latest weights and the statistics)")
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")
-    p.add_argument("--lead", required=True, nargs="+", help="lead times, e.g. 24h 72h 5D")
+    p.add_argument("--lead", required=True, nargs="+", help="lead times: hours (24) or durations (24h 72h 5D)")
     p.add_argument("--output", required=True, help="output NetCDF file, or Zarr folder with --format wb2")
     p.add_argument("--format", choices=["netcdf", "wb2"], default="netcdf",
                    help="netcdf (time, lead_time, lat, lon per variable) or wb2: a Zarr in WeatherBench 2's "
@@ -521,10 +524,19 @@ def _add_forecast_command(commands) -> None:
                         "or earlier initial times of the input (lagged)")
     p.add_argument("--perturbation-scale", type=float, default=0.05,
                    help="noise size in units of each variable's training std (default 0.05)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the members' noise (recorded in the output)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the members' noise, a whole number >= 0 (recorded in the output)")
+    _add_assume_units(p)
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output (a file, or a WB2 forecast folder written by climax)")
     p.set_defaults(func=forecast)
+
+
+def _add_assume_units(p) -> None:
+    p.add_argument("--assume-units", nargs="+", metavar="NAME=UNIT|run",
+                   help="units of initial-condition fields that have no units attribute (refused otherwise), "
+                        "e.g. 2m_temperature=degC, or run: the run's units. Fields are brought to the run's "
+                        "units: degC->K, hPa->Pa, geopotential height m->m**2 s**-2 (x 9.80665), ...")
 
 
 def build_parser() -> argparse.ArgumentParser:

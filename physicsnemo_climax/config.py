@@ -22,7 +22,7 @@ from .errors import ConfigError
 #: Keys absent from the configs that an override may add (``+key=...``).
 ADDABLE = ("data.extra_sources",)
 #: Sections whose keys are names the user chooses (``external.ifs=gs://...``), with or without ``+``.
-NAMED = ("external.", "eval.boxes.", "dataset.args.")
+NAMED = ("external.", "eval.boxes.", "eval.assume_units.", "dataset.args.")
 #: Keys of a run's saved config that name where outputs go (:func:`load_run_config`).
 SAVED_OUTPUTS = ("eval.out_dir",)
 #: A resolver call in a config value: ``${oc.env:HOME}``, ``${now:%Y}`` (not a reference ``${run_dir}``).

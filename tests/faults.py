@@ -80,10 +80,14 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def initial_condition(store, descending=False, lon180=False) -> xr.Dataset:
+def initial_condition(store, descending=False, lon180=False, units=True) -> xr.Dataset:
+    """Two times of the store's test split, each field with the store's ``units`` attribute
+    (``units=False``: none)."""
     st = ShardStore(store)
     shard = st.shards("test")[0]
-    ic = xr.Dataset({v: (("time", "lat", "lon"), np.array(shard.array(v)[:2, 0])) for v in VARS},
+    recorded = (st.manifest or {}).get("units", {}) if units else {}
+    ic = xr.Dataset({v: (("time", "lat", "lon"), np.array(shard.array(v)[:2, 0]),
+                         {"units": recorded[v]} if recorded.get(v) else {}) for v in VARS},
                     coords={"time": pd.date_range("2001-01-01", periods=2, freq="6h"), "lat": st.lat, "lon": st.lon})
     if descending:
         ic = ic.isel(lat=slice(None, None, -1))

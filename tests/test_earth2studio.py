@@ -69,7 +69,8 @@ def corrdiff_run(tmp_path_factory):
 def initial_condition(files) -> xr.Dataset:
     cat = Catalogue(files)
     t0 = np.array([T0], dtype="datetime64[ns]")
-    ds = xr.Dataset({v: (("time", "lat", "lon"), np.broadcast_to(cat.read(v, t0), (1, 8, 16))) for v in VARS},
+    ds = xr.Dataset({v: (("time", "lat", "lon"), np.broadcast_to(cat.read(v, t0), (1, 8, 16)), {"units": cat.units(v)})
+                     for v in VARS},
                     coords={"time": t0, "lat": cat.lat, "lon": cat.lon})
     return ds.sortby("lat")
 

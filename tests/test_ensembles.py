@@ -69,7 +69,8 @@ def initial_condition(store, times):  # noqa: F811
     st = ShardStore(store)
     shard, stamps = st.shards("test")[0], st.shard_times("test")[0]
     names = ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"]
-    return xr.Dataset({v: (("time", "lat", "lon"), np.asarray(shard.array(v))[times, 0]) for v in names},
+    return xr.Dataset({v: (("time", "lat", "lon"), np.asarray(shard.array(v))[times, 0],
+                           {"units": st.manifest["units"][v]}) for v in names},
                       coords={"lat": st.lat, "lon": st.lon, "time": stamps[times]})
 
 

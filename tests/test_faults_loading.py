@@ -21,7 +21,6 @@ import logging
 import shutil
 import tarfile
 import uuid
-import warnings
 import zipfile
 from pathlib import Path
 

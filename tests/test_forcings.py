@@ -144,7 +144,8 @@ def test_a_run_with_forcings_trains_rolls_out_forecasts_and_steps_in_earth2studi
     assert not set(names) & set(run.info["out_variables"])
     st = ShardStore(store)
     shard, times = st.shards("test")[0], st.shard_times("test")[0]
-    ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0]) for v in run.state_variables},
+    ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0], {"units": st.manifest["units"][v]})
+                     for v in run.state_variables},
                     coords={"lat": st.lat, "lon": st.lon, "time": times[0]})
     out = forecast(run, ic, ["6h", "24h"])
     # the same forecast by hand: state + forcings at each step's valid time, the model stepped directly

@@ -152,7 +152,9 @@ def test_forecast_api_coordinates_units_and_rollout(store, tmp_path):
     run = Run.load(run_dir)
     shard = ShardStore(store).shards("test")[0]
     lat, lon = ShardStore(store).lat, ShardStore(store).lon
-    ic = xr.Dataset({v: (("time", "lat", "lon"), np.asarray(shard.array(v))[:2, 0]) for v in VARS},
+    units = ShardStore(store).manifest["units"]  # an initial condition carries its units
+    ic = xr.Dataset({v: (("time", "lat", "lon"), np.asarray(shard.array(v))[:2, 0], {"units": units[v]})
+                     for v in VARS},
                     coords={"time": pd.date_range("2001-01-01", periods=2, freq="6h"), "lat": lat, "lon": lon})
     out = forecast(run, ic, lead_times=["12h", "36h"])
     assert out["geopotential_500"].dims == ("time", "lead_time", "lat", "lon")
@@ -312,7 +314,8 @@ def test_cli_evaluate_and_forecast(store, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "persistence" in printed and "12h" in printed and "24h" in printed
     shard = ShardStore(store).shards("test")[0]
-    ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0]) for v in VARS},
+    ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0],
+                         {"units": ShardStore(store).manifest["units"][v]}) for v in VARS},
                     coords={"lat": ShardStore(store).lat, "lon": ShardStore(store).lon,
                             "time": np.datetime64("2001-01-01T00")})
     ic.to_netcdf(tmp_path / "ic.nc")
@@ -393,7 +396,8 @@ def test_regional_run_forecasts_its_region_and_records_its_plan(store, tmp_path)
     assert (info["plan"]["precision"], info["plan"]["fused"], info["plan"]["loader"]) == ("fp32", "torch", "threads")
     run, st = Run.load(run_dir), ShardStore(store)
     shard = st.shards("test")[0]
-    ic = xr.Dataset({v: (("time", "lat", "lon"), np.asarray(shard.array(v))[:2, 0]) for v in VARS},
+    ic = xr.Dataset({v: (("time", "lat", "lon"), np.asarray(shard.array(v))[:2, 0], {"units": st.manifest["units"][v]})
+                     for v in VARS},
                     coords={"time": pd.date_range("2001-01-01", periods=2, freq="6h"), "lat": st.lat, "lon": st.lon})
     out = forecast(run, ic, ["12h"])
     assert np.allclose(out.lat, st.lat[4:6]) and np.allclose(out.lon, st.lon[10:14])  # NorthAmerica's cells

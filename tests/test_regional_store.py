@@ -75,7 +75,7 @@ def test_a_regional_store_end_to_end(box_store, tmp_path, capsys):
     shard = store.shards("test")[0]
     ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0]) for v in VARS},
                     coords={"lat": store.lat, "lon": store.lon, "time": np.datetime64("2001-01-01T00")})
-    out = forecast(run, ic, ["12h", "24h"])
+    out = forecast(run, ic, ["12h", "24h"], assume_units="run")  # the store's files (and this IC) carry no units
     assert out["temperature_850"].shape == (1, 2, 8, 16)
     assert np.array_equal(out.lon.values, BOX_LON)
 
@@ -83,7 +83,7 @@ def test_a_regional_store_end_to_end(box_store, tmp_path, capsys):
 
     ic.to_netcdf(tmp_path / "ic.nc")
     main(["forecast", "--checkpoint", str(run_dir), "--input", str(tmp_path / "ic.nc"), "--lead", "12h",
-          "--output", str(tmp_path / "out.nc")])
+          "--output", str(tmp_path / "out.nc"), "--assume-units", "run"])
     with xr.open_dataset(tmp_path / "out.nc") as written:
         assert np.allclose(written["2m_temperature"].values, out["2m_temperature"].values[:, :1], rtol=1e-6)
 

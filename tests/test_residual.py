@@ -109,7 +109,8 @@ def test_residual_runs_train_roll_out_and_save_their_scale(store, tmp_path):  # 
     shard = st.shards("test")[0]
     import xarray as xr
 
-    ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0]) for v in model.variables},
+    ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0], {"units": st.manifest["units"][v]})
+                     for v in model.variables},
                     coords={"lat": st.lat, "lon": st.lon})
     out = forecast(Run.load(run), ic, ["48h"])  # a rollout through residual steps
     assert np.isfinite(out.temperature_850.values).all()

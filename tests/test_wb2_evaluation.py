@@ -15,7 +15,7 @@ from test_recipes import config, store  # noqa: F401 -- the store fixture
 
 from physicsnemo_climax.config import load_run_config
 from physicsnemo_climax.data import ShardStore
-from physicsnemo_climax.errors import DataError
+from physicsnemo_climax.errors import DataError, InputError
 from physicsnemo_climax.forecasting import evaluate
 from physicsnemo_climax.tasks import train
 
@@ -121,10 +121,10 @@ def test_bad_external_forecasts_are_errors_naming_them(saved, tmp_path):
     holed.to_zarr(tmp_path / "holed.zarr", zarr_format=2)
     with pytest.raises(DataError, match="external.holed: temperature_850 has non-finite values"):
         scored(run, tmp_path / "a", f"external.holed={tmp_path / 'holed.zarr'}")
-    ds["2m_temperature"].attrs["units"] = "degC"
-    ds.to_zarr(tmp_path / "celsius.zarr", zarr_format=2)
-    with pytest.raises(DataError, match="2m_temperature is in degC"):
-        scored(run, tmp_path / "b", f"external.celsius={tmp_path / 'celsius.zarr'}")
+    ds["2m_temperature"].attrs["units"] = "m s**-1"  # degC would be converted (tests/test_faults_inputs.py)
+    ds.to_zarr(tmp_path / "speed.zarr", zarr_format=2)
+    with pytest.raises(InputError, match="2m_temperature is in m s.*cannot be converted to the run's K"):
+        scored(run, tmp_path / "b", f"external.speed={tmp_path / 'speed.zarr'}")
     with pytest.raises(DataError, match="external.gone"):
         scored(run, tmp_path / "c", f"external.gone={tmp_path / 'nothing.zarr'}")
 
@@ -145,6 +145,8 @@ def test_a_wb2_climatology_zarr_gives_the_same_climatology_as_computing_it(saved
          for name, (level, j) in by_level.items()},
         coords={"dayofyear": np.arange(1, 367), "hour": clim.hours, "level": [500, 850],
                 "latitude": st.lat, "longitude": st.lon})
+    for name, units in (("2m_temperature", "K"), ("geopotential", "m**2 s**-2"), ("temperature", "K")):
+        ds[name].attrs["units"] = units  # as WeatherBench 2's climatologies carry them
     ds.to_zarr(tmp_path / "clim.zarr", zarr_format=2)
     mine, card = scored(run, tmp_path / "eval", f"eval.climatology={tmp_path / 'clim.zarr'}")
     key = ["region", "variable", "lead_hours", "method"]
@@ -159,7 +161,7 @@ def test_cli_forecast_in_wb2_layout(saved, store, tmp_path):  # noqa: F811
     run, _, _ = saved
     st = ShardStore(store)
     shard = st.shards("test")[0]
-    ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0])
+    ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0], {"units": st.manifest["units"][v]})
                      for v in ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"]},
                     coords={"lat": st.lat, "lon": st.lon, "time": np.datetime64("2001-01-01T00")})
     ic.to_netcdf(tmp_path / "ic.nc")

@@ -17,6 +17,7 @@ the scored period (unlike the time mean of the scored split itself).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from ..errors import DataError
 from .regrid import regrid
 from .sources import on_grid_of
 from .store import ShardStore, StoreError
+from .units import STATING, to_run_units
 from .wb2 import from_wb2
 
 DAYS = 366
@@ -115,16 +117,21 @@ def hourly_climatology(store: ShardStore, variables: list[str], split: str = "tr
 
 
 def wb2_climatology(ds: xr.Dataset, variables: list[str], lat: np.ndarray, lon: np.ndarray,
-                    source: str = "the climatology") -> HourlyClimatology:
+                    source: str = "the climatology", units: Mapping[str, str] | None = None,
+                    assumed: Mapping[str, str] | None = None, stating: str = STATING) -> HourlyClimatology:
     """A WeatherBench 2 climatology (``dayofyear`` 1..366, ``hour``; :mod:`.wb2` names) of
     ``variables`` on the grid ``lat``, ``lon``: the same points reordered, another grid
-    regridded conservatively. Reads only those variables and levels, one at a time (pick the
-    WB2 climatology of the store's resolution: a 0.25 degree one is 6 GB per field).
+    regridded conservatively, each field brought to the run's ``units`` (:mod:`.units`; fields
+    without a ``units`` attribute need ``assumed`` units). Reads only those variables and levels,
+    one at a time (pick the WB2 climatology of the store's resolution: a 0.25 degree one is 6 GB
+    per field).
 
     Raises
     ------
     DataError
         When a variable, a level, a day of year or an axis is missing, naming it.
+    InputError
+        When a field's units are missing, unknown or not convertible to the run's.
     """
     fields = from_wb2(ds, variables, source)
     for dim in ("dayofyear", "hour", "lat", "lon"):
@@ -134,6 +141,8 @@ def wb2_climatology(ds: xr.Dataset, variables: list[str], lat: np.ndarray, lon: 
     if fields.sizes["dayofyear"] != DAYS:
         raise DataError(f"{source}: {fields.sizes['dayofyear']} days of year, not {DAYS}")
     fields = fields.sortby(["dayofyear", "hour"])
+    scales = [to_run_units(v, fields[v].attrs.get("units"), units, assumed or {}, source, stating)
+              for v in variables]  # every field's units checked before any is read
     ref = xr.Dataset(coords={"lat": lat, "lon": lon})
     stacked = np.empty((DAYS, fields.sizes["hour"], len(variables), len(lat), len(lon)), np.float32)
     for j, v in enumerate(variables):  # one variable in memory at a time, before regridding
@@ -142,7 +151,7 @@ def wb2_climatology(ds: xr.Dataset, variables: list[str], lat: np.ndarray, lon: 
             field = on_grid_of(field, ref, source, "the store")
         except DataError:
             field = regrid(field, lat, lon, "conservative")
-        stacked[:, :, j] = field[v].values
+        stacked[:, :, j] = field[v].values * scales[j][0] + scales[j][1]
     return HourlyClimatology(stacked, fields.hour.values.astype(int), list(variables))
 
 

@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..engine.checks import ConfigError
 from ..files import write_atomic, write_netcdf
+from .channel_units import converted, data_units, to_trained
 from .cwb import CWBDataset
 from .domain import Domain, upsample
 from .gefs_hrrr import GefsHrrrDataset
@@ -183,11 +184,15 @@ class CoarseFineDataset(torch.utils.data.Dataset):
         the training set's); computed from this data if ``None``.
     stats_samples : int
         Times (evenly spaced) used to compute statistics.
+    units : dict, optional
+        The training run's units (``{group: {variable: units}}``, :attr:`Domain.units`):
+        channels whose data carry other units are converted to them (:mod:`.channel_units`).
     """
 
     def __init__(self, fine, output_variables: Sequence[str], input_variables: Sequence[str] | None = None,
                  coarse=None, factor: int | None = None, invariants=None,
-                 invariant_variables: Sequence[str] = (), time_range=None, stats=None, stats_samples: int = 256):
+                 invariant_variables: Sequence[str] = (), time_range=None, stats=None, stats_samples: int = 256,
+                 units: dict | None = None):
         self.sources = {"fine": fine, "coarse": coarse, "invariants": invariants}
         self.output_variables = list(output_variables)
         self.input_variables = list(input_variables or output_variables)
@@ -224,6 +229,10 @@ class CoarseFineDataset(torch.utils.data.Dataset):
             absent = np.setdiff1d(self.times, coarse_ds["time"].values)
             if absent.size:
                 raise KeyError(f"coarse data lack {absent.size} times of the fine data, e.g. {absent[:3]}")
+        groups = {"input": (coarse_ds if coarse_ds is not None else fine_ds, self.input_variables),
+                  "output": (fine_ds, self.output_variables)}
+        self.units, self.conversions = to_trained(data_units(groups), units, {g: n for g, (_, n) in groups.items()},
+                                                  "dataset")
         self.invariant_fields = self._read_invariants((big_h, big_w))
         if stats is None:
             stats = self.compute_stats(stats_samples)
@@ -234,7 +243,7 @@ class CoarseFineDataset(torch.utils.data.Dataset):
             lat2d, lon2d = np.meshgrid(self.lat, self.lon, indexing="ij")
         self.domain = Domain(self.input_variables, self.output_variables, self.invariant_variables, stats,
                              factor, (big_h, big_w), lat2d, lon2d, self.coarse_lat, self.coarse_lon,
-                             self.invariant_fields)
+                             self.invariant_fields, self.units)
 
     # ------------------------------------------------------------ reading
     def _datasets(self):
@@ -269,18 +278,20 @@ class CoarseFineDataset(torch.utils.data.Dataset):
         return fields
 
     def coarse_fields(self, index: int) -> np.ndarray:
-        """Coarse input ``[C_in, h, w]`` in physical units."""
+        """Coarse input ``[C_in, h, w]`` in physical units (the training run's)."""
         fine, coarse = self._datasets()
         if coarse is None:
             sample = fine.isel(time=index)
-            return block_mean(np.stack([sample[v].values for v in self.input_variables]), self.factor, self.weights)
-        sample = coarse.sel(time=self.times[index])
-        return np.stack([sample[v].values for v in self.input_variables]).astype(np.float32)
+            values = block_mean(np.stack([sample[v].values for v in self.input_variables]), self.factor, self.weights)
+        else:
+            sample = coarse.sel(time=self.times[index])
+            values = np.stack([sample[v].values for v in self.input_variables])
+        return converted(values, self.conversions["input"])
 
     def fine_fields(self, index: int) -> np.ndarray:
-        """Fine target ``[C_out, H, W]`` in physical units."""
+        """Fine target ``[C_out, H, W]`` in physical units (the training run's)."""
         sample = self._datasets()[0].isel(time=index)
-        return np.stack([sample[v].values for v in self.output_variables]).astype(np.float32)
+        return converted(np.stack([sample[v].values for v in self.output_variables]), self.conversions["output"])
 
     def compute_stats(self, samples: int) -> dict:
         """Mean and std per channel over ``samples`` evenly spaced times (``stats.json`` layout)."""
@@ -344,12 +355,13 @@ def write_mini_file(path, stats_path, samples: int = 8, shape=(64, 64), factor: 
 __all__ = ["HRRRMiniDataset", "CoarseFineDataset", "block_mean", "upsample", "write_mini_file"]
 
 
-def build_dataset(spec: DictConfig, stats: dict | None = None):
+def build_dataset(spec: DictConfig, stats: dict | None = None, units: dict | None = None):
     """The dataset ``spec.type`` names: ``hrrr_mini``, ``coarse_fine``, ``cwb``, ``gefs_hrrr``, or a
     user class ``path/to/file.py::ClassName`` (:class:`.interface.DownscalingDataset`).
 
     ``stats`` (a training run's statistics) replace the data's own, except for
-    ``hrrr_mini``, whose ``stats.json`` is the training run's already.
+    ``hrrr_mini``, whose ``stats.json`` is the training run's already (generation
+    checks it). ``units`` (the training run's) convert ``coarse_fine`` data in other units.
     """
     args = OmegaConf.to_container(spec, resolve=True)
     kind = args.pop("type")
@@ -360,6 +372,8 @@ def build_dataset(spec: DictConfig, stats: dict | None = None):
     if kind in readers:
         if stats is not None:
             args["stats"] = stats
+        if units and kind == "coarse_fine":
+            args["units"] = units
         return readers[kind](**args)
     if isinstance(kind, str) and "::" in kind:
         return build_user_dataset(kind, args, stats)

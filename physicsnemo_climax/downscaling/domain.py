@@ -115,6 +115,9 @@ class Domain:
         Coarse-grid axes ``[h]`` and ``[w]`` (the pipeline interpolates forecasts onto them).
     invariants : np.ndarray, optional
         ``[C_inv, H, W]`` for a fixed domain (CorrDiff-Mini windows move: ``None``).
+    units : dict
+        ``{group: {variable: units}}`` of the channels whose data carried a ``units``
+        attribute (the stats' layout); empty where none did.
     """
 
     input_variables: list[str]
@@ -128,6 +131,7 @@ class Domain:
     coarse_lat: np.ndarray | None = None
     coarse_lon: np.ndarray | None = None
     invariants: np.ndarray | None = field(default=None, repr=False)
+    units: dict = field(default_factory=dict)
 
     def __post_init__(self):
         mean, std = stats_arrays(self.stats, "input", self.input_variables)
@@ -191,11 +195,11 @@ class Domain:
 
     # ------------------------------------------------------------ files
     def save(self, folder: str | Path) -> None:
-        """``domain.json`` (names, statistics, factor, shape) and ``domain.nc`` (arrays)."""
+        """``domain.json`` (names, statistics, factor, shape, units) and ``domain.nc`` (arrays)."""
         folder = Path(folder)
         meta = {"input_variables": self.input_variables, "output_variables": self.output_variables,
                 "invariant_variables": self.invariant_variables, "stats": self.stats,
-                "factor": self.factor, "shape": list(self.shape)}
+                "factor": self.factor, "shape": list(self.shape), "units": self.units}
         arrays = {}
         if self.lat is not None:
             arrays.update(lat=(("y", "x"), self.lat), lon=(("y", "x"), self.lon))
@@ -221,4 +225,5 @@ class Domain:
         inv = meta["invariant_variables"]
         return cls(meta["input_variables"], meta["output_variables"], inv, meta["stats"], meta["factor"],
                    tuple(meta["shape"]), arrays.get("lat"), arrays.get("lon"), arrays.get("coarse_lat"),
-                   arrays.get("coarse_lon"), np.stack([arrays[v] for v in inv]) if inv and inv[0] in arrays else None)
+                   arrays.get("coarse_lon"), np.stack([arrays[v] for v in inv]) if inv and inv[0] in arrays else None,
+                   meta.get("units", {}))

@@ -35,9 +35,10 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..engine.checks import config_error
+from ..engine.checks import check_seed, config_error
 from ..engine.distributed import setup_distributed
 from ..engine.plan import RunPlan, resolve
+from ..errors import ConfigError
 from ..files import check_file_output
 from . import checkpoints, models, noise
 from .data import build_dataset
@@ -57,12 +58,44 @@ def seed_batches(num_ensembles: int, seed_batch_size: int, seed: int = 0) -> lis
     Raises
     ------
     ValueError
-        When ``seed_batch_size`` does not divide ``num_ensembles``.
+        When ``seed_batch_size`` does not divide ``num_ensembles``, or ``seed`` is not a whole
+        number >= 0 (:class:`..errors.ConfigError`).
     """
+    seed = check_seed(seed)
     if num_ensembles < 1 or seed_batch_size < 1 or num_ensembles % seed_batch_size:
         raise ValueError(f"generation.num_ensembles={num_ensembles} is not divisible by "
                          f"generation.seed_batch_size={seed_batch_size}")
     return list(torch.arange(seed, seed + num_ensembles).split(seed_batch_size))
+
+
+def seed_record(seed: int) -> dict:
+    """What a generation file records of its seeds (attributes)."""
+    return {"seed": int(seed), "member_seeds": f"member k was drawn with seed {int(seed)} + k"}
+
+
+def check_stats(stats: dict, trained: dict, domain: Domain, key: str) -> None:
+    """Refuse statistics unlike those the nets were trained with (``domain.json``): the first channel
+    whose mean or std differs by more than 1e-4 of its std is named, with both values.
+
+    Raises
+    ------
+    ConfigError
+        Naming the group, the channel and both values, and ``generation.check_stats=false``.
+    """
+    for group, names in (("input", domain.input_variables), ("invariant", domain.invariant_variables),
+                         ("output", domain.output_variables)):
+        mine, theirs = stats.get(group, {}), trained.get(group, {})
+        for v in names:
+            if v not in theirs:
+                continue
+            tol = 1e-4 * abs(theirs[v]["std"])
+            for what in ("mean", "std"):
+                if abs(mine[v][what] - theirs[v][what]) > tol:
+                    raise ConfigError(
+                        f"dataset statistics: {group} channel {v} has {what} {mine[v][what]:.6g}, but the nets of "
+                        f"generation.io.{key} were trained with {theirs[v][what]:.6g} (its domain.json); give the "
+                        "training run's stats file (dataset.stats_path), or pass generation.check_stats=false to "
+                        "normalise with these anyway")
 
 
 def build_sampler(gen: DictConfig, shape: tuple[int, int]):
@@ -223,6 +256,7 @@ def select_times(dataset_times, wanted, limit, names=None) -> list[int]:
 
 def generate(cfg: DictConfig) -> Path | None:
     """Generate for ``cfg.dataset`` at ``cfg.generation.times``; rank 0 returns the file."""
+    seed = check_seed(cfg.seed)
     plan = resolve(cfg)  # precision, compile, apex GroupNorm: present, or generation.fallback allows without
     gen = cfg.generation
     inputs = [OmegaConf.select(cfg, key, throw_on_missing=False) for key in
@@ -232,10 +266,12 @@ def generate(cfg: DictConfig) -> Path | None:
                       option="generation.io.output_filename", hint="generation.io.overwrite=true")
     manager = setup_distributed()
     device, rank = manager.device, manager.rank
-    batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, cfg.seed)
+    batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
     trained = checkpoint_domain(gen.io[checkpoints.stage_domain_key(gen)])
-    dataset = build_dataset(cfg.dataset, trained.stats if trained is not None else None)
+    dataset = build_dataset(cfg.dataset, *((trained.stats, trained.units) if trained is not None else ()))
     domain = dataset.domain
+    if trained is not None and gen.get("check_stats", True):
+        check_stats(domain.stats, trained.stats, domain, checkpoints.stage_domain_key(gen))
     indices = select_times(dataset.times, gen.times, gen.max_times, getattr(dataset, "sample_names", None))
     chunks = time_blocks(indices, gen.get("time_block", 1))
     regression, diffusion = load_stages(gen, domain, device, dataset[indices[0]])
@@ -253,8 +289,8 @@ def generate(cfg: DictConfig) -> Path | None:
             yield x, {"times": np.asarray(dataset.times)[chunk], "truth": truth,
                       "lead_time_label": checkpoints.sample_lead_time_labels(samples)}
 
-    with (GenerationWriter(gen.io.output_filename, domain, gen.num_ensembles, regression=regression is not None)
-          if rank == 0 else nullcontext()) as out:
+    with (GenerationWriter(gen.io.output_filename, domain, gen.num_ensembles, regression=regression is not None,
+                           attrs=seed_record(seed)) if rank == 0 else nullcontext()) as out:
         stream(regression, diffusion, sampler_fn, batches, blocks(), out, gen.hr_mean_conditioning, manager,
                lambda: plan.autocast(device), plan.apex_group_norm)
     return Path(gen.io.output_filename) if rank == 0 else None

@@ -31,18 +31,25 @@ from ..data.regrid import regrid
 from ..forecasting import Run, forecast
 from . import checkpoints
 from .domain import Domain
-from .generation import build_sampler, checkpoint_domain, load_stages, seed_batches, stream, time_blocks
+from .channel_units import to_trained
+from .generation import build_sampler, checkpoint_domain, load_stages, seed_batches, seed_record, stream, time_blocks
 from .writer import GenerationWriter
 
 
 def coarse_inputs(fc: xr.Dataset, domain, variable_map: Mapping[str, str]) -> np.ndarray:
-    """Forecast fields on the domain's coarse grid, ``[time, lead, C_in, h, w]`` (physical units)."""
+    """Forecast fields on the domain's coarse grid, ``[time, lead, C_in, h, w]``, in the units the
+    CorrDiff run was trained in where its data recorded them (:mod:`.channel_units`)."""
     if domain.coarse_lat is None or domain.coarse_lon is None:
         raise ValueError("the CorrDiff run has no coarse-grid coordinates (CorrDiff-Mini data carry none); "
                          "train it on a coarse_fine dataset with lat/lon to downscale forecasts")
     names = [variable_map.get(v, v) for v in domain.input_variables]
     on_grid = regrid(fc[names], domain.coarse_lat, domain.coarse_lon, "bilinear")
-    return np.stack([on_grid[n].transpose("time", "lead_time", "lat", "lon").values for n in names], axis=2)
+    given = {"input": {v: fc[n].attrs.get("units", "") for v, n in zip(domain.input_variables, names)
+                       if fc[n].attrs.get("units")}}
+    _, tables = to_trained(given, domain.units, {"input": domain.input_variables}, "the ClimaX forecast")
+    fields = np.stack([on_grid[n].transpose("time", "lead_time", "lat", "lon").values for n in names], axis=2)
+    scale, offset = tables["input"].T
+    return fields * scale[:, None, None] + offset[:, None, None]
 
 
 def forecast_and_downscale(
@@ -55,6 +62,7 @@ def forecast_and_downscale(
     truth: xr.Dataset | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    assume_units=None,
 ) -> Path:
     """Forecast with ClimaX, downscale every (initial time, lead) with CorrDiff, write one file.
 
@@ -74,6 +82,10 @@ def forecast_and_downscale(
         CorrDiff input name -> ClimaX variable name, where they differ.
     truth : xr.Dataset, optional
         Fine-grid ``(time, y, x)`` outputs at the valid times, written as ``truth``.
+    seed : int
+        Member ``k`` uses seed ``seed + k``; a whole number >= 0, recorded in the file.
+    assume_units : optional
+        Units of initial-condition fields without a ``units`` attribute (:func:`..forecasting.forecast`).
 
     Raises
     ------
@@ -87,21 +99,26 @@ def forecast_and_downscale(
     names = climax_names(domain, run, variable_map)
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
     regression, diffusion = load_stages(gen, domain, device)  # fp32 (the pipeline runs without autocast)
+    fc = forecast(run, initial_condition, lead_times, out_variables=list(dict.fromkeys(names)),
+                  assume_units=assume_units)
+    blocks = forecast_blocks(fc, domain, variable_map, truth, gen.get("time_block", 1), device)
+    with GenerationWriter(output, domain, gen.num_ensembles, truth=truth is not None, lead_time=True,
+                          regression=regression is not None, attrs=seed_record(seed)) as writer:
+        stream(regression, diffusion, build_sampler(gen, domain.shape), batches, blocks, writer, gen.hr_mean_conditioning)
+    return Path(output)
 
-    if "time" not in initial_condition.dims:
-        initial_condition = initial_condition.expand_dims("time")
-    fc = forecast(run, initial_condition, lead_times, out_variables=list(dict.fromkeys(names)))
+
+def forecast_blocks(fc: xr.Dataset, domain: Domain, variable_map: Mapping[str, str], truth: xr.Dataset | None,
+                    block: int, device: torch.device):
+    """The network inputs ``[t, C_in + C_inv, H, W]`` of every (initial time, lead) of the forecast
+    ``fc``, ``block`` valid times at a time, with the rest of each :class:`.writer.Block`."""
     coarse = coarse_inputs(fc, domain, variable_map)  # [time, lead, C, h, w]
     valid = fc.valid_time.values.reshape(-1)
     leads = np.broadcast_to(fc.lead_time.values[None], fc.valid_time.shape).reshape(-1)
     fine = None if truth is None else truth_at(truth, valid, domain)
-    blocks = ((torch.from_numpy(domain.make_input(coarse.reshape(-1, *coarse.shape[2:])[k])).to(device),
-               {"times": valid[k], "lead_time": leads[k], "truth": None if fine is None else fine[k]})
-              for k in time_blocks(list(range(len(valid))), gen.get("time_block", 1)))
-    with GenerationWriter(output, domain, gen.num_ensembles, truth=truth is not None, lead_time=True,
-                          regression=regression is not None) as writer:
-        stream(regression, diffusion, build_sampler(gen, domain.shape), batches, blocks, writer, gen.hr_mean_conditioning)
-    return Path(output)
+    return ((torch.from_numpy(domain.make_input(coarse.reshape(-1, *coarse.shape[2:])[k])).to(device),
+             {"times": valid[k], "lead_time": leads[k], "truth": None if fine is None else fine[k]})
+            for k in time_blocks(list(range(len(valid))), block))
 
 
 def run_domain(gen: DictConfig) -> Domain:

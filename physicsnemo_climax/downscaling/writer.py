@@ -91,11 +91,13 @@ class GenerationWriter:
         Whether blocks carry a truth, and leads.
     regression : bool
         Whether blocks carry a regression mean (not in diffusion-only generation: no ``regression`` group).
+    attrs : dict, optional
+        More attributes of the file (the seeds).
     """
 
     def __init__(self, path: str | Path, domain: Domain, members: int, truth: bool = True, lead_time: bool = False,
-                 regression: bool = True):
-        self.path, self.domain, self.members = Path(path), domain, int(members)
+                 regression: bool = True, attrs: dict | None = None):
+        self.path, self.domain, self.members, self.attrs = Path(path), domain, int(members), dict(attrs or {})
         self.truth, self.lead_time, self.regression = truth, lead_time, regression
         self.written = 0
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_BLOCKS)
@@ -191,7 +193,7 @@ class GenerationWriter:
         """Dimensions, coordinates, attributes and the (empty) variables of every group."""
         f, d = self._file, self.domain
         f.dimensions = {"time": None, "ensemble": self.members, "y": d.shape[0], "x": d.shape[1]}
-        f.attrs.update(source="physicsnemo-climax CorrDiff", factor=d.factor)
+        f.attrs.update(source="physicsnemo-climax CorrDiff", factor=d.factor, **self.attrs)
         time = f.create_variable("time", ("time",), "i8", chunks=(1024,))
         time.attrs.update(units=TIME_UNITS, calendar="standard", standard_name="time")
         if self.lead_time:
@@ -205,8 +207,11 @@ class GenerationWriter:
         for group, names, dims in self._groups():
             g = f.create_group(group)
             chunks = (1,) * (len(dims) - 2) + tuple(d.shape)
+            units = d.units.get("input" if group == "input" else "output", {})
             for name in names:
-                g.create_variable(name, dims, "f4", chunks=chunks)
+                var = g.create_variable(name, dims, "f4", chunks=chunks)
+                if units.get(name):
+                    var.attrs["units"] = units[name]
         f.flush()
         f._h5file.flush()
 

@@ -25,6 +25,20 @@ def config_error(key: str, value, why) -> ConfigError:
     return ConfigError(f"{key}={value!r}: {why}")
 
 
+def check_seed(value, key: str = "seed") -> int:
+    """``value`` as a seed: a whole number >= 0 (a negative seed would share the members of seed 0's
+    neighbours: CorrDiff member ``k`` uses seed ``seed + k``).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``key`` and the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise config_error(key, value, "a seed must be a whole number >= 0")
+    return int(value)
+
+
 def check_train(t: DictConfig) -> None:
     """The loop's ``train`` section holds numbers where it needs them, in range.
 

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from ..engine.checks import check_seed
 from ..errors import ConfigError
 from ..models.variables import CONSTANTS
 
@@ -55,6 +56,7 @@ class EnsembleSpec:
     scale : float
         Perturbation size in units of each variable's training std.
     seed : int
+        A whole number >= 0.
     length_km : float
         Correlation length of ``spherical`` and ``bred`` perturbations.
     cycles : int
@@ -73,6 +75,7 @@ class EnsembleSpec:
             raise ConfigError(f"perturbation {self.perturbation!r}: choose from {list(PERTURBATIONS)}")
         if self.members < 1 or self.scale < 0 or self.length_km <= 0 or self.cycles < 1:
             raise ConfigError(f"ensemble {asdict(self)}: members and cycles >= 1, scale >= 0, length_km > 0")
+        check_seed(self.seed)
 
     def record(self) -> dict:
         """JSON-ready attributes for the output."""

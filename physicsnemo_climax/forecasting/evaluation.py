@@ -14,7 +14,6 @@ the model's forecasts go to ``forecasts.zarr`` in WeatherBench 2's layout.
 
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
 from typing import Iterator
 
@@ -27,8 +26,10 @@ from omegaconf import DictConfig
 from ..data import ShardStore
 from ..data.forcings import unix_seconds
 from ..data.store import Shard, StoreError
+from ..data.times import lead_hours
+from ..data.units import expected_units
 from ..data.wb2 import to_wb2
-from ..engine.checks import config_error
+from ..engine.checks import check_seed, config_error
 from ..errors import InputError
 from ..files import output_folder
 from ..models import GridRegion
@@ -131,7 +132,7 @@ def map_lead(leads: list[float]) -> float:
 def ensemble_spec(e: DictConfig) -> EnsembleSpec:
     """The ensemble ``eval`` asks for (``eval.members``, ``perturbation``, ``perturbation_scale``, ``seed``)."""
     return EnsembleSpec(int(e.get("members", 1)), e.get("perturbation", "spherical"),
-                        float(e.get("perturbation_scale", 0.05)), int(e.get("seed", 0)))
+                        float(e.get("perturbation_scale", 0.05)), check_seed(e.get("seed", 0), "eval.seed"))
 
 
 def init_stamps(refs: References, inits: list[tuple[int, int]], needed: bool) -> np.ndarray | None:
@@ -165,7 +166,8 @@ def score_split(run: Run, store: ShardStore, e: DictConfig, inits: list[tuple[in
     """Forecast from every initial time in chunks of ``e.batch_size``, score the model, the baselines
     and the external forecasts, and append the model's forecasts to the Zarr at ``saved``."""
     stamps = init_stamps(refs, inits, bool(refs.externals) or saved is not None)
-    case, shards, units = None, store.shards(e.split), run.info.get("units", {})  # shards opened once
+    case, shards = None, store.shards(e.split)  # shards opened once
+    units = {v: expected_units(v, run.info.get("units")) or "" for v in scored}
     for start in range(0, len(inits), e.batch_size):
         chunk, block = inits[start : start + e.batch_size], {}
         for lead, forecast, verification in forecasts(run, shards, store.hours_per_step, chunk, scored, plans,
@@ -203,8 +205,12 @@ def check_settings(e: DictConfig) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise config_error(f"eval.{key}", value, "must be a whole number >= 1")
     leads = list(e.leads or [])
-    if not leads or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and v > 0 for v in leads):
-        raise config_error("eval.leads", leads, "give one or more positive lead times in hours, e.g. [24,72]")
+    try:  # bare numbers are hours, as everywhere (:func:`..data.times.lead_hours`)
+        positive = bool(leads) and min(lead_hours(v) for v in leads) > 0
+    except InputError:
+        positive = False
+    if not positive:
+        raise config_error("eval.leads", leads, "give one or more positive leads in hours, e.g. [24,72] or [24h,5D]")
 
 
 @torch.no_grad()
@@ -220,7 +226,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     run = Run.load(cfg.run_dir, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     store = run_store(cfg, run)
     scored = list(e.variables or run.info["out_variables"])
-    plans = rollout_plans(run, scored, [float(v) for v in e.leads], e.mode)
+    plans = rollout_plans(run, scored, [lead_hours(v) for v in e.leads], e.mode)
     with output_folder(e.out_dir, EVALUATION, overwrite=e.overwrite, inputs=[cfg.run_dir, store.root],
                        legacy=is_report, option="eval.out_dir", hint="eval.overwrite=true") as staging:
         return score_run(cfg, run, store, scored, plans, staging)
@@ -238,7 +244,8 @@ def score_run(cfg: DictConfig, run: Run, store: ShardStore, scored: list[str], p
     region = run.region.to("cpu")  # regional runs are scored on their region
     refs = References.build(cfg, run, store, scored, region)
     scorer = Scorer(scored, refs.regions)
-    fields = FieldDiagnostics(e.get("spectra_leads") or sorted({map_lead(leads), leads[-1]}), region.lat)
+    fields = FieldDiagnostics([lead_hours(v) for v in e.get("spectra_leads") or []] or
+                              sorted({map_lead(leads), leads[-1]}), region.lat)
     saved = staging / "forecasts.zarr" if e.get("save_forecasts") else None
     case = score_split(run, store, e, inits, scored, plans, refs, region, scorer, fields, saved, spec)
     var = e.map_variable or scored[0]
@@ -251,5 +258,5 @@ def score_run(cfg: DictConfig, run: Run, store: ShardStore, scored: list[str], p
     table = scorer.table()
     write_report(table, staging, meta, Pictures(case, fields, scorer.rank_histograms(), {
         "variable": var, "index": scored.index(var), "variables": scored, "lat": region.lat.numpy(),
-        "lon": region.lon.numpy(), "units": run.info.get("units", {}).get(var, "")}))
+        "lon": region.lon.numpy(), "units": expected_units(var, run.info.get("units")) or ""}))
     return table

@@ -6,10 +6,14 @@ model's output, or a run's own saved forecasts), scored next to the model.
 layout (:mod:`..data.wb2`; public ``gs://`` and ``s3://`` buckets
 anonymously), takes the scored variables at the evaluation's initial times
 and leads, and brings them to the scored grid: the same points in another
-order are reordered, another grid is regridded conservatively. What the
-file lacks (an initial time at a lead, a whole lead) is counted and
-reported in the scorecard, never silently left out; its scores then rest on
-fewer samples (the ``samples`` column).
+order are reordered, another grid is regridded conservatively. Its fields
+are brought to the run's units (:mod:`..data.units`; without a ``units``
+attribute only as ``eval.assume_units`` states), its leads may be timedeltas
+or numbers (hours unless their ``units`` say otherwise), and duplicate times
+or leads are refused (:mod:`..data.times`). What the file lacks (an initial
+time at a lead, a whole lead) is counted and reported in the scorecard, never
+silently left out; its scores then rest on fewer samples (the ``samples``
+column).
 """
 
 from __future__ import annotations
@@ -23,10 +27,16 @@ import xarray as xr
 from ..data.formats import open_zarr
 from ..data.regrid import regrid
 from ..data.sources import on_grid_of
+from ..data.times import axis_hours, check_unique, standard_times
+from ..data.units import to_run_units
 from ..data.wb2 import from_wb2
 from ..errors import DataError
+from .initial import FILL_BOUND
 
 logger = logging.getLogger(__name__)
+
+#: How a user states units of an evaluation's fields without the attribute (``NAME``: the variable).
+EVAL_STATING = "eval.assume_units.NAME=UNIT, or eval.assume_units=run for the run's units"
 
 
 def open_wb2_zarr(source: str, what: str) -> xr.Dataset:
@@ -54,25 +64,28 @@ class ExternalForecast:
     rows, cols : np.ndarray
         The scored part of that grid (a regional run's), as indices.
     units : dict
-        The store's units per variable; a file whose ``units`` differ is refused.
+        The run's units per variable: the file's fields are brought to them (:mod:`..data.units`).
+    assumed : dict, optional
+        Units of fields without a ``units`` attribute (``eval.assume_units``); by default such
+        fields are refused.
     """
 
     def __init__(self, name: str, source: str, variables: list[str], grid: tuple[np.ndarray, np.ndarray],
-                 rows: np.ndarray, cols: np.ndarray, units: dict):
+                 rows: np.ndarray, cols: np.ndarray, units: dict, assumed: dict | None = None):
         self.name, self.source, self.variables = name, str(source), list(variables)
-        what = f"external.{name}"
-        self.ds = from_wb2(open_wb2_zarr(self.source, what), self.variables, f"{what} ({self.source})")
+        what = f"external.{name} ({self.source})"
+        self.ds = from_wb2(open_wb2_zarr(self.source, f"external.{name}"), self.variables, what)
         for dim in ("time", "lead_time", "lat", "lon"):
             if dim not in self.ds.dims:
-                raise DataError(f"{what} ({self.source}) has no {dim} axis (dims {dict(self.ds.sizes)}): "
+                raise DataError(f"{what} has no {dim} axis (dims {dict(self.ds.sizes)}): "
                                 "not a forecast in WeatherBench 2's layout")
-        for v in self.variables:
-            theirs, ours = self.ds[v].attrs.get("units"), units.get(v)
-            if theirs and ours and theirs.replace("**", "").replace(" ", "") != ours.replace("**", "").replace(" ", ""):
-                raise DataError(f"{what}: {v} is in {theirs}, the store in {ours}; convert it first")
+        self.scales = np.array([to_run_units(v, self.ds[v].attrs.get("units"), units, assumed or {}, what, EVAL_STATING)
+                                for v in self.variables])  # [V, 2]: (scale, offset) to the run's units
         self.grid, self.rows, self.cols = grid, np.asarray(rows), np.asarray(cols)
-        self.times = self.ds.time.values.astype("datetime64[ns]")
-        self.leads = (self.ds.lead_time.values / np.timedelta64(1, "h")).astype(float)
+        self.times = standard_times(self.ds.time.values, what)
+        check_unique(self.times, what)
+        self.ds = self.ds.assign_coords(time=self.times)
+        self.leads = axis_hours(self.ds.lead_time.values, self.ds.lead_time.attrs.get("units"), what)
         self.missing: dict[float, list[str]] = {}
 
     def block(self, stamps: np.ndarray, lead: float) -> tuple[list[int], torch.Tensor | None]:
@@ -82,7 +95,8 @@ class ExternalForecast:
         Raises
         ------
         DataError
-            For non-finite values, naming the variable and the initial time.
+            For non-finite values (or fill values, :data:`.initial.FILL_BOUND`), naming the variable
+            and the initial time.
         """
         stamps = np.asarray(stamps, "datetime64[ns]")
         have = np.isin(stamps, self.times)
@@ -97,7 +111,8 @@ class ExternalForecast:
         sel = self._on_grid(sel.load())
         dims = (("member",) if "member" in sel.dims else ()) + ("time", "lat", "lon")
         values = np.stack([sel[v].transpose(*dims).values for v in self.variables], axis=-3)
-        bad = ~np.isfinite(values)
+        values = values * self.scales[:, 0, None, None] + self.scales[:, 1, None, None]
+        bad = ~np.isfinite(values) | (np.abs(values) >= FILL_BOUND)  # fill values left without their attribute
         if bad.any():
             first = np.argwhere(bad)[0]  # [(member,) time, variable, lat, lon]
             t, j = int(first[-4]), int(first[-3])

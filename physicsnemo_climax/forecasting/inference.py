@@ -17,46 +17,35 @@ import xarray as xr
 
 from ..data.forcings import unix_seconds
 from ..data.regrid import regrid
-from ..data.sources import on_grid_of, split_name
+from ..data.sources import on_grid_of
+from ..data.times import lead_hours
+from ..data.units import STATING, expected_units, parse_assumed
 from ..errors import DataError, InputError
 from .ensembles import EnsembleSpec, members_of
+from .initial import FILL_BOUND, state, time_axis
 from .rollout import forecast_steps, model_steps
 from .run import Run
 
 logger = logging.getLogger(__name__)
 
-def _hours(lead) -> float:
-    try:
-        return pd.to_timedelta(lead if not isinstance(lead, (int, float)) else f"{lead}h") / pd.Timedelta(hours=1)
-    except (ValueError, TypeError):
-        raise InputError(f"lead {lead!r} is not a duration: write hours (24) or a duration (24h, 5D)") from None
-
-
-def _field(ds: xr.Dataset, name: str) -> xr.DataArray:
-    """Variable ``name`` (``geopotential_500``) from a dataset holding it directly or on ``level``."""
-    if name in ds:
-        return ds[name]
-    base, level = split_name(name)
-    if level is not None and base in ds and "level" in ds[base].dims:
-        if level in ds[base].level.values:
-            return ds[base].sel(level=level)
-    raise KeyError(f"initial condition lacks variable {name} (has {list(ds.data_vars)})")
-
 
 def on_model_grid(ds: xr.Dataset, lat: np.ndarray, lon: np.ndarray, regrid_method: str | None) -> xr.Dataset:
-    """``ds`` with ``lat``/``lon`` dims and a ``time`` dim, on the model grid: the same points
-    in another order (north to south, longitudes from -180) are reordered; another grid is
+    """``ds`` (with ``lat``/``lon`` dims, or ``latitude``/``longitude``) on the model grid: the same
+    points in another order (north to south, longitudes from -180) are reordered; another grid is
     regridded when ``regrid_method`` allows, else an :class:`InputError`."""
-    ds = ds.rename({k: v for k, v in {"latitude": "lat", "longitude": "lon"}.items() if k in ds.dims})
+    ds = lat_lon(ds)
     try:
         ds = on_grid_of(ds, xr.Dataset(coords={"lat": lat, "lon": lon}), "the initial condition", "the model's")
     except DataError as err:
         if regrid_method is None:
             raise InputError(f"{err}; pass regrid_method (--regrid) to regrid it") from None
         ds = regrid(ds, lat, lon, regrid_method)
-    if "time" not in ds.dims:
-        ds = ds.expand_dims(time=[ds.time.values] if "time" in ds.coords else [np.datetime64("NaT", "ns")])
     return ds
+
+
+def lat_lon(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with its ``latitude``/``longitude`` dimensions named ``lat``/``lon``."""
+    return ds.rename({k: v for k, v in {"latitude": "lat", "longitude": "lon"}.items() if k in ds.dims})
 
 
 def inputs(ds: xr.Dataset, variables: list[str], nan_policy: str) -> np.ndarray:
@@ -66,15 +55,16 @@ def inputs(ds: xr.Dataset, variables: list[str], nan_policy: str) -> np.ndarray:
     if nan_policy not in ("raise", "mean"):
         raise ValueError(f"nan_policy={nan_policy!r}: choose raise or mean")
     # constants (land-sea mask, orography) may come without a time axis
-    fields = [_field(ds, v).broadcast_like(ds.time).transpose("time", "lat", "lon").values for v in variables]
+    fields = [ds[v].broadcast_like(ds.time).transpose("time", "lat", "lon").values for v in variables]
     x = np.stack(fields, axis=1).astype(np.float32)
     bad = ~np.isfinite(x)
     if bad.any():
         per_variable = bad.sum(axis=(0, 2, 3))
         listed = ", ".join(f"{v}: {n}" for v, n in zip(variables, per_variable) if n)
         if nan_policy == "raise":
-            raise InputError(f"the initial condition has non-finite values ({listed}); fill them, or pass "
-                             "nan_policy='mean' (--nan-policy mean) to use the training mean there")
+            raise InputError(f"the initial condition has non-finite values ({listed}); fill them (values of "
+                             f"magnitude >= {FILL_BOUND:g} count as fill values), or pass nan_policy='mean' "
+                             "(--nan-policy mean) to use the training mean there")
         logger.warning("initial condition: non-finite values (%s) replaced by the training mean", listed)
         x[bad] = np.nan
     return x
@@ -88,6 +78,7 @@ def forecast(
     regrid_method: str | None = None,
     nan_policy: str = "raise",
     ensemble: EnsembleSpec | None = None,
+    assume_units=None,
 ) -> xr.Dataset:
     """Forecast from an xarray initial condition.
 
@@ -99,46 +90,69 @@ def forecast(
         The run's input variables on ``lat``/``lon`` (names as the model's, or
         the base name with a ``level`` dimension), with or without ``time``
         (several initial times are forecast together; a run with forcings needs
-        ``time``, and computes them, never reads them).
+        ``time``, and computes them, never reads them), each with its ``units``
+        attribute; it is checked and brought to the run's units as
+        :mod:`.initial` says.
     lead_times : sequence
-        Hours as numbers or strings such as ``"72h"``, ``"5D"``; leads beyond
-        the trained ones roll out (global runs only).
+        Hours as numbers (``12``, ``"12"``) or durations such as ``"72h"``, ``"5D"``;
+        leads beyond the trained ones roll out (global runs only).
     out_variables : sequence of str, optional
         Variables to return (default: the run's outputs).
     regrid_method : str, optional
         ``"conservative"`` or ``"bilinear"`` to accept another grid; by default
         a different grid is an error (the same grid in another order is reordered).
     nan_policy : {"raise", "mean"}
-        Non-finite input values are an error, or replaced by the training mean.
+        Non-finite input values (and fill values) are an error, or replaced by the training mean.
     ensemble : EnsembleSpec, optional
         Members and perturbation (:mod:`.ensembles`); the members of all initial times
         run as one batch. ``lagged`` takes member ``k`` from the ``k``-th latest time of
         the initial condition and forecasts the latest one.
+    assume_units : str, mapping or sequence of str, optional
+        Units of fields without a ``units`` attribute: ``"run"`` (the run's),
+        ``{"2m_temperature": "degC"}``, or ``["2m_temperature=degC", "run"]``
+        (:func:`..data.units.parse_assumed`); by default such fields are refused.
 
     Returns
     -------
     xarray.Dataset
         ``[time, lead_time, lat, lon]`` per variable (``[member, time, ...]`` for an
         ensemble, whose attributes record how it was made) on the run's region (the
-        whole grid for global runs), with ``valid_time`` and units.
+        whole grid for global runs), with ``valid_time`` and the run's units.
     """
-    info, region, spec = run.info, run.region, ensemble or EnsembleSpec()
-    variables, out_variables = info["variables"], list(out_variables or info["out_variables"])
-    ds = on_model_grid(initial_condition, np.asarray(info["lat"]), np.asarray(info["lon"]), regrid_method)
-    (mean_x, std_x), (mean_y, std_y) = run.field_stats(run.state_variables), run.field_stats(out_variables)
-    x = ((torch.from_numpy(inputs(ds, run.state_variables, nan_policy)) - mean_x) / std_x).nan_to_num(0.0)
-    x, hours, times = run.model_inputs(x).to(region.lat.device), [_hours(lead) for lead in lead_times], ds.time.values
+    spec, out_variables = ensemble or EnsembleSpec(), list(out_variables or run.info["out_variables"])
+    x, times = normalised_state(run, initial_condition, regrid_method, nan_policy, parse_assumed(assume_units))
+    hours = [lead_hours(lead) for lead in lead_times]
     with torch.no_grad():
         if spec.perturbation == "lagged" and spec.members > 1:
             fields, times = lagged_forecast(run, x, times, out_variables, hours, spec.members)
         else:
-            states = members_of(run, x, spec) if spec.members > 1 else x
-            start = np.tile(unix_seconds(times), spec.members) if run.forcings is not None else None  # NaT: error
-            fields = torch.stack([forecast_steps(run.model, states, variables, out_variables, model_steps(info, lead),
-                                                 region, run.forcings, start)[-1].float().cpu()
-                                  for lead in hours], dim=1)  # [M * T, lead, V, h, w]
-            fields = fields.reshape(spec.members, len(times), *fields.shape[1:])
+            fields = member_forecast(run, x, times, out_variables, hours, spec)
+    mean_y, std_y = run.field_stats(out_variables)
     return forecast_dataset((fields * std_y + mean_y).numpy(), times, hours, out_variables, run, spec)
+
+
+def normalised_state(run: Run, initial_condition: xr.Dataset, regrid_method: str | None, nan_policy: str,
+                     assumed: dict) -> tuple[torch.Tensor, np.ndarray]:
+    """The normalised model inputs ``[T, V, H, W]`` (on the model's device) of an initial condition
+    checked by :mod:`.initial` and brought to the model grid, and its times ``[T]``."""
+    info = run.info
+    ds = state(time_axis(lat_lon(initial_condition)), run.state_variables, info.get("units"), assumed, STATING)
+    ds = on_model_grid(ds, np.asarray(info["lat"]), np.asarray(info["lon"]), regrid_method)
+    mean_x, std_x = run.field_stats(run.state_variables)
+    x = ((torch.from_numpy(inputs(ds, run.state_variables, nan_policy)) - mean_x) / std_x).nan_to_num(0.0)
+    return run.model_inputs(x).to(run.region.lat.device), ds.time.values
+
+
+def member_forecast(run: Run, x: torch.Tensor, times: np.ndarray, out_variables: list[str], hours: list[float],
+                    spec: EnsembleSpec) -> torch.Tensor:
+    """Normalised forecasts ``[M, T, lead, V, h, w]`` from the states ``x`` ``[T, V, H, W]`` (perturbed
+    members for an ensemble), one batch per lead."""
+    states = members_of(run, x, spec) if spec.members > 1 else x
+    start = np.tile(unix_seconds(times), spec.members) if run.forcings is not None else None  # NaT: error
+    fields = torch.stack([forecast_steps(run.model, states, run.info["variables"], out_variables,
+                                         model_steps(run.info, lead), run.region, run.forcings, start)[-1].float().cpu()
+                          for lead in hours], dim=1)  # [M * T, lead, V, h, w]
+    return fields.reshape(spec.members, len(times), *fields.shape[1:])
 
 
 def lagged_forecast(run: Run, x: torch.Tensor, times: np.ndarray, out_variables: list[str], hours: list[float],
@@ -169,10 +183,10 @@ def lagged_forecast(run: Run, x: torch.Tensor, times: np.ndarray, out_variables:
 def forecast_dataset(fields: np.ndarray, times: np.ndarray, hours: list[float], out_variables: list[str],
                      run: Run, spec: EnsembleSpec) -> xr.Dataset:
     """``[M, time, lead, V, h, w]`` physical fields as the forecast dataset (no ``member`` axis for one)."""
-    units, region = run.info.get("units", {}), run.region
+    units, region = run.info.get("units"), run.region
     dims = ("member", "time", "lead_time", "lat", "lon")
     out = xr.Dataset(
-        {v: (dims, fields[:, :, :, j], {"units": units.get(v, "")}) for j, v in enumerate(out_variables)},
+        {v: (dims, fields[:, :, :, j], {"units": expected_units(v, units) or ""}) for j, v in enumerate(out_variables)},
         coords={"member": np.arange(fields.shape[0]), "time": times, "lead_time": pd.to_timedelta(hours, unit="h"),
                 "lat": region.lat.cpu().numpy(), "lon": region.lon.cpu().numpy()},
     )

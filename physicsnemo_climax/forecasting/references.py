@@ -15,10 +15,11 @@ from omegaconf import DictConfig
 from ..data import ShardStore
 from ..data.climatology import day_and_hour, hourly_climatology, wb2_climatology
 from ..data.formats import is_url
+from ..data.units import parse_assumed
 from ..data.store import StoreError
 from ..errors import ConfigError
 from ..models import GridRegion
-from .external import ExternalForecast, open_wb2_zarr
+from .external import EVAL_STATING, ExternalForecast, open_wb2_zarr
 from .run import Run
 from .score_regions import region_specs, region_weights
 from .seeps import SeepsReference, seeps_climatology, seeps_from_wb2
@@ -34,13 +35,14 @@ class ClimatologyReference:
     a climate without seasons, such as the Held–Suarez simulation);
     ``day_of_year``: the scored split's own mean of the valid day of year;
     ``time_mean``: the scored split's own time mean. The last two know the scored
-    period (an in-sample, optimistic baseline).
+    period (an in-sample, optimistic baseline). A Zarr's fields are brought to the
+    run's ``units`` (``assumed``: units of fields without the attribute, ``eval.assume_units``).
     """
 
     KINDS = ("wb2", "train_mean", "time_mean", "day_of_year")
 
     def __init__(self, store: ShardStore, split: str, variables: list[str], region: GridRegion, kind: str,
-                 window: int = 61, years=None):
+                 window: int = 61, years=None, units: dict | None = None, assumed: dict | None = None):
         self.kind, self.hourly, self.source = str(kind), None, None
         if self.kind not in self.KINDS and not (is_url(self.kind) or Path(self.kind).exists()):
             raise ConfigError(f"eval.climatology={kind!r}: choose from {list(self.KINDS)}, or give the path or URL "
@@ -52,7 +54,7 @@ class ClimatologyReference:
             self.source, self.kind = self.kind, "wb2_zarr"
             self.dataset = open_wb2_zarr(self.source, "eval.climatology")
             self.hourly = wb2_climatology(self.dataset, variables, store.lat, store.lon,
-                                          f"eval.climatology ({self.source})")
+                                          f"eval.climatology ({self.source})", units, assumed, EVAL_STATING)
         else:
             time_mean = self.kind != "day_of_year"
             fields = store.climatology("train" if self.kind == "train_mean" else split, variables,
@@ -114,8 +116,10 @@ class References:
               ) -> "References":
         """The references ``cfg.eval`` and ``cfg.external`` ask for."""
         e, units = cfg.eval, run.info.get("units", {})
+        assumed = parse_assumed(e.get("assume_units"), "eval.assume_units")
         climatology = ClimatologyReference(store, e.split, scored, region, e.get("climatology", "wb2"),
-                                           e.get("climatology_window", 61), e.get("climatology_years"))
+                                           e.get("climatology_window", 61), e.get("climatology_years"), units,
+                                           assumed)
         seeps = None
         if climatology.source is not None:  # a WB2 climatology brings its SEEPS references, if any
             seeps = seeps_from_wb2(climatology.dataset, scored, units, store.lat, store.lon, climatology.source)
@@ -125,7 +129,7 @@ class References:
         specs = region_specs(e.get("regions", ["all"]), e.get("boxes"), land=land is not None)
         weights, skipped = region_weights(specs, store.lat, store.lon, land, rows, cols)
         externals = {name: ExternalForecast(name, source, scored, (store.lat, store.lon), region.rows.numpy(),
-                                            region.cols.numpy(), units)
+                                            region.cols.numpy(), units, assumed)
                      for name, source in (cfg.get("external") or {}).items()}
         try:
             times = store.shard_times(e.split)

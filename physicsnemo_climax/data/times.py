@@ -1,0 +1,118 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Time stamps and leads as they arrive, brought to numpy's standard calendar and to hours.
+
+* **Leads**: a bare number is hours, as a number or as text (``12``, ``12.0``,
+  ``"12"``); text with a unit is a pandas duration (``"12h"``, ``"5D"``,
+  ``"90min"``); a ``timedelta`` is itself. Every command and config reads
+  leads this way.
+* **A numeric lead axis** (an external forecast whose ``prediction_timedelta``
+  was written as numbers) is in the unit its ``units`` attribute names
+  (``hours``, ``days``, ``minutes``, ``seconds``, or their short forms); without
+  the attribute, hours. Any other attribute is refused.
+* **Time stamps** of another calendar (cftime dates) are taken by calendar
+  date: ``2001-03-01 00:00`` of a ``noleap`` file is ``2001-03-01 00:00``. That
+  is exact for ``noleap``/``365_day`` (each of their dates exists in the
+  standard calendar) and for ``proleptic_gregorian``; a date the standard
+  calendar lacks (``360_day``'s 30 February, ``all_leap``'s 29 February of a
+  common year) is refused, naming the first.
+* **Duplicate stamps** are refused, naming them; so is an empty axis where a
+  caller needs times.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+#: ``units`` of a numeric lead axis -> pandas' unit.
+LEAD_UNITS = {"hours": "h", "hour": "h", "hr": "h", "h": "h", "days": "D", "day": "D", "d": "D", "D": "D",
+              "minutes": "min", "minute": "min", "min": "min", "seconds": "s", "second": "s", "sec": "s", "s": "s"}
+
+
+def lead_hours(lead) -> float:
+    """Hours of one lead: a number (or text of one) is hours, text with a unit a duration.
+
+    Raises
+    ------
+    InputError
+        When ``lead`` is neither (naming it).
+    """
+    if isinstance(lead, bool):
+        raise InputError(f"lead {lead!r} is not a duration: write hours (24) or a duration (24h, 5D)")
+    if isinstance(lead, numbers.Real):
+        return float(lead)
+    try:
+        return float(str(lead).strip())  # "12": hours, as the number 12 is
+    except ValueError:
+        pass
+    try:
+        return pd.to_timedelta(lead) / pd.Timedelta(hours=1)
+    except (ValueError, TypeError):
+        raise InputError(f"lead {lead!r} is not a duration: write hours (24) or a duration (24h, 5D)") from None
+
+
+def axis_hours(values: np.ndarray, units: str | None, what: str) -> np.ndarray:
+    """A lead axis ``[L]`` in hours: timedeltas as they are, numbers in ``units`` (default hours).
+
+    Raises
+    ------
+    InputError
+        For a ``units`` attribute that names no unit of time, or duplicate leads.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind == "m":
+        hours = values / np.timedelta64(1, "h")
+    elif values.dtype.kind in "iuf":
+        unit = LEAD_UNITS.get(str(units or "hours").strip())
+        if unit is None:
+            raise InputError(f"{what}: its leads are numbers in {units!r}; give them as timedeltas, or as "
+                             "numbers in hours, days, minutes or seconds")
+        hours = pd.to_timedelta(values.astype(float), unit=unit) / pd.Timedelta(hours=1)
+    else:
+        raise InputError(f"{what}: its leads are of type {values.dtype}, not durations")
+    hours = np.asarray(hours, float)
+    repeated = pd.Index(hours)[pd.Index(hours).duplicated()]
+    if len(repeated):
+        raise InputError(f"{what}: duplicate leads {[f'{h:g} h' for h in repeated]}; keep one of each")
+    return hours
+
+
+def standard_times(values, what: str) -> np.ndarray:
+    """``values`` as ``datetime64[ns]``: cftime dates by calendar date (see the module's rules).
+
+    Raises
+    ------
+    InputError
+        Naming the first date the standard calendar lacks, and its calendar.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind == "M":
+        return values.astype("datetime64[ns]")
+    out = []
+    for value in values.ravel():
+        try:
+            out.append(np.datetime64(value.isoformat(), "ns"))
+        except (AttributeError, ValueError):
+            calendar = getattr(value, "calendar", None)
+            if calendar is None:
+                raise InputError(f"{what}: the time {value!r} is not a date") from None
+            raise InputError(f"{what}: the time {value} ({calendar} calendar) is not a date of the standard "
+                             "calendar; give times that exist in it") from None
+    return np.array(out, "datetime64[ns]").reshape(values.shape)
+
+
+def check_unique(stamps: np.ndarray, what: str) -> None:
+    """Refuse duplicate time stamps, naming the first few.
+
+    Raises
+    ------
+    InputError
+    """
+    index = pd.DatetimeIndex(stamps)
+    repeated = index[index.duplicated()]
+    if len(repeated):
+        raise InputError(f"{what}: duplicate times {[t.isoformat() for t in repeated[:3]]}; keep one of each")
