@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import CheckpointError
+
 MEMBERS = ("args.json", "metadata.json", "model.pt")
 #: ``args.json`` / ``metadata.json`` at most (a ClimaX's longest arguments, lat/lon lists, take kB).
 MAX_JSON_BYTES = 16 * 2**20
@@ -45,7 +47,7 @@ MAX_AXIS = 2**16
 MAX_CELLS = 2**25
 
 
-class MdlusError(ValueError):
+class MdlusError(CheckpointError, ValueError):
     """A ``.mdlus`` file refused before loading; the message names the file and the item."""
 
 
