@@ -38,7 +38,8 @@ def main() -> None:
         f"dataset.data_path={data}", f"dataset.stats_path={stats}", f"generation.io.reg_ckpt_filename={reg}",
         f"generation.io.res_ckpt_filename={res}", f"generation.io.output_filename={out / 'ensemble.nc'}",
         "generation.num_ensembles=8", "generation.seed_batch_size=4", "generation.times=null",
-        "generation.max_times=8", "generation.sampler.num_steps=18"], "config_generate_hrrr_mini"))
+        "generation.max_times=8", "generation.sampler.num_steps=18",
+        "generation.io.overwrite=true"], "config_generate_hrrr_mini"))  # the demo's own file, remade each run
     print(write_scores(path, out).to_string(index=False, float_format="%.4g"))
     plots.plot_maps(path, out / "maps.png")
     plots.plot_spectra(path, out / "spectra.png")
