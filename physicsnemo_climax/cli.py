@@ -48,9 +48,8 @@ def demo(args: argparse.Namespace) -> None:
 
 def convert(args: argparse.Namespace) -> None:
     """Official ClimaX Lightning checkpoint -> PhysicsNeMo ``.mdlus``."""
-    from .models import ClimaX
-
     from .files import atomic_path, check_file_output
+    from .models import ClimaX
 
     check_file_output(args.output, overwrite=args.overwrite, inputs=[args.checkpoint], option="output")
     overrides = {"num_heads": args.num_heads}

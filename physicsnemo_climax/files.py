@@ -191,6 +191,16 @@ def article(noun: str) -> str:
     return "an" if noun[:1].lower() in "aeiou" else "a"
 
 
+def holding_only(names: Sequence[str], required: Sequence[str] = ()) -> Callable[[Path], bool]:
+    """A ``legacy`` test for :func:`output_folder`: whether a folder holds nothing but ``names``
+    (and every one of ``required``), as outputs of a kind did before they carried a marker."""
+    def test(folder: Path) -> bool:
+        held = {p.name for p in Path(folder).iterdir()}
+        return set(required) <= held <= set(names)
+
+    return test
+
+
 def output_kind(folder: Path) -> str | None:
     """The kind recorded in ``folder``'s :data:`OUTPUT_MARKER`, or ``None``."""
     try:

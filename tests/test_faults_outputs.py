@@ -331,3 +331,24 @@ def test_bad_evaluation_settings_are_named(capsys, trained, tmp_path, override, 
                        f"eval.out_dir={tmp_path / 'eval'}")
     assert code == 1 and err[0].startswith(f"climax evaluate: error: {override}") and key in err[0], err
     assert not (tmp_path / "eval").exists()
+
+
+def test_an_older_output_without_marker_is_recognised_by_its_files_only(tmp_path):
+    from physicsnemo_climax.files import output_folder
+    from physicsnemo_climax.forecasting.report import EVALUATION, is_report
+
+    older = tmp_path / "eval"
+    older.mkdir()
+    (older / "scorecard.csv").write_text("an older scorecard")
+    (older / "summary.md").write_text("# older")
+    with output_folder(older, EVALUATION, overwrite=True, legacy=is_report) as staging:
+        (staging / "scorecard.csv").write_text("new")
+    assert snapshot(older) == {".climax-output.json": b'{"kind": "evaluation"}', "scorecard.csv": b"new"}
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "scorecard.csv").write_text("a scorecard")
+    (mixed / "thesis.tex").write_text("not ours")
+    with pytest.raises(OutputError, match="not an evaluation"):
+        with output_folder(mixed, EVALUATION, overwrite=True, legacy=is_report):
+            pass
+    assert snapshot(mixed) == {"scorecard.csv": b"a scorecard", "thesis.tex": b"not ours"}

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from ..engine import checkpointing
 from ..engine.checks import config_error
 from ..engine.run_folder import data_root
-from ..files import atomic_path, output_folder
+from ..files import atomic_path, holding_only, output_folder
 from ..models import mdlus
 from .data import ClimateBenchDataset
 from .model import ClimaXClimateBench
@@ -27,6 +27,8 @@ from .training import STATS_FILE, read_scenarios
 #: The kind of output a ClimateBench report folder is (:func:`..files.output_folder`), and its files.
 REPORT_KIND = "ClimateBench evaluation"
 TABLE_FILES = ("climatebench.csv", "climatebench.json", "climatebench_maps.png")
+#: Whether a folder without a marker is a ClimateBench report of an older version.
+is_climatebench_report = holding_only(TABLE_FILES)
 
 
 @torch.no_grad()
@@ -73,11 +75,6 @@ def write_tables(cfg: DictConfig, table: pd.DataFrame, record: dict, maps: dict,
         table.to_csv(out / "climatebench.csv", index=False)
         (out / "climatebench.json").write_text(json.dumps(record, indent=1))
         plot_period_maps(maps, test.lat, test.lon, title, out / "climatebench_maps.png")
-
-
-def is_climatebench_report(folder: Path) -> bool:
-    """Whether ``folder`` is a ClimateBench report of an older version (no marker, only its files)."""
-    return {p.name for p in Path(folder).iterdir()} <= set(TABLE_FILES)
 
 
 def plot_period_maps(maps: dict, lat, lon, title: str, path: Path) -> None:

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from ..files import atomic_path, write_atomic
+from ..files import atomic_path, holding_only, write_atomic
 from ..forecasting.scoring import METRICS, Metric, Scorer, Verification
 from ..metrics import crps_map
 
@@ -309,11 +309,8 @@ def spectra_file(path: str | Path, variables: Sequence[str] | None = None) -> Sp
 SCORECARD = "CorrDiff scorecard"
 #: Its files: a folder holding only these is one written before such folders carried their marker.
 SCORECARD_FILES = ("scores.csv", "scores_by_time.csv", "rank_histogram.csv", "scores.json", "spectra.png", "maps.png")
-
-
-def is_scorecard(folder: Path) -> bool:
-    """Whether ``folder`` is a scorecard folder of an older version (no marker, only :data:`SCORECARD_FILES`)."""
-    return {p.name for p in Path(folder).iterdir()} <= set(SCORECARD_FILES)
+#: Whether a folder without a marker is a scorecard folder of an older version.
+is_scorecard = holding_only(SCORECARD_FILES)
 
 
 def write_scores(path: str | Path, out_dir: str | Path, spread_ddof: int = 1) -> pd.DataFrame:

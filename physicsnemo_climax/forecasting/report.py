@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..files import atomic_path, write_atomic
+from ..files import atomic_path, holding_only, write_atomic
 from .diagnostics import FieldDiagnostics
 from .plots import plot_bias_maps, plot_case, plot_rank_histograms, plot_scores, plot_zonal_spectra
 
@@ -57,10 +57,8 @@ class Pictures:
     case_map: dict
 
 
-def is_report(folder: Path) -> bool:
-    """Whether ``folder`` is a scorecard folder of an older version (no marker, only :data:`REPORT_FILES`)."""
-    names = {p.name for p in Path(folder).iterdir()}
-    return "scorecard.csv" in names and names <= set(REPORT_FILES)
+#: Whether a folder without a marker is a scorecard folder of an older version.
+is_report = holding_only(REPORT_FILES, required=("scorecard.csv",))
 
 
 def main_region(table: pd.DataFrame) -> str | None:
