@@ -15,6 +15,7 @@ from pathlib import Path
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
+from . import dependency_warnings
 from .errors import ClimaxError, OutputError
 
 #: Errors a user can act on: printed as a message (see :func:`main`).
@@ -541,7 +542,7 @@ def _add_assume_units(p) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="climax", description=__doc__)
     parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of an error (also CLIMAX_DEBUG=1)")
+                        help="show the traceback of an error and the dependency warnings held back (also CLIMAX_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("demo", help="build the model and run one forecast step")
     p.add_argument("--embed-dim", type=int, default=1024)
@@ -592,22 +593,40 @@ def main(argv: list[str] | None = None) -> None:
     traceback. ``--debug`` or ``CLIMAX_DEBUG=1`` shows every traceback.
     """
     args = build_parser().parse_args(argv)
-    debug = args.debug or os.environ.get("CLIMAX_DEBUG", "") not in ("", "0")
+    with debug_mode(args.debug) as debug:
+        try:
+            with stopped_by_signals():
+                args.func(args)
+        except Terminated as stop:
+            print(f"climax: terminated by {signal.Signals(stop.signum).name}", file=sys.stderr)
+            raise SystemExit(128 + stop.signum) from None
+        except KeyboardInterrupt:
+            print("climax: interrupted", file=sys.stderr)
+            raise SystemExit(130) from None
+        except EXPECTED as err:
+            if debug:
+                raise
+            print(f"climax {args.command}: error: {error_message(err)}", file=sys.stderr)
+            print("(add --debug after `climax` for the traceback)", file=sys.stderr)
+            raise SystemExit(1) from None
+
+
+@contextmanager
+def debug_mode(asked: bool):
+    """Whether this command debugs (``--debug``, or ``CLIMAX_DEBUG=1`` already set). ``--debug``
+    sets ``CLIMAX_DEBUG`` while the command runs, for the library code and the ranks and workers
+    it starts, and prints the dependency warnings the package's import held back."""
+    before = os.environ.get("CLIMAX_DEBUG")
+    if asked:
+        os.environ["CLIMAX_DEBUG"] = "1"
+        dependency_warnings.replay()
     try:
-        with stopped_by_signals():
-            args.func(args)
-    except Terminated as stop:
-        print(f"climax: terminated by {signal.Signals(stop.signum).name}", file=sys.stderr)
-        raise SystemExit(128 + stop.signum) from None
-    except KeyboardInterrupt:
-        print("climax: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
-    except EXPECTED as err:
-        if debug:
-            raise
-        print(f"climax {args.command}: error: {error_message(err)}", file=sys.stderr)
-        print("(add --debug after `climax` for the traceback)", file=sys.stderr)
-        raise SystemExit(1) from None
+        yield dependency_warnings.debugging()
+    finally:
+        if before is None:
+            os.environ.pop("CLIMAX_DEBUG", None)
+        else:
+            os.environ["CLIMAX_DEBUG"] = before
 
 
 class Terminated(KeyboardInterrupt):

@@ -15,7 +15,8 @@ And one for SLURM: its method reads the rendezvous address from
 stands in for it, and without either the error says what to export.
 
 torchrun, SLURM and Open MPI launches are recognised as ``DistributedManager``
-does.
+does; its warning that a job launched without them is a single process is
+held back unless debugging (:mod:`..dependency_warnings`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 from physicsnemo.distributed import DistributedManager
+
+from ..dependency_warnings import single_process_warning_filter
 
 
 @contextmanager
@@ -64,7 +67,7 @@ def setup_distributed() -> DistributedManager:
         _slurm_address()
         if "RANK" in os.environ and "LOCAL_RANK" not in os.environ and not torch.cuda.is_available():
             os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", os.environ["RANK"])
-        with _no_cpu_device_id():
+        with _no_cpu_device_id(), single_process_warning_filter():
             DistributedManager.initialize()
     return DistributedManager()
 
