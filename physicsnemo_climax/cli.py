@@ -113,7 +113,7 @@ def data_stats(args: argparse.Namespace) -> None:
 
 def data_simulate(args: argparse.Namespace) -> None:
     """Run the Held-Suarez simulation (cached) and optionally prepare a store from it."""
-    from .data.simulate import write_simulation
+    from .data.simulate import prepare_simulation, write_simulation
 
     raw = write_simulation(args.out, args.days, args.spinup_days, args.seed, tiny=args.tiny)
     print(f"simulation in {raw}")
@@ -121,83 +121,12 @@ def data_simulate(args: argparse.Namespace) -> None:
         print(f"wrote {prepare_simulation(raw, args.prepare, args.splits)}")
 
 
-def prepare_simulation(raw_dir, store, splits: dict | None = None):
-    """A store from a simulation folder (all its variables, ClimaX 5.625 deg grid)."""
-    from .data import PrepareConfig, prepare
-    from .data.simulate import LEVELS_HPA, PRESSURE_LEVEL_FIELDS, SURFACE_FIELDS
-
-    variables = [f"{n}_{level}" for n in PRESSURE_LEVEL_FIELDS for level in LEVELS_HPA] + list(SURFACE_FIELDS)
-    splits = splits or {"train": "2000-01-01:2000-09-30", "val": "2000-10-01:2000-10-31",
-                        "test": "2000-11-01:2000-12-31"}
-    config = PrepareConfig(inputs=[f"{raw_dir}/*/*.nc"], variables=variables, splits=dict(splits),
-                           grid=(32, 64), hours_per_step=6, shards_per_year=1)
-    return prepare(config, store)
-
-
 def quickstart(args: argparse.Namespace) -> None:
     """Simulate (cached), prepare, train a small ClimaX, evaluate, print the scorecard."""
-    import json
-    import shutil
-    from pathlib import Path
-
-    from omegaconf import OmegaConf
-
     from .config import load_config
-    from .data.simulate import write_simulation
-    from .files import write_atomic
-    from .forecasting import evaluate as run_evaluation, train as run_training
-    from .forecasting.report import main_region, summary
+    from .forecasting.quickstart import quickstart as run_quickstart
 
-    cfg = load_config(args.overrides, name="quickstart")
-    sim, store = cfg.simulation, Path(cfg.data.root)
-    made_from = store / "made_from.json"
-    if store.exists() and any(store.iterdir()) and not made_from.exists():  # before minutes of simulation
-        raise OutputError(f"data.root={store} holds a store not made by the quickstart (no {made_from.name}); "
-                          "the quickstart rebuilds its own store when the simulation changes: give it a new folder")
-    raw = write_simulation(sim.raw_dir, sim.days, sim.spinup_days, sim.seed)  # cached
-    stamp = json.loads((Path(raw) / "simulation.json").read_text())["params"]
-    wanted = {"simulation": stamp, "splits": OmegaConf.to_container(sim.splits)}
-    if not made_from.exists() or json.loads(made_from.read_text()) != wanted:
-        check_quickstart_run(Path(cfg.run_dir), store)
-        shutil.rmtree(store, ignore_errors=True)
-        shutil.rmtree(Path(cfg.run_dir), ignore_errors=True)  # trained on other data
-        prepare_simulation(raw, store, sim.splits)
-        write_atomic(made_from, json.dumps(wanted, indent=1))
-    print(f"data: {store}")
-    run_dir = run_training(cfg)
-    table = run_evaluation(cfg)
-    print(summary(table))
-    print(verdicts(table[table.region == main_region(table)]))
-    print(f"run folder {run_dir}; scorecard and plots in {cfg.eval.out_dir}")
-
-
-def check_quickstart_run(run_dir: Path, store: Path) -> None:
-    """Refuse to delete ``run_dir`` unless it is empty or a run trained on the quickstart's ``store``."""
-    import json
-
-    if not run_dir.exists() or not any(run_dir.iterdir()):
-        return
-    try:
-        root = Path(json.loads((run_dir / "run.json").read_text())["data_root"])
-    except (OSError, ValueError, KeyError):
-        root = None
-    if root is None or root.resolve() != store.resolve():
-        raise OutputError(f"run_dir={run_dir} is not a quickstart run on {store}; the quickstart retrains its own "
-                          "run when its data change: give it a new run_dir")
-
-
-def verdicts(table) -> str:
-    """Per variable and lead: whether the model's RMSE beats the better of persistence and climatology."""
-    rmse = table.pivot_table(index=["variable", "lead_hours"], columns="method", values="rmse")
-    baselines = [m for m in ("persistence", "climatology") if m in rmse]
-    lines = ["model against the better baseline (RMSE):"]
-    for (var, lead), row in rmse.iterrows():
-        best = min(baselines, key=lambda m: row[m])
-        verdict = "beats both" if row["model"] < row[best] else f"does NOT beat {best}"
-        lines.append(f"  {var} +{lead:g} h: {row['model']:.4g} vs {best} {row[best]:.4g}: {verdict}")
-    wins = sum("beats both" in line for line in lines)
-    lines.append(f"  {wins} of {len(lines) - 1} variable-lead pairs beat both baselines")
-    return "\n".join(lines)
+    run_quickstart(load_config(args.overrides, name="quickstart"))
 
 
 def _add_data_commands(commands) -> None:
@@ -258,23 +187,16 @@ def train(args: argparse.Namespace) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    """Scorecard of a run against persistence and climatology."""
+    """Scorecard of a run against its task's baselines."""
     from .config import load_run_config
-    from .forecasting.report import summary
-    from .tasks import evaluate as run_evaluation
+    from .tasks import evaluate as run_evaluation, summarize
 
     overrides = [o for o in args.overrides if not o.startswith("run_dir=")]
     run_dir = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("run_dir=")), None)
     if run_dir is None:
         raise SystemExit("climax evaluate: give run_dir=<training run folder>")
     cfg = load_run_config(run_dir, overrides)
-    table = run_evaluation(cfg)
-    if cfg.task.get("package") == "climate_projection":
-        print(table.to_string(index=False, float_format="%.4f"))
-        print(f"table and maps in {cfg.eval.out_dir}")
-        return
-    print(summary(table))
-    print(f"scorecard and plots in {cfg.eval.out_dir}")
+    print(summarize(cfg, run_evaluation(cfg)))
 
 
 def forecast(args: argparse.Namespace) -> None:
@@ -332,7 +254,7 @@ def downscale_generate(args: argparse.Namespace) -> None:
     if path is not None:
         print(f"wrote {path}")
         if not args.no_score:  # a generation allowed to replace its file may replace its scores too
-            _score(path, args.out_dir, args.spread_ddof, cfg.generation.io.get("overwrite", False))
+            _score(path, args.out_dir, args.spread_ddof, cfg.generation.io.overwrite)
 
 
 def downscale_score(args: argparse.Namespace) -> None:
@@ -340,22 +262,11 @@ def downscale_score(args: argparse.Namespace) -> None:
     _score(args.file, args.out_dir, args.spread_ddof, args.overwrite)
 
 
-def _score(path, out_dir, spread_ddof: int = 1, overwrite: bool = False) -> None:
-    """Scores and plots of the generation file ``path`` into ``out_dir`` (default: beside it), as one set."""
-    from .downscaling import plots
-    from .downscaling.scores import SCORECARD, is_scorecard, open_groups, write_scores
-    from .files import output_folder
+def _score(path, out_dir, spread_ddof: int, overwrite: bool) -> None:
+    from .downscaling.scorecard import write_scorecard
 
-    out_dir = Path(out_dir or Path(path).with_suffix(""))
-    with open_groups(path) as groups:
-        has_truth = "truth" in groups
-    with output_folder(out_dir, SCORECARD, overwrite=overwrite, inputs=[path], legacy=is_scorecard,
-                       option="--out-dir") as staging:
-        if has_truth:
-            table = write_scores(path, staging, spread_ddof)
-            plots.plot_spectra(path, staging / "spectra.png")
-        plots.plot_maps(path, staging / "maps.png")
-    if has_truth:
+    table, out_dir = write_scorecard(path, out_dir, spread_ddof, overwrite)
+    if table is not None:
         print(table.to_string(index=False, float_format="%.4g"))
     print(f"scores and plots in {out_dir}")
 

@@ -2,8 +2,9 @@
 """The task packages behind ``climax train`` and ``climax evaluate``.
 
 Each ClimaX task config (``conf/task/*.yaml``) names its package in
-``task.package``; a package exports ``train(cfg) -> run folder`` and
-``evaluate(cfg) -> table``. CorrDiff (:mod:`.downscaling`) has its own
+``task.package``; a package exports ``train(cfg) -> run folder``,
+``evaluate(cfg) -> table`` and ``summarize(table, cfg) -> text`` (what
+``climax evaluate`` prints). CorrDiff (:mod:`.downscaling`) has its own
 commands (``climax downscale ...``).
 """
 
@@ -39,3 +40,8 @@ def train(cfg: DictConfig) -> Path:
 def evaluate(cfg: DictConfig) -> pd.DataFrame:
     """Evaluate a run of the task its config describes."""
     return package(cfg).evaluate(cfg)
+
+
+def summarize(cfg: DictConfig, table: pd.DataFrame) -> str:
+    """The evaluation ``table`` of the config's task as ``climax evaluate`` prints it."""
+    return package(cfg).summarize(table, cfg)

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).parents[1]
 PACKAGE = ROOT / "physicsnemo_climax"
 #: The entry points every task package defines (the one rule for task packages).
-TASK_NAMES = {"train", "fit", "evaluate", "check_config", "build_model"}
+TASK_NAMES = {"train", "fit", "evaluate", "summarize", "check_config", "build_model"}
 TASK_PACKAGES = ("forecasting", "climate_projection", "downscaling")
 
 

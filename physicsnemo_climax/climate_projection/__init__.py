@@ -4,11 +4,12 @@
 * :mod:`.model`: :class:`ClimaXClimateBench`, a ClimaX encoder with a temporal aggregation;
 * :mod:`.data`: ClimateBench scenario files and history windows;
 * :mod:`.training`: ``train(cfg)`` on the shared loop;
-* :mod:`.evaluation`: ``evaluate(cfg)``, NRMSEs against pattern scaling (:mod:`.scores`).
+* :mod:`.evaluation`: ``evaluate(cfg)``, NRMSEs against pattern scaling (:mod:`.scores`),
+  and ``summarize(table, cfg)``: what ``climax evaluate`` prints.
 """
 
-from .evaluation import evaluate
+from .evaluation import evaluate, summarize
 from .model import ClimaXClimateBench
 from .training import train
 
-__all__ = ["ClimaXClimateBench", "evaluate", "train"]
+__all__ = ["ClimaXClimateBench", "evaluate", "summarize", "train"]

@@ -66,6 +66,12 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     return table
 
 
+def summarize(table: pd.DataFrame, cfg: DictConfig) -> str:
+    """What ``climax evaluate`` prints of a ClimateBench evaluation: the NRMSE table and where
+    the files are."""
+    return f"{table.to_string(index=False, float_format='%.4f')}\ntable and maps in {cfg.eval.out_dir}"
+
+
 def write_tables(cfg: DictConfig, table: pd.DataFrame, record: dict, maps: dict, test, title: str) -> None:
     """``climatebench.csv``, ``climatebench.json`` and the maps into ``eval.out_dir``, as one set
     (:func:`..files.output_folder`: an earlier set is replaced only with ``eval.overwrite=true``)."""

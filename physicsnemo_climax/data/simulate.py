@@ -37,6 +37,7 @@ import xarray as xr
 
 from ..files import write_netcdf
 from ..grid import regular_grid
+from .preparation import PrepareConfig, prepare
 
 # Held & Suarez (1994) constants, SI units.
 P0 = 1.0e5  # reference pressure, Pa
@@ -676,3 +677,15 @@ def _write_files(ds: xr.Dataset, folder: Path) -> list[str]:
             write_netcdf(folder / rel, part.to_dataset().assign_attrs(ds.attrs), encoding=encoding)
             files.append(rel)
     return files
+
+
+def prepare_simulation(raw_dir, store, splits: dict | None = None) -> Path:
+    """A shard store in ``store`` from the simulation folder ``raw_dir``: all its variables on
+    ClimaX's 5.625 deg grid, 6-hourly, split by ``splits`` (default: the year 2000's months
+    1-9 for training, 10 for validation, 11-12 for testing)."""
+    variables = [f"{n}_{level}" for n in PRESSURE_LEVEL_FIELDS for level in LEVELS_HPA] + list(SURFACE_FIELDS)
+    splits = splits or {"train": "2000-01-01:2000-09-30", "val": "2000-10-01:2000-10-31",
+                        "test": "2000-11-01:2000-12-31"}
+    config = PrepareConfig(inputs=[f"{raw_dir}/*/*.nc"], variables=variables, splits=dict(splits),
+                           grid=(32, 64), hours_per_step=6, shards_per_year=1)
+    return prepare(config, store)

@@ -7,12 +7,15 @@ global, regional and rollout fine-tuning, evaluation, forecasts.
 * :mod:`.rollout`: model steps of a lead, and chaining the model on its output;
 * :mod:`.inference`: ``forecast(run, initial_condition, leads)`` from xarray;
 * :mod:`.evaluation`: ``evaluate(cfg)``, the scorecard, scored by
-  :mod:`.scoring` and written by :mod:`.report`.
+  :mod:`.scoring` and written by :mod:`.report` (``summarize(table, cfg)``: what
+  ``climax evaluate`` prints);
+* :mod:`.quickstart`: the main job, ``climax quickstart``.
 """
 
 from .evaluation import evaluate
 from .inference import forecast
+from .report import summarize
 from .run import Run
 from .training import fit, train
 
-__all__ = ["Run", "evaluate", "fit", "forecast", "train"]
+__all__ = ["Run", "evaluate", "fit", "forecast", "summarize", "train"]

@@ -172,3 +172,23 @@ def summary_markdown(table: pd.DataFrame, meta: dict, images: list[str]) -> str:
         lines += ["", f"## Model RMSE by region at {lead:g} h", "", markdown_table(pivot)]
     lines += ["", *[f"![{Path(i).stem}]({i})" for i in images], ""]
     return "\n".join(lines)
+
+
+def verdicts(table) -> str:
+    """Per variable and lead: whether the model's RMSE beats the better of persistence and climatology."""
+    rmse = table.pivot_table(index=["variable", "lead_hours"], columns="method", values="rmse")
+    baselines = [m for m in ("persistence", "climatology") if m in rmse]
+    lines = ["model against the better baseline (RMSE):"]
+    for (var, lead), row in rmse.iterrows():
+        best = min(baselines, key=lambda m: row[m])
+        verdict = "beats both" if row["model"] < row[best] else f"does NOT beat {best}"
+        lines.append(f"  {var} +{lead:g} h: {row['model']:.4g} vs {best} {row[best]:.4g}: {verdict}")
+    wins = sum("beats both" in line for line in lines)
+    lines.append(f"  {wins} of {len(lines) - 1} variable-lead pairs beat both baselines")
+    return "\n".join(lines)
+
+
+def summarize(table: pd.DataFrame, cfg) -> str:
+    """What ``climax evaluate`` prints of a forecasting scorecard: RMSE by variable, method and
+    lead in the main region, and where the files are."""
+    return f"{summary(table)}\nscorecard and plots in {cfg.eval.out_dir}"
