@@ -70,6 +70,10 @@ def test_a_regional_store_end_to_end(box_store, tmp_path, capsys):
 
     table = evaluate(load_run_config(run_dir, ["eval.leads=[12,24]", "eval.max_samples=4", "eval.batch_size=4"]))
     assert set(table.method) == {"model", "persistence", "climatology"} and np.isfinite(table.rmse).all()
+    # the box is scored as the run's region, never as "global"; only regions it overlaps are listed
+    assert "run_region" in set(table.region) and "global" not in set(table.region)
+    skipped = json.loads((run_dir / "eval" / "scorecard.json").read_text())["skipped_regions"]
+    assert "global" in skipped and "tropics" not in skipped and "ausnz" not in skipped
 
     store = ShardStore(box_store)
     shard = store.shards("test")[0]

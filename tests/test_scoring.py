@@ -198,3 +198,26 @@ def test_bad_evaluation_inputs_are_errors_naming_them(tmp_path):
     assert clim.at(np.array(["2001-03-01T00"], "datetime64[h]")).shape == (1, 1, 2, 3)
     with pytest.raises(StoreError, match="no value for 2001-09-01T00"):
         clim.at(np.array(["2001-09-01T00"], "datetime64[h]"))
+
+
+def test_a_regional_grid_weights_its_rows_by_their_own_area_and_a_global_one_reaches_the_poles():
+    from physicsnemo_climax.forecasting.score_regions import cell_areas
+
+    box = np.arange(61.0, 48.9, -1.0)  # a CDS box over the UK, north to south
+    want = np.sin(np.deg2rad(box + 0.5)) - np.sin(np.deg2rad(box - 0.5))  # each row's own 1-degree band
+    assert np.allclose(cell_areas(box), want, rtol=1e-12)
+    grid = np.linspace(-87.1875, 87.1875, 32)  # ClimaX's 5.625 degree grid: edges at the poles, as WB2
+    edges = np.r_[-90.0, (grid[1:] + grid[:-1]) / 2, 90.0]
+    assert np.array_equal(cell_areas(grid), np.diff(np.sin(np.deg2rad(edges))))
+
+
+def test_a_regional_store_scores_its_domain_as_run_region_and_lists_only_the_regions_it_overlaps():
+    from physicsnemo_climax.forecasting.score_regions import BEYOND, NO_POINT
+
+    lat, lon = np.arange(61.0, 48.9, -1.0), np.arange(-8.0, 2.1, 1.0)  # the UK box
+    weights, skipped = region_weights(region_specs(["all"], {"london": [51, 52, -1, 0.5]}), lat, lon)
+    assert set(weights) == {"run_region", "london"}  # not "global": the domain is named as what it is
+    assert {n for n, why in skipped.items() if why == BEYOND} == {
+        "global", "extra-tropics", "northern-hemisphere", "europe", "arctic"}  # overlap, reach beyond
+    assert {n for n, why in skipped.items() if why == NO_POINT} >= {"tropics", "ausnz", "east-asia"}
+    assert np.isclose(weights["run_region"].sum().item(), 1.0)

@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..models import GridRegion
 from .external import EVAL_STATING, ExternalForecast, open_wb2_zarr
 from .run import Run
-from .score_regions import region_specs, region_weights
+from .score_regions import NO_POINT, region_specs, region_weights
 from .seeps import SeepsReference, seeps_climatology, seeps_from_wb2
 
 
@@ -126,8 +126,10 @@ class References:
         seeps = seeps or seeps_climatology(store, scored, units)
         rows, cols = (None, None) if region.is_global else (region.rows.numpy(), region.cols.numpy())
         land = land_fraction(store)
-        specs = region_specs(e.get("regions", ["all"]), e.get("boxes"), land=land is not None)
+        specs = region_specs(e.regions, e.boxes, land=land is not None)
         weights, skipped = region_weights(specs, store.lat, store.lon, land, rows, cols)
+        if list(e.regions) == ["all"]:  # listed: the regions the run's domain overlaps, and those asked by name
+            skipped = {name: why for name, why in skipped.items() if why != NO_POINT}
         externals = {name: ExternalForecast(name, source, scored, (store.lat, store.lon), region.rows.numpy(),
                                             region.cols.numpy(), units, assumed)
                      for name, source in (cfg.get("external") or {}).items()}

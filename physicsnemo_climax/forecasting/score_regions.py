@@ -3,8 +3,15 @@
 
 A score region is a weight per grid cell: the cell's area (``sin`` of its
 upper edge minus ``sin`` of its lower edge, edges half way between
-latitudes, ``±90`` at the ends, as WeatherBench 2 weights) times the
-region's mask, normalised to sum 1. Boxes include their edges and take
+latitudes, the poles at the ends of a global grid as WeatherBench 2 weights,
+half a spacing beyond the ends of a regional one) times the region's mask,
+normalised to sum 1.
+
+A run that sees part of the globe (a regional run, or any run on a
+regional store such as a CDS box) scores its whole domain as ``run_region``,
+and a named region only where all of it lies within the domain; regions
+that reach beyond it are listed as not scored, regions it has no point in
+are left out unless asked for by name. Boxes include their edges and take
 longitudes in ``0..360`` (a box may cross 0: ``[35, 75, 347.5, 42.5]``).
 Land and sea weight by the fraction of land (``land_sea_mask``) or of sea,
 as WeatherBench 2's land regions do.
@@ -60,6 +67,21 @@ class ScoreRegion:
             mask = mask * (land if self.surface == "land" else 1.0 - land)
         return mask
 
+    def within(self, domain: "ScoreRegion") -> bool:
+        """Whether all of this region lies in ``domain`` (a plain box, :func:`grid_extent`)."""
+        if self.outside:  # a band's complement reaches both poles
+            return domain.lat == (-90.0, 90.0) and domain.lon is None
+        if self.lat[0] < domain.lat[0] - 1e-6 or self.lat[1] > domain.lat[1] + 1e-6:
+            return False
+        if domain.lon is None:
+            return True
+        if self.lon is None or self.lon[1] - self.lon[0] >= 360:
+            return False
+        west = domain.lon[0] % 360
+        span = (domain.lon[1] - west) % 360
+        start, length = (self.lon[0] - west) % 360, (self.lon[1] - self.lon[0]) % 360
+        return start + length <= span + 1e-6
+
 
 #: WeatherBench 2's standard regions (``scripts/evaluate.py``), by its names.
 WB2_REGIONS: dict[str, ScoreRegion] = {
@@ -81,15 +103,43 @@ WB2_REGIONS: dict[str, ScoreRegion] = {
 SURFACE_REGIONS = ("global", "tropics", "extra-tropics")
 
 
+#: Why a region is not scored.
+BEYOND, NO_POINT = "reaches beyond the run's region", "has no point on the grid"
+
+
+def latitude_edges(lat: np.ndarray) -> np.ndarray:
+    """``[H + 1]`` cell edges of a latitude axis sorted south to north: half way between
+    latitudes; at each end the pole when it is within one spacing of it (a global grid,
+    as WeatherBench 2 weights), else half a spacing beyond the end (a regional grid)."""
+    s = np.sort(np.asarray(lat, np.float64))
+    if len(s) == 1:
+        return np.array([-90.0, 90.0])
+    south, north = s[1] - s[0], s[-1] - s[-2]
+    first = -90.0 if s[0] - south <= -90.0 else s[0] - south / 2
+    last = 90.0 if s[-1] + north >= 90.0 else s[-1] + north / 2
+    return np.concatenate([[first], (s[1:] + s[:-1]) / 2, [last]])
+
+
 def cell_areas(lat: np.ndarray) -> np.ndarray:
     """``[H]`` relative cell areas ``sin(upper) - sin(lower)`` of a latitude axis (any order)."""
     order = np.argsort(lat)
-    s = np.asarray(lat, np.float64)[order]
-    edges = np.concatenate([[-90.0], (s[1:] + s[:-1]) / 2, [90.0]])
-    area = np.diff(np.sin(np.deg2rad(edges)))
+    area = np.diff(np.sin(np.deg2rad(latitude_edges(lat))))
     out = np.empty_like(area)
     out[order] = area
     return out
+
+
+def grid_extent(lat: np.ndarray, lon: np.ndarray) -> ScoreRegion:
+    """The box a regular grid covers: its latitude edges and, unless its longitudes go round
+    the globe, the longitudes half a spacing beyond its first and last (``0..360``)."""
+    edges = latitude_edges(lat)
+    lon = np.asarray(lon, np.float64)
+    if len(lon) < 2:
+        return ScoreRegion((edges[0], edges[-1]), (lon[0] % 360, lon[0] % 360))
+    step = float(np.median(np.diff(lon) % 360))
+    if step * len(lon) >= 360 - 1e-6:
+        return ScoreRegion((edges[0], edges[-1]))
+    return ScoreRegion((edges[0], edges[-1]), ((lon[0] - step / 2) % 360, (lon[-1] + step / 2) % 360))
 
 
 def region_specs(names: Sequence[str], boxes: Mapping[str, Sequence[float]] | None = None,
@@ -135,19 +185,22 @@ def region_weights(specs: Mapping[str, ScoreRegion], lat: np.ndarray, lon: np.nd
     land : np.ndarray, optional
         ``[H, W]`` land fraction on it.
     rows, cols : np.ndarray, optional
-        The scored part of the grid (a regional run's output). A region reaching beyond
-        it is skipped rather than scored on a part of itself, and ``run_region`` (all of
-        the scored part) is added.
+        The scored part of the grid (a regional run's output).
+
+    When the scored part is not the whole globe (``rows``/``cols`` given, or a store
+    that is itself regional), ``run_region`` (all of the scored part) is added and a
+    region reaching beyond the scored part is skipped rather than scored on a part of itself.
 
     Returns
     -------
     weights : dict
         Name -> ``[h, w]`` tensor on the scored grid, for the regions that have points.
     skipped : dict
-        Name -> why it is not scored.
+        Name -> why it is not scored (:data:`BEYOND` or :data:`NO_POINT`).
     """
     area = cell_areas(lat)[:, None] * np.ones(len(lon))[None, :]
-    regional = rows is not None
+    extent = grid_extent(lat, lon)
+    regional = rows is not None or extent.lat != (-90.0, 90.0) or extent.lon is not None
     rows = np.arange(len(lat)) if rows is None else np.asarray(rows)
     cols = np.arange(len(lon)) if cols is None else np.asarray(cols)
     if regional:
@@ -156,10 +209,10 @@ def region_weights(specs: Mapping[str, ScoreRegion], lat: np.ndarray, lon: np.nd
     for name, spec in specs.items():
         whole = area if spec is None else spec.mask(lat, lon, land) * area
         part = whole[rows][:, cols]
-        if spec is not None and regional and part.sum() < whole.sum() * (1 - 1e-9):
-            skipped[name] = "reaches beyond the run's region"
-        elif part.sum() <= 0:
-            skipped[name] = "has no point on the grid"
+        if part.sum() <= 0:
+            skipped[name] = NO_POINT
+        elif spec is not None and regional and (part.sum() < whole.sum() * (1 - 1e-9) or not spec.within(extent)):
+            skipped[name] = BEYOND
         else:
             weights[name] = torch.from_numpy(part / part.sum())
     return weights, skipped
