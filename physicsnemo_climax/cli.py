@@ -222,11 +222,12 @@ def make_forecast(args: argparse.Namespace):
     """The forecast ``climax forecast`` asks for, and what made it (:meth:`.Run.provenance`)."""
     from .data.sources import open_file
     from .engine.checks import check_seed
+    from .engine.plan import decide_device
     from .forecasting import Run, forecast as run_forecast
     from .forecasting.ensembles import EnsembleSpec
 
     spec = EnsembleSpec(args.members, args.perturbation, args.perturbation_scale, check_seed(args.seed, "--seed"))
-    run = Run.load(args.run)
+    run = Run.load(args.run, decide_device(args.device, "--device"))
     with open_file(args.input) as ic:
         out = run_forecast(run, ic.load(), args.lead, regrid_method=args.regrid, nan_policy=args.nan_policy,
                            ensemble=spec, assume_units=args.assume_units)
@@ -278,6 +279,7 @@ def downscale_forecast(args: argparse.Namespace) -> None:
     from .config import load_config
     from .downscaling.pipeline import forecast_and_downscale
     from .downscaling.upstream_keys import translate
+    from .engine.plan import decide_device
     from .files import check_file_output
 
     overrides = [f"generation.num_ensembles={args.members}", f"generation.seed_batch_size={args.seed_batch_size}",
@@ -293,6 +295,7 @@ def downscale_forecast(args: argparse.Namespace) -> None:
     with xr.open_dataset(args.input) as ic:
         path = forecast_and_downscale(args.climax_run, ic.load(), args.lead, cfg.generation, args.output,
                                       dict(item.split("=", 1) for item in args.map or []), truth, cfg.seed,
+                                      decide_device(args.device, "--device") if args.device else None,
                                       assume_units=args.assume_units)
     print(f"wrote {path}")
 
@@ -333,6 +336,7 @@ def _add_downscale_commands(commands) -> None:
     p.add_argument("--truth", help="fine-grid NetCDF with the outputs at the valid times")
     _add_assume_units(p)
     p.add_argument("--map", nargs="*", metavar="CORRDIFF=CLIMAX", help="input names that differ")
+    _add_device(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("overrides", nargs="*", help="generation.* overrides, e.g. generation.sampler.type=deterministic")
     p.set_defaults(func=downscale_forecast)
@@ -438,6 +442,7 @@ def _add_forecast_command(commands) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the members' noise, a whole number >= 0 (recorded in the output)")
     _add_assume_units(p)
+    _add_device(p)
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing output (a file, or a WB2 forecast folder written by climax)")
     p.set_defaults(func=forecast)
@@ -448,6 +453,11 @@ def _add_assume_units(p) -> None:
                    help="units of initial-condition fields that have no units attribute (refused otherwise), "
                         "e.g. 2m_temperature=degC, or run: the run's units. Fields are brought to the run's "
                         "units: degC->K, hPa->Pa, geopotential height m->m**2 s**-2 (x 9.80665), ...")
+
+
+def _add_device(p) -> None:
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when a GPU is visible, else the CPU; "
+                                    "recorded in the output)")
 
 
 def build_parser() -> argparse.ArgumentParser:

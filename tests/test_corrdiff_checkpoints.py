@@ -155,6 +155,31 @@ def test_apex_settings_are_kept_where_apex_runs_and_overrides_are_checked(tmp_pa
         checkpoints.load_net(file, "k", "regression", {"model_channels": 4})
 
 
+def test_each_net_loads_once_with_the_plans_group_norm(mini, data, tmp_path, monkeypatch):
+    """The run plan's apex GroupNorm is applied when a net is built: one load a net, never a reload."""
+    from physicsnemo_climax.engine.plan import RunPlan
+    from physicsnemo_climax.models import mdlus
+
+    reg_file = saved(upstream_net("regression", 1), tmp_path / "reg.mdlus")
+    res_file = saved(upstream_net("diffusion", 2), tmp_path / "res.mdlus")
+    gen, (dataset, _) = config(mini, reg_file, res_file).generation, data
+    real, calls = mdlus.load_module, []
+
+    def counting(file, cls, override_args=None):
+        calls.append((file.name, override_args))  # no apex here to build it with: the plain net stands in
+        plain = {k: v for k, v in (override_args or {}).items() if k != "use_apex_gn"}
+        return real(file, cls, override_args=plain or None)
+
+    monkeypatch.setattr(mdlus, "load_module", counting)
+    plan = RunPlan(apex_group_norm=True)
+    for net in generation.load_stages(gen, dataset.domain, "cpu", dataset[0], plan):
+        generation.prepare_net(net, plan)  # channels_last, no second load
+    assert calls == [("reg.mdlus", {"use_apex_gn": True}), ("res.mdlus", {"use_apex_gn": True})]
+    calls.clear()
+    generation.load_stages(gen, dataset.domain, "cpu", dataset[0], RunPlan())
+    assert calls == [("reg.mdlus", None), ("res.mdlus", None)]
+
+
 # ----------------------------------------------------------------------------- lead time
 
 

@@ -220,7 +220,7 @@ def test_an_interrupted_run_leaves_no_file_and_its_partial_file_was_readable(min
 
 
 # ------------------------------------------------------------ forecast -> downscale
-def test_forecast_then_downscale_end_to_end(tmp_path):
+def test_forecast_then_downscale_end_to_end(tmp_path, monkeypatch):
     # ClimaX on a global 8x16 grid predicting 2 m temperature 12 h ahead
     files = write_era5(tmp_path / "raw", years=(2000, 2001))
     store = prepare(PrepareConfig(files, ["2m_temperature", "geopotential_500", "land_sea_mask"],
@@ -252,8 +252,15 @@ def test_forecast_then_downscale_end_to_end(tmp_path):
         land_sea_mask=xr.open_dataset(files[-1]).lsm.rename(latitude="lat", longitude="lon").squeeze(drop=True))
     truth = regional(times=8)[0].assign_coords(time=pd.date_range(ic.time.values[0], periods=8, freq="6h"))
     truth = truth.rename(lat="y", lon="x")
+    from physicsnemo_climax.downscaling import pipeline
+    from physicsnemo_climax.engine.plan import resolve
+
+    plans = []
+    monkeypatch.setattr(pipeline, "resolve", lambda cfg: plans.append(resolve(cfg)) or plans[-1])
     path = forecast_and_downscale(climax_run, ic, ["12h", "24h"], gen, tmp_path / "ens.nc", truth=truth)
     root = xr.open_dataset(path)
+    assert len(plans) == 1 and plans[0].precision == "fp32"  # the run plan of the generation section
+    assert (root.attrs["device"], root.attrs["precision"], root.attrs["apex_group_norm"]) == ("cpu", "fp32", 0)
     t0 = pd.Timestamp(ic.time.values[0])
     assert list(root.time.values) == [t0 + pd.Timedelta(h, "h") for h in (12, 24, 18, 30)]
     assert list(root.lead_time.values) == list(pd.to_timedelta([12, 24, 12, 24], unit="h"))

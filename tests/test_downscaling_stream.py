@@ -198,18 +198,13 @@ class _Unet(torch.nn.Module):
         self.conv, self.use_apex_gn, self.amp_mode = torch.nn.Conv2d(2, 2, 3), use_apex_gn, None
 
 
-def test_prepare_net_follows_the_plan(tmp_path, monkeypatch):
-    from physicsnemo_climax.models import mdlus
-
-    asked = []
-    monkeypatch.setattr(mdlus, "load_module", lambda file, cls, override_args=None: asked.append((file, override_args))
-                        or _Unet(**override_args))  # the reload goes through the .mdlus checks
-    loaded = _Unet()
-    loaded.checkpoint_file = tmp_path / "net.mdlus"  # set by checkpoints.load_net
-    net = generation.prepare_net(loaded, RunPlan(apex_group_norm=True, precision="bf16"))
-    assert asked == [(tmp_path / "net.mdlus", {"use_apex_gn": True})] and net.use_apex_gn and net.amp_mode is True
+def test_prepare_net_follows_the_plan():
+    """A net comes loaded with the plan's GroupNorm (checkpoints.load_net); prepare_net never loads
+    it again: autocast mode, channels_last with apex GroupNorm, compile."""
+    net = generation.prepare_net(_Unet(use_apex_gn=True), RunPlan(apex_group_norm=True, precision="bf16"))
+    assert net.use_apex_gn and net.amp_mode is True
     assert net.conv.weight.is_contiguous(memory_format=torch.channels_last)
     plain = generation.prepare_net(_Unet(), RunPlan())
-    assert len(asked) == 1 and plain.amp_mode is False and not isinstance(plain, torch._dynamo.eval_frame.OptimizedModule)
+    assert plain.amp_mode is False and not isinstance(plain, torch._dynamo.eval_frame.OptimizedModule)
     assert isinstance(generation.prepare_net(_Unet(), RunPlan(compile=True)), torch._dynamo.eval_frame.OptimizedModule)
     assert generation.prepare_net(None, RunPlan(compile=True)) is None

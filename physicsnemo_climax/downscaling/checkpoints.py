@@ -6,11 +6,13 @@ An ``.mdlus`` file records its class and constructor arguments
 
 * refuses a class or backbone this package cannot generate with, naming it
   and the file (:data:`LOADABLE`, :data:`BACKBONES`);
-* switches apex GroupNorm off (``use_apex_gn=False``, logged) when the file
-  was trained with it and this machine has no apex GroupNorm: the two layers
-  hold the same ``weight``/``bias`` and compute the same function, so the
-  state dict loads unchanged. ``generation.override_args`` is merged over
-  this; PhysicsNeMo allows only the keys in a class's ``_overridable_args``
+* builds it once with the run plan's GroupNorm (``RunPlan.apex_group_norm``,
+  :func:`..engine.plan.resolve`; torch GroupNorm without a plan): a file trained
+  with apex GroupNorm loads with ``use_apex_gn=False`` (logged) where the plan
+  runs none, and a file trained without it loads with ``use_apex_gn=True``
+  where the plan runs it. The two layers hold the same ``weight``/``bias`` and
+  compute the same function, so the state dict loads unchanged.
+  ``generation.override_args`` is merged over this; PhysicsNeMo allows only the keys in a class's ``_overridable_args``
   (``use_apex_gn``, ``act`` for the CorrDiff UNets), others are refused;
 * loads it through :mod:`..models.mdlus`: the class is imported here
   (:func:`loadable_class`), never from the module the file names, and the
@@ -38,7 +40,7 @@ from physicsnemo.core import Module
 from physicsnemo.diffusion.preconditioners import EDMPrecondSuperResolution
 from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
 
-from ..engine import checkpointing, environment
+from ..engine import checkpointing
 from ..errors import CheckpointError, ConfigError
 from ..models import mdlus
 from . import noise
@@ -90,17 +92,19 @@ def check_supported(saved: dict, stage: str, file: Path, key: str) -> None:
                           f"model_type must be one of {list(BACKBONES)}")
 
 
-def automatic_overrides(args: dict, apex: bool | None = None) -> dict:
-    """``{"use_apex_gn": False}`` when the file uses apex GroupNorm and ``apex`` (default:
-    whether this machine has apex GroupNorm) is false; else ``{}``."""
-    if not args.get("use_apex_gn"):
+def automatic_overrides(args: dict, apex: bool, overridable=()) -> dict:
+    """The GroupNorm override that builds a file's net as the run plan says: ``{"use_apex_gn": False}``
+    when the file (its ``args``) uses apex GroupNorm and ``apex`` (``RunPlan.apex_group_norm``) is
+    false, ``{"use_apex_gn": True}`` when ``apex`` is true and the class allows the switch
+    (``use_apex_gn`` in its ``overridable`` args), else ``{}``."""
+    if bool(args.get("use_apex_gn")) == bool(apex):
         return {}
-    if apex is None:
-        apex = environment.apex("apex_group_norm").ok
-    return {} if apex else {"use_apex_gn": False}
+    if apex and "use_apex_gn" not in overridable:
+        return {}
+    return {"use_apex_gn": bool(apex)}
 
 
-def load_net(path: str | Path, key: str, stage: str, override_args=None, apex: bool | None = None) -> Module:
+def load_net(path: str | Path, key: str, stage: str, override_args=None, apex: bool = False) -> Module:
     """A CorrDiff net from ``path`` (``.mdlus`` or run folder), on the CPU, in eval mode, frozen.
 
     A run folder gives its newest checkpoint that loads; one that does not (damaged, refused by
@@ -113,8 +117,9 @@ def load_net(path: str | Path, key: str, stage: str, override_args=None, apex: b
     stage : {"regression", "diffusion"}
     override_args : mapping, optional
         ``generation.override_args``, merged over :func:`automatic_overrides`.
-    apex : bool, optional
-        Whether apex GroupNorm may run (default: whether this machine has it).
+    apex : bool
+        Whether the run plan runs apex GroupNorm (``RunPlan.apex_group_norm``); the net is built
+        with it, or without it, at this one load.
 
     Raises
     ------
@@ -138,15 +143,16 @@ def load_net(path: str | Path, key: str, stage: str, override_args=None, apex: b
     return net
 
 
-def _load_file(file: Path, key: str, stage: str, user: dict, apex: bool | None) -> Module:
+def _load_file(file: Path, key: str, stage: str, user: dict, apex: bool) -> Module:
     """One ``.mdlus`` as :func:`load_net` says."""
     saved = saved_args(file, key)
     check_supported(saved, stage, file, key)
-    overrides = {**automatic_overrides(saved.get("__args__", {}), apex), **user}
+    cls = loadable_class(saved["__name__"])
+    overrides = {**automatic_overrides(saved.get("__args__", {}), apex, getattr(cls, "_overridable_args", ())),
+                 **user}
     if overrides.get("use_apex_gn") is False and saved["__args__"].get("use_apex_gn"):
         logger.info("%s=%s was trained with apex GroupNorm; loading it with use_apex_gn=False%s", key, file,
-                    " (generation.override_args)" if "use_apex_gn" in user else " (no apex GroupNorm here)")
-    cls = loadable_class(saved["__name__"])
+                    " (generation.override_args)" if "use_apex_gn" in user else " (the run plan runs none)")
     try:
         net = mdlus.load_module(file, cls, override_args=overrides or None)
     except mdlus.MdlusError as err:
@@ -157,17 +163,7 @@ def _load_file(file: Path, key: str, stage: str, user: dict, apex: bool | None) 
                           f"{saved['__name__']} allows {allowed})") from err
     _inference_switches(net, key, file)
     net.checkpoint_source = f"{key}={file}"  # named by later errors (lead time)
-    net.checkpoint_file = file  # the file it came from (generation.prepare_net reloads it)
     return net.eval().requires_grad_(False)
-
-
-def reload(net: Module, override_args: dict) -> Module:
-    """``net`` loaded again from its file (:func:`load_net`'s ``checkpoint_file``) with ``override_args``,
-    checked as the first time; on the CPU, in eval mode, frozen, naming the same file in errors."""
-    again = mdlus.load_module(net.checkpoint_file, type(net), override_args=override_args)
-    again.checkpoint_source = getattr(net, "checkpoint_source", str(net.checkpoint_file))
-    again.checkpoint_file = net.checkpoint_file
-    return again.eval().requires_grad_(False)
 
 
 def _inference_switches(net: Module, key: str, file: Path) -> None:
@@ -188,8 +184,9 @@ def lead_time_steps(net: Module | None) -> int | None:
 
 
 def load_frozen(path: str | Path, key: str, domain: Domain, device, sample: dict | None = None,
-                override_args=None) -> Module:
-    """A trained regression net in eval mode without gradients, checked against ``domain``.
+                override_args=None, apex: bool = False) -> Module:
+    """A trained regression net in eval mode without gradients, checked against ``domain``, built
+    with apex GroupNorm when ``apex`` (the run plan's ``apex_group_norm``, :func:`load_net`).
 
     Raises
     ------
@@ -197,7 +194,7 @@ def load_frozen(path: str | Path, key: str, domain: Domain, device, sample: dict
         Naming ``key`` when the net's grid, output channels or input channels
         (tried on ``sample``) do not fit the data.
     """
-    net = load_net(path, key, "regression", override_args)
+    net = load_net(path, key, "regression", override_args, apex)
     file = net.checkpoint_source.split("=", 1)[1]
     shape = (getattr(net, "img_shape_y", None), getattr(net, "img_shape_x", None))
     if shape != tuple(domain.shape) or getattr(net, "img_out_channels", None) != len(domain.output_variables):
@@ -220,9 +217,10 @@ def load_frozen(path: str | Path, key: str, domain: Domain, device, sample: dict
     return net
 
 
-def load_diffusion(path: str | Path, key: str, domain: Domain, device, gen: DictConfig) -> Module:
-    """The diffusion net, checked against the data's channels and ``gen`` (conditioning, patching, noise)."""
-    net = load_net(path, key, "diffusion", gen.get("override_args"))
+def load_diffusion(path: str | Path, key: str, domain: Domain, device, gen: DictConfig, apex: bool = False) -> Module:
+    """The diffusion net, checked against the data's channels and ``gen`` (conditioning, patching, noise),
+    built with apex GroupNorm when ``apex`` (the run plan's ``apex_group_norm``, :func:`load_net`)."""
+    net = load_net(path, key, "diffusion", gen.get("override_args"), apex)
     file = net.checkpoint_source.split("=", 1)[1]
     c_in, c_out = len(domain.input_channels), len(domain.output_variables)
     grid = (net.model.img_shape_y, net.model.img_shape_x)

@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..engine.checks import check_seed, config_error
 from ..engine.distributed import setup_distributed
-from ..engine.plan import RunPlan, resolve
+from ..engine.plan import RunPlan, decide_device, resolve
 from ..errors import ConfigError
 from ..files import check_file_output
 from . import checkpoints, models, noise
@@ -71,6 +71,13 @@ def seed_batches(num_ensembles: int, seed_batch_size: int, seed: int = 0) -> lis
 def seed_record(seed: int) -> dict:
     """What a generation file records of its seeds (attributes)."""
     return {"seed": int(seed), "member_seeds": f"member k was drawn with seed {int(seed)} + k"}
+
+
+def run_record(seed: int, device: torch.device, plan: RunPlan) -> dict:
+    """What a generation file records of how it was made (attributes): the seeds, the device the
+    nets ran on and the run plan's precision, apex GroupNorm and compile."""
+    return {**seed_record(seed), "device": str(device), "precision": plan.precision,
+            "apex_group_norm": int(plan.apex_group_norm), "compile": int(plan.compile)}
 
 
 def check_stats(stats: dict, trained: dict, domain: Domain, key: str) -> None:
@@ -213,17 +220,19 @@ def checkpoint_domain(path: str | Path) -> Domain | None:
     return None
 
 
-def load_stages(gen: DictConfig, domain: Domain, device, sample: dict | None = None):
+def load_stages(gen: DictConfig, domain: Domain, device, sample: dict | None = None, plan: RunPlan | None = None):
     """The regression net (unless ``inference_mode=diffusion``) and the diffusion net (unless
-    ``inference_mode=regression``), loaded as :mod:`.checkpoints` says; ``None`` for a stage not run."""
+    ``inference_mode=regression``), each loaded once as :mod:`.checkpoints` says, with the GroupNorm
+    of the run ``plan`` (torch GroupNorm without one); ``None`` for a stage not run."""
     mode = checkpoints.inference_mode(gen)
+    apex = plan is not None and plan.apex_group_norm
     regression = diffusion = None
     if mode != "diffusion":
         regression = checkpoints.load_frozen(gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename",
-                                             domain, device, sample, gen.get("override_args"))
+                                             domain, device, sample, gen.get("override_args"), apex)
     if mode != "regression":
         diffusion = checkpoints.load_diffusion(gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename",
-                                               domain, device, gen)
+                                               domain, device, gen, apex)
     return regression, diffusion
 
 
@@ -264,8 +273,8 @@ def generate(cfg: DictConfig) -> Path | None:
                "dataset.stats_path")]
     check_file_output(gen.io.output_filename, overwrite=gen.io.get("overwrite", False), inputs=inputs,
                       option="generation.io.output_filename", hint="generation.io.overwrite=true")
-    manager = setup_distributed()
-    device, rank = manager.device, manager.rank
+    manager = setup_distributed()  # its device: this rank's GPU when one is visible, else the CPU
+    device, rank = decide_device(gen.get("device") or manager.device, "generation.device"), manager.rank
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
     trained = checkpoint_domain(gen.io[checkpoints.stage_domain_key(gen)])
     dataset = build_dataset(cfg.dataset, *((trained.stats, trained.units) if trained is not None else ()))
@@ -274,11 +283,8 @@ def generate(cfg: DictConfig) -> Path | None:
         check_stats(domain.stats, trained.stats, domain, checkpoints.stage_domain_key(gen))
     indices = select_times(dataset.times, gen.times, gen.max_times, getattr(dataset, "sample_names", None))
     chunks = time_blocks(indices, gen.get("time_block", 1))
-    regression, diffusion = load_stages(gen, domain, device, dataset[indices[0]])
-    if regression is not None:  # (diffusion-only generation has no regression file)
-        regression = prepare_net(regression, plan)
-    if diffusion is not None:
-        diffusion = prepare_net(diffusion, plan)
+    regression, diffusion = (prepare_net(net, plan)
+                             for net in load_stages(gen, domain, device, dataset[indices[0]], plan))
     sampler_fn = build_sampler(gen, domain.shape)
 
     def blocks():
@@ -290,22 +296,17 @@ def generate(cfg: DictConfig) -> Path | None:
                       "lead_time_label": checkpoints.sample_lead_time_labels(samples)}
 
     with (GenerationWriter(gen.io.output_filename, domain, gen.num_ensembles, regression=regression is not None,
-                           attrs=seed_record(seed)) if rank == 0 else nullcontext()) as out:
+                           attrs=run_record(seed, device, plan)) if rank == 0 else nullcontext()) as out:
         stream(regression, diffusion, sampler_fn, batches, blocks(), out, gen.hr_mean_conditioning, manager,
                lambda: plan.autocast(device), plan.apex_group_norm)
     return Path(gen.io.output_filename) if rank == 0 else None
 
 
 def prepare_net(net, plan: RunPlan):
-    """A loaded net as the run plan says: ``amp_mode`` for autocast; apex GroupNorm (reloaded from its
-    file with ``override_args``, :func:`.checkpoints.reload`) in channels_last; ``torch.compile``.
-    ``None`` stays ``None``."""
+    """A net loaded with the plan's GroupNorm (:func:`load_stages`) as the run plan says: ``amp_mode``
+    for autocast; channels_last with apex GroupNorm; ``torch.compile``. ``None`` stays ``None``."""
     if net is None:
         return None
-    if plan.apex_group_norm and "use_apex_gn" in getattr(type(net), "_overridable_args", ()) \
-            and not getattr(net, "use_apex_gn", False):
-        device = next(net.parameters()).device
-        net = checkpoints.reload(net, {"use_apex_gn": True}).to(device)
     models.set_amp_mode(net, plan.precision)
     if plan.apex_group_norm:
         net = net.to(memory_format=torch.channels_last)

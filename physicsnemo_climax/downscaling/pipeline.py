@@ -25,14 +25,16 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ..data.regrid import regrid
+from ..engine.plan import RunPlan, decide_device, resolve
 from ..forecasting import Run, forecast
 from . import checkpoints
 from .domain import Domain
 from .channel_units import to_trained
-from .generation import build_sampler, checkpoint_domain, load_stages, seed_batches, seed_record, stream, time_blocks
+from .generation import (build_sampler, checkpoint_domain, load_stages, prepare_net, run_record, seed_batches,
+                         stream, time_blocks)
 from .writer import GenerationWriter
 
 
@@ -52,18 +54,10 @@ def coarse_inputs(fc: xr.Dataset, domain, variable_map: Mapping[str, str]) -> np
     return fields * scale[:, None, None] + offset[:, None, None]
 
 
-def forecast_and_downscale(
-    climax_run: str | Path | Run,
-    initial_condition: xr.Dataset,
-    lead_times: Sequence,
-    gen: DictConfig,
-    output: str | Path,
-    variable_map: Mapping[str, str] | None = None,
-    truth: xr.Dataset | None = None,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    assume_units=None,
-) -> Path:
+def forecast_and_downscale(climax_run: str | Path | Run, initial_condition: xr.Dataset, lead_times: Sequence,
+                           gen: DictConfig, output: str | Path, variable_map: Mapping[str, str] | None = None,
+                           truth: xr.Dataset | None = None, seed: int = 0, device: torch.device | str | None = None,
+                           assume_units=None, plan: RunPlan | None = None) -> Path:
     """Forecast with ClimaX, downscale every (initial time, lead) with CorrDiff, write one file.
 
     Parameters
@@ -84,27 +78,37 @@ def forecast_and_downscale(
         Fine-grid ``(time, y, x)`` outputs at the valid times, written as ``truth``.
     seed : int
         Member ``k`` uses seed ``seed + k``; a whole number >= 0, recorded in the file.
+    device : torch.device or str, optional
+        Where ClimaX (unless ``climax_run`` is a loaded :class:`Run`) and CorrDiff run
+        (:func:`..engine.plan.decide_device`; default ``generation.device``, then CUDA when present).
     assume_units : optional
         Units of initial-condition fields without a ``units`` attribute (:func:`..forecasting.forecast`).
+    plan : RunPlan, optional
+        Precision, apex GroupNorm, compile of the nets; default :func:`..engine.plan.resolve` of ``gen``.
+        The file's attributes record it and the device.
 
     Raises
     ------
     KeyError
         When a CorrDiff input is not a ClimaX output, or truth lacks a valid time.
+    MissingFeature
+        When the machine lacks what ``gen`` asks for (``generation.precision=fp16`` without a GPU).
     """
-    run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run)
-    device = torch.device(device)
+    plan = plan or resolve(OmegaConf.create({"generation": gen}))  # before any work, as generation
+    device = decide_device(device if device is not None else gen.get("device"), "device")
+    run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run, device)
     domain = run_domain(gen)
     variable_map = dict(variable_map or {})
     names = climax_names(domain, run, variable_map)
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
-    regression, diffusion = load_stages(gen, domain, device)  # fp32 (the pipeline runs without autocast)
+    regression, diffusion = (prepare_net(net, plan) for net in load_stages(gen, domain, device, plan=plan))
     fc = forecast(run, initial_condition, lead_times, out_variables=list(dict.fromkeys(names)),
                   assume_units=assume_units)
     blocks = forecast_blocks(fc, domain, variable_map, truth, gen.get("time_block", 1), device)
     with GenerationWriter(output, domain, gen.num_ensembles, truth=truth is not None, lead_time=True,
-                          regression=regression is not None, attrs=seed_record(seed)) as writer:
-        stream(regression, diffusion, build_sampler(gen, domain.shape), batches, blocks, writer, gen.hr_mean_conditioning)
+                          regression=regression is not None, attrs=run_record(seed, device, plan)) as writer:
+        stream(regression, diffusion, build_sampler(gen, domain.shape), batches, blocks, writer,
+               gen.hr_mean_conditioning, autocast=lambda: plan.autocast(device), channels_last=plan.apex_group_norm)
     return Path(output)
 
 

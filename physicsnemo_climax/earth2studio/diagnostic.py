@@ -27,6 +27,7 @@ import xarray as xr
 from ..config import load_config
 from ..data.regrid import regrid
 from ..downscaling.generation import build_sampler, checkpoint_domain, downscale, load_stages, seed_batches
+from ..engine.plan import decide_device
 from .lexicon import to_e2s_all
 from .prognostic import CoordSystem, check_coords
 
@@ -70,8 +71,10 @@ class CorrDiffDiagnostic(torch.nn.Module):
     @classmethod
     def from_runs(cls, regression: str | Path, diffusion: str | Path | None = None, samples: int = 1,
                   steps: int = 18, sampler: str = "stochastic", seed: int = 0,
-                  names: Mapping[str, str] | None = None, device: str | torch.device = "cpu"):
-        """From CorrDiff run folders (or checkpoints in them); ``diffusion=None`` for regression only."""
+                  names: Mapping[str, str] | None = None, device: str | torch.device | None = None):
+        """From CorrDiff run folders (or checkpoints in them); ``diffusion=None`` for regression only.
+        The nets run on ``device`` (:func:`...engine.plan.decide_device`: unset, CUDA when present, else
+        the CPU), in fp32 with torch GroupNorm, each loaded once."""
         domain = checkpoint_domain(regression)
         if domain is None:
             raise FileNotFoundError(f"{regression}: no domain.json in its run folder; give the CorrDiff "
@@ -81,7 +84,7 @@ class CorrDiffDiagnostic(torch.nn.Module):
                            f"generation.inference_mode={'all' if diffusion else 'regression'}",
                            f"generation.sampler.type={sampler}", f"generation.sampler.num_steps={steps}"],
                           "config_generate_hrrr_mini").generation
-        reg, res = load_stages(gen, domain, torch.device(device))
+        reg, res = load_stages(gen, domain, decide_device(device, "device"))
         return cls(domain, reg, res, build_sampler(gen, domain.shape), samples, seed, gen.hr_mean_conditioning,
                    names)
 

@@ -29,8 +29,10 @@ import torch
 
 from ..data import ShardStore
 from ..data.forcings import Forcings, unix_seconds
+from ..engine.plan import decide_device
 from ..errors import InputError
 from ..forecasting import Run
+from ..forecasting.rollout import forecast_steps
 from ..forecasting.run import check_store
 from ..models import ClimaX, mdlus
 from ..models.variables import CONSTANTS
@@ -118,9 +120,11 @@ class ClimaXPrognostic(torch.nn.Module):
     # ---------------------------------------------------------------- building
     @classmethod
     def from_run(cls, run_dir: str | Path, step_hours: float | None = None,
-                 constants: Mapping[str, np.ndarray] | None = None, names: Mapping[str, str] | None = None):
+                 constants: Mapping[str, np.ndarray] | None = None, names: Mapping[str, str] | None = None,
+                 device: str | torch.device | None = None):
         """From a ``climax train`` run folder: its latest weights that load (:meth:`Run.load`: a bad
-        newest checkpoint is skipped with a warning), statistics and grid.
+        newest checkpoint is skipped with a warning), statistics and grid, on ``device``
+        (:func:`...engine.plan.decide_device`: unset, CUDA when present, else the CPU).
 
         ``step_hours`` defaults to the run's trained lead (6 h for random-lead runs);
         constant fields are read from the run's store unless given.
@@ -132,7 +136,7 @@ class ClimaXPrognostic(torch.nn.Module):
             stepped again (use :func:`physicsnemo_climax.forecasting.forecast`
             for its direct leads).
         """
-        run = Run.load(run_dir)
+        run = Run.load(run_dir, device)
         info = run.info
         if not run.region.is_global:
             raise ValueError(f"{run_dir} is a regional run ({run.region.spec}): its forecasts cover the region "
@@ -144,16 +148,19 @@ class ClimaXPrognostic(torch.nn.Module):
             constants = store_constants(store.root, info["variables"])
         step = step_hours or info.get("lead_hours") or 6.0
         return cls(run.model, info["variables"], mean, std, np.asarray(info["lat"]), np.asarray(info["lon"]),
-                   step, constants, names, run.forcings)
+                   step, constants, names, run.forcings).to(run.device)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, store: str | Path, variables: Sequence[str] | None = None,
-                        step_hours: float = 6.0, num_heads: int = 16, names: Mapping[str, str] | None = None):
+                        step_hours: float = 6.0, num_heads: int = 16, names: Mapping[str, str] | None = None,
+                        device: str | torch.device | None = None):
         """From a ``.mdlus`` (a ClimaX, checked by :mod:`physicsnemo_climax.models.mdlus` before it is
-        built) or an official ClimaX ``.ckpt``, plus a ClimaX store (statistics, grid, constants).
+        built) or an official ClimaX ``.ckpt``, plus a ClimaX store (statistics, grid, constants), on
+        ``device`` (:func:`...engine.plan.decide_device`: unset, CUDA when present, else the CPU).
 
         ``variables`` (default: the store's, in the model's order) are the inputs.
         """
+        device = decide_device(device, "device")
         model = (mdlus.load_module(checkpoint, ClimaX) if str(checkpoint).endswith(".mdlus")
                  else ClimaX.from_official_checkpoint(checkpoint, num_heads=num_heads))
         st = ShardStore(store)
@@ -164,7 +171,8 @@ class ClimaXPrognostic(torch.nn.Module):
         if unknown:
             raise KeyError(f"variables {unknown} are not variables of the checkpoint")
         mean, std = st.statistics(variables)
-        return cls(model, variables, mean, std, st.lat, st.lon, step_hours, store_constants(store, variables), names)
+        return cls(model, variables, mean, std, st.lat, st.lon, step_hours, store_constants(store, variables),
+                   names).to(device)
 
     # ---------------------------------------------------------------- Earth2Studio protocol
     def input_coords(self) -> CoordSystem:
@@ -193,12 +201,12 @@ class ClimaXPrognostic(torch.nn.Module):
     def __call__(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
         """One step: ``x [..., 1, V, H, W]`` (physical units) at ``coords`` -> the next."""
         out_coords = self.output_coords(coords)
-        seconds = self.valid_seconds(coords, x.shape[:-3]) if self.computed else None
+        seconds = self.start_seconds(coords, x.shape[:-3]) if self.computed else None
         return self._step(x, seconds), out_coords
 
-    def valid_seconds(self, coords: CoordSystem, shape: tuple[int, ...]) -> np.ndarray:
-        """Valid time of the step from ``x`` of leading ``shape`` at ``coords``: ``[prod(shape)]`` seconds
-        since 1970, from the ``time`` and ``lead_time`` coordinates.
+    def start_seconds(self, coords: CoordSystem, shape: tuple[int, ...]) -> np.ndarray:
+        """Time the step from ``x`` of leading ``shape`` at ``coords`` starts from: ``[prod(shape)]``
+        seconds since 1970, from the ``time`` and ``lead_time`` coordinates.
 
         Raises
         ------
@@ -209,7 +217,7 @@ class ClimaXPrognostic(torch.nn.Module):
         if "time" not in dims:
             raise InputError(f"the model takes forcings {self.computed}: the input coordinates need 'time' "
                              f"(they have {list(coords)})")
-        out = np.full(shape, self.step_hours * 3600.0)
+        out = np.zeros(shape)
         for name, values in (("time", unix_seconds(coords["time"])),
                              ("lead_time", np.asarray(coords["lead_time"]) / np.timedelta64(1, "s"))):
             axis = dims.index(name)
@@ -217,6 +225,9 @@ class ClimaXPrognostic(torch.nn.Module):
         return out.ravel()
 
     def _step(self, x: torch.Tensor, seconds: np.ndarray | None = None) -> torch.Tensor:
+        """One model step of the physical states ``x`` ``[..., V_dynamic, H, W]`` starting at ``seconds``
+        (the forcings' valid time is computed from it), through the forecast core's stepping
+        (:func:`...forecasting.rollout.forecast_steps`)."""
         lead = x.shape[:-3]
         flat = x.reshape(-1, *x.shape[-3:]).to(self.mean.dtype)
         state = (flat - self.mean) / self.std
@@ -225,10 +236,8 @@ class ClimaXPrognostic(torch.nn.Module):
         order = self.dynamic + self.fixed + self.computed
         if order != self.variables:
             inputs = inputs[:, [order.index(v) for v in self.variables]]
-        if self.computed:
-            inputs = self.forcings.fill(inputs, self.variables, seconds)
-        hours = torch.full((flat.shape[0],), self.step_hours, device=flat.device)
-        pred = self.model(inputs, hours, self.variables, self.dynamic).float()
+        pred = forecast_steps(self.model, inputs, self.variables, self.dynamic, [self.step_hours],
+                              forcings=self.forcings if self.computed else None, init_time=seconds)[-1].float()
         return (pred * self.std + self.mean).reshape(*lead, *pred.shape[1:]).to(x.dtype)
 
     def create_iterator(self, x: torch.Tensor, coords: CoordSystem) -> Iterator[tuple[torch.Tensor, CoordSystem]]:

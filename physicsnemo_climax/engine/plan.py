@@ -8,6 +8,10 @@ compile and GroupNorm that will run, and every fallback taken, with its
 reason. The loop, the loaders and generation read the plan; nothing else
 decides again, and the caller's config is left as it is.
 
+:func:`decide_device` is the one device rule of every entry point (forecast,
+evaluation, generation, the Earth2Studio wrappers): ``None`` is the CUDA
+GPU when one is visible, else the CPU; an explicit device is honoured.
+
 ``auto`` picks the best path present. An explicit ask the machine lacks
 (apex, fp16 without a GPU, a DALI GPU pipeline, ``torch.compile`` without a
 compiler) stops the job with :class:`MissingFeature`, unless the section says
@@ -148,7 +152,8 @@ def choices(cfg: DictConfig, env: Environment, loaders=LOADERS) -> list[Choice]:
             out.append(_group_norm(gn, env, allowed))
     if "generation" in cfg:
         g, allowed = cfg.generation, bool(cfg.generation.get("fallback", False))
-        out.append(_precision("generation.precision", g.precision, env, corrdiff, allowed))
+        # a generation section is CorrDiff's, with or without a dataset (forecast -> downscale has none)
+        out.append(_precision("generation.precision", g.precision, env, True, allowed))
         if g.get("compile", False):
             out.append(_compile(env, allowed, "generation.compile"))
         if g.get("use_apex_gn") is not None:
@@ -227,6 +232,38 @@ def explain(failing: list[Choice]) -> str:
     lines.append("`climax doctor` reports the whole environment; the NGC PhysicsNeMo container "
                  "(containers/, README 'Run in the NGC container') has apex, DALI and CUDA")
     return "\n".join(lines)
+
+
+def decide_device(asked: str | torch.device | None = None, option: str = "device") -> torch.device:
+    """The device a job runs on, as Earth2Studio decides it: ``None`` is CUDA when a GPU is
+    visible, else the CPU; an explicit ``"cpu"``, ``"cuda"`` or ``"cuda:1"`` is honoured.
+
+    Parameters
+    ----------
+    asked : str, torch.device or None
+        What the caller asks for (``None``, ``"auto"`` or ``""``: decide here).
+    option : str
+        The option ``asked`` came from (``--device``, ``eval.device``), named in errors.
+
+    Raises
+    ------
+    ConfigError
+        For a device that is no device, or a CUDA device this machine does not have.
+    """
+    if asked is None or (isinstance(asked, str) and asked.strip().lower() in ("", "auto")):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(asked)
+    except (RuntimeError, TypeError) as err:
+        raise config_error(option, str(asked), f"not a device ({err}); give cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise config_error(option, str(asked), "choose cpu, cuda or cuda:N (or leave it unset: CUDA when present)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise config_error(option, str(asked), "no CUDA GPU is visible here (`climax doctor` says why); "
+                           "ask for cpu, or leave it unset to use the CPU")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise config_error(option, str(asked), f"this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def resolve(cfg: DictConfig, env: Environment | None = None, loaders=LOADERS) -> RunPlan:

@@ -20,7 +20,6 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import torch
-import xarray as xr
 from omegaconf import DictConfig
 
 from ..data import ShardStore
@@ -30,14 +29,16 @@ from ..data.times import lead_hours
 from ..data.units import expected_units
 from ..data.wb2 import to_wb2
 from ..engine.checks import check_seed, config_error
+from ..engine.plan import decide_device
 from ..errors import InputError
 from ..files import output_folder
 from ..models import GridRegion
 from .diagnostics import FieldDiagnostics
-from .ensembles import EnsembleSpec, lag_hours, members_of
+from .core import Start, forecast_dataset, lead_forecasts, member_starts
+from .ensembles import EnsembleSpec, lag_hours
 from .references import References
 from .report import EVALUATION, Case, Pictures, is_report, write_report
-from .rollout import forecast_steps, model_steps
+from .rollout import model_steps
 from .run import Run, run_store
 from .scoring import Scorer, Verification
 
@@ -67,22 +68,19 @@ def rollout_plans(run: Run, scored: list[str], leads: list[float], mode: str) ->
     return plans
 
 
-def member_states(run: Run, shards: list[Shard], chunk: list[tuple[int, int]], x_norm: torch.Tensor,
-                  spec: EnsembleSpec, step: float) -> list[tuple[torch.Tensor, float]]:
-    """The normalised states the forecasts start from, with the hours each adds to the lead: the
-    chunk's states (one member), their perturbed members as one batch, or (``lagged``) the state
-    ``k`` lags (:func:`.ensembles.lag_hours`) earlier for member ``k``."""
-    if spec.members == 1:
-        return [(x_norm, 0.0)]
-    if spec.perturbation != "lagged":
-        return [(members_of(run, x_norm, spec), 0.0)]
+def chunk_starts(run: Run, shards: list[Shard], chunk: list[tuple[int, int]], x_norm: torch.Tensor,
+                 seconds: np.ndarray | None, spec: EnsembleSpec, step: float) -> list[Start]:
+    """The member starts (:func:`.core.member_starts`) of the chunk's normalised states ``x_norm``:
+    for ``lagged`` members, member ``k`` from the state ``k`` lags (:func:`.ensembles.lag_hours`)
+    earlier in the store."""
+    if spec.members == 1 or spec.perturbation != "lagged":
+        return member_starts(run, x_norm, seconds, spec)
     variables = run.state_variables
     mean, std = run.field_stats(variables)
     lag = lag_hours(run.info)
     earlier = [torch.stack([torch.as_tensor(shards[s].read(variables, t - k * int(round(lag / step))))
                             for s, t in chunk]) for k in range(1, spec.members)]
-    return [(x_norm, 0.0)] + [(run.model_inputs((x - mean) / std).to(x_norm.device), k * lag)
-                              for k, x in enumerate(earlier, start=1)]
+    return member_starts(run, x_norm, seconds, spec, [run.model_inputs((x - mean) / std) for x in earlier], lag)
 
 
 def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int, int]], scored: list[str],
@@ -90,24 +88,20 @@ def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int,
               mode: str = "auto") -> Iterator[tuple[float, torch.Tensor, Verification]]:
     """``(lead, forecast, verification)`` of each lead from the initial times ``chunk`` of ``shards``
     (``step`` hours apart), in physical units, on the CPU; ``[M, B, V, h, w]`` for an ensemble."""
-    variables, read = run.info["variables"], run.state_variables
+    read = run.state_variables
     x = torch.stack([torch.as_tensor(shards[s].read(read, t)) for s, t in chunk])
     (mean_x, std_x), (mean_y, std_y) = run.field_stats(read), run.field_stats(scored)
-    device = next(run.model.parameters()).device
-    states = member_states(run, shards, chunk, run.model_inputs((x - mean_x) / std_x).to(device), spec, step)
-    initial = region.crop(x[:, [read.index(v) for v in scored]]) if set(scored) <= set(read) else None
     seconds = initial_seconds(refs, chunk, run.forcings is not None)
-    for lead, plan in plans.items():
+    starts = chunk_starts(run, shards, chunk, run.model_inputs((x - mean_x) / std_x).to(run.device), seconds, spec,
+                          step)
+    initial = region.crop(x[:, [read.index(v) for v in scored]]) if set(scored) <= set(read) else None
+    for lead, pred in lead_forecasts(run, starts, scored, list(plans), spec.members, mode):
         k = int(round(lead / step))
         truth = region.crop(torch.stack([torch.as_tensor(shards[s].read(scored, t + k)) for s, t in chunk]))
-        pred = torch.cat([forecast_steps(run.model, state.to(device), variables, scored,
-                                         plan if not extra else model_steps(run.info, lead + extra, mode),
-                                         run.region, run.forcings, member_seconds(seconds, extra, len(state)))[-1]
-                          for state, extra in states])
-        pred = pred.float().cpu() * std_y + mean_y
+        pred = pred * std_y + mean_y
         valid = [(s, t + k) for s, t in chunk]
         verification = Verification(truth, refs.climatology.at(valid), initial, region.lat, refs.seeps_at(valid))
-        yield lead, pred if spec.members == 1 else pred.reshape(spec.members, len(chunk), *pred.shape[1:]), verification
+        yield lead, pred[0] if spec.members == 1 else pred, verification
 
 
 def initial_seconds(refs: References, chunk: list[tuple[int, int]], needed: bool) -> np.ndarray | None:
@@ -117,11 +111,6 @@ def initial_seconds(refs: References, chunk: list[tuple[int, int]], needed: bool
             raise StoreError("the run takes forcings, which need a store with time stamps")
         return None
     return unix_seconds([refs.times[s][t] for s, t in chunk])
-
-
-def member_seconds(seconds: np.ndarray | None, extra: float, batch: int) -> np.ndarray | None:
-    """Initial times of a batch of members (``[M * B]``, member-major) that start ``extra`` hours early."""
-    return None if seconds is None else np.tile(seconds - 3600.0 * extra, batch // len(seconds))
 
 
 def map_lead(leads: list[float]) -> float:
@@ -143,21 +132,6 @@ def init_stamps(refs: References, inits: list[tuple[int, int]], needed: bool) ->
                              "(one prepared by `climax data prepare`)")
         return None
     return np.array([refs.times[s][t] for s, t in inits], "datetime64[ns]")
-
-
-def forecast_block(stamps: np.ndarray, block: dict[float, torch.Tensor], scored: list[str], region: GridRegion,
-                   units: dict) -> xr.Dataset:
-    """The model's forecasts of one chunk, ``{lead: [B, V, h, w]}`` (``[M, B, ...]`` for an ensemble),
-    as ``([member,] time, lead_time, lat, lon)`` fields."""
-    leads = list(block)
-    values = torch.stack([block[lead] if block[lead].ndim == 5 else block[lead][None] for lead in leads],
-                         dim=2).numpy()  # [M, B, L, V, h, w]
-    ds = xr.Dataset(
-        {v: (("member", "time", "lead_time", "lat", "lon"), values[:, :, :, j], {"units": units.get(v, "")})
-         for j, v in enumerate(scored)},
-        coords={"member": np.arange(values.shape[0]), "time": stamps, "lead_time": pd.to_timedelta(leads, unit="h"),
-                "lat": region.lat.numpy(), "lon": region.lon.numpy()})
-    return ds.isel(member=0, drop=True) if values.shape[0] == 1 else ds
 
 
 def score_split(run: Run, store: ShardStore, e: DictConfig, inits: list[tuple[int, int]], scored: list[str],
@@ -185,7 +159,11 @@ def score_split(run: Run, store: ShardStore, e: DictConfig, inits: list[tuple[in
                 case = Case(verification.truth[i].numpy(), mean[i].numpy(), lead, chunk[i])
             block[lead] = forecast
         if saved is not None:
-            wb2 = to_wb2(forecast_block(stamps[start : start + len(chunk)], block, scored, region, units),
+            values = torch.stack([block[lead] if block[lead].ndim == 5 else block[lead][None] for lead in block],
+                                 dim=2).numpy()  # [M, B, L, V, h, w]
+            ds = forecast_dataset(values, stamps[start : start + len(chunk)], list(block), scored, units,
+                                  region.lat.numpy(), region.lon.numpy())
+            wb2 = to_wb2(ds,
                          {**run.provenance(), **(spec.record() if spec.members > 1 else {})})
             wb2.to_zarr(saved, mode="a" if start else "w-", append_dim="time" if start else None,
                         zarr_format=2, consolidated=True)
@@ -217,13 +195,16 @@ def check_settings(e: DictConfig) -> None:
 def evaluate(cfg: DictConfig) -> pd.DataFrame:
     """Score a run (``cfg.run_dir``) as ``cfg.eval`` says; write the report into ``eval.out_dir``.
 
+    The run's model goes to ``eval.device`` (:func:`..engine.plan.decide_device`: unset, CUDA when
+    present, else the CPU); the scorecard's metadata records the device used.
+
     The report is written as one set beside ``eval.out_dir`` and swapped in whole, so the previous
     one survives any failure; an ``eval.out_dir`` that may not be replaced (another kind of folder,
     an earlier report without ``eval.overwrite``) is refused before any work.
     """
     e = cfg.eval
     check_settings(e)
-    run = Run.load(cfg.run_dir, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    run = Run.load(cfg.run_dir, decide_device(e.get("device"), "eval.device"))
     store = run_store(cfg, run)
     scored = list(e.variables or run.info["out_variables"])
     plans = rollout_plans(run, scored, [lead_hours(v) for v in e.leads], e.mode)
@@ -249,7 +230,7 @@ def score_run(cfg: DictConfig, run: Run, store: ShardStore, scored: list[str], p
     saved = staging / "forecasts.zarr" if e.get("save_forecasts") else None
     case = score_split(run, store, e, inits, scored, plans, refs, region, scorer, fields, saved, spec)
     var = e.map_variable or scored[0]
-    meta = {"run_dir": str(cfg.run_dir), "split": e.split, "samples": len(inits),
+    meta = {"run_dir": str(cfg.run_dir), "split": e.split, "samples": len(inits), "device": str(run.device),
             "climatology": refs.climatology.describe(), "regions": list(refs.regions),
             "skipped_regions": refs.skipped, "external": {n: x.report() for n, x in refs.externals.items()},
             "forecasts": str(Path(e.out_dir) / "forecasts.zarr") if saved is not None else None,

@@ -11,7 +11,6 @@ import logging
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 import xarray as xr
 
@@ -21,9 +20,9 @@ from ..data.sources import on_grid_of
 from ..data.times import lead_hours
 from ..data.units import STATING, expected_units, parse_assumed
 from ..errors import DataError, InputError
-from .ensembles import EnsembleSpec, members_of
+from .core import Start, forecast_dataset, lead_forecasts, member_starts
+from .ensembles import EnsembleSpec
 from .initial import FILL_BOUND, state, time_axis
-from .rollout import forecast_steps, model_steps
 from .run import Run
 
 logger = logging.getLogger(__name__)
@@ -70,6 +69,7 @@ def inputs(ds: xr.Dataset, variables: list[str], nan_policy: str) -> np.ndarray:
     return x
 
 
+@torch.no_grad()
 def forecast(
     run: Run,
     initial_condition: xr.Dataset,
@@ -80,12 +80,12 @@ def forecast(
     ensemble: EnsembleSpec | None = None,
     assume_units=None,
 ) -> xr.Dataset:
-    """Forecast from an xarray initial condition.
+    """Forecast from an xarray initial condition, on the run's device.
 
     Parameters
     ----------
     run : Run
-        Model with its statistics and region (:meth:`Run.load`).
+        Model with its statistics and region, on the device :meth:`Run.load` decided.
     initial_condition : xarray.Dataset
         The run's input variables on ``lat``/``lon`` (names as the model's, or
         the base name with a ``level`` dimension), with or without ``time``
@@ -104,9 +104,8 @@ def forecast(
     nan_policy : {"raise", "mean"}
         Non-finite input values (and fill values) are an error, or replaced by the training mean.
     ensemble : EnsembleSpec, optional
-        Members and perturbation (:mod:`.ensembles`); the members of all initial times
-        run as one batch. ``lagged`` takes member ``k`` from the ``k``-th latest time of
-        the initial condition and forecasts the latest one.
+        Members and perturbation (:mod:`.ensembles`), made by :mod:`.core`. ``lagged`` takes member
+        ``k`` from the ``k``-th latest time of the initial condition and forecasts the latest one.
     assume_units : str, mapping or sequence of str, optional
         Units of fields without a ``units`` attribute: ``"run"`` (the run's),
         ``{"2m_temperature": "degC"}``, or ``["2m_temperature=degC", "run"]``
@@ -122,13 +121,13 @@ def forecast(
     spec, out_variables = ensemble or EnsembleSpec(), list(out_variables or run.info["out_variables"])
     x, times = normalised_state(run, initial_condition, regrid_method, nan_policy, parse_assumed(assume_units))
     hours = [lead_hours(lead) for lead in lead_times]
-    with torch.no_grad():
-        if spec.perturbation == "lagged" and spec.members > 1:
-            fields, times = lagged_forecast(run, x, times, out_variables, hours, spec.members)
-        else:
-            fields = member_forecast(run, x, times, out_variables, hours, spec)
-    mean_y, std_y = run.field_stats(out_variables)
-    return forecast_dataset((fields * std_y + mean_y).numpy(), times, hours, out_variables, run, spec)
+    starts, times = initial_starts(run, x, times, spec)
+    fields = torch.stack([f for _, f in lead_forecasts(run, starts, out_variables, hours, spec.members)], dim=2)
+    mean_y, std_y = run.field_stats(out_variables)  # fields: [M, T, lead, V, h, w]
+    out = forecast_dataset((fields * std_y + mean_y).numpy(), times, hours, out_variables,
+                           {v: expected_units(v, run.info.get("units")) for v in out_variables},
+                           run.region.lat.cpu().numpy(), run.region.lon.cpu().numpy())
+    return out if spec.members == 1 else out.assign_attrs(spec.record())
 
 
 def normalised_state(run: Run, initial_condition: xr.Dataset, regrid_method: str | None, nan_policy: str,
@@ -143,28 +142,22 @@ def normalised_state(run: Run, initial_condition: xr.Dataset, regrid_method: str
     return run.model_inputs(x).to(run.region.lat.device), ds.time.values
 
 
-def member_forecast(run: Run, x: torch.Tensor, times: np.ndarray, out_variables: list[str], hours: list[float],
-                    spec: EnsembleSpec) -> torch.Tensor:
-    """Normalised forecasts ``[M, T, lead, V, h, w]`` from the states ``x`` ``[T, V, H, W]`` (perturbed
-    members for an ensemble), one batch per lead."""
-    states = members_of(run, x, spec) if spec.members > 1 else x
-    start = np.tile(unix_seconds(times), spec.members) if run.forcings is not None else None  # NaT: error
-    fields = torch.stack([forecast_steps(run.model, states, run.info["variables"], out_variables,
-                                         model_steps(run.info, lead), run.region, run.forcings, start)[-1].float().cpu()
-                          for lead in hours], dim=1)  # [M * T, lead, V, h, w]
-    return fields.reshape(spec.members, len(times), *fields.shape[1:])
-
-
-def lagged_forecast(run: Run, x: torch.Tensor, times: np.ndarray, out_variables: list[str], hours: list[float],
-                    members: int) -> tuple[torch.Tensor, np.ndarray]:
-    """Lagged members ``[M, 1, lead, V, h, w]`` for the latest of ``times``: member ``k`` from the
-    ``k``-th latest state, ``k`` time steps longer.
+def initial_starts(run: Run, x: torch.Tensor, times: np.ndarray, spec: EnsembleSpec
+                   ) -> tuple[list[Start], np.ndarray]:
+    """The member starts (:func:`.core.member_starts`) of the states ``x`` ``[T, V, H, W]`` at ``times``,
+    and the initial times they forecast from: all of ``times``, or for a ``lagged`` ensemble the
+    latest, member ``k`` starting from the ``k``-th latest state.
 
     Raises
     ------
     InputError
-        When the initial condition has fewer than ``members`` times, or they are not evenly spaced.
+        When a lagged ensemble's initial condition has fewer than ``members`` times, or they are not
+        evenly spaced.
     """
+    seconds = unix_seconds(times) if run.forcings is not None else None  # NaT (no time) is an error only here
+    if spec.perturbation != "lagged" or spec.members == 1:
+        return member_starts(run, x, seconds, spec), times
+    members = spec.members
     if len(times) < members:
         raise InputError(f"a lagged ensemble of {members} members needs {members} initial times, "
                          f"the initial condition has {len(times)}")
@@ -172,25 +165,5 @@ def lagged_forecast(run: Run, x: torch.Tensor, times: np.ndarray, out_variables:
     if len(gaps) and not np.allclose(gaps, gaps[0]):
         raise InputError(f"lagged members need evenly spaced initial times, got gaps of {gaps.tolist()} h")
     step = float(gaps[0]) if len(gaps) else 0.0
-    seconds = unix_seconds(times) if run.forcings is not None else None
-    out = [torch.stack([forecast_steps(run.model, x[len(times) - 1 - k :][:1], run.info["variables"],
-                                       out_variables, model_steps(run.info, lead + k * step), run.region,
-                                       run.forcings, None if seconds is None else seconds[len(times) - 1 - k :][:1])[-1]
-                        .float().cpu() for lead in hours], dim=1) for k in range(members)]
-    return torch.stack(out), times[-1:]
-
-
-def forecast_dataset(fields: np.ndarray, times: np.ndarray, hours: list[float], out_variables: list[str],
-                     run: Run, spec: EnsembleSpec) -> xr.Dataset:
-    """``[M, time, lead, V, h, w]`` physical fields as the forecast dataset (no ``member`` axis for one)."""
-    units, region = run.info.get("units"), run.region
-    dims = ("member", "time", "lead_time", "lat", "lon")
-    out = xr.Dataset(
-        {v: (dims, fields[:, :, :, j], {"units": expected_units(v, units) or ""}) for j, v in enumerate(out_variables)},
-        coords={"member": np.arange(fields.shape[0]), "time": times, "lead_time": pd.to_timedelta(hours, unit="h"),
-                "lat": region.lat.cpu().numpy(), "lon": region.lon.cpu().numpy()},
-    )
-    out = out.isel(member=0, drop=True) if spec.members == 1 else out.assign_attrs(spec.record())
-    out = out.assign_coords(valid_time=out.time + out.lead_time)
-    out.lat.attrs, out.lon.attrs = {"units": "degrees_north"}, {"units": "degrees_east"}
-    return out
+    earlier = [x[len(times) - 1 - k :][:1] for k in range(1, members)]
+    return member_starts(run, x[-1:], None if seconds is None else seconds[-1:], spec, earlier, step), times[-1:]

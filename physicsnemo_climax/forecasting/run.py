@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from ..data import ShardStore
 from ..data.forcings import Forcings
 from ..engine import checkpointing
+from ..engine.plan import decide_device
 from ..engine.run_folder import data_root, read_run_record
 from ..errors import DataError
 from ..files import sha256
@@ -42,8 +43,9 @@ class Run:
     checkpoint: Path | None = None
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> "Run":
-        """The latest weights and the ``run.json`` of a ``climax train`` run folder.
+    def load(cls, run_dir: str | Path, device: str | torch.device | None = None) -> "Run":
+        """The latest weights and the ``run.json`` of a ``climax train`` run folder, on ``device``
+        (:func:`..engine.plan.decide_device`: ``None`` is CUDA when present, else the CPU).
 
         The newest checkpoint whose model file is intact and passes the checks of
         :mod:`..models.mdlus` (a ClimaX, arguments that fit the file) is used; one that
@@ -57,7 +59,10 @@ class Run:
             No checkpoint loads (each one's reason listed).
         ValueError
             A run of another task (ClimateBench, CorrDiff).
+        ConfigError
+            A ``device`` this machine lacks (``"cuda"`` without a GPU).
         """
+        device = decide_device(device, "device")
         info = read_run_record(run_dir)
         if "variables" not in info:
             raise ValueError(f"{run_dir} is a {info.get('task', 'non-forecasting')} run, not a ClimaX forecasting run")
@@ -69,14 +74,20 @@ class Run:
         """Mean and std of ``names`` as float32 ``[V, 1, 1]`` tensors, to (de)normalise ``[..., V, H, W]`` fields."""
         return tuple(torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in self.stats(names))
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs."""
+        return next(self.model.parameters()).device
+
     def provenance(self) -> dict:
-        """What made a forecast: package version, run folder, model file and its SHA-256, time."""
+        """What made a forecast: package version, run folder, model file and its SHA-256, device, time."""
         from importlib.metadata import version
 
         return {"made_by": f"physicsnemo-climax {version('physicsnemo-climax')}",
                 "run_dir": str(self.run_dir.resolve()) if self.run_dir else "",
                 "checkpoint": str(self.checkpoint.resolve()) if self.checkpoint else "",
                 "checkpoint_sha256": sha256(self.checkpoint) if self.checkpoint else "",
+                "device": str(self.device),
                 "created": np.datetime_as_string(np.datetime64("now", "s")) + "Z"}
 
     @property
@@ -102,8 +113,7 @@ class Run:
     @cached_property
     def region(self) -> GridRegion:
         """The region the run was trained on (the whole grid for global runs), on the model's device."""
-        device = next(self.model.parameters()).device
-        return self.model.resolve_region(self.info.get("region")).to(device)
+        return self.model.resolve_region(self.info.get("region")).to(self.device)
 
     def stats(self, names) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std ``[V]`` of ``names``."""
