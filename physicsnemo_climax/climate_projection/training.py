@@ -15,15 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
 from ..data.epochs import dataset_epochs
 from ..data.loader import partition
-from ..engine.checks import ConfigError, check_train, config_error, split_batch
-from ..engine.distributed import all_reduce_mean, setup_distributed
-from ..engine.loop import Trainable, run_loop, to_device
-from ..engine.plan import TORCH_LOADERS, resolve
+from ..engine.checks import ConfigError, config_error
+from ..engine.loop import Trainable, to_device
+from ..engine.plan import TORCH_LOADERS
 from ..engine.run_folder import RunRecord
+from ..engine.task import TaskContext, train_task, validation_mean
 from ..files import write_atomic
 from ..grid import regular_grid
 from .data import ClimateBenchDataset, Scenario, input_statistics, read_scenario
@@ -89,39 +88,35 @@ def build_model(cfg: DictConfig) -> ClimaXClimateBench:
 
 def train(cfg: DictConfig) -> Path:
     """Fit the ClimateBench model the config describes; returns the run folder."""
-    check_train(cfg.train)
-    plan = resolve(cfg, loaders=TORCH_LOADERS)
-    manager = setup_distributed()
-    split_batch(cfg.train, manager.world_size)  # train.total_batch_size, train.training_duration
-    device, rank, world, t = manager.device, manager.rank, manager.world_size, cfg.train
-    logger = RankZeroLoggingWrapper(PythonLogger("climatebench.train"), manager)
-    torch.manual_seed(cfg.seed)
+    return train_task(cfg, climatebench_job, name="climatebench.train", loaders=TORCH_LOADERS)[0]
+
+
+def climatebench_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
+    """The ClimateBench task's part (:func:`..engine.task.train_task` does the rest): the windows,
+    the model, the plain MSE and its validation over held-out windows, and the run's record."""
+    cfg, t = ctx.cfg, ctx.cfg.train
     train_set, val_set, stats = windows(cfg)
-    model = build_model(cfg).to(device)
-    run_dir = Path(cfg.run_dir)
+    model = build_model(cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.info(f"ClimateBench: {len(train_set)} training and {len(val_set)} validation windows of "
-                f"{cfg.task.history} years, targets {list(cfg.task.targets)}, {trainable:,} trainable parameters")
+    ctx.logger.info(f"ClimateBench: {len(train_set)} training and {len(val_set)} validation windows of "
+                    f"{cfg.task.history} years, targets {list(cfg.task.targets)}, {trainable:,} trainable parameters")
     variables = list(model.variables)
 
     def loss_fn(net, batch):
         return (net(batch["x"], variables) - batch["y"]).square().mean()
 
     def validate(net):
-        picks = partition(len(val_set), rank, world, shuffle=False)
-        total, count = 0.0, 0
-        mine = torch.utils.data.Subset(val_set, picks.tolist())
-        for batch in torch.utils.data.DataLoader(mine, batch_size=t.batch_size):
-            total += loss_fn(net, to_device(batch, device)).item() * len(batch["x"])
-            count += len(batch["x"])
-        return {"mse": all_reduce_mean(torch.tensor(total / max(count, 1)), manager).item()}
+        mine = torch.utils.data.Subset(val_set, partition(len(val_set), ctx.rank, ctx.world_size,
+                                                          shuffle=False).tolist())
+        batches = torch.utils.data.DataLoader(mine, batch_size=t.batch_size)
+        return validation_mean(batches, lambda batch: {"mse": loss_fn(net, to_device(batch, ctx.device)).item()},
+                               ctx.manager, t.val_batches, weight=lambda batch: len(batch["x"]))
 
-    epochs = dataset_epochs(train_set, t.batch_size, rank, world, cfg.seed, t.num_workers, device.type == "cuda")
-    job = Trainable(model, loss_fn, epochs, validate if len(val_set) else None, fsdp_units=model.blocks)
+    epochs = dataset_epochs(train_set, t.batch_size, ctx.rank, ctx.world_size, cfg.seed, t.num_workers,
+                            ctx.device.type == "cuda")
+    job = Trainable(model, loss_fn, epochs, validate if len(val_set) else None, fsdp_units=model.blocks,
+                    grad_checkpointing=model.set_grad_checkpointing)
     saved_stats = json.dumps({"mean": stats[0].tolist(), "std": stats[1].tolist()})
     info = {"task": cfg.task.name, "input_statistics": json.loads(saved_stats),
             "data_root": str(Path(cfg.data.root).resolve())}
-    record = RunRecord(cfg, info,
-                       [lambda folder: write_atomic(folder / STATS_FILE, saved_stats)])
-    run_loop(t, plan, job, record, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
-    return run_dir
+    return job, RunRecord(cfg, info, [lambda folder: write_atomic(folder / STATS_FILE, saved_stats)])

@@ -17,12 +17,13 @@ the backbone's positional-grid channels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from physicsnemo.core import ModelMetaData, Module
 from physicsnemo.diffusion.preconditioners import EDMPrecondSuperResolution
-from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
+from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet, SongUNet
 
 from ..engine.plan import RunPlan
 from ..models import ClimaX
@@ -67,6 +68,10 @@ class ClimaXRegression(Module):
         (:mod:`physicsnemo_climax.models.mdlus`): the inner ClimaX's, as :meth:`ClimaX.saved_layout_problem`."""
         inner = {key[len("climax."):]: value for key, value in tensors.items() if key.startswith("climax.")}
         return ClimaX.saved_layout_problem(args.get("climax_args") or {}, inner)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each ClimaX block in the backward pass to save activation memory."""
+        self.climax.set_grad_checkpointing(enable)
 
     def forward(self, x: torch.Tensor, img_lr: torch.Tensor, force_fp32: bool = False, **kwargs) -> torch.Tensor:
         """``x`` ``[B, C_out, H, W]`` (zeros, ignored), ``img_lr`` ``[B, C_in, H, W]`` -> ``[B, C_out, H, W]``."""
@@ -124,6 +129,31 @@ def build_diffusion(cfg: DictConfig, domain: Domain, plan: RunPlan) -> Module:
         channels += c_in  # each patch also sees the whole input, resized to the patch
     return EDMPrecondSuperResolution(img_resolution=list(domain.shape), img_in_channels=channels,
                                      img_out_channels=c_out, sigma_data=cfg.model.get("sigma_data", 0.5), **args)
+
+
+def grad_checkpointing(net: Module) -> Callable[[], None] | None:
+    """The switch that makes ``net`` recompute every block's activations in the backward pass
+    (``train.grad_checkpointing``), or ``None`` for a net that cannot.
+
+    ClimaX does it by :meth:`ClimaXRegression.set_grad_checkpointing`. PhysicsNeMo's
+    ``SongUNet`` family checkpoints the UNet blocks whose feature maps are larger
+    than its ``checkpoint_threshold`` (set from its ``checkpoint_level``): a
+    threshold of 0 takes every block. Set on the built net, not as a
+    constructor argument, so saved ``.mdlus`` files and relaunches stay as they
+    were (``train.grad_checkpointing`` is a training setting). ``DhariwalUNet``
+    has no checkpointing.
+    """
+    if isinstance(net, ClimaXRegression):
+        return net.set_grad_checkpointing
+    unets = [m for m in net.modules() if isinstance(m, SongUNet)]
+    if not unets:
+        return None
+
+    def every_block() -> None:
+        for unet in unets:
+            unet.checkpoint_threshold = 0
+
+    return every_block
 
 
 def set_amp_mode(net: Module, precision: str) -> Module:

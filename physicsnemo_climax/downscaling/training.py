@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""CorrDiff's two training stages on the shared loop (:mod:`..engine.loop`).
+"""CorrDiff's two training stages on the shared loop (:func:`..engine.task.train_task`).
 
 ``model.name`` picks the stage:
 
@@ -24,15 +24,14 @@ import torch
 from omegaconf import DictConfig
 from physicsnemo.diffusion.metrics import RegressionLoss, ResidualLoss
 from physicsnemo.diffusion.multi_diffusion import RandomPatching2D
-from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
 from ..data.epochs import dataset_epochs
 from ..data.loader import partition
-from ..engine.checks import check_train, config_error, split_batch
-from ..engine.distributed import all_reduce_mean, setup_distributed
-from ..engine.loop import Trainable, run_loop, to_device
-from ..engine.plan import TORCH_LOADERS, RunPlan, resolve
+from ..engine.checks import config_error
+from ..engine.loop import Trainable, to_device
+from ..engine.plan import TORCH_LOADERS, RunPlan
 from ..engine.run_folder import RunRecord
+from ..engine.task import TaskContext, train_task, validation_mean
 from . import checkpoints, models
 from .data import build_dataset, validation_spec
 from .domain import Domain
@@ -41,9 +40,9 @@ STAGES = ("regression", "diffusion")
 
 
 def check_config(cfg: DictConfig) -> None:
+    """``model.name`` is a stage (the engine checks ``train``)."""
     if cfg.model.name not in STAGES:
         raise config_error("model.name", cfg.model.name, f"choose from {list(STAGES)}")
-    check_train(cfg.train)
 
 
 def regression_stage(cfg: DictConfig, domain: Domain, plan: RunPlan) -> tuple[torch.nn.Module, Callable]:
@@ -93,12 +92,13 @@ def train(cfg: DictConfig) -> Path:
 def fit(cfg: DictConfig):
     """:func:`train`, also returning the trained network."""
     check_config(cfg)
-    plan = resolve(cfg, loaders=TORCH_LOADERS)  # mixed precision, apex GroupNorm: present, or fallback allowed
-    manager = setup_distributed()
-    split_batch(cfg.train, manager.world_size)  # train.total_batch_size, train.training_duration
-    device, rank, world, t = manager.device, manager.rank, manager.world_size, cfg.train
-    logger = RankZeroLoggingWrapper(PythonLogger("corrdiff.train"), manager)
-    torch.manual_seed(cfg.seed)
+    return train_task(cfg, stage_job, name="corrdiff.train", loaders=TORCH_LOADERS)
+
+
+def stage_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
+    """The stage's part (:func:`..engine.task.train_task` does the rest): the datasets, the net
+    and its loss, validation on ``validation`` data when given, and the run's record."""
+    cfg, t, plan, world = ctx.cfg, ctx.cfg.train, ctx.plan, ctx.world_size
     dataset = build_dataset(cfg.dataset)
     domain: Domain = dataset.domain
     val_spec = validation_spec(cfg)
@@ -108,24 +108,23 @@ def fit(cfg: DictConfig):
                            f"for {world} rank(s)")
     stage = cfg.model.name
     model, loss_fn = (regression_stage(cfg, domain, plan) if stage == "regression"
-                      else diffusion_stage(cfg, domain, plan, device, dataset[0]))
-    model.to(device, memory_format=torch.channels_last if plan.apex_group_norm else torch.preserve_format)
-    run_dir = Path(cfg.run_dir)
-    logger.info(f"{stage} stage: {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} "
-                f"parameters; {len(dataset)} samples {domain.input_channels} -> {domain.output_variables} "
-                f"on {domain.shape}")
+                      else diffusion_stage(cfg, domain, plan, ctx.device, dataset[0]))
+    ctx.logger.info(f"{stage} stage: {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} "
+                    f"parameters; {len(dataset)} samples {domain.input_channels} -> {domain.output_variables} "
+                    f"on {domain.shape}")
 
     def validate(net) -> dict[str, float]:
-        batches = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(val_set, partition(len(val_set), rank, world).tolist()), batch_size=t.batch_size)
-        losses = [loss_fn(net, to_device(batch, device)).item() for _, batch in zip(range(t.val_batches), batches)]
-        return {"loss": all_reduce_mean(torch.tensor(sum(losses) / max(len(losses), 1)), manager).item()}
+        mine = torch.utils.data.Subset(val_set, partition(len(val_set), ctx.rank, world).tolist())
+        batches = torch.utils.data.DataLoader(mine, batch_size=t.batch_size)
+        return validation_mean(batches, lambda batch: {"loss": loss_fn(net, to_device(batch, ctx.device)).item()},
+                               ctx.manager, t.val_batches)
 
-    epochs = dataset_epochs(dataset, t.batch_size, rank, world, cfg.seed, t.num_workers, device.type == "cuda")
-    job = Trainable(model, loss_fn, epochs, validate if val_set is not None else None)
-    record = RunRecord(cfg, {"task": f"corrdiff_{stage}"}, [domain.save])
-    run_loop(t, plan, job, record, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
-    return run_dir, model
+    epochs = dataset_epochs(dataset, t.batch_size, ctx.rank, world, cfg.seed, t.num_workers,
+                            ctx.device.type == "cuda")
+    blocks = model.climax.blocks if isinstance(model, models.ClimaXRegression) else ()  # UNets: one FSDP unit
+    job = Trainable(model, loss_fn, epochs, validate if val_set is not None else None, fsdp_units=blocks,
+                    grad_checkpointing=models.grad_checkpointing(model))
+    return job, RunRecord(cfg, {"task": f"corrdiff_{stage}"}, [domain.save])
 
 
 def _layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:

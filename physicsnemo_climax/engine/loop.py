@@ -2,7 +2,8 @@
 """The training loop every task runs: ClimaX forecasting, climate projection
 and both CorrDiff stages.
 
-A task hands over a :class:`Trainable`: its model, a loss
+A task hands over a :class:`Trainable` (through :func:`.task.train_task`,
+which does the setup every task shares): its model, a loss
 ``loss_fn(net, batch) -> scalar``, its batches of an epoch and, optionally,
 a validation function. The loop::
 
@@ -70,6 +71,10 @@ class Trainable:
         ``validate(net)``: scores averaged over ranks, logged as ``val/*``.
     fsdp_units : iterable of nn.Module
         Submodules sharded on their own with ``train.fsdp`` (the transformer blocks).
+    grad_checkpointing : callable, optional
+        ``grad_checkpointing()``: makes ``model`` recompute its blocks' activations
+        in the backward pass (``train.grad_checkpointing``); ``None`` where the
+        model cannot, and the key is refused (:func:`.task.use_grad_checkpointing`).
     """
 
     model: torch.nn.Module
@@ -77,6 +82,7 @@ class Trainable:
     epochs: Epochs
     validate: Callable[[torch.nn.Module], dict[str, float]] | None = None
     fsdp_units: Iterable[torch.nn.Module] = ()
+    grad_checkpointing: Callable[[], None] | None = None
 
 
 def run_loop(t: DictConfig, plan: RunPlan, job: Trainable, record: RunRecord, *, run_dir: Path, manager,

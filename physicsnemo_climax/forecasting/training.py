@@ -4,8 +4,8 @@ times on several sources, global, regional and rollout fine-tuning.
 
 The tasks differ only in their Hydra config (``conf/task``). This module
 builds the sources, the model (optionally from ``init=``) and the task's
-region, checks the config, and hands a latitude-weighted MSE to the loop
-(:mod:`..engine.loop`).
+region, checks the config, and hands a latitude-weighted MSE to the engine
+(:func:`..engine.task.train_task`, which sets up the run and runs the loop).
 """
 
 from __future__ import annotations
@@ -14,18 +14,16 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from physicsnemo.utils.logging import PythonLogger, RankZeroLoggingWrapper
 
 from ..data import ClimaXShardReader, ForecastBatches, ShardStore, StoreError, make_loader
 from ..data.anomalies import anomaly_statistics
 from ..data.epochs import forecast_epochs
 from ..data.forcings import Forcings
-from ..engine.checks import ConfigError, check_train, config_error, split_batch
+from ..engine.checks import ConfigError, config_error
 from ..errors import InputError
-from ..engine.distributed import all_reduce_mean, setup_distributed
-from ..engine.loop import Trainable, run_loop
-from ..engine.plan import resolve
+from ..engine.loop import Trainable
 from ..engine.run_folder import RunRecord
+from ..engine.task import TaskContext, train_task, validation_mean
 from ..metrics import rmse, weighted_mse_loss
 from ..models import ClimaX, GridRegion
 from ..models.variables import CONSTANTS
@@ -172,20 +170,18 @@ def validate(net, readers, t: DictConfig, region: GridRegion, manager, seed: int
     batches: no DALI pipeline)."""
     batches = ForecastBatches(readers, t.batch_size, manager.rank, manager.world_size, seed=seed,
                               shuffle=False, even=True)
-    totals: dict[str, float] = {}
-    count = 0
     backend = "processes" if loader == "processes" else "threads"
-    for i, batch in enumerate(make_loader(batches, t.num_workers, backend)):
-        if i >= t.val_batches:
-            break
+
+    def scores(batch) -> dict[str, float]:
         batch = batch.to(manager.device)
         preds = predictions(net, batch, region, readers[batch.source].forcings)
-        totals["loss"] = totals.get("loss", 0.0) + loss_of(preds, batch, region).item()
+        out = {"loss": loss_of(preds, batch, region).item()}
         if batch.y.ndim == 4:
             for v, score in zip(batch.out_variables, rmse(preds[0].float(), region.crop(batch.y), region.lat)):
-                totals[f"rmse/{v}"] = totals.get(f"rmse/{v}", 0.0) + score.item()
-        count += 1
-    return {k: all_reduce_mean(torch.tensor(v / max(count, 1)), manager).item() for k, v in totals.items()}
+                out[f"rmse/{v}"] = score.item()
+        return out
+
+    return validation_mean(make_loader(batches, t.num_workers, backend), scores, manager, t.val_batches)
 
 
 # ---------------------------------------------------------------- the task
@@ -196,32 +192,24 @@ def train(cfg: DictConfig) -> Path:
 
 def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
     """:func:`train`, also returning this rank's trained model."""
-    check_train(cfg.train)
-    plan = resolve(cfg)
-    manager = setup_distributed()
-    split_batch(cfg.train, manager.world_size)  # train.total_batch_size, train.training_duration
-    device, rank, world, t = manager.device, manager.rank, manager.world_size, cfg.train
-    logger = RankZeroLoggingWrapper(PythonLogger("climax.train"), manager)
-    if t.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank (FSDP shards them as they are)
+    return train_task(cfg, forecast_job, name="climax.train")
 
+
+def forecast_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
+    """The forecasting task's part (:func:`..engine.task.train_task` does the rest): the sources,
+    the model and its region, the latitude-weighted MSE and validation, and the run's record."""
+    cfg, t, plan = ctx.cfg, ctx.cfg.train, ctx.plan
     readers = build_sources(cfg, "train")
     val_readers = build_sources(cfg, "val") if cfg.data.get("val", True) else []
     model = build_model(cfg, readers)
-    region = check_config(cfg, model, readers, plan.loader).to(device)
-    model.to(device)
-    if t.grad_checkpointing:
-        model.set_grad_checkpointing()
-    run_dir = Path(cfg.run_dir)
+    region = check_config(cfg, model, readers, plan.loader).to(ctx.device)
 
     def validation(net) -> dict[str, float]:
-        return validate(net, val_readers, t, region, manager, cfg.seed, plan.loader)
+        return validate(net, val_readers, t, region, ctx.manager, cfg.seed, plan.loader)
 
-    batches = ForecastBatches(readers, t.batch_size, rank, world, seed=cfg.seed)
+    batches = ForecastBatches(readers, t.batch_size, ctx.rank, ctx.world_size, seed=cfg.seed)
     job = Trainable(model, lambda net, batch: forecast_loss(net, batch, region, readers[batch.source].forcings),
-                    forecast_epochs(batches, plan.loader, device, t.num_workers),
-                    validation if val_readers else None, fsdp_units=model.blocks)
-    record = RunRecord(cfg, run_info(cfg, readers, model, region))
-    run_loop(t, plan, job, record, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
-    return run_dir, model
+                    forecast_epochs(batches, plan.loader, ctx.device, t.num_workers),
+                    validation if val_readers else None, fsdp_units=model.blocks,
+                    grad_checkpointing=model.set_grad_checkpointing)
+    return job, RunRecord(cfg, run_info(cfg, readers, model, region))
