@@ -63,7 +63,8 @@ def diffusion_stage(cfg: DictConfig, domain: Domain, plan: RunPlan, device,
     if not path:
         raise config_error("model.regression_checkpoint_path", path, "the diffusion stage needs a trained "
                            "regression net (.mdlus or its run folder)")
-    regression = checkpoints.load_frozen(path, "model.regression_checkpoint_path", domain, device, sample)
+    regression = checkpoints.load_frozen(path, "model.regression_checkpoint_path", domain, device, sample,
+                                         apex=plan.apex_group_norm)  # loaded once, as the plan says
     if checkpoints.lead_time_steps(regression) is not None:
         raise config_error("model.regression_checkpoint_path", path, "a lead-time-aware regression net; "
                            "training a diffusion stage on it is not supported")
