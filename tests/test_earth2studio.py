@@ -114,7 +114,7 @@ def test_deterministic_workflow_writes_the_forecast_to_zarr(climax_run, files, t
     assert out.t2m.dims == ("time", "lead_time", "lat", "lon") and out.t2m.shape == (1, 4, 8, 16)
     assert list(out.lead_time.values) == list(pd.to_timedelta([0, 6, 12, 18], unit="h"))
     info = Run.load(climax_run).info
-    assert np.allclose(out.lat, info["lat"]) and np.allclose(out.lon, info["lon"])
+    assert np.allclose(out.lat, info.lat) and np.allclose(out.lon, info.lon)
     ic = initial_condition(files)
     assert np.allclose(out.t2m.isel(lead_time=0, time=0), ic["2m_temperature"].isel(time=0))
     # each step equals the package's own forecast API (one 6 h step, then its rollout)

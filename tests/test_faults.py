@@ -275,7 +275,7 @@ def test_non_finite_initial_conditions_are_named(trained, store, value):
 def test_nan_policy_mean_uses_the_training_mean_there(trained, store):
     run = Run.load(trained)
     ic = initial_condition(store)
-    mean = run.info["statistics"]["temperature_850"]["mean"]
+    mean = run.info.statistics["temperature_850"]["mean"]
     filled = ic.copy(deep=True)
     filled["temperature_850"][0, 3, 4] = mean
     ic["temperature_850"][0, 3, 4] = np.nan

@@ -9,6 +9,7 @@ axis, extra dimensions and fill values of an initial condition; seeds; CorrDiff 
 and dataset units against the training run's.
 """
 
+import dataclasses
 import json
 import re
 
@@ -120,7 +121,7 @@ def test_cli_forecast_converts_units_and_takes_assume_units(capsys, trained, sto
 def test_a_run_whose_store_recorded_no_units_uses_era5s(trained, store, reference, tmp_path):
     """Official ClimaX folders have no store.json: the run's units are ERA5's (K, m**2 s**-2)."""
     run = Run.load(trained)
-    run.info = {**run.info, "units": {}}
+    run.info = dataclasses.replace(run.info, units={})
     ic = initial_condition(store)
     ic["2m_temperature"] = (ic["2m_temperature"] - 273.15).assign_attrs(units="degC")
     got = forecast(run, ic, ["12h"])
@@ -343,7 +344,7 @@ def test_fill_values_without_their_attribute_are_missing_values(trained, store, 
     with pytest.raises(InputError, match=r"non-finite values \(temperature_850: 1\)"):
         forecast(run, ic, ["12h"])
     filled = initial_condition(store)
-    filled["temperature_850"][0, 3, 4] = run.info["statistics"]["temperature_850"]["mean"]
+    filled["temperature_850"][0, 3, 4] = run.info.statistics["temperature_850"]["mean"]
     assert close(forecast(run, ic, ["12h"], nan_policy="mean"), forecast(run, filled, ["12h"]))
 
 

@@ -140,8 +140,8 @@ def test_a_run_with_forcings_trains_rolls_out_forecasts_and_steps_in_earth2studi
     names = ["cos_zenith", "toa_incident_solar_radiation", "year_progress_sin"]
     run_dir = train(config(store, tmp_path / "run", "task=finetune_rollout", f"data.forcings=[{','.join(names)}]"))
     run = Run.load(run_dir)
-    assert run.info["forcings"] == names and run.info["variables"][-3:] == names
-    assert not set(names) & set(run.info["out_variables"])
+    assert list(run.info.forcings) == names and list(run.info.variables[-3:]) == names
+    assert not set(names) & set(run.info.out_variables)
     st = ShardStore(store)
     shard, times = st.shards("test")[0], st.shard_times("test")[0]
     ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0], {"units": st.manifest["units"][v]})
@@ -151,10 +151,10 @@ def test_a_run_with_forcings_trains_rolls_out_forecasts_and_steps_in_earth2studi
     # the same forecast by hand: state + forcings at each step's valid time, the model stepped directly
     mean, std = run.field_stats(run.state_variables)
     x = run.model_inputs((torch.as_tensor(ic.to_array("v").values[None].astype(np.float32)) - mean) / std)
-    steps = forecast_steps(run.model, x, run.info["variables"], run.info["out_variables"], [6.0] * 4,
+    steps = forecast_steps(run.model, x, run.info.variables, run.info.out_variables, [6.0] * 4,
                            forcings=run.forcings, init_time=unix_seconds(times[:1]))
-    my, sy = run.field_stats(run.info["out_variables"])
-    want = (steps[-1] * sy + my)[0, run.info["out_variables"].index("temperature_850")]
+    my, sy = run.field_stats(run.info.out_variables)
+    want = (steps[-1] * sy + my)[0, run.info.out_variables.index("temperature_850")]
     np.testing.assert_allclose(out.temperature_850.sel(lead_time="24h").values[0], want.detach().numpy(), rtol=1e-5)
     with pytest.raises(InputError, match="NaT|time"):
         forecast(run, ic.drop_vars("time"), ["6h"])

@@ -401,12 +401,12 @@ def test_regional_run_forecasts_its_region_and_records_its_plan(store, tmp_path)
                     coords={"time": pd.date_range("2001-01-01", periods=2, freq="6h"), "lat": st.lat, "lon": st.lon})
     out = forecast(run, ic, ["12h"])
     assert np.allclose(out.lat, st.lat[4:6]) and np.allclose(out.lon, st.lon[10:14])  # NorthAmerica's cells
-    mean, std = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(run.info["variables"]))
-    x = (torch.as_tensor(np.stack([ic[v].values for v in run.info["variables"]], 1)) - mean) / std
-    j = run.info["out_variables"].index("temperature_850")
+    mean, std = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(run.info.variables))
+    x = (torch.as_tensor(np.stack([ic[v].values for v in run.info.variables], 1)) - mean) / std
+    j = run.info.out_variables.index("temperature_850")
     with torch.no_grad():
-        direct = run.model(x, torch.full((2,), 12.0), run.info["variables"], ["temperature_850"], region="NorthAmerica")
-    m, s = (a[j] for a in run.stats(run.info["out_variables"]))
+        direct = run.model(x, torch.full((2,), 12.0), run.info.variables, ["temperature_850"], region="NorthAmerica")
+    m, s = (a[j] for a in run.stats(run.info.out_variables))
     assert np.allclose(out.temperature_850.values[:, 0], direct[:, 0].numpy() * s + m, rtol=1e-5)
     with pytest.raises(ValueError, match="direct leads only"):
         forecast(run, ic, ["24h"])

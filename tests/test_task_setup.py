@@ -21,6 +21,7 @@ from physicsnemo_climax.engine import loop
 from physicsnemo_climax.engine.loop import Trainable
 from physicsnemo_climax.engine.plan import RunPlan
 from physicsnemo_climax.engine.run_folder import RunRecord
+from physicsnemo_climax.engine.run_info import RunInfo
 from physicsnemo_climax.engine.task import TaskContext, train_task, validation_mean
 from physicsnemo_climax.errors import ConfigError
 from physicsnemo_climax.forecasting.training import train as train_forecast
@@ -127,7 +128,7 @@ def toy_task(cfg, grad_checkpointing=None):
         model = torch.nn.Linear(2, 1)
         job = Trainable(model, lambda net, batch: net(batch).square().mean(), lambda e: [torch.ones(4, 2)],
                         grad_checkpointing=grad_checkpointing)
-        return job, RunRecord(cfg, {"task": "toy"})
+        return job, RunRecord(cfg, RunInfo(task="toy"))
 
     return train_task(cfg, build, name="toy.train"), seen
 

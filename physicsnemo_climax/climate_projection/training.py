@@ -22,6 +22,7 @@ from ..engine.checks import ConfigError, config_error
 from ..engine.loop import Trainable, to_device
 from ..engine.plan import TORCH_LOADERS
 from ..engine.run_folder import RunRecord
+from ..engine.run_info import RunInfo
 from ..engine.task import TaskContext, train_task, validation_mean
 from ..files import write_atomic
 from ..grid import regular_grid
@@ -117,6 +118,6 @@ def climatebench_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
     job = Trainable(model, loss_fn, epochs, validate if len(val_set) else None, fsdp_units=model.blocks,
                     grad_checkpointing=model.set_grad_checkpointing)
     saved_stats = json.dumps({"mean": stats[0].tolist(), "std": stats[1].tolist()})
-    info = {"task": cfg.task.name, "input_statistics": json.loads(saved_stats),
-            "data_root": str(Path(cfg.data.root).resolve())}
+    info = RunInfo(task=cfg.task.name, input_statistics=json.loads(saved_stats),
+                   data_root=str(Path(cfg.data.root).resolve()))
     return job, RunRecord(cfg, info, [lambda folder: write_atomic(folder / STATS_FILE, saved_stats)])

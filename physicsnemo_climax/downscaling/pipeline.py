@@ -139,7 +139,7 @@ def run_domain(gen: DictConfig) -> Domain:
 def climax_names(domain: Domain, run: Run, variable_map: Mapping[str, str]) -> list[str]:
     """The ClimaX output feeding each CorrDiff input (``variable_map`` where names differ)."""
     names = [variable_map.get(v, v) for v in domain.input_variables]
-    outputs = run.info["out_variables"]
+    outputs = run.info.out_variables
     absent = [f"{v} (ClimaX {n})" for v, n in zip(domain.input_variables, names) if n not in outputs]
     if absent:
         raise KeyError(f"CorrDiff inputs {absent} are not outputs of the ClimaX run {outputs}; "

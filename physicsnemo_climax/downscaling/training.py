@@ -31,6 +31,7 @@ from ..engine.checks import config_error
 from ..engine.loop import Trainable, to_device
 from ..engine.plan import TORCH_LOADERS, RunPlan
 from ..engine.run_folder import RunRecord
+from ..engine.run_info import RunInfo
 from ..engine.task import TaskContext, train_task, validation_mean
 from . import checkpoints, models
 from .data import build_dataset, validation_spec
@@ -125,7 +126,7 @@ def stage_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
     blocks = model.climax.blocks if isinstance(model, models.ClimaXRegression) else ()  # UNets: one FSDP unit
     job = Trainable(model, loss_fn, epochs, validate if val_set is not None else None, fsdp_units=blocks,
                     grad_checkpointing=models.grad_checkpointing(model))
-    return job, RunRecord(cfg, {"task": f"corrdiff_{stage}"}, [domain.save])
+    return job, RunRecord(cfg, RunInfo(task=f"corrdiff_{stage}"), [domain.save])
 
 
 def _layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:

@@ -126,7 +126,7 @@ class ClimaXPrognostic(torch.nn.Module):
         newest checkpoint is skipped with a warning), statistics and grid, on ``device``
         (:func:`...engine.plan.decide_device`: unset, CUDA when present, else the CPU).
 
-        ``step_hours`` defaults to the run's trained lead (6 h for random-lead runs);
+        ``step_hours`` defaults to the run's trained lead (its data step for random-lead runs);
         constant fields are read from the run's store unless given.
 
         Raises
@@ -141,13 +141,14 @@ class ClimaXPrognostic(torch.nn.Module):
         if not run.region.is_global:
             raise ValueError(f"{run_dir} is a regional run ({run.region.spec}): its forecasts cover the region "
                              "only and cannot feed the next step; Earth2Studio prognostics need a global run")
-        mean, std = run.stats(info["variables"])
-        if constants is None and any(v in CONSTANTS for v in info["variables"]):
-            store = ShardStore(info["data_root"], info["hours_per_step"])
+        variables = list(info.variables)
+        mean, std = run.stats(variables)
+        if constants is None and any(v in CONSTANTS for v in variables):
+            store = ShardStore(info.data_root, info.hours_per_step)
             check_store(store, info, run.run_dir)  # the run's own store, not one that took its place
-            constants = store_constants(store.root, info["variables"])
-        step = step_hours or info.get("lead_hours") or 6.0
-        return cls(run.model, info["variables"], mean, std, np.asarray(info["lat"]), np.asarray(info["lon"]),
+            constants = store_constants(store.root, variables)
+        step = step_hours or info.lead_hours or info.hours_per_step  # a lead-range run steps by its data step
+        return cls(run.model, variables, mean, std, np.asarray(info.lat), np.asarray(info.lon),
                    step, constants, names, run.forcings).to(run.device)
 
     @classmethod

@@ -27,10 +27,11 @@ from typing import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..errors import ConfigError, OutputError, RunInUse
+from ..errors import ConfigError, DataError, OutputError, RunInUse
 from ..files import write_atomic
 from .checkpointing import checkpoint_steps
 from .plan import RunPlan
+from .run_info import RunInfo
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +55,14 @@ class RunRecord:
     ----------
     cfg : DictConfig
         The composed config (``config.yaml``, fallbacks applied on writing).
-    info : dict
+    info : RunInfo
         The task's facts (``run.json``): variables, statistics, grid, ...
     writers : sequence of callable
         ``writer(run_dir)``: each writes a file of the task's own (``domain.json``, ...).
     """
 
     cfg: DictConfig
-    info: dict
+    info: RunInfo
     writers: Sequence[Callable[[Path], None]] = ()
 
 
@@ -185,9 +186,10 @@ def relaunch_changes(run_dir: str | Path, record: RunRecord, plan: RunPlan) -> d
     old, new = flat(OmegaConf.load(saved_path)), flat(plan.applied(record.cfg))
     # keys the saved config lacks came with a newer version of this package: not a change
     changes = {k: [old[k], new.get(k)] for k in sorted(old) if old[k] != new.get(k)}
-    saved_info = read_run_record(run_dir)
-    changes.update({f"run.json {k}": ["(differs)", "(differs)"] for k in record.info
-                    if k in saved_info and k != "data_root" and saved_info[k] != record.info[k]})
+    saved, facts = read_run_record(run_dir).facts(), record.info.facts()
+    # a fact an older run.json lacks (None) is not a change
+    changes.update({f"run.json {k}": ["(differs)", "(differs)"] for k in facts
+                    if saved.get(k) is not None and saved[k] != facts[k]})
     fixed = {k: v for k, v in changes.items() if not (k == "run_dir" or k.startswith(FREE))}
     if fixed:
         listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(fixed.items())[:8])
@@ -202,28 +204,34 @@ def write_run_record(run_dir: str | Path, record: RunRecord, plan: RunPlan, resu
                      changes: dict | None = None) -> None:
     """Write ``config.yaml``, ``run.json`` (info, plan, history of relaunches) and the task's files."""
     run_dir = Path(run_dir)
-    history = read_run_record(run_dir).get("history", []) if resumed_at else []
+    history = list(read_run_record(run_dir).history) if resumed_at else []
     if resumed_at:
         history.append({"resumed_at_step": resumed_at, "changed": changes or {}})
     for writer in record.writers:
         writer(run_dir)
     write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(plan.applied(record.cfg)))
-    body = {**record.info, "plan": plan.as_dict(), "history": history}
-    write_atomic(run_dir / RUN_JSON, json.dumps(body, indent=1))
+    info = record.info.with_launch(plan.as_dict(), history)
+    write_atomic(run_dir / RUN_JSON, json.dumps(info.to_json(), indent=1))
 
 
-def read_run_record(run_dir: str | Path) -> dict:
-    """``run.json`` of a run folder.
+def read_run_record(run_dir: str | Path) -> RunInfo:
+    """The :class:`.RunInfo` of a run folder's ``run.json``.
 
     Raises
     ------
     FileNotFoundError
         When the folder is not a training run.
+    DataError
+        When ``run.json`` is not a JSON object, naming it.
     """
     path = Path(run_dir) / RUN_JSON
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: not a training run folder")
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path} is not valid JSON ({err}); the run's record is damaged") from None
+    return RunInfo.from_json(data, path)
 
 
 def data_root(cfg: DictConfig, run_dir: str | Path) -> str:
@@ -235,4 +243,4 @@ def data_root(cfg: DictConfig, run_dir: str | Path) -> str:
     given = cfg.data.get("root")
     if given is not None and str(given) != str(saved):
         return str(given)
-    return str(read_run_record(run_dir).get("data_root") or given)
+    return str(read_run_record(run_dir).data_root or given)

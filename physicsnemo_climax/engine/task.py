@@ -115,7 +115,7 @@ def train_task(cfg: DictConfig, build: TaskBuilder, *, name: str,
         layout = torch.channels_last if plan.apex_group_norm else torch.preserve_format
         job.model.to(manager.device, memory_format=layout)
         if cfg.train.grad_checkpointing:
-            use_grad_checkpointing(job, record.info.get("task", name))
+            use_grad_checkpointing(job, record.info.task or name)
         run_dir = Path(cfg.run_dir)
         run_loop(cfg.train, plan, job, record, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
     return run_dir, job.model

@@ -64,7 +64,7 @@ def lead_forecasts(run, starts: list[Start], out_variables: list[str], leads: Se
     """``(lead, forecast)`` of each lead: the normalised ``out_variables`` ``[M, B, V, h, w]``
     (float32, on the CPU) of the ``starts`` (:func:`member_starts`), each run to ``lead`` plus its
     ``extra`` hours in the model steps of :func:`.rollout.model_steps` (``mode``), one batch a start."""
-    variables = run.info["variables"]
+    variables = list(run.info.variables)
     for lead in leads:
         pred = torch.cat([forecast_steps(run.model, s.state, variables, out_variables,
                                          model_steps(run.info, lead + s.extra, mode), run.region, run.forcings,

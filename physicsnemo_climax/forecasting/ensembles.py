@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..engine.checks import check_seed
+from ..engine.run_info import RunInfo
 from ..errors import ConfigError
 from ..models.variables import CONSTANTS
 
@@ -172,17 +173,17 @@ def breed(x: torch.Tensor, delta: torch.Tensor, step, dynamic: list[int], scale:
     return delta
 
 
-def lag_hours(info: dict) -> float:
+def lag_hours(info: RunInfo) -> float:
     """How much earlier each lagged member starts in an evaluation: the run's lead for a
     fixed-lead run (the only leads it reaches are its multiples), else the data step."""
-    return float(info["lead_hours"] or info["hours_per_step"])
+    return float(info.lead_hours or info.hours_per_step)
 
 
 def bred_step(run, variables: list[str], dynamic: list[int]):
     """One model step of the run's shortest trained lead on all channels of a normalised state
     (constants carried over): the step ``bred`` grows its perturbations with."""
     info = run.info
-    hours = float(info["lead_hours"] or (info.get("lead_range") or [info["hours_per_step"]])[0])
+    hours = float(info.lead_hours or (info.lead_range or [info.hours_per_step])[0])
     targets = [variables[i] for i in dynamic]
 
     def step(x: torch.Tensor) -> torch.Tensor:
@@ -197,8 +198,8 @@ def members_of(run, x: torch.Tensor, spec: EnsembleSpec) -> torch.Tensor:
     """The members ``[M * B, V, H, W]`` of the normalised global initial states ``x`` of ``run``
     (noise on the run's whole grid; constants and forcings never perturbed; the breeding steps of
     ``bred`` see the forcings at their training mean, as they carry no time)."""
-    variables, computed = list(run.info["variables"]), set(run.info.get("forcings") or [])
+    variables, computed = list(run.info.variables), set(run.info.forcings)
     dynamic = [i for i, v in enumerate(variables) if v not in CONSTANTS and v not in computed]
     step = bred_step(run, variables, dynamic) if spec.perturbation == "bred" else None
     with torch.no_grad():
-        return perturb(x, spec, np.asarray(run.info["lat"]), np.asarray(run.info["lon"]), dynamic, step)
+        return perturb(x, spec, np.asarray(run.info.lat), np.asarray(run.info.lon), dynamic, step)

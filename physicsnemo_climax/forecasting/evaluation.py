@@ -63,7 +63,7 @@ def rollout_plans(run: Run, scored: list[str], leads: list[float], mode: str) ->
         if len(plan) > 1 and not run.region.is_global:
             raise InputError(f"lead {lead:g} h needs a rollout of {plan} h, and a regional run's forecast cannot "
                              "be fed back into the global input: direct leads only")
-        if len(plan) > 1 and not set(scored) <= set(run.info["variables"]):
+        if len(plan) > 1 and not set(scored) <= set(run.info.variables):
             raise ValueError(f"lead {lead} h needs a rollout, which needs {scored} among the inputs")
     return plans
 
@@ -141,7 +141,7 @@ def score_split(run: Run, store: ShardStore, e: DictConfig, inits: list[tuple[in
     and the external forecasts, and append the model's forecasts to the Zarr at ``saved``."""
     stamps = init_stamps(refs, inits, bool(refs.externals) or saved is not None)
     case, shards = None, store.shards(e.split)  # shards opened once
-    units = {v: expected_units(v, run.info.get("units")) or "" for v in scored}
+    units = {v: expected_units(v, run.info.units) or "" for v in scored}
     for start in range(0, len(inits), e.batch_size):
         chunk, block = inits[start : start + e.batch_size], {}
         for lead, forecast, verification in forecasts(run, shards, store.hours_per_step, chunk, scored, plans,
@@ -206,7 +206,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     check_settings(e)
     run = Run.load(cfg.run_dir, decide_device(e.get("device"), "eval.device"))
     store = run_store(cfg, run)
-    scored = list(e.variables or run.info["out_variables"])
+    scored = list(e.variables or run.info.out_variables)
     plans = rollout_plans(run, scored, [lead_hours(v) for v in e.leads], e.mode)
     with output_folder(e.out_dir, EVALUATION, overwrite=e.overwrite, inputs=[cfg.run_dir, store.root],
                        legacy=is_report, option="eval.out_dir", hint="eval.overwrite=true") as staging:
@@ -239,5 +239,5 @@ def score_run(cfg: DictConfig, run: Run, store: ShardStore, scored: list[str], p
     table = scorer.table()
     write_report(table, staging, meta, Pictures(case, fields, scorer.rank_histograms(), {
         "variable": var, "index": scored.index(var), "variables": scored, "lat": region.lat.numpy(),
-        "lon": region.lon.numpy(), "units": expected_units(var, run.info.get("units")) or ""}))
+        "lon": region.lon.numpy(), "units": expected_units(var, run.info.units) or ""}))
     return table

@@ -118,14 +118,14 @@ def forecast(
         ensemble, whose attributes record how it was made) on the run's region (the
         whole grid for global runs), with ``valid_time`` and the run's units.
     """
-    spec, out_variables = ensemble or EnsembleSpec(), list(out_variables or run.info["out_variables"])
+    spec, out_variables = ensemble or EnsembleSpec(), list(out_variables or run.info.out_variables)
     x, times = normalised_state(run, initial_condition, regrid_method, nan_policy, parse_assumed(assume_units))
     hours = [lead_hours(lead) for lead in lead_times]
     starts, times = initial_starts(run, x, times, spec)
     fields = torch.stack([f for _, f in lead_forecasts(run, starts, out_variables, hours, spec.members)], dim=2)
     mean_y, std_y = run.field_stats(out_variables)  # fields: [M, T, lead, V, h, w]
     out = forecast_dataset((fields * std_y + mean_y).numpy(), times, hours, out_variables,
-                           {v: expected_units(v, run.info.get("units")) for v in out_variables},
+                           {v: expected_units(v, run.info.units) for v in out_variables},
                            run.region.lat.cpu().numpy(), run.region.lon.cpu().numpy())
     return out if spec.members == 1 else out.assign_attrs(spec.record())
 
@@ -135,8 +135,8 @@ def normalised_state(run: Run, initial_condition: xr.Dataset, regrid_method: str
     """The normalised model inputs ``[T, V, H, W]`` (on the model's device) of an initial condition
     checked by :mod:`.initial` and brought to the model grid, and its times ``[T]``."""
     info = run.info
-    ds = state(time_axis(lat_lon(initial_condition)), run.state_variables, info.get("units"), assumed, STATING)
-    ds = on_model_grid(ds, np.asarray(info["lat"]), np.asarray(info["lon"]), regrid_method)
+    ds = state(time_axis(lat_lon(initial_condition)), run.state_variables, info.units, assumed, STATING)
+    ds = on_model_grid(ds, np.asarray(info.lat), np.asarray(info.lon), regrid_method)
     mean_x, std_x = run.field_stats(run.state_variables)
     x = ((torch.from_numpy(inputs(ds, run.state_variables, nan_policy)) - mean_x) / std_x).nan_to_num(0.0)
     return run.model_inputs(x).to(run.region.lat.device), ds.time.values

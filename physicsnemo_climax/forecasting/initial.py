@@ -99,7 +99,7 @@ def state(ds: xr.Dataset, variables: list[str], units: Mapping[str, str] | None,
     Parameters
     ----------
     units : mapping
-        The run's recorded units (``run.info["units"]``).
+        The run's recorded units (``run.info.units``).
     assumed : mapping
         Units the user stated for fields without the attribute (:func:`..data.units.parse_assumed`).
     stating : str

@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.simulate import prepare_simulation, write_simulation
+from ..engine.run_folder import read_run_record
 from ..errors import OutputError
 from ..files import write_atomic
 from .evaluation import evaluate
@@ -57,9 +58,10 @@ def check_quickstart_run(run_dir: Path, store: Path) -> None:
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return
     try:
-        root = Path(json.loads((run_dir / "run.json").read_text())["data_root"])
-    except (OSError, ValueError, KeyError):
-        root = None
+        recorded = read_run_record(run_dir).data_root
+    except (OSError, ValueError):  # no run.json, or a damaged one: not a run the quickstart made
+        recorded = None
+    root = Path(recorded) if recorded else None
     if root is None or root.resolve() != store.resolve():
         raise OutputError(f"run_dir={run_dir} is not a quickstart run on {store}; the quickstart retrains its own "
                           "run when its data change: give it a new run_dir")

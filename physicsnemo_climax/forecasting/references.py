@@ -115,7 +115,7 @@ class References:
     def build(cls, cfg: DictConfig, run: Run, store: ShardStore, scored: list[str], region: GridRegion
               ) -> "References":
         """The references ``cfg.eval`` and ``cfg.external`` ask for."""
-        e, units = cfg.eval, run.info.get("units", {})
+        e, units = cfg.eval, run.info.units
         assumed = parse_assumed(e.get("assume_units"), "eval.assume_units")
         climatology = ClimatologyReference(store, e.split, scored, region, e.get("climatology", "wb2"),
                                            e.get("climatology_window", 61), e.get("climatology_years"), units,

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..data.forcings import Forcings
+from ..engine.run_info import RunInfo
 from ..errors import InputError
 from ..models import GridRegion
 from ..models.variables import CONSTANTS
@@ -39,8 +40,8 @@ def lead_plan(lead_hours: float, max_step_hours: float, step_hours: float, min_s
     return plan
 
 
-def model_steps(info: dict, lead: float, mode: str = "auto") -> list[float]:
-    """Model steps (hours) for ``lead`` of a run (its ``run.json`` ``info``).
+def model_steps(info: RunInfo, lead: float, mode: str = "auto") -> list[float]:
+    """Model steps (hours) for ``lead`` of a run (its ``run.json`` record).
 
     ``mode`` is ``direct`` (one step), ``rollout`` (trained leads chained) or
     ``auto``: direct within the trained lead range, a rollout beyond. A
@@ -52,7 +53,7 @@ def model_steps(info: dict, lead: float, mode: str = "auto") -> list[float]:
         If the lead is not positive, not a multiple of the data step, or not
         reachable with the leads the run was trained on.
     """
-    data_step, trained = float(info["hours_per_step"]), info["lead_hours"]
+    data_step, trained = float(info.hours_per_step), info.lead_hours
     lead_plan(lead, lead, data_step)  # positive, on the data's time step
     if trained is not None:  # fixed-lead model: whole multiples of its lead
         if mode == "direct" and lead != trained:
@@ -60,8 +61,8 @@ def model_steps(info: dict, lead: float, mode: str = "auto") -> list[float]:
         if lead % trained:
             raise InputError(f"lead {lead:g} h is not a multiple of the run's {trained} h lead")
         return [float(trained)] * int(lead // trained)
-    lo, hi = info.get("lead_range") or (data_step, info["max_lead_hours"])
-    step = float(info.get("lead_step") or data_step)
+    lo, hi = info.lead_range or (data_step, info.max_lead_hours)
+    step = float(info.lead_step or data_step)
     if mode == "direct" or (mode == "auto" and lead <= hi):
         if not lo - 1e-9 <= lead <= hi + 1e-9 or abs((lead - lo) / step - round((lead - lo) / step)) > 1e-9:
             raise InputError(f"lead {lead:g} h is not one the run was trained on ({lo:g}..{hi:g} h in steps of "

@@ -16,6 +16,7 @@ from ..data.forcings import Forcings
 from ..engine import checkpointing
 from ..engine.plan import decide_device
 from ..engine.run_folder import data_root, read_run_record
+from ..engine.run_info import RunInfo
 from ..errors import DataError
 from ..files import sha256
 from ..models import ClimaX, GridRegion, mdlus
@@ -29,16 +30,16 @@ class Run:
     ----------
     model : ClimaX
         In eval mode.
-    info : dict
-        Variables, outputs, per-variable ``statistics`` (mean, std), units,
-        ``lat``/``lon``, ``hours_per_step``, trained ``lead_hours`` /
-        ``max_lead_hours``, ``data_root``, ``region`` and the run ``plan``.
+    info : RunInfo
+        The run's ``run.json``: variables, outputs, per-variable ``statistics`` (mean, std),
+        units, ``lat``/``lon``, ``hours_per_step``, trained leads, ``data_root``, ``region``
+        and the run ``plan``.
     run_dir, checkpoint : Path, optional
         The run folder, and the model file the weights came from.
     """
 
     model: ClimaX
-    info: dict
+    info: RunInfo
     run_dir: Path | None = None
     checkpoint: Path | None = None
 
@@ -64,8 +65,8 @@ class Run:
         """
         device = decide_device(device, "device")
         info = read_run_record(run_dir)
-        if "variables" not in info:
-            raise ValueError(f"{run_dir} is a {info.get('task', 'non-forecasting')} run, not a ClimaX forecasting run")
+        if not info.variables:
+            raise ValueError(f"{run_dir} is a {info.task or 'non-forecasting'} run, not a ClimaX forecasting run")
         model, path = checkpointing.load_model(Path(run_dir) / "checkpoints",
                                                lambda file: mdlus.load_module(file, ClimaX))
         return cls(model.to(device).eval(), info, Path(run_dir), path)
@@ -93,46 +94,46 @@ class Run:
     @property
     def state_variables(self) -> list[str]:
         """The inputs a forecast starts from: the run's inputs less its forcings (which come last)."""
-        computed = set(self.info.get("forcings") or [])
-        return [v for v in self.info["variables"] if v not in computed]
+        computed = set(self.info.forcings)
+        return [v for v in self.info.variables if v not in computed]
 
     @cached_property
     def forcings(self) -> Forcings | None:
         """The forcings the model takes (``None`` for none), with the run's statistics."""
-        names = tuple(self.info.get("forcings") or ())
+        names = self.info.forcings
         if not names:
             return None
-        return Forcings(names, np.asarray(self.info["lat"]), np.asarray(self.info["lon"]), *self.stats(names))
+        return Forcings(names, np.asarray(self.info.lat), np.asarray(self.info.lon), *self.stats(names))
 
     def model_inputs(self, state: torch.Tensor) -> torch.Tensor:
         """Normalised ``state`` ``[B, V_state, H, W]`` with room for the forcings ``[B, V, H, W]``
         (zeros: :func:`.rollout.forecast_steps` computes them for each step's valid time)."""
-        missing = len(self.info["variables"]) - state.shape[1]
+        missing = len(self.info.variables) - state.shape[1]
         return torch.cat([state, state.new_zeros(state.shape[0], missing, *state.shape[2:])], 1) if missing else state
 
     @cached_property
     def region(self) -> GridRegion:
         """The region the run was trained on (the whole grid for global runs), on the model's device."""
-        return self.model.resolve_region(self.info.get("region")).to(self.device)
+        return self.model.resolve_region(self.info.region).to(self.device)
 
     def stats(self, names) -> tuple[np.ndarray, np.ndarray]:
         """Mean and std ``[V]`` of ``names``."""
-        missing = [n for n in names if n not in self.info["statistics"]]
+        missing = [n for n in names if n not in self.info.statistics]
         if missing:
             raise KeyError(f"the run has no statistics for {missing}")
-        s = self.info["statistics"]
+        s = self.info.statistics
         return (np.array([s[n]["mean"] for n in names]), np.array([s[n]["std"] for n in names]))
 
 
 def run_store(cfg: DictConfig, run: Run) -> ShardStore:
     """The store ``run`` was trained on (:func:`..engine.run_folder.data_root`: where ``run.json``
     records it, or ``data.root`` given on the command line), checked by :func:`check_store`."""
-    store = ShardStore(data_root(cfg, run.run_dir), run.info["hours_per_step"])
+    store = ShardStore(data_root(cfg, run.run_dir), run.info.hours_per_step)
     check_store(store, run.info, run.run_dir)
     return store
 
 
-def check_store(store: ShardStore, info: dict, run_dir: Path | None = None) -> None:
+def check_store(store: ShardStore, info: RunInfo, run_dir: Path | None = None) -> None:
     """Refuse a store that is not the one the run was trained on: another fingerprint
     (:attr:`.ShardStore.fingerprint`) or, for runs recorded before fingerprints, other statistics.
 
@@ -143,17 +144,17 @@ def check_store(store: ShardStore, info: dict, run_dir: Path | None = None) -> N
         where the run's store was.
     """
     run = f"the run {run_dir}" if run_dir is not None else "the run"
-    way_out = f"(it was at {info.get('data_root')}); give data.root=<the training store>"
-    want = info.get("data_fingerprint")
+    way_out = f"(it was at {info.data_root}); give data.root=<the training store>"
+    want = info.data_fingerprint
     if want is not None:
         if store.fingerprint != want:
             raise DataError(f"{store.root} is not the store {run} was trained on: its fingerprint is "
                             f"{store.fingerprint[:12]}, run.json records {want[:12]} {way_out}")
         return
-    names = [v for v in info["statistics"] if v in store.variables()]  # forcings are computed, not stored
+    names = [v for v in info.statistics if v in store.variables()]  # forcings are computed, not stored
     mean, std = store.statistics(names)
     for name, m, s in zip(names, mean, std):
-        saved = info["statistics"][name]
+        saved = info.statistics[name]
         if not (np.isclose(m, saved["mean"], rtol=1e-6) and np.isclose(s, saved["std"], rtol=1e-6)):
             raise DataError(f"{store.root} is not the store {run} was trained on: the statistics of {name} "
                             f"differ from run.json's {way_out}")

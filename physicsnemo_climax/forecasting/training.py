@@ -23,6 +23,7 @@ from ..engine.checks import ConfigError, config_error
 from ..errors import InputError
 from ..engine.loop import Trainable
 from ..engine.run_folder import RunRecord
+from ..engine.run_info import RunInfo
 from ..engine.task import TaskContext, train_task, validation_mean
 from ..metrics import rmse, weighted_mse_loss
 from ..models import ClimaX, GridRegion
@@ -122,24 +123,23 @@ def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader
     return region
 
 
-def run_info(cfg: DictConfig, readers: list[ClimaXShardReader], model: ClimaX, region: GridRegion) -> dict:
+def run_info(cfg: DictConfig, readers: list[ClimaXShardReader], model: ClimaX, region: GridRegion) -> RunInfo:
     """What evaluation and the forecast API need besides the weights (``run.json``)."""
-    store = readers[0].store
+    store, task = readers[0].store, cfg.task
     stats = {}
     for reader in readers:
         for key, names in (("x", reader.variables), ("y", reader.out_variables)):
             for v, m, s in zip(names, *reader.stats[key]):
                 stats[v] = {"mean": float(m), "std": float(s)}
-    return {
-        "task": cfg.task.name, "variables": readers[0].variables, "out_variables": readers[0].out_variables,
-        "model_variables": model.variables, "statistics": stats,
-        "units": (store.manifest or {}).get("units", {}),
-        "lat": store.lat.tolist(), "lon": store.lon.tolist(), "hours_per_step": store.hours_per_step,
-        "lead_hours": cfg.task.lead_hours, "max_lead_hours": cfg.task.lead_hours or max(cfg.task.lead_range),
-        "lead_range": None if cfg.task.lead_hours else list(cfg.task.lead_range), "lead_step": cfg.task.lead_step,
-        "data_root": str(store.root.resolve()), "data_fingerprint": store.fingerprint, "region": region.spec,
-        "forcings": list(readers[0].forcings.names) if readers[0].forcings is not None else [],
-    }
+    return RunInfo(
+        task=task.name, variables=tuple(readers[0].variables), out_variables=tuple(readers[0].out_variables),
+        model_variables=tuple(model.variables), statistics=stats, units=(store.manifest or {}).get("units", {}),
+        lat=tuple(store.lat.tolist()), lon=tuple(store.lon.tolist()), hours_per_step=store.hours_per_step,
+        lead_hours=task.lead_hours, max_lead_hours=task.lead_hours or max(task.lead_range),
+        lead_range=None if task.lead_hours else tuple(task.lead_range), lead_step=task.lead_step,
+        data_root=str(store.root.resolve()), data_fingerprint=store.fingerprint, region=region.spec,
+        forcings=tuple(readers[0].forcings.names) if readers[0].forcings is not None else (),
+    )
 
 
 # ---------------------------------------------------------------- loss and validation
