@@ -25,10 +25,8 @@ from omegaconf import DictConfig
 from ..data import ShardStore
 from ..data.forcings import unix_seconds
 from ..data.store import Shard, StoreError
-from ..data.times import lead_hours
 from ..data.units import expected_units
 from ..data.wb2 import to_wb2
-from ..engine.checks import check_seed, config_error
 from ..engine.plan import decide_device
 from ..errors import InputError
 from ..files import output_folder
@@ -41,6 +39,7 @@ from .report import EVALUATION, Case, Pictures, is_report, write_report
 from .rollout import model_steps
 from .run import Run, run_store
 from .scoring import Scorer, Verification
+from .settings import EvalSettings
 
 
 def initial_conditions(store: ShardStore, split: str, horizon_steps: int, count: int, back_steps: int = 0
@@ -118,12 +117,6 @@ def map_lead(leads: list[float]) -> float:
     return next((lead for lead in leads if lead >= 24), leads[-1])
 
 
-def ensemble_spec(e: DictConfig) -> EnsembleSpec:
-    """The ensemble ``eval`` asks for (``eval.members``, ``perturbation``, ``perturbation_scale``, ``seed``)."""
-    return EnsembleSpec(int(e.get("members", 1)), e.get("perturbation", "spherical"),
-                        float(e.get("perturbation_scale", 0.05)), check_seed(e.get("seed", 0), "eval.seed"))
-
-
 def init_stamps(refs: References, inits: list[tuple[int, int]], needed: bool) -> np.ndarray | None:
     """Time stamps of the initial times (``None`` when the store has none and nothing ``needed`` them)."""
     if refs.times is None:
@@ -134,7 +127,7 @@ def init_stamps(refs: References, inits: list[tuple[int, int]], needed: bool) ->
     return np.array([refs.times[s][t] for s, t in inits], "datetime64[ns]")
 
 
-def score_split(run: Run, store: ShardStore, e: DictConfig, inits: list[tuple[int, int]], scored: list[str],
+def score_split(run: Run, store: ShardStore, e: EvalSettings, inits: list[tuple[int, int]], scored: list[str],
                 plans: dict, refs: References, region: GridRegion, scorer: Scorer, fields: FieldDiagnostics,
                 saved: Path | None, spec: EnsembleSpec) -> Case | None:
     """Forecast from every initial time in chunks of ``e.batch_size``, score the model, the baselines
@@ -170,27 +163,6 @@ def score_split(run: Run, store: ShardStore, e: DictConfig, inits: list[tuple[in
     return case
 
 
-def check_settings(e: DictConfig) -> None:
-    """The counts and leads of ``eval`` (``conf/config.yaml``), before anything is read.
-
-    Raises
-    ------
-    ConfigError
-        Naming the key and value (``eval.max_samples=0``, ``eval.leads=[]``).
-    """
-    for key in ("max_samples", "batch_size", "members"):
-        value = e.get(key, 1)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise config_error(f"eval.{key}", value, "must be a whole number >= 1")
-    leads = list(e.leads or [])
-    try:  # bare numbers are hours, as everywhere (:func:`..data.times.lead_hours`)
-        positive = bool(leads) and min(lead_hours(v) for v in leads) > 0
-    except InputError:
-        positive = False
-    if not positive:
-        raise config_error("eval.leads", leads, "give one or more positive leads in hours, e.g. [24,72] or [24h,5D]")
-
-
 @torch.no_grad()
 def evaluate(cfg: DictConfig) -> pd.DataFrame:
     """Score a run (``cfg.run_dir``) as ``cfg.eval`` says; write the report into ``eval.out_dir``.
@@ -202,32 +174,29 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     one survives any failure; an ``eval.out_dir`` that may not be replaced (another kind of folder,
     an earlier report without ``eval.overwrite``) is refused before any work.
     """
-    e = cfg.eval
-    check_settings(e)
-    run = Run.load(cfg.run_dir, decide_device(e.get("device"), "eval.device"))
+    e = EvalSettings.from_config(cfg.eval)  # checked before anything is read
+    run = Run.load(cfg.run_dir, decide_device(e.device, "eval.device"))
     store = run_store(cfg, run)
     scored = list(e.variables or run.info.out_variables)
-    plans = rollout_plans(run, scored, [lead_hours(v) for v in e.leads], e.mode)
+    plans = rollout_plans(run, scored, list(e.leads), e.mode)
     with output_folder(e.out_dir, EVALUATION, overwrite=e.overwrite, inputs=[cfg.run_dir, store.root],
                        legacy=is_report, option="eval.out_dir", hint="eval.overwrite=true") as staging:
-        return score_run(cfg, run, store, scored, plans, staging)
+        return score_run(cfg, e, run, store, scored, plans, staging)
 
 
-def score_run(cfg: DictConfig, run: Run, store: ShardStore, scored: list[str], plans: dict[float, list[float]],
-              staging: Path) -> pd.DataFrame:
-    """Forecast ``scored`` at the leads of ``plans`` (:func:`rollout_plans`) and score them as ``cfg.eval``
+def score_run(cfg: DictConfig, e: EvalSettings, run: Run, store: ShardStore, scored: list[str],
+              plans: dict[float, list[float]], staging: Path) -> pd.DataFrame:
+    """Forecast ``scored`` at the leads of ``plans`` (:func:`rollout_plans`) and score them as ``e``
     says, writing the report into ``staging`` (``eval.out_dir`` to be)."""
-    e, leads = cfg.eval, list(plans)
-    spec = ensemble_spec(e)
+    leads, spec = list(plans), e.ensemble
     lag_steps = int(round(lag_hours(run.info) / store.hours_per_step))
     back = (spec.members - 1) * lag_steps if spec.perturbation == "lagged" else 0
     inits = initial_conditions(store, e.split, int(round(max(leads) / store.hours_per_step)), e.max_samples, back)
     region = run.region.to("cpu")  # regional runs are scored on their region
-    refs = References.build(cfg, run, store, scored, region)
+    refs = References.build(e, cfg.external, run, store, scored, region)
     scorer = Scorer(scored, refs.regions)
-    fields = FieldDiagnostics([lead_hours(v) for v in e.get("spectra_leads") or []] or
-                              sorted({map_lead(leads), leads[-1]}), region.lat)
-    saved = staging / "forecasts.zarr" if e.get("save_forecasts") else None
+    fields = FieldDiagnostics(list(e.spectra_leads or sorted({map_lead(leads), leads[-1]})), region.lat)
+    saved = staging / "forecasts.zarr" if e.save_forecasts else None
     case = score_split(run, store, e, inits, scored, plans, refs, region, scorer, fields, saved, spec)
     var = e.map_variable or scored[0]
     meta = {"run_dir": str(cfg.run_dir), "split": e.split, "samples": len(inits), "device": str(run.device),

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 
 from ..data import ShardStore
 from ..data.climatology import day_and_hour, hourly_climatology, wb2_climatology
@@ -23,6 +23,7 @@ from .external import EVAL_STATING, ExternalForecast, open_wb2_zarr
 from .run import Run
 from .score_regions import NO_POINT, region_specs, region_weights
 from .seeps import SeepsReference, seeps_climatology, seeps_from_wb2
+from .settings import EvalSettings
 
 
 class ClimatologyReference:
@@ -112,27 +113,27 @@ class References:
         return self.seeps.at(stamps, self.region.crop)
 
     @classmethod
-    def build(cls, cfg: DictConfig, run: Run, store: ShardStore, scored: list[str], region: GridRegion
-              ) -> "References":
-        """The references ``cfg.eval`` and ``cfg.external`` ask for."""
-        e, units = cfg.eval, run.info.units
-        assumed = parse_assumed(e.get("assume_units"), "eval.assume_units")
-        climatology = ClimatologyReference(store, e.split, scored, region, e.get("climatology", "wb2"),
-                                           e.get("climatology_window", 61), e.get("climatology_years"), units,
-                                           assumed)
+    def build(cls, e: EvalSettings, external: Mapping[str, str] | None, run: Run, store: ShardStore,
+              scored: list[str], region: GridRegion) -> "References":
+        """The references the evaluation settings ``e`` and the ``external`` forecasts
+        (name -> path or URL) ask for."""
+        units = run.info.units
+        assumed = parse_assumed(e.assume_units, "eval.assume_units")
+        climatology = ClimatologyReference(store, e.split, scored, region, e.climatology, e.climatology_window,
+                                           e.climatology_years, units, assumed)
         seeps = None
         if climatology.source is not None:  # a WB2 climatology brings its SEEPS references, if any
             seeps = seeps_from_wb2(climatology.dataset, scored, units, store.lat, store.lon, climatology.source)
         seeps = seeps or seeps_climatology(store, scored, units)
         rows, cols = (None, None) if region.is_global else (region.rows.numpy(), region.cols.numpy())
         land = land_fraction(store)
-        specs = region_specs(e.regions, e.boxes, land=land is not None)
+        specs = region_specs(list(e.regions), e.boxes, land=land is not None)
         weights, skipped = region_weights(specs, store.lat, store.lon, land, rows, cols)
         if list(e.regions) == ["all"]:  # listed: the regions the run's domain overlaps, and those asked by name
             skipped = {name: why for name, why in skipped.items() if why != NO_POINT}
         externals = {name: ExternalForecast(name, source, scored, (store.lat, store.lon), region.rows.numpy(),
                                             region.cols.numpy(), units, assumed)
-                     for name, source in (cfg.get("external") or {}).items()}
+                     for name, source in (external or {}).items()}
         try:
             times = store.shard_times(e.split)
         except StoreError:
