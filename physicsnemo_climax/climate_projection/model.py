@@ -7,7 +7,7 @@ tokens and lead time 0; the tokens are averaged over space; a single-query
 attention aggregates the ``T`` years; one linear layer maps the result to the
 output field(s), as in the reference.
 Parameter names of the encoder are ClimaX's, so pretrained weights load by
-name (:meth:`from_pretrained`, the rules of :func:`..models.checkpoint.load_weights`).
+name (:meth:`from_pretrained`, the rules of :func:`..models.pretrained.load_weights`).
 """
 
 from __future__ import annotations

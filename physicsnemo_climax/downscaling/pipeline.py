@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.regrid import regrid
 from ..engine.plan import RunPlan, decide_device, resolve
 from ..forecasting import Run, forecast
-from . import checkpoints
+from . import net_files
 from .domain import Domain
 from .channel_units import to_trained
 from .generation import (build_sampler, checkpoint_domain, load_stages, prepare_net, run_record, seed_batches,
@@ -128,7 +128,7 @@ def forecast_blocks(fc: xr.Dataset, domain: Domain, variable_map: Mapping[str, s
 def run_domain(gen: DictConfig) -> Domain:
     """The :class:`Domain` of the CorrDiff regression run ``gen.io.reg_ckpt_filename``
     (the diffusion run's with ``inference_mode=diffusion``)."""
-    key = checkpoints.stage_domain_key(gen)
+    key = net_files.stage_domain_key(gen)
     domain = checkpoint_domain(gen.io[key])
     if domain is None:
         raise FileNotFoundError(f"generation.io.{key}={gen.io[key]}: no domain.json in "
