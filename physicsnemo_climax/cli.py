@@ -324,7 +324,8 @@ def _add_downscale_commands(commands) -> None:
     p.set_defaults(func=downscale_score)
 
     p = ds.add_parser("forecast", help="ClimaX forecast downscaled by CorrDiff into an ensemble file")
-    p.add_argument("--climax-run", required=True, help="ClimaX training run folder")
+    p.add_argument("--climax-run", required=True,
+                   help="ClimaX training run folder, or a model file in its checkpoints/ folder")
     p.add_argument("--regression", required=True, help="CorrDiff regression run folder or .mdlus")
     p.add_argument("--diffusion", help="CorrDiff diffusion run folder or .mdlus (omit: regression only)")
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")

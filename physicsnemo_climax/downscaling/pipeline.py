@@ -63,7 +63,7 @@ def forecast_and_downscale(climax_run: str | Path | Run, initial_condition: xr.D
     Parameters
     ----------
     climax_run : path or Run
-        ClimaX training run (weights and statistics).
+        ClimaX training run (weights and statistics), or a model file inside one (:meth:`Run.load`).
     initial_condition : xr.Dataset
         The run's input variables, with or without ``time``.
     lead_times : sequence
@@ -96,7 +96,7 @@ def forecast_and_downscale(climax_run: str | Path | Run, initial_condition: xr.D
     """
     plan = plan or resolve(OmegaConf.create({"generation": gen}))  # before any work, as generation
     device = decide_device(device if device is not None else gen.get("device"), "device")
-    run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run, device)
+    run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run, device, "climax_run")
     domain = run_domain(gen)
     variable_map = dict(variable_map or {})
     names = climax_names(domain, run, variable_map)
