@@ -100,7 +100,8 @@ def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int,
         truth = region.crop(torch.stack([torch.as_tensor(shards[s].read(scored, t + k)) for s, t in chunk]))
         pred = pred * std_y + mean_y
         valid = [(s, t + k) for s, t in chunk]
-        verification = Verification(truth, refs.climatology.at(valid), initial, region.lat, refs.seeps_at(valid))
+        verification = Verification(truth=truth, climatology=refs.climatology.at(valid), initial=initial,
+                                    lat=region.lat, seeps=refs.seeps_at(valid))
         yield lead, pred[0] if spec.members == 1 else pred, verification
 
 
@@ -120,8 +121,8 @@ def map_lead(leads: list[float]) -> float:
 
 def ensemble_spec(e: DictConfig) -> EnsembleSpec:
     """The ensemble ``eval`` asks for (``eval.members``, ``perturbation``, ``perturbation_scale``, ``seed``)."""
-    return EnsembleSpec(int(e.get("members", 1)), e.get("perturbation", "spherical"),
-                        float(e.get("perturbation_scale", 0.05)), check_seed(e.get("seed", 0), "eval.seed"))
+    return EnsembleSpec(members=int(e.get("members", 1)), perturbation=e.get("perturbation", "spherical"),
+                        scale=float(e.get("perturbation_scale", 0.05)), seed=check_seed(e.get("seed", 0), "eval.seed"))
 
 
 def init_stamps(refs: References, inits: list[tuple[int, int]], needed: bool) -> np.ndarray | None:

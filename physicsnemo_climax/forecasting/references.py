@@ -117,9 +117,9 @@ class References:
         """The references ``cfg.eval`` and ``cfg.external`` ask for."""
         e, units = cfg.eval, run.info.get("units", {})
         assumed = parse_assumed(e.get("assume_units"), "eval.assume_units")
-        climatology = ClimatologyReference(store, e.split, scored, region, e.get("climatology", "wb2"),
-                                           e.get("climatology_window", 61), e.get("climatology_years"), units,
-                                           assumed)
+        climatology = ClimatologyReference(store, e.split, scored, region, kind=e.get("climatology", "wb2"),
+                                           window=e.get("climatology_window", 61),
+                                           years=e.get("climatology_years"), units=units, assumed=assumed)
         seeps = None
         if climatology.source is not None:  # a WB2 climatology brings its SEEPS references, if any
             seeps = seeps_from_wb2(climatology.dataset, scored, units, store.lat, store.lon, climatology.source)
@@ -130,8 +130,9 @@ class References:
         weights, skipped = region_weights(specs, store.lat, store.lon, land, rows, cols)
         if list(e.regions) == ["all"]:  # listed: the regions the run's domain overlaps, and those asked by name
             skipped = {name: why for name, why in skipped.items() if why != NO_POINT}
-        externals = {name: ExternalForecast(name, source, scored, (store.lat, store.lon), region.rows.numpy(),
-                                            region.cols.numpy(), units, assumed)
+        externals = {name: ExternalForecast(name, source, scored, grid=(store.lat, store.lon),
+                                            rows=region.rows.numpy(), cols=region.cols.numpy(), units=units,
+                                            assumed=assumed)
                      for name, source in (cfg.get("external") or {}).items()}
         try:
             times = store.shard_times(e.split)

@@ -171,7 +171,7 @@ class ClimaX(Module):
         self.norm = nn.LayerNorm(embed_dim)
 
         # Prediction head: each token's patch (the paper), or overlapping windows twice as wide.
-        self.head = PredictionHead(embed_dim, num_vars, patch_size, decoder_depth, overlapping_head)
+        self.head = PredictionHead(embed_dim, num_vars, patch_size, decoder_depth, overlapping=overlapping_head)
 
         # Residual prediction: damped persistence of the anomaly plus the head times that forecast's
         # error (statistics set by the training; until then the head alone beyond a table step).
