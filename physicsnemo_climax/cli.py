@@ -205,7 +205,7 @@ def forecast(args: argparse.Namespace) -> None:
     from .files import check_file_output, output_folder, write_netcdf
 
     # what may be replaced is decided before any work: never an input, never what climax did not write
-    inputs = [args.input, args.run]
+    inputs = [args.input, args.run or args.checkpoint]
     if args.format == "wb2":  # WeatherBench 2's Zarr layout, with what made it
         with output_folder(args.output, WB2_FORECAST, overwrite=args.overwrite, inputs=inputs,
                            legacy=written_by_climax) as folder:
@@ -227,7 +227,8 @@ def make_forecast(args: argparse.Namespace):
     from .forecasting.ensembles import EnsembleSpec
 
     spec = EnsembleSpec(args.members, args.perturbation, args.perturbation_scale, check_seed(args.seed, "--seed"))
-    run = Run.load(args.run, decide_device(args.device, "--device"))
+    option = "--run" if args.run else "--checkpoint"
+    run = Run.load(args.run or args.checkpoint, decide_device(args.device, "--device"), option)
     with open_file(args.input) as ic:
         out = run_forecast(run, ic.load(), args.lead, regrid_method=args.regrid, nan_policy=args.nan_policy,
                            ensemble=spec, assume_units=args.assume_units)
@@ -323,7 +324,8 @@ def _add_downscale_commands(commands) -> None:
     p.set_defaults(func=downscale_score)
 
     p = ds.add_parser("forecast", help="ClimaX forecast downscaled by CorrDiff into an ensemble file")
-    p.add_argument("--climax-run", required=True, help="ClimaX training run folder")
+    p.add_argument("--climax-run", required=True,
+                   help="ClimaX training run folder, or a model file in its checkpoints/ folder")
     p.add_argument("--regression", required=True, help="CorrDiff regression run folder or .mdlus")
     p.add_argument("--diffusion", help="CorrDiff diffusion run folder or .mdlus (omit: regression only)")
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")
@@ -421,8 +423,11 @@ def _add_cluster_commands(commands) -> None:
 
 def _add_forecast_command(commands) -> None:
     p = commands.add_parser("forecast", help="forecast from a NetCDF initial condition")
-    p.add_argument("--checkpoint", "--run", dest="run", required=True,
-                   help="training run folder (latest weights and the statistics)")
+    run = p.add_mutually_exclusive_group(required=True)
+    run.add_argument("--run", help="training run folder (its latest weights that load, and its statistics)")
+    run.add_argument("--checkpoint", metavar="RUN_OR_FILE",
+                     help="a run folder as --run, or a model file in its checkpoints/ folder: that file's weights "
+                          "with the run's statistics")
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")
     p.add_argument("--lead", required=True, nargs="+", help="lead times: hours (24) or durations (24h 72h 5D)")
     p.add_argument("--output", required=True, help="output NetCDF file, or Zarr folder with --format wb2")

@@ -1,4 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import tiny_climax
@@ -69,3 +71,49 @@ def test_quickstart_settings_run_end_to_end_and_say_what_beats_the_baselines(tmp
     model = Module.from_checkpoint(str(checkpointing.model_file(tmp_path / "runs" / "quickstart" / "checkpoints")))
     assert model.head.window == 2 * model.patch_size and model.periodic  # overlapping windows, wrapping east-west
     assert model.anomaly_corr.shape[:2] == (len(model.variables), 32)  # persistence per latitude row
+
+
+def test_forecast_takes_a_run_folder_or_one_of_its_model_files(trained, store, tmp_path, capsys):
+    """``--run`` is the run folder (its newest checkpoint); ``--checkpoint`` also takes a model file in
+    the run's ``checkpoints/``: that step's weights with the run's ``run.json``."""
+    import shutil
+
+    import xarray as xr
+    from faults import climax, initial_condition
+
+    from physicsnemo_climax.engine import checkpointing
+    from physicsnemo_climax.errors import CheckpointError, ConfigError
+    from physicsnemo_climax.forecasting import Run
+
+    initial_condition(store).to_netcdf(tmp_path / "ic.nc")
+    folder = trained / "checkpoints"
+    newest, older = (checkpointing.files_of(folder, step)["model"] for step in (4, 2))
+
+    def forecast(option, path, name):
+        code, err = climax(capsys, "forecast", option, str(path), "--input", str(tmp_path / "ic.nc"), "--lead", "12",
+                           "--output", str(tmp_path / name), "--device", "cpu")
+        assert code == 0, err
+        return xr.open_dataset(tmp_path / name)
+
+    with forecast("--run", trained, "run.nc") as a, forecast("--checkpoint", newest, "newest.nc") as b, \
+            forecast("--checkpoint", older, "older.nc") as c, forecast("--checkpoint", trained, "alias.nc") as d:
+        assert a.attrs["checkpoint"] == b.attrs["checkpoint"] == d.attrs["checkpoint"] == str(newest.resolve())
+        assert c.attrs["checkpoint"] == str(older.resolve()) and c.attrs["run_dir"] == str(trained.resolve())
+        xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+        assert not a["2m_temperature"].equals(c["2m_temperature"])  # step 2's weights, not step 4's
+
+    outside = Path(shutil.copy(older, tmp_path / "loose.mdlus"))  # no run.json above it
+    code, err = climax(capsys, "forecast", "--checkpoint", str(outside), "--input", str(tmp_path / "ic.nc"),
+                       "--lead", "12", "--output", str(tmp_path / "x.nc"))
+    assert code != 0 and any("--checkpoint" in line and "statistics" in line for line in err), err
+    with pytest.raises(ConfigError, match="not inside a training run folder"):
+        Run.load(outside)
+
+    damaged = Path(shutil.copytree(trained, tmp_path / "damaged"))
+    file = checkpointing.files_of(damaged / "checkpoints", 2)["model"]
+    file.write_bytes(file.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(CheckpointError, match="step 2.*checksum"):  # refused, never replaced by step 4
+        Run.load(file)
+    with pytest.raises(SystemExit):  # one of the two, not both
+        main(["forecast", "--run", str(trained), "--checkpoint", str(newest), "--input", "ic.nc", "--lead", "12",
+              "--output", "x.nc"])

@@ -22,7 +22,7 @@ from physicsnemo.diffusion.preconditioners import EDMPrecondSuperResolution
 from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet, SongUNetPosEmbd
 
 from physicsnemo_climax.config import load_config
-from physicsnemo_climax.downscaling import checkpoints, generation, noise, write_mini_file
+from physicsnemo_climax.downscaling import generation, net_files, noise, write_mini_file
 from physicsnemo_climax.downscaling.data import build_dataset
 from physicsnemo_climax.errors import CheckpointError, ConfigError
 
@@ -129,7 +129,7 @@ def test_an_apex_trained_file_loads_without_apex_and_computes_the_same(mini, dat
         Module.from_checkpoint(str(reg_file))  # the plain load fails on this machine
     gen = config(mini, reg_file, res_file).generation
     dataset, x = data
-    with caplog.at_level(logging.INFO, logger=checkpoints.__name__):
+    with caplog.at_level(logging.INFO, logger=net_files.__name__):
         loaded = generation.load_stages(gen, dataset.domain, "cpu", dataset[0])
     assert "trained with apex GroupNorm; loading it with use_apex_gn=False" in caplog.text
     assert "amp_mode, profile_mode switched off" in caplog.text
@@ -143,16 +143,16 @@ def test_an_apex_trained_file_loads_without_apex_and_computes_the_same(mini, dat
 
 def test_apex_settings_are_kept_where_apex_runs_and_overrides_are_checked(tmp_path):
     args = {"use_apex_gn": True}
-    assert checkpoints.automatic_overrides(args, apex=False) == {"use_apex_gn": False}
-    assert checkpoints.automatic_overrides(args, apex=True) == {}
-    assert checkpoints.automatic_overrides({"use_apex_gn": False}, apex=False) == {}
+    assert net_files.automatic_overrides(args, apex=False) == {"use_apex_gn": False}
+    assert net_files.automatic_overrides(args, apex=True) == {}
+    assert net_files.automatic_overrides({"use_apex_gn": False}, apex=False) == {}
     file = saved(upstream_net("regression"), tmp_path / "reg.mdlus", use_apex_gn=True)
     with pytest.raises(CheckpointError, match="apex"):  # kept: PhysicsNeMo then builds apex GroupNorm
-        checkpoints.load_net(file, "generation.io.reg_ckpt_filename", "regression", apex=True)
-    net = checkpoints.load_net(file, "k", "regression", {"use_apex_gn": False}, apex=True)  # the user's say
+        net_files.load_net(file, "generation.io.reg_ckpt_filename", "regression", apex=True)
+    net = net_files.load_net(file, "k", "regression", {"use_apex_gn": False}, apex=True)  # the user's say
     assert not net.model.use_apex_gn
     with pytest.raises(ConfigError, match=r"model_channels.*reg.mdlus.*allows \['act', 'use_apex_gn'\]"):
-        checkpoints.load_net(file, "k", "regression", {"model_channels": 4})
+        net_files.load_net(file, "k", "regression", {"model_channels": 4})
 
 
 def test_each_net_loads_once_with_the_plans_group_norm(mini, data, tmp_path, monkeypatch):
@@ -190,7 +190,7 @@ def test_lead_time_aware_regression_and_patched_diffusion(mini, data, tmp_path):
                  "generation.overlap_pix=2", "generation.boundary_pix=1").generation
     dataset, x = data
     nets = generation.load_stages(gen, dataset.domain, "cpu", dataset[0])
-    assert [checkpoints.lead_time_steps(n) for n in nets] == [9, 9]
+    assert [net_files.lead_time_steps(n) for n in nets] == [9, 9]
     same = x[:1].expand(2, -1, -1, -1)  # one input at lead-time labels 3 and 7
     labels = torch.tensor([3, 7])
     mean, members = run(*nets, same, gen, labels)
@@ -231,11 +231,11 @@ def test_a_lead_time_aware_net_without_lead_times_is_an_error_naming_the_file(mi
 
 
 def test_lead_time_labels_come_from_the_samples():
-    assert checkpoints.sample_lead_time_labels([{"input": 0}, {"input": 1}]) is None
-    labels = checkpoints.sample_lead_time_labels([{"lead_time_label": 2}, {"lead_time_label": torch.tensor([5])}])
+    assert net_files.sample_lead_time_labels([{"input": 0}, {"input": 1}]) is None
+    labels = net_files.sample_lead_time_labels([{"lead_time_label": 2}, {"lead_time_label": torch.tensor([5])}])
     assert labels.tolist() == [2, 5] and labels.dtype == torch.long
     with pytest.raises(ValueError, match="some dataset samples carry a lead_time_label"):
-        checkpoints.sample_lead_time_labels([{"lead_time_label": 2}, {}])
+        net_files.sample_lead_time_labels([{"lead_time_label": 2}, {}])
 
 
 # ----------------------------------------------------------------------------- Student-t
@@ -246,7 +246,7 @@ def identity_sampler(net, latents, img_lr, **kwargs):
 
 
 def test_student_t_latents_equal_a_hand_written_sampler(tmp_path):
-    net = checkpoints.load_net(saved(upstream_net("student_t_diffusion"), tmp_path / "t.mdlus"), "k", "diffusion")
+    net = net_files.load_net(saved(upstream_net("student_t_diffusion"), tmp_path / "t.mdlus"), "k", "diffusion")
     assert noise.student_t_nu(net) == 10
     seeds = [[3, 4], [5]]
     img_lr = torch.zeros(2, C_IN, *SHAPE)
@@ -279,7 +279,7 @@ class Unscaled(torch.nn.Module):
 def test_a_student_t_net_sees_the_samplers_noise_levels_scaled_once(tmp_path, monkeypatch):
     """The EDM Heun schedule t_0 > t_1 > t_2 (then 0) reaches the t-EDM net as t * sqrt(nu / (nu - 2)),
     at each call, although the net scales its argument in place."""
-    net = checkpoints.load_net(saved(upstream_net("student_t_diffusion"), tmp_path / "t.mdlus"), "k", "diffusion")
+    net = net_files.load_net(saved(upstream_net("student_t_diffusion"), tmp_path / "t.mdlus"), "k", "diffusion")
     seen, parent = [], EDMPrecondSuperResolution.forward
 
     def recording(self, x, img_lr, sigma, *args, **kwargs):
@@ -408,4 +408,4 @@ def test_unsupported_classes_and_backbones_are_named(mini, data, tmp_path):
             generation.load_stages(config(mini, reg_file, res_file).generation, dataset.domain, "cpu")
     (tmp_path / "junk.mdlus").write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.mdlus: not a PhysicsNeMo .mdlus checkpoint"):
-        checkpoints.load_net(tmp_path / "junk.mdlus", "generation.io.reg_ckpt_filename", "regression")
+        net_files.load_net(tmp_path / "junk.mdlus", "generation.io.reg_ckpt_filename", "regression")

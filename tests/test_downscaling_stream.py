@@ -199,7 +199,7 @@ class _Unet(torch.nn.Module):
 
 
 def test_prepare_net_follows_the_plan():
-    """A net comes loaded with the plan's GroupNorm (checkpoints.load_net); prepare_net never loads
+    """A net comes loaded with the plan's GroupNorm (net_files.load_net); prepare_net never loads
     it again: autocast mode, channels_last with apex GroupNorm, compile."""
     net = generation.prepare_net(_Unet(use_apex_gn=True), RunPlan(apex_group_norm=True, precision="bf16"))
     assert net.use_apex_gn and net.amp_mode is True

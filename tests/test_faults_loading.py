@@ -36,7 +36,7 @@ from test_official_checkpoint import official_like_state, write_ckpt
 
 from physicsnemo_climax.config import load_config, load_run_config
 from physicsnemo_climax.data import ShardStore
-from physicsnemo_climax.downscaling import checkpoints
+from physicsnemo_climax.downscaling import net_files
 from physicsnemo_climax.downscaling.models import ClimaXRegression
 from physicsnemo_climax.engine import checkpointing
 from physicsnemo_climax.errors import CheckpointError, DataError
@@ -160,7 +160,7 @@ def test_a_module_named_by_args_json_is_never_imported(capsys, site, foreign, st
     elif site == "corrdiff":  # a class name CorrDiff generation loads, from another module
         file = rewrite(copy_of(corrdiff_file, tmp_path, "reg.mdlus"), naming(module, "ClimaXRegression"))
         with pytest.raises(CheckpointError, match=rf"reg.mdlus.*ClimaXRegression.*{module}"):
-            checkpoints.load_net(file, REG_KEY, "regression")
+            net_files.load_net(file, REG_KEY, "regression")
     elif site == "nested":  # a nested module entry (PhysicsNeMo builds those first)
         prefix = "__physicsnemo.Module__"
 
@@ -208,7 +208,7 @@ def test_arguments_implying_more_than_the_file_holds_are_refused_before_any_allo
     else:
         file = rewrite(copy_of(corrdiff_file, tmp_path, "huge.mdlus"), huge_unet)
         with pytest.raises(CheckpointError) as err:
-            checkpoints.load_net(file, REG_KEY, "regression")
+            net_files.load_net(file, REG_KEY, "regression")
         line = str(err.value)
         assert "huge.mdlus" in line
     assert "TB" in line and "the file holds" in line  # both sizes, by name
@@ -352,7 +352,7 @@ def test_corrdiff_generation_from_a_run_folder_falls_back_too(caplog, corrdiff_f
     (folder / "CorrDiffRegressionUNet.0.4.mdlus").write_bytes(b"damaged")
     before = snapshot(tmp_path / "reg_run")
     with caplog.at_level(logging.WARNING):
-        net = checkpoints.load_net(tmp_path / "reg_run", REG_KEY, "regression")
+        net = net_files.load_net(tmp_path / "reg_run", REG_KEY, "regression")
     assert "checkpoint 4" in caplog.text and net.checkpoint_file == folder / "CorrDiffRegressionUNet.0.2.mdlus"
     assert snapshot(tmp_path / "reg_run") == before
 
@@ -558,7 +558,7 @@ def test_upstream_corrdiff_files_still_load(name, tmp_path):
     stage = "regression" if "regression" in name else "diffusion"
     file = saved(net, tmp_path / f"{name}.mdlus")
     for layout in (file, as_tar(file)):  # the zip layout, and the older tar one
-        loaded = checkpoints.load_net(layout, REG_KEY, stage)
+        loaded = net_files.load_net(layout, REG_KEY, stage)
         assert type(loaded) is type(net)
         for key, value in net.state_dict().items():
             assert torch.equal(value, loaded.state_dict()[key]), key
@@ -568,7 +568,7 @@ def test_a_climax_regression_file_still_loads(tmp_path):
     torch.manual_seed(0)
     net = ClimaXRegression([16, 16], ["a", "b"], ["c"], dict(embed_dim=16, depth=1, num_heads=2, patch_size=4))
     net.save(str(tmp_path / "cxr.mdlus"))
-    loaded = checkpoints.load_net(tmp_path / "cxr.mdlus", REG_KEY, "regression")
+    loaded = net_files.load_net(tmp_path / "cxr.mdlus", REG_KEY, "regression")
     assert isinstance(loaded, ClimaXRegression)
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in net.state_dict().items())
 

@@ -132,7 +132,7 @@ def test_init_goes_through_the_one_loader_with_its_rules(source, tmp_path, caplo
     path = write_ckpt(tmp_path / "official.ckpt", official_like_state(source))
     args = dict(variables=["rain", "geopotential_500"], img_size=(64, 128), patch_size=2, embed_dim=64, depth=2,
                 decoder_depth=2, num_heads=4)
-    with caplog.at_level(logging.INFO, logger="physicsnemo_climax.models.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="physicsnemo_climax.models.pretrained"):
         model = ClimaX.from_pretrained(path, **args)
     assert "resampling pos_embed" in caplog.text and "(16, 32) to (32, 64)" in caplog.text
     assert "['rain'] are not in" in caplog.text and "fresh initialisation" in caplog.text

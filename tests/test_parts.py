@@ -16,7 +16,7 @@ from physicsnemo_climax.models.embeddings import (
     sincos_1d,
     sincos_2d,
 )
-from physicsnemo_climax.models.checkpoint import resize_head_window
+from physicsnemo_climax.models.pretrained import resize_head_window
 from physicsnemo_climax.models.head import PredictionHead, overlap_add, tent, unpatchify
 from physicsnemo_climax.models.tokenizer import VariableTokenizer, VariableTokens
 

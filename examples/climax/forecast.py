@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """Forecast from a NetCDF initial condition:
-``python examples/climax/forecast.py --checkpoint runs/x --input ic.nc --lead 72h --output out.nc``
+``python examples/climax/forecast.py --run runs/x --input ic.nc --lead 72h --output out.nc``
 (the same as ``climax forecast``)."""
 
 import sys

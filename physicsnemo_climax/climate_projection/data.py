@@ -111,7 +111,7 @@ def read_scenario(root: str | Path, name: str, grid: tuple[np.ndarray, np.ndarra
         if v in ("pr", "pr90") and outs[v].attrs.get("units", "kg m-2 s-1") != "mm/day":
             values = values * SECONDS_PER_DAY
         outputs[v] = values
-    return Scenario(name, years_in, inputs, outputs, lat, lon)
+    return Scenario(name=name, years=years_in, inputs=inputs, outputs=outputs, lat=lat, lon=lon)
 
 
 def input_statistics(scenarios: Sequence[Scenario]) -> tuple[np.ndarray, np.ndarray]:

@@ -48,7 +48,8 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     if not period.any():
         raise config_error("task.eval_years", list(task.eval_years),
                            f"outside the test years {test.years[0]}..{test.years[-1]}")
-    data = ClimateBenchDataset([test], task.targets, task.history, stats, scenarios["historical"])
+    data = ClimateBenchDataset([test], task.targets, history=task.history, stats=stats,
+                               historical=scenarios["historical"])
     x = torch.stack([data[i]["x"] for i, (_, _, year) in enumerate(data.index) if first <= year <= last])
     # all years of the period are predicted before scoring: the NRMSEs see the whole period at once
     pred = torch.cat([model(chunk, model.variables) for chunk in x.split(cfg.eval.batch_size)]).numpy()

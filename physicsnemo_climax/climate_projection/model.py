@@ -7,7 +7,7 @@ tokens and lead time 0; the tokens are averaged over space; a single-query
 attention aggregates the ``T`` years; one linear layer maps the result to the
 output field(s), as in the reference.
 Parameter names of the encoder are ClimaX's, so pretrained weights load by
-name (:meth:`from_pretrained`, the rules of :func:`..models.checkpoint.load_weights`).
+name (:meth:`from_pretrained`, the rules of :func:`..models.pretrained.load_weights`).
 """
 
 from __future__ import annotations
@@ -65,8 +65,10 @@ class ClimaXClimateBench(ClimaX):
         lat: Sequence[float] | None = None,
         lon: Sequence[float] | None = None,
     ):
-        super().__init__(variables, img_size, patch_size, embed_dim, depth, 0, num_heads, mlp_ratio,
-                         drop_path, drop_rate, fused_aggregation, lat, lon)
+        super().__init__(variables=variables, img_size=img_size, patch_size=patch_size, embed_dim=embed_dim,
+                         depth=depth, decoder_depth=0, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                         drop_path=drop_path, drop_rate=drop_rate, fused_aggregation=fused_aggregation,
+                         lat=lat, lon=lon)  # no decoder: the head is one linear layer
         self.out_variables, self.history = list(out_variables), history
         self.time_pos_embed = nn.Parameter(sincos_1d(embed_dim, torch.arange(history))[None].float())
         self.time_query = nn.Parameter(torch.zeros(1, 1, embed_dim))

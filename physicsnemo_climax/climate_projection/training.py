@@ -67,7 +67,8 @@ def windows(cfg: DictConfig) -> tuple[torch.utils.data.Dataset, torch.utils.data
     training = [scenarios[n] for n in task.train_scenarios]
     stats = input_statistics(training)
     try:
-        full = ClimateBenchDataset(training, task.targets, task.history, stats, scenarios["historical"])
+        full = ClimateBenchDataset(training, task.targets, history=task.history, stats=stats,
+                                   historical=scenarios["historical"])
     except ValueError as err:
         raise config_error("task.history", task.history, err) from err
     order = np.random.default_rng(cfg.seed).permutation(len(full)).tolist()

@@ -129,11 +129,12 @@ def npz_header(path: Path, key: str) -> Member:
                 with open(path, "rb") as raw:
                     raw.seek(_stored_start(path, raw, info))
                     shape, fortran, dtype, length = _header(raw, path, f"member {key}")
-                    member = Member(shape, dtype, fortran, raw.tell())
+                    member = Member(shape, dtype, fortran=fortran, offset=raw.tell())
             else:  # only the header is inflated
                 with archive.open(info) as stream:
                     shape, fortran, dtype, length = _header(stream, path, f"member {key}")
-                member = Member(shape, dtype, fortran, None, info.file_size / max(info.compress_size, 1))
+                member = Member(shape, dtype, fortran=fortran, offset=None,
+                                ratio=info.file_size / max(info.compress_size, 1))
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
         if isinstance(err, StoreError):
             raise

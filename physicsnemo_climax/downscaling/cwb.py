@@ -136,8 +136,9 @@ class CWBDataset(torch.utils.data.Dataset):
         if stats is None:
             stats = {"input": file_stats(ds, "era5", inputs, normalization),
                      "output": file_stats(ds, "cwb", outputs, normalization), "invariant": {}}
-        self.domain = Domain(in_names, out_names, [], stats, 1, (big_h, big_w),
-                             ds["XLAT"].values[:big_h, :big_w], ds["XLONG"].values[:big_h, :big_w])
+        self.domain = Domain(input_variables=in_names, output_variables=out_names, invariant_variables=[], stats=stats,
+                             factor=1, shape=(big_h, big_w), lat=ds["XLAT"].values[:big_h, :big_w],
+                             lon=ds["XLONG"].values[:big_h, :big_w])
 
     def _open(self) -> xr.Dataset:
         return xr.open_zarr(self.path)

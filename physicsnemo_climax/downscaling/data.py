@@ -92,8 +92,8 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
         if not stats_path.exists():
             raise FileNotFoundError(f"dataset.stats_path={stats_path}: no such file")
         try:
-            self.domain = Domain(inputs, outputs, invariants, json.loads(stats_path.read_text()),
-                                 big_h // h, (big_h, big_w))
+            self.domain = Domain(input_variables=inputs, output_variables=outputs, invariant_variables=invariants,
+                                 stats=json.loads(stats_path.read_text()), factor=big_h // h, shape=(big_h, big_w))
         except KeyError as err:
             raise KeyError(f"{stats_path}: {err.args[0]}") from None
 
@@ -241,9 +241,10 @@ class CoarseFineDataset(torch.utils.data.Dataset):
         lat2d = lon2d = None
         if self.lat is not None and self.lon is not None:
             lat2d, lon2d = np.meshgrid(self.lat, self.lon, indexing="ij")
-        self.domain = Domain(self.input_variables, self.output_variables, self.invariant_variables, stats,
-                             factor, (big_h, big_w), lat2d, lon2d, self.coarse_lat, self.coarse_lon,
-                             self.invariant_fields, self.units)
+        self.domain = Domain(input_variables=self.input_variables, output_variables=self.output_variables,
+                             invariant_variables=self.invariant_variables, stats=stats, factor=factor,
+                             shape=(big_h, big_w), lat=lat2d, lon=lon2d, coarse_lat=self.coarse_lat,
+                             coarse_lon=self.coarse_lon, invariants=self.invariant_fields, units=self.units)
 
     # ------------------------------------------------------------ reading
     def _datasets(self):
@@ -366,8 +367,9 @@ def build_dataset(spec: DictConfig, stats: dict | None = None, units: dict | Non
     args = OmegaConf.to_container(spec, resolve=True)
     kind = args.pop("type")
     if kind == "hrrr_mini":
-        return HRRRMiniDataset(args["data_path"], args["stats_path"], args.get("input_variables"),
-                               args.get("output_variables"), args.get("invariant_variables") or ())
+        return HRRRMiniDataset(args["data_path"], args["stats_path"], input_variables=args.get("input_variables"),
+                               output_variables=args.get("output_variables"),
+                               invariant_variables=args.get("invariant_variables") or ())
     readers = {"coarse_fine": CoarseFineDataset, "cwb": CWBDataset, "gefs_hrrr": GefsHrrrDataset}
     if kind in readers:
         if stats is not None:

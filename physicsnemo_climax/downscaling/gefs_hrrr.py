@@ -140,8 +140,9 @@ class GefsHrrrDataset(torch.utils.data.Dataset):
         init = pd.to_datetime([n[:10] for n in self.sample_names], format="%Y%m%d%H")
         self.times = (init + pd.to_timedelta([int(n[-2:]) for n in self.sample_names], unit="h")).values
         self._grid(hrrr_window)
-        self.domain = Domain(self.surface + self.isobaric, self.outputs, [],
-                             self._stats(stats, stats_path, normalize), 1, self.lat.shape, self.lat, self.lon)
+        self.domain = Domain(input_variables=self.surface + self.isobaric, output_variables=self.outputs,
+                             invariant_variables=[], stats=self._stats(stats, stats_path, normalize), factor=1,
+                             shape=self.lat.shape, lat=self.lat, lon=self.lon)
 
     def _check_outputs(self):
         absent = [p for p in self.prob if p not in self.outputs]

@@ -40,7 +40,7 @@ from ..engine.distributed import setup_distributed
 from ..engine.plan import RunPlan, decide_device, resolve
 from ..errors import ConfigError
 from ..files import check_file_output
-from . import checkpoints, models, noise
+from . import models, net_files, noise
 from .data import build_dataset
 from .domain import DOMAIN_FILE, Domain
 from .writer import Block, GenerationWriter
@@ -148,7 +148,7 @@ def downscale(regression, diffusion, x: torch.Tensor, batches: list[torch.Tensor
     members : torch.Tensor
         ``[N_rank, T, C_out, H, W]``: this rank's members, in seed order.
     """
-    checkpoints.check_lead_time((regression, diffusion), lead_time_label)
+    net_files.check_lead_time((regression, diffusion), lead_time_label)
     sampler_fn = noise.with_noise(diffusion, sampler_fn)
     mine = batches[rank::world]
     size = len(mine[0]) if mine else 1
@@ -222,16 +222,16 @@ def checkpoint_domain(path: str | Path) -> Domain | None:
 
 def load_stages(gen: DictConfig, domain: Domain, device, sample: dict | None = None, plan: RunPlan | None = None):
     """The regression net (unless ``inference_mode=diffusion``) and the diffusion net (unless
-    ``inference_mode=regression``), each loaded once as :mod:`.checkpoints` says, with the GroupNorm
+    ``inference_mode=regression``), each loaded once as :mod:`.net_files` says, with the GroupNorm
     of the run ``plan`` (torch GroupNorm without one); ``None`` for a stage not run."""
-    mode = checkpoints.inference_mode(gen)
+    mode = net_files.inference_mode(gen)
     apex = plan is not None and plan.apex_group_norm
     regression = diffusion = None
     if mode != "diffusion":
-        regression = checkpoints.load_frozen(gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename",
+        regression = net_files.load_frozen(gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename",
                                              domain, device, sample, gen.get("override_args"), apex)
     if mode != "regression":
-        diffusion = checkpoints.load_diffusion(gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename",
+        diffusion = net_files.load_diffusion(gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename",
                                                domain, device, gen, apex)
     return regression, diffusion
 
@@ -276,11 +276,11 @@ def generate(cfg: DictConfig) -> Path | None:
     manager = setup_distributed()  # its device: this rank's GPU when one is visible, else the CPU
     device, rank = decide_device(gen.get("device") or manager.device, "generation.device"), manager.rank
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
-    trained = checkpoint_domain(gen.io[checkpoints.stage_domain_key(gen)])
+    trained = checkpoint_domain(gen.io[net_files.stage_domain_key(gen)])
     dataset = build_dataset(cfg.dataset, *((trained.stats, trained.units) if trained is not None else ()))
     domain = dataset.domain
     if trained is not None and gen.get("check_stats", True):
-        check_stats(domain.stats, trained.stats, domain, checkpoints.stage_domain_key(gen))
+        check_stats(domain.stats, trained.stats, domain, net_files.stage_domain_key(gen))
     indices = select_times(dataset.times, gen.times, gen.max_times, getattr(dataset, "sample_names", None))
     chunks = time_blocks(indices, gen.get("time_block", 1))
     regression, diffusion = (prepare_net(net, plan)
@@ -293,7 +293,7 @@ def generate(cfg: DictConfig) -> Path | None:
             x = torch.stack([s["input"] for s in samples]).to(device)
             truth = np.stack([dataset.fine_fields(i) for i in chunk]) if rank == 0 else None
             yield x, {"times": np.asarray(dataset.times)[chunk], "truth": truth,
-                      "lead_time_label": checkpoints.sample_lead_time_labels(samples)}
+                      "lead_time_label": net_files.sample_lead_time_labels(samples)}
 
     with (GenerationWriter(gen.io.output_filename, domain, gen.num_ensembles, regression=regression is not None,
                            attrs=run_record(seed, device, plan)) if rank == 0 else nullcontext()) as out:

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.regrid import regrid
 from ..engine.plan import RunPlan, decide_device, resolve
 from ..forecasting import Run, forecast
-from . import checkpoints
+from . import net_files
 from .domain import Domain
 from .channel_units import to_trained
 from .generation import (build_sampler, checkpoint_domain, load_stages, prepare_net, run_record, seed_batches,
@@ -63,7 +63,7 @@ def forecast_and_downscale(climax_run: str | Path | Run, initial_condition: xr.D
     Parameters
     ----------
     climax_run : path or Run
-        ClimaX training run (weights and statistics).
+        ClimaX training run (weights and statistics), or a model file inside one (:meth:`Run.load`).
     initial_condition : xr.Dataset
         The run's input variables, with or without ``time``.
     lead_times : sequence
@@ -96,7 +96,7 @@ def forecast_and_downscale(climax_run: str | Path | Run, initial_condition: xr.D
     """
     plan = plan or resolve(OmegaConf.create({"generation": gen}))  # before any work, as generation
     device = decide_device(device if device is not None else gen.get("device"), "device")
-    run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run, device)
+    run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run, device, "climax_run")
     domain = run_domain(gen)
     variable_map = dict(variable_map or {})
     names = climax_names(domain, run, variable_map)
@@ -128,7 +128,7 @@ def forecast_blocks(fc: xr.Dataset, domain: Domain, variable_map: Mapping[str, s
 def run_domain(gen: DictConfig) -> Domain:
     """The :class:`Domain` of the CorrDiff regression run ``gen.io.reg_ckpt_filename``
     (the diffusion run's with ``inference_mode=diffusion``)."""
-    key = checkpoints.stage_domain_key(gen)
+    key = net_files.stage_domain_key(gen)
     domain = checkpoint_domain(gen.io[key])
     if domain is None:
         raise FileNotFoundError(f"generation.io.{key}={gen.io[key]}: no domain.json in "

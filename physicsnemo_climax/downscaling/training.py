@@ -33,7 +33,7 @@ from ..engine.plan import TORCH_LOADERS, RunPlan
 from ..engine.run_folder import RunRecord
 from ..engine.run_info import RunInfo
 from ..engine.task import TaskContext, train_task, validation_mean
-from . import checkpoints, models
+from . import models, net_files
 from .data import build_dataset, validation_spec
 from .domain import Domain
 
@@ -64,9 +64,9 @@ def diffusion_stage(cfg: DictConfig, domain: Domain, plan: RunPlan, device,
     if not path:
         raise config_error("model.regression_checkpoint_path", path, "the diffusion stage needs a trained "
                            "regression net (.mdlus or its run folder)")
-    regression = checkpoints.load_frozen(path, "model.regression_checkpoint_path", domain, device, sample,
+    regression = net_files.load_frozen(path, "model.regression_checkpoint_path", domain, device, sample,
                                          apex=plan.apex_group_norm)  # loaded once, as the plan says
-    if checkpoints.lead_time_steps(regression) is not None:
+    if net_files.lead_time_steps(regression) is not None:
         raise config_error("model.regression_checkpoint_path", path, "a lead-time-aware regression net; "
                            "training a diffusion stage on it is not supported")
     models.set_amp_mode(regression, plan.precision)

@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _STATE = re.compile(r"checkpoint\.0\.(\d+)\.pt")
+_MODEL = re.compile(r".+\.0\.(\d+)\.mdlus")
 
 
 def checkpoint_steps(folder: str | Path) -> list[int]:
@@ -94,27 +95,21 @@ def problem(folder: str | Path, step: int, parts: tuple[str, ...] = ("model", "s
 
 def model_file(folder: str | Path, step: int | None = None) -> Path:
     """The ``.mdlus`` of checkpoint ``step``, default the newest one whose model file is intact
-    (the training state, not needed here, is not read).
+    (the training state, not needed here, is not read): :func:`load_model` without loading.
 
     Raises
     ------
     FileNotFoundError
-        When there is no (intact) checkpoint.
+        When ``folder`` holds no checkpoint.
+    CheckpointError
+        When no model file is intact (or that of ``step`` is not).
     """
-    steps = checkpoint_steps(folder) if step is None else [step]
-    if not steps:
-        raise FileNotFoundError(f"no checkpoint in {folder}")
-    for candidate in reversed(steps):
-        why = problem(folder, candidate, parts=("model",))
-        if why is None:
-            return files_of(folder, candidate)["model"]
-        logger.warning("checkpoint %s in %s is not used: %s", candidate, folder, why)
-    raise FileNotFoundError(f"{folder}: no intact checkpoint among steps {steps}")
+    return load_model(folder, lambda file: file, step)[1]
 
 
-def load_model(folder: str | Path, load: Callable[[Path], T]) -> tuple[T, Path]:
+def load_model(folder: str | Path, load: Callable[[Path], T], step: int | None = None) -> tuple[T, Path]:
     """``load(file)`` of the newest checkpoint's model file that loads, and that file: forecasts and
-    evaluations, which only read the run.
+    evaluations, which only read the run. With ``step``, that checkpoint's only (no fallback).
 
     A checkpoint whose model file is missing, does not match its checksum or that ``load`` refuses
     (another class, damaged, refused by its checks) is skipped with a warning saying why, and the one
@@ -127,7 +122,7 @@ def load_model(folder: str | Path, load: Callable[[Path], T]) -> tuple[T, Path]:
     CheckpointError
         When none loads, with each one's reason.
     """
-    steps, reasons = checkpoint_steps(folder), []
+    steps, reasons = (checkpoint_steps(folder) if step is None else [step]), []
     if not steps:
         raise FileNotFoundError(f"no checkpoint in {folder}")
     for step in reversed(steps):
@@ -143,6 +138,15 @@ def load_model(folder: str | Path, load: Callable[[Path], T]) -> tuple[T, Path]:
         logger.warning("checkpoint %s in %s is not used: %s", step, folder, why)
         reasons.append(f"step {step}: {why}")
     raise CheckpointError(f"{folder}: no checkpoint can be used ({'; '.join(reasons)})")
+
+
+def load_file(file: str | Path, load: Callable[[Path], T]) -> tuple[T, Path]:
+    """``load(file)`` of the model file a user named, and that file. A checkpoint's model file
+    (``{class}.0.{step}.mdlus``) is checked against its checksum first, as :func:`load_model` does
+    with ``step``; it does not fall back to another checkpoint."""
+    file = Path(file)
+    step = _MODEL.fullmatch(file.name)
+    return load_model(file.parent, load, int(step.group(1))) if step else (load(file), file)
 
 
 # ------------------------------------------------------------------ saving

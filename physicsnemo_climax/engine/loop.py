@@ -118,7 +118,8 @@ def optimize(t: DictConfig, plan: RunPlan, job: Trainable, net, optim: Optimizat
     model, device, rank = job.model, manager.device, manager.rank
     ckpt_dir = run_dir / "checkpoints"
     watch = LossWatch(device, manager, check_every=1 if device.type == "cpu" else t.log_every, last_good=step)
-    report = TrainingReport(run_dir, t, step, t.batch_size * t.grad_accum * manager.world_size, rank, logger)
+    report = TrainingReport(run_dir, t, step=step, samples_per_step=t.batch_size * t.grad_accum * manager.world_size,
+                            rank=rank, logger=logger)
     stream = micro_batches(job.epochs, *position)
 
     def due(every: int) -> bool:

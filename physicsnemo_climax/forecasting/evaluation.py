@@ -99,7 +99,8 @@ def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int,
         truth = region.crop(torch.stack([torch.as_tensor(shards[s].read(scored, t + k)) for s, t in chunk]))
         pred = pred * std_y + mean_y
         valid = [(s, t + k) for s, t in chunk]
-        verification = Verification(truth, refs.climatology.at(valid), initial, region.lat, refs.seeps_at(valid))
+        verification = Verification(truth=truth, climatology=refs.climatology.at(valid), initial=initial,
+                                    lat=region.lat, seeps=refs.seeps_at(valid))
         yield lead, pred[0] if spec.members == 1 else pred, verification
 
 

@@ -119,8 +119,9 @@ class References:
         (name -> path or URL) ask for."""
         units = run.info.units
         assumed = parse_assumed(e.assume_units, "eval.assume_units")
-        climatology = ClimatologyReference(store, e.split, scored, region, e.climatology, e.climatology_window,
-                                           e.climatology_years, units, assumed)
+        climatology = ClimatologyReference(store, e.split, scored, region, kind=e.climatology,
+                                           window=e.climatology_window, years=e.climatology_years, units=units,
+                                           assumed=assumed)
         seeps = None
         if climatology.source is not None:  # a WB2 climatology brings its SEEPS references, if any
             seeps = seeps_from_wb2(climatology.dataset, scored, units, store.lat, store.lon, climatology.source)
@@ -131,8 +132,9 @@ class References:
         weights, skipped = region_weights(specs, store.lat, store.lon, land, rows, cols)
         if list(e.regions) == ["all"]:  # listed: the regions the run's domain overlaps, and those asked by name
             skipped = {name: why for name, why in skipped.items() if why != NO_POINT}
-        externals = {name: ExternalForecast(name, source, scored, (store.lat, store.lon), region.rows.numpy(),
-                                            region.cols.numpy(), units, assumed)
+        externals = {name: ExternalForecast(name, source, scored, grid=(store.lat, store.lon),
+                                            rows=region.rows.numpy(), cols=region.cols.numpy(), units=units,
+                                            assumed=assumed)
                      for name, source in (external or {}).items()}
         try:
             times = store.shard_times(e.split)

@@ -15,9 +15,9 @@ from ..data import ShardStore
 from ..data.forcings import Forcings
 from ..engine import checkpointing
 from ..engine.plan import decide_device
-from ..engine.run_folder import data_root, read_run_record
+from ..engine.run_folder import RUN_JSON, data_root, read_run_record
 from ..engine.run_info import RunInfo
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..files import sha256
 from ..models import ClimaX, GridRegion, mdlus
 
@@ -44,18 +44,23 @@ class Run:
     checkpoint: Path | None = None
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str | torch.device | None = None) -> "Run":
+    def load(cls, path: str | Path, device: str | torch.device | None = None, option: str = "path") -> "Run":
         """The latest weights and the ``run.json`` of a ``climax train`` run folder, on ``device``
-        (:func:`..engine.plan.decide_device`: ``None`` is CUDA when present, else the CPU).
+        (:func:`..engine.plan.decide_device`: ``None`` is CUDA when present, else the CPU); or,
+        for a model file inside a run folder (``runs/x/checkpoints/ClimaX.0.200.mdlus``), that
+        file's weights with the ``run.json`` of the folder above it (:func:`locate_run`).
 
         The newest checkpoint whose model file is intact and passes the checks of
         :mod:`..models.mdlus` (a ClimaX, arguments that fit the file) is used; one that
-        does not is skipped with a warning for the one before. No file is changed.
+        does not is skipped with a warning for the one before. A file named is used or refused,
+        never replaced by another. No file is changed.
 
         Raises
         ------
         FileNotFoundError
             Not a training run folder, or no checkpoint yet.
+        ConfigError
+            A file outside any run folder (``option`` names where it was given).
         CheckpointError
             No checkpoint loads (each one's reason listed).
         ValueError
@@ -64,12 +69,14 @@ class Run:
             A ``device`` this machine lacks (``"cuda"`` without a GPU).
         """
         device = decide_device(device, "device")
+        run_dir, file = locate_run(path, option)
         info = read_run_record(run_dir)
         if not info.variables:
             raise ValueError(f"{run_dir} is a {info.task or 'non-forecasting'} run, not a ClimaX forecasting run")
-        model, path = checkpointing.load_model(Path(run_dir) / "checkpoints",
-                                               lambda file: mdlus.load_module(file, ClimaX))
-        return cls(model.to(device).eval(), info, Path(run_dir), path)
+        load = lambda file: mdlus.load_module(file, ClimaX)
+        model, path = (checkpointing.load_file(file, load) if file else
+                       checkpointing.load_model(run_dir / "checkpoints", load))
+        return cls(model.to(device).eval(), info, run_dir, path)
 
     def field_stats(self, names) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std of ``names`` as float32 ``[V, 1, 1]`` tensors, to (de)normalise ``[..., V, H, W]`` fields."""
@@ -123,6 +130,26 @@ class Run:
             raise KeyError(f"the run has no statistics for {missing}")
         s = self.info.statistics
         return (np.array([s[n]["mean"] for n in names]), np.array([s[n]["std"] for n in names]))
+
+
+def locate_run(path: str | Path, option: str = "path") -> tuple[Path, Path | None]:
+    """The run folder ``path`` is, and ``None``; or, for a model file, the nearest folder above it
+    holding ``run.json``, and the file.
+
+    Raises
+    ------
+    ConfigError
+        A file with no run folder above it: a forecast needs the run's statistics.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return path, None
+    run_dir = next((d for d in path.resolve().parents if (d / RUN_JSON).is_file()), None)
+    if run_dir is None:
+        raise ConfigError(f"{option} {path}: this model file is not inside a training run folder (no {RUN_JSON} "
+                          "in the folders above it), and a forecast needs the run's statistics from it; give "
+                          "the run folder, or a model file in its checkpoints/ folder")
+    return run_dir, path
 
 
 def run_store(cfg: DictConfig, run: Run) -> ShardStore:

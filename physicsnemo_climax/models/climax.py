@@ -5,7 +5,7 @@ Reading order follows the paper's figure: variable tokenization
 (:mod:`.tokenizer`), variable aggregation (:mod:`.aggregation`), positional and
 lead-time embeddings, the ViT backbone, and the prediction head (:mod:`.head`).
 Parameter names and shapes match the reference implementation so that its
-checkpoints load (:mod:`.checkpoint`).
+checkpoints load (:mod:`.pretrained`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..grid import regular_grid
 from .aggregation import VariableAggregation
-from .checkpoint import infer_architecture, load_weights, read_weights
+from .pretrained import infer_architecture, load_weights, read_weights
 from .embeddings import sincos_1d, sincos_2d
 from .head import PredictionHead
 from .region import REGIONS, GridRegion, PatchSelection, Region, select_patches
@@ -171,7 +171,7 @@ class ClimaX(Module):
         self.norm = nn.LayerNorm(embed_dim)
 
         # Prediction head: each token's patch (the paper), or overlapping windows twice as wide.
-        self.head = PredictionHead(embed_dim, num_vars, patch_size, decoder_depth, overlapping_head)
+        self.head = PredictionHead(embed_dim, num_vars, patch_size, decoder_depth, overlapping=overlapping_head)
 
         # Residual prediction: damped persistence of the anomaly plus the head times that forecast's
         # error (statistics set by the training; until then the head alone beyond a table step).
@@ -408,7 +408,7 @@ class ClimaX(Module):
     @classmethod
     def from_pretrained(cls, path, **kwargs) -> "ClimaX":
         """A model built with ``kwargs`` holding the weights of a ClimaX ``.mdlus`` or
-        official ``.ckpt`` by the rules of :func:`~.checkpoint.load_weights`: variables
+        official ``.ckpt`` by the rules of :func:`~.pretrained.load_weights`: variables
         by name (those the file lacks keep their fresh initialisation), ``pos_embed``
         resampled to another grid, every other weight of :attr:`pretrained_parts` fitting."""
         model = cls(**kwargs)

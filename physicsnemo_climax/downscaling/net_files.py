@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""CorrDiff checkpoints, ours or the upstream recipe's, loaded the way they were trained.
+"""CorrDiff nets from ``.mdlus`` files, ours or the upstream recipe's, loaded the way they were trained.
 
 An ``.mdlus`` file records its class and constructor arguments
 (``args.json``). Before anything is built, :func:`load_net` reads them and:
