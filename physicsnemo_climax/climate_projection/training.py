@@ -96,7 +96,7 @@ def train(cfg: DictConfig) -> Path:
 def climatebench_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
     """The ClimateBench task's part (:func:`..engine.task.train_task` does the rest): the windows,
     the model, the plain MSE and its validation over held-out windows, and the run's record."""
-    cfg, t = ctx.cfg, ctx.cfg.train
+    cfg, t = ctx.cfg, ctx.train
     train_set, val_set, stats = windows(cfg)
     model = build_model(cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

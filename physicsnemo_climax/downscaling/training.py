@@ -100,7 +100,7 @@ def fit(cfg: DictConfig):
 def stage_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
     """The stage's part (:func:`..engine.task.train_task` does the rest): the datasets, the net
     and its loss, validation on ``validation`` data when given, and the run's record."""
-    cfg, t, plan, world = ctx.cfg, ctx.cfg.train, ctx.plan, ctx.world_size
+    cfg, t, plan, world = ctx.cfg, ctx.train, ctx.plan, ctx.world_size
     dataset = build_dataset(cfg.dataset)
     domain: Domain = dataset.domain
     val_spec = validation_spec(cfg)

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import torch
-from omegaconf import DictConfig
 
 from ..errors import ConfigError
 from . import checkpointing
@@ -41,6 +40,7 @@ from .lora import DEFAULT_TARGETS, adapters, add_lora, lora_layers, merged_copy,
 from .optim import Optimization, freeze
 from .plan import RunPlan
 from .run_folder import RunRecord, relaunch_changes, run_lock, write_run_record
+from .settings import TrainSettings
 from .tracking import TrainingReport
 from .wrap import wrap
 
@@ -85,10 +85,10 @@ class Trainable:
     grad_checkpointing: Callable[[], None] | None = None
 
 
-def run_loop(t: DictConfig, plan: RunPlan, job: Trainable, record: RunRecord, *, run_dir: Path, manager,
+def run_loop(t: TrainSettings, plan: RunPlan, job: Trainable, record: RunRecord, *, run_dir: Path, manager,
              seed: int, logger) -> torch.nn.Module:
     """Train ``job.model`` for ``t.steps`` optimizer steps (``t``: the ``train`` section,
-    ``conf/train/default.yaml``) as ``plan`` says, in ``run_dir``.
+    :class:`.settings.TrainSettings`) as ``plan`` says, in ``run_dir``.
 
     The folder is locked for the launch; a relaunch is checked against the
     run it resumes (:func:`.run_folder.relaunch_changes`); the task's
@@ -112,7 +112,7 @@ def run_loop(t: DictConfig, plan: RunPlan, job: Trainable, record: RunRecord, *,
     return job.model
 
 
-def optimize(t: DictConfig, plan: RunPlan, job: Trainable, net, optim: Optimization, step: int,
+def optimize(t: TrainSettings, plan: RunPlan, job: Trainable, net, optim: Optimization, step: int,
              position: tuple[int, int], *, run_dir: Path, manager, seed: int, logger) -> None:
     """The steps from ``step`` (at data ``position``) to ``t.steps``: train, log, validate, checkpoint."""
     model, device, rank = job.model, manager.device, manager.rank
@@ -147,17 +147,16 @@ def optimize(t: DictConfig, plan: RunPlan, job: Trainable, net, optim: Optimizat
         report.close()
 
 
-def adapt(model, t: DictConfig, logger) -> None:
+def adapt(model, t: TrainSettings, logger) -> None:
     """What of ``model`` trains: LoRA adapters (``train.lora``), frozen patterns (``train.freeze``).
     Before wrapping: DDP must know which parameters have gradients."""
-    lora = t.get("lora") or {}
-    if lora.get("rank", 0):
+    lora = t.lora
+    if lora.rank:
         if t.fsdp:
             raise ConfigError("train.lora with train.fsdp=true is not supported: use DDP (train.fsdp=false)")
-        wrapped = add_lora(model, list(lora.get("targets") or DEFAULT_TARGETS), int(lora.rank),
-                           float(lora.get("alpha", 16.0)))
+        wrapped = add_lora(model, list(lora.targets or DEFAULT_TARGETS), lora.rank, lora.alpha)
         logger.info(f"LoRA rank {lora.rank} on {len(wrapped)} linear layers")
-    frozen = freeze(model, t.get("freeze") or [])
+    frozen = freeze(model, list(t.freeze))
     if frozen:
         logger.info(f"{len(frozen)} parameter tensors frozen by train.freeze")
 

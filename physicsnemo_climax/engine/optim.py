@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Mapping
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from ..errors import ConfigError
 from .plan import RunPlan
+from .settings import TrainSettings
 
 #: Parameters without weight decay, as in the reference.
 NO_DECAY = ("pos_embed", "var_embed", "var_query", "lead_time_embed")
@@ -124,9 +124,9 @@ class Optimization:
     scaler: torch.amp.GradScaler
 
     @classmethod
-    def build(cls, model: nn.Module, t: DictConfig, plan: RunPlan, device: torch.device) -> "Optimization":
+    def build(cls, model: nn.Module, t: TrainSettings, plan: RunPlan, device: torch.device) -> "Optimization":
         """From the ``train`` section; build it after sharding (FSDP2 replaces the parameters)."""
-        optimizer = build_optimizer(model, t.lr, t.weight_decay, t.betas, plan.fused, t.get("lr_scale"))
+        optimizer = build_optimizer(model, t.lr, t.weight_decay, t.betas, plan.fused, t.lr_scale)
         return cls(optimizer, build_scheduler(optimizer, t.warmup_steps, t.steps, t.min_lr_ratio),
                    torch.amp.GradScaler(device.type, enabled=plan.precision == "fp16"))
 

@@ -141,20 +141,20 @@ def choices(cfg: DictConfig, env: Environment, loaders=LOADERS) -> list[Choice]:
     corrdiff = "dataset" in cfg
     out = []
     if "train" in cfg:
-        t, allowed = cfg.train, bool(cfg.train.get("fallback", False))
+        t, allowed = cfg.train, bool(cfg.train.fallback)
         out.append(_precision("train.precision", t.precision, env, corrdiff, allowed))
         out.append(_fused(t.fused, env, allowed))
-        out.append(_loader(t.get("loader", "threads"), env, allowed, loaders))
-        if t.get("compile", False):
+        out.append(_loader(t.loader, env, allowed, loaders))
+        if t.compile:
             out.append(_compile(env, allowed))
         gn = cfg.get("model", {}).get("use_apex_gn", None)
         if gn is not None:
             out.append(_group_norm(gn, env, allowed))
     if "generation" in cfg:
-        g, allowed = cfg.generation, bool(cfg.generation.get("fallback", False))
+        g, allowed = cfg.generation, bool(cfg.generation.fallback)
         # a generation section is CorrDiff's, with or without a dataset (forecast -> downscale has none)
         out.append(_precision("generation.precision", g.precision, env, True, allowed))
-        if g.get("compile", False):
+        if g.compile:
             out.append(_compile(env, allowed, "generation.compile"))
         if g.get("use_apex_gn") is not None:
             out.append(_group_norm(g.use_apex_gn, env, allowed, "generation.use_apex_gn"))

@@ -39,6 +39,7 @@ from .distributed import all_reduce_mean, setup_distributed
 from .loop import Trainable, run_loop
 from .plan import LOADERS, RunPlan, resolve
 from .run_folder import RunRecord
+from .settings import TrainSettings
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class TaskContext:
     ----------
     cfg : DictConfig
         The composed config; ``cfg.train`` already split over the ranks.
+    train : TrainSettings
+        ``cfg.train`` as typed settings: what the task reads of it.
     plan : RunPlan
         What runs here (:func:`.plan.resolve`).
     manager : DistributedManager
@@ -58,6 +61,7 @@ class TaskContext:
     """
 
     cfg: DictConfig
+    train: TrainSettings
     plan: RunPlan
     manager: object
     logger: object
@@ -107,17 +111,18 @@ def train_task(cfg: DictConfig, build: TaskBuilder, *, name: str,
     check_train(cfg.train)
     plan = resolve(cfg, loaders=loaders)
     manager = setup_distributed()
-    split_batch(cfg.train, manager.world_size)
+    split_batch(cfg.train, manager.world_size)  # config.yaml records the split, as it ran
+    t = TrainSettings.from_config(cfg.train)
     logger = RankZeroLoggingWrapper(PythonLogger(name), manager)
-    with deterministic_algorithms(cfg.train.deterministic):
+    with deterministic_algorithms(t.deterministic):
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank (FSDP shards them as they are)
-        job, record = build(TaskContext(cfg, plan, manager, logger))
+        job, record = build(TaskContext(cfg, t, plan, manager, logger))
         layout = torch.channels_last if plan.apex_group_norm else torch.preserve_format
         job.model.to(manager.device, memory_format=layout)
-        if cfg.train.grad_checkpointing:
+        if t.grad_checkpointing:
             use_grad_checkpointing(job, record.info.task or name)
         run_dir = Path(cfg.run_dir)
-        run_loop(cfg.train, plan, job, record, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
+        run_loop(t, plan, job, record, run_dir=run_dir, manager=manager, seed=cfg.seed, logger=logger)
     return run_dir, job.model
 
 

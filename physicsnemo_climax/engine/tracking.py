@@ -59,7 +59,7 @@ class TrainingReport:
     Parameters
     ----------
     run_dir : Path
-    t : DictConfig
+    t : TrainSettings
         The ``train`` section (``steps``, ``progress``, ``tensorboard``, ``mlflow``).
     step : int
         Steps already done (a resumed run).

@@ -198,7 +198,7 @@ def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
 def forecast_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
     """The forecasting task's part (:func:`..engine.task.train_task` does the rest): the sources,
     the model and its region, the latitude-weighted MSE and validation, and the run's record."""
-    cfg, t, plan = ctx.cfg, ctx.cfg.train, ctx.plan
+    cfg, t, plan = ctx.cfg, ctx.train, ctx.plan
     readers = build_sources(cfg, "train")
     val_readers = build_sources(cfg, "val") if cfg.data.get("val", True) else []
     model = build_model(cfg, readers)
