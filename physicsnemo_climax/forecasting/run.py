@@ -16,7 +16,7 @@ from ..data.forcings import Forcings
 from ..engine import checkpointing
 from ..engine.plan import decide_device
 from ..engine.run_folder import data_root, read_run_record
-from ..errors import DataError
+from ..errors import ConfigError, DataError, UnknownName
 from ..files import sha256
 from ..models import ClimaX, GridRegion, mdlus
 
@@ -65,7 +65,7 @@ class Run:
         device = decide_device(device, "device")
         info = read_run_record(run_dir)
         if "variables" not in info:
-            raise ValueError(f"{run_dir} is a {info.get('task', 'non-forecasting')} run, not a ClimaX forecasting run")
+            raise ConfigError(f"{run_dir} is a {info.get('task', 'non-forecasting')} run, not a ClimaX forecasting run")
         model, path = checkpointing.load_model(Path(run_dir) / "checkpoints",
                                                lambda file: mdlus.load_module(file, ClimaX))
         return cls(model.to(device).eval(), info, Path(run_dir), path)
@@ -119,7 +119,7 @@ class Run:
         """Mean and std ``[V]`` of ``names``."""
         missing = [n for n in names if n not in self.info["statistics"]]
         if missing:
-            raise KeyError(f"the run has no statistics for {missing}")
+            raise UnknownName(f"the run has no statistics for {missing}")
         s = self.info["statistics"]
         return (np.array([s[n]["mean"] for n in names]), np.array([s[n]["std"] for n in names]))
 
