@@ -91,10 +91,10 @@ class ClimaXShardReader(Reader):
             np.arange(lead_range[0], lead_range[1] + lead_step / 2, lead_step)
         )
         if not leads or min(leads) <= 0:
-            raise InputError(f"lead times must be positive hours, got {leads}")
+            raise ConfigError(f"lead times must be positive hours, got {leads}")
         off = [lead for lead in leads if abs(lead / step - round(lead / step)) > 1e-9]
         if off:
-            raise InputError(
+            raise ConfigError(
                 f"lead time(s) {off} h are not multiples of the store's step of {step} h"
             )
         self.lead_steps = np.array([round(lead / step) for lead in leads])
