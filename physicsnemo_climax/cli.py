@@ -10,14 +10,15 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from . import dependency_warnings
-from .errors import ClimaxError, OutputError
+from .errors import ClimaxError, ConfigError
 
+# ValueError and KeyError stay: xarray, pandas, numpy and torch raise them from a user's input
+# (a time or variable a file lacks, a date that does not parse, a tensor of another shape).
 #: Errors a user can act on: printed as a message (see :func:`main`).
 EXPECTED = (ClimaxError, ValueError, KeyError, OSError, FloatingPointError, HydraException, OmegaConfBaseException)
 
@@ -55,7 +56,7 @@ def convert(args: argparse.Namespace) -> None:
     check_file_output(args.output, overwrite=args.overwrite, inputs=[args.checkpoint], option="output")
     overrides = {"num_heads": args.num_heads}
     if args.img_size and min(args.img_size) < 1:
-        raise ValueError(f"--img-size {' '.join(map(str, args.img_size))}: give the grid's rows and columns, "
+        raise ConfigError(f"--img-size {' '.join(map(str, args.img_size))}: give the grid's rows and columns, "
                          "positive multiples of the checkpoint's patch size")
     if args.img_size:
         overrides["img_size"] = tuple(args.img_size)
@@ -76,7 +77,7 @@ def data_prepare(args: argparse.Namespace) -> None:
     splits = {name: years for name, years in
               (("train", args.train), ("val", args.val), ("test", args.test)) if years}
     if args.grid != ["native"] and (len(args.grid) != 2 or not all(g.isdigit() for g in args.grid)):
-        raise ValueError(f"--grid {' '.join(args.grid)}: give H W (e.g. --grid 32 64) or --grid native")
+        raise ConfigError(f"--grid {' '.join(args.grid)}: give H W (e.g. --grid 32 64) or --grid native")
     config = PrepareConfig(
         inputs=args.inputs, variables=args.variables.split(","), splits=splits,
         grid="native" if args.grid == ["native"] else tuple(int(g) for g in args.grid), region=args.region,
@@ -96,7 +97,7 @@ def _key_value(item: str, option: str) -> tuple[str, object]:
 
     key, sep, value = item.partition("=")
     if not sep or not key:
-        raise ValueError(f"{option} {item!r}: write KEY=VALUE")
+        raise ConfigError(f"{option} {item!r}: write KEY=VALUE")
     try:
         return key, json.loads(value)
     except json.JSONDecodeError:

@@ -27,12 +27,22 @@ class InputError(ClimaxError, ValueError):
     """A forecast or evaluation input that cannot be used (NaN, lead, grid)."""
 
 
+class UnknownName(ClimaxError, KeyError):
+    """A name (variable, level, channel, region, time) that is not among those a model,
+    file, store or table has; the message lists those it has. A ``KeyError``, so callers
+    that look names up keep catching it; printed without the quotes ``KeyError`` adds."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
 class CheckpointError(ClimaxError):
     """No usable checkpoint where one is needed, or one that cannot be written."""
 
 
 class CheckpointMismatch(CheckpointError, ValueError):
-    """A checkpoint whose weights do not fit the model (other shapes or keys)."""
+    """A checkpoint whose weights do not fit the model (other shapes or keys), or a
+    checkpoint file that cannot be read as weights at all."""
 
 
 class OutputError(ClimaxError, OSError):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import DataError
+
 
 def regular_grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Cell-centre latitudes ``[H]`` and longitudes ``[W]`` in degrees."""
@@ -58,7 +60,7 @@ def native_axes(lat: np.ndarray, lon: np.ndarray, region=None) -> tuple[np.ndarr
     south, north = min(lat0, lat1), max(lat0, lat1)
     extent = f"the grid spans lat {lat.min():g}..{lat.max():g}, lon {lon.min():g}..{lon.max():g}"
     if south < lat.min() - dlat / 2 - 1e-9 or north > lat.max() + dlat / 2 + 1e-9:
-        raise ValueError(f"region {list(region)} reaches beyond the grid: {extent}")
+        raise DataError(f"region {list(region)} reaches beyond the grid: {extent}")
     lat_index = lat_index[(lat[lat_index] >= south - 1e-9) & (lat[lat_index] <= north + 1e-9)]
     width = (lon1 - lon0) % 360 or 360.0
     east = (lon % 360 - lon0 % 360) % 360  # degrees east of the box's western edge
@@ -66,7 +68,7 @@ def native_axes(lat: np.ndarray, lon: np.ndarray, region=None) -> tuple[np.ndarr
     lon_index = inside[np.argsort(east[inside], kind="stable")]
     dlon = np.median(np.diff(np.sort(lon % 360))) if lon.size > 1 else 360.0
     if lat_index.size == 0 or lon_index.size < round(width / dlon) - 1 + (width < 360):
-        raise ValueError(f"region {list(region)} reaches beyond the grid: {extent}")
+        raise DataError(f"region {list(region)} reaches beyond the grid: {extent}")
     out = lon[lon_index]
     if np.any(np.diff(out) <= 0):  # the box wraps around the source's seam: unwrap east of its first point
         out = out[0] + east[lon_index] - east[lon_index[0]]

@@ -18,6 +18,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ConfigError
+
 TEMPLATES = Path(__file__).parent / "templates"
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
@@ -58,7 +60,7 @@ def command_words(command: str) -> list[str]:
     if words and words[0] == "climax":
         words = words[1:]
     if not words:
-        raise ValueError("empty command: give e.g. 'train task=pretrain'")
+        raise ConfigError("empty command: give e.g. 'train task=pretrain'")
     return words
 
 
@@ -68,11 +70,11 @@ def _command(command: str) -> str:
 
 def _check(nodes: int, gpus_per_node: int, commands) -> None:
     if nodes < 1:
-        raise ValueError(f"nodes={nodes}: must be >= 1")
+        raise ConfigError(f"nodes={nodes}: must be >= 1")
     if gpus_per_node < 1:
-        raise ValueError(f"gpus_per_node={gpus_per_node}: must be >= 1 (one rank per GPU)")
+        raise ConfigError(f"gpus_per_node={gpus_per_node}: must be >= 1 (one rank per GPU)")
     if not commands:
-        raise ValueError("no command to run: give at least one, e.g. 'train task=pretrain'")
+        raise ConfigError("no command to run: give at least one, e.g. 'train task=pretrain'")
 
 
 def slurm_script(commands: list[str], nodes: int, gpus_per_node: int, container: Container = Container(),

@@ -16,6 +16,8 @@ import torch
 from physicsnemo.metrics.climate.acc import acc as _acc
 from physicsnemo.metrics.general.crps import crps as _crps
 
+from .errors import InputError
+
 
 def latitude_weights(lat: torch.Tensor) -> torch.Tensor:
     """``cos(lat)`` normalised to mean 1, ``[H]``."""
@@ -77,7 +79,7 @@ def crps_map(members: torch.Tensor, target: torch.Tensor, fair: bool = True) -> 
     """
     m = members.shape[0]
     if m < 2 and fair:
-        raise ValueError(f"the fair CRPS of an ensemble needs at least 2 members, got {m}")
+        raise InputError(f"the fair CRPS of an ensemble needs at least 2 members, got {m}")
     local = _crps(members.double(), target.double(), dim=0, method="kernel")
     if fair:
         ranks = torch.arange(m, dtype=torch.float64, device=members.device)

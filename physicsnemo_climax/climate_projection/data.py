@@ -27,6 +27,7 @@ import torch
 import xarray as xr
 
 from ..data.regrid import regrid
+from ..errors import ConfigError, DataError, UnknownName
 
 INPUTS = ("CO2", "SO2", "CH4", "BC")
 TARGETS = ("tas", "diurnal_temperature_range", "pr", "pr90")
@@ -87,12 +88,12 @@ def read_scenario(root: str | Path, name: str, grid: tuple[np.ndarray, np.ndarra
     for path, ds, names in ((paths["inputs"], ins, INPUTS), (paths["outputs"], outs, targets)):
         missing = [v for v in names if v not in ds]
         if missing:
-            raise KeyError(f"{path}: no variable {missing} (has {list(ds.data_vars)})")
+            raise UnknownName(f"{path}: no variable {missing} (has {list(ds.data_vars)})")
     if "member" in outs.dims:
         outs = outs.mean("member", keep_attrs=True)
     years_in, years_out = _years(ins), _years(outs)
     if not np.array_equal(years_in, years_out):
-        raise ValueError(f"{paths['inputs']} has years {years_in[0]}..{years_in[-1]} ({len(years_in)}), "
+        raise DataError(f"{paths['inputs']} has years {years_in[0]}..{years_in[-1]} ({len(years_in)}), "
                          f"{paths['outputs']} has {years_out[0]}..{years_out[-1]} ({len(years_out)})")
     lat, lon = (ins.lat.values, ins.lon.values) if grid is None else (np.asarray(grid[0]), np.asarray(grid[1]))
     maps = {}
@@ -147,7 +148,7 @@ class ClimateBenchDataset(torch.utils.data.Dataset):
         for s in scenarios:
             missing = [v for v in self.targets if v not in s.outputs]
             if missing:
-                raise KeyError(f"scenario {s.name!r} has no target {missing}")
+                raise UnknownName(f"scenario {s.name!r} has no target {missing}")
             inputs, first = s.inputs, 0
             if s.name.startswith("ssp") and historical is not None:
                 before = historical.years < s.years[0]
@@ -155,7 +156,7 @@ class ClimateBenchDataset(torch.utils.data.Dataset):
                 inputs, first = np.concatenate([prefix, s.inputs]), len(prefix)
             start = max(first, history - 1)
             if len(inputs) - start < 1:
-                raise ValueError(f"scenario {s.name!r}: {len(s.years)} years cannot make a {history}-year history")
+                raise ConfigError(f"scenario {s.name!r}: {len(s.years)} years cannot make a {history}-year history")
             k = len(self.inputs)
             self.inputs.append(inputs)
             self.outputs.append(np.stack([s.outputs[v] for v in self.targets], axis=1))

@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ..models import ClimaX
 from ..models.embeddings import sincos_1d
 
@@ -83,7 +84,7 @@ class ClimaXClimateBench(ClimaX):
     def forward(self, x: torch.Tensor, variables: Sequence[str]) -> torch.Tensor:  # type: ignore[override]
         b, t, v = x.shape[:3]
         if x.ndim != 5 or v != len(variables) or tuple(x.shape[-2:]) != self.img_size or t > self.history:
-            raise ValueError(f"x must be [B, T <= {self.history}, {len(variables)}, *{self.img_size}], "
+            raise InputError(f"x must be [B, T <= {self.history}, {len(variables)}, *{self.img_size}], "
                              f"got {tuple(x.shape)}")
         var_ids = self.variable_ids(variables)
         time_embed = self.time_pos_embed[:, :t].expand(b, -1, -1).reshape(b * t, 1, -1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from .data import Scenario
 
 
@@ -30,7 +31,7 @@ def nrmse(pred, truth, lat) -> dict[str, float]:
     """
     pred, truth = np.asarray(pred, np.float64), np.asarray(truth, np.float64)
     if pred.shape != truth.shape or pred.ndim != 3:
-        raise ValueError(f"pred and truth must both be [T, H, W], got {pred.shape} and {truth.shape}")
+        raise InputError(f"pred and truth must both be [T, H, W], got {pred.shape} and {truth.shape}")
     w = np.cos(np.deg2rad(np.asarray(lat, np.float64)))[:, None] * np.ones(pred.shape[-1])
     w = w / w.sum()
 

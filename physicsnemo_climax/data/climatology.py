@@ -23,7 +23,7 @@ import numpy as np
 
 import xarray as xr
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .regrid import regrid
 from .sources import on_grid_of
 from .store import ShardStore, StoreError
@@ -36,7 +36,7 @@ DAYS = 366
 def window_weights(size: int) -> np.ndarray:
     """Triangular weights ``[size]`` over offsets ``-size // 2 .. size // 2`` days, zero at both ends."""
     if size < 1 or size % 2 == 0:
-        raise ValueError(f"climatology window {size}: give an odd number of days (WeatherBench 2 uses 61)")
+        raise ConfigError(f"climatology window {size}: give an odd number of days (WeatherBench 2 uses 61)")
     half = size // 2
     return np.ones(1) if half == 0 else 1.0 - np.abs(np.arange(-half, half + 1)) / half
 
@@ -69,7 +69,7 @@ class HourlyClimatology:
         slot = np.searchsorted(self.hours, hour)
         bad = (slot >= self.hours.size) | (self.hours[np.minimum(slot, self.hours.size - 1)] != hour)
         if bad.any():
-            raise ValueError(f"the climatology holds hours {self.hours.tolist()}, not {stamps[bad][:3]}")
+            raise DataError(f"the climatology holds hours {self.hours.tolist()}, not {stamps[bad][:3]}")
         out = self.fields[day, slot]
         empty = np.isnan(out).reshape(len(out), -1).all(axis=1)
         if empty.any():

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from ..errors import ConfigError
 from .reader import ClimaXShardReader
 
 logger = logging.getLogger(__name__)
@@ -136,10 +137,10 @@ class ForecastBatches(IterableDataset):
     ):
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.sources = list(sources)
         if not self.sources:
-            raise ValueError("at least one source is needed")
+            raise ConfigError("at least one source is needed")
         self.batch_size, self.rank, self.world = batch_size, rank, world
         self.seed, self.shuffle, self.even, self.drop_last = seed, shuffle, even, drop_last
         self.epoch = 0
@@ -266,7 +267,7 @@ def make_loader(
     if backend == "threads" and num_workers > 0:
         return ThreadedLoader(batches, num_workers, pin_memory=pin_memory)
     if backend not in ("threads", "processes"):
-        raise ValueError(f"backend must be 'threads' or 'processes', got {backend!r}")
+        raise ConfigError(f"backend must be 'threads' or 'processes', got {backend!r}")
     return DataLoader(
         batches,
         batch_size=None,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..files import atomic_path, sha256
 from ..grid import native_axes, regular_grid
 from .climatology import day_and_hour
@@ -64,13 +64,13 @@ def parse_periods(spec) -> list[list[str]]:
             elif years:
                 first, last = int(years.group(1)), int(years.group(2) or years.group(1))
                 if last < first:
-                    raise ValueError("the last year is before the first")
+                    raise ConfigError("the last year is before the first")
                 periods += [(np.datetime64(f"{y}-01-01"), np.datetime64(f"{y + 1}-01-01"))
                             for y in range(first, last + 1)]
             else:
-                raise ValueError("not a year, a range of years or a range of days")
+                raise ConfigError("not a year, a range of years or a range of days")
         except ValueError as err:
-            raise ValueError(f"period {text!r}: {err}; write it as one of: {'; '.join(PERIOD_FORMS)}") from None
+            raise ConfigError(f"period {text!r}: {err}; write it as one of: {'; '.join(PERIOD_FORMS)}") from None
     return [[str(lo), str(hi)] for lo, hi in sorted(set(periods))]
 
 
@@ -78,7 +78,7 @@ def _day_periods(lo: np.datetime64, last: np.datetime64, text: str) -> list[tupl
     """``[lo, last + 1 day)`` cut at year boundaries."""
     hi = last + np.timedelta64(1, "D")
     if hi <= lo:
-        raise ValueError("empty date range (the end is before the start)")
+        raise ConfigError("empty date range (the end is before the start)")
     periods = []
     while lo < hi:
         next_year = (lo.astype("datetime64[Y]") + 1).astype("datetime64[D]")
@@ -150,22 +150,22 @@ class PrepareConfig:
         if self.region is not None:
             self.region = [float(v) for v in self.region]
             if self.grid != "native" or len(self.region) != 4:
-                raise ValueError(f"region {self.region}: a box lat0 lat1 lon0 lon1 crops the native grid "
+                raise ConfigError(f"region {self.region}: a box lat0 lat1 lon0 lon1 crops the native grid "
                                  "(grid 'native', --grid native); a global grid is not cropped")
         self.splits = {k: parse_periods(v) for k, v in self.splits.items()}
         unknown = set(self.splits) - set(SPLITS)
         if unknown:
-            raise ValueError(f"unknown splits {sorted(unknown)}; use {SPLITS}")
+            raise ConfigError(f"unknown splits {sorted(unknown)}; use {SPLITS}")
         if "train" not in self.splits:
-            raise ValueError("splits must include 'train' (statistics come from it)")
+            raise ConfigError("splits must include 'train' (statistics come from it)")
         if self.nan_policy not in ("raise", "fill"):
-            raise ValueError(f"nan_policy must be 'raise' or 'fill', got {self.nan_policy!r}")
+            raise ConfigError(f"nan_policy must be 'raise' or 'fill', got {self.nan_policy!r}")
         if len(set(self.variables)) != len(self.variables):
-            raise ValueError(f"duplicate variables in {self.variables}")
+            raise ConfigError(f"duplicate variables in {self.variables}")
         for split, periods in self.splits.items():
             years = [start[:4] for start, _ in periods]
             if len(set(years)) != len(years):
-                raise ValueError(f"split {split}: at most one period per calendar year, got {periods}")
+                raise ConfigError(f"split {split}: at most one period per calendar year, got {periods}")
 
 
 def _period_times(times: np.ndarray, start: str, end: str, hours_per_step: int) -> np.ndarray:
@@ -239,7 +239,7 @@ class Preparer:
             if self.config.nan_policy == "raise":
                 t = int(np.argwhere(bad.any(axis=(1, 2)))[0, 0])
                 when = times[t] if len(times) > t and raw.shape[0] > 1 else "constant"
-                raise ValueError(
+                raise DataError(
                     f"NaN in variable {name} at time {when} "
                     f"({int(bad.sum())} values); use nan_policy='fill' to fill them"
                 )
@@ -260,7 +260,7 @@ class Preparer:
         self._start_or_resume()
         time_source = next((v for v in self.fields if len(self.catalogue.times(v))), None)
         if time_source is None:
-            raise ValueError("no time-dependent variable among the requested ones")
+            raise ConfigError("no time-dependent variable among the requested ones")
         all_times = self.catalogue.times(time_source)
         moments = {v: Moments() for v in self.config.variables}
         covered = {}  # the periods the data reach, [first time, last time + step)
@@ -274,7 +274,7 @@ class Preparer:
                 year = int(start[:4])
                 times = _period_times(all_times, start, end, self.config.hours_per_step)
                 if times.size == 0:
-                    raise ValueError(f"no data for {start}..{end} (split {split}) in {self.config.inputs}")
+                    raise DataError(f"no data for {start}..{end} (split {split}) in {self.config.inputs}")
                 covered[split].append([str(times[0].astype("datetime64[h]")),
                                        str((times[-1] + step).astype("datetime64[h]"))])
                 year_moments = self._year(split, year, times, clim)

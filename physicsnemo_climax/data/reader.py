@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from physicsnemo.datapipes.readers import Reader
 
-from ..errors import InputError
+from ..errors import ConfigError, DataError, InputError
 from .forcings import Forcings, check_forcings, unix_seconds
 from .store import ShardStore, StoreError
 
@@ -83,7 +83,7 @@ class ClimaXShardReader(Reader):
         self.split = split
         self._set_variables(variables, out_variables, check_forcings(forcings))
         if rollout_steps < 1:
-            raise ValueError(f"rollout_steps must be >= 1, got {rollout_steps}")
+            raise ConfigError(f"rollout_steps must be >= 1, got {rollout_steps}")
         self.rollout_steps = rollout_steps
 
         step = self.store.hours_per_step
@@ -91,10 +91,10 @@ class ClimaXShardReader(Reader):
             np.arange(lead_range[0], lead_range[1] + lead_step / 2, lead_step)
         )
         if not leads or min(leads) <= 0:
-            raise ValueError(f"lead times must be positive hours, got {leads}")
+            raise ConfigError(f"lead times must be positive hours, got {leads}")
         off = [lead for lead in leads if abs(lead / step - round(lead / step)) > 1e-9]
         if off:
-            raise ValueError(
+            raise ConfigError(
                 f"lead time(s) {off} h are not multiples of the store's step of {step} h"
             )
         self.lead_steps = np.array([round(lead / step) for lead in leads])
@@ -104,7 +104,7 @@ class ClimaXShardReader(Reader):
         horizon = int(self.lead_steps.max()) * rollout_steps
         counts = np.array([max(0, s.steps - horizon) for s in self.shards])
         if counts.sum() == 0:
-            raise ValueError(
+            raise DataError(
                 f"{self.store.root}/{split}: no shard is longer than the {horizon * step} h "
                 "that one sample spans"
             )

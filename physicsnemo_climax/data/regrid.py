@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from ..errors import ConfigError
+
 REGRID_METHODS = ("conservative", "bilinear")
 
 
@@ -96,7 +98,7 @@ def bilinear_lon_weights(lon_in: np.ndarray, lon_out: np.ndarray) -> np.ndarray:
 def regrid_weights(lat_in, lon_in, lat_out, lon_out, method: str = "conservative"):
     """Latitude ``[H_out, H_in]`` and longitude ``[W_out, W_in]`` weight matrices."""
     if method not in REGRID_METHODS:
-        raise ValueError(f"unknown regridding method {method!r}; choose from {REGRID_METHODS}")
+        raise ConfigError(f"unknown regridding method {method!r}; choose from {REGRID_METHODS}")
     args = [np.asarray(a, dtype=float) for a in (lat_in, lon_in, lat_out, lon_out)]
     if method == "conservative":
         return conservative_lat_weights(args[0], args[2]), conservative_lon_weights(args[1], args[3])

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..errors import ConfigError
 from ..files import write_netcdf
 from ..grid import regular_grid
 from .preparation import PrepareConfig, prepare
@@ -273,7 +274,7 @@ def build_held_suarez(
     from dinosaur_torch import coordinate_systems, sigma_coordinates, spherical_harmonic, units
 
     if resolution not in RESOLUTIONS:
-        raise ValueError(f"unknown resolution {resolution!r}; known: {sorted(RESOLUTIONS)}")
+        raise ConfigError(f"unknown resolution {resolution!r}; known: {sorted(RESOLUTIONS)}")
     preset = RESOLUTIONS[resolution]
     layers = preset["layers"] if layers is None else layers
     minutes = preset["time_step_minutes"] if time_step_minutes is None else time_step_minutes
@@ -433,7 +434,7 @@ _ATTRS = {
 def _steps(days: float, dt_seconds: float, what: str) -> int:
     steps = days * DAY / dt_seconds
     if steps < 0 or abs(steps - round(steps)) > 1e-9:
-        raise ValueError(f"{what} = {days} days is not a whole number of {dt_seconds:g} s time steps")
+        raise ConfigError(f"{what} = {days} days is not a whole number of {dt_seconds:g} s time steps")
     return int(round(steps))
 
 
@@ -480,12 +481,12 @@ def simulate_held_suarez(
         float32; ``lat`` ascending, ``lon`` in ``[0, 360)``, degrees.
     """
     if grid not in ("5.625deg", "native"):
-        raise ValueError(f"grid must be '5.625deg' or 'native', got {grid!r}")
+        raise ConfigError(f"grid must be '5.625deg' or 'native', got {grid!r}")
     model = build_held_suarez(resolution, **model_kwargs)
     dt = model.dt_seconds
     n_records = _steps(days, RECORD_HOURS * 3600.0, "days")
     if n_records < 1:
-        raise ValueError(f"days must cover at least one {RECORD_HOURS}-hour record, got {days}")
+        raise ConfigError(f"days must cover at least one {RECORD_HOURS}-hour record, got {days}")
     data = _run(model, _steps(spinup_days, dt, "spinup_days"), _steps(RECORD_HOURS / 24.0, dt, "the record interval"),
                 n_records, seed, initial_temperature)
     attrs = dict(

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..errors import DataError
+from ..errors import DataError, UnknownName
 from .formats import is_url, open_file, open_parts  # noqa: F401  (open_file: re-exported)
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class Catalogue:
             if var is not None:
                 found.append((path, ds, var))
         if not found:
-            raise KeyError(f"variable {base} (looked for {list(self._names(base))}) is in none of {self.files}")
+            raise UnknownName(f"variable {base} (looked for {list(self._names(base))}) is in none of {self.files}")
         return found
 
     def locate(self, name: str) -> list[tuple[xr.DataArray, str]]:
@@ -166,16 +166,16 @@ class Catalogue:
         try:
             holders = self._find(base)
         except KeyError:
-            raise KeyError(f"variable {name} (looked for {list(self._names(base))}) is in none of {self.files}") \
+            raise UnknownName(f"variable {name} (looked for {list(self._names(base))}) is in none of {self.files}") \
                 from None
         found = []
         for path, ds, var in holders:
             da = ds[var]
             if level is not None:
                 if "level" not in da.dims:
-                    raise KeyError(f"{path}: variable {var!r} has no pressure levels, {name} asked for")
+                    raise UnknownName(f"{path}: variable {var!r} has no pressure levels, {name} asked for")
                 if not np.isclose(da.level.values, level).any():
-                    raise KeyError(
+                    raise UnknownName(
                         f"{path}: variable {var!r} has no level {level} hPa for {name} "
                         f"(levels {da.level.values.tolist()})"
                     )
@@ -257,7 +257,7 @@ class Catalogue:
             out[hit], source[hit] = values, j
         filled = source >= 0
         if not filled.all():
-            raise KeyError(f"variable {name} has no data at {times[~filled][:3]} in {self.files}")
+            raise UnknownName(f"variable {name} has no data at {times[~filled][:3]} in {self.files}")
         return out
 
     @staticmethod

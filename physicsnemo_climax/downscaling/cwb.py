@@ -32,6 +32,7 @@ import torch
 import xarray as xr
 
 from ..engine.checks import ConfigError
+from ..errors import DataError, UnknownName
 from .domain import Domain, degrade
 
 #: Upstream's ``normalization: v2``: fixed centre and scale for these targets.
@@ -59,10 +60,10 @@ def pick(channels: Sequence, names: list[str], key: str) -> list[int]:
     for c in channels:
         if isinstance(c, str):
             if c not in names:
-                raise KeyError(f"{key}: no channel {c!r} (has {names})")
+                raise UnknownName(f"{key}: no channel {c!r} (has {names})")
             out.append(names.index(c))
         elif not 0 <= int(c) < len(names):
-            raise KeyError(f"{key}: channel index {c} out of range 0..{len(names) - 1} ({names})")
+            raise UnknownName(f"{key}: channel index {c} out of range 0..{len(names) - 1} ({names})")
         else:
             out.append(int(c))
     return out
@@ -121,7 +122,7 @@ class CWBDataset(torch.utils.data.Dataset):
         missing = [v for v in ("cwb", "era5", "cwb_valid", "era5_valid", "cwb_variable", "era5_variable",
                                "cwb_center", "cwb_scale", "era5_center", "era5_scale", "XLAT", "XLONG") if v not in ds]
         if missing:
-            raise KeyError(f"{self.path}: no {missing} (not the CWB layout)")
+            raise UnknownName(f"{self.path}: no {missing} (not the CWB layout)")
         self.ds_factor = int(ds_factor)
         inputs, outputs = channel_names(ds, "era5"), channel_names(ds, "cwb")
         self.in_index = pick(in_channels, inputs, "dataset.in_channels")
@@ -130,7 +131,7 @@ class CWBDataset(torch.utils.data.Dataset):
         self.times = ds["time"].values[self.rows]
         big_h, big_w = int(img_shape_y), int(img_shape_x)
         if ds.sizes["south_north"] < big_h or ds.sizes["west_east"] < big_w:
-            raise ValueError(f"{self.path}: grid {ds.sizes['south_north']}x{ds.sizes['west_east']} is smaller "
+            raise DataError(f"{self.path}: grid {ds.sizes['south_north']}x{ds.sizes['west_east']} is smaller "
                              f"than dataset.img_shape_y x img_shape_x = {big_h}x{big_w}")
         in_names, out_names = [inputs[i] for i in self.in_index], [outputs[i] for i in self.out_index]
         if stats is None:
@@ -151,7 +152,7 @@ class CWBDataset(torch.utils.data.Dataset):
             valid &= ~held_out if train else held_out
         rows = np.flatnonzero(valid)
         if rows.size == 0:
-            raise ValueError(f"{self.path}: no valid time in the {'training' if train else 'test'} split "
+            raise DataError(f"{self.path}: no valid time in the {'training' if train else 'test'} split "
                              f"(test_years={list(test_years)}, all_times={all_times})")
         return rows
 

@@ -34,6 +34,7 @@ import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
 from ..engine.checks import ConfigError
+from ..errors import DataError, UnknownName
 from ..files import write_atomic, write_netcdf
 from .channel_units import converted, data_units, to_trained
 from .cwb import CWBDataset
@@ -65,7 +66,7 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
             try:
                 groups[group] = xr.open_dataset(self.path, group=group).load()
             except OSError as err:
-                raise ValueError(f"{self.path}: cannot read group {group!r} ({err})") from err
+                raise DataError(f"{self.path}: cannot read group {group!r} ({err})") from err
         root = xr.open_dataset(self.path).load()
         inputs = list(input_variables or groups["input"].data_vars)
         outputs = list(output_variables or groups["output"].data_vars)
@@ -73,7 +74,7 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
         for group, names in (("input", inputs), ("output", outputs), ("invariant", invariants)):
             missing = [v for v in names if v not in groups[group]]
             if missing:
-                raise KeyError(f"{self.path}: group {group!r} has no {missing} (has {list(groups[group].data_vars)})")
+                raise UnknownName(f"{self.path}: group {group!r} has no {missing} (has {list(groups[group].data_vars)})")
         self.coarse = np.stack([groups["input"][v].values for v in inputs], axis=1)
         self.fine = np.stack([groups["output"][v].values for v in outputs], axis=1)
         self.invariants = np.stack([groups["invariant"][v].values for v in invariants]) \
@@ -83,10 +84,10 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
 
         (h, w), (big_h, big_w) = self.coarse.shape[-2:], self.fine.shape[-2:]
         if big_h % h or big_w % w or big_h // h != big_w // w:
-            raise ValueError(f"{self.path}: fine grid {big_h}x{big_w} is not a common multiple "
+            raise DataError(f"{self.path}: fine grid {big_h}x{big_w} is not a common multiple "
                              f"of the coarse grid {h}x{w}")
         if len(self.coarse) != len(self.fine) or len(self.coords) != len(self.fine):
-            raise ValueError(f"{self.path}: {len(self.coarse)} inputs, {len(self.fine)} outputs, "
+            raise DataError(f"{self.path}: {len(self.coarse)} inputs, {len(self.fine)} outputs, "
                              f"{len(self.coords)} coords")
         stats_path = Path(stats_path)
         if not stats_path.exists():
@@ -95,7 +96,7 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
             self.domain = Domain(input_variables=inputs, output_variables=outputs, invariant_variables=invariants,
                                  stats=json.loads(stats_path.read_text()), factor=big_h // h, shape=(big_h, big_w))
         except KeyError as err:
-            raise KeyError(f"{stats_path}: {err.args[0]}") from None
+            raise UnknownName(f"{stats_path}: {err.args[0]}") from None
 
     def __len__(self) -> int:
         return len(self.fine)
@@ -105,7 +106,7 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
         i, j = self.coords[index]
         invariants = self.invariants[:, i : i + big_h, j : j + big_w]
         if invariants.shape[-2:] != (big_h, big_w) and self.domain.invariant_variables:
-            raise ValueError(f"{self.path}: sample {index} window at {(i, j)} leaves the invariant grid "
+            raise DataError(f"{self.path}: sample {index} window at {(i, j)} leaves the invariant grid "
                              f"{self.invariants.shape[-2:]}")
         x = self.domain.make_input(self.coarse[index], invariants)
         y = self.domain.normalize_output(self.fine[index])
@@ -210,15 +211,15 @@ class CoarseFineDataset(torch.utils.data.Dataset):
             cdims = coarse_ds[self.input_variables[0]].dims[-2:]
             h, w = (coarse_ds.sizes[d] for d in cdims)
             if big_h % h or big_w % w or big_h // h != big_w // w or (factor and factor != big_h // h):
-                raise ValueError(f"fine grid {big_h}x{big_w} is not {factor or 'a common multiple'} times "
+                raise DataError(f"fine grid {big_h}x{big_w} is not {factor or 'a common multiple'} times "
                                  f"the coarse grid {h}x{w}")
             factor = big_h // h
             self.coarse_lat, self.coarse_lon = _latitude(coarse_ds, cdims), _longitude(coarse_ds, cdims)
         else:
             if not factor or factor < 1:
-                raise ValueError("dataset.factor is required when there is no coarse dataset")
+                raise ConfigError("dataset.factor is required when there is no coarse dataset")
             if big_h % factor or big_w % factor:
-                raise ValueError(f"upscaling factor {factor} does not divide the fine grid "
+                raise ConfigError(f"upscaling factor {factor} does not divide the fine grid "
                                  f"{big_h}x{big_w} ({dims[0]} x {dims[1]})")
             self.coarse_lat = None if self.lat is None else self.lat.reshape(-1, factor).mean(1)
             self.coarse_lon = None if self.lon is None else self.lon.reshape(-1, factor).mean(1)
@@ -228,7 +229,7 @@ class CoarseFineDataset(torch.utils.data.Dataset):
         if coarse_ds is not None:
             absent = np.setdiff1d(self.times, coarse_ds["time"].values)
             if absent.size:
-                raise KeyError(f"coarse data lack {absent.size} times of the fine data, e.g. {absent[:3]}")
+                raise UnknownName(f"coarse data lack {absent.size} times of the fine data, e.g. {absent[:3]}")
         groups = {"input": (coarse_ds if coarse_ds is not None else fine_ds, self.input_variables),
                   "output": (fine_ds, self.output_variables)}
         self.units, self.conversions = to_trained(data_units(groups), units, {g: n for g, (_, n) in groups.items()},
@@ -256,7 +257,7 @@ class CoarseFineDataset(torch.utils.data.Dataset):
                 period = slice(*(pd.Timestamp(t) for t in self.time_range))
                 fine = fine.sel(time=period)
                 if len(fine.time) == 0:
-                    raise ValueError(f"dataset.time_range={list(self.time_range)}: no fine data in that period")
+                    raise ConfigError(f"dataset.time_range={list(self.time_range)}: no fine data in that period")
             self._fine, self._coarse, self._pid = fine, coarse, os.getpid()
         return self._fine, self._coarse
 
@@ -264,18 +265,18 @@ class CoarseFineDataset(torch.utils.data.Dataset):
     def _check_variables(ds, names, which):
         missing = [v for v in names if v not in ds]
         if missing:
-            raise KeyError(f"{which} data have no {missing} (have {list(ds.data_vars)})")
+            raise UnknownName(f"{which} data have no {missing} (have {list(ds.data_vars)})")
 
     def _read_invariants(self, shape):
         if not self.invariant_variables:
             return None
         if self.sources["invariants"] is None:
-            raise ValueError(f"dataset.invariant_variables={self.invariant_variables} but no dataset.invariants")
+            raise ConfigError(f"dataset.invariant_variables={self.invariant_variables} but no dataset.invariants")
         ds = _open(self.sources["invariants"])
         self._check_variables(ds, self.invariant_variables, "invariant")
         fields = np.stack([np.asarray(ds[v].squeeze().values, np.float32) for v in self.invariant_variables])
         if fields.shape[-2:] != shape:
-            raise ValueError(f"invariants of shape {fields.shape[-2:]} on a fine grid of {shape}")
+            raise DataError(f"invariants of shape {fields.shape[-2:]} on a fine grid of {shape}")
         return fields
 
     def coarse_fields(self, index: int) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from ..errors import DataError, InputError, UnknownName
 from ..files import write_atomic, write_netcdf
 
 DOMAIN_FILE = "domain.json"
@@ -35,7 +36,7 @@ def upsampling_matrix(n: int, factor: int) -> np.ndarray:
     field linear in space is reproduced exactly up to the borders.
     """
     if n < 2:
-        raise ValueError(f"need at least 2 coarse cells to interpolate, got {n}")
+        raise DataError(f"need at least 2 coarse cells to interpolate, got {n}")
     src = (np.arange(n * factor) + 0.5) / factor - 0.5
     low = np.clip(np.floor(src).astype(int), 0, n - 2)
     t = src - low
@@ -82,11 +83,11 @@ def stats_arrays(stats: dict, group: str, variables, source: str = "stats") -> t
     table = stats.get(group, {})
     missing = [v for v in variables if v not in table]
     if missing:
-        raise KeyError(f"{source}: no statistics for {missing} in group {group!r} (has {sorted(table)})")
+        raise UnknownName(f"{source}: no statistics for {missing} in group {group!r} (has {sorted(table)})")
     mean = np.array([table[v]["mean"] for v in variables], dtype=np.float32)
     std = np.array([table[v]["std"] for v in variables], dtype=np.float32)
     if (std <= 0).any():
-        raise ValueError(f"{source}: zero std for {[v for v, s in zip(variables, std) if s <= 0]} in {group!r}")
+        raise DataError(f"{source}: zero std for {[v for v, s in zip(variables, std) if s <= 0]} in {group!r}")
     return mean, std
 
 
@@ -164,13 +165,13 @@ class Domain:
             ``[..., C_in + C_inv, H, W]``, upsampled and normalized, float32.
         """
         if coarse.shape[-3:] != (len(self.input_variables), *self.coarse_shape):
-            raise ValueError(f"coarse input of shape {coarse.shape[-3:]}, expected "
+            raise InputError(f"coarse input of shape {coarse.shape[-3:]}, expected "
                              f"({len(self.input_variables)} channels {self.input_variables}, *{self.coarse_shape})")
         x = upsample(coarse, self.factor)
         if self.invariant_variables:
             inv = self.invariants if invariants is None else invariants
             if inv is None or inv.shape != (len(self.invariant_variables), *self.shape):
-                raise ValueError(f"invariants {self.invariant_variables} of shape "
+                raise InputError(f"invariants {self.invariant_variables} of shape "
                                  f"{None if inv is None else inv.shape}, expected {(len(self.invariant_variables), *self.shape)}")
             x = np.concatenate([x, np.broadcast_to(inv, (*x.shape[:-3], *inv.shape)).astype(np.float32)], axis=-3)
         return ((x - self.input_mean[:, None, None]) / self.input_std[:, None, None]).astype(np.float32)

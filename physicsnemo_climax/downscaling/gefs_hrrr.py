@@ -41,6 +41,7 @@ import torch
 import xarray as xr
 
 from ..engine.checks import ConfigError
+from ..errors import DataError, UnknownName
 from .domain import Domain, degrade
 
 NAME = re.compile(r"\d{10}f\d{2}")
@@ -68,7 +69,7 @@ def file_name(name: str, channels: Sequence[str]) -> str:
     alias = {"z200": "z250", "t100": "t250", "r100": "q250"}.get(name) or re.sub(r"^r(\d+)$", r"q\1", name)
     if alias in channels:
         return alias
-    raise KeyError(f"no channel {name!r} (has {list(channels)})")
+    raise UnknownName(f"no channel {name!r} (has {list(channels)})")
 
 
 def bilinear_weights(axis: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +137,7 @@ class GefsHrrrDataset(torch.utils.data.Dataset):
         self.where = self._index()
         self.sample_names = sorted(set.intersection(*(set(w) for w in self.where.values())))
         if not self.sample_names:
-            raise ValueError(f"{self.root}: no sample name is in the HRRR and both GEFS stores for {years}")
+            raise DataError(f"{self.root}: no sample name is in the HRRR and both GEFS stores for {years}")
         init = pd.to_datetime([n[:10] for n in self.sample_names], format="%Y%m%d%H")
         self.times = (init + pd.to_timedelta([int(n[-2:]) for n in self.sample_names], unit="h")).values
         self._grid(hrrr_window)
@@ -164,7 +165,7 @@ class GefsHrrrDataset(torch.utils.data.Dataset):
                 names = [str(t) for t in xr.open_zarr(path)["time"].values]
                 bad = [n for n in names if not NAME.fullmatch(n)]
                 if bad:
-                    raise ValueError(f"{path}: time names {bad[:3]} are not YYYYMMDDHHfFF")
+                    raise DataError(f"{path}: time names {bad[:3]} are not YYYYMMDDHHfFF")
                 where[kind].update(dict.fromkeys(names, period))
         return where
 
@@ -205,7 +206,7 @@ class GefsHrrrDataset(torch.utils.data.Dataset):
         try:
             picked = [file_name(c, stored) for c in channels]
         except KeyError as err:
-            raise KeyError(f"{path}: {err.args[0]}") from None
+            raise UnknownName(f"{path}: {err.args[0]}") from None
         return np.asarray(ds["values"].sel(time=name, channel=picked).values, np.float32)
 
     def coarse_fields(self, index: int) -> np.ndarray:

@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..engine.checks import check_seed, config_error
 from ..engine.distributed import setup_distributed
 from ..engine.plan import RunPlan, decide_device, resolve
-from ..errors import ConfigError
+from ..errors import ConfigError, UnknownName
 from ..files import check_file_output
 from . import models, net_files, noise
 from .data import build_dataset
@@ -63,7 +63,7 @@ def seed_batches(num_ensembles: int, seed_batch_size: int, seed: int = 0) -> lis
     """
     seed = check_seed(seed)
     if num_ensembles < 1 or seed_batch_size < 1 or num_ensembles % seed_batch_size:
-        raise ValueError(f"generation.num_ensembles={num_ensembles} is not divisible by "
+        raise ConfigError(f"generation.num_ensembles={num_ensembles} is not divisible by "
                          f"generation.seed_batch_size={seed_batch_size}")
     return list(torch.arange(seed, seed + num_ensembles).split(seed_batch_size))
 
@@ -117,7 +117,7 @@ def build_sampler(gen: DictConfig, shape: tuple[int, int]):
         sampler = functools.partial(deterministic_sampler, num_steps=s.num_steps, solver=s.get("solver", "euler"),
                                     patching=patching)
         return lambda *args, **kwargs: sampler(*args, **kwargs).float()  # it returns float64
-    raise ValueError(f"generation.sampler.type={s.type!r}: choose stochastic or deterministic")
+    raise ConfigError(f"generation.sampler.type={s.type!r}: choose stochastic or deterministic")
 
 
 @torch.no_grad()
@@ -257,7 +257,7 @@ def select_times(dataset_times, wanted, limit, names=None) -> list[int]:
         index = [find(t) for t in wanted]
         missing = [t for t, i in zip(wanted, index) if i is None]
         if missing:
-            raise KeyError(f"generation.times {missing} are not in the dataset "
+            raise UnknownName(f"generation.times {missing} are not in the dataset "
                            f"({stamps[0]} .. {stamps[-1]}, {len(stamps)} times"
                            + (f"; sample names {names[0]} .. {names[-1]}" if names is not None else "") + ")")
     return index[:limit] if limit else index

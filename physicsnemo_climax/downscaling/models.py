@@ -26,6 +26,7 @@ from physicsnemo.diffusion.preconditioners import EDMPrecondSuperResolution
 from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet, SongUNet
 
 from ..engine.plan import RunPlan
+from ..errors import ConfigError
 from ..models import ClimaX
 from .domain import Domain
 
@@ -96,7 +97,7 @@ def patch_shape(cfg: DictConfig, domain: Domain) -> tuple[int, int] | None:
         return None
     shape = (int(py or domain.shape[0]), int(px or domain.shape[1]))
     if shape[0] > domain.shape[0] or shape[1] > domain.shape[1]:
-        raise ValueError(f"model.patch_shape_y/x={list(shape)} is larger than the domain {domain.shape}")
+        raise ConfigError(f"model.patch_shape_y/x={list(shape)} is larger than the domain {domain.shape}")
     return None if shape == tuple(domain.shape) else shape
 
 
@@ -112,7 +113,7 @@ def build_regression(cfg: DictConfig, domain: Domain, plan: RunPlan) -> Module:
                 args, variables=model.climax.variables, img_size=list(domain.shape)))
         return model
     if cfg.model.backbone != "unet":
-        raise ValueError(f"model.backbone={cfg.model.backbone!r}: choose unet or climax")
+        raise ConfigError(f"model.backbone={cfg.model.backbone!r}: choose unet or climax")
     args = _unet_args(cfg, plan)
     n_grid = args.get("N_grid_channels", 4)
     return CorrDiffRegressionUNet(img_resolution=list(domain.shape), img_in_channels=c_in + n_grid,

@@ -41,7 +41,7 @@ from physicsnemo.diffusion.preconditioners import EDMPrecondSuperResolution
 from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
 
 from ..engine import checkpointing
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, CheckpointMismatch, ConfigError, DataError
 from ..models import mdlus
 from . import noise
 from .domain import Domain
@@ -198,11 +198,11 @@ def load_frozen(path: str | Path, key: str, domain: Domain, device, sample: dict
     file = net.checkpoint_source.split("=", 1)[1]
     shape = (getattr(net, "img_shape_y", None), getattr(net, "img_shape_x", None))
     if shape != tuple(domain.shape) or getattr(net, "img_out_channels", None) != len(domain.output_variables):
-        raise ValueError(f"{key}={file}: a net for grid {shape} with {getattr(net, 'img_out_channels', '?')} "
+        raise CheckpointMismatch(f"{key}={file}: a net for grid {shape} with {getattr(net, 'img_out_channels', '?')} "
                          f"outputs, but the data have grid {tuple(domain.shape)} and outputs {domain.output_variables}")
     if isinstance(net, ClimaXRegression) and (net.input_channels != domain.input_channels
                                               or net.output_channels != domain.output_variables):
-        raise ValueError(f"{key}={file}: ClimaX regression for inputs {net.input_channels} -> "
+        raise CheckpointMismatch(f"{key}={file}: ClimaX regression for inputs {net.input_channels} -> "
                          f"{net.output_channels}, data have {domain.input_channels} -> {domain.output_variables}")
     net = net.to(device)
     if sample is not None:
@@ -212,7 +212,7 @@ def load_frozen(path: str | Path, key: str, domain: Domain, device, sample: dict
             with torch.no_grad():
                 net(torch.zeros(1, len(domain.output_variables), *domain.shape, device=device), x, **label)
         except RuntimeError as err:
-            raise ValueError(f"{key}={file}: does not take the data's {x.shape[1]} input channels "
+            raise CheckpointMismatch(f"{key}={file}: does not take the data's {x.shape[1]} input channels "
                              f"{domain.input_channels} ({str(err).splitlines()[0]})") from err
     return net
 
@@ -225,7 +225,7 @@ def load_diffusion(path: str | Path, key: str, domain: Domain, device, gen: Dict
     c_in, c_out = len(domain.input_channels), len(domain.output_variables)
     grid = (net.model.img_shape_y, net.model.img_shape_x)
     if getattr(net, "img_out_channels", None) != c_out or grid != tuple(domain.shape):
-        raise ValueError(f"{key}={file}: a net for grid {grid} with "
+        raise CheckpointMismatch(f"{key}={file}: a net for grid {grid} with "
                          f"{net.img_out_channels} outputs, the data have grid {tuple(domain.shape)} and outputs "
                          f"{domain.output_variables}")
     inner = net.model
@@ -233,7 +233,7 @@ def load_diffusion(path: str | Path, key: str, domain: Domain, device, gen: Dict
                                                     if lead_time_steps(net) else 0)
     wanted = c_in + (c_out if gen.hr_mean_conditioning else 0) + (c_in if gen.get("patching") else 0)
     if net.img_in_channels - extra != wanted:
-        raise ValueError(f"{key}={file}: conditioned on {net.img_in_channels - extra} channels, but the data and "
+        raise CheckpointMismatch(f"{key}={file}: conditioned on {net.img_in_channels - extra} channels, but the data and "
                          f"generation.hr_mean_conditioning={gen.hr_mean_conditioning}, "
                          f"generation.patching={bool(gen.get('patching'))} give {wanted} ({c_in} inputs, "
                          f"{c_out} outputs)")
@@ -266,7 +266,7 @@ def sample_lead_time_labels(samples: list[dict]) -> torch.Tensor | None:
     if all(label is None for label in labels):
         return None
     if any(label is None for label in labels):
-        raise ValueError("some dataset samples carry a lead_time_label and others do not")
+        raise DataError("some dataset samples carry a lead_time_label and others do not")
     return torch.stack([torch.as_tensor(label).reshape(()) for label in labels]).long()
 
 
@@ -284,9 +284,9 @@ def check_lead_time(nets, labels: torch.Tensor | None) -> None:
             continue
         source = getattr(net, "checkpoint_source", type(net).__name__)
         if labels is None:
-            raise ValueError(f"{source}: a lead-time-aware net ({steps} lead-time steps), but the input has no "
+            raise CheckpointMismatch(f"{source}: a lead-time-aware net ({steps} lead-time steps), but the input has no "
                              "lead time (the dataset gives no lead_time_label)")
         bad = sorted({int(v) for v in labels.reshape(-1) if not 0 <= int(v) < steps})
         if bad:
-            raise ValueError(f"{source}: lead_time_label {bad} outside the net's {steps} lead-time steps "
+            raise CheckpointMismatch(f"{source}: lead_time_label {bad} outside the net's {steps} lead-time steps "
                              f"(0 .. {steps - 1})")

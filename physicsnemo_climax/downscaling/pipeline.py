@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data.regrid import regrid
 from ..engine.plan import RunPlan, decide_device, resolve
+from ..errors import ConfigError, UnknownName
 from ..forecasting import Run, forecast
 from . import net_files
 from .domain import Domain
@@ -42,7 +43,7 @@ def coarse_inputs(fc: xr.Dataset, domain, variable_map: Mapping[str, str]) -> np
     """Forecast fields on the domain's coarse grid, ``[time, lead, C_in, h, w]``, in the units the
     CorrDiff run was trained in where its data recorded them (:mod:`.channel_units`)."""
     if domain.coarse_lat is None or domain.coarse_lon is None:
-        raise ValueError("the CorrDiff run has no coarse-grid coordinates (CorrDiff-Mini data carry none); "
+        raise ConfigError("the CorrDiff run has no coarse-grid coordinates (CorrDiff-Mini data carry none); "
                          "train it on a coarse_fine dataset with lat/lon to downscale forecasts")
     names = [variable_map.get(v, v) for v in domain.input_variables]
     on_grid = regrid(fc[names], domain.coarse_lat, domain.coarse_lon, "bilinear")
@@ -142,7 +143,7 @@ def climax_names(domain: Domain, run: Run, variable_map: Mapping[str, str]) -> l
     outputs = run.info.out_variables
     absent = [f"{v} (ClimaX {n})" for v, n in zip(domain.input_variables, names) if n not in outputs]
     if absent:
-        raise KeyError(f"CorrDiff inputs {absent} are not outputs of the ClimaX run {outputs}; "
+        raise UnknownName(f"CorrDiff inputs {absent} are not outputs of the ClimaX run {outputs}; "
                        "map names with variable_map")
     return names
 
@@ -151,6 +152,6 @@ def truth_at(truth: xr.Dataset, valid: np.ndarray, domain: Domain) -> np.ndarray
     """``[T, C_out, H, W]`` fine-grid truth at the ``valid`` times."""
     missing = [str(t) for t in pd.to_datetime(valid) if t not in pd.to_datetime(truth.time.values)]
     if missing:
-        raise KeyError(f"truth lacks valid times {missing}")
+        raise UnknownName(f"truth lacks valid times {missing}")
     picked = truth.sel(time=valid)
     return np.stack([picked[v].values for v in domain.output_variables], axis=1)

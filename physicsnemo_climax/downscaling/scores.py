@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from ..errors import ConfigError, DataError, InputError
 from ..files import atomic_path, holding_only, write_atomic
 from ..forecasting.scoring import METRICS, Metric, Scorer, Verification
 from ..metrics import crps_map
@@ -71,14 +72,14 @@ def add_chunk(scorer: Scorer, pred: torch.Tensor, obs: torch.Tensor) -> None:
 def _checked(pred, obs) -> tuple[torch.Tensor, torch.Tensor]:
     pred, obs = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(obs, dtype=torch.float64)
     if pred.shape[1:] != obs.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} must be [N, *obs.shape], obs is {tuple(obs.shape)}")
+        raise InputError(f"pred {tuple(pred.shape)} must be [N, *obs.shape], obs is {tuple(obs.shape)}")
     return pred, obs
 
 
 def finalize(scorer: Scorer, members: int, spread_ddof: int = 1) -> dict[str, float]:
     """The scores of :func:`ensemble_scores` from a scorer fed by :func:`add_chunk`."""
     if spread_ddof not in SPREAD_DDOF:
-        raise ValueError(f"spread_ddof={spread_ddof!r}: choose 1 (unbiased member variance) or 0 (population)")
+        raise ConfigError(f"spread_ddof={spread_ddof!r}: choose 1 (unbiased member variance) or 0 (population)")
     row = scorer.table().iloc[0]
     rmse, unbiased = float(row.rmse), float(row.spread)
     ratio = math.sqrt((members + 1) / members) * unbiased / rmse if rmse > 0 else math.nan
@@ -184,16 +185,16 @@ def open_groups(path: str | Path) -> Iterator[dict[str, xr.Dataset]]:
 
 def _output_variables(groups: dict, path, variables: Sequence[str] | None, need_truth: bool) -> list[str]:
     if "prediction" not in groups:
-        raise ValueError(f"{path}: no 'prediction' group (groups: {sorted(set(groups) - {'root'})})")
+        raise DataError(f"{path}: no 'prediction' group (groups: {sorted(set(groups) - {'root'})})")
     if need_truth and "truth" not in groups:
-        raise ValueError(f"{path}: no 'truth' group, cannot score (groups: {sorted(set(groups) - {'root'})})")
+        raise DataError(f"{path}: no 'truth' group, cannot score (groups: {sorted(set(groups) - {'root'})})")
     available = [v for v in groups["prediction"].data_vars if not need_truth or v in groups["truth"]]
     if variables is None:
         return available
     variables = [variables] if isinstance(variables, str) else list(variables)
     unknown = [v for v in variables if v not in available]
     if unknown:
-        raise ValueError(f"{path}: unknown variable(s) {unknown}; available: {available}")
+        raise DataError(f"{path}: unknown variable(s) {unknown}; available: {available}")
     return variables
 
 

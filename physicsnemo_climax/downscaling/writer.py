@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..errors import DataError
 from ..files import FULL_DISK_BYTES, atomic_path
 from .domain import Domain
 
@@ -267,5 +268,5 @@ def _seconds(delta) -> np.ndarray:
     """Whole seconds of a pandas timedelta index (a finer part is an error: the file stores seconds)."""
     ns = np.asarray(pd.to_timedelta(delta)).astype("timedelta64[ns]").astype(np.int64)
     if (ns % 10**9).any():
-        raise ValueError(f"times with a fraction of a second cannot be written: {list(pd.to_timedelta(delta))}")
+        raise DataError(f"times with a fraction of a second cannot be written: {list(pd.to_timedelta(delta))}")
     return ns // 10**9

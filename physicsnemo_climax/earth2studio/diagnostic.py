@@ -28,6 +28,7 @@ from ..config import load_config
 from ..data.regrid import regrid
 from ..downscaling.generation import build_sampler, checkpoint_domain, downscale, load_stages, seed_batches
 from ..engine.plan import decide_device
+from ..errors import ConfigError, InputError
 from .lexicon import to_e2s_all
 from .prognostic import CoordSystem, check_coords
 
@@ -55,10 +56,10 @@ class CorrDiffDiagnostic(torch.nn.Module):
                  hr_mean_conditioning: bool = True, names: Mapping[str, str] | None = None):
         super().__init__()
         if domain.coarse_lat is None or domain.lat is None:
-            raise ValueError("the CorrDiff run has no grid coordinates (CorrDiff-Mini data carry none); "
+            raise ConfigError("the CorrDiff run has no grid coordinates (CorrDiff-Mini data carry none); "
                              "train it on a coarse_fine dataset with lat/lon")
         if samples < 1:
-            raise ValueError(f"samples={samples}: must be >= 1")
+            raise ConfigError(f"samples={samples}: must be >= 1")
         self.domain, self.regression, self.diffusion = domain, regression, diffusion
         self.sampler_fn, self.samples, self.seed = sampler_fn, samples, seed
         self.hr_mean_conditioning = hr_mean_conditioning
@@ -116,13 +117,13 @@ class CorrDiffDiagnostic(torch.nn.Module):
             return
         want_lat, want_lon = np.asarray(self.domain.coarse_lat), np.asarray(self.domain.coarse_lon) % 360
         if lat.ndim != 1 or lat.size < 2 or lat.min() > want_lat.min() or lat.max() < want_lat.max():
-            raise ValueError(f"lat {lat.min():.4g}..{lat.max():.4g} does not cover the CorrDiff domain's "
+            raise InputError(f"lat {lat.min():.4g}..{lat.max():.4g} does not cover the CorrDiff domain's "
                              f"coarse latitudes {want_lat.min():.4g}..{want_lat.max():.4g} (1-D lat needed)")
         ring = np.sort(lon % 360) if lon.ndim == 1 and lon.size > 1 else None
         gaps = None if ring is None else np.diff(np.append(ring, ring[0] + 360))
         global_ = gaps is not None and gaps.max() <= 1.5 * np.median(gaps)
         if not global_ and (ring is None or want_lon.min() < ring[0] or want_lon.max() > ring[-1]):
-            raise ValueError(f"lon {lon.min():.4g}..{lon.max():.4g} does not cover the CorrDiff domain's "
+            raise InputError(f"lon {lon.min():.4g}..{lon.max():.4g} does not cover the CorrDiff domain's "
                              f"coarse longitudes {want_lon.min():.4g}..{want_lon.max():.4g} (1-D lon needed)")
 
     @torch.no_grad()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from ..data.sources import split_name
+from ..errors import ConfigError, UnknownName
 
 #: Single-level names -> Earth2Studio ids.
 SURFACE_IDS = {
@@ -67,7 +68,7 @@ def to_e2s(name: str, overrides: Mapping[str, str] | None = None) -> str:
         return f"{UPPER_AIR_PREFIXES[base]}{level}"
     if is_e2s(name):
         return name
-    raise KeyError(f"variable {name!r} has no Earth2Studio lexicon id; map it with names={{{name!r}: '<id>'}}")
+    raise UnknownName(f"variable {name!r} has no Earth2Studio lexicon id; map it with names={{{name!r}: '<id>'}}")
 
 
 def from_e2s(e2s_id: str) -> str:
@@ -77,7 +78,7 @@ def from_e2s(e2s_id: str) -> str:
     prefix, level = e2s_id[:1], e2s_id[1:]
     if prefix in _E2S_PREFIX and level.isdigit() and int(level) in E2S_LEVELS:
         return f"{_E2S_PREFIX[prefix]}_{int(level)}"
-    raise KeyError(f"Earth2Studio id {e2s_id!r} has no ClimaX name")
+    raise UnknownName(f"Earth2Studio id {e2s_id!r} has no ClimaX name")
 
 
 def is_e2s(name: str) -> bool:
@@ -99,7 +100,7 @@ def to_e2s_all(names: Sequence[str], overrides: Mapping[str, str] | None = None)
         except KeyError:
             missing.append(name)
     if missing:
-        raise KeyError(f"variables {missing} have no Earth2Studio lexicon id; map them with names={{...}}")
+        raise UnknownName(f"variables {missing} have no Earth2Studio lexicon id; map them with names={{...}}")
     if len(set(ids)) != len(ids):
-        raise ValueError(f"two variables map to the same Earth2Studio id: {dict(zip(names, ids))}")
+        raise ConfigError(f"two variables map to the same Earth2Studio id: {dict(zip(names, ids))}")
     return ids

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from ..forecasting.ensembles import EnsembleSpec, member_delta
 from .prognostic import ClimaXPrognostic, CoordSystem
 
@@ -44,7 +44,7 @@ class ClimaXPerturbation:
     def __call__(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
         """``x`` ``[ensemble, ..., variable, lat, lon]`` in physical units, ``coords`` with ``ensemble`` first."""
         if next(iter(coords)) != "ensemble":
-            raise ValueError(f"the ensemble dimension must come first, got {list(coords)}")
+            raise InputError(f"the ensemble dimension must come first, got {list(coords)}")
         p, out = self.prognostic, x.clone()
         for i, member in enumerate(coords["ensemble"]):
             if int(member) == 0:

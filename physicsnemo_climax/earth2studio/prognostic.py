@@ -30,7 +30,7 @@ import torch
 from ..data import ShardStore
 from ..data.forcings import Forcings, unix_seconds
 from ..engine.plan import decide_device
-from ..errors import InputError
+from ..errors import ConfigError, InputError, UnknownName
 from ..forecasting import Run
 from ..forecasting.rollout import forecast_steps
 from ..forecasting.run import check_store
@@ -105,11 +105,11 @@ class ClimaXPrognostic(torch.nn.Module):
             constants["lattitude"] = np.broadcast_to(self.lat[:, None], (self.lat.size, self.lon.size))
         missing = [v for v in fixed if v not in constants]
         if missing:
-            raise KeyError(f"constant inputs {missing} need fields: pass constants={{name: [H, W] array}}")
+            raise UnknownName(f"constant inputs {missing} need fields: pass constants={{name: [H, W] array}}")
         c = np.stack([(np.asarray(constants[v], np.float32) - mean[self.variables.index(v)])
                       / std[self.variables.index(v)] for v in fixed]) if fixed else np.zeros((0, *self.grid))
         if c.shape[1:] != self.grid:
-            raise ValueError(f"constants are {c.shape[1:]}, the model grid is {self.grid}")
+            raise InputError(f"constants are {c.shape[1:]}, the model grid is {self.grid}")
         self.register_buffer("constants", torch.as_tensor(c, dtype=torch.float32))
         self.fixed = fixed
 
@@ -139,7 +139,7 @@ class ClimaXPrognostic(torch.nn.Module):
         run = Run.load(run_dir, device)
         info = run.info
         if not run.region.is_global:
-            raise ValueError(f"{run_dir} is a regional run ({run.region.spec}): its forecasts cover the region "
+            raise ConfigError(f"{run_dir} is a regional run ({run.region.spec}): its forecasts cover the region "
                              "only and cannot feed the next step; Earth2Studio prognostics need a global run")
         variables = list(info.variables)
         mean, std = run.stats(variables)
@@ -170,7 +170,7 @@ class ClimaXPrognostic(torch.nn.Module):
         st.check_variables(variables)
         unknown = [v for v in variables if v not in model.variables]
         if unknown:
-            raise KeyError(f"variables {unknown} are not variables of the checkpoint")
+            raise UnknownName(f"variables {unknown} are not variables of the checkpoint")
         mean, std = st.statistics(variables)
         return cls(model, variables, mean, std, st.lat, st.lon, step_hours, store_constants(store, variables),
                    names).to(device)

@@ -193,7 +193,7 @@ def micro_batches(epochs: Epochs, epoch: int = 0, position: int = 0) -> Iterator
             if i >= position:  # a resumed run skips what it trained on
                 yield batch, (epoch, i + 1)
         if empty:
-            raise ValueError(f"epoch {epoch} has no batches: fewer samples than train.batch_size per rank")
+            raise ConfigError(f"epoch {epoch} has no batches: fewer samples than train.batch_size per rank")
         epoch, position = epoch + 1, 0
 
 

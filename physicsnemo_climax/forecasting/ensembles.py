@@ -148,7 +148,7 @@ def perturb(x: torch.Tensor, spec: EnsembleSpec, lat: np.ndarray, lon: np.ndarra
         ``step(x) -> x`` one model step on all channels (``bred`` only).
     """
     if spec.perturbation == "lagged":
-        raise ValueError("lagged members are earlier initial states, not noise")
+        raise ConfigError("lagged members are earlier initial states, not noise")
     members = [x]
     for k in range(1, spec.members):
         if spec.perturbation == "bred" and k % 2 == 0:
@@ -163,7 +163,7 @@ def breed(x: torch.Tensor, delta: torch.Tensor, step, dynamic: list[int], scale:
     """Grow ``delta`` by ``cycles`` model steps from ``x``, rescaling its RMS to ``scale`` per
     sample and channel after each."""
     if step is None:
-        raise ValueError("bred perturbations need the model's step")
+        raise ConfigError("bred perturbations need the model's step")
     control = step(x)
     for _ in range(cycles):
         grown = step(x + delta) - control

@@ -49,7 +49,7 @@ def initial_conditions(store: ShardStore, split: str, horizon_steps: int, count:
     pairs = [(s, t) for s, shard in enumerate(store.shards(split))
              for t in range(back_steps, shard.steps - horizon_steps)]
     if not pairs:
-        raise ValueError(f"{store.root}/{split}: no initial time has {horizon_steps} steps ahead in its shard")
+        raise InputError(f"{store.root}/{split}: no initial time has {horizon_steps} steps ahead in its shard")
     pick = np.unique(np.linspace(0, len(pairs) - 1, min(count, len(pairs))).round().astype(int))
     return [pairs[i] for i in pick]
 
@@ -63,7 +63,7 @@ def rollout_plans(run: Run, scored: list[str], leads: list[float], mode: str) ->
             raise InputError(f"lead {lead:g} h needs a rollout of {plan} h, and a regional run's forecast cannot "
                              "be fed back into the global input: direct leads only")
         if len(plan) > 1 and not set(scored) <= set(run.info.variables):
-            raise ValueError(f"lead {lead} h needs a rollout, which needs {scored} among the inputs")
+            raise InputError(f"lead {lead} h needs a rollout, which needs {scored} among the inputs")
     return plans
 
 

@@ -19,7 +19,7 @@ from ..data.regrid import regrid
 from ..data.sources import on_grid_of
 from ..data.times import lead_hours
 from ..data.units import STATING, expected_units, parse_assumed
-from ..errors import DataError, InputError
+from ..errors import ConfigError, DataError, InputError
 from .core import Start, forecast_dataset, lead_forecasts, member_starts
 from .ensembles import EnsembleSpec
 from .initial import FILL_BOUND, state, time_axis
@@ -52,7 +52,7 @@ def inputs(ds: xr.Dataset, variables: list[str], nan_policy: str) -> np.ndarray:
     :class:`InputError` naming the variable, or with ``nan_policy="mean"`` set to NaN
     here for the caller to replace with the training mean."""
     if nan_policy not in ("raise", "mean"):
-        raise ValueError(f"nan_policy={nan_policy!r}: choose raise or mean")
+        raise ConfigError(f"nan_policy={nan_policy!r}: choose raise or mean")
     # constants (land-sea mask, orography) may come without a time axis
     fields = [ds[v].broadcast_like(ds.time).transpose("time", "lat", "lon").values for v in variables]
     x = np.stack(fields, axis=1).astype(np.float32)

@@ -29,7 +29,7 @@ import xarray as xr
 from ..data.sources import split_name
 from ..data.times import check_unique, standard_times
 from ..data.units import to_run_units
-from ..errors import InputError
+from ..errors import InputError, UnknownName
 
 #: Values of at least this magnitude are fill values (no weather field comes near it in any unit).
 FILL_BOUND = 1e20
@@ -72,7 +72,7 @@ def field(ds: xr.Dataset, name: str) -> xr.DataArray:
     if level is not None and base in ds and "level" in ds[base].dims:
         if level in ds[base].level.values:
             return ds[base].sel(level=level, drop=True)
-    raise KeyError(f"{WHERE} lacks variable {name} (has {list(ds.data_vars)})")
+    raise UnknownName(f"{WHERE} lacks variable {name} (has {list(ds.data_vars)})")
 
 
 def only_grid_dims(da: xr.DataArray, name: str) -> xr.DataArray:

@@ -103,9 +103,9 @@ def forecast_steps(
     dynamic = [v for v in variables if (v not in CONSTANTS or v in out_variables) and v not in computed]
     regional = region is not None and not (isinstance(region, GridRegion) and region.is_global)
     if len(steps_hours) > 1 and regional:
-        raise ValueError("a regional forecast cannot be fed back into the global input: direct leads only")
+        raise InputError("a regional forecast cannot be fed back into the global input: direct leads only")
     if len(steps_hours) > 1 and not set(out_variables) <= set(variables):
-        raise ValueError(f"iterating needs the outputs among the inputs; {out_variables} vs {variables}")
+        raise InputError(f"iterating needs the outputs among the inputs; {out_variables} vs {variables}")
     outputs, state = [], x
     b = x.shape[0]
     elapsed = torch.zeros(b, dtype=torch.float64)

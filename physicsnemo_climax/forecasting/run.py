@@ -17,7 +17,7 @@ from ..engine import checkpointing
 from ..engine.plan import decide_device
 from ..engine.run_folder import RUN_JSON, data_root, read_run_record
 from ..engine.run_info import RunInfo
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, UnknownName
 from ..files import sha256
 from ..models import ClimaX, GridRegion, mdlus
 
@@ -72,7 +72,7 @@ class Run:
         run_dir, file = locate_run(path, option)
         info = read_run_record(run_dir)
         if not info.variables:
-            raise ValueError(f"{run_dir} is a {info.task or 'non-forecasting'} run, not a ClimaX forecasting run")
+            raise ConfigError(f"{run_dir} is a {info.task or 'non-forecasting'} run, not a ClimaX forecasting run")
         load = lambda file: mdlus.load_module(file, ClimaX)
         model, path = (checkpointing.load_file(file, load) if file else
                        checkpointing.load_model(run_dir / "checkpoints", load))
@@ -127,7 +127,7 @@ class Run:
         """Mean and std ``[V]`` of ``names``."""
         missing = [n for n in names if n not in self.info.statistics]
         if missing:
-            raise KeyError(f"the run has no statistics for {missing}")
+            raise UnknownName(f"the run has no statistics for {missing}")
         s = self.info.statistics
         return (np.array([s[n]["mean"] for n in names]), np.array([s[n]["std"] for n in names]))
 

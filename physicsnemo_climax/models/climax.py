@@ -21,6 +21,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..errors import ConfigError, InputError, UnknownName
 from ..grid import regular_grid
 from .aggregation import VariableAggregation
 from .pretrained import infer_architecture, load_weights, read_weights
@@ -218,7 +219,7 @@ class ClimaX(Module):
             raise TypeError(f"variables must be a sequence of names, got the string {names!r}")
         unknown = [n for n in names if n not in self._var_index]
         if unknown:
-            raise KeyError(f"unknown variable(s) {unknown}; this model knows {self.variables}")
+            raise UnknownName(f"unknown variable(s) {unknown}; this model knows {self.variables}")
         return [self._var_index[n] for n in names]
 
     def select_region(self, region: RegionLike) -> PatchSelection | None:
@@ -233,11 +234,11 @@ class ClimaX(Module):
             return PatchSelection.from_patch_ids(torch.as_tensor(list(region["patch_ids"])), self.patch_grid)
         if isinstance(region, str):
             if region not in REGIONS:
-                raise KeyError(f"unknown region {region!r}; known regions {sorted(REGIONS)}")
+                raise UnknownName(f"unknown region {region!r}; known regions {sorted(REGIONS)}")
             region = REGIONS[region]
         if not isinstance(region, Region):
             if len(region) != 4:
-                raise ValueError(
+                raise ConfigError(
                     f"region box must be (lat_min, lat_max, lon_min, lon_max), got {region}"
                 )
             region = Region(*map(float, region))
@@ -258,18 +259,18 @@ class ClimaX(Module):
 
     def _check_input(self, x: torch.Tensor, lead_times: torch.Tensor, variables) -> None:
         if x.ndim != 4 or x.shape[1] != len(variables):
-            raise ValueError(
+            raise InputError(
                 f"x must be [B, {len(variables)}, H, W] for {len(variables)} variables, "
                 f"got {tuple(x.shape)}"
             )
         if tuple(x.shape[-2:]) != self.img_size:
-            raise ValueError(f"expected a grid (H, W) = {self.img_size}, got {tuple(x.shape[-2:])}")
+            raise InputError(f"expected a grid (H, W) = {self.img_size}, got {tuple(x.shape[-2:])}")
         if lead_times.shape != (x.shape[0],):
-            raise ValueError(
+            raise InputError(
                 f"lead_times must have shape [B] = [{x.shape[0]}], got {tuple(lead_times.shape)}"
             )
         if len(set(variables)) != len(variables):
-            raise ValueError(f"input variables contain duplicates: {list(variables)}")
+            raise InputError(f"input variables contain duplicates: {list(variables)}")
 
     # -------------------------------------------------------------- forward
     def encode(
@@ -458,14 +459,14 @@ class ClimaX(Module):
 def _check_arguments(variables: list[str], img_size: tuple[int, int], patch_size: int, embed_dim: int,
                      num_heads: int) -> None:
     if len(set(variables)) != len(variables):
-        raise ValueError(f"variables contain duplicates: {variables}")
+        raise ConfigError(f"variables contain duplicates: {variables}")
     if len(img_size) != 2 or min(img_size) < 1 or patch_size < 1:
-        raise ValueError(f"img_size {img_size} and patch_size {patch_size}: a grid of H x W cells (both at least "
+        raise ConfigError(f"img_size {img_size} and patch_size {patch_size}: a grid of H x W cells (both at least "
                          "1) and a patch of at least 1 cell")
     if any(s % patch_size for s in img_size):
-        raise ValueError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
+        raise ConfigError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
     if embed_dim % num_heads:
-        raise ValueError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+        raise ConfigError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
 
 
 def _grid_coordinates(img_size: tuple[int, int], lat, lon) -> tuple[torch.Tensor, torch.Tensor]:
@@ -475,7 +476,7 @@ def _grid_coordinates(img_size: tuple[int, int], lat, lon) -> tuple[torch.Tensor
     lat = default_lat if lat is None else torch.as_tensor(lat, dtype=torch.float64, device="cpu")
     lon = default_lon if lon is None else torch.as_tensor(lon, dtype=torch.float64, device="cpu")
     if lat.shape != (img_size[0],) or lon.shape != (img_size[1],):
-        raise ValueError(f"lat/lon must have {img_size[0]}/{img_size[1]} values, "
+        raise ConfigError(f"lat/lon must have {img_size[0]}/{img_size[1]} values, "
                          f"got {tuple(lat.shape)}/{tuple(lon.shape)}")
     return lat, lon
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import CheckpointMismatch, ConfigError
+
 
 def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
     """1-D sin-cos embedding of positions (MAE / ClimaX convention).
@@ -25,7 +27,7 @@ def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:
         second, frequencies ``1 / 10000**(k / (dim/2))``.
     """
     if dim % 2:
-        raise ValueError(f"sin-cos embedding width must be even, got {dim}")
+        raise ConfigError(f"sin-cos embedding width must be even, got {dim}")
     omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))
     angles = positions.to(torch.float64)[:, None] * omega[None, :]
     return torch.cat([angles.sin(), angles.cos()], dim=1).float()
@@ -43,7 +45,7 @@ def sincos_2d(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
         ``[grid_h * grid_w, dim]``, rows in row-major patch order.
     """
     if dim % 4:
-        raise ValueError(f"2-D sin-cos embedding width must be divisible by 4, got {dim}")
+        raise ConfigError(f"2-D sin-cos embedding width must be divisible by 4, got {dim}")
     rows, cols = torch.meshgrid(torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
     return torch.cat(
         [sincos_1d(dim // 2, cols.flatten()), sincos_1d(dim // 2, rows.flatten())], dim=1
@@ -69,7 +71,7 @@ def resize_pos_embed(
     """
     (oh, ow), (nh, nw) = old_grid, new_grid
     if pos_embed.shape[1] != oh * ow:
-        raise ValueError(
+        raise CheckpointMismatch(
             f"pos_embed has {pos_embed.shape[1]} tokens, not {oh}x{ow}={oh * ow}"
         )
     if (oh, ow) == (nh, nw):
@@ -89,7 +91,7 @@ def infer_patch_grid(num_tokens: int, aspect: float = 2.0) -> tuple[int, int]:
     h = round((num_tokens / aspect) ** 0.5)
     w = num_tokens // max(h, 1)
     if h * w != num_tokens:
-        raise ValueError(
+        raise CheckpointMismatch(
             f"cannot infer a patch grid of aspect {aspect} from {num_tokens} tokens"
         )
     return h, w

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
+
 
 class PredictionHead(nn.Sequential):
     """``[Linear(D, D), GELU] x decoder_depth`` then ``Linear(D, V k^2)``.
@@ -39,7 +41,7 @@ class PredictionHead(nn.Sequential):
     def __init__(self, embed_dim: int, num_variables: int, patch_size: int, decoder_depth: int,
                  overlapping: bool = False):
         if overlapping and patch_size % 2:
-            raise ValueError(f"an overlapping head needs an even patch size, got {patch_size}")
+            raise ConfigError(f"an overlapping head needs an even patch size, got {patch_size}")
         window = 2 * patch_size if overlapping else patch_size
         layers: list[nn.Module] = []
         for _ in range(decoder_depth):

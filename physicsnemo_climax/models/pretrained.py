@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..errors import CheckpointMismatch, UnknownName
 from . import mdlus
 from .embeddings import infer_patch_grid, resize_pos_embed
 from .variables import DEFAULT_VARIABLES
@@ -62,21 +63,21 @@ def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ValueError(
+        raise CheckpointMismatch(
             f"{path}: not loadable with torch.load(weights_only=True); it holds "
             f"objects other than tensors and plain containers ({err})"
         ) from err
     except (RuntimeError, EOFError, OSError) as err:  # truncated or not a torch file
         if isinstance(err, FileNotFoundError):
             raise
-        raise ValueError(f"{path}: not a readable checkpoint file ({str(err).splitlines()[0]})") from err
+        raise CheckpointMismatch(f"{path}: not a readable checkpoint file ({str(err).splitlines()[0]})") from err
     if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: expected a checkpoint dictionary, got {type(ckpt).__name__}")
+        raise CheckpointMismatch(f"{path}: expected a checkpoint dictionary, got {type(ckpt).__name__}")
     if "state_dict" in ckpt:
         raw = ckpt["state_dict"]
         outside = sorted(k for k in raw if not k.startswith("net."))
         if outside:
-            raise ValueError(f"{path}: keys outside the network 'net.': {outside}")
+            raise CheckpointMismatch(f"{path}: keys outside the network 'net.': {outside}")
         raw = {k[len("net.") :]: v for k, v in raw.items()}
     else:
         raw = dict(ckpt)
@@ -92,7 +93,7 @@ def read_official_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         weights = state.pop("token_embeds.proj_weights")
         biases = state.pop("token_embeds.proj_biases", None)
         if biases is None:
-            raise ValueError(f"{path}: token_embeds.proj_weights without token_embeds.proj_biases")
+            raise CheckpointMismatch(f"{path}: token_embeds.proj_weights without token_embeds.proj_biases")
         for i in range(weights.shape[0]):
             state[f"token_embeds.{i}.proj.weight"] = weights[i]
             state[f"token_embeds.{i}.proj.bias"] = biases[i]
@@ -104,7 +105,7 @@ def infer_architecture(state: dict[str, torch.Tensor]) -> dict:
     required = ["token_embeds.0.proj.weight", "pos_embed", "var_embed", "blocks.0.mlp.fc1.weight"]
     absent = [k for k in required if k not in state]
     if absent:
-        raise ValueError(f"checkpoint does not match a supported ClimaX layout: missing {absent}")
+        raise CheckpointMismatch(f"checkpoint does not match a supported ClimaX layout: missing {absent}")
 
     def indices(pattern: str) -> list[int]:
         return sorted({int(m.group(1)) for k in state if (m := re.fullmatch(pattern, k))})
@@ -113,12 +114,12 @@ def infer_architecture(state: dict[str, torch.Tensor]) -> dict:
     num_vars = len(indices(r"token_embeds\.(\d+)\.proj\.weight"))
     head_ids = indices(r"head\.(\d+)\.weight")
     if not head_ids:
-        raise ValueError("checkpoint does not match a supported ClimaX layout: no head.*.weight")
+        raise CheckpointMismatch("checkpoint does not match a supported ClimaX layout: no head.*.weight")
     last_head = f"head.{head_ids[-1]}.weight"
     shapes = {"var_embed": (1, num_vars, embed_dim), last_head: (num_vars * patch_size**2, embed_dim)}
     mismatched = {k: tuple(state[k].shape) for k, shape in shapes.items() if tuple(state[k].shape) != shape}
     if mismatched:
-        raise ValueError(
+        raise CheckpointMismatch(
             f"checkpoint does not match a supported ClimaX layout: {num_vars} token embeddings "
             f"of patch {patch_size} and width {embed_dim} need {shapes}, got {mismatched}"
         )
@@ -168,7 +169,7 @@ def read_weights(path: str | Path, checkpoint_variables: Sequence[str] = DEFAULT
     state = read_official_state_dict(path)
     args = infer_architecture(state)
     if state["var_embed"].shape[1] != len(checkpoint_variables):
-        raise ValueError(f"{path}: {state['var_embed'].shape[1]} token embeddings "
+        raise CheckpointMismatch(f"{path}: {state['var_embed'].shape[1]} token embeddings "
                          f"but {len(checkpoint_variables)} checkpoint_variables")
     p = args["patch_size"]
     return Weights(state, list(checkpoint_variables), (args["img_size"][0] // p, args["img_size"][1] // p), str(path))
@@ -239,14 +240,14 @@ def _check_variables(model, weights: Weights, own: dict, new_variables: str) -> 
     kernel = "token_embeds.0.proj.weight"
     if tuple(weights.state[kernel].shape[1:]) != tuple(own[kernel].shape[1:]) or \
             weights.state[kernel].shape[0] != own[kernel].shape[0]:
-        raise ValueError(f"{weights.source}: patch kernels {tuple(weights.state[kernel].shape)} do not fit the "
+        raise CheckpointMismatch(f"{weights.source}: patch kernels {tuple(weights.state[kernel].shape)} do not fit the "
                          f"model's {tuple(own[kernel].shape)} (another patch size or width)")
     shared = [v for v in model.variables if v in weights.variables]
     new = [v for v in model.variables if v not in weights.variables]
     if new and new_variables == "error":
-        raise KeyError(f"variables {new} are not in the checkpoint, which has {weights.variables}")
+        raise UnknownName(f"variables {new} are not in the checkpoint, which has {weights.variables}")
     if not shared:
-        raise ValueError(f"{weights.source}: no variable in common with the model ({model.variables}); "
+        raise CheckpointMismatch(f"{weights.source}: no variable in common with the model ({model.variables}); "
                          f"it has {weights.variables}")
     if new:
         logger.info("variables %s are not in %s: they keep their fresh initialisation", new, weights.source)
@@ -295,7 +296,7 @@ def load_weights(model, weights: Weights, *, parts: Sequence[str] | None = None,
     misshaped = {k: (tuple(state[k].shape), tuple(own[k].shape))
                  for k in sorted(expected & set(state)) if state[k].shape != own[k].shape}
     if missing or unexpected or misshaped:
-        raise ValueError(f"{weights.source} does not fit {type(model).__name__}: missing keys {missing}, "
+        raise CheckpointMismatch(f"{weights.source} does not fit {type(model).__name__}: missing keys {missing}, "
                          f"unexpected keys {unexpected}, mis-shaped keys (checkpoint, model) {misshaped}")
     own.update(state)
     model.load_state_dict(own)

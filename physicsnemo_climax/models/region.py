@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Region:
@@ -82,12 +84,12 @@ class PatchSelection:
         ids = torch.as_tensor(ids).flatten().long().cpu()
         h, w = grid
         if ids.numel() == 0 or ids.min() < 0 or ids.max() >= h * w:
-            raise ValueError(f"patch ids must lie in [0, {h * w}) for a {h}x{w} patch grid")
+            raise ConfigError(f"patch ids must lie in [0, {h * w}) for a {h}x{w} patch grid")
         rows = list(dict.fromkeys((ids // w).tolist()))
         cols = list(dict.fromkeys((ids % w).tolist()))
         selection = cls(tuple(rows), tuple(cols), w)
         if not torch.equal(selection.patch_ids(), ids):
-            raise ValueError(
+            raise ConfigError(
                 "patch ids must form a rectangle listed row by row "
                 f"(rows {rows}, columns {cols})"
             )
@@ -125,7 +127,7 @@ def select_patches(
     cols = torch.nonzero(inside).flatten()
     cols = cols[torch.argsort(east[cols], stable=True)]
     if rows.numel() == 0 or cols.numel() == 0:
-        raise ValueError(f"{region} contains no patch centre of this grid")
+        raise ConfigError(f"{region} contains no patch centre of this grid")
     return PatchSelection(tuple(rows.tolist()), tuple(cols.tolist()), lon.numel() // p)
 
 
