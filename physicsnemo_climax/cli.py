@@ -202,38 +202,20 @@ def evaluate(args: argparse.Namespace) -> None:
 
 def forecast(args: argparse.Namespace) -> None:
     """Forecast from a NetCDF initial condition to a NetCDF file (or a WB2 Zarr folder)."""
-    from .data.wb2 import WB2_FORECAST, to_wb2, written_by_climax
-    from .files import check_file_output, output_folder, write_netcdf
-
-    # what may be replaced is decided before any work: never an input, never what climax did not write
-    inputs = [args.input, args.run or args.checkpoint]
-    if args.format == "wb2":  # WeatherBench 2's Zarr layout, with what made it
-        with output_folder(args.output, WB2_FORECAST, overwrite=args.overwrite, inputs=inputs,
-                           legacy=written_by_climax) as folder:
-            out, provenance = make_forecast(args)
-            to_wb2(out, {**out.attrs, **provenance}).to_zarr(folder, zarr_format=2, consolidated=True)
-    else:
-        check_file_output(args.output, overwrite=args.overwrite, inputs=inputs)
-        out, provenance = make_forecast(args)
-        write_netcdf(args.output, out.assign_attrs(provenance))  # an existing output stays intact
-    print(f"wrote {args.output}: {list(out.data_vars)} at leads {list(args.lead)}")
-
-
-def make_forecast(args: argparse.Namespace):
-    """The forecast ``climax forecast`` asks for, and what made it (:meth:`.Run.provenance`)."""
-    from .data.sources import open_file
     from .engine.checks import check_seed
     from .engine.plan import decide_device
-    from .forecasting import Run, forecast as run_forecast
     from .forecasting.ensembles import EnsembleSpec
+    from .forecasting.forecast_file import write_forecast
 
-    spec = EnsembleSpec(args.members, args.perturbation, args.perturbation_scale, check_seed(args.seed, "--seed"))
-    option = "--run" if args.run else "--checkpoint"
-    run = Run.load(args.run or args.checkpoint, decide_device(args.device, "--device"), option)
-    with open_file(args.input) as ic:
-        out = run_forecast(run, ic.load(), args.lead, regrid_method=args.regrid, nan_policy=args.nan_policy,
-                           ensemble=spec, assume_units=args.assume_units)
-    return out, run.provenance()
+    # the options named as the user wrote them, before any work
+    device, seed = decide_device(args.device, "--device"), check_seed(args.seed, "--seed")
+    ensemble = EnsembleSpec(members=args.members, perturbation=args.perturbation, scale=args.perturbation_scale,
+                            seed=seed)
+    out = write_forecast(args.run or args.checkpoint, args.input, args.lead, args.output, wb2=args.format == "wb2",
+                         overwrite=args.overwrite, device=device, ensemble=ensemble,
+                         option="--run" if args.run else "--checkpoint", regrid_method=args.regrid,
+                         nan_policy=args.nan_policy, assume_units=args.assume_units)
+    print(f"wrote {args.output}: {list(out.data_vars)} at leads {list(args.lead)}")
 
 
 def downscale_train(args: argparse.Namespace) -> None:
@@ -282,23 +264,21 @@ def downscale_forecast(args: argparse.Namespace) -> None:
     from .downscaling.pipeline import forecast_and_downscale
     from .downscaling.upstream_keys import translate
     from .engine.plan import decide_device
-    from .files import check_file_output
 
     overrides = [f"generation.num_ensembles={args.members}", f"generation.seed_batch_size={args.seed_batch_size}",
                  f"generation.io.reg_ckpt_filename={args.regression}",
                  f"generation.io.res_ckpt_filename={args.diffusion or args.regression}",
-                 f"generation.sampler.num_steps={args.steps}", f"seed={args.seed}"]
+                 f"generation.sampler.num_steps={args.steps}", f"seed={args.seed}",
+                 f"generation.io.overwrite={str(args.overwrite).lower()}"]
     if args.diffusion is None:
         overrides.append("generation.inference_mode=regression")
     cfg = load_config(overrides + translate(args.overrides), name="config_generate_hrrr_mini")
-    check_file_output(args.output, overwrite=args.overwrite, inputs=[args.input, args.climax_run, args.regression,
-                                                                     args.diffusion, args.truth])
+    device = decide_device(args.device, "--device") if args.device else None
     truth = xr.open_dataset(args.truth).load() if args.truth else None
     with xr.open_dataset(args.input) as ic:
         path = forecast_and_downscale(args.climax_run, ic.load(), args.lead, cfg.generation, args.output,
                                       dict(item.split("=", 1) for item in args.map or []), truth, cfg.seed,
-                                      decide_device(args.device, "--device") if args.device else None,
-                                      assume_units=args.assume_units)
+                                      device, assume_units=args.assume_units)
     print(f"wrote {path}")
 
 

@@ -273,6 +273,16 @@ def test_forecast_then_downscale_end_to_end(tmp_path, monkeypatch):
     with pytest.raises(KeyError, match="not outputs of the ClimaX run"):
         forecast_and_downscale(climax_run, ic, ["12h"], gen, tmp_path / "x.nc",
                                variable_map={"2m_temperature": "temperature_850"})
+    # the API guards its output as the command does: an existing file only with overwrite, never an input
+    from physicsnemo_climax.errors import OutputError
+
+    written = Path(path).read_bytes()
+    with pytest.raises(OutputError, match="overwrite"):
+        forecast_and_downscale(climax_run, ic, ["12h"], gen, path)
+    assert Path(path).read_bytes() == written
+    ic.to_netcdf(tmp_path / "ic.nc")
+    with xr.open_dataset(tmp_path / "ic.nc") as opened, pytest.raises(OutputError, match="input"):
+        forecast_and_downscale(climax_run, opened.load(), ["12h"], gen, tmp_path / "ic.nc", overwrite=True)
 
 
 def test_cli_generate_writes_scores_and_pictures(mini, stages, tmp_path):

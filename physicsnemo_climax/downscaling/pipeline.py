@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..data.regrid import regrid
 from ..engine.plan import RunPlan, decide_device, resolve
 from ..errors import ConfigError, UnknownName
+from ..files import check_file_output
 from ..forecasting import Run, forecast
 from . import net_files
 from .domain import Domain
@@ -58,7 +59,7 @@ def coarse_inputs(fc: xr.Dataset, domain, variable_map: Mapping[str, str]) -> np
 def forecast_and_downscale(climax_run: str | Path | Run, initial_condition: xr.Dataset, lead_times: Sequence,
                            gen: DictConfig, output: str | Path, variable_map: Mapping[str, str] | None = None,
                            truth: xr.Dataset | None = None, seed: int = 0, device: torch.device | str | None = None,
-                           assume_units=None, plan: RunPlan | None = None) -> Path:
+                           assume_units=None, plan: RunPlan | None = None, overwrite: bool | None = None) -> Path:
     """Forecast with ClimaX, downscale every (initial time, lead) with CorrDiff, write one file.
 
     Parameters
@@ -87,6 +88,9 @@ def forecast_and_downscale(climax_run: str | Path | Run, initial_condition: xr.D
     plan : RunPlan, optional
         Precision, apex GroupNorm, compile of the nets; default :func:`..engine.plan.resolve` of ``gen``.
         The file's attributes record it and the device.
+    overwrite : bool, optional
+        Replace an existing ``output`` (default ``generation.io.overwrite``); never one of the
+        inputs (the run, the nets, the files the datasets were opened from).
 
     Raises
     ------
@@ -95,6 +99,8 @@ def forecast_and_downscale(climax_run: str | Path | Run, initial_condition: xr.D
     MissingFeature
         When the machine lacks what ``gen`` asks for (``generation.precision=fp16`` without a GPU).
     """
+    check_output(output, gen.io.overwrite if overwrite is None else overwrite, climax_run, gen,
+                 initial_condition, truth)
     plan = plan or resolve(OmegaConf.create({"generation": gen}))  # before any work, as generation
     device = decide_device(device if device is not None else gen.get("device"), "device")
     run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run, device, "climax_run")
@@ -111,6 +117,15 @@ def forecast_and_downscale(climax_run: str | Path | Run, initial_condition: xr.D
         stream(regression, diffusion, build_sampler(gen, domain.shape), batches, blocks, writer,
                gen.hr_mean_conditioning, autocast=lambda: plan.autocast(device), channels_last=plan.apex_group_norm)
     return Path(output)
+
+
+def check_output(output: str | Path, overwrite: bool, climax_run, gen: DictConfig, *datasets) -> None:
+    """Refuse ``output`` before any work when it exists (unless ``overwrite``) or is an input:
+    the ClimaX run, a CorrDiff net, or the file a dataset was opened from (``encoding["source"]``)."""
+    opened = [ds.encoding.get("source") for ds in datasets if ds is not None]
+    run = climax_run.run_dir if isinstance(climax_run, Run) else climax_run
+    check_file_output(output, overwrite=overwrite, inputs=[run, gen.io.reg_ckpt_filename, gen.io.res_ckpt_filename,
+                                                           *opened])
 
 
 def forecast_blocks(fc: xr.Dataset, domain: Domain, variable_map: Mapping[str, str], truth: xr.Dataset | None,
