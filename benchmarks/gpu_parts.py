@@ -24,8 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-
 from bench_training import matmul_rate, model_flops
+
 from physicsnemo_climax.config import load_config
 from physicsnemo_climax.grid import regular_grid
 from physicsnemo_climax.metrics import weighted_mse_loss
@@ -422,6 +422,7 @@ def corrdiff_nets(check: Check, grid: tuple[int, int], size: str, patch: tuple[i
     """Both nets of CorrDiff at ``grid`` (bf16 on CUDA); ``patch``: patch-based diffusion, as
     upstream runs CONUS (``model=patched_diffusion``, ``generation=patched``)."""
     from bench_corrdiff import make_domain
+
     from physicsnemo_climax.downscaling.models import build_diffusion, build_regression
     from physicsnemo_climax.engine.plan import resolve
 

@@ -190,7 +190,8 @@ def train(args: argparse.Namespace) -> None:
 def evaluate(args: argparse.Namespace) -> None:
     """Scorecard of a run against its task's baselines."""
     from .config import load_run_config
-    from .tasks import evaluate as run_evaluation, summarize
+    from .tasks import evaluate as run_evaluation
+    from .tasks import summarize
 
     overrides = [o for o in args.overrides if not o.startswith("run_dir=")]
     run_dir = next((o.split("=", 1)[1] for o in args.overrides if o.startswith("run_dir=")), None)

@@ -38,9 +38,9 @@ import os
 import re
 import shutil
 import socket
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import xarray as xr
 

@@ -77,7 +77,7 @@ def _check(nodes: int, gpus_per_node: int, commands) -> None:
         raise ConfigError("no command to run: give at least one, e.g. 'train task=pretrain'")
 
 
-def slurm_script(commands: list[str], nodes: int, gpus_per_node: int, container: Container = Container(),
+def slurm_script(commands: list[str], nodes: int, gpus_per_node: int, container: Container | None = None,
                  job_name: str = "climax", time: str = "04:00:00", partition: str | None = None,
                  account: str | None = None, cpus_per_task: int = 8, port: int = 29500) -> str:
     """An ``sbatch`` script running ``climax <command>`` on ``nodes`` x ``gpus_per_node`` ranks.
@@ -86,6 +86,7 @@ def slurm_script(commands: list[str], nodes: int, gpus_per_node: int, container:
     as its own ``srun`` step over the whole allocation.
     """
     _check(nodes, gpus_per_node, commands)
+    container = container or Container()  # none: the host's Python
     extra = []
     if partition:
         extra.append(f"#SBATCH --partition={partition}")
@@ -100,10 +101,11 @@ def slurm_script(commands: list[str], nodes: int, gpus_per_node: int, container:
                   steps=steps)
 
 
-def torchrun_script(commands: list[str], gpus_per_node: int, container: Container = Container(),
+def torchrun_script(commands: list[str], gpus_per_node: int, container: Container | None = None,
                     cpus_per_task: int = 8) -> str:
     """The one-node script: ``torchrun --standalone`` with one rank per GPU."""
     _check(1, gpus_per_node, commands)
+    container = container or Container()
     run = f"torchrun --standalone --nnodes=1 --nproc-per-node={gpus_per_node} --no-python"
     steps = "\n".join(f"{container.prefix()}{run} \\\n    climax {_command(c)}" for c in commands)
     return render("torchrun.sh", title=f"climax with torchrun: {'; '.join(_command(c) for c in commands)}",

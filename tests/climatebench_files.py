@@ -20,7 +20,7 @@ def write_climatebench(folder, h=16, w=32, members=2, seed=0, scenarios=tuple(YE
     lon = np.arange(w) * 360 / w
     pattern = 1 + 0.5 * np.cos(np.deg2rad(lat))[:, None] * np.ones(w)
     blob = np.exp(-((lat[:, None] - 30) ** 2 / 1500 + (lon[None] - 120) ** 2 / 8000))
-    for k, name in enumerate(scenarios):
+    for name in scenarios:
         first, last = YEARS[name]
         years = np.arange(first, last + 1)
         n = len(years)

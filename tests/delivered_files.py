@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
-
 from era5_files import smooth
 
 #: A regional CDS box, north to south as the CDS delivers it: 8 x 16 points.

@@ -9,11 +9,11 @@ built once per module that uses them. The helpers are imported by name.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import shutil
 from pathlib import Path
 
 import numpy as np

@@ -8,12 +8,13 @@ import pytest
 import torch
 import xarray as xr
 from climatebench_files import write_climatebench
-from physicsnemo.core import Module, ModelRegistry
+from physicsnemo.core import ModelRegistry, Module
 
-from physicsnemo_climax.config import load_config, load_run_config
-from physicsnemo_climax.climate_projection.data import ClimateBenchDataset, input_statistics, read_scenario
 from physicsnemo_climax.climate_projection import ClimaXClimateBench, evaluate
-from physicsnemo_climax.climate_projection.scores import nrmse as climatebench_nrmse, pattern_scaling
+from physicsnemo_climax.climate_projection.data import ClimateBenchDataset, input_statistics, read_scenario
+from physicsnemo_climax.climate_projection.scores import nrmse as climatebench_nrmse
+from physicsnemo_climax.climate_projection.scores import pattern_scaling
+from physicsnemo_climax.config import load_config, load_run_config
 from physicsnemo_climax.engine.checks import ConfigError
 from physicsnemo_climax.forecasting import Run
 from physicsnemo_climax.grid import regular_grid

@@ -33,7 +33,7 @@ def direct(store: ShardStore, variable: str, window: int, day: int, hour: int) -
                 continue
             grid = per_year.setdefault(t.year, np.full((366, *store.grid), np.nan))
             grid[t.timetuple().tm_yday - 1] = field
-    for year, grid in per_year.items():
+    for grid in per_year.values():
         if np.isnan(grid[365]).all():
             grid[365] = grid[364]
     half = window // 2

@@ -9,10 +9,10 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from physicsnemo_climax import cli
 from physicsnemo_climax.launch import Container, slurm_script, torchrun_script

@@ -9,7 +9,12 @@ import torch
 from era5_files import write_era5
 
 from physicsnemo_climax.data import (
-    ClimaXShardReader, ForecastBatches, PrepareConfig, make_loader, partition, prepare,
+    ClimaXShardReader,
+    ForecastBatches,
+    PrepareConfig,
+    make_loader,
+    partition,
+    prepare,
 )
 
 

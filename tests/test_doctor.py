@@ -5,8 +5,8 @@ import importlib.util
 import json
 import logging
 
-import pytest
 import physicsnemo
+import pytest
 import torch
 
 from physicsnemo_climax import cli

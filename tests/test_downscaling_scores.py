@@ -16,7 +16,12 @@ from physicsnemo.metrics.general.crps import crps
 from physicsnemo_climax.downscaling import scores
 from physicsnemo_climax.downscaling.plots import plot_maps, plot_spectra
 from physicsnemo_climax.downscaling.scores import (
-    SCORE_COLUMNS, ensemble_scores, radial_spectrum, score_file, spectra_file, write_scores,
+    SCORE_COLUMNS,
+    ensemble_scores,
+    radial_spectrum,
+    score_file,
+    spectra_file,
+    write_scores,
 )
 
 T, N, H, W = 3, 4, 8, 10

@@ -24,8 +24,12 @@ from physicsnemo_climax.data import PrepareConfig, prepare  # noqa: E402
 from physicsnemo_climax.data.sources import Catalogue  # noqa: E402
 from physicsnemo_climax.downscaling.pipeline import forecast_and_downscale  # noqa: E402
 from physicsnemo_climax.downscaling.training import train as train_corrdiff  # noqa: E402
-from physicsnemo_climax.earth2studio import ClimaXPrognostic, CorrDiffDiagnostic, FileSource  # noqa: E402
-from physicsnemo_climax.earth2studio import lexicon  # noqa: E402
+from physicsnemo_climax.earth2studio import (  # noqa: E402
+    ClimaXPrognostic,
+    CorrDiffDiagnostic,
+    FileSource,
+    lexicon,  # noqa: E402
+)
 from physicsnemo_climax.errors import ConfigError  # noqa: E402
 from physicsnemo_climax.forecasting import Run, forecast  # noqa: E402
 from physicsnemo_climax.forecasting import train as train_climax  # noqa: E402

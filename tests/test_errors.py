@@ -9,9 +9,9 @@ import ast
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_climax
 from delivered_files import cds_netcdf
+
 from physicsnemo_climax.errors import ClimaxError, ConfigError, DataError, UnknownName
 
 PACKAGE = Path(__file__).resolve().parents[1] / "physicsnemo_climax"

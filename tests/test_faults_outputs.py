@@ -116,9 +116,8 @@ def test_a_wb2_forecast_replaces_its_own_kind_only_with_overwrite(capsys, traine
 
 
 def test_convert_replaces_an_existing_file_only_with_overwrite(capsys, tmp_path):
-    from test_official_checkpoint import official_like_state, write_ckpt
-
     from conftest import tiny_climax
+    from test_official_checkpoint import official_like_state, write_ckpt
 
     torch.manual_seed(0)
     ckpt = write_ckpt(tmp_path / "official.ckpt",

@@ -11,8 +11,8 @@ from test_recipes import config, store  # noqa: F401 -- the store fixture
 
 from physicsnemo_climax.config import load_run_config
 from physicsnemo_climax.data import ClimaXShardReader, ShardStore
-from physicsnemo_climax.data.wb2 import from_wb2
 from physicsnemo_climax.data.forcings import Forcings, forcing_fields, reference_statistics, unix_seconds
+from physicsnemo_climax.data.wb2 import from_wb2
 from physicsnemo_climax.errors import ClimaxError, InputError
 from physicsnemo_climax.forecasting import Run, evaluate, forecast
 from physicsnemo_climax.forecasting.rollout import forecast_steps

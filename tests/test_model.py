@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY_VARS, tiny_climax
-from physicsnemo.core import Module, ModelRegistry
+from physicsnemo.core import ModelRegistry, Module
 
 from physicsnemo_climax.models import DEFAULT_VARIABLES, ClimaX, Weights, load_weights
 from physicsnemo_climax.models.embeddings import resize_pos_embed

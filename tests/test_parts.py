@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from physicsnemo_climax.models.aggregation import VariableAggregation
@@ -16,8 +15,8 @@ from physicsnemo_climax.models.embeddings import (
     sincos_1d,
     sincos_2d,
 )
-from physicsnemo_climax.models.pretrained import resize_head_window
 from physicsnemo_climax.models.head import PredictionHead, overlap_add, tent, unpatchify
+from physicsnemo_climax.models.pretrained import resize_head_window
 from physicsnemo_climax.models.tokenizer import VariableTokenizer, VariableTokens
 
 

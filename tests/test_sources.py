@@ -11,11 +11,24 @@ import threading
 import numpy as np
 import pytest
 import xarray as xr
+from delivered_files import (
+    ARCO_LAT,
+    LAT,
+    LON,
+    TIMES,
+    WB2_LAT,
+    arco_dataset,
+    cds_grib,
+    cds_netcdf,
+    cds_netcdf_old,
+    fields,
+    grib_message,
+    packing_step,
+    wb2_dataset,
+    write_zarr,
+)
 
-from delivered_files import (ARCO_LAT, LAT, LEVELS, LON, TIMES, WB2_LAT, arco_dataset, cds_grib, cds_netcdf,
-                             cds_netcdf_old, fields, grib_message, packing_step, wb2_dataset, write_zarr)
-from physicsnemo_climax.data import PrepareConfig, ShardStore, prepare
-from physicsnemo_climax.data import sources
+from physicsnemo_climax.data import PrepareConfig, ShardStore, prepare, sources
 from physicsnemo_climax.data.formats import open_parts
 from physicsnemo_climax.data.preparation import parse_periods
 from physicsnemo_climax.data.sources import Catalogue

@@ -9,9 +9,11 @@ from types import SimpleNamespace
 import physicsnemo.models.diffusion_unets.song_unet as song_unet
 import pytest
 import torch
-from test_climatebench import bench, config as climatebench_config  # noqa: F401 -- the bench fixture
-from test_downscaling import TINY_CLIMAX, mini, training as corrdiff_config  # noqa: F401 -- the mini fixture
-from test_recipes import config as forecast_config, store  # noqa: F401 -- the store fixture
+from test_climatebench import bench  # noqa: F401 -- the bench fixture
+from test_climatebench import config as climatebench_config
+from test_downscaling import TINY_CLIMAX, mini  # noqa: F401 -- the mini fixture
+from test_downscaling import training as corrdiff_config
+from test_recipes import config as forecast_config  # noqa: F401 -- the store fixture
 
 import physicsnemo_climax.models.climax as climax_module
 from physicsnemo_climax.climate_projection.training import train as train_climatebench

@@ -23,7 +23,6 @@ from .model import ClimaXClimateBench
 from .scores import nrmse, pattern_scaling
 from .training import STATS_FILE, read_scenarios
 
-
 #: The kind of output a ClimateBench report folder is (:func:`..files.output_folder`), and its files.
 REPORT_KIND = "ClimateBench evaluation"
 TABLE_FILES = ("climatebench.csv", "climatebench.json", "climatebench_maps.png")

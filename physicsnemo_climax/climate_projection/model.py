@@ -12,7 +12,7 @@ name (:meth:`from_pretrained`, the rules of :func:`..models.pretrained.load_weig
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -101,7 +101,7 @@ class ClimaXClimateBench(ClimaX):
     pretrained_head = False
 
     @classmethod
-    def from_pretrained(cls, path: str, freeze: bool = False, **kwargs) -> "ClimaXClimateBench":
+    def from_pretrained(cls, path: str, freeze: bool = False, **kwargs) -> ClimaXClimateBench:
         """A model whose encoder holds the weights of a ClimaX ``.mdlus`` or official ``.ckpt``.
 
         Kept: the transformer blocks and final norm, the variable aggregation

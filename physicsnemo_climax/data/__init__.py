@@ -11,9 +11,9 @@ entry-point discovery, so Hydra configs can write
 
 from physicsnemo.datapipes.registry import COMPONENT_REGISTRY
 
-from .reader import ClimaXShardReader
 from .loader import Batch, ForecastBatches, make_loader, partition
 from .preparation import PrepareConfig, prepare
+from .reader import ClimaXShardReader
 from .regrid import regrid
 from .store import ShardStore, StoreError
 

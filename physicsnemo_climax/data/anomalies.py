@@ -19,6 +19,7 @@ import numpy as np
 
 from .store import ShardStore, StoreError
 
+
 @dataclass(frozen=True)
 class AnomalyStatistics:
     """``climatology`` ``[V, H, W]``, ``std`` ``[V, H]``, ``corr`` ``[V, H, lags]`` at lags

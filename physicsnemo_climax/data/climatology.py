@@ -16,11 +16,10 @@ the scored period (unlike the time mean of the scored split itself).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
-
 import xarray as xr
 
 from ..errors import ConfigError, DataError

@@ -25,8 +25,8 @@ They are normalised with statistics over a fixed reference year (2000, every
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -139,7 +139,7 @@ class Forcings:
     std: np.ndarray
 
     @classmethod
-    def build(cls, names: Sequence[str], lat, lon) -> "Forcings":
+    def build(cls, names: Sequence[str], lat, lon) -> Forcings:
         names = tuple(check_forcings(names))
         return cls(names, np.asarray(lat), np.asarray(lon), *reference_statistics(names, lat, lon))
 

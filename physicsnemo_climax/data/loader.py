@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -95,14 +95,14 @@ class Batch:
     index: torch.Tensor
     time: torch.Tensor | None = None
 
-    def _map(self, fn) -> "Batch":
+    def _map(self, fn) -> Batch:
         return replace(self, x=fn(self.x), y=fn(self.y), lead_time=fn(self.lead_time),
                        time=None if self.time is None else fn(self.time))
 
-    def to(self, device, non_blocking: bool = True) -> "Batch":
+    def to(self, device, non_blocking: bool = True) -> Batch:
         return self._map(lambda t: t.to(device, non_blocking=non_blocking))
 
-    def pin_memory(self) -> "Batch":
+    def pin_memory(self) -> Batch:
         return self._map(torch.Tensor.pin_memory)
 
 

@@ -290,7 +290,7 @@ class Catalogue:
         whole = not done.any() and len(blocks) == 1 and np.all(np.diff(index) == 1)
         for lo, hi in _progress(blocks, f"{name} ({path})", is_url(path)):
             frame = da.isel(time=slice(lo, hi))
-            data = _retried(lambda: _values(frame, path, name, dims, at), path, name, is_url(path))
+            data = _retried(lambda frame=frame: _values(frame, path, name, dims, at), path, name, is_url(path))
             last = max(lo, (hi - 1) // chunk * chunk)  # keep the run's last chunk only: little memory
             self._blocks[key] = ((last, hi), data[last - lo:].copy())
             if whole:  # one read holds every time, in order: its slice is the answer, no copy

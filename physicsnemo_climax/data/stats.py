@@ -22,7 +22,7 @@ class Moments:
     m2: float = 0.0
 
     @classmethod
-    def of(cls, values: np.ndarray) -> "Moments":
+    def of(cls, values: np.ndarray) -> Moments:
         """Moments of one array (all elements)."""
         values = np.asarray(values)
         if values.size == 0:
@@ -31,7 +31,7 @@ class Moments:
         d = values - values.dtype.type(mean) if values.dtype.kind == "f" else values - mean
         return cls(values.size, mean, float(np.add.reduce(np.square(d, out=d).ravel(), dtype=np.float64)))
 
-    def merge(self, other: "Moments") -> "Moments":
+    def merge(self, other: Moments) -> Moments:
         """Moments of the concatenation of both streams."""
         if other.count == 0:
             return self

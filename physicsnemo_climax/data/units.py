@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

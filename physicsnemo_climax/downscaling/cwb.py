@@ -23,8 +23,8 @@ Without ``all_times``, ``train=true`` takes the years not in ``test_years``
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

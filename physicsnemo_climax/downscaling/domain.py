@@ -213,7 +213,7 @@ class Domain:
         write_atomic(folder / DOMAIN_FILE, json.dumps(meta, indent=1))
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Domain":
+    def load(cls, folder: str | Path) -> Domain:
         folder = Path(folder)
         path = folder / DOMAIN_FILE
         if not path.exists():

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd

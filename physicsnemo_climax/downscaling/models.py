@@ -16,8 +16,8 @@ the backbone's positional-grid channels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf

@@ -18,8 +18,8 @@ Needs a CorrDiff run trained on data with latitude/longitude coordinates
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,10 +33,18 @@ from ..errors import ConfigError, UnknownName
 from ..files import check_file_output
 from ..forecasting import Run, forecast
 from . import net_files
-from .domain import Domain
 from .channel_units import to_trained
-from .generation import (build_sampler, checkpoint_domain, load_stages, prepare_net, run_record, seed_batches,
-                         stream, time_blocks)
+from .domain import Domain
+from .generation import (
+    build_sampler,
+    checkpoint_domain,
+    load_stages,
+    prepare_net,
+    run_record,
+    seed_batches,
+    stream,
+    time_blocks,
+)
 from .writer import GenerationWriter
 
 

@@ -106,7 +106,7 @@ class GenerationWriter:
         self._stop = threading.Event()
 
     # ------------------------------------------------------------ the caller's side
-    def __enter__(self) -> "GenerationWriter":
+    def __enter__(self) -> GenerationWriter:
         self._stack = ExitStack()
         self.tmp = self._stack.enter_context(atomic_path(self.path))
         try:

@@ -11,7 +11,7 @@ the prognostic wrapper keeps such constant inputs inside itself.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ..data.sources import split_name
 from ..errors import ConfigError, UnknownName

@@ -10,7 +10,7 @@ Held-Suarez dataset) under Earth2Studio ids, in the ``earth2studio.data``
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd

@@ -14,7 +14,6 @@ import importlib.util
 import os
 import shutil
 from dataclasses import dataclass, field
-
 from pathlib import Path
 
 import torch

@@ -11,8 +11,8 @@ AdamW mode, torch's fused AdamW on a GPU, or torch's foreach AdamW.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import torch
 from torch import nn
@@ -124,7 +124,7 @@ class Optimization:
     scaler: torch.amp.GradScaler
 
     @classmethod
-    def build(cls, model: nn.Module, t: TrainSettings, plan: RunPlan, device: torch.device) -> "Optimization":
+    def build(cls, model: nn.Module, t: TrainSettings, plan: RunPlan, device: torch.device) -> Optimization:
         """From the ``train`` section; build it after sharding (FSDP2 replaces the parameters)."""
         optimizer = build_optimizer(model, t.lr, t.weight_decay, t.betas, plan.fused, t.lr_scale)
         return cls(optimizer, build_scheduler(optimizer, t.warmup_steps, t.steps, t.min_lr_ratio),

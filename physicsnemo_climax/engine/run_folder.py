@@ -20,10 +20,10 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 

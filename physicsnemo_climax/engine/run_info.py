@@ -15,8 +15,9 @@ written back unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import DataError
 
@@ -86,7 +87,7 @@ class RunInfo:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], source: object = "run.json") -> "RunInfo":
+    def from_json(cls, data: Mapping[str, Any], source: object = "run.json") -> RunInfo:
         """The record of a ``run.json`` object (an older one included).
 
         Raises
@@ -115,6 +116,6 @@ class RunInfo:
             out.pop(key, None)
         return out
 
-    def with_launch(self, plan: Mapping[str, Any], history: list) -> "RunInfo":
+    def with_launch(self, plan: Mapping[str, Any], history: list) -> RunInfo:
         """This record with the plan and relaunch history of a launch."""
         return replace(self, plan=dict(plan), history=tuple(history))

@@ -71,7 +71,7 @@ class TrainSettings:
     mlflow: bool
 
     @classmethod
-    def from_config(cls, t: DictConfig) -> "TrainSettings":
+    def from_config(cls, t: DictConfig) -> TrainSettings:
         """The settings of the ``train`` section ``t`` (checked by :func:`.checks.check_train`
         and split by :func:`.checks.split_batch` before).
 

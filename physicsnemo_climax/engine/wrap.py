@@ -4,7 +4,7 @@ replicated over ranks, optionally compiled. Checkpoints save the model itself.""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn

@@ -12,8 +12,8 @@ fields out as ``([member,] time, lead_time, lat, lon)``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd

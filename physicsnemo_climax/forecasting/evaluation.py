@@ -14,8 +14,8 @@ the model's forecasts go to ``forecasts.zarr`` in WeatherBench 2's layout.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -31,8 +31,8 @@ from ..engine.plan import decide_device
 from ..errors import InputError
 from ..files import output_folder
 from ..models import GridRegion
-from .diagnostics import FieldDiagnostics
 from .core import Start, forecast_dataset, lead_forecasts, member_starts
+from .diagnostics import FieldDiagnostics
 from .ensembles import EnsembleSpec, lag_hours
 from .references import References
 from .report import EVALUATION, Case, Pictures, is_report, write_report

@@ -10,8 +10,8 @@ the run, the model file and its SHA-256, the device).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import xarray as xr
 

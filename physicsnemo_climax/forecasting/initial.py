@@ -21,7 +21,7 @@ Each rule either repairs the input by a stated rule or refuses it naming the ite
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import xarray as xr

@@ -60,7 +60,7 @@ def plot_bias_maps(fields: FieldDiagnostics, lat: np.ndarray, lon: np.ndarray, p
     from matplotlib.figure import Figure
 
     lead = max(lead for _, lead in fields.errors)
-    methods = [m for m, l in fields.errors if l == lead]
+    methods = [m for m, at in fields.errors if at == lead]
     n_var = next(iter(fields.errors.values())).shape[0]
     order, lon_order = np.argsort(lat), np.argsort(lon % 360)
     fig = Figure(figsize=(4.2 * n_var, 2.6 * len(methods)), layout="tight")

@@ -5,9 +5,9 @@ built once per evaluation from ``eval`` and ``external``."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import torch
@@ -15,8 +15,8 @@ import torch
 from ..data import ShardStore
 from ..data.climatology import day_and_hour, hourly_climatology, wb2_climatology
 from ..data.formats import is_url
-from ..data.units import parse_assumed
 from ..data.store import StoreError
+from ..data.units import parse_assumed
 from ..errors import ConfigError
 from ..models import GridRegion
 from .external import EVAL_STATING, ExternalForecast, open_wb2_zarr
@@ -114,7 +114,7 @@ class References:
 
     @classmethod
     def build(cls, e: EvalSettings, external: Mapping[str, str] | None, run: Run, store: ShardStore,
-              scored: list[str], region: GridRegion) -> "References":
+              scored: list[str], region: GridRegion) -> References:
         """The references the evaluation settings ``e`` and the ``external`` forecasts
         (name -> path or URL) ask for."""
         units = run.info.units

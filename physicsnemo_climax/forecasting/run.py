@@ -44,7 +44,7 @@ class Run:
     checkpoint: Path | None = None
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device | None = None, option: str = "path") -> "Run":
+    def load(cls, path: str | Path, device: str | torch.device | None = None, option: str = "path") -> Run:
         """The latest weights and the ``run.json`` of a ``climax train`` run folder, on ``device``
         (:func:`..engine.plan.decide_device`: ``None`` is CUDA when present, else the CPU); or,
         for a model file inside a run folder (``runs/x/checkpoints/ClimaX.0.200.mdlus``), that

@@ -23,8 +23,8 @@ the points of the scored grid.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -67,7 +67,7 @@ class ScoreRegion:
             mask = mask * (land if self.surface == "land" else 1.0 - land)
         return mask
 
-    def within(self, domain: "ScoreRegion") -> bool:
+    def within(self, domain: ScoreRegion) -> bool:
         """Whether all of this region lies in ``domain`` (a plain box, :func:`grid_extent`)."""
         if self.outside:  # a band's complement reaches both poles
             return domain.lat == (-90.0, 90.0) and domain.lon is None

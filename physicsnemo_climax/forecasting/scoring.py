@@ -19,15 +19,15 @@ and a rank histogram is kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ..metrics import crps_map, rank_of_truth
-from .score_regions import region_weights, WB2_REGIONS
+from .score_regions import WB2_REGIONS, region_weights
 from .seeps import seeps_map
 
 
@@ -64,7 +64,7 @@ class Verification:
             cache[name] = make()
         return cache[name]
 
-    def take(self, index: Sequence[int]) -> "Verification":
+    def take(self, index: Sequence[int]) -> Verification:
         """The verification of the samples ``index`` only (an external forecast lacking some)."""
         def pick(t):
             return None if t is None or t.shape[0] == 1 else t[list(index)]

@@ -10,9 +10,10 @@ as an :class:`.EnsembleSpec`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -63,7 +64,7 @@ class EvalSettings:
     device: str | None
 
     @classmethod
-    def from_config(cls, e: DictConfig) -> "EvalSettings":
+    def from_config(cls, e: DictConfig) -> EvalSettings:
         """The checked settings of the ``eval`` section ``e``.
 
         Raises

@@ -20,11 +20,11 @@ from ..data.anomalies import anomaly_statistics
 from ..data.epochs import forecast_epochs
 from ..data.forcings import Forcings
 from ..engine.checks import ConfigError, config_error
-from ..errors import InputError
 from ..engine.loop import Trainable
 from ..engine.run_folder import RunRecord
 from ..engine.run_info import RunInfo
 from ..engine.task import TaskContext, train_task, validation_mean
+from ..errors import InputError
 from ..metrics import rmse, weighted_mse_loss
 from ..models import ClimaX, GridRegion
 from ..models.variables import CONSTANTS

@@ -11,9 +11,8 @@ checkpoints load (:mod:`.pretrained`).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 import torch
 from physicsnemo.core import ModelMetaData, Module
@@ -24,9 +23,9 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import ConfigError, InputError, UnknownName
 from ..grid import regular_grid
 from .aggregation import VariableAggregation
-from .pretrained import infer_architecture, load_weights, read_weights
 from .embeddings import sincos_1d, sincos_2d
 from .head import PredictionHead
+from .pretrained import infer_architecture, load_weights, read_weights
 from .region import REGIONS, GridRegion, PatchSelection, Region, select_patches
 from .tokenizer import VariableTokenizer
 from .variables import DEFAULT_VARIABLES
@@ -34,7 +33,7 @@ from .variables import DEFAULT_VARIABLES
 #: Length of a residual model's lag-correlation table (lag 0 first).
 ANOMALY_LAGS = 64
 
-RegionLike = Union[None, str, Region, Sequence[float], Mapping, torch.Tensor, PatchSelection, GridRegion]
+RegionLike = None | str | Region | Sequence[float] | Mapping | torch.Tensor | PatchSelection | GridRegion
 
 
 @dataclass
@@ -407,7 +406,7 @@ class ClimaX(Module):
     pretrained_head: bool = True
 
     @classmethod
-    def from_pretrained(cls, path, **kwargs) -> "ClimaX":
+    def from_pretrained(cls, path, **kwargs) -> ClimaX:
         """A model built with ``kwargs`` holding the weights of a ClimaX ``.mdlus`` or
         official ``.ckpt`` by the rules of :func:`~.pretrained.load_weights`: variables
         by name (those the file lacks keep their fresh initialisation), ``pos_embed``
@@ -427,7 +426,7 @@ class ClimaX(Module):
 
     @classmethod
     def from_official_checkpoint(cls, path, checkpoint_variables: Sequence[str] = DEFAULT_VARIABLES,
-                                 **overrides) -> "ClimaX":
+                                 **overrides) -> ClimaX:
         """A model holding an official ClimaX Lightning checkpoint's weights, strictly.
 
         Parameters

@@ -79,7 +79,7 @@ class PatchSelection:
         return rows, cols
 
     @classmethod
-    def from_patch_ids(cls, ids: torch.Tensor, grid: tuple[int, int]) -> "PatchSelection":
+    def from_patch_ids(cls, ids: torch.Tensor, grid: tuple[int, int]) -> PatchSelection:
         """Selection from explicit flat patch ids forming a row-major rectangle."""
         ids = torch.as_tensor(ids).flatten().long().cpu()
         h, w = grid
@@ -166,14 +166,14 @@ class GridRegion:
 
     @classmethod
     def on_grid(cls, spec, patches: PatchSelection | None, lat: torch.Tensor, lon: torch.Tensor,
-                patch_size: int) -> "GridRegion":
+                patch_size: int) -> GridRegion:
         """The region of ``patches`` on the grid ``lat`` ``[H]``, ``lon`` ``[W]``."""
         if patches is None:
             return cls(spec_json(spec), None, torch.arange(lat.numel()), torch.arange(lon.numel()), lat, lon)
         rows, cols = patches.pixel_index(patch_size)
         return cls(spec_json(spec), patches, rows, cols, lat[rows], lon[cols], patches.patch_ids())
 
-    def to(self, device) -> "GridRegion":
+    def to(self, device) -> GridRegion:
         """The same region with its index and coordinate tensors on ``device`` (no copy per use)."""
         moved = {k: getattr(self, k).to(device) for k in ("rows", "cols", "lat", "lon")}
         ids = None if self.patch_ids is None else self.patch_ids.to(device)
