@@ -56,8 +56,7 @@ def main() -> None:
 
     device = torch.device(args.device)
     torch.manual_seed(0)
-    common = dict(img_size=args.img_size, patch_size=args.patch_size,
-                  embed_dim=args.embed_dim, depth=args.depth)
+    common = dict(img_size=args.img_size, patch_size=args.patch_size, embed_dim=args.embed_dim, depth=args.depth)
     models = {"fused": ClimaX(fused_aggregation=True, **common).to(device)}
     models["naive"] = ClimaX(fused_aggregation=False, **common).to(device)
     models["naive"].load_state_dict(models["fused"].state_dict())
@@ -65,10 +64,7 @@ def main() -> None:
     x = torch.randn(args.batch, len(variables), *args.img_size, device=device)
     y = torch.randn_like(x)
     lead = torch.full((args.batch,), 72.0, device=device)
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if args.dtype == "bf16" else contextlib.nullcontext()
-    )
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if args.dtype == "bf16" else contextlib.nullcontext()
 
     def step(model):
         with autocast:
@@ -107,17 +103,21 @@ def main() -> None:
         model.zero_grad(set_to_none=False)
 
     params = sum(p.numel() for p in models["fused"].parameters())
-    print(f"ClimaX {params / 1e6:.1f}M params, {len(variables)} vars, grid {tuple(args.img_size)}, "
-          f"p={args.patch_size}, batch {args.batch}, {args.dtype}, {device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"ClimaX {params / 1e6:.1f}M params, {len(variables)} vars, grid {tuple(args.img_size)}, "
+        f"p={args.patch_size}, batch {args.batch}, {args.dtype}, {device}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
     print(f"{'path':8s} {'samples/s':>10s} {'median s/step':>14s} {'activation MiB':>15s}")
     rate = {}
     for name in models:
         median = sorted(times[name])[len(times[name]) // 2]
         rate[name] = args.batch / median
         print(f"{name:8s} {rate[name]:10.3f} {median:14.3f} {memory[name] / 2**20:15.1f}")
-    print(f"speed-up fused/naive: {rate['fused'] / rate['naive']:.2f}x; "
-          f"activation memory fused/naive: {memory['fused'] / memory['naive']:.2f}")
+    print(
+        f"speed-up fused/naive: {rate['fused'] / rate['naive']:.2f}x; "
+        f"activation memory fused/naive: {memory['fused'] / memory['naive']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -64,8 +64,11 @@ INPUTS, INVARIANTS, OUTPUTS = ["10u", "10v", "2t", "tp"], ["elev_mean", "lsm_mea
 
 def make_domain(shape, factor: int = 4) -> Domain:
     unit = {"mean": 0.0, "std": 1.0}
-    stats = {"input": dict.fromkeys(INPUTS, unit), "invariant": dict.fromkeys(INVARIANTS, unit),
-             "output": dict.fromkeys(OUTPUTS, unit)}
+    stats = {
+        "input": dict.fromkeys(INPUTS, unit),
+        "invariant": dict.fromkeys(INVARIANTS, unit),
+        "output": dict.fromkeys(OUTPUTS, unit),
+    }
     return Domain(INPUTS, OUTPUTS, INVARIANTS, stats, factor, tuple(shape))
 
 
@@ -83,8 +86,14 @@ def main() -> None:
     parser.add_argument("--size", choices=["tiny", "mini"], default="tiny", help="model_size config")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--grid", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="default 64 64 (CorrDiff-Mini); 1056 1792 (HRRR CONUS) with --stream")
+    parser.add_argument(
+        "--grid",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="default 64 64 (CorrDiff-Mini); 1056 1792 (HRRR CONUS) with --stream",
+    )
     parser.add_argument("--sampler", choices=["stochastic", "deterministic"], default="stochastic")
     parser.add_argument("--steps", type=int, nargs="+", default=[4, 9, 18], help="sampler steps")
     parser.add_argument("--seed-batch", type=int, nargs="+", default=[1, 4], help="seed batch sizes")
@@ -97,13 +106,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--stream", action="store_true", help="streaming generation: memory and samples/s vs times")
     parser.add_argument("--stream-times", type=int, nargs="+", default=[1, 10, 100])
-    parser.add_argument("--stream-hold", type=int, nargs="*", default=[1, 10],
-                        help="times for the non-streaming path (it holds everything in memory)")
+    parser.add_argument(
+        "--stream-hold",
+        type=int,
+        nargs="*",
+        default=[1, 10],
+        help="times for the non-streaming path (it holds everything in memory)",
+    )
     parser.add_argument("--stream-members", type=int, default=2)
     parser.add_argument("--stream-net", choices=["climax", "unet"], default="climax")
     parser.add_argument("--stream-dir", default=None, help="where the files go (default: the temp folder)")
-    parser.add_argument("--stream-env", nargs="*", default=[], metavar="KEY=VALUE",
-                        help="environment of the cases, e.g. MALLOC_MMAP_THRESHOLD_=1048576")
+    parser.add_argument(
+        "--stream-env",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment of the cases, e.g. MALLOC_MMAP_THRESHOLD_=1048576",
+    )
     parser.add_argument("--stream-case", choices=["streaming", "holding"], help=argparse.SUPPRESS)
     parser.add_argument("--stream-case-times", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -129,26 +148,32 @@ def main() -> None:
     gen = load_config([f"generation/sampler={args.sampler}"], "config_generate_hrrr_mini").generation
     autocast = lambda: plan.autocast(device)  # noqa: E731
     c_in, c_out = len(domain.input_channels), len(domain.output_variables)
-    print(f"CorrDiff {args.size}, grid {tuple(args.grid)}, {c_in} inputs -> {c_out} outputs, {args.precision}, "
-          f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"CorrDiff {args.size}, grid {tuple(args.grid)}, {c_in} inputs -> {c_out} outputs, {args.precision}, "
+        f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
     # ---------------------------------------------------------------- generation
     with warnings.catch_warnings():  # diffusion.yaml's gridtype=sinusoidal is flagged legacy (kept as upstream)
         warnings.simplefilter("ignore", FutureWarning)
         regression = build_regression(reg_cfg, domain, plan).to(device).eval().requires_grad_(False)
         diffusion = build_diffusion(dif_cfg, domain, plan).to(device).eval().requires_grad_(False)
-        nets = {"UNet regression": build_regression(reg_cfg, domain, plan),
-                "diffusion": build_diffusion(dif_cfg, domain, plan),
-                "ClimaX regression": build_regression(cli_cfg, domain, plan)}
+        nets = {
+            "UNet regression": build_regression(reg_cfg, domain, plan),
+            "diffusion": build_diffusion(dif_cfg, domain, plan),
+            "ClimaX regression": build_regression(cli_cfg, domain, plan),
+        }
     if args.precision != "fp32":  # PhysicsNeMo's layers refuse autocast unless told (docs/design/corrdiff.md)
         for net in (regression, diffusion, *nets.values()):
             if hasattr(net, "amp_mode"):
                 net.amp_mode = True
     x = torch.randn(args.times, c_in, *args.grid, device=device)
     evals = {"stochastic": lambda n: 2 * n - 1, "deterministic": lambda n: n}[args.sampler]
-    print(f"\ngeneration: {args.sampler} sampler, {args.members} members x {args.times} time(s), "
-          f"median of {args.repeats} after a warm-up; "
-          f"regression {params(regression) / 1e6:.2f}M, diffusion {params(diffusion) / 1e6:.2f}M params")
+    print(
+        f"\ngeneration: {args.sampler} sampler, {args.members} members x {args.times} time(s), "
+        f"median of {args.repeats} after a warm-up; "
+        f"regression {params(regression) / 1e6:.2f}M, diffusion {params(diffusion) / 1e6:.2f}M params"
+    )
     print(f"{'steps':>5s} {'evals':>5s} {'seed batch':>10s} {'seconds':>8s} {'samples/s':>10s} {'s/step':>8s}")
     gen_times = {}
     for steps in args.steps:
@@ -166,8 +191,10 @@ def main() -> None:
                     sync(device)
                     runs.append(time.perf_counter() - start)
             seconds = gen_times[steps, b] = sorted(runs)[len(runs) // 2]
-            print(f"{steps:5d} {evals(steps):5d} {b:10d} {seconds:8.2f} {args.members * args.times / seconds:10.3f} "
-                  f"{seconds / steps:8.3f}")
+            print(
+                f"{steps:5d} {evals(steps):5d} {b:10d} {seconds:8.2f} {args.members * args.times / seconds:10.3f} "
+                f"{seconds / steps:8.3f}"
+            )
     first, last = args.seed_batch[0], args.steps[-1]
     for b in args.seed_batch[1:]:
         ratios = ", ".join(f"{s} steps {gen_times[s, first] / gen_times[s, b]:.2f}x" for s in args.steps)
@@ -175,8 +202,10 @@ def main() -> None:
     for b in args.seed_batch if len(args.steps) > 1 else []:
         base = gen_times[args.steps[0], b] / args.steps[0]
         ratios = ", ".join(f"{s}: {gen_times[s, b] / s / base:.2f}" for s in args.steps[1:])
-        print(f"seed batch {b}: s/step relative to {args.steps[0]} steps -> {ratios} "
-              f"(net evals/step {evals(args.steps[0]) / args.steps[0]:.2f} .. {evals(last) / last:.2f})")
+        print(
+            f"seed batch {b}: s/step relative to {args.steps[0]} steps -> {ratios} "
+            f"(net evals/step {evals(args.steps[0]) / args.steps[0]:.2f} .. {evals(last) / last:.2f})"
+        )
 
     # ---------------------------------------------------------------- training
     frozen = regression
@@ -184,9 +213,13 @@ def main() -> None:
     channels_last = plan.apex_group_norm
     layout = (lambda t: t.contiguous(memory_format=torch.channels_last)) if channels_last else (lambda t: t)
     regression_loss = RegressionLoss()
-    residual_loss = ResidualLoss(frozen, P_mean=dif_cfg.model.P_mean, P_std=dif_cfg.model.P_std,
-                                 sigma_data=dif_cfg.model.sigma_data,
-                                 hr_mean_conditioning=dif_cfg.model.hr_mean_conditioning)
+    residual_loss = ResidualLoss(
+        frozen,
+        P_mean=dif_cfg.model.P_mean,
+        P_std=dif_cfg.model.P_std,
+        sigma_data=dif_cfg.model.sigma_data,
+        hr_mean_conditioning=dif_cfg.model.hr_mean_conditioning,
+    )
     losses = {"UNet regression": regression_loss, "diffusion": residual_loss, "ClimaX regression": regression_loss}
     optimizers = {}
     for name, net in nets.items():
@@ -216,26 +249,36 @@ def main() -> None:
             sync(device)
             train_times[name].append(time.perf_counter() - start)
     median = {name: sorted(v)[len(v) // 2] for name, v in train_times.items()}
-    print(f"\ntraining: batch {args.batch}, median of {args.train_steps} steps after {args.warmup} warm-up, "
-          f"AdamW ({plan.fused}){', channels_last' if channels_last else ''}")
+    print(
+        f"\ntraining: batch {args.batch}, median of {args.train_steps} steps after {args.warmup} warm-up, "
+        f"AdamW ({plan.fused}){', channels_last' if channels_last else ''}"
+    )
     print(f"{'stage':18s} {'params':>8s} {'s/step':>8s} {'samples/s':>10s}")
     for name, net in nets.items():
         print(f"{name:18s} {params(net) / 1e6:7.2f}M {median[name]:8.3f} {args.batch / median[name]:10.2f}")
     unet, climax = nets["UNet regression"], nets["ClimaX regression"]
-    print(f"ClimaX / UNet regression: step time {median['ClimaX regression'] / median['UNet regression']:.2f}x, "
-          f"parameters {params(climax) / params(unet):.2f}x")
+    print(
+        f"ClimaX / UNet regression: step time {median['ClimaX regression'] / median['UNet regression']:.2f}x, "
+        f"parameters {params(climax) / params(unet):.2f}x"
+    )
 
     # ---------------------------------------------------------------- markdown
-    print(f"\n`{shlex.join(['python', *sys.argv])}` ({device}, {torch.get_num_threads()} threads, "
-          f"{args.precision}, grid {args.grid[0]}x{args.grid[1]}, `model_size={args.size}`)\n")
+    print(
+        f"\n`{shlex.join(['python', *sys.argv])}` ({device}, {torch.get_num_threads()} threads, "
+        f"{args.precision}, grid {args.grid[0]}x{args.grid[1]}, `model_size={args.size}`)\n"
+    )
     print("| measurement | setting | seconds | throughput |")
     print("|---|---|---:|---:|")
     for (steps, b), seconds in gen_times.items():
-        print(f"| generation, {args.sampler} | {steps} steps, seed batch {b}, {args.members} members | {seconds:.2f} "
-              f"| {args.members * args.times / seconds:.3f} samples/s |")
+        print(
+            f"| generation, {args.sampler} | {steps} steps, seed batch {b}, {args.members} members | {seconds:.2f} "
+            f"| {args.members * args.times / seconds:.3f} samples/s |"
+        )
     for name, net in nets.items():
-        print(f"| training step, {name} ({params(net) / 1e6:.2f}M) | batch {args.batch} | {median[name]:.3f} "
-              f"| {args.batch / median[name]:.2f} samples/s |")
+        print(
+            f"| training step, {name} ({params(net) / 1e6:.2f}M) | batch {args.batch} | {median[name]:.3f} "
+            f"| {args.batch / median[name]:.2f} samples/s |"
+        )
     print(f"\ncommand: {shlex.join(['python', *sys.argv])}")
 
 
@@ -250,8 +293,10 @@ def stream_main(args) -> None:
         print(json.dumps(streaming.run_case(args, domain)))
         return
     args.grid = domain.shape
-    print(f"streaming generation, grid {domain.shape}, {args.stream_members} members, nets: {args.stream_net}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, environment {args.stream_env or 'as is'}")
+    print(
+        f"streaming generation, grid {domain.shape}, {args.stream_members} members, nets: {args.stream_net}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, environment {args.stream_env or 'as is'}"
+    )
     results = streaming.run_all(args, domain)
     streaming.report(args, domain, results)
     print(f"\ncommand: {shlex.join(['python', *sys.argv])}")

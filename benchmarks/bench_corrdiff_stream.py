@@ -49,8 +49,14 @@ from physicsnemo_climax.engine.plan import resolve
 from physicsnemo_climax.files import write_netcdf
 
 #: ClimaX regression stage as small as the tests' (one CONUS forward: ~1 s on 2 CPU cores).
-TINY_CLIMAX = ["model=climax_regression", "model.climax.embed_dim=32", "model.climax.depth=1",
-               "model.climax.num_heads=2", "model.climax.decoder_depth=1", "model.climax.patch_size=16"]
+TINY_CLIMAX = [
+    "model=climax_regression",
+    "model.climax.embed_dim=32",
+    "model.climax.depth=1",
+    "model.climax.num_heads=2",
+    "model.climax.decoder_depth=1",
+    "model.climax.patch_size=16",
+]
 #: The tiny UNets with 6 levels: SongUNet always attends at its lowest level, and with tiny.yaml's
 #: 2 levels that is 528 x 896 tokens at CONUS size (an 895 GB attention matrix).
 DEEP_TINY = ["model_size=tiny", "model_size.channel_mult=[1,1,1,1,1,1]"]
@@ -76,8 +82,9 @@ def nets(net: str, domain):
         if net == "unet":
             dif_cfg = load_config(DEEP_TINY, "config_training_hrrr_mini_diffusion")
             diffusion = build_diffusion(dif_cfg, domain, plan).eval().requires_grad_(False)
-    gen = load_config(["generation/sampler=deterministic", "generation.sampler.num_steps=2"],
-                      "config_generate_hrrr_mini").generation
+    gen = load_config(
+        ["generation/sampler=deterministic", "generation.sampler.num_steps=2"], "config_generate_hrrr_mini"
+    ).generation
     return regression, diffusion, gen
 
 
@@ -93,30 +100,38 @@ def holding(domain, regression, diffusion, gen, batches, times, out: Path) -> No
     """The non-streaming path: all inputs, all members, the whole file in memory, one write."""
     pairs = [sample(domain, t) for t in range(len(times))]
     x, truth = torch.cat([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
-    mean, members = downscale(regression, diffusion, x, batches, build_sampler(gen, domain.shape),
-                              gen.hr_mean_conditioning)
+    mean, members = downscale(
+        regression, diffusion, x, batches, build_sampler(gen, domain.shape), gen.hr_mean_conditioning
+    )
     inputs, mean = domain.denormalize_input(x).numpy(), domain.denormalize_output(mean).numpy()
     members = domain.denormalize_output(members).numpy()
     root = xr.Dataset(coords={"time": times, "ensemble": np.arange(members.shape[0])})
     field = ("time", "y", "x")
-    groups = {"input": {v: (field, inputs[:, k]) for k, v in enumerate(domain.input_channels)},
-              "regression": {v: (field, mean[:, k]) for k, v in enumerate(domain.output_variables)},
-              "prediction": {v: (("ensemble", *field), members[:, :, k]) for k, v in enumerate(domain.output_variables)},
-              "truth": {v: (field, truth[:, k]) for k, v in enumerate(domain.output_variables)}}
-    write_netcdf(out, root, {g: xr.Dataset({k: (d, np.asarray(a, np.float32)) for k, (d, a) in v.items()})
-                             for g, v in groups.items()})
+    groups = {
+        "input": {v: (field, inputs[:, k]) for k, v in enumerate(domain.input_channels)},
+        "regression": {v: (field, mean[:, k]) for k, v in enumerate(domain.output_variables)},
+        "prediction": {v: (("ensemble", *field), members[:, :, k]) for k, v in enumerate(domain.output_variables)},
+        "truth": {v: (field, truth[:, k]) for k, v in enumerate(domain.output_variables)},
+    }
+    write_netcdf(
+        out,
+        root,
+        {g: xr.Dataset({k: (d, np.asarray(a, np.float32)) for k, (d, a) in v.items()}) for g, v in groups.items()},
+    )
 
 
 def streaming(domain, regression, diffusion, gen, batches, times, out: Path) -> None:
     """:func:`generation.stream` with the writer thread, one time per block."""
+
     def blocks():
         for t in range(len(times)):
             x, truth = sample(domain, t)
             yield x, {"times": times[t : t + 1], "truth": truth}
 
     with GenerationWriter(out, domain, len(torch.cat(batches)), truth=True) as writer:
-        stream(regression, diffusion, build_sampler(gen, domain.shape), batches, blocks(), writer,
-               gen.hr_mean_conditioning)
+        stream(
+            regression, diffusion, build_sampler(gen, domain.shape), batches, blocks(), writer, gen.hr_mean_conditioning
+        )
 
 
 def run_case(args, domain) -> dict:
@@ -129,15 +144,23 @@ def run_case(args, domain) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="bench_stream_", dir=args.stream_dir))
     before = rss_bytes()
     start = time.perf_counter()
-    {"streaming": streaming, "holding": holding}[args.stream_case](domain, regression, diffusion, gen, batches,
-                                                                   times, folder / "out.nc")
+    {"streaming": streaming, "holding": holding}[args.stream_case](
+        domain, regression, diffusion, gen, batches, times, folder / "out.nc"
+    )
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     size = (folder / "out.nc").stat().st_size
     shutil.rmtree(folder)
-    return {"case": args.stream_case, "times": len(times), "seconds": seconds, "peak_rss": peak,
-            "rss_before": before, "added": peak - before, "file_bytes": size,
-            "samples_per_s": args.stream_members * len(times) / seconds}
+    return {
+        "case": args.stream_case,
+        "times": len(times),
+        "seconds": seconds,
+        "peak_rss": peak,
+        "rss_before": before,
+        "added": peak - before,
+        "file_bytes": size,
+        "samples_per_s": args.stream_members * len(times) / seconds,
+    }
 
 
 def held_bytes(domain, members: int, times: int) -> int:
@@ -154,9 +177,20 @@ def run_all(args, domain) -> list[dict]:
     cases = [("streaming", t) for t in args.stream_times] + [("holding", t) for t in args.stream_hold]
     results = []
     for case, t in cases:
-        cmd = [sys.executable, sys.argv[0], "--stream-case", case, "--stream-case-times", str(t),
-               "--stream-net", args.stream_net, "--stream-members", str(args.stream_members),
-               "--grid", *map(str, args.grid)]
+        cmd = [
+            sys.executable,
+            sys.argv[0],
+            "--stream-case",
+            case,
+            "--stream-case-times",
+            str(t),
+            "--stream-net",
+            args.stream_net,
+            "--stream-members",
+            str(args.stream_members),
+            "--grid",
+            *map(str, args.grid),
+        ]
         cmd += ["--threads", str(args.threads)] if args.threads else []
         cmd += ["--stream-dir", args.stream_dir] if args.stream_dir else []
         env = dict(os.environ, **dict(item.split("=", 1) for item in args.stream_env))
@@ -165,8 +199,11 @@ def run_all(args, domain) -> list[dict]:
             raise RuntimeError(f"{case} with {t} times failed:\n{done.stderr[-3000:]}")
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         r = results[-1]
-        print(f"{case:9s} {t:4d} times {r['seconds']:8.1f} s {r['samples_per_s']:8.3f} samples/s "
-              f"peak RSS {r['peak_rss'] / 2**30:6.2f} GiB (+{r['added'] / 2**30:.2f} GiB over the nets)", flush=True)
+        print(
+            f"{case:9s} {t:4d} times {r['seconds']:8.1f} s {r['samples_per_s']:8.3f} samples/s "
+            f"peak RSS {r['peak_rss'] / 2**30:6.2f} GiB (+{r['added'] / 2**30:.2f} GiB over the nets)",
+            flush=True,
+        )
     return results
 
 
@@ -175,8 +212,10 @@ def report(args, domain, results: list[dict]) -> None:
     print("\n| path | times | seconds | samples/s | peak RSS, GiB | added by generation, GiB | file, GiB |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['case']} | {r['times']} | {r['seconds']:.1f} | {r['samples_per_s']:.3f} | "
-              f"{r['peak_rss'] / 2**30:.2f} | {r['added'] / 2**30:.2f} | {r['file_bytes'] / 2**30:.2f} |")
+        print(
+            f"| {r['case']} | {r['times']} | {r['seconds']:.1f} | {r['samples_per_s']:.3f} | "
+            f"{r['peak_rss'] / 2**30:.2f} | {r['added'] / 2**30:.2f} | {r['file_bytes'] / 2**30:.2f} |"
+        )
     stream_rows = {r["times"]: r for r in results if r["case"] == "streaming"}
     first, last = min(stream_rows), max(stream_rows)
     ratio = stream_rows[last]["peak_rss"] / stream_rows[first]["peak_rss"]
@@ -184,8 +223,12 @@ def report(args, domain, results: list[dict]) -> None:
     for r in results:
         if r["case"] == "holding" and r["times"] in stream_rows:
             s = stream_rows[r["times"]]
-            print(f"{r['times']} times: streaming / holding samples/s {s['samples_per_s'] / r['samples_per_s']:.2f}x "
-                  f"(target >= 1), peak RSS {s['peak_rss'] / r['peak_rss']:.2f}x")
+            print(
+                f"{r['times']} times: streaming / holding samples/s {s['samples_per_s'] / r['samples_per_s']:.2f}x "
+                f"(target >= 1), peak RSS {s['peak_rss'] / r['peak_rss']:.2f}x"
+            )
     for t in sorted(set(stream_rows) - set(args.stream_hold)):
-        print(f"holding {t} times would keep about {held_bytes(domain, args.stream_members, t) / 2**30:.1f} GiB "
-              "(inputs, members, their physical copies and the in-memory file): not run")
+        print(
+            f"holding {t} times would keep about {held_bytes(domain, args.stream_members, t) / 2**30:.1f} GiB "
+            "(inputs, members, their physical copies and the in-memory file): not run"
+        )

@@ -35,8 +35,10 @@ def write_store(root: Path, shards: int, steps: int) -> None:
     rng = np.random.default_rng(0)
     (root / "train").mkdir(parents=True)
     for i in range(shards):
-        np.savez(root / "train" / f"2000_{i}.npz",
-                 **{v: rng.standard_normal((steps, 1, 32, 64), dtype=np.float32) for v in DEFAULT_VARIABLES})
+        np.savez(
+            root / "train" / f"2000_{i}.npz",
+            **{v: rng.standard_normal((steps, 1, 32, 64), dtype=np.float32) for v in DEFAULT_VARIABLES},
+        )
     np.savez(root / "normalize_mean.npz", **{v: np.zeros(1) for v in DEFAULT_VARIABLES})
     np.savez(root / "normalize_std.npz", **{v: np.ones(1) for v in DEFAULT_VARIABLES})
     lat, lon = regular_grid((32, 64))
@@ -77,8 +79,10 @@ def main() -> None:
         seconds, nbytes = raw_read(root)
         raw_mb_s = nbytes / seconds / 1e6
         sample_bytes = 2 * len(DEFAULT_VARIABLES) * 32 * 64 * 4
-        print(f"store: {args.shards} shards x {args.steps} steps, 48 vars, 32x64 float32, "
-              f"{nbytes / 1e9:.2f} GB; sample (x + y) {sample_bytes / 1e6:.2f} MB; batch {args.batch}")
+        print(
+            f"store: {args.shards} shards x {args.steps} steps, 48 vars, 32x64 float32, "
+            f"{nbytes / 1e9:.2f} GB; sample (x + y) {sample_bytes / 1e6:.2f} MB; batch {args.batch}"
+        )
         print(f"{'path':22s} {'samples/s':>10s} {'MB/s':>9s} {'of raw':>7s}")
         print(f"{'raw read (page cache)':22s} {raw_mb_s * 1e6 / sample_bytes:10.1f} {raw_mb_s:9.0f} {1:7.0%}")
 

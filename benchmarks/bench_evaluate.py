@@ -103,9 +103,13 @@ def bench(grid: tuple[int, int], batch: int, n_var: int, repeats: int) -> dict:
             best["score"] = min(best["score"], time.perf_counter() - t0)
     fields = batch * n_var
     forward = forward_seconds(grid) / n_var  # per scored field of one initial time
-    return {"grid": f"{grid[0]}x{grid[1]}", "read fields/s": fields / best["read"],
-            "score fields/s": 3 * fields / best["score"], "score / read time": best["score"] / best["read"],
-            "score / forecast time": best["score"] / (fields * forward)}
+    return {
+        "grid": f"{grid[0]}x{grid[1]}",
+        "read fields/s": fields / best["read"],
+        "score fields/s": 3 * fields / best["score"],
+        "score / read time": best["score"] / best["read"],
+        "score / forecast time": best["score"] / (fields * forward),
+    }
 
 
 def main() -> None:
@@ -115,14 +119,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    print(f"{len(REGIONS)} regions, metrics {list(SCORED)}, batch {args.batch}, {args.variables} variables, "
-          f"3 forecasts (model, persistence, climatology) per truth field; {torch.get_num_threads()} threads")
-    print(f"{'grid':>9} {'read fields/s':>14} {'score fields/s':>15} {'score/read time':>16} "
-          f"{'score/forecast time':>20}")
+    print(
+        f"{len(REGIONS)} regions, metrics {list(SCORED)}, batch {args.batch}, {args.variables} variables, "
+        f"3 forecasts (model, persistence, climatology) per truth field; {torch.get_num_threads()} threads"
+    )
+    print(
+        f"{'grid':>9} {'read fields/s':>14} {'score fields/s':>15} {'score/read time':>16} {'score/forecast time':>20}"
+    )
     for grid in ((32, 64), (128, 256)):
         row = bench(grid, args.batch, args.variables, args.repeats)
-        print(f"{row['grid']:>9} {row['read fields/s']:>14.0f} {row['score fields/s']:>15.0f} "
-              f"{row['score / read time']:>16.2f} {row['score / forecast time']:>20.2g}")
+        print(
+            f"{row['grid']:>9} {row['read fields/s']:>14.0f} {row['score fields/s']:>15.0f} "
+            f"{row['score / read time']:>16.2f} {row['score / forecast time']:>20.2g}"
+        )
 
 
 if __name__ == "__main__":

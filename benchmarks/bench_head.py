@@ -35,8 +35,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
     names = [f"v{i}" for i in range(args.variables)]
-    common = dict(variables=names, patch_size=4, embed_dim=128, depth=4, decoder_depth=1, num_heads=4,
-                  drop_path=0.0, drop_rate=0.0, residual=True)
+    common = dict(
+        variables=names,
+        patch_size=4,
+        embed_dim=128,
+        depth=4,
+        decoder_depth=1,
+        num_heads=4,
+        drop_path=0.0,
+        drop_rate=0.0,
+        residual=True,
+    )
     models = {"paper head": ClimaX(**common), "overlapping head": ClimaX(**common, overlapping_head=True)}
     x, lead = torch.randn(args.batch, len(names), 32, 64), torch.full((args.batch,), 24.0)
     times = {name: [] for name in models}

@@ -70,8 +70,12 @@ def artefacts(forecast: np.ndarray, truth: np.ndarray, lat: np.ndarray, p: int) 
     zonal = error.mean(axis=(0, 2))
     lat_t, k = torch.as_tensor(lat), forecast.shape[-1] // p
     power = [zonal_power(torch.as_tensor(f), lat_t)[k:].sum().item() for f in (forecast, truth)]
-    return dict(rmse=rmse, polar=float(np.abs(np.r_[zonal[:3], zonal[-3:]]).max() / rmse),
-                edges=edge_contrast(error.mean(axis=0), p), **{"hi-k": power[0] / power[1]})
+    return dict(
+        rmse=rmse,
+        polar=float(np.abs(np.r_[zonal[:3], zonal[-3:]]).max() / rmse),
+        edges=edge_contrast(error.mean(axis=0), p),
+        **{"hi-k": power[0] / power[1]},
+    )
 
 
 def run_figures(run: Path, forecasts: Path, leads: list[float]) -> dict[tuple[str, float], dict]:

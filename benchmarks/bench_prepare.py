@@ -48,8 +48,9 @@ def write_wb2(path: Path, years: int, upper: list[str]) -> xr.Dataset:
     lat, lon = regular_grid((32, 64))
     times = pd.date_range("2000-01-01", periods=years * 1460, freq="6h").values
     data = {v: (("time", "longitude", "latitude"), weather(times.size, (), i)) for i, v in enumerate(SURFACE)}
-    data |= {v: (("time", "level", "longitude", "latitude"), weather(times.size, (13,), 10 + i))
-             for i, v in enumerate(upper)}
+    data |= {
+        v: (("time", "level", "longitude", "latitude"), weather(times.size, (13,), 10 + i)) for i, v in enumerate(upper)
+    }
     ds = xr.Dataset(data, coords={"time": times, "level": WB2_LEVELS, "latitude": lat, "longitude": lon})
     compressor = numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)  # zarr 2's default
     encoding = {v: {"chunks": (100,) + ds[v].shape[1:], "compressors": (compressor,)} for v in ds.data_vars}
@@ -81,8 +82,11 @@ def serve(root: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
@@ -105,7 +109,7 @@ def main() -> None:
     parser.add_argument("--upper", type=int, default=3, help="upper-air variables (of 5), 13 levels each")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each path (the fastest is shown)")
     args = parser.parse_args()
-    upper = UPPER[:args.upper]
+    upper = UPPER[: args.upper]
     variables = SURFACE + [f"{v}_{level}" for v in upper for level in PRESSURE_LEVELS]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -121,13 +125,20 @@ def main() -> None:
                     times[name].append(timed_prepare(source, variables, root / f"{name}{r}", args.years))
         finally:
             server.terminate()
-        rows = [(label, min(times[key])) for label, key in (("raw read of the chunks (xarray/zarr)", "raw"),
-                                                             ("prepare, local Zarr folder", "local"),
-                                                             ("prepare, http://127.0.0.1", "http"))]
+        rows = [
+            (label, min(times[key]))
+            for label, key in (
+                ("raw read of the chunks (xarray/zarr)", "raw"),
+                ("prepare, local Zarr folder", "local"),
+                ("prepare, http://127.0.0.1", "http"),
+            )
+        ]
         seconds = rows[0][1]
-    print(f"WB2 64x32 layout, {args.years} year(s) 6-hourly, {len(SURFACE)} surface + {len(upper)} x 13-level "
-          f"variables, chunks of 100 steps; {len(variables)} ClimaX variables prepared; "
-          f"{nbytes / 1e6:.0f} MB of chunks")
+    print(
+        f"WB2 64x32 layout, {args.years} year(s) 6-hourly, {len(SURFACE)} surface + {len(upper)} x 13-level "
+        f"variables, chunks of 100 steps; {len(variables)} ClimaX variables prepared; "
+        f"{nbytes / 1e6:.0f} MB of chunks"
+    )
     print(f"{'path':38s} {'seconds':>8s} {'source MB/s':>12s} {'of raw':>7s}")
     for name, s in rows:
         print(f"{name:38s} {s:8.2f} {nbytes / s / 1e6:12.1f} {seconds / s:7.0%}")

@@ -67,8 +67,10 @@ def main() -> None:
     device = torch.device(args.device)
 
     rates = {"fp32": matmul_rate(device, torch.float32), "bf16": matmul_rate(device, torch.bfloat16)}
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"matmul fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s")
+    print(
+        f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"matmul fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s"
+    )
     print(f"{'preset':20s} {'params':>8s} {'precision':>9s} {'samples/s':>10s} {'MFU':>6s}")
     for preset in args.presets:
         torch.manual_seed(0)
@@ -81,8 +83,7 @@ def main() -> None:
         lead = torch.full((args.batch,), 72.0, device=device)
 
         def step(precision):
-            ctx = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                   else contextlib.nullcontext())
+            ctx = torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
             with ctx:
                 out = model(x, lead, model.variables)
             weighted_mse_loss(out.float(), x, lat).backward()
@@ -103,8 +104,10 @@ def main() -> None:
         flops = 3 * model_flops(model) * args.batch
         for precision, values in times.items():
             seconds = sorted(values)[len(values) // 2]
-            print(f"{preset:20s} {params / 1e6:7.1f}M {precision:>9s} {args.batch / seconds:10.2f} "
-                  f"{flops / seconds / rates[precision]:6.1%}")
+            print(
+                f"{preset:20s} {params / 1e6:7.1f}M {precision:>9s} {args.batch / seconds:10.2f} "
+                f"{flops / seconds / rates[precision]:6.1%}"
+            )
         ratio = sorted(times["fp32"])[args.steps // 2] / sorted(times["bf16"])[args.steps // 2]
         print(f"{preset:20s} bf16 speed-up over fp32: {ratio:.2f}x")
 

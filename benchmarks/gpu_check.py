@@ -55,8 +55,10 @@ def run_part(check: gpu_parts.Check, name: str, fn, need: float) -> dict:
     """One part's record: ``status`` (ok / failed / skipped), seconds, and what it measured."""
     left = check.left()
     if left < need * check.scale:
-        return {"status": "skipped", "reason": f"{left:.0f} s of the budget left, the part needs about "
-                                               f"{need * check.scale:.0f} s"}
+        return {
+            "status": "skipped",
+            "reason": f"{left:.0f} s of the budget left, the part needs about {need * check.scale:.0f} s",
+        }
     start = time.monotonic()
     signal.signal(signal.SIGALRM, _timeout)
     signal.alarm(max(1, int(left)))
@@ -64,8 +66,11 @@ def run_part(check: gpu_parts.Check, name: str, fn, need: float) -> dict:
         record = {"status": "ok", **fn(check)}
     except Exception as err:  # noqa: BLE001 -- every failure is recorded and the next part runs
         lines = traceback.format_exception(err)
-        record = {"status": "failed", "error": f"{type(err).__name__}: {err}"[:2000],
-                  "traceback": "".join(lines)[-4000:]}
+        record = {
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}"[:2000],
+            "traceback": "".join(lines)[-4000:],
+        }
     finally:
         signal.alarm(0)
         check.release()
@@ -81,6 +86,7 @@ def watchdog(seconds: float) -> None:
     """End the process ``seconds`` from now, whatever it is doing (a part stuck in a
     device call never returns to Python for the alarm); the results written after
     each finished part stay."""
+
     def stop():
         time.sleep(seconds)
         print(f"gpu_check: hard stop after {seconds:.0f} s", flush=True)
@@ -102,13 +108,22 @@ def table(rows: list[dict]) -> list[str]:
 def markdown(results: dict) -> str:
     """The report: the machine, one line per part, each part's table and notes, then the targets."""
     m = results.get("machine", {})
-    lines = [f"# GPU check, {results['started']}", "", f"`{results['command']}`", "",
-             ", ".join(f"{k} {v}" for k, v in m.items()), "",
-             "| part | status | seconds | error or reason |", "|---|---|---:|---|"]
+    lines = [
+        f"# GPU check, {results['started']}",
+        "",
+        f"`{results['command']}`",
+        "",
+        ", ".join(f"{k} {v}" for k, v in m.items()),
+        "",
+        "| part | status | seconds | error or reason |",
+        "|---|---|---:|---|",
+    ]
     parts = results["parts"]
     for name, part in parts.items():
         why = part.get("error") or part.get("reason") or ""
-        lines.append(f"| {name} | {part['status']} | {part.get('seconds', '')} | {why.splitlines()[0] if why else ''} |")
+        lines.append(
+            f"| {name} | {part['status']} | {part.get('seconds', '')} | {why.splitlines()[0] if why else ''} |"
+        )
     for name, part in parts.items():
         if part.get("rows"):
             lines += ["", f"## {name}", "", *table(part["rows"])]
@@ -123,8 +138,10 @@ def markdown(results: dict) -> str:
 def write_results(out: Path, results: dict) -> None:
     """``gpu_check.json`` and ``gpu_check.md``, each replaced whole (never half-written)."""
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("gpu_check.json", json.dumps(results, indent=2, default=str)),
-                       ("gpu_check.md", markdown(results))):
+    for name, text in (
+        ("gpu_check.json", json.dumps(results, indent=2, default=str)),
+        ("gpu_check.md", markdown(results)),
+    ):
         tmp = out / f".{name}.tmp"
         tmp.write_text(text)
         os.replace(tmp, out / name)
@@ -136,16 +153,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", help="cuda (the check) or cpu (its test)")
     parser.add_argument("--quick", action="store_true", help="toy sizes: the same code in about a minute on a CPU")
     parser.add_argument("--out", default=os.environ.get("OUT") or "gpu_check", help="output folder ($OUT when set)")
-    parser.add_argument("--budget", type=float, default=420.0, help="seconds for all parts (with the install, 8 minutes in all)")
+    parser.add_argument(
+        "--budget", type=float, default=420.0, help="seconds for all parts (with the install, 8 minutes in all)"
+    )
     parser.add_argument("--parts", nargs="+", choices=names, default=names, help="run only these parts")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
     watchdog(args.budget + 30)
     out = Path(args.out)
-    results = {"command": "python benchmarks/gpu_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "device": args.device, "quick": args.quick,
-               "budget_s": args.budget, "parts": {}}
+    results = {
+        "command": "python benchmarks/gpu_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "device": args.device,
+        "quick": args.quick,
+        "budget_s": args.budget,
+        "parts": {},
+    }
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as work:
         check = gpu_parts.Check(args.device, args.quick, Path(work), started + args.budget)
         results["machine"] = check.machine()
@@ -156,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gpu_check: {name} ...", flush=True)
             results["parts"][name] = run_part(check, name, fn, need)
             part = results["parts"][name]
-            print(f"gpu_check: {name} {part['status']} ({part.get('seconds', 0)} s) {part.get('error', '')}",
-                  flush=True)
+            print(
+                f"gpu_check: {name} {part['status']} ({part.get('seconds', 0)} s) {part.get('error', '')}", flush=True
+            )
             write_results(out, results)
     results["seconds"] = round(time.monotonic() - started, 1)
     write_results(out, results)

@@ -33,9 +33,13 @@ from physicsnemo_climax.models import DEFAULT_VARIABLES, ClimaX
 from physicsnemo_climax.models.variables import CONSTANTS
 
 #: The SDPA kernels, by the name of the aten op a profiled forward shows.
-SDPA_OPS = {"_scaled_dot_product_flash_attention": "flash", "_scaled_dot_product_efficient_attention": "efficient",
-            "_scaled_dot_product_cudnn_attention": "cudnn", "_scaled_dot_product_attention_math": "math",
-            "_scaled_dot_product_flash_attention_for_cpu": "flash (CPU)"}
+SDPA_OPS = {
+    "_scaled_dot_product_flash_attention": "flash",
+    "_scaled_dot_product_efficient_attention": "efficient",
+    "_scaled_dot_product_cudnn_attention": "cudnn",
+    "_scaled_dot_product_attention_math": "math",
+    "_scaled_dot_product_flash_attention_for_cpu": "flash (CPU)",
+}
 
 
 @dataclass
@@ -118,16 +122,29 @@ class Check:
 
         import physicsnemo_climax
 
-        info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
-                "physicsnemo": physicsnemo.__version__, "package": str(Path(physicsnemo_climax.__file__).parent),
-                "cpus": os.cpu_count(), "host": platform.node()}
+        info = {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "physicsnemo": physicsnemo.__version__,
+            "package": str(Path(physicsnemo_climax.__file__).parent),
+            "cpus": os.cpu_count(),
+            "host": platform.node(),
+        }
         if self.cuda:
             props = torch.cuda.get_device_properties(self.device)
-            info.update(gpu=props.name, capability=f"{props.major}.{props.minor}",
-                        gpu_memory_gib=round(props.total_memory / 2**30, 1), multiprocessors=props.multi_processor_count)
+            info.update(
+                gpu=props.name,
+                capability=f"{props.major}.{props.minor}",
+                gpu_memory_gib=round(props.total_memory / 2**30, 1),
+                multiprocessors=props.multi_processor_count,
+            )
         if shutil.which("nvidia-smi"):
-            query = ["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit",
-                     "--format=csv,noheader"]
+            query = [
+                "nvidia-smi",
+                "--query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit",
+                "--format=csv,noheader",
+            ]
             info["nvidia_smi"] = subprocess.run(query, capture_output=True, text=True, timeout=30).stdout.strip()
         return info
 
@@ -177,8 +194,9 @@ def doctor(check: Check) -> dict:
     from physicsnemo_climax.engine.plan import choices
 
     env = probe()
-    asks = choices(load_config(["train.precision=bf16", "train.loader=dali_gpu", "train.compile=true",
-                                "train.fallback=true"]), env)
+    asks = choices(
+        load_config(["train.precision=bf16", "train.loader=dali_gpu", "train.compile=true", "train.fallback=true"]), env
+    )
     text = report(env, asks, "config")
     rows = [{"feature": f.name, "ok": f.ok, "detail": f.detail} for f in env.features.values()]
     return {"rows": rows, "notes": ["```", *text.splitlines(), "```"], "doctor": as_dict(env, asks)}
@@ -188,8 +206,11 @@ def ceilings(check: Check) -> dict:
     """The rates the other parts are measured against: dense matmul (bf16, tf32, fp32) and device copy."""
     n, reps = (512, 2) if check.quick else (8192, 10)
     rows = []
-    for name, dtype, tf32 in (("bf16", torch.bfloat16, False), ("tf32", torch.float32, True),
-                              ("fp32", torch.float32, False)):
+    for name, dtype, tf32 in (
+        ("bf16", torch.bfloat16, False),
+        ("tf32", torch.float32, True),
+        ("fp32", torch.float32, False),
+    ):
         previous = torch.backends.cuda.matmul.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
         try:
@@ -230,8 +251,12 @@ def climax_step(check: Check) -> dict:
         batch = 2 if check.quick else batch
         args = climax_args(check, preset)
         for fused in (True, False):
-            row = {"model": preset, "grid": "x".join(map(str, args["img_size"])), "batch": batch,
-                   "aggregation": "fused" if fused else "naive"}
+            row = {
+                "model": preset,
+                "grid": "x".join(map(str, args["img_size"])),
+                "batch": batch,
+                "aggregation": "fused" if fused else "naive",
+            }
             try:
                 row.update(model_step(check, ClimaX(fused_aggregation=fused, **args), batch))
             except torch.OutOfMemoryError as err:
@@ -242,13 +267,21 @@ def climax_step(check: Check) -> dict:
         if "samples/s" in fused_row and "samples/s" in naive_row:
             fused_row["fused/naive"] = round(fused_row["samples/s"] / naive_row["samples/s"], 2)
         if preset == "climax":
-            targets.append({"target": "5.625 deg bf16 training >= 45% MFU at batch >= 32",
-                            "value": fused_row.get("MFU", fused_row.get("error")),
-                            "met": check.judge(fused_row.get("MFU", 0) >= 0.45)})
+            targets.append(
+                {
+                    "target": "5.625 deg bf16 training >= 45% MFU at batch >= 32",
+                    "value": fused_row.get("MFU", fused_row.get("error")),
+                    "met": check.judge(fused_row.get("MFU", 0) >= 0.45),
+                }
+            )
         else:
-            targets.append({"target": "1.40625 deg fits at batch >= 8, no activation checkpointing",
-                            "value": fused_row.get("peak GiB", fused_row.get("error")),
-                            "met": check.judge("error" not in fused_row)})
+            targets.append(
+                {
+                    "target": "1.40625 deg fits at batch >= 8, no activation checkpointing",
+                    "value": fused_row.get("peak GiB", fused_row.get("error")),
+                    "met": check.judge("error" not in fused_row),
+                }
+            )
     return {"rows": rows, "targets": targets}
 
 
@@ -270,9 +303,14 @@ def model_step(check: Check, model: ClimaX, batch: int) -> dict:
     with torch.autocast(check.device.type, dtype=torch.bfloat16):
         kernels = sdpa_kernels(model, x, lead, model.variables)
     flops = 3 * model_flops(model) * batch
-    return {"params M": round(sum(p.numel() for p in model.parameters()) / 1e6, 1), "s/step": round(seconds, 4),
-            "samples/s": round(batch / seconds, 1), "MFU": round(flops / seconds / check.rates.get("bf16", np.inf), 3),
-            "peak GiB": check.peak_memory(), "attention": ", ".join(kernels)}
+    return {
+        "params M": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "s/step": round(seconds, 4),
+        "samples/s": round(batch / seconds, 1),
+        "MFU": round(flops / seconds / check.rates.get("bf16", np.inf), 3),
+        "peak GiB": check.peak_memory(),
+        "attention": ", ".join(kernels),
+    }
 
 
 # ---------------------------------------------------------------- training through the engine
@@ -283,12 +321,27 @@ def engine_run(check: Check, name: str, preset: str, precision: str, steps: int,
     batch = 4 if check.quick else 32
     run_dir = check.work / "runs" / name
     log_every = max(steps // 20, 1)
-    overrides = [f"model={preset}", "data=era5", f"data.root={check.store()}", "data.hours_per_step=6",
-                 "data.val=false", "data.out_variables=null", "task.lead_hours=6", f"train.steps={steps}",
-                 f"train.batch_size={batch}", f"train.precision={precision}", f"train.compile={str(compile_).lower()}",
-                 "train.warmup_steps=20", f"train.log_every={log_every}", "train.progress=false", "train.resume=false",
-                 f"train.val_every={10 * steps}", f"train.ckpt_every={10 * steps}", "train.num_workers=4",
-                 f"run_dir={run_dir}"]
+    overrides = [
+        f"model={preset}",
+        "data=era5",
+        f"data.root={check.store()}",
+        "data.hours_per_step=6",
+        "data.val=false",
+        "data.out_variables=null",
+        "task.lead_hours=6",
+        f"train.steps={steps}",
+        f"train.batch_size={batch}",
+        f"train.precision={precision}",
+        f"train.compile={str(compile_).lower()}",
+        "train.warmup_steps=20",
+        f"train.log_every={log_every}",
+        "train.progress=false",
+        "train.resume=false",
+        f"train.val_every={10 * steps}",
+        f"train.ckpt_every={10 * steps}",
+        "train.num_workers=4",
+        f"run_dir={run_dir}",
+    ]
     if check.quick:
         overrides += ["model.embed_dim=64", "model.depth=2", "model.num_heads=4"]
     start = time.perf_counter()
@@ -298,10 +351,19 @@ def engine_run(check: Check, name: str, preset: str, precision: str, steps: int,
     loss = [float(v) for _, key, v in metrics if key == "train/loss"]
     rate = [float(v) for _, key, v in metrics if key == "train/samples_per_s"]
     tail = max(len(loss) // 5, 1)
-    check.runs[name] = {"run": name, "precision": precision, "compile": compile_, "steps": steps, "batch": batch,
-            "first loss": round(loss[0], 5), "final loss": round(float(np.mean(loss[-tail:])), 5),
-            "finite": bool(np.isfinite(loss).all()), "decreasing": loss[-1] < loss[0],
-            "samples/s": round(float(np.median(rate[1:] or rate)), 1), "wall s": round(seconds, 1)}
+    check.runs[name] = {
+        "run": name,
+        "precision": precision,
+        "compile": compile_,
+        "steps": steps,
+        "batch": batch,
+        "first loss": round(loss[0], 5),
+        "final loss": round(float(np.mean(loss[-tail:])), 5),
+        "finite": bool(np.isfinite(loss).all()),
+        "decreasing": loss[-1] < loss[0],
+        "samples/s": round(float(np.median(rate[1:] or rate)), 1),
+        "wall s": round(seconds, 1),
+    }
     shutil.rmtree(run_dir)  # its checkpoints (1.3 GB at full size) are not needed
     return check.runs[name]
 
@@ -321,8 +383,13 @@ def training(check: Check) -> dict:
             check.release()
         for row in runs[1:]:
             row["vs fp32"] = round(row["final loss"] / runs[0]["final loss"] - 1, 4)
-            targets.append({"target": f"{preset} {row['precision']} loss within 2% of fp32 after 200 steps",
-                            "value": row["vs fp32"], "met": check.judge(abs(row["vs fp32"]) <= 0.02)})
+            targets.append(
+                {
+                    "target": f"{preset} {row['precision']} loss within 2% of fp32 after 200 steps",
+                    "value": row["vs fp32"],
+                    "met": check.judge(abs(row["vs fp32"]) <= 0.02),
+                }
+            )
         rows += runs
     return {"rows": rows, "targets": targets, "notes": notes}
 
@@ -389,20 +456,32 @@ def datapipe(check: Check) -> dict:
     rows = [{"path": "batch resident on the device", "samples/s": round(batch / alone, 1), "GPU busy": 1.0}]
     batches = source()
     threads = fed(make_loader(batches, workers(), "threads", pin_memory=check.cuda), batches)
-    rows.append({"path": f"threaded loader, {workers()} threads, pinned", "samples/s": round(batch / threads, 1),
-                 "GPU busy": round(alone / threads, 3)})
+    rows.append(
+        {
+            "path": f"threaded loader, {workers()} threads, pinned",
+            "samples/s": round(batch / threads, 1),
+            "GPU busy": round(alone / threads, 3),
+        }
+    )
     notes = []
     if probe().ok("dali_gpu") and check.cuda:
         from physicsnemo_climax.data.dali import DaliForecastLoader
 
         batches = source(normalize=False)
         dali = fed(DaliForecastLoader(batches, check.device.index or 0, num_workers=workers()), batches)
-        rows.append({"path": "DALI GPU pipeline", "samples/s": round(batch / dali, 1), "GPU busy": round(alone / dali, 3)})
+        rows.append(
+            {"path": "DALI GPU pipeline", "samples/s": round(batch / dali, 1), "GPU busy": round(alone / dali, 3)}
+        )
     else:
-        notes.append("DALI GPU pipeline not measured: DALI is not installed here (its wheel, over 400 MiB, "
-                     "cannot travel to the bare GPU machine; the NGC PhysicsNeMo container has it)")
-    target = {"target": "the loader keeps the GPU busy >= 90% of a 5.625 deg training step",
-              "value": rows[1]["GPU busy"], "met": check.judge(rows[1]["GPU busy"] >= 0.9)}
+        notes.append(
+            "DALI GPU pipeline not measured: DALI is not installed here (its wheel, over 400 MiB, "
+            "cannot travel to the bare GPU machine; the NGC PhysicsNeMo container has it)"
+        )
+    target = {
+        "target": "the loader keeps the GPU busy >= 90% of a 5.625 deg training step",
+        "value": rows[1]["GPU busy"],
+        "met": check.judge(rows[1]["GPU busy"] >= 0.9),
+    }
     return {"rows": rows, "notes": notes, "targets": [target]}
 
 
@@ -428,17 +507,29 @@ def corrdiff_nets(check: Check, grid: tuple[int, int], size: str, patch: tuple[i
 
     precision = "bf16" if check.cuda else "fp32"  # PhysicsNeMo's CorrDiff nets take autocast on CUDA only
     domain = make_domain(grid)
-    reg_cfg = load_config([f"model_size={size}", f"train.precision={precision}"],
-                          "config_training_hrrr_mini_regression")
+    reg_cfg = load_config(
+        [f"model_size={size}", f"train.precision={precision}"], "config_training_hrrr_mini_regression"
+    )
+
     def patched(section: str) -> list[str]:
-        return [] if patch is None else [f"{section}=patched{'_diffusion' if section == 'model' else ''}",
-                                         f"{section}.patch_shape_y={patch[0]}", f"{section}.patch_shape_x={patch[1]}"]
+        return (
+            []
+            if patch is None
+            else [
+                f"{section}=patched{'_diffusion' if section == 'model' else ''}",
+                f"{section}.patch_shape_y={patch[0]}",
+                f"{section}.patch_shape_x={patch[1]}",
+            ]
+        )
 
     dif_cfg = load_config([f"model_size={size}", *patched("model")], "config_training_hrrr_mini_diffusion")
     plan = resolve(reg_cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        nets = build_regression(reg_cfg, domain, plan).to(check.device), build_diffusion(dif_cfg, domain, plan).to(check.device)
+        nets = (
+            build_regression(reg_cfg, domain, plan).to(check.device),
+            build_diffusion(dif_cfg, domain, plan).to(check.device),
+        )
     for net in nets:
         if precision != "fp32" and hasattr(net, "amp_mode"):
             net.amp_mode = True
@@ -450,10 +541,19 @@ def corrdiff_training(check: Check, label: str, nets: CorrDiffNets, batch: int) 
     from physicsnemo.diffusion.metrics import RegressionLoss, ResidualLoss
 
     domain, m = nets.domain, nets.diffusion_cfg.model
-    losses = {"regression": (nets.regression, RegressionLoss()),
-              "diffusion": (nets.diffusion, ResidualLoss(nets.regression, P_mean=m.P_mean, P_std=m.P_std,
-                                                         sigma_data=m.sigma_data,
-                                                         hr_mean_conditioning=m.hr_mean_conditioning))}
+    losses = {
+        "regression": (nets.regression, RegressionLoss()),
+        "diffusion": (
+            nets.diffusion,
+            ResidualLoss(
+                nets.regression,
+                P_mean=m.P_mean,
+                P_std=m.P_std,
+                sigma_data=m.sigma_data,
+                hr_mean_conditioning=m.hr_mean_conditioning,
+            ),
+        ),
+    }
     x = torch.randn(batch, len(domain.input_channels), *domain.shape, device=check.device)
     y = torch.randn(batch, len(domain.output_variables), *domain.shape, device=check.device)
     rows = []
@@ -470,20 +570,30 @@ def corrdiff_training(check: Check, label: str, nets: CorrDiffNets, batch: int) 
 
         check.reset_peak()
         seconds = check.seconds(step, 3 if check.quick else 5)
-        rows.append({"what": f"{label} training step, {stage}", "grid": "x".join(map(str, domain.shape)),
-                     "batch": batch, "s": round(seconds, 4), "samples/s": round(batch / seconds, 2),
-                     "peak GiB": check.peak_memory()})
+        rows.append(
+            {
+                "what": f"{label} training step, {stage}",
+                "grid": "x".join(map(str, domain.shape)),
+                "batch": batch,
+                "s": round(seconds, 4),
+                "samples/s": round(batch / seconds, 2),
+                "peak GiB": check.peak_memory(),
+            }
+        )
     nets.regression.requires_grad_(False)
     return rows
 
 
-def corrdiff_generation(check: Check, label: str, nets: CorrDiffNets, members: int, steps: int,
-                        repeats: int = 2) -> dict:
+def corrdiff_generation(
+    check: Check, label: str, nets: CorrDiffNets, members: int, steps: int, repeats: int = 2
+) -> dict:
     """Regression mean + a diffusion ensemble of ``members`` for one time (EDM stochastic sampler)."""
     from physicsnemo_climax.downscaling.generation import build_sampler, downscale, seed_batches
 
-    gen = load_config(["generation/sampler=stochastic", f"generation.sampler.num_steps={steps}",
-                       *nets.generation_overrides], "config_generate_hrrr_mini").generation
+    gen = load_config(
+        ["generation/sampler=stochastic", f"generation.sampler.num_steps={steps}", *nets.generation_overrides],
+        "config_generate_hrrr_mini",
+    ).generation
     sampler_fn = build_sampler(gen, nets.domain.shape)
     nets.regression.eval().requires_grad_(False)
     nets.diffusion.eval().requires_grad_(False)
@@ -497,9 +607,14 @@ def corrdiff_generation(check: Check, label: str, nets: CorrDiffNets, members: i
     check.reset_peak()
     seconds = check.seconds(run, 1 if check.quick else repeats, warmup=1)
     patches = f", patches {gen.patch_shape_y}x{gen.patch_shape_x}" if gen.get("patching") else ""
-    return {"what": f"{label} generation, {steps} sampler steps, seed batch {members}{patches}",
-            "grid": "x".join(map(str, nets.domain.shape)), "batch": members, "s": round(seconds, 3),
-            "samples/s": round(members / seconds, 3), "peak GiB": check.peak_memory()}
+    return {
+        "what": f"{label} generation, {steps} sampler steps, seed batch {members}{patches}",
+        "grid": "x".join(map(str, nets.domain.shape)),
+        "batch": members,
+        "s": round(seconds, 3),
+        "samples/s": round(members / seconds, 3),
+        "peak GiB": check.peak_memory(),
+    }
 
 
 def corrdiff(check: Check) -> dict:
@@ -513,8 +628,10 @@ def corrdiff(check: Check) -> dict:
     check.release()
     nets = corrdiff_nets(check, conus, "tiny" if check.quick else "normal", patch)
     rows.append(corrdiff_generation(check, "CONUS", nets, members=2, steps=2 if check.quick else 4, repeats=1))
-    notes = ["precision " + ("bf16 autocast" if check.cuda else "fp32"),
-             "CONUS generation holds its one time whole on the device: streaming generation is issue 19's"]
+    notes = [
+        "precision " + ("bf16 autocast" if check.cuda else "fp32"),
+        "CONUS generation holds its one time whole on the device: streaming generation is issue 19's",
+    ]
     return {"rows": rows, "notes": notes}
 
 
@@ -529,8 +646,9 @@ def prognostic(check: Check) -> dict:
     variables = list(model.variables)
     rng = np.random.default_rng(0)
     constants = {v: rng.standard_normal(model.img_size).astype(np.float32) for v in CONSTANTS if v != "lattitude"}
-    px = ClimaXPrognostic(model, variables, np.zeros(len(variables)), np.ones(len(variables)), lat, lon, 6.0,
-                          constants).to(check.device)
+    px = ClimaXPrognostic(
+        model, variables, np.zeros(len(variables)), np.ones(len(variables)), lat, lon, 6.0, constants
+    ).to(check.device)
     coords = px.input_coords()
     coords["batch"] = np.array([0, 1])
     x = torch.randn(2, 1, len(px.dynamic), *px.grid, device=check.device)
@@ -542,7 +660,18 @@ def prognostic(check: Check) -> dict:
     leads = [int(c["lead_time"][0] / np.timedelta64(1, "h")) for _, c in states]
     out = states[-1][0]
     if leads != [0, 6, 12, 18] or out.shape != x.shape or out.device != x.device or not torch.isfinite(out).all():
-        raise AssertionError(f"rollout leads {leads}, shape {tuple(out.shape)}, device {out.device}, "
-                             f"finite {bool(torch.isfinite(out).all())}")
-    return {"rows": [{"steps": 3, "leads h": leads, "shape": list(out.shape), "device": str(out.device),
-                      "s/step": round(seconds, 4)}]}
+        raise AssertionError(
+            f"rollout leads {leads}, shape {tuple(out.shape)}, device {out.device}, "
+            f"finite {bool(torch.isfinite(out).all())}"
+        )
+    return {
+        "rows": [
+            {
+                "steps": 3,
+                "leads h": leads,
+                "shape": list(out.shape),
+                "device": str(out.device),
+                "s/step": round(seconds, 4),
+            }
+        ]
+    }

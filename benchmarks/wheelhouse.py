@@ -59,8 +59,10 @@ def pins(list_file: Path, build: bool = False) -> list[str]:
         except metadata.PackageNotFoundError:
             missing.append(name)
     if missing:
-        raise SystemExit(f"{list_file}: {missing} are not installed here; install the test extra first "
-                         "(pip install -e '.[test]') so the GPU machine gets the versions CI tests")
+        raise SystemExit(
+            f"{list_file}: {missing} are not installed here; install the test extra first "
+            "(pip install -e '.[test]') so the GPU machine gets the versions CI tests"
+        )
     return out
 
 
@@ -96,9 +98,13 @@ def pack(wheel_dir: Path, dest: Path, part_mib: float = 56, level: int = 9) -> l
             tar.add(wheel, arcname=wheel.name)
     packed = lzma.compress(stream.getvalue(), preset=level | (lzma.PRESET_EXTREME if level >= 9 else 0))
     size = int(part_mib * 2**20)
-    chunks = [packed[i:i + size] for i in range(0, len(packed), size)]
-    manifest = {"parts": len(chunks), "sha256": [hashlib.sha256(c).hexdigest() for c in chunks],
-                "wheels": [w.name for w in wheels], "bytes": len(packed)}
+    chunks = [packed[i : i + size] for i in range(0, len(packed), size)]
+    manifest = {
+        "parts": len(chunks),
+        "sha256": [hashlib.sha256(c).hexdigest() for c in chunks],
+        "wheels": [w.name for w in wheels],
+        "bytes": len(packed),
+    }
     staging = dest.with_name(dest.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     for i, chunk in enumerate(chunks, 1):
@@ -132,8 +138,9 @@ def unpack(src: Path, out: Path) -> list[Path]:
             bad.append(f"{src / str(i)} ({'damaged' if data else 'missing'})")
         chunks.append(data)
     if bad:
-        raise SystemExit(f"wheelhouse parts missing or damaged: {', '.join(bad)}; "
-                         f"all {manifest['parts']} parts must be present")
+        raise SystemExit(
+            f"wheelhouse parts missing or damaged: {', '.join(bad)}; all {manifest['parts']} parts must be present"
+        )
     out.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(lzma.decompress(b"".join(chunks))), mode="r") as tar:
         tar.extractall(out, filter="data")
@@ -161,8 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "slim":
         before = args.wheel.stat().st_size
         slim(args.wheel)
-        print(f"{args.wheel.name}: {before / 2**20:.0f} MiB -> {args.wheel.stat().st_size / 2**20:.0f} MiB "
-              "uncompressed, for xz", file=sys.stderr)
+        print(
+            f"{args.wheel.name}: {before / 2**20:.0f} MiB -> {args.wheel.stat().st_size / 2**20:.0f} MiB "
+            "uncompressed, for xz",
+            file=sys.stderr,
+        )
     elif args.command == "pack":
         parts = pack(args.wheel_dir, args.dest, args.part_mib, args.level)
         sizes = ", ".join(f"{p} {(p / CHUNK).stat().st_size / 2**20:.1f} MiB" for p in parts)

@@ -32,8 +32,10 @@ def demo(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     model = ClimaX(embed_dim=args.embed_dim, depth=args.depth, num_heads=args.num_heads).eval()
     params = sum(p.numel() for p in model.parameters())
-    print(f"ClimaX: {len(model.variables)} variables, grid {model.img_size}, "
-          f"patch {model.patch_size}, {params:,} parameters")
+    print(
+        f"ClimaX: {len(model.variables)} variables, grid {model.img_size}, "
+        f"patch {model.patch_size}, {params:,} parameters"
+    )
 
     x = torch.randn(args.batch, len(model.variables), *model.img_size)
     lead = torch.full((args.batch,), float(args.lead_hours))
@@ -56,8 +58,10 @@ def convert(args: argparse.Namespace) -> None:
     check_file_output(args.output, overwrite=args.overwrite, inputs=[args.checkpoint], option="output")
     overrides = {"num_heads": args.num_heads}
     if args.img_size and min(args.img_size) < 1:
-        raise ConfigError(f"--img-size {' '.join(map(str, args.img_size))}: give the grid's rows and columns, "
-                         "positive multiples of the checkpoint's patch size")
+        raise ConfigError(
+            f"--img-size {' '.join(map(str, args.img_size))}: give the grid's rows and columns, "
+            "positive multiples of the checkpoint's patch size"
+        )
     if args.img_size:
         overrides["img_size"] = tuple(args.img_size)
     if args.variables:
@@ -66,27 +70,34 @@ def convert(args: argparse.Namespace) -> None:
     with atomic_path(args.output) as tmp:  # an existing file stays intact if saving fails
         model.save(str(tmp))
     params = sum(p.numel() for p in model.parameters())
-    print(f"wrote {args.output}: grid {model.img_size}, patch {model.patch_size}, "
-          f"{len(model.variables)} variables, {params:,} parameters")
+    print(
+        f"wrote {args.output}: grid {model.img_size}, patch {model.patch_size}, "
+        f"{len(model.variables)} variables, {params:,} parameters"
+    )
 
 
 def data_prepare(args: argparse.Namespace) -> None:
     """Raw NetCDF/Zarr files -> shard store with statistics and climatology."""
     from .data import PrepareConfig, prepare
 
-    splits = {name: years for name, years in
-              (("train", args.train), ("val", args.val), ("test", args.test)) if years}
+    splits = {name: years for name, years in (("train", args.train), ("val", args.val), ("test", args.test)) if years}
     if args.grid != ["native"] and (len(args.grid) != 2 or not all(g.isdigit() for g in args.grid)):
         raise ConfigError(f"--grid {' '.join(args.grid)}: give H W (e.g. --grid 32 64) or --grid native")
     config = PrepareConfig(
-        inputs=args.inputs, variables=args.variables.split(","), splits=splits,
-        grid="native" if args.grid == ["native"] else tuple(int(g) for g in args.grid), region=args.region,
+        inputs=args.inputs,
+        variables=args.variables.split(","),
+        splits=splits,
+        grid="native" if args.grid == ["native"] else tuple(int(g) for g in args.grid),
+        region=args.region,
         storage_options=dict(_key_value(item, "--storage-option") for item in args.storage_option or []),
-        grib_step=args.grib_step, method=args.method, hours_per_step=args.hours_per_step,
+        grib_step=args.grib_step,
+        method=args.method,
+        hours_per_step=args.hours_per_step,
         shards_per_year=args.shards_per_year,
         name_map=dict(item.split("=", 1) for item in args.name_map or []),
         scales={k: float(v) for k, v in (item.split("=", 1) for item in args.scale or [])},
-        nan_policy=args.nan_policy, day_of_year_climatology=args.day_of_year,
+        nan_policy=args.nan_policy,
+        day_of_year_climatology=args.day_of_year,
     )
     print(f"wrote {prepare(config, args.out)}")
 
@@ -132,33 +143,58 @@ def quickstart(args: argparse.Namespace) -> None:
 
 def _add_data_commands(commands) -> None:
     data = commands.add_parser("data", help="prepare and inspect weather data").add_subparsers(
-        dest="data_command", required=True)
+        dest="data_command", required=True
+    )
 
     p = data.add_parser("prepare", help="ERA5 (CDS GRIB/NetCDF, ARCO, WeatherBench 2), CMIP6 -> shard store")
-    p.add_argument("inputs", nargs="+",
-                   help="NetCDF or GRIB files, Zarr folders, glob patterns, or URLs (gs://, s3://, https://, ...)")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="NetCDF or GRIB files, Zarr folders, glob patterns, or URLs (gs://, s3://, https://, ...)",
+    )
     p.add_argument("--out", required=True, help="new store folder")
-    p.add_argument("--variables", required=True,
-                   help="comma-separated ClimaX names, e.g. 2m_temperature,geopotential_500")
-    p.add_argument("--train", required=True,
-                   help="training period: years (1979-2015, 2016) or days (2019-03-01:2019-03-24, or with /)")
+    p.add_argument(
+        "--variables", required=True, help="comma-separated ClimaX names, e.g. 2m_temperature,geopotential_500"
+    )
+    p.add_argument(
+        "--train",
+        required=True,
+        help="training period: years (1979-2015, 2016) or days (2019-03-01:2019-03-24, or with /)",
+    )
     p.add_argument("--val", help="validation period (same forms)")
     p.add_argument("--test", help="test period (same forms)")
-    p.add_argument("--grid", nargs="+", default=["32", "64"], metavar="H W | native",
-                   help="global regular H x W (regridded), or native: the source's own grid")
-    p.add_argument("--region", type=float, nargs=4, metavar=("LAT0", "LAT1", "LON0", "LON1"),
-                   help="crop the native grid to this box (east from LON0 to LON1)")
-    p.add_argument("--storage-option", nargs="*", metavar="KEY=VALUE",
-                   help="fsspec options for URLs (public buckets are read anonymously), e.g. token=/path/key.json")
-    p.add_argument("--grib-step", type=float, metavar="HOURS",
-                   help="the forecast step to take from GRIB files with several steps")
+    p.add_argument(
+        "--grid",
+        nargs="+",
+        default=["32", "64"],
+        metavar="H W | native",
+        help="global regular H x W (regridded), or native: the source's own grid",
+    )
+    p.add_argument(
+        "--region",
+        type=float,
+        nargs=4,
+        metavar=("LAT0", "LAT1", "LON0", "LON1"),
+        help="crop the native grid to this box (east from LON0 to LON1)",
+    )
+    p.add_argument(
+        "--storage-option",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="fsspec options for URLs (public buckets are read anonymously), e.g. token=/path/key.json",
+    )
+    p.add_argument(
+        "--grib-step", type=float, metavar="HOURS", help="the forecast step to take from GRIB files with several steps"
+    )
     p.add_argument("--method", choices=["conservative", "bilinear"], default="conservative")
     p.add_argument("--hours-per-step", type=int, default=6)
     p.add_argument("--shards-per-year", type=int, default=4)
-    p.add_argument("--name-map", nargs="*", metavar="CLIMAX=FILE",
-                   help="variable names in the files, e.g. geopotential=zg")
-    p.add_argument("--scale", nargs="*", metavar="NAME=FACTOR",
-                   help="factors applied on reading, e.g. geopotential=9.80665")
+    p.add_argument(
+        "--name-map", nargs="*", metavar="CLIMAX=FILE", help="variable names in the files, e.g. geopotential=zg"
+    )
+    p.add_argument(
+        "--scale", nargs="*", metavar="NAME=FACTOR", help="factors applied on reading, e.g. geopotential=9.80665"
+    )
     p.add_argument("--nan-policy", choices=["raise", "fill"], default="raise")
     p.add_argument("--day-of-year", action="store_true", help="also day-of-year climatology")
     p.set_defaults(func=data_prepare)
@@ -210,12 +246,23 @@ def forecast(args: argparse.Namespace) -> None:
 
     # the options named as the user wrote them, before any work
     device, seed = decide_device(args.device, "--device"), check_seed(args.seed, "--seed")
-    ensemble = EnsembleSpec(members=args.members, perturbation=args.perturbation, scale=args.perturbation_scale,
-                            seed=seed)
-    out = write_forecast(args.run or args.checkpoint, args.input, args.lead, args.output, wb2=args.format == "wb2",
-                         overwrite=args.overwrite, device=device, ensemble=ensemble,
-                         option="--run" if args.run else "--checkpoint", regrid_method=args.regrid,
-                         nan_policy=args.nan_policy, assume_units=args.assume_units)
+    ensemble = EnsembleSpec(
+        members=args.members, perturbation=args.perturbation, scale=args.perturbation_scale, seed=seed
+    )
+    out = write_forecast(
+        args.run or args.checkpoint,
+        args.input,
+        args.lead,
+        args.output,
+        wb2=args.format == "wb2",
+        overwrite=args.overwrite,
+        device=device,
+        ensemble=ensemble,
+        option="--run" if args.run else "--checkpoint",
+        regrid_method=args.regrid,
+        nan_policy=args.nan_policy,
+        assume_units=args.assume_units,
+    )
     print(f"wrote {args.output}: {list(out.data_vars)} at leads {list(args.lead)}")
 
 
@@ -266,28 +313,44 @@ def downscale_forecast(args: argparse.Namespace) -> None:
     from .downscaling.upstream_keys import translate
     from .engine.plan import decide_device
 
-    overrides = [f"generation.num_ensembles={args.members}", f"generation.seed_batch_size={args.seed_batch_size}",
-                 f"generation.io.reg_ckpt_filename={args.regression}",
-                 f"generation.io.res_ckpt_filename={args.diffusion or args.regression}",
-                 f"generation.sampler.num_steps={args.steps}", f"seed={args.seed}",
-                 f"generation.io.overwrite={str(args.overwrite).lower()}"]
+    overrides = [
+        f"generation.num_ensembles={args.members}",
+        f"generation.seed_batch_size={args.seed_batch_size}",
+        f"generation.io.reg_ckpt_filename={args.regression}",
+        f"generation.io.res_ckpt_filename={args.diffusion or args.regression}",
+        f"generation.sampler.num_steps={args.steps}",
+        f"seed={args.seed}",
+        f"generation.io.overwrite={str(args.overwrite).lower()}",
+    ]
     if args.diffusion is None:
         overrides.append("generation.inference_mode=regression")
     cfg = load_config(overrides + translate(args.overrides), name="config_generate_hrrr_mini")
     device = decide_device(args.device, "--device") if args.device else None
     truth = xr.open_dataset(args.truth).load() if args.truth else None
     with xr.open_dataset(args.input) as ic:
-        path = forecast_and_downscale(args.climax_run, ic.load(), args.lead, cfg.generation, args.output,
-                                      dict(item.split("=", 1) for item in args.map or []), truth, cfg.seed,
-                                      device, assume_units=args.assume_units)
+        path = forecast_and_downscale(
+            args.climax_run,
+            ic.load(),
+            args.lead,
+            cfg.generation,
+            args.output,
+            dict(item.split("=", 1) for item in args.map or []),
+            truth,
+            cfg.seed,
+            device,
+            assume_units=args.assume_units,
+        )
     print(f"wrote {path}")
 
 
 def _add_downscale_commands(commands) -> None:
     ds = commands.add_parser("downscale", help="CorrDiff: train, generate, score, forecast -> km scale").add_subparsers(
-        dest="downscale_command", required=True)
-    for name, func, default in (("train", downscale_train, "config_training_hrrr_mini_regression"),
-                                ("generate", downscale_generate, "config_generate_hrrr_mini")):
+        dest="downscale_command", required=True
+    )
+    for name, func, default in (
+        ("train", downscale_train, "config_training_hrrr_mini_regression"),
+        ("generate", downscale_generate, "config_generate_hrrr_mini"),
+    ):
         p = ds.add_parser(name, help=func.__doc__.splitlines()[0].rstrip(".").lower())
         p.add_argument("--config-name", default=default, help=f"a config of conf/ (default {default})")
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. dataset.data_path=... train.steps=10")
@@ -301,13 +364,19 @@ def _add_downscale_commands(commands) -> None:
     p.add_argument("--out-dir", help="scores and plots (default: beside the file, named after it)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier scorecard folder")
     for parser in (gen, p):
-        parser.add_argument("--spread-ddof", type=int, choices=[1, 0], default=1,
-                            help="spread from the member variance over N - 1 (1, default) or N (0, upstream's std)")
+        parser.add_argument(
+            "--spread-ddof",
+            type=int,
+            choices=[1, 0],
+            default=1,
+            help="spread from the member variance over N - 1 (1, default) or N (0, upstream's std)",
+        )
     p.set_defaults(func=downscale_score)
 
     p = ds.add_parser("forecast", help="ClimaX forecast downscaled by CorrDiff into an ensemble file")
-    p.add_argument("--climax-run", required=True,
-                   help="ClimaX training run folder, or a model file in its checkpoints/ folder")
+    p.add_argument(
+        "--climax-run", required=True, help="ClimaX training run folder, or a model file in its checkpoints/ folder"
+    )
     p.add_argument("--regression", required=True, help="CorrDiff regression run folder or .mdlus")
     p.add_argument("--diffusion", help="CorrDiff diffusion run folder or .mdlus (omit: regression only)")
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")
@@ -355,8 +424,18 @@ def launch(args: argparse.Namespace) -> None:
             raise SystemExit(f"climax launch: --run {command!r} is not a valid climax command") from err
     container = Container(args.image, tuple(args.bind or ()), args.runtime)
     if args.launcher == "slurm":
-        text = slurm_script(args.run, args.nodes, args.gpus_per_node, container, args.job_name, args.time,
-                            args.partition, args.account, args.cpus_per_task, args.port)
+        text = slurm_script(
+            args.run,
+            args.nodes,
+            args.gpus_per_node,
+            container,
+            args.job_name,
+            args.time,
+            args.partition,
+            args.account,
+            args.cpus_per_task,
+            args.port,
+        )
     else:
         text = torchrun_script(args.run, args.gpus_per_node, container, args.cpus_per_task)
     if args.output is None:
@@ -375,15 +454,20 @@ def _add_cluster_commands(commands) -> None:
     p.add_argument("--config-name", default="config", help="the config whose fast paths are checked")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. train.fused=apex train.precision=bf16")
     p.add_argument("--json", action="store_true", help="machine-readable report")
-    p.add_argument("--distributed", action="store_true",
-                   help="also join the process group as training does and all-reduce (run under srun/torchrun)")
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="also join the process group as training does and all-reduce (run under srun/torchrun)",
+    )
     p.set_defaults(func=doctor)
 
-    launchers = commands.add_parser("launch", help="write a SLURM or torchrun script for climax commands") \
-        .add_subparsers(dest="launcher", required=True)
+    launchers = commands.add_parser(
+        "launch", help="write a SLURM or torchrun script for climax commands"
+    ).add_subparsers(dest="launcher", required=True)
     for name in ("slurm", "torchrun"):
-        p = launchers.add_parser(name, help="N nodes x G GPUs with srun" if name == "slurm"
-                                 else "one node with torchrun --standalone")
+        p = launchers.add_parser(
+            name, help="N nodes x G GPUs with srun" if name == "slurm" else "one node with torchrun --standalone"
+        )
         if name == "slurm":
             p.add_argument("--nodes", type=int, required=True)
             p.add_argument("--job-name", default="climax")
@@ -392,8 +476,13 @@ def _add_cluster_commands(commands) -> None:
             p.add_argument("--account")
             p.add_argument("--port", type=int, default=29500, help="rendezvous port (MASTER_PORT)")
         p.add_argument("--gpus-per-node", type=int, required=True)
-        p.add_argument("--run", action="append", required=True, metavar="COMMAND",
-                       help="a climax command, e.g. 'train task=pretrain' (repeat to run several in turn)")
+        p.add_argument(
+            "--run",
+            action="append",
+            required=True,
+            metavar="COMMAND",
+            help="a climax command, e.g. 'train task=pretrain' (repeat to run several in turn)",
+        )
         p.add_argument("--image", help="a .sif image: each rank runs inside `<runtime> exec --nv`")
         p.add_argument("--bind", action="append", metavar="SRC[:DST]", help="paths to bind into the image")
         p.add_argument("--runtime", default="singularity", choices=["singularity", "apptainer"])
@@ -407,50 +496,81 @@ def _add_forecast_command(commands) -> None:
     p = commands.add_parser("forecast", help="forecast from a NetCDF initial condition")
     run = p.add_mutually_exclusive_group(required=True)
     run.add_argument("--run", help="training run folder (its latest weights that load, and its statistics)")
-    run.add_argument("--checkpoint", metavar="RUN_OR_FILE",
-                     help="a run folder as --run, or a model file in its checkpoints/ folder: that file's weights "
-                          "with the run's statistics")
+    run.add_argument(
+        "--checkpoint",
+        metavar="RUN_OR_FILE",
+        help="a run folder as --run, or a model file in its checkpoints/ folder: that file's weights "
+        "with the run's statistics",
+    )
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")
     p.add_argument("--lead", required=True, nargs="+", help="lead times: hours (24) or durations (24h 72h 5D)")
     p.add_argument("--output", required=True, help="output NetCDF file, or Zarr folder with --format wb2")
-    p.add_argument("--format", choices=["netcdf", "wb2"], default="netcdf",
-                   help="netcdf (time, lead_time, lat, lon per variable) or wb2: a Zarr in WeatherBench 2's "
-                        "layout (time, prediction_timedelta, level, latitude, longitude) that WB2 tools read")
-    p.add_argument("--regrid", choices=["conservative", "bilinear"],
-                   help="regrid an initial condition on another grid")
-    p.add_argument("--nan-policy", choices=["raise", "mean"], default="raise",
-                   help="non-finite input values: an error (default), or the training mean")
+    p.add_argument(
+        "--format",
+        choices=["netcdf", "wb2"],
+        default="netcdf",
+        help="netcdf (time, lead_time, lat, lon per variable) or wb2: a Zarr in WeatherBench 2's "
+        "layout (time, prediction_timedelta, level, latitude, longitude) that WB2 tools read",
+    )
+    p.add_argument("--regrid", choices=["conservative", "bilinear"], help="regrid an initial condition on another grid")
+    p.add_argument(
+        "--nan-policy",
+        choices=["raise", "mean"],
+        default="raise",
+        help="non-finite input values: an error (default), or the training mean",
+    )
     p.add_argument("--members", type=int, default=1, help="ensemble members, the control included (default 1)")
-    p.add_argument("--perturbation", choices=["gaussian", "spherical", "bred", "lagged"], default="spherical",
-                   help="how members differ: point noise, smooth isotropic noise on the sphere, bred vectors, "
-                        "or earlier initial times of the input (lagged)")
-    p.add_argument("--perturbation-scale", type=float, default=0.05,
-                   help="noise size in units of each variable's training std (default 0.05)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the members' noise, a whole number >= 0 (recorded in the output)")
+    p.add_argument(
+        "--perturbation",
+        choices=["gaussian", "spherical", "bred", "lagged"],
+        default="spherical",
+        help="how members differ: point noise, smooth isotropic noise on the sphere, bred vectors, "
+        "or earlier initial times of the input (lagged)",
+    )
+    p.add_argument(
+        "--perturbation-scale",
+        type=float,
+        default=0.05,
+        help="noise size in units of each variable's training std (default 0.05)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the members' noise, a whole number >= 0 (recorded in the output)"
+    )
     _add_assume_units(p)
     _add_device(p)
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing output (a file, or a WB2 forecast folder written by climax)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output (a file, or a WB2 forecast folder written by climax)",
+    )
     p.set_defaults(func=forecast)
 
 
 def _add_assume_units(p) -> None:
-    p.add_argument("--assume-units", nargs="+", metavar="NAME=UNIT|run",
-                   help="units of initial-condition fields that have no units attribute (refused otherwise), "
-                        "e.g. 2m_temperature=degC, or run: the run's units. Fields are brought to the run's "
-                        "units: degC->K, hPa->Pa, geopotential height m->m**2 s**-2 (x 9.80665), ...")
+    p.add_argument(
+        "--assume-units",
+        nargs="+",
+        metavar="NAME=UNIT|run",
+        help="units of initial-condition fields that have no units attribute (refused otherwise), "
+        "e.g. 2m_temperature=degC, or run: the run's units. Fields are brought to the run's "
+        "units: degC->K, hPa->Pa, geopotential height m->m**2 s**-2 (x 9.80665), ...",
+    )
 
 
 def _add_device(p) -> None:
-    p.add_argument("--device", help="cpu, cuda or cuda:N (default: CUDA when a GPU is visible, else the CPU; "
-                                    "recorded in the output)")
+    p.add_argument(
+        "--device",
+        help="cpu, cuda or cuda:N (default: CUDA when a GPU is visible, else the CPU; recorded in the output)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="climax", description=__doc__)
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of an error and the dependency warnings held back (also CLIMAX_DEBUG=1)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error and the dependency warnings held back (also CLIMAX_DEBUG=1)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("demo", help="build the model and run one forecast step")
     p.add_argument("--embed-dim", type=int, default=1024)
@@ -465,8 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="official Lightning checkpoint, e.g. 5.625deg.ckpt")
     p.add_argument("output", help="output .mdlus file")
     p.add_argument("--num-heads", type=int, default=16, help="not stored in the weights")
-    p.add_argument("--img-size", type=int, nargs=2, metavar=("H", "W"),
-                   help="target grid; pos_embed is resampled bicubically")
+    p.add_argument(
+        "--img-size", type=int, nargs=2, metavar=("H", "W"), help="target grid; pos_embed is resampled bicubically"
+    )
     p.add_argument("--variables", help="comma-separated subset of the checkpoint's variables")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=convert)
@@ -571,9 +692,11 @@ def error_message(err: BaseException) -> str:
     if isinstance(err, KeyError) and err.args:
         return str(err.args[0])
     if isinstance(err, OSError) and not isinstance(err, ClimaxError) and err.errno is not None:
-        hint = {errno.ENOSPC: "the disk is full: free space or write elsewhere",
-                errno.EACCES: "no permission: choose a folder you can write to",
-                errno.EROFS: "the file system is read-only: choose another folder"}.get(err.errno)
+        hint = {
+            errno.ENOSPC: "the disk is full: free space or write elsewhere",
+            errno.EACCES: "no permission: choose a folder you can write to",
+            errno.EROFS: "the file system is read-only: choose another folder",
+        }.get(err.errno)
         where = f" ({err.filename})" if err.filename else ""
         return f"{err.strerror}{where}" + (f"; {hint}" if hint else "")
     return str(err).strip() or type(err).__name__

@@ -96,13 +96,16 @@ def check_no_resolvers(saved: DictConfig, path: Path) -> None:
     """Refuse a saved config whose values call a resolver (``${oc.env:HOME}``, ``${now:...}``):
     a run folder shared with others could otherwise read the environment or run code.
     References to other keys (``${run_dir}/eval``) are plain data and stay."""
+
     def walk(node, prefix: str) -> None:
         items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
         for key, value in items:
             name = f"{prefix}{key}" if isinstance(node, dict) else f"{prefix[:-1]}[{key}]"
             if isinstance(value, str) and RESOLVER.search(value):
-                raise ConfigError(f"{path}: {name}={value!r} calls a resolver; a saved config may not read "
-                                  "the environment or run resolvers (give the value on the command line)")
+                raise ConfigError(
+                    f"{path}: {name}={value!r} calls a resolver; a saved config may not read "
+                    "the environment or run resolvers (give the value on the command line)"
+                )
             walk(value, f"{name}.")
 
     walk(OmegaConf.to_container(saved, resolve=False), "")
@@ -116,8 +119,10 @@ def check_outputs_inside(cfg: DictConfig, run_dir: Path, keys: Sequence[str], pa
             continue
         target, run = Path(value).resolve(), run_dir.resolve()
         if target != run and run not in target.parents:
-            raise ConfigError(f"{key}={value} in {path} is outside the run folder {run_dir}; a saved config "
-                              f"writes only inside its run: give {key}=... on the command line to write there")
+            raise ConfigError(
+                f"{key}={value} in {path} is outside the run folder {run_dir}; a saved config "
+                f"writes only inside its run: give {key}=... on the command line to write there"
+            )
 
 
 def check_key(cfg: DictConfig, key: str, override: str) -> None:

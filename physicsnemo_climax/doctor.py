@@ -33,16 +33,20 @@ def report(env: Environment, choices: list[Choice], config_name: str) -> str:
             lines.append(f"  !!  {c.key}={c.asked!r}: {c.missing}")
     failing = [c for c in choices if c.fails]
     fallbacks = sum(c.missing is not None and c.allowed for c in choices)
-    ready = f"ready, with {fallbacks} fallback(s) marked ->" if fallbacks else "ready: the config's requests are met here"
+    ready = (
+        f"ready, with {fallbacks} fallback(s) marked ->" if fallbacks else "ready: the config's requests are met here"
+    )
     lines += ["", explain(failing) if failing else ready]
     return "\n".join(lines)
 
 
 def as_dict(env: Environment, choices: list[Choice]) -> dict:
     """The report as JSON-ready data (``climax doctor --json``)."""
-    return {"environment": {k: asdict(f) for k, f in env.features.items()},
-            "choices": [dict(asdict(c), fails=c.fails) for c in choices],
-            "ready": not any(c.fails for c in choices)}
+    return {
+        "environment": {k: asdict(f) for k, f in env.features.items()},
+        "choices": [dict(asdict(c), fails=c.fails) for c in choices],
+        "ready": not any(c.fails for c in choices),
+    }
 
 
 def check_distributed() -> str:
@@ -53,5 +57,7 @@ def check_distributed() -> str:
         dist.all_reduce(ones)
     if int(ones.item()) != manager.world_size:
         raise RuntimeError(f"all-reduce gave {int(ones.item())}, expected {manager.world_size} ranks")
-    return (f"rank {manager.rank} of {manager.world_size} ({manager.device}): "
-            f"all-reduce over {dist.get_backend() if manager.distributed else 'no process group'} ok")
+    return (
+        f"rank {manager.rank} of {manager.world_size} ({manager.device}): "
+        f"all-reduce over {dist.get_backend() if manager.distributed else 'no process group'} ok"
+    )

@@ -81,8 +81,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 
 # ------------------------------------------------------------------ what a command may replace
-def check_file_output(target: str | Path, *, overwrite: bool, inputs: Sequence = (), option: str = "--output",
-                      hint: str = "--overwrite") -> Path:
+def check_file_output(
+    target: str | Path, *, overwrite: bool, inputs: Sequence = (), option: str = "--output", hint: str = "--overwrite"
+) -> Path:
     """``target`` as a file output the user named: never an input or a folder, and an
     existing file only with ``overwrite``.
 
@@ -126,9 +127,16 @@ def is_inside(path: Path, folder: Path) -> bool:
 
 
 @contextmanager
-def output_folder(target: str | Path, kind: str, *, overwrite: bool, inputs: Sequence = (),
-                  legacy: Callable[[Path], bool] | None = None, option: str = "--output",
-                  hint: str = "--overwrite") -> Iterator[Path]:
+def output_folder(
+    target: str | Path,
+    kind: str,
+    *,
+    overwrite: bool,
+    inputs: Sequence = (),
+    legacy: Callable[[Path], bool] | None = None,
+    option: str = "--output",
+    hint: str = "--overwrite",
+) -> Iterator[Path]:
     """A new, empty folder to write the folder output ``target`` into; swapped in for ``target`` on success.
 
     Parameters
@@ -173,18 +181,21 @@ def check_replaceable(target: Path, kind: str, overwrite: bool, legacy, option: 
     """Refuse, naming ``target``, to replace anything but an earlier output of ``kind`` (and that only
     with ``overwrite``); an empty folder may be used."""
     if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise OutputError(f"{option} {target} is {'a link' if target.is_symlink() else 'a file'}, not "
-                          f"{article(kind)} {kind} folder; nothing was changed: choose another name")
+        raise OutputError(
+            f"{option} {target} is {'a link' if target.is_symlink() else 'a file'}, not "
+            f"{article(kind)} {kind} folder; nothing was changed: choose another name"
+        )
     if not target.exists() or not any(target.iterdir()):
         return
     if output_kind(target) != kind and not (legacy is not None and output_kind(target) is None and legacy(target)):
         held = sorted(p.name for p in target.iterdir())
         listed = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
-        raise OutputError(f"{option} {target} is not {article(kind)} {kind} written by climax (it holds {listed}); "
-                          "nothing was changed: choose another name")
+        raise OutputError(
+            f"{option} {target} is not {article(kind)} {kind} written by climax (it holds {listed}); "
+            "nothing was changed: choose another name"
+        )
     if not overwrite:
-        raise OutputError(f"{option} {target} holds an earlier {kind}; pass {hint} to replace it "
-                          "(nothing was changed)")
+        raise OutputError(f"{option} {target} holds an earlier {kind}; pass {hint} to replace it (nothing was changed)")
 
 
 def article(noun: str) -> str:
@@ -194,6 +205,7 @@ def article(noun: str) -> str:
 def holding_only(names: Sequence[str], required: Sequence[str] = ()) -> Callable[[Path], bool]:
     """A ``legacy`` test for :func:`output_folder`: whether a folder holds nothing but ``names``
     (and every one of ``required``), as outputs of a kind did before they carried a marker."""
+
     def test(folder: Path) -> bool:
         held = {p.name for p in Path(folder).iterdir()}
         return set(required) <= held <= set(names)
@@ -282,8 +294,9 @@ def write_atomic(target: str | Path, text: str) -> Path:
     return Path(target)
 
 
-def write_netcdf(target: str | Path, root: xr.Dataset, groups: dict[str, xr.Dataset] | None = None,
-                 encoding: dict | None = None) -> Path:
+def write_netcdf(
+    target: str | Path, root: xr.Dataset, groups: dict[str, xr.Dataset] | None = None, encoding: dict | None = None
+) -> Path:
     """Write a NetCDF-4 file, with optional groups, atomically.
 
     The file is built in memory (h5netcdf) and written to disk with Python's
@@ -315,7 +328,9 @@ def sha256(path: str | Path) -> str:
 def failure(target: Path, err: BaseException) -> str:
     """Why writing ``target`` failed, in words a user can act on."""
     code = getattr(err, "errno", None)
-    reason = (getattr(err, "strerror", None) or str(err).strip().splitlines()[0]) if str(err).strip() else type(err).__name__
+    reason = (
+        (getattr(err, "strerror", None) or str(err).strip().splitlines()[0]) if str(err).strip() else type(err).__name__
+    )
     try:
         free = shutil.disk_usage(_existing(target.parent)).free
     except OSError:

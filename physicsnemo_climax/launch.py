@@ -77,9 +77,18 @@ def _check(nodes: int, gpus_per_node: int, commands) -> None:
         raise ConfigError("no command to run: give at least one, e.g. 'train task=pretrain'")
 
 
-def slurm_script(commands: list[str], nodes: int, gpus_per_node: int, container: Container | None = None,
-                 job_name: str = "climax", time: str = "04:00:00", partition: str | None = None,
-                 account: str | None = None, cpus_per_task: int = 8, port: int = 29500) -> str:
+def slurm_script(
+    commands: list[str],
+    nodes: int,
+    gpus_per_node: int,
+    container: Container | None = None,
+    job_name: str = "climax",
+    time: str = "04:00:00",
+    partition: str | None = None,
+    account: str | None = None,
+    cpus_per_task: int = 8,
+    port: int = 29500,
+) -> str:
     """An ``sbatch`` script running ``climax <command>`` on ``nodes`` x ``gpus_per_node`` ranks.
 
     Commands run one after the other (for example both CorrDiff stages), each
@@ -92,21 +101,38 @@ def slurm_script(commands: list[str], nodes: int, gpus_per_node: int, container:
         extra.append(f"#SBATCH --partition={partition}")
     if account:
         extra.append(f"#SBATCH --account={account}")
-    srun = (f"srun --nodes={nodes} --ntasks-per-node={gpus_per_node} --gpus-per-node={gpus_per_node} "
-            f"--cpus-per-task={cpus_per_task} --kill-on-bad-exit=1")
+    srun = (
+        f"srun --nodes={nodes} --ntasks-per-node={gpus_per_node} --gpus-per-node={gpus_per_node} "
+        f"--cpus-per-task={cpus_per_task} --kill-on-bad-exit=1"
+    )
     steps = "\n".join(f"{srun} \\\n    {container.prefix()}climax {_command(c)}" for c in commands)
-    return render("slurm.sbatch", title=f"climax on SLURM: {'; '.join(_command(c) for c in commands)}",
-                  job_name=job_name, nodes=nodes, gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task,
-                  time=time, sbatch_extra="\n".join(extra), port=port, omp_threads=cpus_per_task,
-                  steps=steps)
+    return render(
+        "slurm.sbatch",
+        title=f"climax on SLURM: {'; '.join(_command(c) for c in commands)}",
+        job_name=job_name,
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        cpus_per_task=cpus_per_task,
+        time=time,
+        sbatch_extra="\n".join(extra),
+        port=port,
+        omp_threads=cpus_per_task,
+        steps=steps,
+    )
 
 
-def torchrun_script(commands: list[str], gpus_per_node: int, container: Container | None = None,
-                    cpus_per_task: int = 8) -> str:
+def torchrun_script(
+    commands: list[str], gpus_per_node: int, container: Container | None = None, cpus_per_task: int = 8
+) -> str:
     """The one-node script: ``torchrun --standalone`` with one rank per GPU."""
     _check(1, gpus_per_node, commands)
     container = container or Container()
     run = f"torchrun --standalone --nnodes=1 --nproc-per-node={gpus_per_node} --no-python"
     steps = "\n".join(f"{container.prefix()}{run} \\\n    climax {_command(c)}" for c in commands)
-    return render("torchrun.sh", title=f"climax with torchrun: {'; '.join(_command(c) for c in commands)}",
-                  gpus_per_node=gpus_per_node, omp_threads=cpus_per_task, steps=steps)
+    return render(
+        "torchrun.sh",
+        title=f"climax with torchrun: {'; '.join(_command(c) for c in commands)}",
+        gpus_per_node=gpus_per_node,
+        omp_threads=cpus_per_task,
+        steps=steps,
+    )

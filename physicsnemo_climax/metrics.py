@@ -99,8 +99,9 @@ def crps(members: torch.Tensor, target: torch.Tensor, lat: torch.Tensor, fair: b
     return (crps_map(members, target, fair) * w).mean(dim=(-2, -1)).mean(dim=0)
 
 
-def rank_of_truth(members: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
-                  ) -> torch.Tensor:
+def rank_of_truth(
+    members: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Rank of the truth among ``M`` members at every point, ``0..M`` (``[...]`` int64).
 
     The rank is the number of members below the truth; members equal to it are

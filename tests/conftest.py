@@ -13,8 +13,15 @@ TINY_VARS = ["t2m", "u10", "v10", "z500", "t850", "q700"]
 def tiny_climax(**overrides) -> ClimaX:
     """A small ClimaX for fast tests; dropout off so outputs are deterministic."""
     args = dict(
-        variables=TINY_VARS, img_size=(16, 32), patch_size=2, embed_dim=64, depth=2,
-        decoder_depth=2, num_heads=4, drop_path=0.0, drop_rate=0.0,
+        variables=TINY_VARS,
+        img_size=(16, 32),
+        patch_size=2,
+        embed_dim=64,
+        depth=2,
+        decoder_depth=2,
+        num_heads=4,
+        drop_path=0.0,
+        drop_rate=0.0,
     )
     args.update(overrides)
     return ClimaX(**args)

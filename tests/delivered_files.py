@@ -29,10 +29,19 @@ def cds_netcdf(path: Path) -> Path:
     an ``expver`` label along time."""
     f = fields()
     ds = xr.Dataset(
-        {"t2m": (("valid_time", "latitude", "longitude"), f["t2m"]),
-         "t": (("valid_time", "pressure_level", "latitude", "longitude"), f["t"])},
-        coords={"valid_time": TIMES, "pressure_level": LEVELS, "latitude": LAT, "longitude": LON,
-                "number": 0, "expver": ("valid_time", np.array(["0001"] * 6 + ["0005"] * 2))})
+        {
+            "t2m": (("valid_time", "latitude", "longitude"), f["t2m"]),
+            "t": (("valid_time", "pressure_level", "latitude", "longitude"), f["t"]),
+        },
+        coords={
+            "valid_time": TIMES,
+            "pressure_level": LEVELS,
+            "latitude": LAT,
+            "longitude": LON,
+            "number": 0,
+            "expver": ("valid_time", np.array(["0001"] * 6 + ["0005"] * 2)),
+        },
+    )
     ds.t2m.attrs["units"] = ds.t.attrs["units"] = "K"
     ds.to_netcdf(path)
     return path
@@ -51,14 +60,21 @@ def cds_netcdf_old(path: Path) -> Path:
         return out
 
     ds = xr.Dataset(
-        {"t2m": (("time", "expver", "latitude", "longitude"), split(f["t2m"])),
-         "t": (("time", "expver", "level", "latitude", "longitude"), split(f["t"]))},
-        coords={"time": TIMES, "expver": [1, 5], "level": LEVELS.astype(np.int32), "latitude": LAT, "longitude": LON})
+        {
+            "t2m": (("time", "expver", "latitude", "longitude"), split(f["t2m"])),
+            "t": (("time", "expver", "level", "latitude", "longitude"), split(f["t"])),
+        },
+        coords={"time": TIMES, "expver": [1, 5], "level": LEVELS.astype(np.int32), "latitude": LAT, "longitude": LON},
+    )
     encoding = {}
     for name in ("t2m", "t"):
         lo, hi = float(np.nanmin(ds[name])), float(np.nanmax(ds[name]))
-        encoding[name] = {"dtype": "int16", "scale_factor": (hi - lo) / 65000, "add_offset": (hi + lo) / 2,
-                          "_FillValue": np.int16(-32767)}
+        encoding[name] = {
+            "dtype": "int16",
+            "scale_factor": (hi - lo) / 65000,
+            "add_offset": (hi + lo) / 2,
+            "_FillValue": np.int16(-32767),
+        }
         ds[name].attrs["units"] = "K"
     ds.to_netcdf(path, encoding=encoding)
     return path
@@ -69,21 +85,40 @@ def packing_step(values: np.ndarray) -> float:
     return float(np.nanmax(values) - np.nanmin(values)) / 65000
 
 
-def grib_message(out, short_name: str, level_type: str, level: int, when: np.datetime64, values: np.ndarray,
-                 lat=LAT, lon=LON, step_hours: int = 0) -> None:
+def grib_message(
+    out,
+    short_name: str,
+    level_type: str,
+    level: int,
+    when: np.datetime64,
+    values: np.ndarray,
+    lat=LAT,
+    lon=LON,
+    step_hours: int = 0,
+) -> None:
     """One GRIB 2 message from ecCodes' samples, ``values [H, W]`` north to south."""
     import eccodes
 
     sample = "regular_ll_pl_grib2" if level_type == "isobaricInhPa" else "regular_ll_sfc_grib2"
     h = eccodes.codes_grib_new_from_samples(sample)
     stamp = pd.Timestamp(when)
-    keys = [("Ni", lon.size), ("Nj", lat.size), ("latitudeOfFirstGridPointInDegrees", float(lat[0])),
-            ("latitudeOfLastGridPointInDegrees", float(lat[-1])), ("longitudeOfFirstGridPointInDegrees", float(lon[0])),
-            ("longitudeOfLastGridPointInDegrees", float(lon[-1])),
-            ("iDirectionIncrementInDegrees", float(abs(lon[1] - lon[0]))),
-            ("jDirectionIncrementInDegrees", float(abs(lat[1] - lat[0]))), ("jScansPositively", 0),
-            ("dataDate", int(stamp.strftime("%Y%m%d"))), ("dataTime", stamp.hour * 100),
-            ("shortName", short_name), ("typeOfLevel", level_type), ("level", level), ("bitsPerValue", 24)]
+    keys = [
+        ("Ni", lon.size),
+        ("Nj", lat.size),
+        ("latitudeOfFirstGridPointInDegrees", float(lat[0])),
+        ("latitudeOfLastGridPointInDegrees", float(lat[-1])),
+        ("longitudeOfFirstGridPointInDegrees", float(lon[0])),
+        ("longitudeOfLastGridPointInDegrees", float(lon[-1])),
+        ("iDirectionIncrementInDegrees", float(abs(lon[1] - lon[0]))),
+        ("jDirectionIncrementInDegrees", float(abs(lat[1] - lat[0]))),
+        ("jScansPositively", 0),
+        ("dataDate", int(stamp.strftime("%Y%m%d"))),
+        ("dataTime", stamp.hour * 100),
+        ("shortName", short_name),
+        ("typeOfLevel", level_type),
+        ("level", level),
+        ("bitsPerValue", 24),
+    ]
     for key, value in keys:
         eccodes.codes_set(h, key, value)
     if step_hours:
@@ -119,11 +154,14 @@ def wb2_dataset(times=TIMES) -> xr.Dataset:
     lonlat = lambda a: np.swapaxes(a, -1, -2)  # noqa: E731
     static = smooth(times[:1], WB2_LAT, WB2_LON, 7, 2000.0, 3000.0)[0]
     ds = xr.Dataset(
-        {"2m_temperature": (("time", "longitude", "latitude"), lonlat(f["t2m"])),
-         "temperature": (("time", "level", "longitude", "latitude"), lonlat(f["t"])),
-         "geopotential_at_surface": (("longitude", "latitude"), lonlat(static)),
-         "land_sea_mask": (("longitude", "latitude"), lonlat((static > 3000).astype(np.float32)))},
-        coords={"time": times, "level": LEVELS.astype(np.int64), "latitude": WB2_LAT, "longitude": WB2_LON})
+        {
+            "2m_temperature": (("time", "longitude", "latitude"), lonlat(f["t2m"])),
+            "temperature": (("time", "level", "longitude", "latitude"), lonlat(f["t"])),
+            "geopotential_at_surface": (("longitude", "latitude"), lonlat(static)),
+            "land_sea_mask": (("longitude", "latitude"), lonlat((static > 3000).astype(np.float32))),
+        },
+        coords={"time": times, "level": LEVELS.astype(np.int64), "latitude": WB2_LAT, "longitude": WB2_LON},
+    )
     ds["2m_temperature"].attrs["units"] = ds["temperature"].attrs["units"] = "K"
     ds["geopotential_at_surface"].attrs["units"] = "m**2 s**-2"
     return ds
@@ -133,9 +171,12 @@ def arco_dataset(times=TIMES) -> xr.Dataset:
     """ARCO-ERA5 layout: long names, ``(time, level, latitude, longitude)``, latitude 90 -> -90."""
     f = fields(times, ARCO_LAT, ARCO_LON)
     ds = xr.Dataset(
-        {"2m_temperature": (("time", "latitude", "longitude"), f["t2m"]),
-         "temperature": (("time", "level", "latitude", "longitude"), f["t"])},
-        coords={"time": times, "level": LEVELS.astype(np.int64), "latitude": ARCO_LAT, "longitude": ARCO_LON})
+        {
+            "2m_temperature": (("time", "latitude", "longitude"), f["t2m"]),
+            "temperature": (("time", "level", "latitude", "longitude"), f["t"]),
+        },
+        coords={"time": times, "level": LEVELS.astype(np.int64), "latitude": ARCO_LAT, "longitude": ARCO_LON},
+    )
     ds["2m_temperature"].attrs["units"] = ds["temperature"].attrs["units"] = "K"
     return ds
 

@@ -28,8 +28,9 @@ def smooth(times, lat, lon, phase, scale=1.0, offset=0.0):
     return (offset + scale * wave).astype(np.float32)
 
 
-def write_era5(folder, years=(2000, 2001), hours=6, descending=False, lon180=False,
-               per_year=True, h=8, w=16, nan_at=None):
+def write_era5(
+    folder, years=(2000, 2001), hours=6, descending=False, lon180=False, per_year=True, h=8, w=16, nan_at=None
+):
     """ERA5-style files: ``z``/``t`` on ``level``, ``t2m``, constant ``lsm``.
 
     One file per year (``per_year``) holding every variable, plus a constants
@@ -47,9 +48,11 @@ def write_era5(folder, years=(2000, 2001), hours=6, descending=False, lon180=Fal
         if nan_at is not None and nan_at[0] == year:
             t2m[nan_at[1], 0, 0] = np.nan
         ds = xr.Dataset(
-            {"z": (("time", "level", "latitude", "longitude"), z.astype(np.float32)),
-             "t": (("time", "level", "latitude", "longitude"), t.astype(np.float32)),
-             "t2m": (("time", "latitude", "longitude"), t2m)},
+            {
+                "z": (("time", "level", "latitude", "longitude"), z.astype(np.float32)),
+                "t": (("time", "level", "latitude", "longitude"), t.astype(np.float32)),
+                "t2m": (("time", "latitude", "longitude"), t2m),
+            },
             coords={"time": times, "level": LEVELS, "latitude": lat, "longitude": lon},
         )
         for name, units in (("z", "m**2 s**-2"), ("t", "K"), ("t2m", "K")):
@@ -58,8 +61,9 @@ def write_era5(folder, years=(2000, 2001), hours=6, descending=False, lon180=Fal
         ds.to_netcdf(path)
         paths.append(str(path))
     lsm = (np.cos(np.deg2rad(lon))[None, :] * np.ones((h, 1)) > 0).astype(np.float32)
-    xr.Dataset({"lsm": (("latitude", "longitude"), lsm)},
-               coords={"latitude": lat, "longitude": lon}).to_netcdf(folder / "constants.nc")
+    xr.Dataset({"lsm": (("latitude", "longitude"), lsm)}, coords={"latitude": lat, "longitude": lon}).to_netcdf(
+        folder / "constants.nc"
+    )
     paths.append(str(folder / "constants.nc"))
     return paths
 
@@ -72,7 +76,8 @@ def write_cmip6(folder, year=2000, h=8, w=16):
     times = pd.date_range(f"{year}-01-01", f"{year}-01-31 18:00", freq="6h").values
     ta = np.stack([smooth(times, lat, lon, p, 10.0, 250.0) for p in (3, 4, 5)], 1)
     path = folder / "ta_6hrPlevPt_model_historical.nc"
-    xr.Dataset({"ta": (("time", "plev", "lat", "lon"), ta)},
-               coords={"time": times, "plev": [25000.0, 50000.0, 85000.0], "lat": lat, "lon": lon}
-               ).to_netcdf(path)
+    xr.Dataset(
+        {"ta": (("time", "plev", "lat", "lon"), ta)},
+        coords={"time": times, "plev": [25000.0, 50000.0, 85000.0], "lat": lat, "lon": lon},
+    ).to_netcdf(path)
     return str(path)

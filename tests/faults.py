@@ -39,15 +39,30 @@ def raw(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def store(raw, tmp_path_factory):
-    return prepare(PrepareConfig(raw, VARS, {"train": 2000, "val": 2001, "test": 2001}, grid=(8, 16),
-                                 shards_per_year=2), tmp_path_factory.mktemp("s") / "store")
+    return prepare(
+        PrepareConfig(raw, VARS, {"train": 2000, "val": 2001, "test": 2001}, grid=(8, 16), shards_per_year=2),
+        tmp_path_factory.mktemp("s") / "store",
+    )
 
 
 def settings(store, run_dir, *extra):
-    return [f"data.root={store}", f"run_dir={run_dir}", "model.embed_dim=32", "model.depth=1",
-            "model.num_heads=4", "train.batch_size=8", "train.steps=4", "train.warmup_steps=1",
-            "train.val_every=100", "train.ckpt_every=2", "train.progress=false", "train.num_workers=0",
-            "task=finetune_global", "task.lead_hours=12", *extra]
+    return [
+        f"data.root={store}",
+        f"run_dir={run_dir}",
+        "model.embed_dim=32",
+        "model.depth=1",
+        "model.num_heads=4",
+        "train.batch_size=8",
+        "train.steps=4",
+        "train.warmup_steps=1",
+        "train.val_every=100",
+        "train.ckpt_every=2",
+        "train.progress=false",
+        "train.num_workers=0",
+        "task=finetune_global",
+        "task.lead_hours=12",
+        *extra,
+    ]
 
 
 def fit(store, run_dir, *extra):
@@ -86,9 +101,17 @@ def initial_condition(store, descending=False, lon180=False, units=True) -> xr.D
     st = ShardStore(store)
     shard = st.shards("test")[0]
     recorded = (st.manifest or {}).get("units", {}) if units else {}
-    ic = xr.Dataset({v: (("time", "lat", "lon"), np.array(shard.array(v)[:2, 0]),
-                         {"units": recorded[v]} if recorded.get(v) else {}) for v in VARS},
-                    coords={"time": pd.date_range("2001-01-01", periods=2, freq="6h"), "lat": st.lat, "lon": st.lon})
+    ic = xr.Dataset(
+        {
+            v: (
+                ("time", "lat", "lon"),
+                np.array(shard.array(v)[:2, 0]),
+                {"units": recorded[v]} if recorded.get(v) else {},
+            )
+            for v in VARS
+        },
+        coords={"time": pd.date_range("2001-01-01", periods=2, freq="6h"), "lat": st.lat, "lon": st.lon},
+    )
     if descending:
         ic = ic.isel(lat=slice(None, None, -1))
     if lon180:
@@ -118,8 +141,9 @@ def kill_self_at(target: str, when: str, script: str, tmp_path: Path) -> subproc
     path = tmp_path / "killed.py"
     path.write_text(prelude + textwrap.dedent(script))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(path)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr[-3000:]
     return result
 

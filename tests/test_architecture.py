@@ -66,7 +66,7 @@ def test_no_import_cycle_even_through_deferred_imports():
         state[node] = "open"
         for nxt in sorted(edges[node]):
             if state.get(nxt) == "open":
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = "done"
@@ -131,13 +131,15 @@ def test_task_packages_follow_one_rule():
 def test_every_module_imports_in_a_fresh_interpreter(order):
     names = [n for n in modules() if n != "physicsnemo_climax"]
     names = names if order == "forward" else names[::-1]
-    script = "\n".join([
-        "import importlib",
-        "import physicsnemo_climax",
-        "from physicsnemo.datapipes.registry import COMPONENT_REGISTRY",
-        "assert {'ClimaXShardReader', 'ClimaXForecastBatches'} <= set(COMPONENT_REGISTRY.list())",
-        "importlib.reload(physicsnemo_climax.data)  # registering again must not fail",
-        *[f"importlib.import_module({n!r})" for n in names],
-    ])
+    script = "\n".join(
+        [
+            "import importlib",
+            "import physicsnemo_climax",
+            "from physicsnemo.datapipes.registry import COMPONENT_REGISTRY",
+            "assert {'ClimaXShardReader', 'ClimaXForecastBatches'} <= set(COMPONENT_REGISTRY.list())",
+            "importlib.reload(physicsnemo_climax.data)  # registering again must not fail",
+            *[f"importlib.import_module({n!r})" for n in names],
+        ]
+    )
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

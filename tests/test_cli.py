@@ -11,8 +11,10 @@ from physicsnemo_climax.cli import main
 from physicsnemo_climax.models import DEFAULT_VARIABLES
 
 
-@pytest.mark.parametrize("command", ["demo", "convert", "train", "evaluate", "forecast", "quickstart",
-                                     "data prepare", "data stats", "data simulate"])
+@pytest.mark.parametrize(
+    "command",
+    ["demo", "convert", "train", "evaluate", "forecast", "quickstart", "data prepare", "data stats", "data simulate"],
+)
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([*command.split(), "--help"])
@@ -31,8 +33,20 @@ def test_convert(tmp_path, capsys):
     source = tiny_climax(variables=list(DEFAULT_VARIABLES), img_size=(32, 64))
     ckpt = write_ckpt(tmp_path / "official.ckpt", official_like_state(source))
     out = tmp_path / "climax.mdlus"
-    main(["convert", str(ckpt), str(out), "--num-heads", "4", "--img-size", "64", "128",
-          "--variables", "2m_temperature,geopotential_500"])
+    main(
+        [
+            "convert",
+            str(ckpt),
+            str(out),
+            "--num-heads",
+            "4",
+            "--img-size",
+            "64",
+            "128",
+            "--variables",
+            "2m_temperature,geopotential_500",
+        ]
+    )
     assert "grid (64, 128)" in capsys.readouterr().out
     model = Module.from_checkpoint(str(out))
     assert model.variables == ["2m_temperature", "geopotential_500"]
@@ -55,11 +69,23 @@ def test_quickstart_settings_run_end_to_end_and_say_what_beats_the_baselines(tmp
     from physicsnemo_climax.cli import main
 
     monkeypatch.chdir(tmp_path)  # data/ and runs/ of the quickstart go here
-    main(["quickstart", "simulation.days=6", "simulation.spinup_days=0.5",
-          "simulation.splits.train=2000-01-01:2000-01-03", "simulation.splits.val=2000-01-04:2000-01-04",
-          "simulation.splits.test=2000-01-05:2000-01-06", "train.steps=4", "train.val_every=2",
-          "train.ckpt_every=2", "train.warmup_steps=1", "task.lead_range=[6,12]", "eval.leads=[6,12]",
-          "eval.max_samples=4"])
+    main(
+        [
+            "quickstart",
+            "simulation.days=6",
+            "simulation.spinup_days=0.5",
+            "simulation.splits.train=2000-01-01:2000-01-03",
+            "simulation.splits.val=2000-01-04:2000-01-04",
+            "simulation.splits.test=2000-01-05:2000-01-06",
+            "train.steps=4",
+            "train.val_every=2",
+            "train.ckpt_every=2",
+            "train.warmup_steps=1",
+            "task.lead_range=[6,12]",
+            "eval.leads=[6,12]",
+            "eval.max_samples=4",
+        ]
+    )
     out = capsys.readouterr().out
     assert "model against the better baseline (RMSE):" in out and "+12 h" in out
     assert "variable-lead pairs beat both baselines" in out
@@ -90,21 +116,47 @@ def test_forecast_takes_a_run_folder_or_one_of_its_model_files(trained, store, t
     newest, older = (checkpointing.files_of(folder, step)["model"] for step in (4, 2))
 
     def forecast(option, path, name):
-        code, err = climax(capsys, "forecast", option, str(path), "--input", str(tmp_path / "ic.nc"), "--lead", "12",
-                           "--output", str(tmp_path / name), "--device", "cpu")
+        code, err = climax(
+            capsys,
+            "forecast",
+            option,
+            str(path),
+            "--input",
+            str(tmp_path / "ic.nc"),
+            "--lead",
+            "12",
+            "--output",
+            str(tmp_path / name),
+            "--device",
+            "cpu",
+        )
         assert code == 0, err
         return xr.open_dataset(tmp_path / name)
 
-    with forecast("--run", trained, "run.nc") as a, forecast("--checkpoint", newest, "newest.nc") as b, \
-            forecast("--checkpoint", older, "older.nc") as c, forecast("--checkpoint", trained, "alias.nc") as d:
+    with (
+        forecast("--run", trained, "run.nc") as a,
+        forecast("--checkpoint", newest, "newest.nc") as b,
+        forecast("--checkpoint", older, "older.nc") as c,
+        forecast("--checkpoint", trained, "alias.nc") as d,
+    ):
         assert a.attrs["checkpoint"] == b.attrs["checkpoint"] == d.attrs["checkpoint"] == str(newest.resolve())
         assert c.attrs["checkpoint"] == str(older.resolve()) and c.attrs["run_dir"] == str(trained.resolve())
         xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
         assert not a["2m_temperature"].equals(c["2m_temperature"])  # step 2's weights, not step 4's
 
     outside = Path(shutil.copy(older, tmp_path / "loose.mdlus"))  # no run.json above it
-    code, err = climax(capsys, "forecast", "--checkpoint", str(outside), "--input", str(tmp_path / "ic.nc"),
-                       "--lead", "12", "--output", str(tmp_path / "x.nc"))
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--checkpoint",
+        str(outside),
+        "--input",
+        str(tmp_path / "ic.nc"),
+        "--lead",
+        "12",
+        "--output",
+        str(tmp_path / "x.nc"),
+    )
     assert code != 0 and any("--checkpoint" in line and "statistics" in line for line in err), err
     with pytest.raises(ConfigError, match="not inside a training run folder"):
         Run.load(outside)
@@ -115,5 +167,18 @@ def test_forecast_takes_a_run_folder_or_one_of_its_model_files(trained, store, t
     with pytest.raises(CheckpointError, match="step 2.*checksum"):  # refused, never replaced by step 4
         Run.load(file)
     with pytest.raises(SystemExit):  # one of the two, not both
-        main(["forecast", "--run", str(trained), "--checkpoint", str(newest), "--input", "ic.nc", "--lead", "12",
-              "--output", "x.nc"])
+        main(
+            [
+                "forecast",
+                "--run",
+                str(trained),
+                "--checkpoint",
+                str(newest),
+                "--input",
+                "ic.nc",
+                "--lead",
+                "12",
+                "--output",
+                "x.nc",
+            ]
+        )

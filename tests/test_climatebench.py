@@ -90,11 +90,13 @@ def test_pattern_scaling_is_exact_on_a_linear_world(bench):
 
 
 def test_model_shapes_freezing_and_exact_encoder_transfer(tmp_path):
-    source = ClimaX(variables=["2m_temperature", "CO2"], img_size=(8, 16), patch_size=2, embed_dim=32, depth=2,
-                    num_heads=4)
+    source = ClimaX(
+        variables=["2m_temperature", "CO2"], img_size=(8, 16), patch_size=2, embed_dim=32, depth=2, num_heads=4
+    )
     source.save(str(tmp_path / "climax.mdlus"))
-    args = dict(img_size=(8, 16), patch_size=2, embed_dim=32, depth=2, num_heads=4, history=3,
-                out_variables=["tas", "pr"])
+    args = dict(
+        img_size=(8, 16), patch_size=2, embed_dim=32, depth=2, num_heads=4, history=3, out_variables=["tas", "pr"]
+    )
     model = ClimaXClimateBench.from_pretrained(str(tmp_path / "climax.mdlus"), freeze=True, **args)
     theirs, mine = source.state_dict(), model.state_dict()
     for key in theirs:
@@ -113,11 +115,30 @@ def test_model_shapes_freezing_and_exact_encoder_transfer(tmp_path):
 
 
 def config(bench, run_dir, *overrides):
-    return load_config([f"data.root={bench}", f"run_dir={run_dir}", "task=climatebench", "data=climatebench",
-                        "model.img_size=[8,16]", "model.patch_size=2", "model.embed_dim=64", "model.depth=2",
-                        "model.num_heads=4", "task.history=3", "train.batch_size=16", "train.steps=300",
-                        "train.lr=2e-3", "train.warmup_steps=20", "train.val_every=100", "train.ckpt_every=300",
-                        "train.progress=false", "train.num_workers=0", "train.weight_decay=0", *overrides])
+    return load_config(
+        [
+            f"data.root={bench}",
+            f"run_dir={run_dir}",
+            "task=climatebench",
+            "data=climatebench",
+            "model.img_size=[8,16]",
+            "model.patch_size=2",
+            "model.embed_dim=64",
+            "model.depth=2",
+            "model.num_heads=4",
+            "task.history=3",
+            "train.batch_size=16",
+            "train.steps=300",
+            "train.lr=2e-3",
+            "train.warmup_steps=20",
+            "train.val_every=100",
+            "train.ckpt_every=300",
+            "train.progress=false",
+            "train.num_workers=0",
+            "train.weight_decay=0",
+            *overrides,
+        ]
+    )
 
 
 def test_training_beats_pattern_scaling_and_scores_do_not_depend_on_batch_size(bench, tmp_path):
@@ -128,11 +149,14 @@ def test_training_beats_pattern_scaling_and_scores_do_not_depend_on_batch_size(b
         Run.load(run)
     cfg = load_run_config(run, ["eval.batch_size=1"])
     table = evaluate(cfg).set_index(["method", "target"])
-    again = evaluate(load_run_config(run, ["eval.batch_size=15", "eval.overwrite=true"])).set_index(["method", "target"])
+    again = evaluate(load_run_config(run, ["eval.batch_size=15", "eval.overwrite=true"])).set_index(
+        ["method", "target"]
+    )
     assert np.allclose(table.nrmse_total, again.nrmse_total, rtol=1e-5)
     assert table.nrmse_total[("climax", "tas")] < table.nrmse_total[("pattern_scaling", "tas")]
     assert {"climatebench.csv", "climatebench.json", "climatebench_maps.png"} <= {
-        p.name for p in (run / "eval").iterdir()}
+        p.name for p in (run / "eval").iterdir()
+    }
     from physicsnemo_climax.cli import main
 
     (run / "eval" / "climatebench.csv").unlink()
@@ -140,14 +164,17 @@ def test_training_beats_pattern_scaling_and_scores_do_not_depend_on_batch_size(b
     assert (run / "eval" / "climatebench.csv").exists()
 
 
-@pytest.mark.parametrize("override, match", [
-    ("task.train_scenarios=[ssp999]", "inputs_ssp999.nc"),
-    ("task.history=0", "task.history"),
-    ("task.history=200", "task.history=200"),
-    ("task.targets=[snow]", "snow"),
-    ("model.residual=true", "model.residual=true: ClimateBench"),
-    ("model.overlapping_head=true", "model.overlapping_head=true: ClimateBench"),
-])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("task.train_scenarios=[ssp999]", "inputs_ssp999.nc"),
+        ("task.history=0", "task.history"),
+        ("task.history=200", "task.history=200"),
+        ("task.targets=[snow]", "snow"),
+        ("model.residual=true", "model.residual=true: ClimateBench"),
+        ("model.overlapping_head=true", "model.overlapping_head=true: ClimateBench"),
+    ],
+)
 def test_bad_config_is_named_before_training(bench, tmp_path, override, match):
     with pytest.raises((ConfigError, KeyError), match=match):
         train(config(bench, tmp_path / "run", override))

@@ -16,9 +16,18 @@ from physicsnemo_climax.data.store import StoreError
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     files = write_era5(tmp_path_factory.mktemp("raw"), years=(2000, 2001), h=4, w=8)  # a leap year, then not
-    return ShardStore(prepare(PrepareConfig(files, ["2m_temperature", "temperature_850"],
-                                            {"train": "2000-2001", "test": 2001}, grid=(4, 8), shards_per_year=3),
-                              tmp_path_factory.mktemp("s") / "store"))
+    return ShardStore(
+        prepare(
+            PrepareConfig(
+                files,
+                ["2m_temperature", "temperature_850"],
+                {"train": "2000-2001", "test": 2001},
+                grid=(4, 8),
+                shards_per_year=3,
+            ),
+            tmp_path_factory.mktemp("s") / "store",
+        )
+    )
 
 
 def direct(store: ShardStore, variable: str, window: int, day: int, hour: int) -> np.ndarray:

@@ -65,8 +65,13 @@ def test_apptainer_definition_bootstraps_ngc_and_installs_without_torch():
         assert (ROOT / source).exists(), source
         assert target == f"{SRC}/{source}"
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    needed = {project["project"]["readme"], *project["project"]["license-files"], "pyproject.toml",
-              *project["tool"]["setuptools"]["package-dir"].values(), "physicsnemo_climax"}
+    needed = {
+        project["project"]["readme"],
+        *project["project"]["license-files"],
+        "pyproject.toml",
+        *project["tool"]["setuptools"]["package-dir"].values(),
+        "physicsnemo_climax",
+    }
     assert needed <= set(copied)
     assert sections["post"] == [f"bash {SRC}/containers/install.sh {SRC}"]
     assert not any("torch" in line for line in sections["post"])
@@ -87,8 +92,13 @@ def test_dockerfile_matches_the_definition():
 
 def test_install_script_holds_the_installed_cuda_stack():
     script = (CONTAINERS / "install.sh").read_text()
-    out = subprocess.run(["bash", str(CONTAINERS / "install.sh"), "--pins"], capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHON": sys.executable}).stdout.split()
+    out = subprocess.run(
+        ["bash", str(CONTAINERS / "install.sh"), "--pins"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHON": sys.executable},
+    ).stdout.split()
     pins = dict(line.split("==") for line in out)
     assert pins["torch"] == md.version("torch") and pins["numpy"] == md.version("numpy")
     if "nvidia-dali-cuda130" in {d.metadata["Name"] for d in md.distributions()}:
@@ -107,13 +117,23 @@ def test_install_script_installs_into_an_environment_that_has_torch(tmp_path):
     python = venv / "bin" / "python"
     # the new environment sees the running interpreter's packages: those of its venv too, when it has one
     # (--system-site-packages alone shows the base interpreter's)
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     Path(purelib, "running_environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "CLIMAX_EXTRAS": "",
-           "VIRTUAL_ENV": str(venv), "PYTHON": str(python)}
-    result = subprocess.run(["bash", str(CONTAINERS / "install.sh"), str(ROOT)], env=env, capture_output=True,
-                            text=True, timeout=900)
+    env = {
+        **os.environ,
+        "PATH": f"{venv / 'bin'}:{os.environ['PATH']}",
+        "CLIMAX_EXTRAS": "",
+        "VIRTUAL_ENV": str(venv),
+        "PYTHON": str(python),
+    }
+    result = subprocess.run(
+        ["bash", str(CONTAINERS / "install.sh"), str(ROOT)], env=env, capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "torch and the CUDA stack unchanged" in result.stdout
     assert "ready: the config's requests are met here" in result.stdout
@@ -123,15 +143,29 @@ def test_install_script_installs_into_an_environment_that_has_torch(tmp_path):
 
 # ------------------------------------------------------------------ launch scripts
 def test_slurm_script_for_n_nodes_and_g_gpus():
-    text = slurm_script(["train task=pretrain data=era5", "climax evaluate run_dir=runs/x"], nodes=3,
-                        gpus_per_node=4, container=Container("climax.sif", ("/data", "/scratch:/s")),
-                        partition="gpu", time="12:00:00", port=29600)
-    for line in ("#SBATCH --nodes=3", "#SBATCH --ntasks-per-node=4", "#SBATCH --gpus-per-node=4",
-                 "#SBATCH --partition=gpu", "#SBATCH --time=12:00:00", "export MASTER_PORT=29600",
-                 "export SLURM_LAUNCH_NODE_IPADDR=${SLURM_LAUNCH_NODE_IPADDR:-$MASTER_ADDR}"):
+    text = slurm_script(
+        ["train task=pretrain data=era5", "climax evaluate run_dir=runs/x"],
+        nodes=3,
+        gpus_per_node=4,
+        container=Container("climax.sif", ("/data", "/scratch:/s")),
+        partition="gpu",
+        time="12:00:00",
+        port=29600,
+    )
+    for line in (
+        "#SBATCH --nodes=3",
+        "#SBATCH --ntasks-per-node=4",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=12:00:00",
+        "export MASTER_PORT=29600",
+        "export SLURM_LAUNCH_NODE_IPADDR=${SLURM_LAUNCH_NODE_IPADDR:-$MASTER_ADDR}",
+    ):
         assert line in text.splitlines(), line
-    srun = ("srun --nodes=3 --ntasks-per-node=4 --gpus-per-node=4 --cpus-per-task=8 --kill-on-bad-exit=1 \\\n"
-            "    singularity exec --nv --bind /data,/scratch:/s climax.sif climax ")
+    srun = (
+        "srun --nodes=3 --ntasks-per-node=4 --gpus-per-node=4 --cpus-per-task=8 --kill-on-bad-exit=1 \\\n"
+        "    singularity exec --nv --bind /data,/scratch:/s climax.sif climax "
+    )
     assert text.count(srun) == 2
     assert srun + "train task=pretrain data=era5\n" in text and srun + "evaluate run_dir=runs/x\n" in text
     assert "{{" not in text and "--account" not in text
@@ -140,8 +174,10 @@ def test_slurm_script_for_n_nodes_and_g_gpus():
 
 def test_torchrun_script_and_bad_input():
     text = torchrun_script(["downscale train --config-name config_training_hrrr_mini_regression"], 8)
-    assert ("torchrun --standalone --nnodes=1 --nproc-per-node=8 --no-python \\\n"
-            "    climax downscale train --config-name config_training_hrrr_mini_regression") in text
+    assert (
+        "torchrun --standalone --nnodes=1 --nproc-per-node=8 --no-python \\\n"
+        "    climax downscale train --config-name config_training_hrrr_mini_regression"
+    ) in text
     subprocess.run(["bash", "-n"], input=text, text=True, check=True)
     with pytest.raises(ValueError, match="gpus_per_node=0"):
         slurm_script(["train"], nodes=2, gpus_per_node=0)
@@ -155,8 +191,22 @@ def test_torchrun_script_and_bad_input():
 
 def test_launch_cli_writes_the_script_and_refuses_a_typo(tmp_path, capsys):
     out = tmp_path / "job.sbatch"
-    cli.main(["launch", "slurm", "--nodes", "2", "--gpus-per-node", "4", "--image", "climax.sif",
-              "--run", "train task=finetune_global", "-o", str(out)])
+    cli.main(
+        [
+            "launch",
+            "slurm",
+            "--nodes",
+            "2",
+            "--gpus-per-node",
+            "4",
+            "--image",
+            "climax.sif",
+            "--run",
+            "train task=finetune_global",
+            "-o",
+            str(out),
+        ]
+    )
     assert out.stat().st_mode & 0o111 and "sbatch" in capsys.readouterr().out
     assert "--nodes=2 --ntasks-per-node=4" in out.read_text()
     with pytest.raises(SystemExit, match="'trian task=pretrain' is not a valid climax command"):
@@ -204,17 +254,33 @@ exec "$@"
 """)
     for shim in shims.iterdir():
         shim.chmod(0o755)
-    script = slurm_script(["doctor --distributed"], nodes=1, gpus_per_node=2,
-                          container=Container("climax.sif", ("/data",)), port=free_port())
-    result = _run(script, tmp_path, {"PATH": f"{shims}:{os.environ['PATH']}", "LOGDIR": str(tmp_path),
-                                     "SLURM_JOB_NODELIST": "localhost,otherhost"})
+    script = slurm_script(
+        ["doctor --distributed"],
+        nodes=1,
+        gpus_per_node=2,
+        container=Container("climax.sif", ("/data",)),
+        port=free_port(),
+    )
+    result = _run(
+        script,
+        tmp_path,
+        {"PATH": f"{shims}:{os.environ['PATH']}", "LOGDIR": str(tmp_path), "SLURM_JOB_NODELIST": "localhost,otherhost"},
+    )
     logs = [(tmp_path / f"rank{r}.out").read_text() for r in range(2)]
     assert result.returncode == 0, result.stderr[-2000:] + "".join(logs)[-4000:]
     for rank, log in enumerate(logs):
         assert f"rank {rank} of 2 (cpu): all-reduce over gloo ok" in log
         assert f"SLURM: rank {rank} of 2; rendezvous at localhost" in log
     assert (tmp_path / "singularity.args").read_text().split() == [
-        "exec", "--nv", "--bind", "/data", "climax.sif", "climax", "doctor", "--distributed"]
+        "exec",
+        "--nv",
+        "--bind",
+        "/data",
+        "climax.sif",
+        "climax",
+        "doctor",
+        "--distributed",
+    ]
     assert (tmp_path / "srun.args").read_text().startswith("--nodes=1 --ntasks-per-node=2 --gpus-per-node=2")
 
 

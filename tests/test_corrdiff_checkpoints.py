@@ -35,26 +35,65 @@ with warnings.catch_warnings():
 
 SHAPE = (16, 16)
 C_IN, C_OUT = 6, 2  # write_mini_file: 4 coarse inputs + 2 invariants -> 2 outputs
-TINY = dict(model_channels=8, channel_mult=[1, 2], channel_mult_emb=2, num_blocks=1, attn_resolutions=[8],
-            dropout=0.0)  # conf/base/model_size, shrunk
+TINY = dict(
+    model_channels=8, channel_mult=[1, 2], channel_mult_emb=2, num_blocks=1, attn_resolutions=[8], dropout=0.0
+)  # conf/base/model_size, shrunk
 TRAIN_ARGS = dict(use_fp16=False, checkpoint_level=0, use_apex_gn=False, profile_mode=False)  # train.py adds these
 UPSTREAM = {  # conf/base/model/<name>.yaml model_args, and train.py's img_in_channels for it
     "regression": (CorrDiffRegressionUNet, C_IN + 4, dict(N_grid_channels=4, embedding_type="zero")),
-    "lt_aware_regression": (CorrDiffRegressionUNet, C_IN + 4 + 4, dict(
-        N_grid_channels=4, embedding_type="zero", lead_time_channels=4, lead_time_steps=9,
-        model_type="SongUNetPosLtEmbd")),
-    "lt_aware_ce_regression": (CorrDiffRegressionUNet, C_IN + 4 + 4, dict(  # prob_channels: gefs_hrrr's
-        N_grid_channels=4, embedding_type="zero", lead_time_channels=4, lead_time_steps=9,
-        model_type="SongUNetPosLtEmbd", prob_channels=[0, 1])),
-    "diffusion": (EDMPrecondSuperResolution, C_IN + C_OUT + 4, dict(
-        gridtype="sinusoidal", N_grid_channels=4, embedding_type="zero")),
-    "diffusion_no_mean": (EDMPrecondSuperResolution, C_IN + 4, dict(  # hr_mean_conditioning: false
-        gridtype="sinusoidal", N_grid_channels=4, embedding_type="zero")),
-    "student_t_diffusion": (tEDMPrecondSuperRes, C_IN + C_OUT + 4, dict(  # training.hp.distribution=student_t
-        gridtype="sinusoidal", N_grid_channels=4, embedding_type="zero", nu=10)),
-    "lt_aware_patched_diffusion": (EDMPrecondSuperResolution, C_IN + C_OUT + C_IN + 100 + 20, dict(
-        gridtype="learnable", N_grid_channels=100, lead_time_channels=20, lead_time_steps=9,
-        model_type="SongUNetPosLtEmbd")),
+    "lt_aware_regression": (
+        CorrDiffRegressionUNet,
+        C_IN + 4 + 4,
+        dict(
+            N_grid_channels=4,
+            embedding_type="zero",
+            lead_time_channels=4,
+            lead_time_steps=9,
+            model_type="SongUNetPosLtEmbd",
+        ),
+    ),
+    "lt_aware_ce_regression": (
+        CorrDiffRegressionUNet,
+        C_IN + 4 + 4,
+        dict(  # prob_channels: gefs_hrrr's
+            N_grid_channels=4,
+            embedding_type="zero",
+            lead_time_channels=4,
+            lead_time_steps=9,
+            model_type="SongUNetPosLtEmbd",
+            prob_channels=[0, 1],
+        ),
+    ),
+    "diffusion": (
+        EDMPrecondSuperResolution,
+        C_IN + C_OUT + 4,
+        dict(gridtype="sinusoidal", N_grid_channels=4, embedding_type="zero"),
+    ),
+    "diffusion_no_mean": (
+        EDMPrecondSuperResolution,
+        C_IN + 4,
+        dict(  # hr_mean_conditioning: false
+            gridtype="sinusoidal", N_grid_channels=4, embedding_type="zero"
+        ),
+    ),
+    "student_t_diffusion": (
+        tEDMPrecondSuperRes,
+        C_IN + C_OUT + 4,
+        dict(  # training.hp.distribution=student_t
+            gridtype="sinusoidal", N_grid_channels=4, embedding_type="zero", nu=10
+        ),
+    ),
+    "lt_aware_patched_diffusion": (
+        EDMPrecondSuperResolution,
+        C_IN + C_OUT + C_IN + 100 + 20,
+        dict(
+            gridtype="learnable",
+            N_grid_channels=100,
+            lead_time_channels=20,
+            lead_time_steps=9,
+            model_type="SongUNetPosLtEmbd",
+        ),
+    ),
 }
 
 
@@ -64,8 +103,9 @@ def upstream_net(name: str, seed: int = 0):
     torch.manual_seed(seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        net = cls(img_resolution=list(SHAPE), img_in_channels=channels, img_out_channels=C_OUT,
-                  **TRAIN_ARGS, **TINY, **args)
+        net = cls(
+            img_resolution=list(SHAPE), img_in_channels=channels, img_out_channels=C_OUT, **TRAIN_ARGS, **TINY, **args
+        )
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -90,17 +130,29 @@ def saved(net, path, **recorded):
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mini_ckpt")
-    write_mini_file(folder / "mini.nc", folder / "stats.json", samples=3, shape=SHAPE, factor=4,
-                    invariant_shape=(24, 24))
+    write_mini_file(
+        folder / "mini.nc", folder / "stats.json", samples=3, shape=SHAPE, factor=4, invariant_shape=(24, 24)
+    )
     return folder
 
 
 def config(mini, reg, res, out="out.nc", *overrides):
-    return load_config([f"dataset.data_path={mini / 'mini.nc'}", f"dataset.stats_path={mini / 'stats.json'}",
-                        f"generation.io.reg_ckpt_filename={reg}", f"generation.io.res_ckpt_filename={res}",
-                        f"generation.io.output_filename={mini / out}", "generation.num_ensembles=2",
-                        "generation.seed_batch_size=2", "generation.times=null", "generation.max_times=2",
-                        "generation.sampler.num_steps=3", *overrides], "config_generate_hrrr_mini")
+    return load_config(
+        [
+            f"dataset.data_path={mini / 'mini.nc'}",
+            f"dataset.stats_path={mini / 'stats.json'}",
+            f"generation.io.reg_ckpt_filename={reg}",
+            f"generation.io.res_ckpt_filename={res}",
+            f"generation.io.output_filename={mini / out}",
+            "generation.num_ensembles=2",
+            "generation.seed_batch_size=2",
+            "generation.times=null",
+            "generation.max_times=2",
+            "generation.sampler.num_steps=3",
+            *overrides,
+        ],
+        "config_generate_hrrr_mini",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +164,15 @@ def data(mini):
 
 def run(reg, res, x, gen, labels=None, seeds=(0, 1)):
     """``downscale`` with ``gen``'s sampler, as generation runs it."""
-    return generation.downscale(reg, res, x, [torch.tensor(seeds)], generation.build_sampler(gen, SHAPE),
-                                gen.hr_mean_conditioning, lead_time_label=labels)
+    return generation.downscale(
+        reg,
+        res,
+        x,
+        [torch.tensor(seeds)],
+        generation.build_sampler(gen, SHAPE),
+        gen.hr_mean_conditioning,
+        lead_time_label=labels,
+    )
 
 
 # ----------------------------------------------------------------------------- apex GroupNorm
@@ -185,9 +244,17 @@ def test_each_net_loads_once_with_the_plans_group_norm(mini, data, tmp_path, mon
 
 def test_lead_time_aware_regression_and_patched_diffusion(mini, data, tmp_path):
     reg, res = upstream_net("lt_aware_regression", 3), upstream_net("lt_aware_patched_diffusion", 4)
-    gen = config(mini, saved(reg, tmp_path / "reg.mdlus"), saved(res, tmp_path / "res.mdlus"),
-                 "out.nc", "generation=patched", "generation.patch_shape_x=8", "generation.patch_shape_y=8",
-                 "generation.overlap_pix=2", "generation.boundary_pix=1").generation
+    gen = config(
+        mini,
+        saved(reg, tmp_path / "reg.mdlus"),
+        saved(res, tmp_path / "res.mdlus"),
+        "out.nc",
+        "generation=patched",
+        "generation.patch_shape_x=8",
+        "generation.patch_shape_y=8",
+        "generation.overlap_pix=2",
+        "generation.boundary_pix=1",
+    ).generation
     dataset, x = data
     nets = generation.load_stages(gen, dataset.domain, "cpu", dataset[0])
     assert [net_files.lead_time_steps(n) for n in nets] == [9, 9]
@@ -208,8 +275,9 @@ def test_lead_time_aware_regression_and_patched_diffusion(mini, data, tmp_path):
 def test_a_lead_time_aware_probability_regression_gives_probabilities(mini, data, tmp_path):
     """model=lt_aware_ce_regression: the probability channels come out softmaxed (eval mode), per label."""
     reg = upstream_net("lt_aware_ce_regression", 8)
-    gen = config(mini, saved(reg, tmp_path / "ce.mdlus"), "unused", "x.nc",
-                 "generation.inference_mode=regression").generation
+    gen = config(
+        mini, saved(reg, tmp_path / "ce.mdlus"), "unused", "x.nc", "generation.inference_mode=regression"
+    ).generation
     dataset, x = data
     nets = generation.load_stages(gen, dataset.domain, "cpu", dataset[0])
     mean, members = run(*nets, x, gen, torch.tensor([0, 8]))
@@ -224,8 +292,11 @@ def test_a_lead_time_aware_probability_regression_gives_probabilities(mini, data
 def test_a_lead_time_aware_net_without_lead_times_is_an_error_naming_the_file(mini, tmp_path):
     reg_file = saved(upstream_net("lt_aware_regression"), tmp_path / "reg.mdlus")
     cfg = config(mini, reg_file, "unused", "x.nc", "generation.inference_mode=regression")
-    with pytest.raises(ValueError, match=rf"generation.io.reg_ckpt_filename={reg_file}: a lead-time-aware net "
-                                         r"\(9 lead-time steps\), but the input has no lead time"):
+    with pytest.raises(
+        ValueError,
+        match=rf"generation.io.reg_ckpt_filename={reg_file}: a lead-time-aware net "
+        r"\(9 lead-time steps\), but the input has no lead time",
+    ):
         generation.generate(cfg)
     assert not (mini / "x.nc").exists()
 
@@ -250,8 +321,21 @@ def test_student_t_latents_equal_a_hand_written_sampler(tmp_path):
     assert noise.student_t_nu(net) == 10
     seeds = [[3, 4], [5]]
     img_lr = torch.zeros(2, C_IN, *SHAPE)
-    drawn = torch.cat([diffusion_step(net, noise.with_noise(net, identity_sampler), SHAPE, C_OUT, [b],
-                                      img_lr[: len(b)], 0, torch.device("cpu")) for b in seeds])
+    drawn = torch.cat(
+        [
+            diffusion_step(
+                net,
+                noise.with_noise(net, identity_sampler),
+                SHAPE,
+                C_OUT,
+                [b],
+                img_lr[: len(b)],
+                0,
+                torch.device("cpu"),
+            )
+            for b in seeds
+        ]
+    )
     expected = []
     for seed in (3, 4, 5):  # eps ~ N(0, 1), then kappa = chi2_10 / 10 from the same seed
         g = torch.Generator().manual_seed(seed)
@@ -287,9 +371,17 @@ def test_a_student_t_net_sees_the_samplers_noise_levels_scaled_once(tmp_path, mo
         return parent(self, x, img_lr, sigma, *args, **kwargs)
 
     monkeypatch.setattr(EDMPrecondSuperResolution, "forward", recording)
-    diffusion_step(net, noise.with_noise(net, functools.partial(stochastic_sampler, num_steps=3)), SHAPE,
-                   C_OUT, [torch.tensor([0])], torch.zeros(1, C_IN, *SHAPE), 0, torch.device("cpu"),
-                   mean_hr=torch.zeros(1, C_OUT, *SHAPE))
+    diffusion_step(
+        net,
+        noise.with_noise(net, functools.partial(stochastic_sampler, num_steps=3)),
+        SHAPE,
+        C_OUT,
+        [torch.tensor([0])],
+        torch.zeros(1, C_IN, *SHAPE),
+        0,
+        torch.device("cpu"),
+        mean_hr=torch.zeros(1, C_OUT, *SHAPE),
+    )
     rho, lo, hi = 7, 0.002, 800
     t = [(hi ** (1 / rho) + i / 2 * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho for i in range(3)]
     calls = [t[0], t[1], t[1], t[2], t[2]]  # Heun: a second call at t_next except after the last step
@@ -308,8 +400,9 @@ def test_student_t_latents_have_the_student_t_spread_and_tails():
 
 def test_a_student_t_checkpoint_generates_with_student_t_noise(mini, tmp_path):
     reg, res = upstream_net("regression", 5), upstream_net("student_t_diffusion", 6)
-    cfg = config(mini, saved(reg, tmp_path / "reg.mdlus"), saved(res, tmp_path / "t.mdlus"), "t.nc",
-                 "generation.max_times=1")
+    cfg = config(
+        mini, saved(reg, tmp_path / "reg.mdlus"), saved(res, tmp_path / "t.mdlus"), "t.nc", "generation.max_times=1"
+    )
     out = generation.generate(cfg)
     dataset = build_dataset(cfg.dataset)
     x = dataset[0]["input"][None]
@@ -319,9 +412,13 @@ def test_a_student_t_checkpoint_generates_with_student_t_noise(mini, tmp_path):
         eps = rnd.randn((2, C_OUT, *SHAPE))
         kappa = rnd.randn((2, 10)).double().square().sum(1) / 10
         latents = {"student_t": eps / kappa.sqrt().float().view(-1, 1, 1, 1), "normal": eps}
-        members = {k: mean[:1] + stochastic_sampler(Unscaled(res), v, x.expand(2, -1, -1, -1),
-                                                    randn_like=rnd.randn_like, mean_hr=mean[:1], num_steps=3).float()
-                   for k, v in latents.items()}
+        members = {
+            k: mean[:1]
+            + stochastic_sampler(
+                Unscaled(res), v, x.expand(2, -1, -1, -1), randn_like=rnd.randn_like, mean_hr=mean[:1], num_steps=3
+            ).float()
+            for k, v in latents.items()
+        }
     got = xr.open_dataset(out, group="prediction")
     written = np.stack([got[v].values[:, 0] for v in dataset.domain.output_variables], axis=1)
     expected = dataset.domain.denormalize_output(members["student_t"]).numpy()
@@ -330,22 +427,36 @@ def test_a_student_t_checkpoint_generates_with_student_t_noise(mini, tmp_path):
     assert np.abs(written - gaussian).mean() > 1e-2
 
 
-@pytest.mark.parametrize("overrides, match", [
-    (["generation.distribution=normal"], "is a Student-t tEDMPrecondSuperRes \\(nu=10\\)"),
-    (["generation.student_t_nu=5"], "student_t_nu=5: .* was trained with nu=10"),
-    (["generation.distribution=gamma"], "choose normal or student_t"),
-])
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (["generation.distribution=normal"], "is a Student-t tEDMPrecondSuperRes \\(nu=10\\)"),
+        (["generation.student_t_nu=5"], "student_t_nu=5: .* was trained with nu=10"),
+        (["generation.distribution=gamma"], "choose normal or student_t"),
+    ],
+)
 def test_student_t_asks_that_contradict_the_net_are_errors(mini, data, tmp_path, overrides, match):
-    gen = config(mini, saved(upstream_net("regression"), tmp_path / "r.mdlus"),
-                 saved(upstream_net("student_t_diffusion"), tmp_path / "t.mdlus"), "x.nc", *overrides)
+    gen = config(
+        mini,
+        saved(upstream_net("regression"), tmp_path / "r.mdlus"),
+        saved(upstream_net("student_t_diffusion"), tmp_path / "t.mdlus"),
+        "x.nc",
+        *overrides,
+    )
     with pytest.raises(ConfigError, match=match):
         generation.load_stages(gen.generation, data[0].domain, "cpu")
 
 
 def test_student_t_sampling_of_a_gaussian_net_is_refused(mini, data, tmp_path):
-    gen = config(mini, "unused", saved(upstream_net("diffusion_no_mean"), tmp_path / "d.mdlus"), "x.nc",
-                 "generation.inference_mode=diffusion", "generation.hr_mean_conditioning=false",
-                 "generation.distribution=student_t").generation
+    gen = config(
+        mini,
+        "unused",
+        saved(upstream_net("diffusion_no_mean"), tmp_path / "d.mdlus"),
+        "x.nc",
+        "generation.inference_mode=diffusion",
+        "generation.hr_mean_conditioning=false",
+        "generation.distribution=student_t",
+    ).generation
     with pytest.raises(ConfigError, match="is a Gaussian EDMPrecondSuperResolution; Student-t sampling needs"):
         generation.load_stages(gen, data[0].domain, "cpu")
 
@@ -355,19 +466,30 @@ def test_student_t_sampling_of_a_gaussian_net_is_refused(mini, data, tmp_path):
 
 def test_diffusion_only_generation_writes_the_diffusion_output(mini, tmp_path):
     res = upstream_net("diffusion_no_mean", 7)
-    cfg = load_config([f"dataset.data_path={mini / 'mini.nc'}", f"dataset.stats_path={mini / 'stats.json'}",
-                       f"generation.io.res_ckpt_filename={saved(res, tmp_path / 'd.mdlus')}",
-                       f"generation.io.output_filename={tmp_path / 'd.nc'}", "generation.inference_mode=diffusion",
-                       "generation.hr_mean_conditioning=false", "generation.num_ensembles=2",
-                       "generation.seed_batch_size=1", "generation.max_times=1", "generation.times=null",
-                       "generation.sampler.num_steps=2"], "config_generate_hrrr_mini")  # no regression file
+    cfg = load_config(
+        [
+            f"dataset.data_path={mini / 'mini.nc'}",
+            f"dataset.stats_path={mini / 'stats.json'}",
+            f"generation.io.res_ckpt_filename={saved(res, tmp_path / 'd.mdlus')}",
+            f"generation.io.output_filename={tmp_path / 'd.nc'}",
+            "generation.inference_mode=diffusion",
+            "generation.hr_mean_conditioning=false",
+            "generation.num_ensembles=2",
+            "generation.seed_batch_size=1",
+            "generation.max_times=1",
+            "generation.times=null",
+            "generation.sampler.num_steps=2",
+        ],
+        "config_generate_hrrr_mini",
+    )  # no regression file
     out = generation.generate(cfg)
     dataset = build_dataset(cfg.dataset)
     x = dataset[0]["input"][None]
     sampler = generation.build_sampler(cfg.generation, SHAPE)
     with torch.no_grad():
-        residual = diffusion_step(res, sampler, SHAPE, C_OUT, [torch.tensor([0]), torch.tensor([1])], x, 0,
-                                  torch.device("cpu"))
+        residual = diffusion_step(
+            res, sampler, SHAPE, C_OUT, [torch.tensor([0]), torch.tensor([1])], x, 0, torch.device("cpu")
+        )
     written = xr.open_dataset(out, group="prediction")
     expected = dataset.domain.denormalize_output(residual.float()).numpy()
     for k, v in enumerate(dataset.domain.output_variables):
@@ -381,13 +503,20 @@ def test_diffusion_only_needs_a_net_without_mean_conditioning(mini, data, tmp_pa
     gen = config(mini, "unused", with_mean, "x.nc", "generation.inference_mode=diffusion").generation
     with pytest.raises(ConfigError, match="set generation.hr_mean_conditioning=false"):
         generation.load_stages(gen, data[0].domain, "cpu")
-    gen = config(mini, "unused", with_mean, "x.nc", "generation.inference_mode=diffusion",
-                 "generation.hr_mean_conditioning=false").generation
+    gen = config(
+        mini,
+        "unused",
+        with_mean,
+        "x.nc",
+        "generation.inference_mode=diffusion",
+        "generation.hr_mean_conditioning=false",
+    ).generation
     with pytest.raises(ValueError, match=r"d.mdlus: conditioned on 8 channels, but .* give 6"):
         generation.load_stages(gen, data[0].domain, "cpu")
     with pytest.raises(ConfigError, match="inference_mode='mean': choose one of"):
-        generation.load_stages(config(mini, "r", "d", "x.nc", "generation.inference_mode=mean").generation,
-                               data[0].domain, "cpu")
+        generation.load_stages(
+            config(mini, "r", "d", "x.nc", "generation.inference_mode=mean").generation, data[0].domain, "cpu"
+        )
 
 
 # ----------------------------------------------------------------------------- what is refused
@@ -399,10 +528,15 @@ def test_unsupported_classes_and_backbones_are_named(mini, data, tmp_path):
     bare = saved(song, tmp_path / "song.mdlus")
     reg = saved(upstream_net("regression"), tmp_path / "reg.mdlus")
     dhariwal = saved(upstream_net("diffusion"), tmp_path / "dh.mdlus", model_type="DhariwalUNet")
-    cases = [(bare, reg, "reg_ckpt_filename=.*song.mdlus: class SongUNetPosEmbd is not supported"),
-             (reg, reg, "res_ckpt_filename=.*reg.mdlus: CorrDiffRegressionUNet is a regression net, this key "
-                        "needs a diffusion net"),
-             (reg, dhariwal, r"dh.mdlus: EDMPrecondSuperResolution\(model_type='DhariwalUNet'\) is not supported")]
+    cases = [
+        (bare, reg, "reg_ckpt_filename=.*song.mdlus: class SongUNetPosEmbd is not supported"),
+        (
+            reg,
+            reg,
+            "res_ckpt_filename=.*reg.mdlus: CorrDiffRegressionUNet is a regression net, this key needs a diffusion net",
+        ),
+        (reg, dhariwal, r"dh.mdlus: EDMPrecondSuperResolution\(model_type='DhariwalUNet'\) is not supported"),
+    ]
     for reg_file, res_file, match in cases:
         with pytest.raises(ConfigError, match=match):
             generation.load_stages(config(mini, reg_file, res_file).generation, dataset.domain, "cpu")

@@ -17,16 +17,20 @@ from physicsnemo_climax.data.epochs import forecast_epochs  # noqa: E402
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     files = write_era5(tmp_path_factory.mktemp("raw"), years=(2000,))
-    cfg = PrepareConfig(files, ["2m_temperature", "geopotential_500", "temperature_850"],
-                        {"train": 2000}, grid=(4, 8), shards_per_year=24)
+    cfg = PrepareConfig(
+        files,
+        ["2m_temperature", "geopotential_500", "temperature_850"],
+        {"train": 2000},
+        grid=(4, 8),
+        shards_per_year=24,
+    )
     return prepare(cfg, tmp_path_factory.mktemp("s") / "store")
 
 
 def sources(store, normalize):
     return [
         ClimaXShardReader(store, variables=["2m_temperature", "geopotential_500"], normalize=normalize),
-        ClimaXShardReader(store, variables=["temperature_850"], lead_hours=12, rollout_steps=2,
-                          normalize=normalize),
+        ClimaXShardReader(store, variables=["temperature_850"], lead_hours=12, rollout_steps=2, normalize=normalize),
     ]
 
 
@@ -36,8 +40,9 @@ def test_dali_cpu_equals_torch_path(store):
     torch_batches.set_epoch(4)
     expected = list(make_loader(torch_batches, num_workers=0))
 
-    dali = DaliForecastLoader(ForecastBatches(sources(store, False), **plan), device_id=None,
-                              num_workers=2, first_epoch=4)
+    dali = DaliForecastLoader(
+        ForecastBatches(sources(store, False), **plan), device_id=None, num_workers=2, first_epoch=4
+    )
     got = list(dali)
     assert len(got) == len(expected) > 2
     for a, b in zip(got, expected):
@@ -60,8 +65,9 @@ def test_dali_reads_raw_samples_whatever_the_readers_normalize(store):
 
 
 def test_forecast_epochs_builds_one_dali_pipeline_for_the_run(store):
-    epochs = forecast_epochs(ForecastBatches(sources(store, True), batch_size=64), "dali_cpu",
-                             torch.device("cpu"), num_workers=1)
+    epochs = forecast_epochs(
+        ForecastBatches(sources(store, True), batch_size=64), "dali_cpu", torch.device("cpu"), num_workers=1
+    )
     assert isinstance(epochs, DaliEpochs)
     first = epochs(2)
     assert isinstance(first, DaliForecastLoader) and epochs(3) is first

@@ -21,8 +21,13 @@ from physicsnemo_climax.data import (
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     files = write_era5(tmp_path_factory.mktemp("raw"), years=(2000,))
-    cfg = PrepareConfig(files, ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"],
-                        {"train": 2000}, grid=(4, 8), shards_per_year=12)
+    cfg = PrepareConfig(
+        files,
+        ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"],
+        {"train": 2000},
+        grid=(4, 8),
+        shards_per_year=12,
+    )
     return prepare(cfg, tmp_path_factory.mktemp("s") / "store")
 
 
@@ -31,8 +36,9 @@ def raw(reader, shard, t, names):
 
 
 def test_random_leads_in_6h_steps_and_targets_match(store):
-    reader = ClimaXShardReader(store, variables=["2m_temperature", "land_sea_mask"],
-                               out_variables=["geopotential_500"], normalize=False)
+    reader = ClimaXShardReader(
+        store, variables=["2m_temperature", "land_sea_mask"], out_variables=["geopotential_500"], normalize=False
+    )
     reader.set_generator(torch.Generator().manual_seed(3))
     leads = []
     for i in range(0, len(reader), 7):
@@ -84,8 +90,9 @@ def test_bad_reader_arguments(store):
 @pytest.mark.parametrize("n", [10, 11, 13, 3])
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_two_ranks_two_workers_cover_every_sample_once(n, shuffle):
-    seen = np.concatenate([partition(n, r, 2, w, 2, seed=5, epoch=2, shuffle=shuffle)
-                           for r in range(2) for w in range(2)])
+    seen = np.concatenate(
+        [partition(n, r, 2, w, 2, seed=5, epoch=2, shuffle=shuffle) for r in range(2) for w in range(2)]
+    )
     assert sorted(seen.tolist()) == list(range(n))
 
 
@@ -127,15 +134,15 @@ def test_threads_and_processes_give_the_same_batches_in_the_same_order(store):
 
 def test_even_loader_runs_the_same_number_of_batches_on_each_rank(store):
     reader = ClimaXShardReader(store, lead_hours=6)
-    lengths = [len(list(make_loader(ForecastBatches([reader], 7, rank=r, world=3), num_workers=2)))
-               for r in range(3)]
+    lengths = [len(list(make_loader(ForecastBatches([reader], 7, rank=r, world=3), num_workers=2))) for r in range(3)]
     assert len(set(lengths)) == 1
 
 
 def test_several_sources_with_different_variables(store):
     a = ClimaXShardReader(store, variables=["2m_temperature", "land_sea_mask"], lead_hours=6)
-    b = ClimaXShardReader(store, variables=["geopotential_500", "temperature_850", "2m_temperature"],
-                          out_variables=["temperature_850"])
+    b = ClimaXShardReader(
+        store, variables=["geopotential_500", "temperature_850", "2m_temperature"], out_variables=["temperature_850"]
+    )
     batches = ForecastBatches([a, b], batch_size=32, world=1, seed=1, even=False)
     seen = {0: Counter(), 1: Counter()}
     order = []
@@ -161,8 +168,16 @@ def test_registry_and_hydra_resolution(store):
     importlib.reload(data)  # registering twice must not fail
     assert "ClimaXShardReader" in COMPONENT_REGISTRY.list()
     register_resolvers()
-    cfg = OmegaConf.create({"reader": {"_target_": "${dp:ClimaXShardReader}", "root": str(store),
-                                       "variables": ["2m_temperature"], "lead_hours": 12}})
+    cfg = OmegaConf.create(
+        {
+            "reader": {
+                "_target_": "${dp:ClimaXShardReader}",
+                "root": str(store),
+                "variables": ["2m_temperature"],
+                "lead_hours": 12,
+            }
+        }
+    )
     reader = instantiate(cfg.reader)
     assert type(reader).__name__ == "ClimaXShardReader" and reader.lead_steps.tolist() == [2]
 
@@ -186,6 +201,7 @@ def test_without_dali_the_torch_path_is_used_and_said(store, caplog):
     assert plan.loader == "threads"
     assert [r.message for r in caplog.records] == [
         "train.loader='dali_cpu' is not available here (NVIDIA DALI is missing (not installed)): "
-        "falling back to 'threads', as fallback=true allows"]
+        "falling back to 'threads', as fallback=true allows"
+    ]
     batches = ForecastBatches([ClimaXShardReader(store, lead_hours=6)], batch_size=8)
     assert isinstance(forecast_epochs(batches, plan.loader, torch.device("cpu"), num_workers=2)(0), ThreadedLoader)

@@ -18,8 +18,9 @@ def run(code: str, debug: bool) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHERS}
     if debug:
         env["CLIMAX_DEBUG"] = "1"
-    return subprocess.run([sys.executable, "-W", "default", "-c", code], env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-W", "default", "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="Warp finds a CUDA driver here")

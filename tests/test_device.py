@@ -53,20 +53,55 @@ def test_every_entry_point_refuses_cuda_without_a_gpu_before_any_work(no_gpu, tm
     cfg = load_config([f"run_dir={tmp_path / 'no_run'}", "eval.device=cuda"])
     with pytest.raises(ConfigError, match="^eval.device='cuda'"):
         evaluate(cfg)
-    code, err = climax(capsys, "forecast", "--run", str(tmp_path / "no_run"), "--input", "ic.nc", "--lead", "12",
-                       "--output", str(tmp_path / "out.nc"), "--device", "cuda")
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(tmp_path / "no_run"),
+        "--input",
+        "ic.nc",
+        "--lead",
+        "12",
+        "--output",
+        str(tmp_path / "out.nc"),
+        "--device",
+        "cuda",
+    )
     assert code != 0 and any("--device='cuda'" in line for line in err)
 
 
 def test_the_device_used_is_recorded_in_the_forecast_and_the_scorecard(trained, store, tmp_path, capsys):
     initial_condition(store).to_netcdf(tmp_path / "ic.nc")
-    code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "ic.nc"), "--lead", "12",
-                       "--output", str(tmp_path / "fc.nc"), "--device", "cpu")
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(trained),
+        "--input",
+        str(tmp_path / "ic.nc"),
+        "--lead",
+        "12",
+        "--output",
+        str(tmp_path / "fc.nc"),
+        "--device",
+        "cpu",
+    )
     assert code == 0, err
     with xr.open_dataset(tmp_path / "fc.nc") as fc:
         assert fc.attrs["device"] == "cpu"
     assert Run.load(trained).provenance()["device"] == "cpu"  # unset: no GPU here
-    evaluate(load_run_config(trained, [f"eval.out_dir={tmp_path / 'eval'}", "eval.leads=[12]", "eval.max_samples=2",
-                                       "eval.batch_size=2", "eval.regions=[global]", "eval.climatology=train_mean",
-                                       "eval.device=cpu"]))
+    evaluate(
+        load_run_config(
+            trained,
+            [
+                f"eval.out_dir={tmp_path / 'eval'}",
+                "eval.leads=[12]",
+                "eval.max_samples=2",
+                "eval.batch_size=2",
+                "eval.regions=[global]",
+                "eval.climatology=train_mean",
+                "eval.device=cpu",
+            ],
+        )
+    )
     assert json.loads((tmp_path / "eval" / "scorecard.json").read_text())["device"] == "cpu"

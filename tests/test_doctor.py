@@ -75,8 +75,10 @@ def test_unmet_ask_exits_nonzero_unless_fallback_is_allowed(capsys):
 
 
 def test_precision_asks_depend_on_gpu_and_job():
-    climax, corrdiff = load_config(["train.precision=bf16"]), load_config(
-        ["train.precision=bf16"], name="config_training_hrrr_mini_regression")
+    climax, corrdiff = (
+        load_config(["train.precision=bf16"]),
+        load_config(["train.precision=bf16"], name="config_training_hrrr_mini_regression"),
+    )
     no_gpu = machine(gpu=False, bf16=True, fp16=False)
     [c] = [c for c in plan.choices(climax, no_gpu) if c.key == "train.precision"]
     assert c.missing is None  # ClimaX autocasts bf16 on the CPU
@@ -182,8 +184,12 @@ def test_slurm_without_any_address_says_what_to_export(slurm_env):
 
 def test_precision_auto_is_bf16_on_a_bf16_gpu_or_an_amx_cpu_and_fp32_elsewhere():
     cfg = load_config(["train.precision=auto"])
-    cases = [(dict(gpu=False, amx=True), "bf16"), (dict(gpu=False, amx=False), "fp32"),
-             (dict(gpu=True, bf16=True, amx=False), "bf16"), (dict(gpu=True, bf16=False, amx=True), "fp32")]
+    cases = [
+        (dict(gpu=False, amx=True), "bf16"),
+        (dict(gpu=False, amx=False), "fp32"),
+        (dict(gpu=True, bf16=True, amx=False), "bf16"),
+        (dict(gpu=True, bf16=False, amx=True), "fp32"),
+    ]
     for features, want in cases:
         assert plan.resolve(cfg, machine(**features)).precision == want, features
     corrdiff = load_config(["train.precision=auto"], name="config_training_hrrr_mini_regression")

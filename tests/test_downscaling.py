@@ -23,32 +23,63 @@ from physicsnemo_climax.engine.checks import ConfigError
 from physicsnemo_climax.engine.plan import MissingFeature
 from physicsnemo_climax.forecasting import train as train_climax
 
-TINY_CLIMAX = ["model=climax_regression", "model.climax.embed_dim=32", "model.climax.depth=1",
-               "model.climax.num_heads=2", "model.climax.decoder_depth=1"]
+TINY_CLIMAX = [
+    "model=climax_regression",
+    "model.climax.embed_dim=32",
+    "model.climax.depth=1",
+    "model.climax.num_heads=2",
+    "model.climax.decoder_depth=1",
+]
 
 
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mini")
-    write_mini_file(folder / "mini.nc", folder / "stats.json", samples=12, shape=(32, 32), factor=4,
-                    invariant_shape=(48, 40))
+    write_mini_file(
+        folder / "mini.nc", folder / "stats.json", samples=12, shape=(32, 32), factor=4, invariant_shape=(48, 40)
+    )
     return folder
 
 
 def training(mini, run_dir, *overrides, name="config_training_hrrr_mini_regression"):
-    return load_config([f"dataset.data_path={mini / 'mini.nc'}", f"dataset.stats_path={mini / 'stats.json'}",
-                        f"run_dir={run_dir}", "model_size=tiny", "train.steps=4", "train.batch_size=2",
-                        "train.grad_accum=1", "train.num_workers=0", "train.progress=false", "train.ckpt_every=2",
-                        f"+validation.data_path={mini / 'mini.nc'}", "train.val_every=2", "train.val_batches=1",
-                        *overrides], name)
+    return load_config(
+        [
+            f"dataset.data_path={mini / 'mini.nc'}",
+            f"dataset.stats_path={mini / 'stats.json'}",
+            f"run_dir={run_dir}",
+            "model_size=tiny",
+            "train.steps=4",
+            "train.batch_size=2",
+            "train.grad_accum=1",
+            "train.num_workers=0",
+            "train.progress=false",
+            "train.ckpt_every=2",
+            f"+validation.data_path={mini / 'mini.nc'}",
+            "train.val_every=2",
+            "train.val_batches=1",
+            *overrides,
+        ],
+        name,
+    )
 
 
 def generation_config(mini, reg, res, out, *overrides):
-    return load_config([f"dataset.data_path={mini / 'mini.nc'}", f"dataset.stats_path={mini / 'stats.json'}",
-                        f"generation.io.reg_ckpt_filename={reg}", f"generation.io.res_ckpt_filename={res}",
-                        f"generation.io.output_filename={out}", "generation.num_ensembles=4",
-                        "generation.seed_batch_size=2", "generation.times=null", "generation.max_times=2",
-                        "generation.sampler.num_steps=3", *overrides], "config_generate_hrrr_mini")
+    return load_config(
+        [
+            f"dataset.data_path={mini / 'mini.nc'}",
+            f"dataset.stats_path={mini / 'stats.json'}",
+            f"generation.io.reg_ckpt_filename={reg}",
+            f"generation.io.res_ckpt_filename={res}",
+            f"generation.io.output_filename={out}",
+            "generation.num_ensembles=4",
+            "generation.seed_batch_size=2",
+            "generation.times=null",
+            "generation.max_times=2",
+            "generation.sampler.num_steps=3",
+            *overrides,
+        ],
+        "config_generate_hrrr_mini",
+    )
 
 
 def losses(run_dir, key="train/loss"):
@@ -61,8 +92,11 @@ def stages(mini, tmp_path_factory):
     """Trained UNet regression, and diffusion on top of it."""
     root = tmp_path_factory.mktemp("stages")
     reg = train(training(mini, root / "reg"))
-    res = train(training(mini, root / "res", f"model.regression_checkpoint_path={reg}",
-                         name="config_training_hrrr_mini_diffusion"))
+    res = train(
+        training(
+            mini, root / "res", f"model.regression_checkpoint_path={reg}", name="config_training_hrrr_mini_diffusion"
+        )
+    )
     return reg, res
 
 
@@ -97,8 +131,9 @@ def test_generation_file_shapes_coordinates_and_seeds(mini, stages, tmp_path):
 
 def test_regression_only_mode_gives_identical_members(mini, stages, tmp_path):
     reg, _ = stages
-    path = generation.generate(generation_config(mini, reg, "unused", tmp_path / "r.nc",
-                                                 "generation.inference_mode=regression"))
+    path = generation.generate(
+        generation_config(mini, reg, "unused", tmp_path / "r.nc", "generation.inference_mode=regression")
+    )
     pred = xr.open_dataset(path, group="prediction")["10u"].values
     assert np.array_equal(pred[0], pred[3])
     assert np.allclose(pred[0], xr.open_dataset(path, group="regression")["10u"].values)
@@ -109,23 +144,61 @@ def test_climax_is_a_regression_stage_by_config(mini, tmp_path):
     net = Module.from_checkpoint(str(checkpointing.model_file(reg / "checkpoints")))
     assert type(net).__name__ == "ClimaXRegression"
     assert net.input_channels == ["10u", "10v", "2t", "tp", "elev_mean", "lsm_mean"]
-    res = train(training(mini, tmp_path / "res", f"model.regression_checkpoint_path={reg}", "model=patched_diffusion",
-                         "model.patch_shape_x=16", "model.patch_shape_y=16", "model.patch_num=2",
-                         name="config_training_hrrr_mini_diffusion"))
-    path = generation.generate(generation_config(
-        mini, reg, res, tmp_path / "g.nc", "generation=patched", "generation.patch_shape_x=16",
-        "generation.patch_shape_y=16", "generation.overlap_pix=4", "generation.boundary_pix=2",
-        "generation.num_ensembles=2", "generation.max_times=1"))
+    res = train(
+        training(
+            mini,
+            tmp_path / "res",
+            f"model.regression_checkpoint_path={reg}",
+            "model=patched_diffusion",
+            "model.patch_shape_x=16",
+            "model.patch_shape_y=16",
+            "model.patch_num=2",
+            name="config_training_hrrr_mini_diffusion",
+        )
+    )
+    path = generation.generate(
+        generation_config(
+            mini,
+            reg,
+            res,
+            tmp_path / "g.nc",
+            "generation=patched",
+            "generation.patch_shape_x=16",
+            "generation.patch_shape_y=16",
+            "generation.overlap_pix=4",
+            "generation.boundary_pix=2",
+            "generation.num_ensembles=2",
+            "generation.max_times=1",
+        )
+    )
     assert np.isfinite(xr.open_dataset(path, group="prediction")["10v"].values).all()
 
 
 def test_regression_beats_bilinear_on_a_learnable_toy(mini, tmp_path):
     # the fine detail is a function of the invariants, which bilinear interpolation cannot know
-    reg = train(training(mini, tmp_path / "reg", "train.steps=150", "train.lr=3e-3", "train.batch_size=4",
-                         "train.ckpt_every=1000", "train.val_every=1000"))
-    path = generation.generate(generation_config(mini, reg, "unused", tmp_path / "r.nc",
-                                                 "generation.inference_mode=regression", "generation.max_times=12",
-                                                 "generation.num_ensembles=1", "generation.seed_batch_size=1"))
+    reg = train(
+        training(
+            mini,
+            tmp_path / "reg",
+            "train.steps=150",
+            "train.lr=3e-3",
+            "train.batch_size=4",
+            "train.ckpt_every=1000",
+            "train.val_every=1000",
+        )
+    )
+    path = generation.generate(
+        generation_config(
+            mini,
+            reg,
+            "unused",
+            tmp_path / "r.nc",
+            "generation.inference_mode=regression",
+            "generation.max_times=12",
+            "generation.num_ensembles=1",
+            "generation.seed_batch_size=1",
+        )
+    )
     table = score_file(path).set_index(["method", "variable"])
     for v in ("10u", "10v"):
         assert table.rmse[("regression", v)] < 0.7 * table.rmse[("bilinear", v)]
@@ -134,27 +207,48 @@ def test_regression_beats_bilinear_on_a_learnable_toy(mini, tmp_path):
 # ------------------------------------------------------------ bad input
 def test_diffusion_checks_its_regression_net_before_training(mini, tmp_path):
     with pytest.raises(FileNotFoundError, match="regression_checkpoint_path"):
-        train(training(mini, tmp_path / "a", f"model.regression_checkpoint_path={tmp_path / 'none'}",
-                       name="config_training_hrrr_mini_diffusion"))
+        train(
+            training(
+                mini,
+                tmp_path / "a",
+                f"model.regression_checkpoint_path={tmp_path / 'none'}",
+                name="config_training_hrrr_mini_diffusion",
+            )
+        )
     # a regression net for other outputs
     other = train(training(mini, tmp_path / "other", "dataset.output_variables=[10u]", "train.steps=1"))
     with pytest.raises(ValueError, match=r"regression_checkpoint_path=.*outputs \['10u', '10v'\]"):
-        train(training(mini, tmp_path / "b", f"model.regression_checkpoint_path={other}",
-                       name="config_training_hrrr_mini_diffusion"))
+        train(
+            training(
+                mini,
+                tmp_path / "b",
+                f"model.regression_checkpoint_path={other}",
+                name="config_training_hrrr_mini_diffusion",
+            )
+        )
     # a regression net for fewer inputs
     fewer = train(training(mini, tmp_path / "fewer", "dataset.input_variables=[10u,10v]", "train.steps=1"))
     with pytest.raises(ValueError, match="input channels"):
-        train(training(mini, tmp_path / "c", f"model.regression_checkpoint_path={fewer}",
-                       name="config_training_hrrr_mini_diffusion"))
+        train(
+            training(
+                mini,
+                tmp_path / "c",
+                f"model.regression_checkpoint_path={fewer}",
+                name="config_training_hrrr_mini_diffusion",
+            )
+        )
     assert not any((tmp_path / d / "checkpoints").exists() for d in "abc")
 
 
-@pytest.mark.parametrize("override, match", [
-    ("train.batch_size=0", "train.batch_size"),
-    ("train.loader=dali_gpu", "train.loader"),
-    ("train.batch_size=64", "only 12 samples"),
-    ("model.name=gan", "model.name"),
-])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("train.batch_size=0", "train.batch_size"),
+        ("train.loader=dali_gpu", "train.loader"),
+        ("train.batch_size=64", "only 12 samples"),
+        ("model.name=gan", "model.name"),
+    ],
+)
 def test_config_errors_before_training(mini, tmp_path, override, match):
     with pytest.raises(ConfigError, match=match):
         train(training(mini, tmp_path / "run", override))
@@ -163,8 +257,9 @@ def test_config_errors_before_training(mini, tmp_path, override, match):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="mixed precision is available on a GPU")
 def test_mixed_precision_on_the_cpu_stops_with_the_doctors_explanation(mini, tmp_path):
-    with pytest.raises(MissingFeature, match="train.precision='bf16': CorrDiff's PhysicsNeMo networks run mixed "
-                                             "precision on CUDA only"):
+    with pytest.raises(
+        MissingFeature, match="train.precision='bf16': CorrDiff's PhysicsNeMo networks run mixed precision on CUDA only"
+    ):
         train(training(mini, tmp_path / "run", "train.precision=bf16"))
     assert not (tmp_path / "run").exists()
 
@@ -181,8 +276,9 @@ def test_generation_bad_input_is_named(mini, stages, tmp_path):
 def test_streaming_equals_drawing_every_time_at_once_whatever_the_time_block(mini, stages, tmp_path):
     reg, res = stages
     one = generation.generate(generation_config(mini, reg, res, tmp_path / "one.nc", "generation.max_times=4"))
-    three = generation.generate(generation_config(mini, reg, res, tmp_path / "three.nc", "generation.max_times=4",
-                                                  "generation.time_block=3"))  # blocks of 3 and 1 times
+    three = generation.generate(
+        generation_config(mini, reg, res, tmp_path / "three.nc", "generation.max_times=4", "generation.time_block=3")
+    )  # blocks of 3 and 1 times
     for group in ("input", "regression", "prediction", "truth"):
         xr.testing.assert_identical(xr.open_dataset(one, group=group), xr.open_dataset(three, group=group))
     xr.testing.assert_identical(xr.open_dataset(one), xr.open_dataset(three))
@@ -191,8 +287,9 @@ def test_streaming_equals_drawing_every_time_at_once_whatever_the_time_block(min
     dataset = generation.build_dataset(cfg.dataset)
     nets = generation.load_stages(cfg.generation, dataset.domain, torch.device("cpu"))
     x = torch.stack([dataset[i]["input"] for i in range(4)])
-    mean, members = generation.downscale(*nets, x, generation.seed_batches(4, 2), generation.build_sampler(
-        cfg.generation, dataset.domain.shape))
+    mean, members = generation.downscale(
+        *nets, x, generation.seed_batches(4, 2), generation.build_sampler(cfg.generation, dataset.domain.shape)
+    )
     pred = xr.open_dataset(one, group="prediction")["10v"].values
     assert np.array_equal(pred, dataset.domain.denormalize_output(members).numpy()[:, :, 1].astype(np.float32))
     regression = xr.open_dataset(one, group="regression")["10u"].values
@@ -223,33 +320,78 @@ def test_an_interrupted_run_leaves_no_file_and_its_partial_file_was_readable(min
 def test_forecast_then_downscale_end_to_end(tmp_path, monkeypatch):
     # ClimaX on a global 8x16 grid predicting 2 m temperature 12 h ahead
     files = write_era5(tmp_path / "raw", years=(2000, 2001))
-    store = prepare(PrepareConfig(files, ["2m_temperature", "geopotential_500", "land_sea_mask"],
-                                  {"train": 2000, "val": 2001, "test": 2001}, grid=(8, 16), shards_per_year=2),
-                    tmp_path / "store")
-    climax_run = train_climax(load_config([
-        f"data.root={store}", f"run_dir={tmp_path / 'climax'}", "task=finetune_global", "task.lead_hours=12",
-        "model.embed_dim=32", "model.depth=1", "model.num_heads=4", "train.batch_size=8", "train.steps=2",
-        "train.progress=false", "train.num_workers=0", "train.val_every=100"]))
+    store = prepare(
+        PrepareConfig(
+            files,
+            ["2m_temperature", "geopotential_500", "land_sea_mask"],
+            {"train": 2000, "val": 2001, "test": 2001},
+            grid=(8, 16),
+            shards_per_year=2,
+        ),
+        tmp_path / "store",
+    )
+    climax_run = train_climax(
+        load_config(
+            [
+                f"data.root={store}",
+                f"run_dir={tmp_path / 'climax'}",
+                "task=finetune_global",
+                "task.lead_hours=12",
+                "model.embed_dim=32",
+                "model.depth=1",
+                "model.num_heads=4",
+                "train.batch_size=8",
+                "train.steps=2",
+                "train.progress=false",
+                "train.num_workers=0",
+                "train.val_every=100",
+            ]
+        )
+    )
     # CorrDiff on a regional box, 2 m temperature in, 2 m temperature and wind out
     fine, inv = regional(times=8)
     fine_cfg = tmp_path / "fine.nc"
     fine.to_netcdf(fine_cfg)
     inv.to_netcdf(tmp_path / "inv.nc")
-    common = [f"dataset.fine={fine_cfg}", "dataset.factor=4", "dataset.input_variables=[2m_temperature]",
-              "dataset.output_variables=[2m_temperature,10m_u_component_of_wind]",
-              f"dataset.invariants={tmp_path / 'inv.nc'}", "dataset.invariant_variables=[orography]",
-              "dataset=coarse_fine", "model_size=tiny", "train.steps=2", "train.batch_size=2",
-              "train.grad_accum=1", "train.num_workers=0", "train.progress=false"]
+    common = [
+        f"dataset.fine={fine_cfg}",
+        "dataset.factor=4",
+        "dataset.input_variables=[2m_temperature]",
+        "dataset.output_variables=[2m_temperature,10m_u_component_of_wind]",
+        f"dataset.invariants={tmp_path / 'inv.nc'}",
+        "dataset.invariant_variables=[orography]",
+        "dataset=coarse_fine",
+        "model_size=tiny",
+        "train.steps=2",
+        "train.batch_size=2",
+        "train.grad_accum=1",
+        "train.num_workers=0",
+        "train.progress=false",
+    ]
     reg = train(load_config(common + [f"run_dir={tmp_path / 'reg'}"], "config_training_hrrr_mini_regression"))
-    res = train(load_config(common + [f"run_dir={tmp_path / 'res'}", f"model.regression_checkpoint_path={reg}"],
-                            "config_training_hrrr_mini_diffusion"))
-    gen = load_config([f"generation.io.reg_ckpt_filename={reg}", f"generation.io.res_ckpt_filename={res}",
-                       "generation.num_ensembles=2", "generation.seed_batch_size=1", "generation.sampler.num_steps=2"],
-                      "config_generate_hrrr_mini").generation
+    res = train(
+        load_config(
+            common + [f"run_dir={tmp_path / 'res'}", f"model.regression_checkpoint_path={reg}"],
+            "config_training_hrrr_mini_diffusion",
+        )
+    )
+    gen = load_config(
+        [
+            f"generation.io.reg_ckpt_filename={reg}",
+            f"generation.io.res_ckpt_filename={res}",
+            "generation.num_ensembles=2",
+            "generation.seed_batch_size=1",
+            "generation.sampler.num_steps=2",
+        ],
+        "config_generate_hrrr_mini",
+    ).generation
     raw = xr.open_dataset(files[0])
-    ic = xr.Dataset({"2m_temperature": raw.t2m.isel(time=[0, 1]), "geopotential_500": raw.z.sel(level=500).isel(time=[0, 1])})
+    ic = xr.Dataset(
+        {"2m_temperature": raw.t2m.isel(time=[0, 1]), "geopotential_500": raw.z.sel(level=500).isel(time=[0, 1])}
+    )
     ic = ic.rename(latitude="lat", longitude="lon").assign(
-        land_sea_mask=xr.open_dataset(files[-1]).lsm.rename(latitude="lat", longitude="lon").squeeze(drop=True))
+        land_sea_mask=xr.open_dataset(files[-1]).lsm.rename(latitude="lat", longitude="lon").squeeze(drop=True)
+    )
     truth = regional(times=8)[0].assign_coords(time=pd.date_range(ic.time.values[0], periods=8, freq="6h"))
     truth = truth.rename(lat="y", lon="x")
     from physicsnemo_climax.downscaling import pipeline
@@ -271,8 +413,9 @@ def test_forecast_then_downscale_end_to_end(tmp_path, monkeypatch):
     assert xr.open_dataset(path, group="input")["2m_temperature"].values.std() > 0
     assert len(score_file(path)) == 2 * 3 - 1  # corrdiff and regression for both, bilinear for 2m_temperature
     with pytest.raises(KeyError, match="not outputs of the ClimaX run"):
-        forecast_and_downscale(climax_run, ic, ["12h"], gen, tmp_path / "x.nc",
-                               variable_map={"2m_temperature": "temperature_850"})
+        forecast_and_downscale(
+            climax_run, ic, ["12h"], gen, tmp_path / "x.nc", variable_map={"2m_temperature": "temperature_850"}
+        )
     # the API guards its output as the command does: an existing file only with overwrite, never an input
     from physicsnemo_climax.errors import OutputError
 
@@ -289,13 +432,28 @@ def test_cli_generate_writes_scores_and_pictures(mini, stages, tmp_path):
     from physicsnemo_climax.cli import main
 
     reg, res = stages
-    main(["downscale", "generate", f"dataset.data_path={mini / 'mini.nc'}", f"dataset.stats_path={mini / 'stats.json'}",
-          f"generation.io.reg_ckpt_filename={reg}", f"generation.io.res_ckpt_filename={res}",
-          f"generation.io.output_filename={tmp_path / 'ens.nc'}", "generation.num_ensembles=2",
-          "generation.seed_batch_size=2", "generation.times=[2020-01-01T03:00]", "generation.sampler.num_steps=2",
-          "--out-dir", str(tmp_path / "scores"), "--spread-ddof", "0"])
+    main(
+        [
+            "downscale",
+            "generate",
+            f"dataset.data_path={mini / 'mini.nc'}",
+            f"dataset.stats_path={mini / 'stats.json'}",
+            f"generation.io.reg_ckpt_filename={reg}",
+            f"generation.io.res_ckpt_filename={res}",
+            f"generation.io.output_filename={tmp_path / 'ens.nc'}",
+            "generation.num_ensembles=2",
+            "generation.seed_batch_size=2",
+            "generation.times=[2020-01-01T03:00]",
+            "generation.sampler.num_steps=2",
+            "--out-dir",
+            str(tmp_path / "scores"),
+            "--spread-ddof",
+            "0",
+        ]
+    )
     assert {"scores.csv", "scores.json", "scores_by_time.csv", "maps.png", "spectra.png"} <= {
-        p.name for p in (tmp_path / "scores").iterdir()}
+        p.name for p in (tmp_path / "scores").iterdir()
+    }
     written = pd.read_csv(tmp_path / "scores" / "scores.csv")
     assert np.allclose(written.spread, score_file(tmp_path / "ens.nc", spread_ddof=0).spread)
     assert not np.allclose(written.spread[0], score_file(tmp_path / "ens.nc").spread[0])  # 2 members: 1 vs sqrt(2)
@@ -309,18 +467,38 @@ def test_two_process_generation_gathers_members_in_seed_order(mini, stages, tmp_
     import sys
 
     reg, res = stages
-    args = [f"dataset.data_path={mini / 'mini.nc'}", f"dataset.stats_path={mini / 'stats.json'}",
-            f"generation.io.reg_ckpt_filename={reg}", f"generation.io.res_ckpt_filename={res}",
-            "generation.num_ensembles=4", "generation.seed_batch_size=1", "generation.times=null",
-            "generation.max_times=1", "generation.sampler.num_steps=2"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541",
-           "-m", "physicsnemo_climax.cli", "downscale", "generate", "--no-score", *args,
-           f"generation.io.output_filename={tmp_path / 'two.nc'}"]
-    result = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                            timeout=600)
+    args = [
+        f"dataset.data_path={mini / 'mini.nc'}",
+        f"dataset.stats_path={mini / 'stats.json'}",
+        f"generation.io.reg_ckpt_filename={reg}",
+        f"generation.io.res_ckpt_filename={res}",
+        "generation.num_ensembles=4",
+        "generation.seed_batch_size=1",
+        "generation.times=null",
+        "generation.max_times=1",
+        "generation.sampler.num_steps=2",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29541",
+        "-m",
+        "physicsnemo_climax.cli",
+        "downscale",
+        "generate",
+        "--no-score",
+        *args,
+        f"generation.io.output_filename={tmp_path / 'two.nc'}",
+    ]
+    result = subprocess.run(
+        cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    one = generation.generate(load_config(args + [f"generation.io.output_filename={tmp_path / 'one.nc'}"],
-                                          "config_generate_hrrr_mini"))
+    one = generation.generate(
+        load_config(args + [f"generation.io.output_filename={tmp_path / 'one.nc'}"], "config_generate_hrrr_mini")
+    )
     a = xr.open_dataset(tmp_path / "two.nc", group="prediction")["10u"].values
     assert np.allclose(a, xr.open_dataset(one, group="prediction")["10u"].values, atol=1e-5)
 
@@ -336,7 +514,9 @@ def test_compiled_generation_matches_eager_on_the_cpu(mini, stages, tmp_path):
             generation.generate(generation_config(mini, reg, res, tmp_path / "c.nc", "generation.compile=true", *args))
         return
     eager = generation.generate(generation_config(mini, reg, res, tmp_path / "e.nc", *args))
-    compiled = generation.generate(generation_config(mini, reg, res, tmp_path / "c.nc", "generation.compile=true", *args))
+    compiled = generation.generate(
+        generation_config(mini, reg, res, tmp_path / "c.nc", "generation.compile=true", *args)
+    )
     a, b = (xr.open_dataset(p, group="prediction")["10u"].values for p in (eager, compiled))
     assert np.allclose(a, b, atol=1e-4) and not np.array_equal(a[0], a[1])
 

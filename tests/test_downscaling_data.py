@@ -22,8 +22,9 @@ def test_upsampling_reproduces_linear_fields_up_to_the_borders():
     want = 2 * fy[:, None] - 3 * fx[None, :] + 1
     assert np.allclose(fine, want, atol=1e-5)
     # torch's bilinear clamps at the borders instead: same inside, different on the outer ring
-    torch_fine = F.interpolate(torch.tensor(coarse)[None, None], scale_factor=4, mode="bilinear",
-                               align_corners=False)[0, 0].numpy()
+    torch_fine = F.interpolate(torch.tensor(coarse)[None, None], scale_factor=4, mode="bilinear", align_corners=False)[
+        0, 0
+    ].numpy()
     assert np.allclose(torch_fine[2:-2, 2:-2], fine[2:-2, 2:-2], atol=1e-5)
     assert not np.allclose(torch_fine[0], fine[0])
 
@@ -50,7 +51,7 @@ def test_reads_the_layout_and_normalizes(mini):
     assert torch.allclose(dom.denormalize_output(sample["target"])[1], torch.as_tensor(out["10v"].values[3]), atol=1e-4)
     # invariants are cropped at the sample's window
     i, j = xr.open_dataset(path)["coord"].values[3]
-    inv = xr.open_dataset(path, group="invariant")["lsm_mean"].values[i:i + 32, j:j + 32]
+    inv = xr.open_dataset(path, group="invariant")["lsm_mean"].values[i : i + 32, j : j + 32]
     lsm = stats["invariant"]["lsm_mean"]
     assert np.allclose(sample["input"][5].numpy(), (inv - lsm["mean"]) / lsm["std"], atol=1e-5)
     # the coarse input is the fine field's block mean, upsampled
@@ -88,13 +89,18 @@ def regional(times=6, h=16, w=24, seed=0):
     lon = np.linspace(-10, 20, w)
     t = pd.date_range("2001-01-01", periods=times, freq="6h")
     field = rng.normal(size=(times, h, w)).astype(np.float32) + np.cos(np.deg2rad(lat))[None, :, None]
-    ds = xr.Dataset({"2m_temperature": (("time", "lat", "lon"), 280 + field),
-                     "10m_u_component_of_wind": (("time", "lat", "lon"), 2 * field[:, ::-1])},
-                    coords={"time": t, "lat": lat, "lon": lon})
-    inv = xr.Dataset({"orography": (("lat", "lon"), rng.normal(size=(h, w)).astype(np.float32) * 300)},
-                     coords={"lat": lat, "lon": lon})
+    ds = xr.Dataset(
+        {
+            "2m_temperature": (("time", "lat", "lon"), 280 + field),
+            "10m_u_component_of_wind": (("time", "lat", "lon"), 2 * field[:, ::-1]),
+        },
+        coords={"time": t, "lat": lat, "lon": lon},
+    )
+    inv = xr.Dataset(
+        {"orography": (("lat", "lon"), rng.normal(size=(h, w)).astype(np.float32) * 300)},
+        coords={"lat": lat, "lon": lon},
+    )
     return ds, inv
-
 
 
 def test_coarsening_is_the_cos_latitude_area_mean():
@@ -120,27 +126,39 @@ def test_coarsening_is_the_cos_latitude_area_mean():
 
 def test_a_coarse_fine_pair_and_a_time_range(tmp_path):
     fine, _ = regional()
-    coarse = xr.Dataset({"2m_temperature": (("time", "lat", "lon"),
-                                            block_mean(fine["2m_temperature"].values, 4) + 1.0)},
-                        coords={"time": fine.time, "lat": fine.lat.values.reshape(4, 4).mean(1),
-                                "lon": fine.lon.values.reshape(6, 4).mean(1)})
+    coarse = xr.Dataset(
+        {"2m_temperature": (("time", "lat", "lon"), block_mean(fine["2m_temperature"].values, 4) + 1.0)},
+        coords={
+            "time": fine.time,
+            "lat": fine.lat.values.reshape(4, 4).mean(1),
+            "lon": fine.lon.values.reshape(6, 4).mean(1),
+        },
+    )
     fine.to_netcdf(tmp_path / "fine.nc")
     coarse.to_netcdf(tmp_path / "coarse.nc")
-    ds = CoarseFineDataset(str(tmp_path / "fine.nc"), ["10m_u_component_of_wind"], ["2m_temperature"],
-                           coarse=str(tmp_path / "coarse.nc"), time_range=["2001-01-01T06", "2001-01-01T18"])
+    ds = CoarseFineDataset(
+        str(tmp_path / "fine.nc"),
+        ["10m_u_component_of_wind"],
+        ["2m_temperature"],
+        coarse=str(tmp_path / "coarse.nc"),
+        time_range=["2001-01-01T06", "2001-01-01T18"],
+    )
     assert len(ds) == 3 and ds.domain.factor == 4
     assert np.allclose(ds.coarse_fields(0), coarse["2m_temperature"].values[1:2])  # the pair's own values
     with pytest.raises(KeyError, match="coarse data lack"):
         CoarseFineDataset(fine, ["2m_temperature"], coarse=coarse.isel(time=slice(0, 3)))
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"factor": 5}, ValueError, "factor 5 does not divide the fine grid 16x24"),
-    ({}, ValueError, "dataset.factor is required"),
-    ({"factor": 4, "input_variables": ["snow"]}, KeyError, "snow"),
-    ({"factor": 4, "invariant_variables": ["orography"]}, ValueError, "no dataset.invariants"),
-    ({"factor": 4, "stats": {"input": {}, "output": {}, "invariant": {}}}, KeyError, "2m_temperature"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"factor": 5}, ValueError, "factor 5 does not divide the fine grid 16x24"),
+        ({}, ValueError, "dataset.factor is required"),
+        ({"factor": 4, "input_variables": ["snow"]}, KeyError, "snow"),
+        ({"factor": 4, "invariant_variables": ["orography"]}, ValueError, "no dataset.invariants"),
+        ({"factor": 4, "stats": {"input": {}, "output": {}, "invariant": {}}}, KeyError, "2m_temperature"),
+    ],
+)
 def test_coarse_fine_bad_input_is_named(kwargs, error, match):
     fine, _ = regional()
     with pytest.raises(error, match=match):

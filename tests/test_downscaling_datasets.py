@@ -37,21 +37,25 @@ def write_cwb(path, shape=(10, 12), seed=0):
     cwb_valid = np.array([1, 0, 1, 1, 1, 1], np.int8)
     lat, lon = np.meshgrid(21 + 0.1 * np.arange(h), 119 + 0.1 * np.arange(w), indexing="ij")
     grid = ("south_north", "west_east")
-    ds = xr.Dataset({
-        "cwb": (("time", "cwb_channel", *grid), cwb.astype(np.float32)),
-        "cwb_center": ("cwb_channel", cwb_center.astype(np.float32)),
-        "cwb_scale": ("cwb_channel", cwb_scale.astype(np.float32)),
-        "cwb_variable": ("cwb_channel", np.array([v for v, _ in CWB])),
-        "cwb_pressure": ("cwb_channel", np.array([p for _, p in CWB])),
-        "cwb_valid": ("time", cwb_valid),
-        "era5": (("time", "era5_channel", *grid), era5.astype(np.float32)),
-        "era5_center": ("era5_channel", era5_center.astype(np.float32)),
-        "era5_scale": ("era5_channel", era5_scale.astype(np.float32)),
-        "era5_variable": ("era5_channel", np.array([v for v, _ in ERA5])),
-        "era5_pressure": ("era5_channel", np.array([p for _, p in ERA5])),
-        "era5_valid": (("time", "era5_channel"), era5_valid),
-        "XLAT": (grid, lat.astype(np.float32)), "XLONG": (grid, lon.astype(np.float32)),
-    }, coords={"time": times})
+    ds = xr.Dataset(
+        {
+            "cwb": (("time", "cwb_channel", *grid), cwb.astype(np.float32)),
+            "cwb_center": ("cwb_channel", cwb_center.astype(np.float32)),
+            "cwb_scale": ("cwb_channel", cwb_scale.astype(np.float32)),
+            "cwb_variable": ("cwb_channel", np.array([v for v, _ in CWB])),
+            "cwb_pressure": ("cwb_channel", np.array([p for _, p in CWB])),
+            "cwb_valid": ("time", cwb_valid),
+            "era5": (("time", "era5_channel", *grid), era5.astype(np.float32)),
+            "era5_center": ("era5_channel", era5_center.astype(np.float32)),
+            "era5_scale": ("era5_channel", era5_scale.astype(np.float32)),
+            "era5_variable": ("era5_channel", np.array([v for v, _ in ERA5])),
+            "era5_pressure": ("era5_channel", np.array([p for _, p in ERA5])),
+            "era5_valid": (("time", "era5_channel"), era5_valid),
+            "XLAT": (grid, lat.astype(np.float32)),
+            "XLONG": (grid, lon.astype(np.float32)),
+        },
+        coords={"time": times},
+    )
     ds.to_zarr(path, zarr_format=2, consolidated=True)
     return ds
 
@@ -82,9 +86,14 @@ def test_cwb_samples_are_the_file_values_normalized_with_its_stats(cwb):
 
 def test_cwb_channels_by_name_and_the_test_split(cwb):
     path, ds = cwb
-    by_name = CWBDataset(path, in_channels=["precipitation", "temperature_500"],
-                         out_channels=["maximum_radar_reflectivity", "temperature_2m"], img_shape_x=8,
-                         img_shape_y=6, train=False)
+    by_name = CWBDataset(
+        path,
+        in_channels=["precipitation", "temperature_500"],
+        out_channels=["maximum_radar_reflectivity", "temperature_2m"],
+        img_shape_x=8,
+        img_shape_y=6,
+        train=False,
+    )
     assert list(by_name.times) == list(ds.time.values[[3, 5]])  # 2021; time 4 has an invalid ERA5 channel
     by_index = CWBDataset(path, in_channels=[3, 0], out_channels=[2, 0], img_shape_x=8, img_shape_y=6, train=False)
     assert torch.equal(by_name[1]["input"], by_index[1]["input"])
@@ -94,8 +103,9 @@ def test_cwb_channels_by_name_and_the_test_split(cwb):
 
 def test_cwb_v2_normalization_and_the_coarsened_target(cwb):
     path, ds = cwb
-    data = CWBDataset(path, in_channels=[0], out_channels=[1, 2], img_shape_x=12, img_shape_y=10,
-                      normalization="v2", ds_factor=3)
+    data = CWBDataset(
+        path, in_channels=[0], out_channels=[1, 2], img_shape_x=12, img_shape_y=10, normalization="v2", ds_factor=3
+    )
     assert data.domain.stats["output"]["eastward_wind_10m"] == {"mean": 0.0, "std": 20.0}
     assert data.domain.stats["output"]["maximum_radar_reflectivity"] == {"mean": 25.0, "std": 25.0}
     fine = data.fine_fields(0)
@@ -111,12 +121,15 @@ def test_degrade_keeps_every_nth_point_where_the_coarse_centres_fall():
     assert np.allclose(degrade(np.full((5, 7), 2.5), 2), 2.5)
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"in_channels": ["humidity"]}, ["dataset.in_channels", "humidity"]),
-    ({"out_channels": [7]}, ["dataset.out_channels", "7"]),
-    ({"img_shape_x": 64}, ["img_shape_y x img_shape_x", "10x12"]),
-    ({"normalization": "v3"}, ["dataset.normalization", "v3"]),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"in_channels": ["humidity"]}, ["dataset.in_channels", "humidity"]),
+        ({"out_channels": [7]}, ["dataset.out_channels", "7"]),
+        ({"img_shape_x": 64}, ["img_shape_y x img_shape_x", "10x12"]),
+        ({"normalization": "v3"}, ["dataset.normalization", "v3"]),
+    ],
+)
 def test_cwb_errors_name_the_item(cwb, kwargs, words):
     path, _ = cwb
     args = {"in_channels": [0], "out_channels": [0], "img_shape_x": 8, "img_shape_y": 6, **kwargs}
@@ -134,13 +147,23 @@ def test_cwb_file_without_a_variable_is_named(tmp_path, cwb):
 
 def test_cwb_from_the_config_group(cwb):
     path, _ = cwb
-    cfg = load_config(["dataset=cwb", f"dataset.data_path={path}", "dataset.in_channels=[0,1]",
-                       "dataset.out_channels=[0]", "dataset.img_shape_x=8", "dataset.img_shape_y=6"],
-                      "config_training_hrrr_mini_regression")
+    cfg = load_config(
+        [
+            "dataset=cwb",
+            f"dataset.data_path={path}",
+            "dataset.in_channels=[0,1]",
+            "dataset.out_channels=[0]",
+            "dataset.img_shape_x=8",
+            "dataset.img_shape_y=6",
+        ],
+        "config_training_hrrr_mini_regression",
+    )
     data = build_dataset(cfg.dataset)
     assert isinstance(data, CWBDataset) and len(data) == 2
-    stats = {"input": {"temperature_500": {"mean": 0.0, "std": 1.0}, "temperature_850": {"mean": 0.0, "std": 1.0}},
-             "output": {"temperature_2m": {"mean": 0.0, "std": 1.0}}}
+    stats = {
+        "input": {"temperature_500": {"mean": 0.0, "std": 1.0}, "temperature_850": {"mean": 0.0, "std": 1.0}},
+        "output": {"temperature_2m": {"mean": 0.0, "std": 1.0}},
+    }
     raw = build_dataset(cfg.dataset, stats)  # a training run's statistics replace the file's
     np.testing.assert_allclose(raw[0]["target"].numpy(), raw.fine_fields(0))
 
@@ -165,39 +188,65 @@ def write_gefs_hrrr(root, periods):
     written = {}
     for period, names in periods.items():
         for kind, channels in (("surface", SURFACE), ("isobaric", ["z250", "q850", "z500"])):
-            values = np.stack([np.stack([gefs_value(k + 10 * (kind == "isobaric"), t, glat2, glon2)
-                                         for k in range(len(channels))]) for t in range(len(names))])
-            xr.Dataset({"values": (("time", "channel", "x", "y"), values.astype(np.float32))},
-                       coords={"time": names, "channel": channels, "lat": (("x", "y"), glat2),
-                               "lon": (("x", "y"), glon2 - 360)}
-                       ).to_zarr(root / "gefs" / f"gefs_{kind}_{period}.zarr", zarr_format=2)
+            values = np.stack(
+                [
+                    np.stack([gefs_value(k + 10 * (kind == "isobaric"), t, glat2, glon2) for k in range(len(channels))])
+                    for t in range(len(names))
+                ]
+            )
+            xr.Dataset(
+                {"values": (("time", "channel", "x", "y"), values.astype(np.float32))},
+                coords={
+                    "time": names,
+                    "channel": channels,
+                    "lat": (("x", "y"), glat2),
+                    "lon": (("x", "y"), glon2 - 360),
+                },
+            ).to_zarr(root / "gefs" / f"gefs_{kind}_{period}.zarr", zarr_format=2)
         hrrr = np.zeros((len(names) + 1, 4, 6, 8), np.float32)
         hrrr[:, 0] = rng.normal(280, 5, (len(names) + 1, 6, 8))
         hrrr[:, 1:3] = rng.integers(0, 2, (len(names) + 1, 2, 6, 8))
         hrrr[:, 3] = 99.0  # refc, not read
         hrrr_names = names + [names[0][:-2] + "99"]  # a sample without GEFS data
-        xr.Dataset({"values": (("time", "channel", "y", "x"), hrrr)},
-                   coords={"time": hrrr_names, "channel": ["t2m", "cat_snow", "cat_rain", "refc"],
-                           "lat": (("y", "x"), hlat), "lon": (("y", "x"), hlon)}
-                   ).to_zarr(root / "hrrr_forecast" / f"hrrr_{period}.zarr", zarr_format=2)
+        xr.Dataset(
+            {"values": (("time", "channel", "y", "x"), hrrr)},
+            coords={
+                "time": hrrr_names,
+                "channel": ["t2m", "cat_snow", "cat_rain", "refc"],
+                "lat": (("y", "x"), hlat),
+                "lon": (("y", "x"), hlon),
+            },
+        ).to_zarr(root / "hrrr_forecast" / f"hrrr_{period}.zarr", zarr_format=2)
         written[period] = hrrr
     return written, hlat, hlon % 360
 
 
 def gefs_kwargs(root, **extra):
-    stats = {"input": {v: {"mean": 1.0, "std": 2.0} for v in SURFACE + ISOBARIC + ["z700"]},
-             "output": {v: {"mean": 0.5, "std": 4.0} for v in OUTPUTS}}
+    stats = {
+        "input": {v: {"mean": 1.0, "std": 2.0} for v in SURFACE + ISOBARIC + ["z700"]},
+        "output": {v: {"mean": 0.5, "std": 4.0} for v in OUTPUTS},
+    }
     (root / "stats.json").write_text(__import__("json").dumps(stats))
-    return {"data_path": root, "stats_path": root / "stats.json", "input_surface_variables": SURFACE,
-            "input_isobaric_variables": ISOBARIC, "output_variables": OUTPUTS, "prob_variables": PROB,
-            "train_years": [2021], "valid_years": [2024], "ds_factor": 1, **extra}
+    return {
+        "data_path": root,
+        "stats_path": root / "stats.json",
+        "input_surface_variables": SURFACE,
+        "input_isobaric_variables": ISOBARIC,
+        "output_variables": OUTPUTS,
+        "prob_variables": PROB,
+        "train_years": [2021],
+        "valid_years": [2024],
+        "ds_factor": 1,
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
 def gefs(tmp_path_factory):
     root = tmp_path_factory.mktemp("gefs_hrrr")
-    written = write_gefs_hrrr(root, {"2021_01_06": ["2021010100f00", "2021010100f06", "2021010106f03"],
-                                     "2024_01_07": ["2024010200f24"]})
+    written = write_gefs_hrrr(
+        root, {"2021_01_06": ["2021010100f00", "2021010100f06", "2021010106f03"], "2024_01_07": ["2024010200f24"]}
+    )
     return root, written
 
 
@@ -217,8 +266,12 @@ def test_gefs_input_is_interpolated_to_the_hrrr_points(gefs):
     root, (written, hlat, hlon) = gefs
     data = GefsHrrrDataset(**gefs_kwargs(root, train=True))
     t = 1
-    want = [gefs_value(0, t, hlat, hlon), gefs_value(1, t, hlat, hlon),  # surface u10m, t2m
-            gefs_value(10, t, hlat, hlon), gefs_value(11, t, hlat, hlon)]  # z200 is z250, r850 is q850
+    want = [
+        gefs_value(0, t, hlat, hlon),
+        gefs_value(1, t, hlat, hlon),  # surface u10m, t2m
+        gefs_value(10, t, hlat, hlon),
+        gefs_value(11, t, hlat, hlon),
+    ]  # z200 is z250, r850 is q850
     np.testing.assert_allclose(data.coarse_fields(t), want, rtol=1e-4)
     np.testing.assert_allclose(data[t]["input"].numpy(), (np.array(want) - 1.0) / 2.0, rtol=1e-4, atol=1e-4)
     coarse = GefsHrrrDataset(**gefs_kwargs(root, train=True, ds_factor=2))
@@ -238,14 +291,17 @@ def test_gefs_hrrr_targets_turn_categories_into_probabilities(gefs):
     assert data.domain.shape == (4, 6)
 
 
-@pytest.mark.parametrize("extra, words", [
-    ({"output_variables": ["t2m", "cat_none", "cat_snow", "cat_rain"]}, ["dataset.output_variables", "cat_none"]),
-    ({"prob_variables": ["cat_hail"]}, ["dataset.prob_variables", "cat_hail"]),
-    ({"sample_shape": [4, 4]}, ["dataset.sample_shape"]),
-    ({"shard": True}, ["dataset.shard"]),
-    ({"hrrr_window": [[0, 9], [0, 8]]}, ["dataset.hrrr_window"]),
-    ({"train_years": [1999]}, ["1999"]),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ({"output_variables": ["t2m", "cat_none", "cat_snow", "cat_rain"]}, ["dataset.output_variables", "cat_none"]),
+        ({"prob_variables": ["cat_hail"]}, ["dataset.prob_variables", "cat_hail"]),
+        ({"sample_shape": [4, 4]}, ["dataset.sample_shape"]),
+        ({"shard": True}, ["dataset.shard"]),
+        ({"hrrr_window": [[0, 9], [0, 8]]}, ["dataset.hrrr_window"]),
+        ({"train_years": [1999]}, ["1999"]),
+    ],
+)
 def test_gefs_hrrr_errors_name_the_item(gefs, extra, words):
     root, _ = gefs
     with pytest.raises((ConfigError, FileNotFoundError)) as err:
@@ -270,7 +326,7 @@ def test_bilinear_weights_on_descending_axes():
 
 
 # ---------------------------------------------------------------- user classes
-USER = '''
+USER = """
 import numpy as np
 import torch
 from physicsnemo_climax.downscaling.domain import Domain
@@ -293,19 +349,22 @@ class Tiny{suffix}:
         return {{"input": torch.from_numpy(x), "target": torch.from_numpy(y){extra}, "index": i}}
 
     {fine}
-'''
+"""
 
 
-def user_file(tmp_path, times="self.times = np.arange(3).astype('datetime64[h]')", extra="",
-              fine="def fine_fields(self, i):\n        return np.full((1, 4, 6), i * self.scale, np.float32)"):
+def user_file(
+    tmp_path,
+    times="self.times = np.arange(3).astype('datetime64[h]')",
+    extra="",
+    fine="def fine_fields(self, i):\n        return np.full((1, 4, 6), i * self.scale, np.float32)",
+):
     path = tmp_path / "my_data.py"
     path.write_text(textwrap.dedent(USER.format(suffix="", times=times, extra=extra, fine=fine)))
     return path
 
 
 def user_spec(path, name="Tiny", **extra):
-    return OmegaConf.create({"type": f"{path}::{name}", "data_path": "somewhere", "stats_path": None,
-                             "args": extra})
+    return OmegaConf.create({"type": f"{path}::{name}", "data_path": "somewhere", "stats_path": None, "args": extra})
 
 
 def test_a_user_class_is_loaded_from_its_file_with_the_other_keys(tmp_path):
@@ -320,18 +379,23 @@ def test_a_user_class_is_loaded_from_its_file_with_the_other_keys(tmp_path):
 
 def test_a_user_class_from_the_command_line(tmp_path):
     path = user_file(tmp_path)
-    cfg = load_config(["dataset=custom", f"dataset.type={path}::Tiny", "dataset.data_path=x",
-                       "+dataset.args.scale=3.0"], "config_training_hrrr_mini_regression")
+    cfg = load_config(
+        ["dataset=custom", f"dataset.type={path}::Tiny", "dataset.data_path=x", "+dataset.args.scale=3.0"],
+        "config_training_hrrr_mini_regression",
+    )
     np.testing.assert_allclose(build_dataset(cfg.dataset).fine_fields(1), 3.0)
 
 
-@pytest.mark.parametrize("setup, words", [
-    (lambda p: (p / "absent.py", "Tiny"), ["absent.py", "no such file"]),
-    (lambda p: (user_file(p), "Huge"), ["my_data.py", "no class Huge"]),
-    (lambda p: (user_file(p, fine="pass"), "Tiny"), ["Tiny", "fine_fields", "DownscalingDataset"]),
-    (lambda p: (user_file(p, times="pass"), "Tiny"), ["Tiny", "'times'"]),
-    (lambda p: (user_file(p, extra="[:, :2]"), "Tiny"), ["Tiny", "'target'", "(1, 2, 6)", "(1, 4, 6)"]),
-])
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        (lambda p: (p / "absent.py", "Tiny"), ["absent.py", "no such file"]),
+        (lambda p: (user_file(p), "Huge"), ["my_data.py", "no class Huge"]),
+        (lambda p: (user_file(p, fine="pass"), "Tiny"), ["Tiny", "fine_fields", "DownscalingDataset"]),
+        (lambda p: (user_file(p, times="pass"), "Tiny"), ["Tiny", "'times'"]),
+        (lambda p: (user_file(p, extra="[:, :2]"), "Tiny"), ["Tiny", "'target'", "(1, 2, 6)", "(1, 4, 6)"]),
+    ],
+)
 def test_a_user_class_that_does_not_fit_is_an_error_naming_it(tmp_path, setup, words):
     path, name = setup(tmp_path)
     with pytest.raises(ConfigError) as err:
@@ -350,17 +414,46 @@ def test_a_cwb_run_trains_and_generates_on_its_times(cwb, tmp_path):
     from physicsnemo_climax.downscaling.training import train
 
     path, ds = cwb
-    data = [f"dataset.data_path={path}", "dataset=cwb", "dataset.in_channels=[0,1,3]", "dataset.out_channels=[0,2]",
-            "dataset.img_shape_x=8", "dataset.img_shape_y=8"]
-    run = train(load_config(data + [f"run_dir={tmp_path / 'reg'}", "model_size=tiny", "train.steps=2",
-                                    "train.batch_size=2", "train.grad_accum=1", "train.num_workers=0",
-                                    "train.progress=false"], "config_training_hrrr_mini_regression"))
+    data = [
+        f"dataset.data_path={path}",
+        "dataset=cwb",
+        "dataset.in_channels=[0,1,3]",
+        "dataset.out_channels=[0,2]",
+        "dataset.img_shape_x=8",
+        "dataset.img_shape_y=8",
+    ]
+    run = train(
+        load_config(
+            data
+            + [
+                f"run_dir={tmp_path / 'reg'}",
+                "model_size=tiny",
+                "train.steps=2",
+                "train.batch_size=2",
+                "train.grad_accum=1",
+                "train.num_workers=0",
+                "train.progress=false",
+            ],
+            "config_training_hrrr_mini_regression",
+        )
+    )
     out = tmp_path / "out.nc"
-    generate(load_config(data + ["dataset.train=false", f"generation.io.reg_ckpt_filename={run}",
-                                 f"generation.io.res_ckpt_filename={run}", "generation.inference_mode=regression",
-                                 f"generation.io.output_filename={out}", "generation.num_ensembles=1",
-                                 "generation.seed_batch_size=1", "generation.times=[2021-03-01T00:00:00]"],
-                         "config_generate_hrrr_mini"))
+    generate(
+        load_config(
+            data
+            + [
+                "dataset.train=false",
+                f"generation.io.reg_ckpt_filename={run}",
+                f"generation.io.res_ckpt_filename={run}",
+                "generation.inference_mode=regression",
+                f"generation.io.output_filename={out}",
+                "generation.num_ensembles=1",
+                "generation.seed_batch_size=1",
+                "generation.times=[2021-03-01T00:00:00]",
+            ],
+            "config_generate_hrrr_mini",
+        )
+    )
     with xr.open_dataset(out, group="truth") as truth, xr.open_dataset(out) as root:
         assert list(root.time.values) == [np.datetime64("2021-03-01")]
         np.testing.assert_allclose(truth["maximum_radar_reflectivity"].values[0], ds.cwb.values[5, 2, :8, :8])
@@ -371,13 +464,28 @@ def test_a_gefs_hrrr_run_trains_with_lead_time_labels_in_its_batches(gefs, tmp_p
 
     root, _ = gefs
     gefs_kwargs(root)  # writes stats.json
-    cfg = load_config(["dataset=gefs_hrrr", f"dataset.data_path={root}", f"dataset.stats_path={root / 'stats.json'}",
-                       "dataset.input_surface_variables=[u10m,t2m]", "dataset.input_isobaric_variables=[z200,r850]",
-                       "dataset.output_variables=[t2m,cat_snow,cat_rain,cat_none]",
-                       "dataset.prob_variables=[cat_snow,cat_rain]", "dataset.train=true", "dataset.train_years=[2021]",
-                       "dataset.hrrr_window=null", f"run_dir={tmp_path / 'reg'}", "model_size=tiny", "train.steps=2",
-                       "train.batch_size=2", "train.grad_accum=1", "train.num_workers=0", "train.progress=false"],
-                      "config_training_hrrr_mini_regression")
+    cfg = load_config(
+        [
+            "dataset=gefs_hrrr",
+            f"dataset.data_path={root}",
+            f"dataset.stats_path={root / 'stats.json'}",
+            "dataset.input_surface_variables=[u10m,t2m]",
+            "dataset.input_isobaric_variables=[z200,r850]",
+            "dataset.output_variables=[t2m,cat_snow,cat_rain,cat_none]",
+            "dataset.prob_variables=[cat_snow,cat_rain]",
+            "dataset.train=true",
+            "dataset.train_years=[2021]",
+            "dataset.hrrr_window=null",
+            f"run_dir={tmp_path / 'reg'}",
+            "model_size=tiny",
+            "train.steps=2",
+            "train.batch_size=2",
+            "train.grad_accum=1",
+            "train.num_workers=0",
+            "train.progress=false",
+        ],
+        "config_training_hrrr_mini_regression",
+    )
     batch = next(iter(torch.utils.data.DataLoader(build_dataset(cfg.dataset), batch_size=3)))
     assert batch["lead_time_label"].tolist() == [0, 2, 1] and batch["input"].shape == (3, 4, 6, 8)
     assert (train(cfg) / "checkpoints").is_dir()

@@ -44,8 +44,10 @@ def write_generation(path, truth=True, regression=True):
     lat = np.repeat(np.linspace(30, 31, H)[:, None], W, 1)
     root = xr.Dataset(
         {"lat": (("y", "x"), lat), "lon": (("y", "x"), np.repeat(np.linspace(-100, -99, W)[None], H, 0))},
-        coords={"time": pd.date_range("2021-06-01", periods=T, freq="6h"),
-                "lead_time": ("time", pd.to_timedelta([6, 12, 18], "h"))},
+        coords={
+            "time": pd.date_range("2021-06-01", periods=T, freq="6h"),
+            "lead_time": ("time", pd.to_timedelta([6, 12, 18], "h")),
+        },
     )
     root.to_netcdf(path, mode="w")
     for group, variables in data.items():
@@ -149,7 +151,11 @@ def test_score_file_values(gen, monkeypatch):
     df = score_file(path)
     assert list(df.columns) == SCORE_COLUMNS
     assert list(zip(df.method, df.variable)) == [
-        ("corrdiff", "10u"), ("corrdiff", "t2m"), ("regression", "10u"), ("regression", "t2m"), ("bilinear", "10u"),
+        ("corrdiff", "10u"),
+        ("corrdiff", "t2m"),
+        ("regression", "10u"),
+        ("regression", "t2m"),
+        ("bilinear", "10u"),
     ]
     t = lambda a: torch.from_numpy(a)  # noqa: E731
     for v in ("10u", "t2m"):
@@ -216,8 +222,13 @@ def numpy_scores(pred: np.ndarray, obs: np.ndarray, ddof: int) -> dict[str, floa
     var = pred.var(0, ddof=ddof).mean() if n > 1 else 0.0
     rmse = np.sqrt((err**2).mean())
     unbiased = pred.var(0, ddof=1).mean() if n > 1 else 0.0
-    return {"rmse": rmse, "mae": np.abs(err).mean(), "crps": (np.abs(pred - obs).mean(0) - pairs / 2).mean(),
-            "spread": np.sqrt(var), "spread_skill": np.sqrt((n + 1) / n * unbiased) / rmse}
+    return {
+        "rmse": rmse,
+        "mae": np.abs(err).mean(),
+        "crps": (np.abs(pred - obs).mean(0) - pairs / 2).mean(),
+        "spread": np.sqrt(var),
+        "spread_skill": np.sqrt((n + 1) / n * unbiased) / rmse,
+    }
 
 
 @pytest.mark.parametrize("ddof", [0, 1])
@@ -230,8 +241,11 @@ def test_scores_per_time_and_whole_period_against_numpy(gen, monkeypatch, ddof):
     times = pd.date_range("2021-06-01", periods=T, freq="6h")
     assert list(by_time.time) == [t for t in times for _ in range(len(df))]  # each time: the whole-period order
     assert list(by_time.method[:5]) == list(df.method) and list(by_time.variable[:5]) == list(df.variable)
-    fields = {"corrdiff": lambda v: data["prediction"][v], "regression": lambda v: data["regression"][v][None],
-              "bilinear": lambda v: data["input"][v][None]}
+    fields = {
+        "corrdiff": lambda v: data["prediction"][v],
+        "regression": lambda v: data["regression"][v][None],
+        "bilinear": lambda v: data["input"][v][None],
+    }
     for row in by_time.itertuples():
         k = list(times).index(row.time)
         want = numpy_scores(fields[row.method](row.variable)[:, k], data["truth"][row.variable][k], ddof)

@@ -26,9 +26,11 @@ INPUTS, INVARIANTS, OUTPUTS = ["u", "t"], ["elev"], ["u", "v"]
 
 
 def domain(lat: bool = False) -> Domain:
-    stats = {"input": {"u": {"mean": 1.0, "std": 2.0}, "t": {"mean": 280.0, "std": 10.0}},
-             "invariant": {"elev": {"mean": 100.0, "std": 50.0}},
-             "output": {"u": {"mean": -1.0, "std": 3.0}, "v": {"mean": 0.5, "std": 4.0}}}
+    stats = {
+        "input": {"u": {"mean": 1.0, "std": 2.0}, "t": {"mean": 280.0, "std": 10.0}},
+        "invariant": {"elev": {"mean": 100.0, "std": 50.0}},
+        "output": {"u": {"mean": -1.0, "std": 3.0}, "v": {"mean": 0.5, "std": 4.0}},
+    }
     grid = np.meshgrid(np.linspace(30, 31, H), np.linspace(-100, -99, W), indexing="ij")
     return Domain(INPUTS, OUTPUTS, INVARIANTS, stats, 2, (H, W), *(grid if lat else (None, None)))
 
@@ -39,8 +41,16 @@ def blocks(sizes, lead: bool = False, seed: int = 0) -> list[Block]:
     for t in sizes:
         times = pd.date_range("2021-01-01", periods=start + t, freq="3h")[start:].values
         f = lambda *s: torch.from_numpy(rng.normal(size=s).astype(np.float32))  # noqa: E731
-        out.append(Block(times, f(t, 3, H, W), f(t, 2, H, W), f(N, t, 2, H, W), rng.normal(size=(t, 2, H, W)),
-                         pd.to_timedelta(np.arange(start, start + t) * 6, "h").values if lead else None))
+        out.append(
+            Block(
+                times,
+                f(t, 3, H, W),
+                f(t, 2, H, W),
+                f(N, t, 2, H, W),
+                rng.normal(size=(t, 2, H, W)),
+                pd.to_timedelta(np.arange(start, start + t) * 6, "h").values if lead else None,
+            )
+        )
         start += t
     return out
 
@@ -87,9 +97,13 @@ def test_without_coordinates_lat_lon_are_nan_and_the_file_reads_as_upstream_tool
 def test_block_size_does_not_change_the_file(tmp_path):
     one = write(tmp_path / "a.nc", blocks([1] * 5))
     rng_blocks = blocks([1] * 5)
-    merged = Block(np.concatenate([b.times for b in rng_blocks[:3]]), torch.cat([b.inputs for b in rng_blocks[:3]]),
-                   torch.cat([b.mean for b in rng_blocks[:3]]), torch.cat([b.members for b in rng_blocks[:3]], 1),
-                   np.concatenate([b.truth for b in rng_blocks[:3]]))
+    merged = Block(
+        np.concatenate([b.times for b in rng_blocks[:3]]),
+        torch.cat([b.inputs for b in rng_blocks[:3]]),
+        torch.cat([b.mean for b in rng_blocks[:3]]),
+        torch.cat([b.members for b in rng_blocks[:3]], 1),
+        np.concatenate([b.truth for b in rng_blocks[:3]]),
+    )
     three = write(tmp_path / "b.nc", [merged, *rng_blocks[3:]])
     for group in ("input", "regression", "prediction", "truth"):
         xr.testing.assert_identical(xr.open_dataset(one, group=group), xr.open_dataset(three, group=group))
@@ -99,8 +113,10 @@ def test_block_size_does_not_change_the_file(tmp_path):
 def test_the_partial_file_is_readable_by_another_process_while_writing(tmp_path):
     parts = blocks([2, 1, 1])
     reads = []
-    read = ("import sys, xarray as xr; p = xr.open_dataset(sys.argv[1], group='prediction'); "
-            "print(p['u'].shape[1], float(p['u'].values[-1, -1, 0, 0]))")
+    read = (
+        "import sys, xarray as xr; p = xr.open_dataset(sys.argv[1], group='prediction'); "
+        "print(p['u'].shape[1], float(p['u'].values[-1, -1, 0, 0]))"
+    )
     with GenerationWriter(tmp_path / "g.nc", domain(), N) as w:
         for k, b in enumerate(parts):
             w.put(b)
@@ -181,8 +197,9 @@ def test_the_plan_records_compile_and_apex_group_norm_for_generation():
     assert on.compile and {c.key: c.runs for c in on.choices}["generation.compile"] is True
     with pytest.raises(MissingFeature, match="generation.compile=True: torch.compile cannot build kernels here"):
         plan.resolve(load_config(["generation.compile=true"], name), machine(compile=False))
-    fallback = plan.resolve(load_config(["generation.compile=true", "generation.fallback=true"], name),
-                            machine(compile=False))
+    fallback = plan.resolve(
+        load_config(["generation.compile=true", "generation.fallback=true"], name), machine(compile=False)
+    )
     assert fallback.compile is False
     with pytest.raises(MissingFeature, match="generation.use_apex_gn=True: apex GroupNorm is missing"):
         plan.resolve(load_config(["generation.use_apex_gn=true"], name), machine(apex_group_norm=False))

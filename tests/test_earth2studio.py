@@ -48,12 +48,28 @@ def files(tmp_path_factory):
 @pytest.fixture(scope="module")
 def climax_run(files, tmp_path_factory):
     root = tmp_path_factory.mktemp("climax")
-    store = prepare(PrepareConfig(files, VARS, {"train": 2000, "val": 2001, "test": 2001}, grid=(8, 16),
-                                  shards_per_year=2), root / "store")
-    return train_climax(load_config([
-        f"data.root={store}", f"run_dir={root / 'run'}", "task=finetune_global", "task.lead_hours=6",
-        "model.embed_dim=32", "model.depth=1", "model.num_heads=4", "train.batch_size=8", "train.steps=2",
-        "train.progress=false", "train.num_workers=0", "train.val_every=100"]))
+    store = prepare(
+        PrepareConfig(files, VARS, {"train": 2000, "val": 2001, "test": 2001}, grid=(8, 16), shards_per_year=2),
+        root / "store",
+    )
+    return train_climax(
+        load_config(
+            [
+                f"data.root={store}",
+                f"run_dir={root / 'run'}",
+                "task=finetune_global",
+                "task.lead_hours=6",
+                "model.embed_dim=32",
+                "model.depth=1",
+                "model.num_heads=4",
+                "train.batch_size=8",
+                "train.steps=2",
+                "train.progress=false",
+                "train.num_workers=0",
+                "train.val_every=100",
+            ]
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,20 +78,38 @@ def corrdiff_run(tmp_path_factory):
     fine, inv = regional(times=8)
     fine.to_netcdf(root / "fine.nc")
     inv.to_netcdf(root / "inv.nc")
-    return train_corrdiff(load_config([
-        f"dataset.fine={root / 'fine.nc'}", "dataset.factor=4", "dataset.input_variables=[2m_temperature]",
-        "dataset.output_variables=[2m_temperature,10m_u_component_of_wind]", f"dataset.invariants={root / 'inv.nc'}",
-        "dataset.invariant_variables=[orography]", "dataset=coarse_fine", "model_size=tiny", "train.steps=2",
-        "train.batch_size=2", "train.num_workers=0", "train.progress=false", f"run_dir={root / 'reg'}"],
-        "config_training_hrrr_mini_regression"))
+    return train_corrdiff(
+        load_config(
+            [
+                f"dataset.fine={root / 'fine.nc'}",
+                "dataset.factor=4",
+                "dataset.input_variables=[2m_temperature]",
+                "dataset.output_variables=[2m_temperature,10m_u_component_of_wind]",
+                f"dataset.invariants={root / 'inv.nc'}",
+                "dataset.invariant_variables=[orography]",
+                "dataset=coarse_fine",
+                "model_size=tiny",
+                "train.steps=2",
+                "train.batch_size=2",
+                "train.num_workers=0",
+                "train.progress=false",
+                f"run_dir={root / 'reg'}",
+            ],
+            "config_training_hrrr_mini_regression",
+        )
+    )
 
 
 def initial_condition(files) -> xr.Dataset:
     cat = Catalogue(files)
     t0 = np.array([T0], dtype="datetime64[ns]")
-    ds = xr.Dataset({v: (("time", "lat", "lon"), np.broadcast_to(cat.read(v, t0), (1, 8, 16)), {"units": cat.units(v)})
-                     for v in VARS},
-                    coords={"time": t0, "lat": cat.lat, "lon": cat.lon})
+    ds = xr.Dataset(
+        {
+            v: (("time", "lat", "lon"), np.broadcast_to(cat.read(v, t0), (1, 8, 16)), {"units": cat.units(v)})
+            for v in VARS
+        },
+        coords={"time": t0, "lat": cat.lat, "lon": cat.lon},
+    )
     return ds.sortby("lat")
 
 
@@ -85,8 +119,11 @@ def test_lexicon_round_trips_and_uses_earth2studio_ids():
     ids = [lexicon.to_e2s(v) for v in dynamic]
     assert set(ids) <= set(E2STUDIO_VOCAB)  # every id is one Earth2Studio knows
     assert [lexicon.from_e2s(i) for i in ids] == dynamic
-    assert (lexicon.to_e2s("geopotential_500"), lexicon.to_e2s("2m_temperature"), lexicon.to_e2s("10u")) == \
-        ("z500", "t2m", "u10m")
+    assert (lexicon.to_e2s("geopotential_500"), lexicon.to_e2s("2m_temperature"), lexicon.to_e2s("10u")) == (
+        "z500",
+        "t2m",
+        "u10m",
+    )
     assert lexicon.to_e2s("land_sea_mask") == "lsm" and lexicon.from_e2s("lsm") == "land_sea_mask"
     assert lexicon.to_e2s("msl") == "msl"  # already an id
     with pytest.raises(KeyError, match="'orography' has no Earth2Studio lexicon id"):
@@ -111,8 +148,9 @@ def test_the_wrappers_satisfy_the_protocols(climax_run, corrdiff_run, files):
 
 def test_deterministic_workflow_writes_the_forecast_to_zarr(climax_run, files, tmp_path):
     model = ClimaXPrognostic.from_run(climax_run)
-    io = e2s_run.deterministic([T0], 3, model, FileSource(files), ZarrBackend(str(tmp_path / "out.zarr")),
-                               device="cpu", verbose=False)
+    io = e2s_run.deterministic(
+        [T0], 3, model, FileSource(files), ZarrBackend(str(tmp_path / "out.zarr")), device="cpu", verbose=False
+    )
     out = xr.open_zarr(tmp_path / "out.zarr", consolidated=False)
     assert sorted(out.data_vars) == ["t2m", "t850", "z500"] and "t2m" in io
     assert out.t2m.dims == ("time", "lead_time", "lat", "lon") and out.t2m.shape == (1, 4, 8, 16)
@@ -124,8 +162,12 @@ def test_deterministic_workflow_writes_the_forecast_to_zarr(climax_run, files, t
     # each step equals the package's own forecast API (one 6 h step, then its rollout)
     reference = forecast(Run.load(climax_run), ic, ["6h", "12h", "18h"])
     for e2s_id, name in (("t2m", "2m_temperature"), ("z500", "geopotential_500"), ("t850", "temperature_850")):
-        np.testing.assert_allclose(out[e2s_id].isel(time=0, lead_time=slice(1, None)).values,
-                                   reference[name].isel(time=0).values, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(
+            out[e2s_id].isel(time=0, lead_time=slice(1, None)).values,
+            reference[name].isel(time=0).values,
+            rtol=1e-5,
+            atol=1e-3,
+        )
 
 
 def test_ensemble_workflow_steps_every_member(climax_run, files, tmp_path):
@@ -133,8 +175,18 @@ def test_ensemble_workflow_steps_every_member(climax_run, files, tmp_path):
 
     model = ClimaXPrognostic.from_run(climax_run)
     for name, perturbation in (("zero", Zero()), ("noise", Gaussian(noise_amplitude=20.0, seed=0))):
-        e2s_run.ensemble([T0], 2, 3, model, FileSource(files), ZarrBackend(str(tmp_path / f"{name}.zarr")),
-                         perturbation, batch_size=2, device="cpu", verbose=False)
+        e2s_run.ensemble(
+            [T0],
+            2,
+            3,
+            model,
+            FileSource(files),
+            ZarrBackend(str(tmp_path / f"{name}.zarr")),
+            perturbation,
+            batch_size=2,
+            device="cpu",
+            verbose=False,
+        )
     zero = xr.open_zarr(tmp_path / "zero.zarr", consolidated=False).z500
     noise = xr.open_zarr(tmp_path / "noise.zarr", consolidated=False).z500
     assert zero.dims == ("ensemble", "time", "lead_time", "lat", "lon") and zero.shape == (3, 1, 3, 8, 16)
@@ -154,15 +206,28 @@ def test_the_package_perturbation_in_the_ensemble_workflow_is_the_cli_noise(clim
     model = ClimaXPrognostic.from_run(climax_run)
     spec = EnsembleSpec(perturbation="spherical", scale=0.1, seed=5)
     for name, perturbation in (("zero", Zero()), ("ours", ClimaXPerturbation(model, spec))):
-        e2s_run.ensemble([T0], 1, 3, model, FileSource(files), ZarrBackend(str(tmp_path / f"{name}.zarr")),
-                         perturbation, batch_size=2, device="cpu", verbose=False)
+        e2s_run.ensemble(
+            [T0],
+            1,
+            3,
+            model,
+            FileSource(files),
+            ZarrBackend(str(tmp_path / f"{name}.zarr")),
+            perturbation,
+            batch_size=2,
+            device="cpu",
+            verbose=False,
+        )
     zero = xr.open_zarr(tmp_path / "zero.zarr", consolidated=False).z500.values[:, 0, 0]
     ours = xr.open_zarr(tmp_path / "ours.zarr", consolidated=False).z500.values[:, 0, 0]
     j = model.dynamic.index("geopotential_500")
     assert np.array_equal(ours[0], zero[0])  # member 0: the control
     for member in (1, 2):  # the noise climax forecast --members gives that member, in z500's std
-        want = 0.1 * model.std[j, 0, 0].item() * member_noise(spec, member, (1, len(model.dynamic)),
-                                                               model.lat, model.lon)[0, j].numpy()
+        want = (
+            0.1
+            * model.std[j, 0, 0].item()
+            * member_noise(spec, member, (1, len(model.dynamic)), model.lat, model.lon)[0, j].numpy()
+        )
         np.testing.assert_allclose(ours[member] - zero[member], want, rtol=1e-3, atol=1e-2)
     with pytest.raises(ConfigError, match="lagged"):
         ClimaXPerturbation(model, EnsembleSpec(perturbation="lagged"))
@@ -173,9 +238,12 @@ def test_handshake_errors_name_the_coordinate(climax_run):
     good = model.input_coords()
     with pytest.raises(KeyError, match="lead_time"):
         model.output_coords(OrderedDict((k, v) for k, v in good.items() if k != "lead_time"))
-    for key, value in (("lat", good["lat"][::-1]), ("lon", good["lon"] + 1.0),
-                       ("variable", np.array(["t2m", "z500", "q700"])),
-                       ("lead_time", np.array([0, 6], dtype="timedelta64[h]"))):
+    for key, value in (
+        ("lat", good["lat"][::-1]),
+        ("lon", good["lon"] + 1.0),
+        ("variable", np.array(["t2m", "z500", "q700"])),
+        ("lead_time", np.array([0, 6], dtype="timedelta64[h]")),
+    ):
         with pytest.raises(ValueError, match=f"required dim {key} "):
             model.output_coords(OrderedDict(good, **{key: value}))
     x = torch.zeros(2, 1, 3, 8, 16)
@@ -187,19 +255,38 @@ def test_handshake_errors_name_the_coordinate(climax_run):
 def test_chained_downscaler_writes_the_fine_grid(climax_run, corrdiff_run, files, tmp_path):
     downscaler = CorrDiffDiagnostic.from_runs(corrdiff_run)  # regression mean: deterministic
     fine, _ = regional(times=1)
-    e2s_run.diagnostic([T0], 2, ClimaXPrognostic.from_run(climax_run), downscaler, FileSource(files),
-                       ZarrBackend(str(tmp_path / "fine.zarr")), device="cpu", verbose=False)
+    e2s_run.diagnostic(
+        [T0],
+        2,
+        ClimaXPrognostic.from_run(climax_run),
+        downscaler,
+        FileSource(files),
+        ZarrBackend(str(tmp_path / "fine.zarr")),
+        device="cpu",
+        verbose=False,
+    )
     out = xr.open_zarr(tmp_path / "fine.zarr", consolidated=False)
     assert sorted(out.data_vars) == ["t2m", "u10m"] and out.t2m.shape == (1, 3, 16, 24)
     assert np.allclose(out.lat, fine.lat) and np.allclose(out.lon, fine.lon)
     # the same numbers as the package's forecast -> downscale pipeline (regression mean at 6 h)
-    gen = load_config([f"generation.io.reg_ckpt_filename={corrdiff_run}", "generation.io.res_ckpt_filename=null",
-                       "generation.inference_mode=regression", "generation.num_ensembles=1",
-                       "generation.seed_batch_size=1"], "config_generate_hrrr_mini").generation
+    gen = load_config(
+        [
+            f"generation.io.reg_ckpt_filename={corrdiff_run}",
+            "generation.io.res_ckpt_filename=null",
+            "generation.inference_mode=regression",
+            "generation.num_ensembles=1",
+            "generation.seed_batch_size=1",
+        ],
+        "config_generate_hrrr_mini",
+    ).generation
     path = forecast_and_downscale(climax_run, initial_condition(files), ["6h"], gen, tmp_path / "pipe.nc")
     reference = xr.open_dataset(path, group="regression")
-    np.testing.assert_allclose(out.u10m.isel(time=0, lead_time=1).values,
-                               reference["10m_u_component_of_wind"].isel(time=0).values, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        out.u10m.isel(time=0, lead_time=1).values,
+        reference["10m_u_component_of_wind"].isel(time=0).values,
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def test_downscaler_members_and_bad_grids(corrdiff_run):
@@ -237,9 +324,22 @@ def test_example_script_runs(climax_run, files, tmp_path):
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
-        "e2s_example", Path(__file__).parents[1] / "examples" / "earth2studio" / "deterministic.py")
+        "e2s_example", Path(__file__).parents[1] / "examples" / "earth2studio" / "deterministic.py"
+    )
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    out = example.main(["--run", str(climax_run), "--data", *map(str, files), "--time", T0, "--steps", "2",
-                        "--out", str(tmp_path / "ex.zarr")])
+    out = example.main(
+        [
+            "--run",
+            str(climax_run),
+            "--data",
+            *map(str, files),
+            "--time",
+            T0,
+            "--steps",
+            "2",
+            "--out",
+            str(tmp_path / "ex.zarr"),
+        ]
+    )
     assert out.z500.shape == (1, 3, 8, 16)

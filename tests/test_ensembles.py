@@ -61,17 +61,20 @@ def test_bred_members_come_in_pairs_of_the_grown_vector_at_the_asked_size():
 
 @pytest.fixture(scope="module")
 def run_dir(store, tmp_path_factory):  # noqa: F811
-    return train(config(store, tmp_path_factory.mktemp("ens") / "run", "task=finetune_global",
-                        "task.lead_hours=12"))
+    return train(config(store, tmp_path_factory.mktemp("ens") / "run", "task=finetune_global", "task.lead_hours=12"))
 
 
 def initial_condition(store, times):  # noqa: F811
     st = ShardStore(store)
     shard, stamps = st.shards("test")[0], st.shard_times("test")[0]
     names = ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"]
-    return xr.Dataset({v: (("time", "lat", "lon"), np.asarray(shard.array(v))[times, 0],
-                           {"units": st.manifest["units"][v]}) for v in names},
-                      coords={"lat": st.lat, "lon": st.lon, "time": stamps[times]})
+    return xr.Dataset(
+        {
+            v: (("time", "lat", "lon"), np.asarray(shard.array(v))[times, 0], {"units": st.manifest["units"][v]})
+            for v in names
+        },
+        coords={"lat": st.lat, "lon": st.lon, "time": stamps[times]},
+    )
 
 
 def test_forecast_api_members_control_and_record(run_dir, store):  # noqa: F811
@@ -98,9 +101,17 @@ def test_lagged_members_start_earlier_and_forecast_longer(run_dir, store):  # no
 
 
 def test_evaluate_scores_an_ensemble_and_saves_its_members(run_dir, tmp_path):
-    cfg = load_run_config(run_dir, ["eval.leads=[12,24]", "eval.max_samples=4", "eval.members=3",
-                                    "eval.regions=[global]", "eval.save_forecasts=true",
-                                    f"eval.out_dir={tmp_path / 'eval'}"])
+    cfg = load_run_config(
+        run_dir,
+        [
+            "eval.leads=[12,24]",
+            "eval.max_samples=4",
+            "eval.members=3",
+            "eval.regions=[global]",
+            "eval.save_forecasts=true",
+            f"eval.out_dir={tmp_path / 'eval'}",
+        ],
+    )
     table = evaluate(cfg)
     model = table[table.method == "model"]
     # (a model trained 6 steps barely reacts to its input: the spread is tiny but defined)
@@ -110,9 +121,17 @@ def test_evaluate_scores_an_ensemble_and_saves_its_members(run_dir, tmp_path):
     ranks = json.loads((tmp_path / "eval" / "scorecard.json").read_text())
     assert Path(tmp_path / "eval" / "rank_histogram.csv").exists() and ranks["samples"] == 4
     assert ranks["ensemble"]["ensemble_members"] == 3 and ranks["ensemble"]["ensemble_seed"] == 0
-    lagged = load_run_config(run_dir, ["eval.leads=[12]", "eval.max_samples=4", "eval.members=2",
-                                       "eval.perturbation=lagged", "eval.regions=[global]",
-                                       f"eval.out_dir={tmp_path / 'lagged'}"])
+    lagged = load_run_config(
+        run_dir,
+        [
+            "eval.leads=[12]",
+            "eval.max_samples=4",
+            "eval.members=2",
+            "eval.perturbation=lagged",
+            "eval.regions=[global]",
+            f"eval.out_dir={tmp_path / 'lagged'}",
+        ],
+    )
     assert evaluate(lagged).query("method == 'model'").crps.notna().all()
 
 
@@ -120,8 +139,25 @@ def test_cli_forecast_members(run_dir, store, tmp_path):  # noqa: F811
     from physicsnemo_climax.cli import main
 
     initial_condition(store, [4]).to_netcdf(tmp_path / "ic.nc")
-    main(["forecast", "--run", str(run_dir), "--input", str(tmp_path / "ic.nc"), "--lead", "12h",
-          "--output", str(tmp_path / "ens.nc"), "--members", "3", "--perturbation", "gaussian", "--seed", "4"])
+    main(
+        [
+            "forecast",
+            "--run",
+            str(run_dir),
+            "--input",
+            str(tmp_path / "ic.nc"),
+            "--lead",
+            "12h",
+            "--output",
+            str(tmp_path / "ens.nc"),
+            "--members",
+            "3",
+            "--perturbation",
+            "gaussian",
+            "--seed",
+            "4",
+        ]
+    )
     out = xr.open_dataset(tmp_path / "ens.nc")
     assert out.temperature_850.dims[0] == "member" and out.sizes["member"] == 3
     assert out.attrs["ensemble_perturbation"] == "gaussian" and out.attrs["ensemble_seed"] == 4

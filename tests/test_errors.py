@@ -38,8 +38,12 @@ def builtin_raises() -> set[tuple[str, str, str]]:
     found = set()
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
-                    and isinstance(node.exc.func, ast.Name) and node.exc.func.id in BUILTINS):
+            if not (
+                isinstance(node, ast.Raise)
+                and isinstance(node.exc, ast.Call)
+                and isinstance(node.exc.func, ast.Name)
+                and node.exc.func.id in BUILTINS
+            ):
                 continue
             first = node.exc.args[0] if node.exc.args else None
             parts = first.values if isinstance(first, ast.JoinedStr) else [first]
@@ -49,16 +53,22 @@ def builtin_raises() -> set[tuple[str, str, str]]:
 
 
 def test_user_errors_raise_the_projects_classes():
-    unlisted = {(f, e, text) for f, e, text in builtin_raises()
-                if not any(f == g and e == ge and text.startswith(words) for g, ge, words in INTERNAL_GUARDS)}
-    assert not unlisted, ("raise one of physicsnemo_climax.errors' classes, or list the guard in "
-                          f"INTERNAL_GUARDS with the reason a user cannot trigger it: {sorted(unlisted)}")
+    unlisted = {
+        (f, e, text)
+        for f, e, text in builtin_raises()
+        if not any(f == g and e == ge and text.startswith(words) for g, ge, words in INTERNAL_GUARDS)
+    }
+    assert not unlisted, (
+        "raise one of physicsnemo_climax.errors' classes, or list the guard in "
+        f"INTERNAL_GUARDS with the reason a user cannot trigger it: {sorted(unlisted)}"
+    )
 
 
 def test_every_internal_guard_is_still_there():
     found = builtin_raises()
-    gone = [g for g in INTERNAL_GUARDS
-            if not any(f == g[0] and e == g[1] and text.startswith(g[2]) for f, e, text in found)]
+    gone = [
+        g for g in INTERNAL_GUARDS if not any(f == g[0] and e == g[1] and text.startswith(g[2]) for f, e, text in found)
+    ]
     assert not gone, f"remove these from INTERNAL_GUARDS: {gone}"
 
 
@@ -71,8 +81,19 @@ def test_unknown_names_are_key_errors_printed_without_quotes():
 def test_a_bad_prepare_grid_is_a_config_error(tmp_path, capsys):
     from physicsnemo_climax.cli import main
 
-    argv = ["data", "prepare", str(cds_netcdf(tmp_path / "a.nc")), "--out", str(tmp_path / "s"),
-            "--variables", "2m_temperature", "--train", "2000", "--grid", "64"]
+    argv = [
+        "data",
+        "prepare",
+        str(cds_netcdf(tmp_path / "a.nc")),
+        "--out",
+        str(tmp_path / "s"),
+        "--variables",
+        "2m_temperature",
+        "--train",
+        "2000",
+        "--grid",
+        "64",
+    ]
     with pytest.raises(ConfigError, match="--grid 64: give H W"):
         main(["--debug", *argv])
     with pytest.raises(SystemExit) as exit_:
@@ -94,8 +115,12 @@ def test_an_unknown_variable_in_a_store_read_is_the_projects_error(tmp_path):
 def test_an_unknown_variable_in_the_shard_store_is_a_data_error(tmp_path):
     from physicsnemo_climax.data import PrepareConfig, ShardStore, prepare
 
-    config = PrepareConfig(inputs=[str(cds_netcdf(tmp_path / "a.nc"))], variables=["2m_temperature"],
-                           splits={"train": "2000-01-01:2000-01-01"}, grid="native")
+    config = PrepareConfig(
+        inputs=[str(cds_netcdf(tmp_path / "a.nc"))],
+        variables=["2m_temperature"],
+        splits={"train": "2000-01-01:2000-01-01"},
+        grid="native",
+    )
     store = ShardStore(prepare(config, tmp_path / "store"))
     with pytest.raises(DataError, match="specific_humidity_500"):
         store.check_variables(["specific_humidity_500"])

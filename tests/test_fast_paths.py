@@ -19,8 +19,15 @@ def test_no_weight_decay_on_embeddings_norms_and_biases():
     decay, no_decay = optim.parameter_groups(model, 0.05)
     names = {id(p): n for n, p in model.named_parameters()}
     undecayed = {names[id(p)] for p in no_decay["params"]}
-    assert {"pos_embed", "var_embed", "var_query", "lead_time_embed.weight", "norm.weight",
-            "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias"} <= undecayed
+    assert {
+        "pos_embed",
+        "var_embed",
+        "var_query",
+        "lead_time_embed.weight",
+        "norm.weight",
+        "blocks.0.norm1.weight",
+        "blocks.0.attn.qkv.bias",
+    } <= undecayed
     decayed = {names[id(p)] for p in decay["params"]}
     assert "blocks.0.attn.qkv.weight" in decayed and "token_embeds.0.proj.weight" in decayed
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0

@@ -37,25 +37,31 @@ from physicsnemo_climax.forecasting import Run, evaluate, forecast
 
 
 # ------------------------------------------------------------------ the command line
-@pytest.mark.parametrize("override, suggestion", [
-    ("train.stpes=2", "did you mean train.steps?"),
-    ("+train.stpes=2", "did you mean train.steps?"),
-    ("model.embed_dm=64", "did you mean model.embed_dim?"),
-])
+@pytest.mark.parametrize(
+    "override, suggestion",
+    [
+        ("train.stpes=2", "did you mean train.steps?"),
+        ("+train.stpes=2", "did you mean train.steps?"),
+        ("model.embed_dm=64", "did you mean model.embed_dim?"),
+    ],
+)
 def test_unknown_override_keys_are_errors_with_the_nearest_key(capsys, store, tmp_path, override, suggestion):
     code, err = climax(capsys, "train", *settings(store, tmp_path / "run"), override)
     assert code == 1 and len(err) == 2 and suggestion in err[0] and "Traceback" not in "\n".join(err)
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("override, match", [
-    ("train.val_every=0", "train.val_every=0: must be a whole number >= 1"),
-    ("train.ckpt_every=0", "train.ckpt_every=0: must be a whole number >= 1"),
-    ("train.lr=fast", "train.lr='fast': must be a number"),
-    ("train.lr=0", "train.lr=0: must be > 0.0"),
-    ("train.betas=[0.9]", "train.betas=[0.9]: must be two numbers"),
-    ("train.precision=fp8", "train.precision='fp8': choose from"),
-])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("train.val_every=0", "train.val_every=0: must be a whole number >= 1"),
+        ("train.ckpt_every=0", "train.ckpt_every=0: must be a whole number >= 1"),
+        ("train.lr=fast", "train.lr='fast': must be a number"),
+        ("train.lr=0", "train.lr=0: must be > 0.0"),
+        ("train.betas=[0.9]", "train.betas=[0.9]: must be two numbers"),
+        ("train.precision=fp8", "train.precision='fp8': choose from"),
+    ],
+)
 def test_bad_train_values_stop_before_anything_runs(capsys, store, tmp_path, override, match):
     code, err = climax(capsys, "train", *settings(store, tmp_path / "run"), override)
     assert code == 1 and match in err[0]
@@ -76,19 +82,32 @@ def test_debug_shows_the_traceback(capsys, store, tmp_path, monkeypatch):
 
 
 def test_a_missing_input_file_is_one_line(capsys, trained, tmp_path):
-    code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "nope.nc"),
-                       "--lead", "12h", "--output", str(tmp_path / "out.nc"))
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(trained),
+        "--input",
+        str(tmp_path / "nope.nc"),
+        "--lead",
+        "12h",
+        "--output",
+        str(tmp_path / "out.nc"),
+    )
     assert code == 1 and "nope.nc" in err[0] and len(err) == 2
 
 
 # ------------------------------------------------------------------ relaunching a run folder
-@pytest.mark.parametrize("change, listed", [
-    ("train.lr=1e-3", "train.lr: 0.0005 -> 0.001"),
-    ("train.batch_size=4", "train.batch_size: 8 -> 4"),
-    ("data.variables=[2m_temperature,geopotential_500]", "data.variables"),
-    ("train.steps=9", "train.steps: 4 -> 9"),
-    ("seed=3", "seed: 0 -> 3"),
-])
+@pytest.mark.parametrize(
+    "change, listed",
+    [
+        ("train.lr=1e-3", "train.lr: 0.0005 -> 0.001"),
+        ("train.batch_size=4", "train.batch_size: 8 -> 4"),
+        ("data.variables=[2m_temperature,geopotential_500]", "data.variables"),
+        ("train.steps=9", "train.steps: 4 -> 9"),
+        ("seed=3", "seed: 0 -> 3"),
+    ],
+)
 def test_a_relaunch_with_other_settings_is_refused_and_changes_nothing(store, run, change, listed):
     before = snapshot(run)
     with pytest.raises(ConfigError, match="holds a run trained with other settings") as err:
@@ -115,6 +134,7 @@ def test_a_moved_store_may_resume_a_changed_one_may_not(store, run, tmp_path):
     with pytest.raises(ConfigError, match="run.json statistics"):
         fit(changed, run)
 
+
 def test_a_run_from_an_older_version_resumes(store, run):
     """Keys a newer version adds to the config are not changes of the run."""
     saved = load_run_config(run)
@@ -122,6 +142,7 @@ def test_a_run_from_an_older_version_resumes(store, run):
     (run / "config.yaml").write_text(OmegaConf.to_yaml(saved))
     fit(store, run)
     assert json.loads((run / "run.json").read_text())["history"][0]["changed"] == {}
+
 
 def test_resume_false_never_overwrites_checkpoints(store, run):
     before = snapshot(run / "checkpoints")
@@ -139,8 +160,9 @@ def test_a_folder_in_use_is_refused(store, run):
 
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(store, run, caplog):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     (run / ".lock").write_text(json.dumps({"pid": int(dead), "host": socket.gethostname(), "started": "then"}))
     fit(store, run)
     assert "taking over" in caplog.text and not (run / ".lock").exists()
@@ -159,9 +181,16 @@ def test_a_failed_first_launch_leaves_no_folder(store, tmp_path):
 
 
 # ------------------------------------------------------------------ checkpoints
-@pytest.mark.parametrize("part, how", [
-    ("model", "delete"), ("state", "truncate"), ("state", "flip"), ("model", "flip"), ("checksums", "flip"),
-])
+@pytest.mark.parametrize(
+    "part, how",
+    [
+        ("model", "delete"),
+        ("state", "truncate"),
+        ("state", "flip"),
+        ("model", "flip"),
+        ("checksums", "flip"),
+    ],
+)
 def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(store, run, part, how, caplog):
     damage(checkpointing.files_of(run / "checkpoints", 4)[part], how)
     fit(store, run, "train.log_every=1")
@@ -177,6 +206,7 @@ def test_forecasts_use_the_newest_intact_model_file(run):
     assert checkpointing.model_file(folder) == checkpointing.files_of(folder, 4)["model"]
     damage(checkpointing.files_of(folder, 4)["model"], "flip")
     assert checkpointing.model_file(folder) == checkpointing.files_of(folder, 2)["model"]
+
 
 def test_no_usable_checkpoint_stops_instead_of_starting_fresh(store, run):
     for step in (2, 4):
@@ -246,17 +276,26 @@ def test_a_crash_between_the_files_of_a_save_keeps_the_previous_checkpoint(store
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target, when", [
-    ("os:replace", "str(args[1]).endswith('checkpoint.0.4.pt')"),  # inside checkpoint 4's save
-    ("physicsnemo_climax.forecasting.training:forecast_loss", "len(_calls) == 3"),  # inside step 3
-], ids=["checkpoint_save", "training_step"])
+@pytest.mark.parametrize(
+    "target, when",
+    [
+        ("os:replace", "str(args[1]).endswith('checkpoint.0.4.pt')"),  # inside checkpoint 4's save
+        ("physicsnemo_climax.forecasting.training:forecast_loss", "len(_calls) == 3"),  # inside step 3
+    ],
+    ids=["checkpoint_save", "training_step"],
+)
 def test_kill_9_during_training_then_resume(store, tmp_path, target, when):
     run_dir = tmp_path / "run"
-    kill_self_at(target, when, f"""
+    kill_self_at(
+        target,
+        when,
+        f"""
         from physicsnemo_climax.config import load_config
         from physicsnemo_climax.tasks import train
         train(load_config({settings(store, run_dir)!r}))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert checkpointing.checkpoint_steps(run_dir / "checkpoints") == [2]
     assert (run_dir / ".lock").exists()  # left by the killed process
     fit(store, run_dir)  # and taken over
@@ -284,10 +323,16 @@ def test_nan_policy_mean_uses_the_training_mean_there(trained, store):
     assert np.allclose(got.temperature_850.values, want.temperature_850.values, atol=1e-5)
 
 
-@pytest.mark.parametrize("lead, match", [
-    ("-24h", "positive multiple"), ("0h", "positive multiple"), ("25h", "not a positive multiple of 6 h"),
-    ("18h", "not a multiple of the run's 12 h lead"), ("soon", "not a duration"),
-])
+@pytest.mark.parametrize(
+    "lead, match",
+    [
+        ("-24h", "positive multiple"),
+        ("0h", "positive multiple"),
+        ("25h", "not a positive multiple of 6 h"),
+        ("18h", "not a multiple of the run's 12 h lead"),
+        ("soon", "not a duration"),
+    ],
+)
 def test_leads_are_checked_on_every_path(trained, store, lead, match):
     with pytest.raises(InputError, match=match):
         forecast(Run.load(trained), initial_condition(store), [lead])
@@ -299,8 +344,15 @@ def test_evaluation_refuses_a_lead_off_the_data_step(trained):
 
 
 def test_a_lead_the_random_lead_run_never_trained_is_refused(store, tmp_path):
-    run = fit(store, tmp_path / "run", "task=pretrain", "task.lead_hours=null", "task.lead_range=[12,24]",
-              "task.lead_step=12", "train.steps=2")
+    run = fit(
+        store,
+        tmp_path / "run",
+        "task=pretrain",
+        "task.lead_hours=null",
+        "task.lead_range=[12,24]",
+        "task.lead_step=12",
+        "train.steps=2",
+    )
     for lead in ("6h", "18h"):
         with pytest.raises(InputError, match="not one the run was trained on"):
             forecast(Run.load(run), initial_condition(store), [lead])
@@ -323,8 +375,18 @@ def test_another_grid_is_named_with_both_ranges(trained, store):
 
 def test_an_initial_condition_without_time_forecasts(capsys, trained, store, tmp_path):
     initial_condition(store).isel(time=0, drop=True).to_netcdf(tmp_path / "ic.nc")
-    code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "ic.nc"), "--lead",
-                       "12h", "--output", str(tmp_path / "out.nc"))
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(trained),
+        "--input",
+        str(tmp_path / "ic.nc"),
+        "--lead",
+        "12h",
+        "--output",
+        str(tmp_path / "out.nc"),
+    )
     assert code == 0, err
     with xr.open_dataset(tmp_path / "out.nc") as out:
         assert out.temperature_850.shape == (1, 1, 8, 16)
@@ -340,8 +402,9 @@ def test_conflicting_duplicate_stamps_across_files_name_both(raw, tmp_path):
 def test_identical_duplicate_stamps_are_merged(raw, tmp_path):
     other = copy_year(raw[0], tmp_path)
     times = Catalogue([raw[0]]).times("2m_temperature")[:4]
-    assert np.array_equal(Catalogue([raw[0], other]).read("2m_temperature", times),
-                          Catalogue([raw[0]]).read("2m_temperature", times))
+    assert np.array_equal(
+        Catalogue([raw[0], other]).read("2m_temperature", times), Catalogue([raw[0]]).read("2m_temperature", times)
+    )
 
 
 def test_duplicate_stamps_inside_a_file_are_named(raw, tmp_path):
@@ -353,8 +416,10 @@ def test_duplicate_stamps_inside_a_file_are_named(raw, tmp_path):
 def test_files_with_opposite_latitude_order_read_alike(raw, tmp_path):
     flipped = copy_year(raw[1], tmp_path, lambda ds: ds.isel(latitude=slice(None, None, -1)))
     times = Catalogue([raw[1]]).times("2m_temperature")[:3]
-    assert np.array_equal(Catalogue([raw[0], flipped]).read("2m_temperature", times),
-                          Catalogue([raw[0], raw[1]]).read("2m_temperature", times))
+    assert np.array_equal(
+        Catalogue([raw[0], flipped]).read("2m_temperature", times),
+        Catalogue([raw[0], raw[1]]).read("2m_temperature", times),
+    )
 
 
 def test_files_on_other_grids_are_named_with_their_ranges(raw, tmp_path):
@@ -396,9 +461,15 @@ def test_a_shard_overwritten_in_place_is_caught_on_first_read(store, tmp_path):
 
 def test_the_store_records_the_periods_the_data_reach(raw, tmp_path):
     early = copy_year(raw[0], tmp_path, lambda ds: ds.sel(time=slice(None, "2000-12-14T18")))
-    store = prepare(PrepareConfig([early], ["2m_temperature"], {"train": "2000-01-01:2000-06-30",
-                                                                "test": "2000-12-01:2000-12-31"}, grid=(8, 16)),
-                    tmp_path / "store")
+    store = prepare(
+        PrepareConfig(
+            [early],
+            ["2m_temperature"],
+            {"train": "2000-01-01:2000-06-30", "test": "2000-12-01:2000-12-31"},
+            grid=(8, 16),
+        ),
+        tmp_path / "store",
+    )
     manifest = json.loads((store / "store.json").read_text())
     assert manifest["splits"]["test"] == [["2000-12-01", "2001-01-01"]]  # as asked
     assert manifest["coverage"]["test"] == [["2000-12-01T00", "2000-12-15T00"]]  # as the data reach
@@ -409,10 +480,15 @@ def test_the_store_records_the_periods_the_data_reach(raw, tmp_path):
 def test_kill_9_during_prepare_then_the_rerun_completes(raw, tmp_path):
     out = tmp_path / "store"
     config = dict(inputs=raw, variables=VARS, splits={"train": 2000, "test": 2001}, grid=[8, 16], shards_per_year=2)
-    kill_self_at("physicsnemo_climax.data.preparation:write_climatology", "len(_calls) == 2", f"""
+    kill_self_at(
+        "physicsnemo_climax.data.preparation:write_climatology",
+        "len(_calls) == 2",
+        f"""
         from physicsnemo_climax.data import PrepareConfig, prepare
         prepare(PrepareConfig(**{config!r}), {str(out)!r})
-    """, tmp_path)  # the training split is done; the test split's shards are written
+    """,
+        tmp_path,
+    )  # the training split is done; the test split's shards are written
     assert not out.exists() and out.with_name("store.partial").exists()
     prepare(PrepareConfig(**config), out)
     again = prepare(PrepareConfig(**config), tmp_path / "straight")
@@ -428,11 +504,16 @@ def test_kill_9_during_an_evaluation_keeps_every_file_whole(trained, tmp_path):
     evaluate(load_run_config(trained, overrides))
     (out / "scorecard.csv").write_text("an older scorecard")
     before = snapshot(out)
-    kill_self_at("physicsnemo_climax.forecasting.report:plot_scores", "True", f"""
+    kill_self_at(
+        "physicsnemo_climax.forecasting.report:plot_scores",
+        "True",
+        f"""
         from physicsnemo_climax.config import load_run_config
         from physicsnemo_climax.forecasting import evaluate
         evaluate(load_run_config({str(trained)!r}, {overrides!r}))
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert snapshot(out) == before  # the old set, whole: the new one was being written beside it
     evaluate(load_run_config(trained, overrides))  # the next evaluation clears what the killed one left
     new = pd.read_csv(out / "scorecard.csv")
@@ -445,24 +526,48 @@ def test_kill_9_during_generation_leaves_no_half_file(tmp_path):
     from physicsnemo_climax.downscaling import write_mini_file
     from physicsnemo_climax.downscaling.training import train as train_stage
 
-    write_mini_file(tmp_path / "mini.nc", tmp_path / "stats.json", samples=4, shape=(16, 16), factor=4,
-                    invariant_shape=(24, 24))
+    write_mini_file(
+        tmp_path / "mini.nc", tmp_path / "stats.json", samples=4, shape=(16, 16), factor=4, invariant_shape=(24, 24)
+    )
     data = [f"dataset.data_path={tmp_path / 'mini.nc'}", f"dataset.stats_path={tmp_path / 'stats.json'}"]
-    reg = train_stage(load_config(data + [f"run_dir={tmp_path / 'reg'}", "model_size=tiny", "train.steps=1",
-                                          "train.batch_size=2", "train.num_workers=0", "train.progress=false"],
-                                  "config_training_hrrr_mini_regression"))
+    reg = train_stage(
+        load_config(
+            data
+            + [
+                f"run_dir={tmp_path / 'reg'}",
+                "model_size=tiny",
+                "train.steps=1",
+                "train.batch_size=2",
+                "train.num_workers=0",
+                "train.progress=false",
+            ],
+            "config_training_hrrr_mini_regression",
+        )
+    )
     output = tmp_path / "out.nc"
     output.write_bytes(b"an earlier generation")
-    overrides = data + [f"generation.io.reg_ckpt_filename={reg}", "generation.io.res_ckpt_filename=unused",
-                        "generation.inference_mode=regression", "generation.num_ensembles=1",
-                        "generation.seed_batch_size=1", "generation.times=null", "generation.max_times=1",
-                        f"generation.io.output_filename={output}", "generation.io.overwrite=true"]
+    overrides = data + [
+        f"generation.io.reg_ckpt_filename={reg}",
+        "generation.io.res_ckpt_filename=unused",
+        "generation.inference_mode=regression",
+        "generation.num_ensembles=1",
+        "generation.seed_batch_size=1",
+        "generation.times=null",
+        "generation.max_times=1",
+        f"generation.io.output_filename={output}",
+        "generation.io.overwrite=true",
+    ]
     # generation streams: the hidden partial file has its layout on disk when the first block is written
-    kill_self_at("physicsnemo_climax.downscaling.writer:GenerationWriter._append", "args[0].tmp.exists()", f"""
+    kill_self_at(
+        "physicsnemo_climax.downscaling.writer:GenerationWriter._append",
+        "args[0].tmp.exists()",
+        f"""
         from physicsnemo_climax.config import load_config
         from physicsnemo_climax.downscaling.generation import generate
         generate(load_config({overrides!r}, "config_generate_hrrr_mini"))
-    """, tmp_path)  # killed with part of the new file on disk
+    """,
+        tmp_path,
+    )  # killed with part of the new file on disk
     assert output.read_bytes() == b"an earlier generation"
     assert sorted(p.name for p in tmp_path.glob("out*")) == ["out.nc"]  # only a hidden partial file is left
 
@@ -476,8 +581,19 @@ def test_a_failed_forecast_write_keeps_the_old_file(capsys, trained, store, tmp_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", disk_full)
-    code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "ic.nc"), "--lead",
-                       "12h", "--output", str(tmp_path / "out.nc"), "--overwrite")
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(trained),
+        "--input",
+        str(tmp_path / "ic.nc"),
+        "--lead",
+        "12h",
+        "--output",
+        str(tmp_path / "out.nc"),
+        "--overwrite",
+    )
     assert code == 1 and "out.nc: the disk is full" in err[0]
     assert (tmp_path / "out.nc").read_bytes() == b"the previous forecast"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ic.nc", "out.nc"]  # no partial file left
@@ -490,14 +606,25 @@ def test_an_unwritable_output_folder_is_one_line(capsys, trained, store, tmp_pat
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "out.nc"))
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", read_only)
-    code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "ic.nc"), "--lead",
-                       "12h", "--output", str(tmp_path / "out.nc"))
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(trained),
+        "--input",
+        str(tmp_path / "ic.nc"),
+        "--lead",
+        "12h",
+        "--output",
+        str(tmp_path / "out.nc"),
+    )
     assert code == 1 and "could not write" in err[0] and "choose a folder you can write to" in err[0]
 
 
 def test_an_evaluation_that_fails_keeps_the_previous_scorecard(trained, tmp_path, monkeypatch):
-    cfg = load_run_config(trained, ["eval.leads=[12]", "eval.max_samples=2", f"eval.out_dir={tmp_path / 'eval'}",
-                                    "eval.overwrite=true"])
+    cfg = load_run_config(
+        trained, ["eval.leads=[12]", "eval.max_samples=2", f"eval.out_dir={tmp_path / 'eval'}", "eval.overwrite=true"]
+    )
     evaluate(cfg)
     before = snapshot(tmp_path / "eval")
     from physicsnemo_climax.forecasting import report
@@ -534,8 +661,18 @@ def test_atomic_path_removes_its_partial_file_on_any_failure(tmp_path):
 def test_a_real_full_disk_during_a_forecast(capsys, trained, store, tmp_path, small_disk):
     initial_condition(store).to_netcdf(tmp_path / "ic.nc")
     (small_disk / "ballast").write_bytes(b"\0" * (2 * 2**20 - 4096))
-    code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "ic.nc"), "--lead",
-                       "12h", "--output", str(small_disk / "out.nc"))
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(trained),
+        "--input",
+        str(tmp_path / "ic.nc"),
+        "--lead",
+        "12h",
+        "--output",
+        str(small_disk / "out.nc"),
+    )
     assert code == 1 and "the disk is full" in err[0]
     assert sorted(p.name for p in small_disk.iterdir()) == ["ballast"]
 
@@ -557,5 +694,3 @@ def test_a_real_full_disk_during_a_checkpoint(store, small_disk):
         checkpointing.save = original
     assert checkpointing.checkpoint_steps(run_dir / "checkpoints") == [2]
     assert checkpointing.problem(run_dir / "checkpoints", 2) is None
-
-

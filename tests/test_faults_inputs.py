@@ -73,8 +73,9 @@ def test_other_spellings_of_geopotential_units(trained, store, reference, spelli
     assert close(forecast(Run.load(trained), ic, ["12h"]), reference)
 
 
-@pytest.mark.parametrize("variable, units", [("2m_temperature", "m s**-1"), ("temperature_850", "furlongs"),
-                                             ("2m_temperature", "m")])
+@pytest.mark.parametrize(
+    "variable, units", [("2m_temperature", "m s**-1"), ("temperature_850", "furlongs"), ("2m_temperature", "m")]
+)
 def test_units_unlike_the_runs_are_refused_naming_both(trained, store, variable, units):
     ic = initial_condition(store)
     ic[variable].attrs["units"] = units
@@ -102,17 +103,49 @@ def test_cli_forecast_converts_units_and_takes_assume_units(capsys, trained, sto
     ic = initial_condition(store)
     ic["2m_temperature"] = (ic["2m_temperature"] - 273.15).assign_attrs(units="degC")
     ic.to_netcdf(tmp_path / "celsius.nc")
-    code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "celsius.nc"),
-                       "--lead", "12h", "--output", str(tmp_path / "a.nc"))
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(trained),
+        "--input",
+        str(tmp_path / "celsius.nc"),
+        "--lead",
+        "12h",
+        "--output",
+        str(tmp_path / "a.nc"),
+    )
     assert code == 0, err
     with xr.open_dataset(tmp_path / "a.nc") as out:
         assert close(out, reference) and out["2m_temperature"].attrs["units"] == "K"
     initial_condition(store, units=False).to_netcdf(tmp_path / "bare.nc")
-    code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "bare.nc"),
-                       "--lead", "12h", "--output", str(tmp_path / "b.nc"))
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(trained),
+        "--input",
+        str(tmp_path / "bare.nc"),
+        "--lead",
+        "12h",
+        "--output",
+        str(tmp_path / "b.nc"),
+    )
     assert code == 1 and "has no units" in err[0] and "--assume-units" in err[0]
-    code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "bare.nc"),
-                       "--lead", "12h", "--output", str(tmp_path / "b.nc"), "--assume-units", "run")
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(trained),
+        "--input",
+        str(tmp_path / "bare.nc"),
+        "--lead",
+        "12h",
+        "--output",
+        str(tmp_path / "b.nc"),
+        "--assume-units",
+        "run",
+    )
     assert code == 0, err
     with xr.open_dataset(tmp_path / "b.nc") as out:
         assert close(out, reference)
@@ -136,16 +169,26 @@ def climatology_zarr(store, path, celsius=False, units=True):
     st = ShardStore(store)
     names = ["2m_temperature", "geopotential_500", "temperature_850"]
     clim = hourly_climatology(st, names, "train")
-    fields = {v: clim.fields[:, :, j] - (273.15 if celsius and v != "geopotential_500" else 0.0)
-              for j, v in enumerate(names)}
+    fields = {
+        v: clim.fields[:, :, j] - (273.15 if celsius and v != "geopotential_500" else 0.0) for j, v in enumerate(names)
+    }
     dims = ("dayofyear", "hour", "latitude", "longitude")
     on_levels = ("dayofyear", "hour", "level", "latitude", "longitude")
     empty = np.full_like(fields["2m_temperature"], np.nan)
-    wb2 = xr.Dataset({"2m_temperature": (dims, fields["2m_temperature"]),
-                      "geopotential": (on_levels, np.stack([fields["geopotential_500"], empty], axis=2)),
-                      "temperature": (on_levels, np.stack([empty, fields["temperature_850"]], axis=2))},
-                     coords={"dayofyear": np.arange(1, 367), "hour": clim.hours, "level": [500, 850],
-                             "latitude": st.lat, "longitude": st.lon})
+    wb2 = xr.Dataset(
+        {
+            "2m_temperature": (dims, fields["2m_temperature"]),
+            "geopotential": (on_levels, np.stack([fields["geopotential_500"], empty], axis=2)),
+            "temperature": (on_levels, np.stack([empty, fields["temperature_850"]], axis=2)),
+        },
+        coords={
+            "dayofyear": np.arange(1, 367),
+            "hour": clim.hours,
+            "level": [500, 850],
+            "latitude": st.lat,
+            "longitude": st.lon,
+        },
+    )
     if units:
         wb2["2m_temperature"].attrs["units"] = "degC" if celsius else "K"
         wb2["temperature"].attrs["units"] = "degC" if celsius else "K"
@@ -179,8 +222,9 @@ def test_a_climatology_zarr_without_units_is_refused_unless_stated(trained, stor
         evaluate(load_run_config(trained, cfg))
     got = evaluate(load_run_config(trained, cfg + ["eval.assume_units=run"]))
     key = ["region", "variable", "lead_hours", "method"]
-    assert np.allclose(got.set_index(key).rmse, kelvin_scores.set_index(key).rmse.loc[got.set_index(key).index],
-                       rtol=1e-5)
+    assert np.allclose(
+        got.set_index(key).rmse, kelvin_scores.set_index(key).rmse.loc[got.set_index(key).index], rtol=1e-5
+    )
 
 
 # ------------------------------------------------------------------ external forecasts
@@ -202,8 +246,11 @@ def opened(saved):
 
 def score_external(trained, ds, tmp_path, *extra):
     ds.to_zarr(tmp_path / "ext.zarr", zarr_format=2, mode="w")
-    table = evaluate(load_run_config(trained, [*SCORED, f"external.ext={tmp_path / 'ext.zarr'}",
-                                               f"eval.out_dir={tmp_path / 'e'}", *extra]))
+    table = evaluate(
+        load_run_config(
+            trained, [*SCORED, f"external.ext={tmp_path / 'ext.zarr'}", f"eval.out_dir={tmp_path / 'e'}", *extra]
+        )
+    )
     return table[table.method == "ext"].set_index(["region", "variable", "lead_hours"])
 
 
@@ -237,8 +284,9 @@ def test_an_external_forecast_without_units_is_refused_unless_stated(trained, sa
 def test_an_external_forecast_with_numeric_leads(trained, saved, tmp_path, units):
     table, ds = opened(saved)
     value = 0.5 if units == "days" else 12
-    ds = ds.assign_coords(prediction_timedelta=("prediction_timedelta", [value],
-                                                {} if units is None else {"units": units}))
+    ds = ds.assign_coords(
+        prediction_timedelta=("prediction_timedelta", [value], {} if units is None else {"units": units})
+    )
     assert same_as_model(table, score_external(trained, ds, tmp_path))
 
 
@@ -259,8 +307,19 @@ def test_bare_numbers_as_leads_are_hours(trained, store, reference, lead):
 
 def test_cli_lead_12_is_12_hours(capsys, trained, store, tmp_path):
     initial_condition(store).to_netcdf(tmp_path / "ic.nc")
-    code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "ic.nc"),
-                       "--lead", "12", "24", "--output", str(tmp_path / "out.nc"))
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(trained),
+        "--input",
+        str(tmp_path / "ic.nc"),
+        "--lead",
+        "12",
+        "24",
+        "--output",
+        str(tmp_path / "out.nc"),
+    )
     assert code == 0, err
     with xr.open_dataset(tmp_path / "out.nc") as out:
         assert out.lead_time.values.tolist() == pd.to_timedelta(["12h", "24h"]).tolist()
@@ -275,8 +334,7 @@ def test_eval_leads_as_durations_are_the_same_hours(trained, saved, tmp_path):
 
 # ------------------------------------------------------------------ the initial condition's time axis
 @pytest.mark.parametrize("calendar", ["noleap", "365_day", "proleptic_gregorian"])
-def test_a_model_calendar_initial_condition_forecasts_by_calendar_date(trained, store, reference, calendar,
-                                                                       tmp_path):
+def test_a_model_calendar_initial_condition_forecasts_by_calendar_date(trained, store, reference, calendar, tmp_path):
     ic = initial_condition(store)
     ic.time.encoding.update(calendar=calendar, units="hours since 2000-01-01")
     ic.to_netcdf(tmp_path / "ic.nc")
@@ -289,15 +347,27 @@ def test_a_model_calendar_initial_condition_forecasts_by_calendar_date(trained, 
 def test_a_360_day_date_the_standard_calendar_lacks_is_refused(trained, store):
     import cftime
 
-    ic = initial_condition(store).assign_coords(time=[cftime.Datetime360Day(2001, 2, 29), cftime.Datetime360Day(2001, 2, 30)])
+    ic = initial_condition(store).assign_coords(
+        time=[cftime.Datetime360Day(2001, 2, 29), cftime.Datetime360Day(2001, 2, 30)]
+    )
     with pytest.raises(InputError, match="2001-02-29.*360_day"):
         forecast(Run.load(trained), ic, ["12h"])
 
 
 def test_an_empty_time_axis_is_refused(capsys, trained, store, tmp_path):
     initial_condition(store).isel(time=slice(0, 0)).to_netcdf(tmp_path / "ic.nc")
-    code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "ic.nc"),
-                       "--lead", "12h", "--output", str(tmp_path / "out.nc"))
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(trained),
+        "--input",
+        str(tmp_path / "ic.nc"),
+        "--lead",
+        "12h",
+        "--output",
+        str(tmp_path / "out.nc"),
+    )
     assert code == 1 and "no times" in err[0] and not (tmp_path / "out.nc").exists()
 
 
@@ -309,8 +379,18 @@ def test_a_time_dimension_without_stamps_is_refused(trained, store):
 def test_duplicate_initial_times_are_refused_naming_them(capsys, trained, store, tmp_path):
     ic = initial_condition(store)
     xr.concat([ic, ic.isel(time=[1])], dim="time").to_netcdf(tmp_path / "ic.nc")
-    code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "ic.nc"),
-                       "--lead", "12h", "--output", str(tmp_path / "out.nc"))
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(trained),
+        "--input",
+        str(tmp_path / "ic.nc"),
+        "--lead",
+        "12h",
+        "--output",
+        str(tmp_path / "out.nc"),
+    )
     assert code == 1 and "duplicate" in err[0] and "2001-01-01T06" in err[0]
     assert not (tmp_path / "out.nc").exists()
 
@@ -352,8 +432,21 @@ def test_fill_values_without_their_attribute_are_missing_values(trained, store, 
 @pytest.mark.parametrize("seed", ["-1", "1.5"])
 def test_cli_forecast_refuses_a_bad_seed(capsys, trained, store, tmp_path, seed):
     initial_condition(store).to_netcdf(tmp_path / "ic.nc")
-    code, err = climax(capsys, "forecast", "--run", str(trained), "--input", str(tmp_path / "ic.nc"), "--lead",
-                       "12h", "--output", str(tmp_path / "out.nc"), "--members", "2", f"--seed={seed}")
+    code, err = climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(trained),
+        "--input",
+        str(tmp_path / "ic.nc"),
+        "--lead",
+        "12h",
+        "--output",
+        str(tmp_path / "out.nc"),
+        "--members",
+        "2",
+        f"--seed={seed}",
+    )
     assert code in (1, 2) and any("seed" in line for line in err) and not (tmp_path / "out.nc").exists()
 
 
@@ -364,15 +457,16 @@ def test_an_ensemble_spec_refuses_a_bad_seed(seed):
 
 
 def test_an_ensemble_forecast_records_its_seed(trained, store):
-    out = forecast(Run.load(trained), initial_condition(store), ["12h"], ensemble=EnsembleSpec(2, "gaussian", 0.1, seed=5))
+    out = forecast(
+        Run.load(trained), initial_condition(store), ["12h"], ensemble=EnsembleSpec(2, "gaussian", 0.1, seed=5)
+    )
     assert out.attrs["ensemble_seed"] == 5
 
 
 @pytest.mark.parametrize("seed", ["-1", "1.5"])
 def test_eval_seed_is_checked(trained, tmp_path, seed):
     with pytest.raises(ClimaxError, match="eval.seed"):
-        evaluate(load_run_config(trained, [*SCORED, "eval.members=2", f"eval.seed={seed}",
-                                           f"eval.out_dir={tmp_path}"]))
+        evaluate(load_run_config(trained, [*SCORED, "eval.members=2", f"eval.seed={seed}", f"eval.out_dir={tmp_path}"]))
 
 
 # ------------------------------------------------------------------ CorrDiff: seeds and statistics
@@ -383,28 +477,49 @@ def corrdiff(tmp_path_factory):
     from physicsnemo_climax.downscaling.training import train as train_stage
 
     root = tmp_path_factory.mktemp("corrdiff")
-    write_mini_file(root / "mini.nc", root / "stats.json", samples=4, shape=(16, 16), factor=4,
-                    invariant_shape=(24, 24))
+    write_mini_file(
+        root / "mini.nc", root / "stats.json", samples=4, shape=(16, 16), factor=4, invariant_shape=(24, 24)
+    )
     data = [f"dataset.data_path={root / 'mini.nc'}", f"dataset.stats_path={root / 'stats.json'}"]
-    reg = train_stage(load_config(data + [f"run_dir={root / 'reg'}", "model_size=tiny", "train.steps=1",
-                                          "train.batch_size=2", "train.num_workers=0", "train.progress=false"],
-                                  "config_training_hrrr_mini_regression"))
+    reg = train_stage(
+        load_config(
+            data
+            + [
+                f"run_dir={root / 'reg'}",
+                "model_size=tiny",
+                "train.steps=1",
+                "train.batch_size=2",
+                "train.num_workers=0",
+                "train.progress=false",
+            ],
+            "config_training_hrrr_mini_regression",
+        )
+    )
     return root, reg
 
 
 def generation_overrides(root, reg, out, stats=None):
-    return [f"dataset.data_path={root / 'mini.nc'}", f"dataset.stats_path={stats or root / 'stats.json'}",
-            f"generation.io.reg_ckpt_filename={reg}", "generation.io.res_ckpt_filename=unused",
-            "generation.inference_mode=regression", "generation.num_ensembles=2", "generation.seed_batch_size=1",
-            "generation.times=null", "generation.max_times=1", f"generation.io.output_filename={out}"]
+    return [
+        f"dataset.data_path={root / 'mini.nc'}",
+        f"dataset.stats_path={stats or root / 'stats.json'}",
+        f"generation.io.reg_ckpt_filename={reg}",
+        "generation.io.res_ckpt_filename=unused",
+        "generation.inference_mode=regression",
+        "generation.num_ensembles=2",
+        "generation.seed_batch_size=1",
+        "generation.times=null",
+        "generation.max_times=1",
+        f"generation.io.output_filename={out}",
+    ]
 
 
 def test_corrdiff_generation_records_its_seed(corrdiff, tmp_path):
     from physicsnemo_climax.downscaling.generation import generate
 
     root, reg = corrdiff
-    path = generate(load_config(generation_overrides(root, reg, tmp_path / "g.nc") + ["seed=7"],
-                                "config_generate_hrrr_mini"))
+    path = generate(
+        load_config(generation_overrides(root, reg, tmp_path / "g.nc") + ["seed=7"], "config_generate_hrrr_mini")
+    )
     with xr.open_dataset(path) as f:
         assert int(f.attrs["seed"]) == 7
 
@@ -415,8 +530,11 @@ def test_corrdiff_generation_refuses_a_bad_seed(corrdiff, tmp_path, seed):
 
     root, reg = corrdiff
     with pytest.raises(ClimaxError, match="seed"):
-        generate(load_config(generation_overrides(root, reg, tmp_path / "g.nc") + [f"seed={seed}"],
-                             "config_generate_hrrr_mini"))
+        generate(
+            load_config(
+                generation_overrides(root, reg, tmp_path / "g.nc") + [f"seed={seed}"], "config_generate_hrrr_mini"
+            )
+        )
     assert not (tmp_path / "g.nc").exists()
 
 
@@ -448,11 +566,27 @@ def corrdiff_kelvin(tmp_path_factory):
     fine["2m_temperature"].attrs["units"] = "K"
     fine["10m_u_component_of_wind"].attrs["units"] = "m s**-1"
     fine.to_netcdf(root / "fine_k.nc")
-    common = [f"dataset.fine={root / 'fine_k.nc'}", "dataset.factor=4", "dataset.input_variables=[2m_temperature]",
-              "dataset.output_variables=[2m_temperature,10m_u_component_of_wind]", "dataset=coarse_fine"]
-    reg = train_stage(load_config(common + [f"run_dir={root / 'reg'}", "model_size=tiny", "train.steps=1",
-                                            "train.batch_size=2", "train.num_workers=0", "train.progress=false"],
-                                  "config_training_hrrr_mini_regression"))
+    common = [
+        f"dataset.fine={root / 'fine_k.nc'}",
+        "dataset.factor=4",
+        "dataset.input_variables=[2m_temperature]",
+        "dataset.output_variables=[2m_temperature,10m_u_component_of_wind]",
+        "dataset=coarse_fine",
+    ]
+    reg = train_stage(
+        load_config(
+            common
+            + [
+                f"run_dir={root / 'reg'}",
+                "model_size=tiny",
+                "train.steps=1",
+                "train.batch_size=2",
+                "train.num_workers=0",
+                "train.progress=false",
+            ],
+            "config_training_hrrr_mini_regression",
+        )
+    )
     fine["2m_temperature"] = (fine["2m_temperature"] - 273.15).assign_attrs(units="degC")
     fine.to_netcdf(root / "fine_c.nc")
     return root, reg, common
@@ -462,13 +596,22 @@ def test_corrdiff_data_in_other_units_than_the_training_data_are_converted(corrd
     from physicsnemo_climax.downscaling.generation import generate
 
     _, reg, common = corrdiff_kelvin
-    gen = [f"generation.io.reg_ckpt_filename={reg}", "generation.io.res_ckpt_filename=unused",
-           "generation.inference_mode=regression", "generation.num_ensembles=1", "generation.seed_batch_size=1",
-           "generation.times=null", "generation.max_times=2"]
+    gen = [
+        f"generation.io.reg_ckpt_filename={reg}",
+        "generation.io.res_ckpt_filename=unused",
+        "generation.inference_mode=regression",
+        "generation.num_ensembles=1",
+        "generation.seed_batch_size=1",
+        "generation.times=null",
+        "generation.max_times=2",
+    ]
     runs = {}
     for name in ("k", "c"):
-        cfg = [c.replace("fine_k.nc", f"fine_{name}.nc") for c in common] + gen + \
-            [f"generation.io.output_filename={tmp_path / name}.nc"]
+        cfg = (
+            [c.replace("fine_k.nc", f"fine_{name}.nc") for c in common]
+            + gen
+            + [f"generation.io.output_filename={tmp_path / name}.nc"]
+        )
         runs[name] = generate(load_config(cfg, "config_generate_hrrr_mini"))
     for group in ("input", "prediction", "truth"):
         with xr.open_dataset(runs["k"], group=group) as k, xr.open_dataset(runs["c"], group=group) as c:
@@ -482,21 +625,48 @@ def test_a_climax_forecast_enters_corrdiff_in_the_units_its_data_had():
 
     lat, lon = np.linspace(30, 60, 8), np.linspace(0, 35, 8)
     stats = {"input": {"2m_temperature": {"mean": 10.0, "std": 5.0}}, "output": {"t": {"mean": 10.0, "std": 5.0}}}
-    domain = Domain(["2m_temperature"], ["t"], [], stats, 2, (8, 8), coarse_lat=lat[::2], coarse_lon=lon[::2],
-                    units={"input": {"2m_temperature": "degC"}})
+    domain = Domain(
+        ["2m_temperature"],
+        ["t"],
+        [],
+        stats,
+        2,
+        (8, 8),
+        coarse_lat=lat[::2],
+        coarse_lon=lon[::2],
+        units={"input": {"2m_temperature": "degC"}},
+    )
     kelvin = np.full((1, 1, 8, 8), 283.15)
-    fc = xr.Dataset({"2m_temperature": (("time", "lead_time", "lat", "lon"), kelvin, {"units": "K"})},
-                    coords={"lat": lat, "lon": lon})
+    fc = xr.Dataset(
+        {"2m_temperature": (("time", "lead_time", "lat", "lon"), kelvin, {"units": "K"})},
+        coords={"lat": lat, "lon": lon},
+    )
     assert np.allclose(coarse_inputs(fc, domain, {}), 10.0)
 
 
-def test_cli_downscale_forecast_reads_bare_leads_as_hours_and_records_its_seed(capsys, trained, store,
-                                                                              corrdiff_kelvin, tmp_path):
+def test_cli_downscale_forecast_reads_bare_leads_as_hours_and_records_its_seed(
+    capsys, trained, store, corrdiff_kelvin, tmp_path
+):
     _, reg, _ = corrdiff_kelvin
     initial_condition(store).isel(time=[0]).to_netcdf(tmp_path / "ic.nc")
-    common = ["downscale", "forecast", "--climax-run", str(trained), "--regression", str(reg), "--input",
-              str(tmp_path / "ic.nc"), "--lead", "12", "--output", str(tmp_path / "ens.nc"), "--members", "1",
-              "--seed-batch-size", "1"]
+    common = [
+        "downscale",
+        "forecast",
+        "--climax-run",
+        str(trained),
+        "--regression",
+        str(reg),
+        "--input",
+        str(tmp_path / "ic.nc"),
+        "--lead",
+        "12",
+        "--output",
+        str(tmp_path / "ens.nc"),
+        "--members",
+        "1",
+        "--seed-batch-size",
+        "1",
+    ]
     code, err = climax(capsys, *common, "--seed=-1")
     assert code == 1 and "seed=-1" in err[0] and not (tmp_path / "ens.nc").exists()
     code, err = climax(capsys, *common, "--seed", "3")

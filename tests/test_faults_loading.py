@@ -105,14 +105,16 @@ def foreign(tmp_path, monkeypatch):
 def naming(module: str, name: str = "Foreign"):
     def edit(args):
         args.update({"__name__": name, "__module__": module})
+
     return edit
 
 
 @pytest.fixture(scope="module")
 def climax_file(trained, tmp_path_factory) -> Path:
     """A copy of the trained run's newest model file (a ClimaX)."""
-    return copy_of(checkpointing.files_of(trained / "checkpoints", 4)["model"], tmp_path_factory.mktemp("cx"),
-                   "climax.mdlus")
+    return copy_of(
+        checkpointing.files_of(trained / "checkpoints", 4)["model"], tmp_path_factory.mktemp("cx"), "climax.mdlus"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -123,8 +125,18 @@ def corrdiff_file(tmp_path_factory) -> Path:
 
 def forecast_cli(capsys, run: Path, store: Path, tmp_path: Path):
     initial_condition(store).to_netcdf(tmp_path / "ic.nc")
-    return climax(capsys, "forecast", "--run", str(run), "--input", str(tmp_path / "ic.nc"), "--lead", "12h",
-                  "--output", str(tmp_path / "out.nc"))
+    return climax(
+        capsys,
+        "forecast",
+        "--run",
+        str(run),
+        "--input",
+        str(tmp_path / "ic.nc"),
+        "--lead",
+        "12h",
+        "--output",
+        str(tmp_path / "out.nc"),
+    )
 
 
 @pytest.fixture
@@ -142,8 +154,9 @@ def no_construction(monkeypatch):
 
 # ------------------------------------------------------------------ .mdlus: modules never imported
 @pytest.mark.parametrize("site", ["forecast", "init", "convert", "corrdiff", "nested", "registry"])
-def test_a_module_named_by_args_json_is_never_imported(capsys, site, foreign, store, run, climax_file,
-                                                       corrdiff_file, tmp_path, monkeypatch):
+def test_a_module_named_by_args_json_is_never_imported(
+    capsys, site, foreign, store, run, climax_file, corrdiff_file, tmp_path, monkeypatch
+):
     module, marker = foreign
     if site == "forecast":  # both checkpoints of the run name the module
         for step in (2, 4):
@@ -152,8 +165,11 @@ def test_a_module_named_by_args_json_is_never_imported(capsys, site, foreign, st
         assert "ClimaX.0.4.mdlus" in line and "Foreign" in line and module in line
     elif site in ("init", "convert"):
         file = rewrite(copy_of(climax_file, tmp_path, "init.mdlus"), naming(module))
-        argv = (["train", *settings(store, tmp_path / "new_run"), f"init={file}"] if site == "init"
-                else ["convert", str(file), str(tmp_path / "out.mdlus")])
+        argv = (
+            ["train", *settings(store, tmp_path / "new_run"), f"init={file}"]
+            if site == "init"
+            else ["convert", str(file), str(tmp_path / "out.mdlus")]
+        )
         line = one_line(*climax(capsys, *argv))
         assert "init.mdlus" in line and "Foreign" in line and module in line
         assert not (tmp_path / "out.mdlus").exists()
@@ -167,6 +183,7 @@ def test_a_module_named_by_args_json_is_never_imported(capsys, site, foreign, st
         def nest(args):
             args["__args__"]["lat"] = f"{prefix}.lat"
             args[f"{prefix}.lat"] = {"__name__": "Foreign", "__module__": module, "__args__": {}}
+
         file = rewrite(copy_of(climax_file, tmp_path, "nested.mdlus"), nest)
         with pytest.raises(ValueError, match=rf"nested.mdlus.*Foreign.*{module}"):
             read_weights(file)
@@ -174,8 +191,11 @@ def test_a_module_named_by_args_json_is_never_imported(capsys, site, foreign, st
         from importlib.metadata import EntryPoint
 
         registry = ModelRegistry()
-        monkeypatch.setitem(registry._model_registry, "Foreign",
-                            EntryPoint(name="Foreign", value=f"{module}:Foreign", group="physicsnemo.models"))
+        monkeypatch.setitem(
+            registry._model_registry,
+            "Foreign",
+            EntryPoint(name="Foreign", value=f"{module}:Foreign", group="physicsnemo.models"),
+        )
         file = rewrite(copy_of(climax_file, tmp_path, "registered.mdlus"), naming("physicsnemo.models.foreign"))
         with pytest.raises(ValueError, match=r"registered.mdlus.*Foreign"):
             read_weights(file)
@@ -193,7 +213,8 @@ def huge_unet(args):
 
 @pytest.mark.parametrize("site", ["forecast", "init", "corrdiff"])
 def test_arguments_implying_more_than_the_file_holds_are_refused_before_any_allocation(
-        capsys, site, store, run, climax_file, corrdiff_file, tmp_path, no_construction):
+    capsys, site, store, run, climax_file, corrdiff_file, tmp_path, no_construction
+):
     if site == "forecast":
         for step in (2, 4):
             plant(run, step, edit=huge_climax)
@@ -215,13 +236,17 @@ def test_arguments_implying_more_than_the_file_holds_are_refused_before_any_allo
     assert not no_construction
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"drop_path": float("nan")}, "drop_path.*NaN"),
-    ({"img_size": [8, 2**40]}, "img_size"),
-    ({"img_size": [-8, 16]}, "img_size"),
-    ({"depth": 2**31 - 1}, "depth"),
-    ({"variables": "x" * (2**20)}, "variables"),
-], ids=["nan", "huge_grid", "negative_grid", "huge_depth", "long_string"])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"drop_path": float("nan")}, "drop_path.*NaN"),
+        ({"img_size": [8, 2**40]}, "img_size"),
+        ({"img_size": [-8, 16]}, "img_size"),
+        ({"depth": 2**31 - 1}, "depth"),
+        ({"variables": "x" * (2**20)}, "variables"),
+    ],
+    ids=["nan", "huge_grid", "negative_grid", "huge_depth", "long_string"],
+)
 def test_argument_values_out_of_bounds_are_refused_by_name(climax_file, tmp_path, no_construction, change, match):
     file = rewrite(copy_of(climax_file, tmp_path, "bad.mdlus"), lambda args: args["__args__"].update(change))
     with pytest.raises(ValueError, match=rf"bad.mdlus.*{match}"):
@@ -232,8 +257,11 @@ def test_argument_values_out_of_bounds_are_refused_by_name(climax_file, tmp_path
 def test_a_compressed_args_json_bomb_is_refused_before_it_is_inflated(climax_file, tmp_path):
     with zipfile.ZipFile(climax_file) as archive:
         text = archive.read("args.json") + b" " * (64 * 2**20)  # still valid JSON
-    file = rewrite(copy_of(climax_file, tmp_path, "bomb.mdlus"), extra={"args.json": text},
-                   compress={"args.json": zipfile.ZIP_DEFLATED})
+    file = rewrite(
+        copy_of(climax_file, tmp_path, "bomb.mdlus"),
+        extra={"args.json": text},
+        compress={"args.json": zipfile.ZIP_DEFLATED},
+    )
     assert file.stat().st_size < 2**20
     with pytest.raises(ValueError, match=r"bomb.mdlus.*args.json"):
         read_weights(file)
@@ -265,8 +293,9 @@ def test_convert_with_an_impossible_grid_is_one_line(capsys, tmp_path, size):
     torch.manual_seed(0)
     source = tiny_climax(variables=list(DEFAULT_VARIABLES), img_size=(32, 64))
     ckpt = write_ckpt(tmp_path / "official.ckpt", official_like_state(source))
-    line = one_line(*climax(capsys, "convert", str(ckpt), str(tmp_path / "out.mdlus"), "--num-heads", "4",
-                            "--img-size", *size))
+    line = one_line(
+        *climax(capsys, "convert", str(ckpt), str(tmp_path / "out.mdlus"), "--num-heads", "4", "--img-size", *size)
+    )
     assert "img-size" in line or "img_size" in line
     assert not (tmp_path / "out.mdlus").exists()
 
@@ -287,8 +316,9 @@ KINDS = ["another_class", "damaged_with_fixed_checksum", "no_checksum_file"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_forecast_falls_back_to_the_previous_checkpoint_and_changes_no_file(capsys, caplog, kind, store, run,
-                                                                           corrdiff_file, tmp_path):
+def test_forecast_falls_back_to_the_previous_checkpoint_and_changes_no_file(
+    capsys, caplog, kind, store, run, corrdiff_file, tmp_path
+):
     bad_newest(run, kind, corrdiff_file)
     before = snapshot(run)
     with caplog.at_level(logging.WARNING):
@@ -301,8 +331,9 @@ def test_forecast_falls_back_to_the_previous_checkpoint_and_changes_no_file(caps
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_evaluation_falls_back_to_the_previous_checkpoint_and_changes_no_file(caplog, kind, run, corrdiff_file,
-                                                                             tmp_path):
+def test_evaluation_falls_back_to_the_previous_checkpoint_and_changes_no_file(
+    caplog, kind, run, corrdiff_file, tmp_path
+):
     bad_newest(run, kind, corrdiff_file)
     before = snapshot(run)
     with caplog.at_level(logging.WARNING):
@@ -330,11 +361,30 @@ def test_climatebench_evaluation_falls_back_too(caplog, corrdiff_file, tmp_path)
     from physicsnemo_climax.tasks import train
 
     bench = write_climatebench(tmp_path / "bench")
-    run = train(load_config([f"data.root={bench}", f"run_dir={tmp_path / 'run'}", "task=climatebench",
-                             "data=climatebench", "model.img_size=[8,16]", "model.patch_size=2", "model.embed_dim=16",
-                             "model.depth=1", "model.num_heads=2", "task.history=3", "train.batch_size=8",
-                             "train.steps=4", "train.ckpt_every=2", "train.val_every=100", "train.progress=false",
-                             "train.num_workers=0", "task.targets=[tas]", "task.eval_years=[2030,2044]"]))
+    run = train(
+        load_config(
+            [
+                f"data.root={bench}",
+                f"run_dir={tmp_path / 'run'}",
+                "task=climatebench",
+                "data=climatebench",
+                "model.img_size=[8,16]",
+                "model.patch_size=2",
+                "model.embed_dim=16",
+                "model.depth=1",
+                "model.num_heads=2",
+                "task.history=3",
+                "train.batch_size=8",
+                "train.steps=4",
+                "train.ckpt_every=2",
+                "train.val_every=100",
+                "train.progress=false",
+                "train.num_workers=0",
+                "task.targets=[tas]",
+                "task.eval_years=[2030,2044]",
+            ]
+        )
+    )
     plant(run, 4, source=corrdiff_file)
     before = snapshot(run)
     with caplog.at_level(logging.WARNING):
@@ -444,13 +494,17 @@ def npy_with_header(path: Path, shape, descr="<f8", payload: bytes = bytes(64)) 
         f.write(payload)
 
 
-@pytest.mark.parametrize("name, shape, descr, match", [
-    ("lat.npy", (10**11,), "<f8", r"lat.npy.*100000000000"),
-    ("lon.npy", (10**11,), "<f8", r"lon.npy.*100000000000"),
-    ("lat.npy", (8, 2), "<f8", r"lat.npy.*1-D"),
-    ("lat.npy", (8,), "|O", r"lat.npy"),
-    ("lat.npy", (9,), "<f8", r"lat.npy"),  # more values declared than the file holds
-], ids=["lat_1e11", "lon_1e11", "lat_2d", "lat_objects", "lat_truncated"])
+@pytest.mark.parametrize(
+    "name, shape, descr, match",
+    [
+        ("lat.npy", (10**11,), "<f8", r"lat.npy.*100000000000"),
+        ("lon.npy", (10**11,), "<f8", r"lon.npy.*100000000000"),
+        ("lat.npy", (8, 2), "<f8", r"lat.npy.*1-D"),
+        ("lat.npy", (8,), "|O", r"lat.npy"),
+        ("lat.npy", (9,), "<f8", r"lat.npy"),  # more values declared than the file holds
+    ],
+    ids=["lat_1e11", "lon_1e11", "lat_2d", "lat_objects", "lat_truncated"],
+)
 def test_grid_files_are_read_header_first(store, tmp_path, name, shape, descr, match):
     copy = Path(shutil.copytree(store, tmp_path / "store"))
     npy_with_header(copy / name, shape, descr)
@@ -458,8 +512,9 @@ def test_grid_files_are_read_header_first(store, tmp_path, name, shape, descr, m
         _ = ShardStore(copy).grid  # reading the grid reads the damaged header
 
 
-@pytest.mark.parametrize("file, member", [("normalize_mean.npz", "2m_temperature"),
-                                          ("train/climatology.npz", "2m_temperature")])
+@pytest.mark.parametrize(
+    "file, member", [("normalize_mean.npz", "2m_temperature"), ("train/climatology.npz", "2m_temperature")]
+)
 def test_statistics_and_climatology_members_are_read_header_first(store, tmp_path, file, member):
     copy = Path(shutil.copytree(store, tmp_path / "store"))
     path = copy / file
@@ -514,8 +569,9 @@ def test_official_layout_checkpoints_convert_and_reload(capsys, tmp_path):
     code, err = climax(capsys, "convert", str(ckpt), str(tmp_path / "out.mdlus"), "--num-heads", "4")
     assert code == 0, err
     pair = ["2m_temperature", "geopotential_500"]
-    model = ClimaX.from_pretrained(tmp_path / "out.mdlus", variables=pair, img_size=(32, 64), embed_dim=64,
-                                   depth=2, num_heads=4)
+    model = ClimaX.from_pretrained(
+        tmp_path / "out.mdlus", variables=pair, img_size=(32, 64), embed_dim=64, depth=2, num_heads=4
+    )
     assert model.variables == pair
     assert torch.equal(read_weights(tmp_path / "out.mdlus").state["pos_embed"], source.pos_embed)
 
@@ -528,13 +584,15 @@ def test_residual_and_overlapping_head_files_still_load(tmp_path):
     assert all(torch.equal(v, again.state[k]) for k, v in source.state_dict().items())
 
 
-def test_a_registry_name_taken_over_by_another_package_is_never_imported(trained, climax_file, foreign,
-                                                                        monkeypatch):
+def test_a_registry_name_taken_over_by_another_package_is_never_imported(trained, climax_file, foreign, monkeypatch):
     from importlib.metadata import EntryPoint
 
     module, marker = foreign
-    monkeypatch.setitem(ModelRegistry()._model_registry, "ClimaX",
-                        EntryPoint(name="ClimaX", value=f"{module}:ClimaX", group="physicsnemo.models"))
+    monkeypatch.setitem(
+        ModelRegistry()._model_registry,
+        "ClimaX",
+        EntryPoint(name="ClimaX", value=f"{module}:ClimaX", group="physicsnemo.models"),
+    )
     with pytest.raises(ValueError, match=r"climax.mdlus.*registry.*ClimaX"):
         read_weights(climax_file)  # init= accepts ClimaX's registered subclasses: the registry is asked
     assert type(Run.load(trained).model) is ClimaX  # a run's model loads through the class itself

@@ -42,8 +42,11 @@ def forecast_argv(run, ic, output, *extra):
 
 def hidden(folder: Path) -> list[str]:
     """Names of hidden temporary entries (``.name.tmp...``, ``.name.new...``, ``.name.old...``) in ``folder``."""
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".") and
-                  any(tag in p.name for tag in (".tmp", ".new", ".old")))
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.name.startswith(".") and any(tag in p.name for tag in (".tmp", ".new", ".old"))
+    )
 
 
 @pytest.fixture
@@ -54,12 +57,20 @@ def ic(store, tmp_path):
 
 
 # ------------------------------------------------------------------ outputs never destroy what they did not make
-@pytest.mark.parametrize("target, why", [("the run it reads", "is the input"),
-                                         ("another run", "not a WeatherBench 2 forecast"),
-                                         ("a folder of notes", "not a WeatherBench 2 forecast")])
+@pytest.mark.parametrize(
+    "target, why",
+    [
+        ("the run it reads", "is the input"),
+        ("another run", "not a WeatherBench 2 forecast"),
+        ("a folder of notes", "not a WeatherBench 2 forecast"),
+    ],
+)
 def test_a_wb2_forecast_never_replaces_a_folder_it_did_not_write(capsys, run, store, ic, tmp_path, target, why):
-    folder = {"the run it reads": run, "another run": Path(shutil.copytree(run, tmp_path / "other")),
-              "a folder of notes": tmp_path / "notes"}[target]
+    folder = {
+        "the run it reads": run,
+        "another run": Path(shutil.copytree(run, tmp_path / "other")),
+        "a folder of notes": tmp_path / "notes",
+    }[target]
     folder.mkdir(exist_ok=True)
     (folder / "notes.txt").write_text("a month of work")
     before = snapshot(folder)
@@ -120,8 +131,10 @@ def test_convert_replaces_an_existing_file_only_with_overwrite(capsys, tmp_path)
     from test_official_checkpoint import official_like_state, write_ckpt
 
     torch.manual_seed(0)
-    ckpt = write_ckpt(tmp_path / "official.ckpt",
-                      official_like_state(tiny_climax(variables=list(DEFAULT_VARIABLES), img_size=(16, 32))))
+    ckpt = write_ckpt(
+        tmp_path / "official.ckpt",
+        official_like_state(tiny_climax(variables=list(DEFAULT_VARIABLES), img_size=(16, 32))),
+    )
     out = tmp_path / "climax.mdlus"
     out.write_bytes(b"an earlier conversion")
     code, err = climax(capsys, "convert", str(ckpt), str(out), "--num-heads", "4")
@@ -191,7 +204,8 @@ def test_sigterm_during_an_evaluation_keeps_the_old_set_and_leaves_nothing_behin
     evaluate(load_run_config(trained, argv[2:]))
     before = snapshot(out)
     script = tmp_path / "terminated.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import os, signal
         from physicsnemo_climax import cli
         from physicsnemo_climax.forecasting import report
@@ -199,9 +213,16 @@ def test_sigterm_during_an_evaluation_keeps_the_old_set_and_leaves_nothing_behin
             os.kill(os.getpid(), signal.SIGTERM)
         report.plot_scores = plot_then_terminate
         cli.main({argv!r})
-    """))
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """)
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-2000:]
     assert "terminated" in result.stderr
     assert snapshot(out) == before and hidden(tmp_path) == []
@@ -210,13 +231,21 @@ def test_sigterm_during_an_evaluation_keeps_the_old_set_and_leaves_nothing_behin
 @pytest.mark.slow
 def test_a_temporary_folder_left_by_kill_9_is_cleaned_on_the_next_start(trained, ic, tmp_path):
     out = tmp_path / "forecast.zarr"
-    kill_self_at("xarray:Dataset.to_zarr", "True", f"""
+    kill_self_at(
+        "xarray:Dataset.to_zarr",
+        "True",
+        f"""
         from physicsnemo_climax import cli
         cli.main({forecast_argv(trained, ic, out, "--format", "wb2")!r})
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert hidden(tmp_path) and not out.exists()  # the killed write left its temporary folder
-    subprocess.run([sys.executable, "-m", "physicsnemo_climax.cli", *forecast_argv(trained, ic, out, "--format",
-                                                                                 "wb2")], check=True, cwd=tmp_path)
+    subprocess.run(
+        [sys.executable, "-m", "physicsnemo_climax.cli", *forecast_argv(trained, ic, out, "--format", "wb2")],
+        check=True,
+        cwd=tmp_path,
+    )
     assert hidden(tmp_path) == [] and xr.open_zarr(out).sizes["time"] == 2
 
 
@@ -293,8 +322,10 @@ def test_evaluation_from_another_folder_scores_the_runs_store(relative_run, raw,
     want = evaluate(load_run_config(relative_run, EVAL + [f"eval.out_dir={tmp_path / 'a'}"]))
     elsewhere = tmp_path / "elsewhere"
     warmer = [copy_year(path, tmp_path, lambda ds: ds.assign(t=ds.t + 3.0) if "t" in ds else ds) for path in raw]
-    prepare(PrepareConfig(warmer, VARS, {"train": 2000, "val": 2001, "test": 2001}, grid=(8, 16),
-                          shards_per_year=2), elsewhere / "store")  # other data under the same relative name
+    prepare(
+        PrepareConfig(warmer, VARS, {"train": 2000, "val": 2001, "test": 2001}, grid=(8, 16), shards_per_year=2),
+        elsewhere / "store",
+    )  # other data under the same relative name
     monkeypatch.chdir(elsewhere)
     got = evaluate(load_run_config(relative_run, EVAL + [f"eval.out_dir={tmp_path / 'b'}"]))
     pd.testing.assert_frame_equal(got, want)
@@ -321,13 +352,19 @@ def test_data_root_moves_the_store_and_is_checked_too(relative_run, store, tmp_p
 
 
 # ------------------------------------------------------------------ evaluation settings
-@pytest.mark.parametrize("override, key", [
-    ("eval.max_samples=0", "eval.max_samples"), ("eval.batch_size=0", "eval.batch_size"),
-    ("eval.leads=[]", "eval.leads"), ("eval.leads=[-6]", "eval.leads"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("eval.max_samples=0", "eval.max_samples"),
+        ("eval.batch_size=0", "eval.batch_size"),
+        ("eval.leads=[]", "eval.leads"),
+        ("eval.leads=[-6]", "eval.leads"),
+    ],
+)
 def test_bad_evaluation_settings_are_named(capsys, trained, tmp_path, override, key):
-    code, err = climax(capsys, "evaluate", f"run_dir={trained}", "eval.leads=[12]", override,
-                       f"eval.out_dir={tmp_path / 'eval'}")
+    code, err = climax(
+        capsys, "evaluate", f"run_dir={trained}", "eval.leads=[12]", override, f"eval.out_dir={tmp_path / 'eval'}"
+    )
     assert code == 1 and err[0].startswith(f"climax evaluate: error: {override}") and key in err[0], err
     assert not (tmp_path / "eval").exists()
 

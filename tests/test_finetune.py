@@ -20,16 +20,24 @@ def weights(run_dir):
 def test_frozen_parameters_keep_their_values_and_the_others_train(store, tmp_path):  # noqa: F811
     base = train(config(store, tmp_path / "base", "task=finetune_global", "task.lead_hours=6"))
     init = checkpointing.model_file(base / "checkpoints")
-    tuned = train(config(store, tmp_path / "tuned", "task=finetune_global", "task.lead_hours=6", f"init={init}",
-                         "train.freeze=[blocks.*,pos_embed]", "train.lr_scale=[[head.*,5.0]]"))
+    tuned = train(
+        config(
+            store,
+            tmp_path / "tuned",
+            "task=finetune_global",
+            "task.lead_hours=6",
+            f"init={init}",
+            "train.freeze=[blocks.*,pos_embed]",
+            "train.lr_scale=[[head.*,5.0]]",
+        )
+    )
     before, after = weights(base), weights(tuned)
     frozen = [k for k in before if k.startswith("blocks.") or k == "pos_embed"]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
     trained = [k for k in before if k.startswith("head.")]
     assert trained and all(not torch.equal(before[k], after[k]) for k in trained if k.endswith("weight"))
     with pytest.raises(ConfigError, match="'blocs.\\*' matches no parameter"):
-        train(config(store, tmp_path / "typo", "task=finetune_global", "task.lead_hours=6",
-                     "train.freeze=[blocs.*]"))
+        train(config(store, tmp_path / "typo", "task=finetune_global", "task.lead_hours=6", "train.freeze=[blocs.*]"))
 
 
 def test_learning_rate_scales_make_their_own_groups():
@@ -87,13 +95,25 @@ def val_losses(run_dir):
 def test_lora_fine_tune_trains_only_adapters_saves_plain_weights_and_resumes(store, tmp_path, monkeypatch):  # noqa: F811
     base = train(config(store, tmp_path / "base", "task=finetune_global", "task.lead_hours=6"))
     init = checkpointing.model_file(base / "checkpoints")
-    lora = ["task=finetune_global", "task.lead_hours=24", f"init={init}", "train.lora.rank=4",
-            "train.freeze=[*]", "train.lr=3e-3", "train.steps=12", "train.val_every=4", "train.ckpt_every=4"]
+    lora = [
+        "task=finetune_global",
+        "task.lead_hours=24",
+        f"init={init}",
+        "train.lora.rank=4",
+        "train.freeze=[*]",
+        "train.lr=3e-3",
+        "train.steps=12",
+        "train.val_every=4",
+        "train.ckpt_every=4",
+    ]
     tuned = train(config(store, tmp_path / "lora", *lora))
     before, after = weights(base), weights(tuned)  # a plain ClimaX: same keys as the base
     assert set(before) == set(after)
-    targets = [k for k in before if k.startswith("blocks.") and any(f".{t}.weight" in k for t in
-                                                                    ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"))]
+    targets = [
+        k
+        for k in before
+        if k.startswith("blocks.") and any(f".{t}.weight" in k for t in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"))
+    ]
     assert targets and all(not torch.equal(before[k], after[k]) for k in targets)
     assert all(torch.equal(before[k], after[k]) for k in before if k not in targets)  # the rest frozen
     losses = val_losses(tuned)

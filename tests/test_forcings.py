@@ -28,10 +28,18 @@ def solar(t, lat, lon):
     fractional-year declination and equation of time, hour angle from local solar time."""
     day = (t - seconds("2000-01-01")[0]) / 86400.0 % 365.2422
     g = 2 * np.pi / 365.2422 * day  # the fractional year, radians
-    decl = (0.006918 - 0.399912 * np.cos(g) + 0.070257 * np.sin(g) - 0.006758 * np.cos(2 * g)
-            + 0.000907 * np.sin(2 * g) - 0.002697 * np.cos(3 * g) + 0.00148 * np.sin(3 * g))
-    eot = 229.18 * (0.000075 + 0.001868 * np.cos(g) - 0.032077 * np.sin(g) - 0.014615 * np.cos(2 * g)
-                    - 0.040849 * np.sin(2 * g))  # minutes
+    decl = (
+        0.006918
+        - 0.399912 * np.cos(g)
+        + 0.070257 * np.sin(g)
+        - 0.006758 * np.cos(2 * g)
+        + 0.000907 * np.sin(2 * g)
+        - 0.002697 * np.cos(3 * g)
+        + 0.00148 * np.sin(3 * g)
+    )
+    eot = 229.18 * (
+        0.000075 + 0.001868 * np.cos(g) - 0.032077 * np.sin(g) - 0.014615 * np.cos(2 * g) - 0.040849 * np.sin(2 * g)
+    )  # minutes
     minutes = (t % 86400.0) / 60.0 + eot + 4 * lon
     hour_angle = np.deg2rad(minutes / 4 - 180)
     lat = np.deg2rad(lat)
@@ -70,14 +78,19 @@ def test_toa_is_the_hour_ending_at_the_valid_time_in_joules():
 
 def test_time_encodings_and_reference_statistics():
     t = seconds("2000-01-01T00:00", "2000-07-02T00:00", "2001-01-01T06:00")
-    f = forcing_fields(["year_progress_sin", "year_progress_cos", "day_progress_sin", "day_progress_cos"],
-                       t, np.array([10.0]), np.array([0.0, 90.0]))
+    f = forcing_fields(
+        ["year_progress_sin", "year_progress_cos", "day_progress_sin", "day_progress_cos"],
+        t,
+        np.array([10.0]),
+        np.array([0.0, 90.0]),
+    )
     assert f[0, 1, 0, 0] == pytest.approx(1.0) and f[0, 0, 0, 0] == pytest.approx(0.0, abs=1e-6)
     assert f[1, 1, 0, 0] == pytest.approx(-1.0, abs=1e-3)  # half a year on
     # local time: midnight at 0 E is 06 local at 90 E; 06 UTC at 0 E likewise
     assert f[0, 2, 0, 1] == pytest.approx(1.0, abs=1e-6) and f[2, 2, 0, 0] == pytest.approx(1.0, abs=1e-6)
-    mean, std = reference_statistics(["day_progress_sin", "cos_zenith"], np.linspace(-88, 88, 32),
-                                     np.arange(0, 360, 5.625))
+    mean, std = reference_statistics(
+        ["day_progress_sin", "cos_zenith"], np.linspace(-88, 88, 32), np.arange(0, 360, 5.625)
+    )
     assert mean[0] == pytest.approx(0.0, abs=1e-6) and std[0] == pytest.approx(2**-0.5, rel=1e-3)
     assert mean[1] == pytest.approx(0.0, abs=1e-2)  # day and night balance over a year
 
@@ -90,8 +103,16 @@ def test_unknown_forcing_and_a_forcing_as_target_are_errors(store):  # noqa: F81
     with pytest.raises(ClimaxError, match="data.forcings"):
         train(config(store, "unused", "data.forcings=[sun_angle]"))
     with pytest.raises(ClimaxError, match="train.loader='dali_cpu'.*valid times"):
-        train(config(store, "unused", "data.forcings=[cos_zenith]", "task=finetune_rollout",
-                     "train.loader=dali_cpu", "train.fallback=true"))
+        train(
+            config(
+                store,
+                "unused",
+                "data.forcings=[cos_zenith]",
+                "task=finetune_rollout",
+                "train.loader=dali_cpu",
+                "train.fallback=true",
+            )
+        )
 
 
 def test_reader_appends_forcings_at_the_valid_time(store):  # noqa: F811
@@ -144,15 +165,26 @@ def test_a_run_with_forcings_trains_rolls_out_forecasts_and_steps_in_earth2studi
     assert not set(names) & set(run.info.out_variables)
     st = ShardStore(store)
     shard, times = st.shards("test")[0], st.shard_times("test")[0]
-    ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0], {"units": st.manifest["units"][v]})
-                     for v in run.state_variables},
-                    coords={"lat": st.lat, "lon": st.lon, "time": times[0]})
+    ic = xr.Dataset(
+        {
+            v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0], {"units": st.manifest["units"][v]})
+            for v in run.state_variables
+        },
+        coords={"lat": st.lat, "lon": st.lon, "time": times[0]},
+    )
     out = forecast(run, ic, ["6h", "24h"])
     # the same forecast by hand: state + forcings at each step's valid time, the model stepped directly
     mean, std = run.field_stats(run.state_variables)
     x = run.model_inputs((torch.as_tensor(ic.to_array("v").values[None].astype(np.float32)) - mean) / std)
-    steps = forecast_steps(run.model, x, run.info.variables, run.info.out_variables, [6.0] * 4,
-                           forcings=run.forcings, init_time=unix_seconds(times[:1]))
+    steps = forecast_steps(
+        run.model,
+        x,
+        run.info.variables,
+        run.info.out_variables,
+        [6.0] * 4,
+        forcings=run.forcings,
+        init_time=unix_seconds(times[:1]),
+    )
     my, sy = run.field_stats(run.info.out_variables)
     want = (steps[-1] * sy + my)[0, run.info.out_variables.index("temperature_850")]
     np.testing.assert_allclose(out.temperature_850.sel(lead_time="24h").values[0], want.detach().numpy(), rtol=1e-5)
@@ -160,15 +192,27 @@ def test_a_run_with_forcings_trains_rolls_out_forecasts_and_steps_in_earth2studi
         forecast(run, ic.drop_vars("time"), ["6h"])
 
     # the scorecard's forecasts are the same (its first initial time is the test split's first)
-    cfg = load_run_config(run_dir, ["eval.leads=[6,24]", "eval.max_samples=3", "eval.save_forecasts=true",
-                                    "eval.climatology=time_mean"])
+    cfg = load_run_config(
+        run_dir, ["eval.leads=[6,24]", "eval.max_samples=3", "eval.save_forecasts=true", "eval.climatology=time_mean"]
+    )
     evaluate(cfg)
     saved = from_wb2(xr.open_zarr(tmp_path / "run" / "eval" / "forecasts.zarr"), ["temperature_850"])
-    np.testing.assert_allclose(saved.temperature_850.isel(time=0).sel(lead_time="24h").values,
-                               out.temperature_850.sel(lead_time="24h").values[0], rtol=1e-5)
-    ensemble = load_run_config(run_dir, ["eval.leads=[12]", "eval.max_samples=2", "eval.members=2",
-                                         "eval.perturbation=lagged", "eval.climatology=time_mean",
-                                         "eval.out_dir=" + str(tmp_path / "lagged")])
+    np.testing.assert_allclose(
+        saved.temperature_850.isel(time=0).sel(lead_time="24h").values,
+        out.temperature_850.sel(lead_time="24h").values[0],
+        rtol=1e-5,
+    )
+    ensemble = load_run_config(
+        run_dir,
+        [
+            "eval.leads=[12]",
+            "eval.max_samples=2",
+            "eval.members=2",
+            "eval.perturbation=lagged",
+            "eval.climatology=time_mean",
+            "eval.out_dir=" + str(tmp_path / "lagged"),
+        ],
+    )
     assert evaluate(ensemble).query("method == 'model'").crps.notna().all()
 
     from physicsnemo_climax.earth2studio import ClimaXPrognostic

@@ -28,7 +28,7 @@ sys.path.insert(0, str(BENCH))
 
 import wheelhouse  # noqa: E402
 
-BLOCKER = '''
+BLOCKER = """
 import importlib.machinery, os, sys
 BLOCKED = {blocked!r}
 
@@ -51,7 +51,7 @@ class OnlyTheGpuImage(importlib.machinery.PathFinder):
 
 
 sys.meta_path[:] = [OnlyTheGpuImage if f is importlib.machinery.PathFinder else f for f in sys.meta_path]
-'''
+"""
 
 
 def normalized(name: str) -> str:
@@ -85,8 +85,14 @@ def blocked_paths() -> list[str]:
             if file.parts[0].endswith((".dist-info", ".data")) or ".." in file.parts:
                 continue
             path = Path(os.path.normpath(dist.locate_file(file)))
-            mine = next((p for p in [*reversed(path.parents), path] if p.is_relative_to(root) and p != root
-                         and p not in shared), None)
+            mine = next(
+                (
+                    p
+                    for p in [*reversed(path.parents), path]
+                    if p.is_relative_to(root) and p != root and p not in shared
+                ),
+                None,
+            )
             if mine is not None and not mine.name.startswith("__"):  # a shared namespace's __init__ stays
                 blocked.add(str(mine))
     return sorted(blocked)
@@ -104,8 +110,12 @@ def test_the_image_blocks_what_the_gpu_machine_lacks(gpu_image):
     """The simulation itself: a module off the image fails, one on it imports."""
     ends = {Path(p).name for p in blocked_paths()}
     assert {"dinosaur_torch", "dali"} <= ends and not {"torch", "xarray", "nvidia"} & ends
-    run = subprocess.run([sys.executable, "-c", "import xarray, torch, setuptools; import dinosaur_torch"],
-                         env=gpu_image, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-c", "import xarray, torch, setuptools; import dinosaur_torch"],
+        env=gpu_image,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 1 and "No module named 'dinosaur_torch'" in run.stderr
     run = subprocess.run([sys.executable, "-c", "import nvidia.dali"], env=gpu_image, capture_output=True, text=True)
     assert run.returncode == 1 and "No module named 'nvidia.dali'" in run.stderr
@@ -117,8 +127,11 @@ def fake_wheel(path: Path) -> Path:
         z.writestr("warp/bin/warp.so", b"\0" * 1000)
         z.writestr("warp/bin/warp-clang.so", b"\1" * 1000)
         z.writestr("warp/examples/a.py", "")
-        z.writestr("warp-1.0.dist-info/RECORD", "warp/__init__.py,,\nwarp/bin/warp.so,,\n"
-                   "warp/bin/warp-clang.so,,\nwarp/examples/a.py,,\nwarp-1.0.dist-info/RECORD,,\n")
+        z.writestr(
+            "warp-1.0.dist-info/RECORD",
+            "warp/__init__.py,,\nwarp/bin/warp.so,,\n"
+            "warp/bin/warp-clang.so,,\nwarp/examples/a.py,,\nwarp-1.0.dist-info/RECORD,,\n",
+        )
     return path
 
 
@@ -130,7 +143,10 @@ def test_slim_drops_the_unused_members_and_stores_the_rest(tmp_path):
         assert {i.compress_type for i in z.infolist()} == {zipfile.ZIP_STORED}
         assert z.read("warp/bin/warp.so") == b"\0" * 1000
         assert z.read("warp-1.0.dist-info/RECORD").decode().split() == [
-            "warp/__init__.py,,", "warp/bin/warp.so,,", "warp-1.0.dist-info/RECORD,,"]
+            "warp/__init__.py,,",
+            "warp/bin/warp.so,,",
+            "warp-1.0.dist-info/RECORD,,",
+        ]
 
 
 def test_pack_and_unpack_round_trip_and_name_missing_parts(tmp_path):
@@ -154,7 +170,9 @@ def test_pins_are_the_versions_installed_here(tmp_path):
     listing = tmp_path / "wheels.txt"
     listing.write_text("# comment\ntorch   # the framework\nantlr4-python3-runtime [build]\n")
     assert wheelhouse.pins(listing) == [f"torch=={metadata.version('torch')}"]
-    assert wheelhouse.pins(listing, build=True) == [f"antlr4-python3-runtime=={metadata.version('antlr4-python3-runtime')}"]
+    assert wheelhouse.pins(listing, build=True) == [
+        f"antlr4-python3-runtime=={metadata.version('antlr4-python3-runtime')}"
+    ]
     listing.write_text("no-such-distribution-here\n")
     with pytest.raises(SystemExit, match="no-such-distribution-here"):
         wheelhouse.pins(listing)
@@ -165,22 +183,32 @@ def test_the_whole_flow_on_the_cpu(tmp_path, gpu_image):
     """Wheelhouse -> install on a simulated bare machine -> ``gpu_check.py --device cpu --quick``."""
     whl, out, site = tmp_path / "whl", tmp_path / "out", tmp_path / "site"
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    build = subprocess.run(["bash", str(BENCH / "gpu_wheelhouse.sh"), str(whl)], cwd=ROOT, capture_output=True,
-                           text=True, env=dict(os.environ, PYTHON=sys.executable, PYTHON_VERSION=version,
-                                               XZ_LEVEL="0", PART_MIB="60"))
+    build = subprocess.run(
+        ["bash", str(BENCH / "gpu_wheelhouse.sh"), str(whl)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHON=sys.executable, PYTHON_VERSION=version, XZ_LEVEL="0", PART_MIB="60"),
+    )
     assert build.returncode == 0, build.stderr[-3000:]
     assert len(list(whl.glob("*/wheels.tar.xz.part"))) >= 2  # Warp alone is more than one part
 
     env = dict(gpu_image, OUT=str(out), WHEELS=str(whl), SITE=str(site))
-    run = subprocess.run(["bash", str(BENCH / "gpu_run.sh"), "--device", "cpu", "--quick", "--budget", "600"],
-                         cwd=ROOT, capture_output=True, text=True, env=env)
+    run = subprocess.run(
+        ["bash", str(BENCH / "gpu_run.sh"), "--device", "cpu", "--quick", "--budget", "600"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     log = (out / "gpu_check.log").read_text() if (out / "gpu_check.log").exists() else run.stdout
     assert run.returncode == 0, log[-4000:] + run.stderr[-2000:]
 
     results = json.loads((out / "gpu_check.json").read_text())
     assert Path(results["machine"]["package"]).is_relative_to(site)  # the wheel's copy ran, not this checkout
     assert {name: p["status"] for name, p in results["parts"].items()} == dict.fromkeys(
-        ["doctor", "ceilings", "climax_step", "training", "datapipe", "corrdiff", "prognostic", "compile"], "ok")
+        ["doctor", "ceilings", "climax_step", "training", "datapipe", "corrdiff", "prognostic", "compile"], "ok"
+    )
     parts = results["parts"]
     assert parts["prognostic"]["rows"][0]["leads h"] == [0, 6, 12, 18]
     assert all(r["finite"] and r["decreasing"] and r["samples/s"] > 0 for r in parts["training"]["rows"])

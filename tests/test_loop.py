@@ -20,7 +20,9 @@ def net_and_optim(seed=0):
     torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
     sgd = torch.optim.SGD(net.parameters(), lr=0.5)
-    return net, Optimization(sgd, torch.optim.lr_scheduler.ConstantLR(sgd, 1.0), torch.amp.GradScaler("cpu", enabled=False))
+    return net, Optimization(
+        sgd, torch.optim.lr_scheduler.ConstantLR(sgd, 1.0), torch.amp.GradScaler("cpu", enabled=False)
+    )
 
 
 def mse(net, batch):
@@ -34,8 +36,9 @@ def test_accumulated_micro_batches_step_like_one_batch():
     parts, opt_parts = net_and_optim()
     cpu = torch.device("cpu")
     halves = [{"x": x[:4], "y": y[:4]}, {"x": x[4:], "y": y[4:]}]
-    loss_whole = train_step(whole, [{"x": x, "y": y}], mse, opt_whole, RunPlan(), cpu, (0, 0, 0), 0.0,
-                            whole.parameters())
+    loss_whole = train_step(
+        whole, [{"x": x, "y": y}], mse, opt_whole, RunPlan(), cpu, (0, 0, 0), 0.0, whole.parameters()
+    )
     loss_parts = train_step(parts, halves, mse, opt_parts, RunPlan(), cpu, (0, 0, 0), 0.0, parts.parameters())
     untouched, _ = net_and_optim()
     assert not torch.allclose(untouched[0].weight, parts[0].weight)

@@ -20,8 +20,8 @@ def test_rmse_hand_values_and_per_sample_sqrt():
     lat = torch.tensor([-60.0, 0.0, 60.0])
     target = torch.zeros(2, 1, 3, 2)
     pred = torch.zeros(2, 1, 3, 2)
-    pred[0, 0, 1, :] = 2.0   # error 2 on the equator row only: mse = 1.5*4/3 = 2
-    pred[1, 0] = 1.0         # error 1 everywhere: mse = 1
+    pred[0, 0, 1, :] = 2.0  # error 2 on the equator row only: mse = 1.5*4/3 = 2
+    pred[1, 0] = 1.0  # error 1 everywhere: mse = 1
     want = (math.sqrt(2.0) + 1.0) / 2  # sqrt per sample, then mean
     assert rmse(pred, target, lat).item() == pytest.approx(want)
     assert rmse(target, target, lat).item() == 0.0
@@ -77,8 +77,8 @@ def test_crps_of_two_members_by_hand_fair_and_empirical():
     y = torch.tensor([2.0, 1.0]).view(1, 1, 1, 2)
     members, lat = torch.cat([a, b]), torch.tensor([0.0])
     # point 1: |a-y| = 1, |b-y| = 1, |a-b| = 2; point 2: |a-y| = 3, |b-y| = 1, |a-b| = 4
-    fair = [(1 + 1) / 2 - 2 / 2, (3 + 1) / 2 - 4 / 2]          # E|X-y| - |a-b| / 2
-    empirical = [(1 + 1) / 2 - 2 / 4, (3 + 1) / 2 - 4 / 4]     # E|X-y| - (2 |a-b| / 4) / 2
+    fair = [(1 + 1) / 2 - 2 / 2, (3 + 1) / 2 - 4 / 2]  # E|X-y| - |a-b| / 2
+    empirical = [(1 + 1) / 2 - 2 / 4, (3 + 1) / 2 - 4 / 4]  # E|X-y| - (2 |a-b| / 4) / 2
     assert crps(members, y, lat).item() == pytest.approx(sum(fair) / 2)
     assert crps(members, y, lat, fair=False).item() == pytest.approx(sum(empirical) / 2)
 

@@ -31,12 +31,27 @@ def test_defaults_and_parameter_count():
 
 def test_state_dict_uses_reference_names():
     keys = set(tiny_climax().state_dict())
-    for key in ["token_embeds.0.proj.weight", "token_embeds.5.proj.bias", "var_embed", "var_query",
-                "var_agg.in_proj_weight", "var_agg.in_proj_bias", "var_agg.out_proj.weight",
-                "pos_embed", "lead_time_embed.weight", "blocks.1.norm1.weight",
-                "blocks.1.attn.qkv.weight", "blocks.1.attn.proj.bias", "blocks.1.norm2.bias",
-                "blocks.1.mlp.fc1.weight", "blocks.1.mlp.fc2.weight", "norm.weight",
-                "head.0.weight", "head.2.weight", "head.4.bias"]:
+    for key in [
+        "token_embeds.0.proj.weight",
+        "token_embeds.5.proj.bias",
+        "var_embed",
+        "var_query",
+        "var_agg.in_proj_weight",
+        "var_agg.in_proj_bias",
+        "var_agg.out_proj.weight",
+        "pos_embed",
+        "lead_time_embed.weight",
+        "blocks.1.norm1.weight",
+        "blocks.1.attn.qkv.weight",
+        "blocks.1.attn.proj.bias",
+        "blocks.1.norm2.bias",
+        "blocks.1.mlp.fc1.weight",
+        "blocks.1.mlp.fc2.weight",
+        "norm.weight",
+        "head.0.weight",
+        "head.2.weight",
+        "head.4.bias",
+    ]:
         assert key in keys, key
 
 

@@ -13,23 +13,26 @@ from physicsnemo_climax.models.embeddings import resize_pos_embed
 def official_like_state(model: ClimaX, stacked: bool = False) -> dict:
     state = {}
     for key, value in model.state_dict().items():
-        for new, old in (("var_embed", "channel_embed"), ("var_query", "channel_query"),
-                         ("var_agg", "channel_agg")):
+        for new, old in (("var_embed", "channel_embed"), ("var_query", "channel_query"), ("var_agg", "channel_agg")):
             if key.startswith(new):
-                key = old + key[len(new):]
+                key = old + key[len(new) :]
         state["net." + key] = value.clone()
     if stacked:
         n = len(model.variables)
         state["net.token_embeds.proj_weights"] = torch.stack(
-            [state.pop(f"net.token_embeds.{i}.proj.weight") for i in range(n)])
+            [state.pop(f"net.token_embeds.{i}.proj.weight") for i in range(n)]
+        )
         state["net.token_embeds.proj_biases"] = torch.stack(
-            [state.pop(f"net.token_embeds.{i}.proj.bias") for i in range(n)])
+            [state.pop(f"net.token_embeds.{i}.proj.bias") for i in range(n)]
+        )
     return state
 
 
 def write_ckpt(path, state):
-    torch.save({"epoch": 3, "global_step": 1200, "state_dict": state,
-                "hyper_parameters": {"lr": 5e-4, "warmup_epochs": 5}}, path)
+    torch.save(
+        {"epoch": 3, "global_step": 1200, "state_dict": state, "hyper_parameters": {"lr": 5e-4, "warmup_epochs": 5}},
+        path,
+    )
     return path
 
 
@@ -74,8 +77,7 @@ def test_imported_model_saves_as_mdlus(source, tmp_path):
 def test_variable_subset_and_new_grid(source, tmp_path):
     path = write_ckpt(tmp_path / "official.ckpt", official_like_state(source))
     subset = ["temperature_850", "geopotential_500", "land_sea_mask"]
-    model = ClimaX.from_official_checkpoint(
-        path, num_heads=4, variables=subset, drop_rate=0.0, drop_path=0.0).eval()
+    model = ClimaX.from_official_checkpoint(path, num_heads=4, variables=subset, drop_rate=0.0, drop_path=0.0).eval()
     assert len(model.token_embeds) == 3
     assert compare(model, source, subset, ["geopotential_500", "temperature_850"])
 
@@ -130,8 +132,15 @@ def test_init_goes_through_the_one_loader_with_its_rules(source, tmp_path, caplo
     import logging
 
     path = write_ckpt(tmp_path / "official.ckpt", official_like_state(source))
-    args = dict(variables=["rain", "geopotential_500"], img_size=(64, 128), patch_size=2, embed_dim=64, depth=2,
-                decoder_depth=2, num_heads=4)
+    args = dict(
+        variables=["rain", "geopotential_500"],
+        img_size=(64, 128),
+        patch_size=2,
+        embed_dim=64,
+        depth=2,
+        decoder_depth=2,
+        num_heads=4,
+    )
     with caplog.at_level(logging.INFO, logger="physicsnemo_climax.models.pretrained"):
         model = ClimaX.from_pretrained(path, **args)
     assert "resampling pos_embed" in caplog.text and "(16, 32) to (32, 64)" in caplog.text

@@ -23,8 +23,11 @@ from physicsnemo_climax.models.tokenizer import VariableTokenizer, VariableToken
 def test_sincos_1d_hand_values():
     emb = sincos_1d(4, torch.tensor([0.0, 1.0, 2.0]))
     # omega = [1, 1/100]; [sin(p), sin(p/100), cos(p), cos(p/100)]
-    expected = [[0, 0, 1, 1], [math.sin(1), math.sin(0.01), math.cos(1), math.cos(0.01)],
-                [math.sin(2), math.sin(0.02), math.cos(2), math.cos(0.02)]]
+    expected = [
+        [0, 0, 1, 1],
+        [math.sin(1), math.sin(0.01), math.cos(1), math.cos(0.01)],
+        [math.sin(2), math.sin(0.02), math.cos(2), math.cos(0.02)],
+    ]
     assert torch.allclose(emb, torch.tensor(expected), atol=1e-7)
 
 
@@ -68,8 +71,7 @@ def test_tokenizer_equals_per_variable_convolution():
     var_embed = torch.randn(3, 8)
     got = tok(x, ids, var_embed).materialize()
     want = torch.stack(
-        [tok[i].proj(x[:, c : c + 1]).flatten(2).transpose(1, 2) + var_embed[c]
-         for c, i in enumerate(ids)], dim=1
+        [tok[i].proj(x[:, c : c + 1]).flatten(2).transpose(1, 2) + var_embed[c] for c, i in enumerate(ids)], dim=1
     )
     assert got.shape == (3, 3, 15, 8)
     assert torch.allclose(got, want, atol=1e-6)
@@ -111,8 +113,7 @@ def test_fused_aggregation_gradients_match():
         agg.in_proj_bias.normal_()
     tokens = random_tokens(2, 4, 3, 16, requires_grad=True)
     query = torch.randn(1, 1, 16, requires_grad=True)
-    leaves = [tokens.patches, tokens.weight, tokens.offset, query, agg.in_proj_weight,
-              agg.in_proj_bias]
+    leaves = [tokens.patches, tokens.weight, tokens.offset, query, agg.in_proj_weight, agg.in_proj_bias]
     grads = []
     for fused in (True, False):
         agg.fused = fused
@@ -167,7 +168,7 @@ def overlap_add_by_loops(x, p, k, grid, periodic):
                         continue
                     lon %= w * p
                     weight = weights[i] * weights[j]
-                    total[:, :, row, lon] += weight * xn[:, r * w + col, (i * k + j) * c:(i * k + j + 1) * c]
+                    total[:, :, row, lon] += weight * xn[:, r * w + col, (i * k + j) * c : (i * k + j + 1) * c]
                     norm[row, lon] += weight
     return total / norm
 
@@ -195,8 +196,9 @@ def test_overlap_add_keeps_a_field_every_window_agrees_on():
     m = (k - p) // 2
     rows, cols = torch.meshgrid(torch.arange(-m, h * p + m), torch.arange(-m, w * p + m), indexing="ij")
     field = (0.3 * rows + torch.cos(2 * math.pi * cols / (w * p))).double()  # periodic in longitude
-    windows = torch.stack([field[r * p:r * p + k, c * p:c * p + k].reshape(-1)
-                           for r in range(h) for c in range(w)])[None, :, :]
+    windows = torch.stack(
+        [field[r * p : r * p + k, c * p : c * p + k].reshape(-1) for r in range(h) for c in range(w)]
+    )[None, :, :]
     got = overlap_add(windows, p, (h, w), periodic=True)[0, 0]
     assert torch.allclose(got, field[m:-m, m:-m], atol=1e-12)
 

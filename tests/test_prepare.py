@@ -16,8 +16,7 @@ VARS = ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"
 
 
 def config(inputs, **kw):
-    args = dict(inputs=inputs, variables=VARS, splits={"train": 2000, "test": 2001},
-                grid=(4, 8), shards_per_year=3)
+    args = dict(inputs=inputs, variables=VARS, splits={"train": 2000, "test": 2001}, grid=(4, 8), shards_per_year=3)
     args.update(kw)
     return PrepareConfig(**args)
 
@@ -82,12 +81,13 @@ def test_climatology_equals_direct_time_mean(store):
 
 
 def test_day_of_year_climatology(era5, tmp_path):
-    out = prepare(config(era5, variables=["2m_temperature"], day_of_year_climatology=True,
-                         splits={"train": "2000-2001"}), tmp_path / "s")
+    out = prepare(
+        config(era5, variables=["2m_temperature"], day_of_year_climatology=True, splits={"train": "2000-2001"}),
+        tmp_path / "s",
+    )
     doy = np.load(out / "train" / "climatology_doy.npz")["2m_temperature"]
     assert doy.shape == (366, 1, 4, 8)
-    values = np.concatenate([np.asarray(s.array("2m_temperature"))[:, 0]
-                             for s in ShardStore(out).shards("train")])
+    values = np.concatenate([np.asarray(s.array("2m_temperature"))[:, 0] for s in ShardStore(out).shards("train")])
     # 1 January: the first 4 steps of 2000 and the first 4 of 2001 (2000 has 366 days)
     jan1 = np.concatenate([values[:4], values[366 * 4 : 366 * 4 + 4]])
     assert np.allclose(doy[0, 0], jan1.astype(np.float64).mean(0), rtol=1e-6)
@@ -105,8 +105,10 @@ def test_latitude_order_and_longitude_convention(tmp_path, store, descending, lo
 
 def test_cmip6_names_and_pascal_levels(tmp_path):
     path = write_cmip6(tmp_path / "cmip")
-    out = prepare(PrepareConfig([path], ["temperature_850", "temperature_500"], {"train": 2000},
-                                grid=(4, 8), shards_per_year=1), tmp_path / "s")
+    out = prepare(
+        PrepareConfig([path], ["temperature_850", "temperature_500"], {"train": 2000}, grid=(4, 8), shards_per_year=1),
+        tmp_path / "s",
+    )
     assert ShardStore(out).shards("train")[0].steps == 31 * 4
 
 
@@ -143,7 +145,9 @@ def test_official_layout_loads(tmp_path):
     rng = np.random.default_rng(0)
     names = ["2m_temperature", "geopotential_500"]
     for i in range(2):
-        np.savez(root / "train" / f"1979_{i}.npz", **{v: rng.normal(size=(10, 1, 4, 8)).astype(np.float32) for v in names})
+        np.savez(
+            root / "train" / f"1979_{i}.npz", **{v: rng.normal(size=(10, 1, 4, 8)).astype(np.float32) for v in names}
+        )
     np.savez(root / "train" / "climatology.npz", **{v: np.zeros((1, 4, 8)) for v in names})
     np.savez(root / "normalize_mean.npz", **{v: np.array([1.0]) for v in names})
     np.savez(root / "normalize_std.npz", **{v: np.array([2.0]) for v in names})
@@ -239,9 +243,27 @@ def test_cli_prepare_and_stats(era5, tmp_path, capsys):
     from physicsnemo_climax.cli import main
 
     out = tmp_path / "cli_store"
-    main(["data", "prepare", *era5, "--out", str(out), "--variables", "2m_temperature,geopotential_500",
-          "--train", "2000", "--test", "2001", "--grid", "4", "8", "--shards-per-year", "2",
-          "--day-of-year"])
+    main(
+        [
+            "data",
+            "prepare",
+            *era5,
+            "--out",
+            str(out),
+            "--variables",
+            "2m_temperature,geopotential_500",
+            "--train",
+            "2000",
+            "--test",
+            "2001",
+            "--grid",
+            "4",
+            "8",
+            "--shards-per-year",
+            "2",
+            "--day-of-year",
+        ]
+    )
     assert ShardStore(out).variables() == ["2m_temperature", "geopotential_500"]
     assert (out / "test" / "climatology_doy.npz").exists()
     before = np.load(out / "normalize_std.npz")["geopotential_500"].copy()
@@ -260,9 +282,16 @@ def test_date_range_splits_within_a_year(era5, tmp_path):
 
     assert parse_periods("2000-11-01:2001-01-31") == [["2000-11-01", "2001-01-01"], ["2001-01-01", "2001-02-01"]]
     assert parse_periods([1999, "2000-2001"])[0] == ["1999-01-01", "2000-01-01"]
-    out = prepare(config(era5, variables=["2m_temperature"], shards_per_year=1, day_of_year_climatology=True,
-                         splits={"train": "2000-01-01:2000-09-30", "test": "2000-10-01:2000-12-31"}),
-                  tmp_path / "s")
+    out = prepare(
+        config(
+            era5,
+            variables=["2m_temperature"],
+            shards_per_year=1,
+            day_of_year_climatology=True,
+            splits={"train": "2000-01-01:2000-09-30", "test": "2000-10-01:2000-12-31"},
+        ),
+        tmp_path / "s",
+    )
     st = ShardStore(out)
     assert st.shards("train")[0].steps == 274 * 4 and st.shards("test")[0].steps == 92 * 4
     doy = np.load(out / "test" / "climatology_doy.npz")["2m_temperature"]

@@ -31,15 +31,30 @@ VARS = ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     files = write_era5(tmp_path_factory.mktemp("raw"), years=(2000, 2001))
-    return prepare(PrepareConfig(files, VARS, {"train": 2000, "val": 2001, "test": 2001},
-                                 grid=(8, 16), shards_per_year=2), tmp_path_factory.mktemp("s") / "store")
+    return prepare(
+        PrepareConfig(files, VARS, {"train": 2000, "val": 2001, "test": 2001}, grid=(8, 16), shards_per_year=2),
+        tmp_path_factory.mktemp("s") / "store",
+    )
 
 
 def config(store, run_dir, *overrides):
-    return load_config([f"data.root={store}", f"run_dir={run_dir}", "model.embed_dim=32",
-                        "model.depth=1", "model.num_heads=4", "train.batch_size=8", "train.steps=6",
-                        "train.warmup_steps=2", "train.val_every=3", "train.ckpt_every=3",
-                        "train.progress=false", "train.num_workers=0", *overrides])
+    return load_config(
+        [
+            f"data.root={store}",
+            f"run_dir={run_dir}",
+            "model.embed_dim=32",
+            "model.depth=1",
+            "model.num_heads=4",
+            "train.batch_size=8",
+            "train.steps=6",
+            "train.warmup_steps=2",
+            "train.val_every=3",
+            "train.ckpt_every=3",
+            "train.progress=false",
+            "train.num_workers=0",
+            *overrides,
+        ]
+    )
 
 
 def area_weights(lat, rows=slice(None)):
@@ -62,8 +77,14 @@ def losses(run_dir):
 
 @pytest.mark.parametrize("task", ["pretrain", "finetune_global", "finetune_regional", "finetune_rollout"])
 def test_each_task_runs(store, tmp_path, task):
-    run = train(config(store, tmp_path / task, f"task={task}", "task.lead_hours=12"
-                       if task != "pretrain" else "task.lead_range=[6,24]"))
+    run = train(
+        config(
+            store,
+            tmp_path / task,
+            f"task={task}",
+            "task.lead_hours=12" if task != "pretrain" else "task.lead_range=[6,24]",
+        )
+    )
     assert checkpointing.checkpoint_steps(run / "checkpoints") == [3, 6]
     info = json.loads((run / "run.json").read_text())
     assert info["out_variables"] == ["2m_temperature", "geopotential_500", "temperature_850"]
@@ -71,18 +92,35 @@ def test_each_task_runs(store, tmp_path, task):
 
 
 def test_pretrain_on_two_sources_with_different_variables(store, tmp_path):
-    cfg = config(store, tmp_path / "run", "task=pretrain", "task.lead_range=[6,24]",
-                 "data.variables=[2m_temperature,land_sea_mask]", "data.out_variables=[2m_temperature]",
-                 f"+data.extra_sources=[{{root: {store}, variables: [geopotential_500, temperature_850]}}]")
+    cfg = config(
+        store,
+        tmp_path / "run",
+        "task=pretrain",
+        "task.lead_range=[6,24]",
+        "data.variables=[2m_temperature,land_sea_mask]",
+        "data.out_variables=[2m_temperature]",
+        f"+data.extra_sources=[{{root: {store}, variables: [geopotential_500, temperature_850]}}]",
+    )
     run = train(cfg)
     model = Module.from_checkpoint(str(checkpointing.model_file(run / "checkpoints")))
     assert model.variables == ["2m_temperature", "land_sea_mask", "geopotential_500", "temperature_850"]
 
 
 def test_loss_decreases_on_learnable_toy(store, tmp_path):
-    run = train(config(store, tmp_path / "run", "task=finetune_global", "task.lead_hours=6",
-                       "train.steps=80", "train.lr=2e-3", "train.log_every=1", "train.val_every=1000",
-                       "train.ckpt_every=1000", "model.embed_dim=64"))
+    run = train(
+        config(
+            store,
+            tmp_path / "run",
+            "task=finetune_global",
+            "task.lead_hours=6",
+            "train.steps=80",
+            "train.lr=2e-3",
+            "train.log_every=1",
+            "train.val_every=1000",
+            "train.ckpt_every=1000",
+            "model.embed_dim=64",
+        )
+    )
     history = losses(run)
     assert history[-10:].mean() < 0.5 * history[:5].mean()
 
@@ -104,8 +142,15 @@ def train_killed_during(cfg, loss_call: int, monkeypatch) -> None:
 
 
 def test_kill_and_resume_gives_the_same_weights(store, tmp_path, monkeypatch):
-    common = ["task=finetune_global", "task.lead_hours=6", "train.steps=8", "train.ckpt_every=2",
-              "model.drop_rate=0.1", "train.num_workers=2", "train.val_every=100"]
+    common = [
+        "task=finetune_global",
+        "task.lead_hours=6",
+        "train.steps=8",
+        "train.ckpt_every=2",
+        "model.drop_rate=0.1",
+        "train.num_workers=2",
+        "train.val_every=100",
+    ]
     straight = train(config(store, tmp_path / "a", *common))
 
     train_killed_during(config(store, tmp_path / "b", *common), 6, monkeypatch)  # after the checkpoint of step 4
@@ -129,8 +174,9 @@ def test_evaluate_scorecard_and_plots(store, tmp_path):
     # persistence at 6 h equals a direct computation on the store
     st = ShardStore(store)
     table = table[table.region == "global"]
-    persistence = table[(table.method == "persistence") & (table.lead_hours == 6.0)
-                        & (table.variable == "2m_temperature")].rmse.item()
+    persistence = table[
+        (table.method == "persistence") & (table.lead_hours == 6.0) & (table.variable == "2m_temperature")
+    ].rmse.item()
     assert persistence == pytest.approx(_persistence_rmse(st, 12, 48 // 6, "2m_temperature"), rel=1e-5)
 
 
@@ -153,9 +199,10 @@ def test_forecast_api_coordinates_units_and_rollout(store, tmp_path):
     shard = ShardStore(store).shards("test")[0]
     lat, lon = ShardStore(store).lat, ShardStore(store).lon
     units = ShardStore(store).manifest["units"]  # an initial condition carries its units
-    ic = xr.Dataset({v: (("time", "lat", "lon"), np.asarray(shard.array(v))[:2, 0], {"units": units[v]})
-                     for v in VARS},
-                    coords={"time": pd.date_range("2001-01-01", periods=2, freq="6h"), "lat": lat, "lon": lon})
+    ic = xr.Dataset(
+        {v: (("time", "lat", "lon"), np.asarray(shard.array(v))[:2, 0], {"units": units[v]}) for v in VARS},
+        coords={"time": pd.date_range("2001-01-01", periods=2, freq="6h"), "lat": lat, "lon": lon},
+    )
     out = forecast(run, ic, lead_times=["12h", "36h"])
     assert out["geopotential_500"].dims == ("time", "lead_time", "lat", "lon")
     assert out["geopotential_500"].shape == (2, 2, 8, 16)
@@ -180,14 +227,17 @@ def test_forecast_api_coordinates_units_and_rollout(store, tmp_path):
 
 
 # ------------------------------------------------------------------ bad input
-@pytest.mark.parametrize("override, match", [
-    ("data.variables=[2m_temperature,rain]", "rain"),
-    ("task.lead_hours=9", "lead_hours=9"),
-    ("task.region=[80,89,0,10]", "task.region"),
-    ("train.batch_size=0", "train.batch_size=0"),
-    ("data.out_variables=[snow]", "snow"),
-    ("task.rollout_steps=2", "global only"),
-])
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("data.variables=[2m_temperature,rain]", "rain"),
+        ("task.lead_hours=9", "lead_hours=9"),
+        ("task.region=[80,89,0,10]", "task.region"),
+        ("train.batch_size=0", "train.batch_size=0"),
+        ("data.out_variables=[snow]", "snow"),
+        ("task.rollout_steps=2", "global only"),
+    ],
+)
 def test_config_errors_before_training(store, tmp_path, override, match):
     task = "task=finetune_regional" if "rollout" in override else "task=finetune_global"
     with pytest.raises((ConfigError, KeyError), match=match):
@@ -213,8 +263,7 @@ def test_incompatible_checkpoint_lists_keys(store, tmp_path):
     run = train(config(store, tmp_path / "run", "task=finetune_global"))
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     with pytest.raises(ValueError, match=r"model.embed_dim: 32 -> 48; train.steps: 6 -> 9"):
-        train(config(store, tmp_path / "run", "task=finetune_global", "model.embed_dim=48",
-                     "train.steps=9"))
+        train(config(store, tmp_path / "run", "task=finetune_global", "model.embed_dim=48", "train.steps=9"))
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # the run is untouched
     model = ClimaX(variables=VARS, img_size=(8, 16), embed_dim=48, depth=1, num_heads=4)
     with pytest.raises(ValueError, match="does not fit"):  # the checkpoint itself is checked too
@@ -224,8 +273,16 @@ def test_incompatible_checkpoint_lists_keys(store, tmp_path):
 def test_init_from_mdlus_transfers_weights(store, tmp_path):
     first = train(config(store, tmp_path / "a", "task=finetune_global"))
     source = checkpointing.model_file(first / "checkpoints")
-    second = train(config(store, tmp_path / "b", "task=finetune_global", f"init={source}",
-                          "data.variables=[geopotential_500,2m_temperature]", "train.steps=1"))
+    second = train(
+        config(
+            store,
+            tmp_path / "b",
+            "task=finetune_global",
+            f"init={source}",
+            "data.variables=[geopotential_500,2m_temperature]",
+            "train.steps=1",
+        )
+    )
     a = Module.from_checkpoint(str(source))
     b = Module.from_checkpoint(str(checkpointing.model_file(second / "checkpoints", 1)))
     # one step of AdamW moves every weight by about lr; the init is the starting point
@@ -237,8 +294,17 @@ def test_init_from_mdlus_transfers_weights(store, tmp_path):
 def _torchrun(store, run_dir, fsdp, port):
     script = Path(__file__).with_name("ddp_train.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           str(script), str(store), str(run_dir), str(fsdp).lower()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={port}",
+        str(script),
+        str(store),
+        str(run_dir),
+        str(fsdp).lower(),
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return [torch.load(run_dir / f"params_rank{r}.pt") for r in range(2)]
@@ -279,8 +345,10 @@ def test_day_of_year_climatology_baseline(store, tmp_path):
     shutil.copytree(store, copy)
     compute_statistics(copy, day_of_year=True)
     run = train(config(copy, tmp_path / "run", "task=finetune_global", "task.lead_hours=6"))
-    cfg = load_run_config(run, ["eval.leads=[6]", "eval.max_samples=7", "eval.climatology=day_of_year",
-                                "eval.variables=[geopotential_500]"])
+    cfg = load_run_config(
+        run,
+        ["eval.leads=[6]", "eval.max_samples=7", "eval.climatology=day_of_year", "eval.variables=[geopotential_500]"],
+    )
     table = evaluate(cfg).query("region == 'global'").set_index("method")
     st = ShardStore(copy)
     doy = np.load(copy / "test" / "climatology_doy.npz")["geopotential_500"][:, 0].astype(np.float64)
@@ -296,8 +364,16 @@ def test_wb2_climatology_baseline_uses_the_training_years(store, tmp_path):
     from physicsnemo_climax.data.climatology import hourly_climatology
 
     run = train(config(store, tmp_path / "run", "task=finetune_global", "task.lead_hours=6"))
-    cfg = load_run_config(run, ["eval.leads=[6]", "eval.max_samples=7", "eval.climatology=wb2",
-                                "eval.climatology_window=5", "eval.variables=[geopotential_500]"])
+    cfg = load_run_config(
+        run,
+        [
+            "eval.leads=[6]",
+            "eval.max_samples=7",
+            "eval.climatology=wb2",
+            "eval.climatology_window=5",
+            "eval.variables=[geopotential_500]",
+        ],
+    )
     table = evaluate(cfg).query("region == 'global'").set_index("method")
     st = ShardStore(store)
     clim = hourly_climatology(st, ["geopotential_500"], "train", None, 5)  # 2000 only: not the scored 2001
@@ -314,13 +390,28 @@ def test_cli_evaluate_and_forecast(store, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "persistence" in printed and "12h" in printed and "24h" in printed
     shard = ShardStore(store).shards("test")[0]
-    ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0],
-                         {"units": ShardStore(store).manifest["units"][v]}) for v in VARS},
-                    coords={"lat": ShardStore(store).lat, "lon": ShardStore(store).lon,
-                            "time": np.datetime64("2001-01-01T00")})
+    ic = xr.Dataset(
+        {
+            v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0], {"units": ShardStore(store).manifest["units"][v]})
+            for v in VARS
+        },
+        coords={"lat": ShardStore(store).lat, "lon": ShardStore(store).lon, "time": np.datetime64("2001-01-01T00")},
+    )
     ic.to_netcdf(tmp_path / "ic.nc")
-    main(["forecast", "--checkpoint", str(run), "--input", str(tmp_path / "ic.nc"),
-          "--lead", "12h", "2D", "--output", str(tmp_path / "out.nc")])
+    main(
+        [
+            "forecast",
+            "--checkpoint",
+            str(run),
+            "--input",
+            str(tmp_path / "ic.nc"),
+            "--lead",
+            "12h",
+            "2D",
+            "--output",
+            str(tmp_path / "out.nc"),
+        ]
+    )
     out = xr.open_dataset(tmp_path / "out.nc")
     assert out["temperature_850"].shape == (1, 2, 8, 16)
     assert list(out.lead_time.values) == list(pd.to_timedelta(["12h", "48h"]))
@@ -328,8 +419,14 @@ def test_cli_evaluate_and_forecast(store, tmp_path, capsys):
 
 def test_dali_loader_trains_like_the_threads_loader(store, tmp_path):
     pytest.importorskip("nvidia.dali")
-    common = ("task=finetune_global", "task.lead_hours=12", "train.steps=4", "train.log_every=1",
-              "train.val_every=100", "train.ckpt_every=4")
+    common = (
+        "task=finetune_global",
+        "task.lead_hours=12",
+        "train.steps=4",
+        "train.log_every=1",
+        "train.val_every=100",
+        "train.ckpt_every=4",
+    )
     threads = train(config(store, tmp_path / "threads", *common))
     dali = train(config(store, tmp_path / "dali", *common, "train.loader=dali_cpu", "train.num_workers=1"))
     assert len(losses(dali)) == 4
@@ -341,8 +438,19 @@ def test_a_config_demanding_apex_stops_before_anything_is_built(store, tmp_path,
     with pytest.raises(MissingFeature, match="train.fused='apex': NVIDIA apex fused kernels are missing"):
         train(config(store, tmp_path / "run", "task=finetune_global", "train.fused=apex"))
     assert not (tmp_path / "run").exists()
-    run = train(config(store, tmp_path / "run", "task=finetune_global", "task.lead_hours=12", "train.fused=apex",
-                       "train.fallback=true", "train.steps=2", "train.val_every=100", "train.ckpt_every=2"))
+    run = train(
+        config(
+            store,
+            tmp_path / "run",
+            "task=finetune_global",
+            "task.lead_hours=12",
+            "train.fused=apex",
+            "train.fallback=true",
+            "train.steps=2",
+            "train.val_every=100",
+            "train.ckpt_every=2",
+        )
+    )
     assert "falling back to 'torch'" in caplog.text
     assert yaml_value(run / "config.yaml", "train", "fused") == "torch"  # the run records what ran
 
@@ -358,8 +466,17 @@ def yaml_value(path, *keys):
 
 @pytest.mark.slow
 def test_torch_compile_option(store, tmp_path):
-    run = train(config(store, tmp_path / "run", "task=finetune_global", "train.compile=true",
-                       "train.steps=2", "train.val_every=100", "train.ckpt_every=2"))
+    run = train(
+        config(
+            store,
+            tmp_path / "run",
+            "task=finetune_global",
+            "train.compile=true",
+            "train.steps=2",
+            "train.val_every=100",
+            "train.ckpt_every=2",
+        )
+    )
     assert np.isfinite(losses(run)).all() and checkpointing.checkpoint_steps(run / "checkpoints") == [2]
 
 
@@ -396,9 +513,13 @@ def test_regional_run_forecasts_its_region_and_records_its_plan(store, tmp_path)
     assert (info["plan"]["precision"], info["plan"]["fused"], info["plan"]["loader"]) == ("fp32", "torch", "threads")
     run, st = Run.load(run_dir), ShardStore(store)
     shard = st.shards("test")[0]
-    ic = xr.Dataset({v: (("time", "lat", "lon"), np.asarray(shard.array(v))[:2, 0], {"units": st.manifest["units"][v]})
-                     for v in VARS},
-                    coords={"time": pd.date_range("2001-01-01", periods=2, freq="6h"), "lat": st.lat, "lon": st.lon})
+    ic = xr.Dataset(
+        {
+            v: (("time", "lat", "lon"), np.asarray(shard.array(v))[:2, 0], {"units": st.manifest["units"][v]})
+            for v in VARS
+        },
+        coords={"time": pd.date_range("2001-01-01", periods=2, freq="6h"), "lat": st.lat, "lon": st.lon},
+    )
     out = forecast(run, ic, ["12h"])
     assert np.allclose(out.lat, st.lat[4:6]) and np.allclose(out.lon, st.lon[10:14])  # NorthAmerica's cells
     mean, std = (torch.as_tensor(a, dtype=torch.float32)[:, None, None] for a in run.stats(run.info.variables))

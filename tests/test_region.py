@@ -57,7 +57,7 @@ def test_region_across_the_prime_meridian_on_both_longitude_conventions():
     lons_b = patch_centres(lon180, 2)[list(b.cols)] % 360
     assert torch.allclose(lons_a, lons_b)
     # eastwards from lon_min, contiguous: 343.125, 354.375, 5.625 ... (steps of 11.25)
-    steps = (lons_a.diff() % 360)
+    steps = lons_a.diff() % 360
     assert torch.allclose(steps, torch.full_like(steps, 11.25))
     assert lons_a[0] > 330 and lons_a[-1] < 40
 
@@ -89,9 +89,7 @@ def test_region_uses_only_its_own_input():
     mask[rows[:, None], cols[None, :]] = False
     y[..., mask] = 100.0
     lead = torch.tensor([6.0])
-    assert torch.equal(
-        model(x, lead, TINY_VARS, region="Europe"), model(y, lead, TINY_VARS, region="Europe")
-    )
+    assert torch.equal(model(x, lead, TINY_VARS, region="Europe"), model(y, lead, TINY_VARS, region="Europe"))
 
 
 def test_descending_grid_given_to_model():

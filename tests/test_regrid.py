@@ -11,8 +11,9 @@ from physicsnemo_climax.grid import regular_grid
 
 def field(lat, lon, fn):
     la, lo = np.meshgrid(lat, lon, indexing="ij")
-    return xr.DataArray(fn(np.deg2rad(la), np.deg2rad(lo)), dims=("lat", "lon"),
-                        coords={"lat": lat, "lon": lon}, name="f")
+    return xr.DataArray(
+        fn(np.deg2rad(la), np.deg2rad(lo)), dims=("lat", "lon"), coords={"lat": lat, "lon": lon}, name="f"
+    )
 
 
 def cell_areas(lat, lon):
@@ -113,8 +114,10 @@ def test_latitude_order_and_longitude_convention_do_not_matter(method):
 def test_dataset_with_extra_dims_and_passthrough():
     lat_in, lon_in = regular_grid((16, 32))
     ds = xr.Dataset(
-        {"t": (("time", "level", "lat", "lon"), np.ones((2, 3, 16, 32), np.float32)),
-         "co2": (("time",), np.arange(2.0))},
+        {
+            "t": (("time", "level", "lat", "lon"), np.ones((2, 3, 16, 32), np.float32)),
+            "co2": (("time",), np.arange(2.0)),
+        },
         coords={"lat": lat_in, "lon": lon_in, "time": np.arange(2), "level": [500, 850, 925]},
     )
     out = regrid(ds, *regular_grid((8, 16)))

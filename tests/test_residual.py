@@ -21,8 +21,18 @@ VARS = ["t2m", "z500", "lsm"]
 
 def tiny(residual):
     torch.manual_seed(0)
-    return ClimaX(variables=VARS, img_size=(8, 16), patch_size=2, embed_dim=32, depth=1, num_heads=4,
-                  decoder_depth=1, drop_path=0.0, drop_rate=0.0, residual=residual).eval()
+    return ClimaX(
+        variables=VARS,
+        img_size=(8, 16),
+        patch_size=2,
+        embed_dim=32,
+        depth=1,
+        num_heads=4,
+        decoder_depth=1,
+        drop_path=0.0,
+        drop_rate=0.0,
+        residual=residual,
+    ).eval()
 
 
 def test_residual_output_is_damped_anomaly_persistence_plus_scaled_head():
@@ -34,7 +44,10 @@ def test_residual_output_is_damped_anomaly_persistence_plus_scaled_head():
     clim = torch.randn(3, 8, 16)
     # per latitude row: rows 0-3 persist as [0.9, 0.6] at lag 1 and [0.5, 0.2] beyond, rows 4-7 as 0.3 and 0.1
     corr = torch.ones(3, 8, residual.anomaly_corr.shape[-1])
-    corr[:, :4, 1], corr[:, :4, 2:] = torch.tensor([0.9, 0.6, 1.0])[:, None], torch.tensor([0.5, 0.2, 1.0])[:, None, None]
+    corr[:, :4, 1], corr[:, :4, 2:] = (
+        torch.tensor([0.9, 0.6, 1.0])[:, None],
+        torch.tensor([0.5, 0.2, 1.0])[:, None, None],
+    )
     corr[:2, 4:, 1], corr[:2, 4:, 2:] = 0.3, 0.1
     std = torch.tensor([0.5, 0.2, 0.01])[:, None].repeat(1, 8)
     std[:2, 4:] = 2.0
@@ -81,8 +94,10 @@ def test_anomaly_statistics_by_hand(store):  # noqa: F811
     stats = anomaly_statistics(st, ["temperature_850"], 12.0, lags=8, anchors=10_000)  # every anchor
     mean, std = st.statistics(["temperature_850"])
     clim = (st.climatology("train", ["temperature_850"])[0] - mean[0]) / std[0]
-    series = [(np.asarray(s.array("temperature_850"))[:, 0].astype(np.float64) - mean[0]) / std[0] - clim
-              for s in st.shards("train")]
+    series = [
+        (np.asarray(s.array("temperature_850"))[:, 0].astype(np.float64) - mean[0]) / std[0] - clim
+        for s in st.shards("train")
+    ]
     anchors = [(a[: len(a) - 2], a) for a in series]  # 12 h = 2 steps of 6 h
     assert stats.std.shape == (1, len(st.lat)) and stats.corr.shape == (1, len(st.lat), 8)
     for row in (0, len(st.lat) // 2, len(st.lat) - 1):  # each latitude row on its own
@@ -109,11 +124,22 @@ def test_residual_runs_train_roll_out_and_save_their_scale(store, tmp_path):  # 
     shard = st.shards("test")[0]
     import xarray as xr
 
-    ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0], {"units": st.manifest["units"][v]})
-                     for v in model.variables},
-                    coords={"lat": st.lat, "lon": st.lon})
+    ic = xr.Dataset(
+        {
+            v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0], {"units": st.manifest["units"][v]})
+            for v in model.variables
+        },
+        coords={"lat": st.lat, "lon": st.lon},
+    )
     out = forecast(Run.load(run), ic, ["48h"])  # a rollout through residual steps
     assert np.isfinite(out.temperature_850.values).all()
-    regional = train(config(store, tmp_path / "regional", "task=finetune_regional", "model.residual=true",
-                            f"init={checkpointing.model_file(run / 'checkpoints')}"))
+    regional = train(
+        config(
+            store,
+            tmp_path / "regional",
+            "task=finetune_regional",
+            "model.residual=true",
+            f"init={checkpointing.model_file(run / 'checkpoints')}",
+        )
+    )
     assert Module.from_checkpoint(str(checkpointing.model_file(regional / "checkpoints"))).residual

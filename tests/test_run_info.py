@@ -11,14 +11,27 @@ from physicsnemo_climax.engine.run_info import RunInfo
 from physicsnemo_climax.errors import DataError
 
 #: A ClimaX forecasting run.json as this package wrote it before the typed record.
-OLDER = {"task": "finetune_global", "variables": ["t2m", "z500", "cos_zenith"], "out_variables": ["t2m", "z500"],
-         "model_variables": ["t2m", "z500", "cos_zenith"],
-         "statistics": {"t2m": {"mean": 280.5, "std": 12.25}, "z500": {"mean": 54000.0, "std": 3000.0}},
-         "units": {"t2m": "K"}, "lat": [-45.0, 45.0], "lon": [0.0, 90.0, 180.0, 270.0], "hours_per_step": 6,
-         "lead_hours": None, "max_lead_hours": 72, "lead_range": [6, 72], "lead_step": 6,
-         "data_root": "/data/store", "region": "NorthAmerica", "forcings": ["cos_zenith"],
-         "plan": {"precision": "fp32"}, "history": [{"resumed_at_step": 10, "changed": {}}],
-         "written_by_a_later_version": {"x": 1}}
+OLDER = {
+    "task": "finetune_global",
+    "variables": ["t2m", "z500", "cos_zenith"],
+    "out_variables": ["t2m", "z500"],
+    "model_variables": ["t2m", "z500", "cos_zenith"],
+    "statistics": {"t2m": {"mean": 280.5, "std": 12.25}, "z500": {"mean": 54000.0, "std": 3000.0}},
+    "units": {"t2m": "K"},
+    "lat": [-45.0, 45.0],
+    "lon": [0.0, 90.0, 180.0, 270.0],
+    "hours_per_step": 6,
+    "lead_hours": None,
+    "max_lead_hours": 72,
+    "lead_range": [6, 72],
+    "lead_step": 6,
+    "data_root": "/data/store",
+    "region": "NorthAmerica",
+    "forcings": ["cos_zenith"],
+    "plan": {"precision": "fp32"},
+    "history": [{"resumed_at_step": 10, "changed": {}}],
+    "written_by_a_later_version": {"x": 1},
+}
 
 
 def test_a_record_reads_typed_and_writes_back_the_same_json():

@@ -47,8 +47,11 @@ def test_rmse_is_the_root_of_the_time_mean_mse_and_acc_the_mean_of_per_sample_co
     for score in ("rmse", "mae", "acc"):
         assert np.allclose(approx[score], table[score], rtol=1e-5, equal_nan=True)
     assert set(table.region) == {"global"} and set(table.samples) == {8}
-    for method, pick in (("model", lambda f, v: f), ("persistence", lambda f, v: v.initial),
-                         ("climatology", lambda f, v: v.climatology.expand_as(v.truth))):
+    for method, pick in (
+        ("model", lambda f, v: f),
+        ("persistence", lambda f, v: v.initial),
+        ("climatology", lambda f, v: v.climatology.expand_as(v.truth)),
+    ):
         f = np.concatenate([pick(f, v).numpy() for f, v in parts])
         t = np.concatenate([v.truth.numpy() for _, v in parts])
         c = np.concatenate([v.climatology.expand_as(v.truth).numpy() for _, v in parts])
@@ -56,7 +59,9 @@ def test_rmse_is_the_root_of_the_time_mean_mse_and_acc_the_mean_of_per_sample_co
             mse = ((f[:, j] - t[:, j]) ** 2 * W).sum(axis=(1, 2))
             assert table.loc[(method, var), "rmse"] == pytest.approx(np.sqrt(mse.mean()), rel=1e-9)
             assert table.loc[(method, var), "bias"] == pytest.approx(((f[:, j] - t[:, j]) * W).sum(axis=(1, 2)).mean())
-            assert table.loc[(method, var), "mae"] == pytest.approx((np.abs(f[:, j] - t[:, j]) * W).sum(axis=(1, 2)).mean())
+            assert table.loc[(method, var), "mae"] == pytest.approx(
+                (np.abs(f[:, j] - t[:, j]) * W).sum(axis=(1, 2)).mean()
+            )
             if method != "climatology":
                 fa, oa = f[:, j] - c[:, j], t[:, j] - c[:, j]
                 per = (fa * oa * W).sum((1, 2)) / np.sqrt((fa**2 * W).sum((1, 2)) * (oa**2 * W).sum((1, 2)))
@@ -69,8 +74,16 @@ def test_regions_weight_by_cell_area_inside_their_box_and_skip_what_a_regional_g
     lat, lon = np.array([-60.0, -10.0, 10.0, 60.0]), np.array([0.0, 90.0, 180.0, 270.0])
     land = np.array([[1.0, 0.0, 0.5, 0.0]] * 4)
     specs = region_specs(["global", "tropics", "northern-hemisphere"], {"box": [0, 90, 350, 95]}, land=True)
-    assert set(specs) == {"global", "tropics", "northern-hemisphere", "box", "global_land", "global_sea",
-                          "tropics_land", "tropics_sea"}
+    assert set(specs) == {
+        "global",
+        "tropics",
+        "northern-hemisphere",
+        "box",
+        "global_land",
+        "global_sea",
+        "tropics_land",
+        "tropics_sea",
+    }
     weights, skipped = region_weights(specs, lat, lon, land)
     a = areas_of(lat)
     want_tropics = np.zeros((4, 4))
@@ -166,8 +179,7 @@ def test_seeps_climatology_from_the_training_split_by_hand():
     assert np.allclose(dry[0, 1].numpy(), 1e-4)  # 0.1 mm for 6-hour accumulations
     assert np.allclose(p1[0, 1, 0].numpy(), [0.5, 0.0])
     # wet threshold: 2/3 quantile of the wet values (linear interpolation, as numpy's default)
-    assert np.allclose(wet[0, 1, 0].numpy(), [np.quantile([1e-3, 2e-3, 4e-3], 2 / 3),
-                                              np.quantile(values[:, 1], 2 / 3)])
+    assert np.allclose(wet[0, 1, 0].numpy(), [np.quantile([1e-3, 2e-3, 4e-3], 2 / 3), np.quantile(values[:, 1], 2 / 3)])
 
 
 def test_the_scorecard_seeps_is_the_area_mean_over_the_points_where_it_is_defined():
@@ -218,6 +230,11 @@ def test_a_regional_store_scores_its_domain_as_run_region_and_lists_only_the_reg
     weights, skipped = region_weights(region_specs(["all"], {"london": [51, 52, -1, 0.5]}), lat, lon)
     assert set(weights) == {"run_region", "london"}  # not "global": the domain is named as what it is
     assert {n for n, why in skipped.items() if why == BEYOND} == {
-        "global", "extra-tropics", "northern-hemisphere", "europe", "arctic"}  # overlap, reach beyond
+        "global",
+        "extra-tropics",
+        "northern-hemisphere",
+        "europe",
+        "arctic",
+    }  # overlap, reach beyond
     assert {n for n, why in skipped.items() if why == NO_POINT} >= {"tropics", "ausnz", "east-asia"}
     assert np.isclose(weights["run_region"].sum().item(), 1.0)

@@ -44,8 +44,9 @@ def grib_cache(tmp_path, monkeypatch):
 
 
 def build(inputs, out, grid="native", **kw) -> ShardStore:
-    config = PrepareConfig(inputs=[str(i) for i in inputs], variables=kw.pop("variables", VARIABLES),
-                           splits=SPLITS, grid=grid, **kw)
+    config = PrepareConfig(
+        inputs=[str(i) for i in inputs], variables=kw.pop("variables", VARIABLES), splits=SPLITS, grid=grid, **kw
+    )
     return ShardStore(prepare(config, out))
 
 
@@ -159,7 +160,9 @@ def test_zarr_stores_read_locally_from_memory_and_over_http_give_one_store(tmp_p
         assert np.array_equal(values(http_, name), values(local, name))
     lat = WB2_LAT if layout == "wb2" else ARCO_LAT
     direct = build([root / f"{layout}.zarr"], tmp_path / "native", variables=VARIABLES)
-    assert np.array_equal(values(direct, "temperature_500"), expected("temperature_500", lat, direct.lon)[:, np.argsort(lat)])
+    assert np.array_equal(
+        values(direct, "temperature_500"), expected("temperature_500", lat, direct.lon)[:, np.argsort(lat)]
+    )
     if layout == "wb2":  # surface geopotential / g is the orography, in metres
         z = dataset.geopotential_at_surface.transpose("latitude", "longitude").values
         native = build([root / "wb2.zarr"], tmp_path / "wb2_native", variables=["orography", "2m_temperature"])
@@ -191,8 +194,9 @@ def test_reads_follow_the_source_chunks_and_fetch_each_once(served, monkeypatch)
     first = cat.read("2m_temperature", TIMES[1:3])
     second = cat.read("2m_temperature", TIMES[2:5])  # chunk [0-2] again (kept), then [3-5]
     assert reads == [3, 3]
-    assert np.array_equal(np.concatenate([first, second[1:]]), expected("2m_temperature", WB2_LAT,
-                                                                        np.arange(16) * 22.5)[1:5])
+    assert np.array_equal(
+        np.concatenate([first, second[1:]]), expected("2m_temperature", WB2_LAT, np.arange(16) * 22.5)[1:5]
+    )
 
 
 def test_remote_reads_are_retried_local_ones_are_not(served, monkeypatch):
@@ -220,8 +224,10 @@ def test_remote_reads_are_retried_local_ones_are_not(served, monkeypatch):
 def test_native_regions_crossing_0_or_180_stay_in_one_piece(tmp_path, box, first, last):
     lat, lon = np.arange(60, 30, -2.5), np.arange(0, 360, 2.5)
     times = TIMES[:8]
-    ds = xr.Dataset({"t2m": (("time", "latitude", "longitude"), fields(times, lat, lon)["t2m"])},
-                    coords={"time": times, "latitude": lat, "longitude": lon})
+    ds = xr.Dataset(
+        {"t2m": (("time", "latitude", "longitude"), fields(times, lat, lon)["t2m"])},
+        coords={"time": times, "latitude": lat, "longitude": lon},
+    )
     ds.to_netcdf(tmp_path / "global.nc")
     store = build([tmp_path / "global.nc"], tmp_path / "store", variables=["2m_temperature"], region=box)
     assert store.lon[0] == first and store.lon[-1] == last and np.all(np.diff(store.lon) == 2.5)
@@ -239,24 +245,34 @@ def test_a_region_beyond_the_grid_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------- bad input
-@pytest.mark.parametrize("text", ["2019-3-01:2019-03-24", "2019/2020", "2019-03-01..2019-03-24", "19-20",
-                                  "2019-03-24:2019-03-01", "2020-2019"])
+@pytest.mark.parametrize(
+    "text",
+    ["2019-3-01:2019-03-24", "2019/2020", "2019-03-01..2019-03-24", "19-20", "2019-03-24:2019-03-01", "2020-2019"],
+)
 def test_period_typos_show_the_accepted_forms(text):
     with pytest.raises(ValueError, match=rf"period '{text}': .*write it as one of: 2016 \(a year\)"):
         parse_periods(text)
 
 
 def test_period_forms():
-    assert parse_periods("2019-03-01/2019-03-24") == parse_periods("2019-03-01:2019-03-24") == [
-        ["2019-03-01", "2019-03-25"]]
+    assert (
+        parse_periods("2019-03-01/2019-03-24")
+        == parse_periods("2019-03-01:2019-03-24")
+        == [["2019-03-01", "2019-03-25"]]
+    )
     assert parse_periods("2019-12-31/2020-01-01") == [["2019-12-31", "2020-01-01"], ["2020-01-01", "2020-01-02"]]
-    assert parse_periods(["1990-1991", 1995]) == [["1990-01-01", "1991-01-01"], ["1991-01-01", "1992-01-01"],
-                                                  ["1995-01-01", "1996-01-01"]]
+    assert parse_periods(["1990-1991", 1995]) == [
+        ["1990-01-01", "1991-01-01"],
+        ["1991-01-01", "1992-01-01"],
+        ["1995-01-01", "1996-01-01"],
+    ]
 
 
 def test_mixed_time_steps_across_files_name_both(tmp_path):
-    hourly = xr.Dataset({"t2m": (("time", "lat", "lon"), np.zeros((4, 2, 2), np.float32))},
-                        coords={"time": TIMES[0] + np.arange(4) * np.timedelta64(1, "h"), "lat": [0, 1], "lon": [0, 1]})
+    hourly = xr.Dataset(
+        {"t2m": (("time", "lat", "lon"), np.zeros((4, 2, 2), np.float32))},
+        coords={"time": TIMES[0] + np.arange(4) * np.timedelta64(1, "h"), "lat": [0, 1], "lon": [0, 1]},
+    )
     six = hourly.assign_coords(time=TIMES[4:8])
     hourly.to_netcdf(tmp_path / "a.nc")
     six.to_netcdf(tmp_path / "b.nc")
@@ -265,8 +281,10 @@ def test_mixed_time_steps_across_files_name_both(tmp_path):
 
 
 def test_an_ensemble_is_refused_a_single_member_is_not(tmp_path):
-    ds = xr.Dataset({"t2m": (("number", "time", "latitude", "longitude"), np.zeros((2, 2, 2, 2), np.float32))},
-                    coords={"number": [0, 1], "time": TIMES[:2], "latitude": [0, 1], "longitude": [0, 1]})
+    ds = xr.Dataset(
+        {"t2m": (("number", "time", "latitude", "longitude"), np.zeros((2, 2, 2, 2), np.float32))},
+        coords={"number": [0, 1], "time": TIMES[:2], "latitude": [0, 1], "longitude": [0, 1]},
+    )
     ds.to_netcdf(tmp_path / "ens.nc")
     ds.isel(number=[0]).to_netcdf(tmp_path / "one.nc")
     with pytest.raises(DataError, match="ens.nc: an ensemble with 2 members"):
@@ -274,17 +292,30 @@ def test_an_ensemble_is_refused_a_single_member_is_not(tmp_path):
     assert open_parts(tmp_path / "one.nc")[0].t2m.dims == ("time", "lat", "lon")
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--train", "2019-03-01/2019-3-24"], "period '2019-03-01/2019-3-24': not a year"),
-    (["--train", "2000", "--grid", "64"], "--grid 64: give H W"),
-    (["--train", "2000", "--storage-option", "anon"], "--storage-option 'anon': write KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--train", "2019-03-01/2019-3-24"], "period '2019-03-01/2019-3-24': not a year"),
+        (["--train", "2000", "--grid", "64"], "--grid 64: give H W"),
+        (["--train", "2000", "--storage-option", "anon"], "--storage-option 'anon': write KEY=VALUE"),
+    ],
+)
 def test_the_cli_says_what_is_wrong_in_one_line(tmp_path, capsys, args, says):
     from physicsnemo_climax.cli import main
 
     with pytest.raises(SystemExit) as exit_:
-        main(["data", "prepare", str(cds_netcdf(tmp_path / "a.nc")), "--out", str(tmp_path / "s"),
-              "--variables", "2m_temperature", *args])
+        main(
+            [
+                "data",
+                "prepare",
+                str(cds_netcdf(tmp_path / "a.nc")),
+                "--out",
+                str(tmp_path / "s"),
+                "--variables",
+                "2m_temperature",
+                *args,
+            ]
+        )
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and says in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()
@@ -294,7 +325,18 @@ def test_the_cli_prepares_an_unreachable_url_as_one_line(tmp_path, capsys):
     from physicsnemo_climax.cli import main
 
     with pytest.raises(SystemExit):
-        main(["data", "prepare", "http://127.0.0.1:9/wb2.zarr", "--out", str(tmp_path / "s"),
-              "--variables", "2m_temperature", "--train", "2000"])
+        main(
+            [
+                "data",
+                "prepare",
+                "http://127.0.0.1:9/wb2.zarr",
+                "--out",
+                str(tmp_path / "s"),
+                "--variables",
+                "2m_temperature",
+                "--train",
+                "2000",
+            ]
+        )
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("climax data: error: http://127.0.0.1:9/wb2.zarr: cannot be opened as Zarr")

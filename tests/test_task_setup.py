@@ -44,6 +44,7 @@ def observed(monkeypatch):
             seen.deterministic.append(torch.are_deterministic_algorithms_enabled())
             seen.cudnn_benchmark.append(torch.backends.cudnn.benchmark)
             return loss_fn(n, batch)
+
         return real_step(net, batches, watched, *args)
 
     def counting(module):
@@ -52,6 +53,7 @@ def observed(monkeypatch):
         def checkpoint(fn, *args, **kwargs):
             seen.checkpointed.append(type(fn).__name__)
             return real(fn, *args, **kwargs)
+
         monkeypatch.setattr(module, "checkpoint", checkpoint)
 
     monkeypatch.setattr(loop, "train_step", train_step)
@@ -76,9 +78,12 @@ def corrdiff_climax(mini, run_dir, *overrides):  # noqa: F811
     return train_corrdiff(corrdiff_config(mini, run_dir, *SHORT, *TINY_CLIMAX, *overrides))
 
 
-TASKS = {"forecast": (forecast, "store", "Block"), "climatebench": (climatebench, "bench", "Block"),
-         "corrdiff_regression": (corrdiff_regression, "mini", "UNetBlock"),
-         "corrdiff_climax_regression": (corrdiff_climax, "mini", "Block")}
+TASKS = {
+    "forecast": (forecast, "store", "Block"),
+    "climatebench": (climatebench, "bench", "Block"),
+    "corrdiff_regression": (corrdiff_regression, "mini", "UNetBlock"),
+    "corrdiff_climax_regression": (corrdiff_climax, "mini", "Block"),
+}
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -86,8 +91,12 @@ TASKS = {"forecast": (forecast, "store", "Block"), "climatebench": (climatebench
 def test_every_task_honours_deterministic_and_grad_checkpointing(task, on, observed, request, tmp_path):
     run, fixture, block = TASKS[task]
     flag = str(on).lower()
-    run(request.getfixturevalue(fixture), tmp_path / "run", f"train.deterministic={flag}",
-        f"train.grad_checkpointing={flag}")
+    run(
+        request.getfixturevalue(fixture),
+        tmp_path / "run",
+        f"train.deterministic={flag}",
+        f"train.grad_checkpointing={flag}",
+    )
     assert observed.deterministic and all(d == on for d in observed.deterministic)
     if on:
         assert not any(observed.cudnn_benchmark)  # autotuning would pick algorithms run by run
@@ -105,16 +114,33 @@ def regression_run(mini, tmp_path_factory):  # noqa: F811
 @pytest.mark.parametrize("on", [True, False])
 def test_the_diffusion_stage_honours_them_too(mini, regression_run, on, observed, tmp_path):  # noqa: F811
     flag = str(on).lower()
-    train_corrdiff(corrdiff_config(mini, tmp_path / "res", *SHORT, f"model.regression_checkpoint_path={regression_run}",
-                                   f"train.deterministic={flag}", f"train.grad_checkpointing={flag}",
-                                   name="config_training_hrrr_mini_diffusion"))
+    train_corrdiff(
+        corrdiff_config(
+            mini,
+            tmp_path / "res",
+            *SHORT,
+            f"model.regression_checkpoint_path={regression_run}",
+            f"train.deterministic={flag}",
+            f"train.grad_checkpointing={flag}",
+            name="config_training_hrrr_mini_diffusion",
+        )
+    )
     assert observed.deterministic and all(d == on for d in observed.deterministic)
     assert (set(observed.checkpointed) == {"UNetBlock"}) if on else observed.checkpointed == []
 
 
 def test_every_unet_block_is_checkpointed_and_a_net_without_any_has_no_switch():
-    net = torch.nn.Sequential(song_unet.SongUNet(img_resolution=16, in_channels=2, out_channels=1, model_channels=8,
-                                                 channel_mult=[1, 2], num_blocks=1, attn_resolutions=[]))
+    net = torch.nn.Sequential(
+        song_unet.SongUNet(
+            img_resolution=16,
+            in_channels=2,
+            out_channels=1,
+            model_channels=8,
+            channel_mult=[1, 2],
+            num_blocks=1,
+            attn_resolutions=[],
+        )
+    )
     assert net[0].checkpoint_threshold > 16  # the default: no block checkpointed at this size
     corrdiff_models.grad_checkpointing(net)()
     assert net[0].checkpoint_threshold == 0  # every feature map is larger: every block
@@ -128,8 +154,12 @@ def toy_task(cfg, grad_checkpointing=None):
     def build(ctx: TaskContext):
         seen["ctx"] = ctx
         model = torch.nn.Linear(2, 1)
-        job = Trainable(model, lambda net, batch: net(batch).square().mean(), lambda e: [torch.ones(4, 2)],
-                        grad_checkpointing=grad_checkpointing)
+        job = Trainable(
+            model,
+            lambda net, batch: net(batch).square().mean(),
+            lambda e: [torch.ones(4, 2)],
+            grad_checkpointing=grad_checkpointing,
+        )
         return job, RunRecord(cfg, RunInfo(task="toy"))
 
     return train_task(cfg, build, name="toy.train"), seen
@@ -137,8 +167,11 @@ def toy_task(cfg, grad_checkpointing=None):
 
 def test_a_model_without_gradient_checkpointing_is_refused_by_name(store, tmp_path):  # noqa: F811
     cfg = forecast_config(store, tmp_path / "run", *SHORT, "train.grad_checkpointing=true")
-    with pytest.raises(ConfigError, match=r"train.grad_checkpointing=true: the toy model \(Linear\) has no "
-                                          "gradient checkpointing"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train.grad_checkpointing=true: the toy model \(Linear\) has no "
+        "gradient checkpointing",
+    ):
         toy_task(cfg)
     assert not (tmp_path / "run").exists()
     calls = []

@@ -18,8 +18,11 @@ from physicsnemo_climax.engine.checks import check_train, split_batch
 from physicsnemo_climax.errors import ConfigError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "corrdiff.md"
-TRAIN, DIFFUSION, GENERATE = ("config_training_hrrr_mini_regression", "config_training_hrrr_mini_diffusion",
-                              "config_generate_hrrr_mini")
+TRAIN, DIFFUSION, GENERATE = (
+    "config_training_hrrr_mini_regression",
+    "config_training_hrrr_mini_diffusion",
+    "config_generate_hrrr_mini",
+)
 
 #: One upstream override per mapped key: (config, extra overrides, upstream override, key here, value here).
 LANDINGS = [
@@ -42,12 +45,16 @@ LANDINGS = [
     (TRAIN, [], "++training.perf.dataloader_workers=3", "train.num_workers", 3),
     (TRAIN, [], "++training.perf.torch_compile=true", "train.compile", True),
     (TRAIN, [], "++training.perf.use_apex_gn=false", "model.use_apex_gn", False),
-    (DIFFUSION, [], "++training.io.regression_checkpoint_path=/runs/reg", "model.regression_checkpoint_path",
-     "/runs/reg"),
+    (
+        DIFFUSION,
+        [],
+        "++training.io.regression_checkpoint_path=/runs/reg",
+        "model.regression_checkpoint_path",
+        "/runs/reg",
+    ),
     (TRAIN, [], "++training.io.validation_steps=7", "train.val_batches", 7),
     (TRAIN, [], "++training.io.save_n_recent_checkpoints=3", "train.keep_checkpoints", 3),
-    (TRAIN, ["train.keep_checkpoints=2"], "++training.io.save_n_recent_checkpoints=-1", "train.keep_checkpoints",
-     None),
+    (TRAIN, ["train.keep_checkpoints=2"], "++training.io.save_n_recent_checkpoints=-1", "train.keep_checkpoints", None),
     (GENERATE, [], "sampler=deterministic", "generation.sampler.type", "deterministic"),
     (GENERATE, [], "++sampler.type=deterministic", "generation.sampler.type", "deterministic"),
     (GENERATE, [], "++sampler.num_steps=32", "generation.sampler.num_steps", 32),
@@ -109,16 +116,19 @@ def test_a_key_without_equivalent_is_refused_naming_it_and_what_to_set(key):
     assert key in str(err.value) and UPSTREAM_KEYS[key].note in str(err.value)
 
 
-@pytest.mark.parametrize("override, words", [
-    ("++training.hp.lr_decay=0.7", ["training.hp.lr_decay=0.7", "train.min_lr_ratio"]),
-    ("++training.hp.lr_rampup=1000", ["training.hp.lr_rampup=1000", "train.warmup_steps"]),
-    ("++training.perf.fp_optimizations=fp16", ["fp_optimizations='fp16'", "train.precision"]),
-    ("++training.hp.momentum=0.9", ["training.hp.momentum", "docs/corrdiff.md"]),
-    ("+sampler.churn=0.1", ["sampler.churn"]),
-    ("++wandb.mode=offline", ["wandb.mode", "train.mlflow"]),
-    ("++generation.perf.batch=3", ["generation.perf.batch"]),
-    ("~training.hp.lr", ["training.hp.lr", "deleting"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("++training.hp.lr_decay=0.7", ["training.hp.lr_decay=0.7", "train.min_lr_ratio"]),
+        ("++training.hp.lr_rampup=1000", ["training.hp.lr_rampup=1000", "train.warmup_steps"]),
+        ("++training.perf.fp_optimizations=fp16", ["fp_optimizations='fp16'", "train.precision"]),
+        ("++training.hp.momentum=0.9", ["training.hp.momentum", "docs/corrdiff.md"]),
+        ("+sampler.churn=0.1", ["sampler.churn"]),
+        ("++wandb.mode=offline", ["wandb.mode", "train.mlflow"]),
+        ("++generation.perf.batch=3", ["generation.perf.batch"]),
+        ("~training.hp.lr", ["training.hp.lr", "deleting"]),
+    ],
+)
 def test_values_and_keys_without_equivalent_are_errors_naming_them(override, words):
     with pytest.raises(ConfigError) as err:
         translate([override])
@@ -144,12 +154,15 @@ def test_hydra_entry_points_move_added_upstream_sections():
 
 # ---------------------------------------------------------------- batch semantics
 def train_section(**values):
-    return OmegaConf.create({"steps": 100, "batch_size": 32, "grad_accum": 5, "total_batch_size": None,
-                             "training_duration": None, **values})
+    return OmegaConf.create(
+        {"steps": 100, "batch_size": 32, "grad_accum": 5, "total_batch_size": None, "training_duration": None, **values}
+    )
 
 
-@pytest.mark.parametrize("world, batch, want_batch, want_accum", [
-    (1, 32, 32, 8), (4, 32, 32, 2), (4, "auto", 64, 1), (8, 64, 32, 1), (2, 16, 16, 8)])
+@pytest.mark.parametrize(
+    "world, batch, want_batch, want_accum",
+    [(1, 32, 32, 8), (4, 32, 32, 2), (4, "auto", 64, 1), (8, 64, 32, 1), (2, 16, 16, 8)],
+)
 def test_total_batch_size_sets_grad_accum_for_the_world_size(world, batch, want_batch, want_accum):
     t = train_section(total_batch_size=256, batch_size=batch)
     split_batch(t, world)
@@ -212,8 +225,17 @@ def test_the_downscale_command_reads_upstream_keys(monkeypatch, capsys):
 
     seen = {}
     monkeypatch.setattr(training, "train", lambda cfg: seen.setdefault("cfg", cfg) and "run")
-    cli.main(["downscale", "train", "--config-name", DIFFUSION, "++training.hp.batch_size_per_gpu=4",
-              "++training.hp.total_batch_size=64", "++training.io.regression_checkpoint_path=/runs/reg"])
+    cli.main(
+        [
+            "downscale",
+            "train",
+            "--config-name",
+            DIFFUSION,
+            "++training.hp.batch_size_per_gpu=4",
+            "++training.hp.total_batch_size=64",
+            "++training.io.regression_checkpoint_path=/runs/reg",
+        ]
+    )
     cfg = seen["cfg"]
     assert (cfg.train.batch_size, cfg.train.total_batch_size) == (4, 64)
     assert cfg.model.regression_checkpoint_path == "/runs/reg"

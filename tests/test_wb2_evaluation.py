@@ -20,8 +20,12 @@ from physicsnemo_climax.forecasting import evaluate
 from physicsnemo_climax.tasks import train
 
 SCORES = ["rmse", "bias", "mae", "acc"]
-COMMON = ["eval.leads=[12,24]", "eval.max_samples=6", "eval.batch_size=4",
-          "eval.regions=[global,tropics,northern-hemisphere]"]
+COMMON = [
+    "eval.leads=[12,24]",
+    "eval.max_samples=6",
+    "eval.batch_size=4",
+    "eval.regions=[global,tropics,northern-hemisphere]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -138,20 +142,35 @@ def test_a_wb2_climatology_zarr_gives_the_same_climatology_as_computing_it(saved
     clim = hourly_climatology(st, variables, "train")
     by_level = {"2m_temperature": (None, 0), "geopotential": (500, 1), "temperature": (850, 2)}
     ds = xr.Dataset(
-        {name: (("dayofyear", "hour", "latitude", "longitude"), clim.fields[:, :, j]) if level is None else
-         (("dayofyear", "hour", "level", "latitude", "longitude"),
-          np.stack([clim.fields[:, :, j] if lv == level else np.full_like(clim.fields[:, :, j], np.nan)
-                    for lv in (500, 850)], axis=2))
-         for name, (level, j) in by_level.items()},
-        coords={"dayofyear": np.arange(1, 367), "hour": clim.hours, "level": [500, 850],
-                "latitude": st.lat, "longitude": st.lon})
+        {
+            name: (("dayofyear", "hour", "latitude", "longitude"), clim.fields[:, :, j])
+            if level is None
+            else (
+                ("dayofyear", "hour", "level", "latitude", "longitude"),
+                np.stack(
+                    [
+                        clim.fields[:, :, j] if lv == level else np.full_like(clim.fields[:, :, j], np.nan)
+                        for lv in (500, 850)
+                    ],
+                    axis=2,
+                ),
+            )
+            for name, (level, j) in by_level.items()
+        },
+        coords={
+            "dayofyear": np.arange(1, 367),
+            "hour": clim.hours,
+            "level": [500, 850],
+            "latitude": st.lat,
+            "longitude": st.lon,
+        },
+    )
     for name, units in (("2m_temperature", "K"), ("geopotential", "m**2 s**-2"), ("temperature", "K")):
         ds[name].attrs["units"] = units  # as WeatherBench 2's climatologies carry them
     ds.to_zarr(tmp_path / "clim.zarr", zarr_format=2)
     mine, card = scored(run, tmp_path / "eval", f"eval.climatology={tmp_path / 'clim.zarr'}")
     key = ["region", "variable", "lead_hours", "method"]
-    assert np.allclose(mine.set_index(key).rmse, table.set_index(key).loc[mine.set_index(key).index].rmse,
-                       rtol=1e-5)
+    assert np.allclose(mine.set_index(key).rmse, table.set_index(key).loc[mine.set_index(key).index].rmse, rtol=1e-5)
     assert card["climatology"] == f"wb2_zarr: {tmp_path / 'clim.zarr'}"
 
 
@@ -161,14 +180,33 @@ def test_cli_forecast_in_wb2_layout(saved, store, tmp_path):  # noqa: F811
     run, _, _ = saved
     st = ShardStore(store)
     shard = st.shards("test")[0]
-    ic = xr.Dataset({v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0], {"units": st.manifest["units"][v]})
-                     for v in ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"]},
-                    coords={"lat": st.lat, "lon": st.lon, "time": np.datetime64("2001-01-01T00")})
+    ic = xr.Dataset(
+        {
+            v: (("lat", "lon"), np.asarray(shard.array(v))[0, 0], {"units": st.manifest["units"][v]})
+            for v in ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask"]
+        },
+        coords={"lat": st.lat, "lon": st.lon, "time": np.datetime64("2001-01-01T00")},
+    )
     ic.to_netcdf(tmp_path / "ic.nc")
     out = tmp_path / "fc.zarr"
     for again in ([], ["--overwrite"]):  # the second write replaces the first
-        main(["forecast", "--run", str(run), "--input", str(tmp_path / "ic.nc"), "--lead", "12h", "24h",
-              "--output", str(out), "--format", "wb2", *again])
+        main(
+            [
+                "forecast",
+                "--run",
+                str(run),
+                "--input",
+                str(tmp_path / "ic.nc"),
+                "--lead",
+                "12h",
+                "24h",
+                "--output",
+                str(out),
+                "--format",
+                "wb2",
+                *again,
+            ]
+        )
     ds = xr.open_zarr(out)
     assert ds.temperature.dims == ("time", "prediction_timedelta", "level", "latitude", "longitude")
     assert ds.attrs["checkpoint"].endswith(".mdlus") and not list(tmp_path.glob(".*"))

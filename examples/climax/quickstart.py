@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """A tour of the ClimaX model API on random data (seconds on a CPU).
 
-    python examples/climax/quickstart.py [--official 5.625deg.ckpt]
+python examples/climax/quickstart.py [--official 5.625deg.ckpt]
 """
 
 import argparse

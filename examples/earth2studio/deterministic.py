@@ -38,8 +38,7 @@ def main(argv=None) -> xr.Dataset:
     data = FileSource(args.data)
     io = ZarrBackend(file_name=args.out, backend_kwargs={"overwrite": True})
     if args.corrdiff_regression:
-        downscaler = CorrDiffDiagnostic.from_runs(args.corrdiff_regression, args.corrdiff_diffusion,
-                                                  device=args.device)
+        downscaler = CorrDiffDiagnostic.from_runs(args.corrdiff_regression, args.corrdiff_diffusion, device=args.device)
         e2s_run.diagnostic(args.time, args.steps, prognostic, downscaler, data, io, device=args.device)
     else:
         e2s_run.deterministic(args.time, args.steps, prognostic, data, io, device=args.device)

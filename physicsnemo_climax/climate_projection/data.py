@@ -70,8 +70,13 @@ def _years(ds: xr.Dataset) -> np.ndarray:
     return t.astype("datetime64[Y]").astype(int) + 1970 if np.issubdtype(t.dtype, np.datetime64) else t.astype(int)
 
 
-def read_scenario(root: str | Path, name: str, grid: tuple[np.ndarray, np.ndarray] | None = None,
-                  targets: Sequence[str] = TARGETS, method: str = "conservative") -> Scenario:
+def read_scenario(
+    root: str | Path,
+    name: str,
+    grid: tuple[np.ndarray, np.ndarray] | None = None,
+    targets: Sequence[str] = TARGETS,
+    method: str = "conservative",
+) -> Scenario:
     """Read ``inputs_<name>.nc`` and ``outputs_<name>.nc`` from ``root``, on ``grid`` ``(lat, lon)``.
 
     Raises
@@ -93,16 +98,20 @@ def read_scenario(root: str | Path, name: str, grid: tuple[np.ndarray, np.ndarra
         outs = outs.mean("member", keep_attrs=True)
     years_in, years_out = _years(ins), _years(outs)
     if not np.array_equal(years_in, years_out):
-        raise DataError(f"{paths['inputs']} has years {years_in[0]}..{years_in[-1]} ({len(years_in)}), "
-                         f"{paths['outputs']} has {years_out[0]}..{years_out[-1]} ({len(years_out)})")
+        raise DataError(
+            f"{paths['inputs']} has years {years_in[0]}..{years_in[-1]} ({len(years_in)}), "
+            f"{paths['outputs']} has {years_out[0]}..{years_out[-1]} ({len(years_out)})"
+        )
     lat, lon = (ins.lat.values, ins.lon.values) if grid is None else (np.asarray(grid[0]), np.asarray(grid[1]))
     maps = {}
     for v in ("SO2", "BC"):
         field = ins[v].transpose("time", "lat", "lon")
         maps[v] = field.values if grid is None else regrid(field, lat, lon, method).values
     shape = (len(years_in), len(lat), len(lon))
-    inputs = np.stack([np.broadcast_to(ins[v].values.reshape(-1, 1, 1), shape) if v in ("CO2", "CH4") else maps[v]
-                       for v in INPUTS], axis=1).astype(np.float32)
+    inputs = np.stack(
+        [np.broadcast_to(ins[v].values.reshape(-1, 1, 1), shape) if v in ("CO2", "CH4") else maps[v] for v in INPUTS],
+        axis=1,
+    ).astype(np.float32)
     outputs = {}
     for v in targets:
         field = outs[v].transpose("time", "lat", "lon")
@@ -140,8 +149,14 @@ class ClimateBenchDataset(torch.utils.data.Dataset):
     Items are ``{"x": [history, V, H, W], "y": [len(targets), H, W], "year": int}``.
     """
 
-    def __init__(self, scenarios: Sequence[Scenario], targets: Sequence[str], history: int, stats,
-                 historical: Scenario | None = None):
+    def __init__(
+        self,
+        scenarios: Sequence[Scenario],
+        targets: Sequence[str],
+        history: int,
+        stats,
+        historical: Scenario | None = None,
+    ):
         self.targets, self.history = list(targets), history
         self.mean, self.std = (np.asarray(a, np.float32)[:, None, None] for a in stats)
         self.inputs, self.outputs, self.index = [], [], []
@@ -152,7 +167,7 @@ class ClimateBenchDataset(torch.utils.data.Dataset):
             inputs, first = s.inputs, 0
             if s.name.startswith("ssp") and historical is not None:
                 before = historical.years < s.years[0]
-                prefix = historical.inputs[before][-(history - 1):] if history > 1 else historical.inputs[:0]
+                prefix = historical.inputs[before][-(history - 1) :] if history > 1 else historical.inputs[:0]
                 inputs, first = np.concatenate([prefix, s.inputs]), len(prefix)
             start = max(first, history - 1)
             if len(inputs) - start < 1:
@@ -169,5 +184,8 @@ class ClimateBenchDataset(torch.utils.data.Dataset):
         k, t, year = self.index[i]
         first = len(self.inputs[k]) - len(self.outputs[k])
         x = (self.inputs[k][t - self.history + 1 : t + 1] - self.mean) / self.std
-        return {"x": torch.from_numpy(np.ascontiguousarray(x, np.float32)),
-                "y": torch.from_numpy(self.outputs[k][t - first]), "year": year}
+        return {
+            "x": torch.from_numpy(np.ascontiguousarray(x, np.float32)),
+            "y": torch.from_numpy(self.outputs[k][t - first]),
+            "year": year,
+        }

@@ -34,8 +34,9 @@ is_climatebench_report = holding_only(TABLE_FILES)
 def evaluate(cfg: DictConfig) -> pd.DataFrame:
     """NRMSE table (model and pattern scaling) on ``task.test_scenario`` over ``task.eval_years``, with maps."""
     task, run_dir = cfg.task, Path(cfg.run_dir)
-    model, _ = checkpointing.load_model(run_dir / "checkpoints",
-                                        lambda file: mdlus.load_module(file, ClimaXClimateBench))
+    model, _ = checkpointing.load_model(
+        run_dir / "checkpoints", lambda file: mdlus.load_module(file, ClimaXClimateBench)
+    )
     model.eval()
     saved = json.loads((run_dir / STATS_FILE).read_text())
     stats = (np.array(saved["mean"], np.float32), np.array(saved["std"], np.float32))
@@ -45,10 +46,12 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     first, last = task.eval_years
     period = (test.years >= first) & (test.years <= last)
     if not period.any():
-        raise config_error("task.eval_years", list(task.eval_years),
-                           f"outside the test years {test.years[0]}..{test.years[-1]}")
-    data = ClimateBenchDataset([test], task.targets, history=task.history, stats=stats,
-                               historical=scenarios["historical"])
+        raise config_error(
+            "task.eval_years", list(task.eval_years), f"outside the test years {test.years[0]}..{test.years[-1]}"
+        )
+    data = ClimateBenchDataset(
+        [test], task.targets, history=task.history, stats=stats, historical=scenarios["historical"]
+    )
     x = torch.stack([data[i]["x"] for i, (_, _, year) in enumerate(data.index) if first <= year <= last])
     # all years of the period are predicted before scoring: the NRMSEs see the whole period at once
     pred = torch.cat([model(chunk, model.variables) for chunk in x.split(cfg.eval.batch_size)]).numpy()
@@ -75,9 +78,15 @@ def summarize(table: pd.DataFrame, cfg: DictConfig) -> str:
 def write_tables(cfg: DictConfig, table: pd.DataFrame, record: dict, maps: dict, test, title: str) -> None:
     """``climatebench.csv``, ``climatebench.json`` and the maps into ``eval.out_dir``, as one set
     (:func:`..files.output_folder`: an earlier set is replaced only with ``eval.overwrite=true``)."""
-    with output_folder(cfg.eval.out_dir, REPORT_KIND, overwrite=cfg.eval.get("overwrite", False),
-                       inputs=[cfg.run_dir], legacy=is_climatebench_report, option="eval.out_dir",
-                       hint="eval.overwrite=true") as out:
+    with output_folder(
+        cfg.eval.out_dir,
+        REPORT_KIND,
+        overwrite=cfg.eval.get("overwrite", False),
+        inputs=[cfg.run_dir],
+        legacy=is_climatebench_report,
+        option="eval.out_dir",
+        hint="eval.overwrite=true",
+    ) as out:
         table.to_csv(out / "climatebench.csv", index=False)
         (out / "climatebench.json").write_text(json.dumps(record, indent=1))
         plot_period_maps(maps, test.lat, test.lon, title, out / "climatebench_maps.png")

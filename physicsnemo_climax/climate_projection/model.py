@@ -66,10 +66,21 @@ class ClimaXClimateBench(ClimaX):
         lat: Sequence[float] | None = None,
         lon: Sequence[float] | None = None,
     ):
-        super().__init__(variables=variables, img_size=img_size, patch_size=patch_size, embed_dim=embed_dim,
-                         depth=depth, decoder_depth=0, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                         drop_path=drop_path, drop_rate=drop_rate, fused_aggregation=fused_aggregation,
-                         lat=lat, lon=lon)  # no decoder: the head is one linear layer
+        super().__init__(
+            variables=variables,
+            img_size=img_size,
+            patch_size=patch_size,
+            embed_dim=embed_dim,
+            depth=depth,
+            decoder_depth=0,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            drop_path=drop_path,
+            drop_rate=drop_rate,
+            fused_aggregation=fused_aggregation,
+            lat=lat,
+            lon=lon,
+        )  # no decoder: the head is one linear layer
         self.out_variables, self.history = list(out_variables), history
         self.time_pos_embed = nn.Parameter(sincos_1d(embed_dim, torch.arange(history))[None].float())
         self.time_query = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -84,8 +95,9 @@ class ClimaXClimateBench(ClimaX):
     def forward(self, x: torch.Tensor, variables: Sequence[str]) -> torch.Tensor:  # type: ignore[override]
         b, t, v = x.shape[:3]
         if x.ndim != 5 or v != len(variables) or tuple(x.shape[-2:]) != self.img_size or t > self.history:
-            raise InputError(f"x must be [B, T <= {self.history}, {len(variables)}, *{self.img_size}], "
-                             f"got {tuple(x.shape)}")
+            raise InputError(
+                f"x must be [B, T <= {self.history}, {len(variables)}, *{self.img_size}], got {tuple(x.shape)}"
+            )
         var_ids = self.variable_ids(variables)
         time_embed = self.time_pos_embed[:, :t].expand(b, -1, -1).reshape(b * t, 1, -1)
         lead = torch.zeros(b * t, device=x.device)

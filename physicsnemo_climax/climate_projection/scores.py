@@ -47,6 +47,7 @@ def nrmse(pred, truth, lat) -> dict[str, float]:
 def pattern_scaling(train: list[Scenario], test: Scenario, target: str) -> np.ndarray:
     """Linear pattern scaling: per cell, ``y = a + b CO2 + c CH4`` fitted by least squares
     on the training scenarios' yearly global-mean CO2 and CH4; returns ``[T_test, H, W]``."""
+
     def design(s):  # CO2, CH4 are global: any cell holds them
         return np.stack([np.ones(len(s.years)), s.inputs[:, 0, 0, 0], s.inputs[:, 2, 0, 0]], axis=1).astype(np.float64)
 

@@ -36,11 +36,15 @@ def model_args(cfg: DictConfig) -> dict:
     """ClimaX preset arguments for the ClimateBench model (its head is one linear layer)."""
     args = OmegaConf.to_container(cfg.model, resolve=True)
     if args.pop("residual", False):
-        raise ConfigError("model.residual=true: ClimateBench's model predicts climate fields from forcings, "
-                          "not forecasts of its inputs; leave model.residual=false")
+        raise ConfigError(
+            "model.residual=true: ClimateBench's model predicts climate fields from forcings, "
+            "not forecasts of its inputs; leave model.residual=false"
+        )
     if args.pop("overlapping_head", False):
-        raise ConfigError("model.overlapping_head=true: ClimateBench's head maps one summary token to the "
-                          "whole grid, with no patches to overlap; leave model.overlapping_head=false")
+        raise ConfigError(
+            "model.overlapping_head=true: ClimateBench's head maps one summary token to the "
+            "whole grid, with no patches to overlap; leave model.overlapping_head=false"
+        )
     for key in ("_target_", "decoder_depth", "variables"):
         args.pop(key, None)
     return dict(args, out_variables=list(cfg.task.targets), history=cfg.task.history)
@@ -67,8 +71,9 @@ def windows(cfg: DictConfig) -> tuple[torch.utils.data.Dataset, torch.utils.data
     training = [scenarios[n] for n in task.train_scenarios]
     stats = input_statistics(training)
     try:
-        full = ClimateBenchDataset(training, task.targets, history=task.history, stats=stats,
-                                   historical=scenarios["historical"])
+        full = ClimateBenchDataset(
+            training, task.targets, history=task.history, stats=stats, historical=scenarios["historical"]
+        )
     except ValueError as err:
         raise config_error("task.history", task.history, err) from err
     order = np.random.default_rng(cfg.seed).permutation(len(full)).tolist()
@@ -100,25 +105,41 @@ def climatebench_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
     train_set, val_set, stats = windows(cfg)
     model = build_model(cfg)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    ctx.logger.info(f"ClimateBench: {len(train_set)} training and {len(val_set)} validation windows of "
-                    f"{cfg.task.history} years, targets {list(cfg.task.targets)}, {trainable:,} trainable parameters")
+    ctx.logger.info(
+        f"ClimateBench: {len(train_set)} training and {len(val_set)} validation windows of "
+        f"{cfg.task.history} years, targets {list(cfg.task.targets)}, {trainable:,} trainable parameters"
+    )
     variables = list(model.variables)
 
     def loss_fn(net, batch):
         return (net(batch["x"], variables) - batch["y"]).square().mean()
 
     def validate(net):
-        mine = torch.utils.data.Subset(val_set, partition(len(val_set), ctx.rank, ctx.world_size,
-                                                          shuffle=False).tolist())
+        mine = torch.utils.data.Subset(
+            val_set, partition(len(val_set), ctx.rank, ctx.world_size, shuffle=False).tolist()
+        )
         batches = torch.utils.data.DataLoader(mine, batch_size=t.batch_size)
-        return validation_mean(batches, lambda batch: {"mse": loss_fn(net, to_device(batch, ctx.device)).item()},
-                               ctx.manager, t.val_batches, weight=lambda batch: len(batch["x"]))
+        return validation_mean(
+            batches,
+            lambda batch: {"mse": loss_fn(net, to_device(batch, ctx.device)).item()},
+            ctx.manager,
+            t.val_batches,
+            weight=lambda batch: len(batch["x"]),
+        )
 
-    epochs = dataset_epochs(train_set, t.batch_size, ctx.rank, ctx.world_size, cfg.seed, t.num_workers,
-                            ctx.device.type == "cuda")
-    job = Trainable(model, loss_fn, epochs, validate if len(val_set) else None, fsdp_units=model.blocks,
-                    grad_checkpointing=model.set_grad_checkpointing)
+    epochs = dataset_epochs(
+        train_set, t.batch_size, ctx.rank, ctx.world_size, cfg.seed, t.num_workers, ctx.device.type == "cuda"
+    )
+    job = Trainable(
+        model,
+        loss_fn,
+        epochs,
+        validate if len(val_set) else None,
+        fsdp_units=model.blocks,
+        grad_checkpointing=model.set_grad_checkpointing,
+    )
     saved_stats = json.dumps({"mean": stats[0].tolist(), "std": stats[1].tolist()})
-    info = RunInfo(task=cfg.task.name, input_statistics=json.loads(saved_stats),
-                   data_root=str(Path(cfg.data.root).resolve()))
+    info = RunInfo(
+        task=cfg.task.name, input_statistics=json.loads(saved_stats), data_root=str(Path(cfg.data.root).resolve())
+    )
     return job, RunRecord(cfg, info, [lambda folder: write_atomic(folder / STATS_FILE, saved_stats)])

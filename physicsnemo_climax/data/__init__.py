@@ -25,6 +25,14 @@ for _name, _cls in COMPONENTS.items():
         COMPONENT_REGISTRY.register(_name)(_cls)
 
 __all__ = [
-    "Batch", "ClimaXShardReader", "ForecastBatches", "PrepareConfig", "ShardStore",
-    "StoreError", "make_loader", "partition", "prepare", "regrid",
+    "Batch",
+    "ClimaXShardReader",
+    "ForecastBatches",
+    "PrepareConfig",
+    "ShardStore",
+    "StoreError",
+    "make_loader",
+    "partition",
+    "prepare",
+    "regrid",
 ]

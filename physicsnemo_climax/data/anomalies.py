@@ -37,8 +37,14 @@ def table_hours(step_hours: float, max_lead_hours: float, lags: int) -> float:
     return step_hours * max(1, int(np.ceil(max_lead_hours / ((lags - 1) * step_hours))))
 
 
-def anomaly_statistics(store: ShardStore, variables: list[str], max_lead_hours: float, lags: int = 64,
-                       split: str = "train", anchors: int = 128) -> AnomalyStatistics:
+def anomaly_statistics(
+    store: ShardStore,
+    variables: list[str],
+    max_lead_hours: float,
+    lags: int = 64,
+    split: str = "train",
+    anchors: int = 128,
+) -> AnomalyStatistics:
     """The statistics of ``variables`` from up to ``anchors`` evenly spaced times of ``split``, in a
     table of ``lags`` correlations reaching ``max_lead_hours``.
 
@@ -59,8 +65,15 @@ def anomaly_statistics(store: ShardStore, variables: list[str], max_lead_hours: 
     clim = (store.climatology(split, variables).astype(np.float64) - mean[:, None, None]) / std[:, None, None]
     sigma, corr = np.empty((len(variables), store.grid[0])), np.ones((len(variables), store.grid[0], table))
     for j, v in enumerate(variables):
-        a = np.stack([[(np.asarray(shards[s].array(v))[t + k * stride, 0] - mean[j]) / std[j] - clim[j]
-                       for k in range(lags + 1)] for s, t in pick])  # [anchors, lags + 1, H, W]
+        a = np.stack(
+            [
+                [
+                    (np.asarray(shards[s].array(v))[t + k * stride, 0] - mean[j]) / std[j] - clim[j]
+                    for k in range(lags + 1)
+                ]
+                for s, t in pick
+            ]
+        )  # [anchors, lags + 1, H, W]
         power = (a**2).sum(axis=(0, 3))  # [lags + 1, H]: sums over anchors and longitudes
         sigma[j] = np.sqrt(power[0] / (a.shape[0] * a.shape[3]))
         cross = (a[:, :1] * a).sum(axis=(0, 3))

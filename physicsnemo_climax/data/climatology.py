@@ -72,14 +72,21 @@ class HourlyClimatology:
         out = self.fields[day, slot]
         empty = np.isnan(out).reshape(len(out), -1).all(axis=1)
         if empty.any():
-            raise StoreError(f"the climatology has no value for {str(np.asarray(stamps)[empty][0])[:13]}: no year "
-                             "it was computed from has data within its window of that day; choose years that "
-                             "cover the scored season, or eval.climatology=time_mean")
+            raise StoreError(
+                f"the climatology has no value for {str(np.asarray(stamps)[empty][0])[:13]}: no year "
+                "it was computed from has data within its window of that day; choose years that "
+                "cover the scored season, or eval.climatology=time_mean"
+            )
         return out
 
 
-def hourly_climatology(store: ShardStore, variables: list[str], split: str = "train",
-                       years: tuple[int, int] | None = None, window: int = 61) -> HourlyClimatology:
+def hourly_climatology(
+    store: ShardStore,
+    variables: list[str],
+    split: str = "train",
+    years: tuple[int, int] | None = None,
+    window: int = 61,
+) -> HourlyClimatology:
     """The day-of-year x hour-of-day climatology of ``variables`` over ``split`` (default: the
     training years), optionally only ``years`` (first, last, both included).
 
@@ -115,9 +122,16 @@ def hourly_climatology(store: ShardStore, variables: list[str], split: str = "tr
     return HourlyClimatology(_smooth(sums, counts, weights), hours, list(variables))
 
 
-def wb2_climatology(ds: xr.Dataset, variables: list[str], lat: np.ndarray, lon: np.ndarray,
-                    source: str = "the climatology", units: Mapping[str, str] | None = None,
-                    assumed: Mapping[str, str] | None = None, stating: str = STATING) -> HourlyClimatology:
+def wb2_climatology(
+    ds: xr.Dataset,
+    variables: list[str],
+    lat: np.ndarray,
+    lon: np.ndarray,
+    source: str = "the climatology",
+    units: Mapping[str, str] | None = None,
+    assumed: Mapping[str, str] | None = None,
+    stating: str = STATING,
+) -> HourlyClimatology:
     """A WeatherBench 2 climatology (``dayofyear`` 1..366, ``hour``; :mod:`.wb2` names) of
     ``variables`` on the grid ``lat``, ``lon``: the same points reordered, another grid
     regridded conservatively, each field brought to the run's ``units`` (:mod:`.units`; fields
@@ -135,13 +149,13 @@ def wb2_climatology(ds: xr.Dataset, variables: list[str], lat: np.ndarray, lon: 
     fields = from_wb2(ds, variables, source)
     for dim in ("dayofyear", "hour", "lat", "lon"):
         if dim not in fields.dims:
-            raise DataError(f"{source} has no {dim} axis (dims {dict(fields.sizes)}): not a WeatherBench 2 "
-                            "climatology")
+            raise DataError(f"{source} has no {dim} axis (dims {dict(fields.sizes)}): not a WeatherBench 2 climatology")
     if fields.sizes["dayofyear"] != DAYS:
         raise DataError(f"{source}: {fields.sizes['dayofyear']} days of year, not {DAYS}")
     fields = fields.sortby(["dayofyear", "hour"])
-    scales = [to_run_units(v, fields[v].attrs.get("units"), units, assumed or {}, source, stating)
-              for v in variables]  # every field's units checked before any is read
+    scales = [
+        to_run_units(v, fields[v].attrs.get("units"), units, assumed or {}, source, stating) for v in variables
+    ]  # every field's units checked before any is read
     ref = xr.Dataset(coords={"lat": lat, "lon": lon})
     stacked = np.empty((DAYS, fields.sizes["hour"], len(variables), len(lat), len(lon)), np.float32)
     for j, v in enumerate(variables):  # one variable in memory at a time, before regridding

@@ -71,19 +71,29 @@ class DaliForecastLoader:
         Epoch number of the first pass (later passes count on from it).
     """
 
-    def __init__(self, batches: ForecastBatches, device_id: int | None = None,
-                 num_workers: int = 2, first_epoch: int = 0):
+    def __init__(
+        self, batches: ForecastBatches, device_id: int | None = None, num_workers: int = 2, first_epoch: int = 0
+    ):
         from nvidia.dali import fn, pipeline_def
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
         self.batches = batches
 
-        @pipeline_def(batch_size=batches.batch_size, num_threads=2, device_id=device_id,
-                      py_num_workers=num_workers, py_start_method="spawn", prefetch_queue_depth=2)
+        @pipeline_def(
+            batch_size=batches.batch_size,
+            num_threads=2,
+            device_id=device_id,
+            py_num_workers=num_workers,
+            py_start_method="spawn",
+            prefetch_queue_depth=2,
+        )
         def pipeline():
             x, y, lead, source, index, mx, sx, my, sy = fn.external_source(
-                source=_BatchSource(batches, first_epoch), num_outputs=9, batch=True,
-                batch_info=True, parallel=True,
+                source=_BatchSource(batches, first_epoch),
+                num_outputs=9,
+                batch=True,
+                batch_info=True,
+                parallel=True,
             )
             if device_id is not None:
                 x, y, mx, sx, my, sy = (t.gpu() for t in (x, y, mx, sx, my, sy))
@@ -99,9 +109,13 @@ class DaliForecastLoader:
             reader = self.batches.sources[source]
             y = out["y"][:, 0] if reader.rollout_steps == 1 else out["y"]
             yield Batch(
-                x=out["x"], y=y, lead_time=out["lead_time"][:, 0],
-                variables=reader.variables, out_variables=reader.out_variables,
-                source=source, index=out["index"][:, 0],
+                x=out["x"],
+                y=y,
+                lead_time=out["lead_time"][:, 0],
+                variables=reader.variables,
+                out_variables=reader.out_variables,
+                source=source,
+                index=out["index"][:, 0],
             )
 
 

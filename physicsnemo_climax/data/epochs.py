@@ -18,8 +18,9 @@ from .dali import DaliEpochs
 from .loader import ForecastBatches, make_loader, partition
 
 
-def forecast_epochs(batches: ForecastBatches, loader: str, device: torch.device,
-                    num_workers: int) -> Callable[[int], Iterable]:
+def forecast_epochs(
+    batches: ForecastBatches, loader: str, device: torch.device, num_workers: int
+) -> Callable[[int], Iterable]:
     """Epochs of ``batches`` read by ``loader`` (``threads``, ``processes``, ``dali_cpu``, ``dali_gpu``).
 
     A DALI loader normalizes inside its pipeline (on the GPU for ``dali_gpu``)
@@ -36,12 +37,20 @@ def forecast_epochs(batches: ForecastBatches, loader: str, device: torch.device,
     return epochs
 
 
-def dataset_epochs(dataset, batch_size: int, rank: int, world: int, seed: int, workers: int = 0,
-                   pin_memory: bool = False) -> Callable[[int], DataLoader]:
+def dataset_epochs(
+    dataset, batch_size: int, rank: int, world: int, seed: int, workers: int = 0, pin_memory: bool = False
+) -> Callable[[int], DataLoader]:
     """Epochs of a map-style dataset: this rank's shuffled, equal-length share
     (:func:`.loader.partition`), in full batches whenever there is at least one."""
+
     def epochs(epoch: int) -> DataLoader:
         order = partition(len(dataset), rank, world, seed=seed, epoch=epoch, even=True)
-        return DataLoader(torch.utils.data.Subset(dataset, order.tolist()), batch_size=batch_size,
-                          num_workers=workers, drop_last=len(order) >= batch_size, pin_memory=pin_memory)
+        return DataLoader(
+            torch.utils.data.Subset(dataset, order.tolist()),
+            batch_size=batch_size,
+            num_workers=workers,
+            drop_last=len(order) >= batch_size,
+            pin_memory=pin_memory,
+        )
+
     return epochs

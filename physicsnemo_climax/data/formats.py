@@ -76,8 +76,11 @@ def open_parts(source: str | Path, options: dict | None = None, grib_step: float
         at its end), or when its layout is one this module cannot bring to the convention.
     """
     text = str(source)
-    kind = "GRIB" if text.lower().endswith(GRIB_SUFFIXES) else (
-        "Zarr" if is_url(text) or Path(text).is_dir() or text.rstrip("/").endswith(".zarr") else "NetCDF")
+    kind = (
+        "GRIB"
+        if text.lower().endswith(GRIB_SUFFIXES)
+        else ("Zarr" if is_url(text) or Path(text).is_dir() or text.rstrip("/").endswith(".zarr") else "NetCDF")
+    )
     if not is_url(text) and not Path(text).exists():
         raise DataError(f"{text}: no such file or folder")
     try:
@@ -100,8 +103,12 @@ def open_parts(source: str | Path, options: dict | None = None, grib_step: float
 
 def open_zarr(source: str, options: dict | None = None) -> xr.Dataset:
     """A Zarr store, local or at an fsspec URL (public buckets anonymously), lazily and as it is."""
-    return xr.open_zarr(source, storage_options=storage_options(source, options) if is_url(source) else None,
-                        chunks=None, consolidated=None)
+    return xr.open_zarr(
+        source,
+        storage_options=storage_options(source, options) if is_url(source) else None,
+        chunks=None,
+        consolidated=None,
+    )
 
 
 def open_file(source: str | Path, options: dict | None = None) -> xr.Dataset:
@@ -115,8 +122,9 @@ def open_grib(path: str) -> list[xr.Dataset]:
     try:
         import cfgrib
     except ImportError as err:
-        raise DataError(f"{path}: reading GRIB needs cfgrib and ecCodes: pip install "
-                        f"'physicsnemo-climax[grib]' ({err})") from err
+        raise DataError(
+            f"{path}: reading GRIB needs cfgrib and ecCodes: pip install 'physicsnemo-climax[grib]' ({err})"
+        ) from err
     cache = grib_cache()
     cache.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:16]
@@ -134,9 +142,11 @@ def check_same_grid(parts: list[xr.Dataset], source: str) -> None:
         for axis in ("lat", "lon"):
             a, b = ds[axis].values, ref[axis].values
             if a.shape != b.shape or not np.allclose(a, b):
-                raise DataError(f"{source}: its GRIB messages are on different grids: {axis} "
-                                f"{b.size} points {b.min():.4g}..{b.max():.4g} for {list(ref.data_vars)}, "
-                                f"{a.size} points {a.min():.4g}..{a.max():.4g} for {list(ds.data_vars)}")
+                raise DataError(
+                    f"{source}: its GRIB messages are on different grids: {axis} "
+                    f"{b.size} points {b.min():.4g}..{b.max():.4g} for {list(ref.data_vars)}, "
+                    f"{a.size} points {a.min():.4g}..{a.max():.4g} for {list(ds.data_vars)}"
+                )
 
 
 # ---------------------------------------------------------------- the convention
@@ -192,9 +202,11 @@ def accumulations(ds: xr.Dataset, source: str) -> xr.Dataset:
         if len(np.unique(stamps)) == stamps.size:
             stacked = stacked.drop_vars(["sample", "time", "step"]).rename(sample="time")
             return stacked.assign_coords(time=("time", stamps)).drop_vars("valid_time").sortby("time")
-    raise DataError(f"{source}: a forecast with steps {steps} h whose valid times repeat across its "
-                    f"base times; choose one lead with grib_step (climax data prepare --grib-step HOURS, "
-                    f"e.g. --grib-step {steps[0]:g})")
+    raise DataError(
+        f"{source}: a forecast with steps {steps} h whose valid times repeat across its "
+        f"base times; choose one lead with grib_step (climax data prepare --grib-step HOURS, "
+        f"e.g. --grib-step {steps[0]:g})"
+    )
 
 
 def merge_expver(ds: xr.Dataset) -> xr.Dataset:
@@ -216,6 +228,8 @@ def single_member(ds: xr.Dataset, source: str) -> xr.Dataset:
     if "number" not in ds.dims:
         return ds
     if ds.sizes["number"] > 1:
-        raise DataError(f"{source}: an ensemble with {ds.sizes['number']} members (number = "
-                        f"{ds.number.values.tolist()[:5]}); prepare one member at a time")
+        raise DataError(
+            f"{source}: an ensemble with {ds.sizes['number']} members (number = "
+            f"{ds.number.values.tolist()[:5]}); prepare one member at a time"
+        )
     return ds.isel(number=0, drop=True)

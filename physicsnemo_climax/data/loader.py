@@ -35,8 +35,15 @@ logger = logging.getLogger(__name__)
 
 
 def partition(
-    n: int, rank: int, world: int, worker: int = 0, workers: int = 1,
-    seed: int = 0, epoch: int = 0, shuffle: bool = True, even: bool = False,
+    n: int,
+    rank: int,
+    world: int,
+    worker: int = 0,
+    workers: int = 1,
+    seed: int = 0,
+    epoch: int = 0,
+    shuffle: bool = True,
+    even: bool = False,
 ) -> np.ndarray:
     """Sample indices of one (rank, worker) for one epoch.
 
@@ -96,8 +103,13 @@ class Batch:
     time: torch.Tensor | None = None
 
     def _map(self, fn) -> Batch:
-        return replace(self, x=fn(self.x), y=fn(self.y), lead_time=fn(self.lead_time),
-                       time=None if self.time is None else fn(self.time))
+        return replace(
+            self,
+            x=fn(self.x),
+            y=fn(self.y),
+            lead_time=fn(self.lead_time),
+            time=None if self.time is None else fn(self.time),
+        )
 
     def to(self, device, non_blocking: bool = True) -> Batch:
         return self._map(lambda t: t.to(device, non_blocking=non_blocking))
@@ -157,8 +169,9 @@ class ForecastBatches(IterableDataset):
         """``(source, sample indices)`` of each batch of this epoch, in order."""
         batches = []
         for s, source in enumerate(self.sources):
-            idx = partition(len(source), self.rank, self.world, worker, workers,
-                            self.seed + s, self.epoch, self.shuffle, self.even)
+            idx = partition(
+                len(source), self.rank, self.world, worker, workers, self.seed + s, self.epoch, self.shuffle, self.even
+            )
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start : start + self.batch_size]
                 if len(chunk) == self.batch_size or not self.drop_last:
@@ -247,9 +260,7 @@ class ThreadedLoader:
                 yield pending.popleft().result()
 
 
-def make_loader(
-    batches: ForecastBatches, num_workers: int = 2, backend: str = "threads", pin_memory: bool = False
-):
+def make_loader(batches: ForecastBatches, num_workers: int = 2, backend: str = "threads", pin_memory: bool = False):
     """An iterable of :class:`Batch` es for one epoch at a time.
 
     Parameters

@@ -36,8 +36,11 @@ LATITUDE_FIELD = "lattitude"
 
 
 #: The forms a split's period may take, for the error that shows them.
-PERIOD_FORMS = ("2016 (a year)", "1979-2015 (years)", "2019-03-01:2019-03-24 or 2019-03-01/2019-03-24 "
-                "(days, both included)")
+PERIOD_FORMS = (
+    "2016 (a year)",
+    "1979-2015 (years)",
+    "2019-03-01:2019-03-24 or 2019-03-01/2019-03-24 (days, both included)",
+)
 
 
 def parse_periods(spec) -> list[list[str]]:
@@ -65,8 +68,9 @@ def parse_periods(spec) -> list[list[str]]:
                 first, last = int(years.group(1)), int(years.group(2) or years.group(1))
                 if last < first:
                     raise ConfigError("the last year is before the first")
-                periods += [(np.datetime64(f"{y}-01-01"), np.datetime64(f"{y + 1}-01-01"))
-                            for y in range(first, last + 1)]
+                periods += [
+                    (np.datetime64(f"{y}-01-01"), np.datetime64(f"{y + 1}-01-01")) for y in range(first, last + 1)
+                ]
             else:
                 raise ConfigError("not a year, a range of years or a range of days")
         except ValueError as err:
@@ -150,8 +154,10 @@ class PrepareConfig:
         if self.region is not None:
             self.region = [float(v) for v in self.region]
             if self.grid != "native" or len(self.region) != 4:
-                raise ConfigError(f"region {self.region}: a box lat0 lat1 lon0 lon1 crops the native grid "
-                                 "(grid 'native', --grid native); a global grid is not cropped")
+                raise ConfigError(
+                    f"region {self.region}: a box lat0 lat1 lon0 lon1 crops the native grid "
+                    "(grid 'native', --grid native); a global grid is not cropped"
+                )
         self.splits = {k: parse_periods(v) for k, v in self.splits.items()}
         unknown = set(self.splits) - set(SPLITS)
         if unknown:
@@ -267,16 +273,16 @@ class Preparer:
         step = np.timedelta64(self.config.hours_per_step, "h")
         for split, periods in self.config.splits.items():
             (self.work / split).mkdir(exist_ok=True)
-            clim = {v: Climatology(self.shape, self.config.day_of_year_climatology)
-                    for v in self.config.variables}
+            clim = {v: Climatology(self.shape, self.config.day_of_year_climatology) for v in self.config.variables}
             covered[split] = []
             for start, end in periods:
                 year = int(start[:4])
                 times = _period_times(all_times, start, end, self.config.hours_per_step)
                 if times.size == 0:
                     raise DataError(f"no data for {start}..{end} (split {split}) in {self.config.inputs}")
-                covered[split].append([str(times[0].astype("datetime64[h]")),
-                                       str((times[-1] + step).astype("datetime64[h]"))])
+                covered[split].append(
+                    [str(times[0].astype("datetime64[h]")), str((times[-1] + step).astype("datetime64[h]"))]
+                )
                 year_moments = self._year(split, year, times, clim)
                 if split == "train":
                     for v, m in year_moments.items():
@@ -296,8 +302,11 @@ class Preparer:
                 previous = {**json.loads(json.dumps(defaults)), **previous}
             if previous != config:
                 keys = sorted(set(config) | set(previous or {}))
-                diff = {k: ((previous or {}).get(k), config.get(k)) for k in keys
-                        if (previous or {}).get(k) != config.get(k)}
+                diff = {
+                    k: ((previous or {}).get(k), config.get(k))
+                    for k in keys
+                    if (previous or {}).get(k) != config.get(k)
+                }
                 raise StoreError(
                     f"{self.work} holds an unfinished preparation with another configuration "
                     f"(key: (previous, now)) {diff}; remove it or prepare elsewhere"
@@ -323,8 +332,7 @@ class Preparer:
             return {v: Moments(*saved[f"moments/{v}"]) for v in variables}
 
         year_moments = {v: Moments() for v in variables}
-        year_clim = {v: Climatology(self.shape, self.config.day_of_year_climatology)
-                     for v in variables}
+        year_clim = {v: Climatology(self.shape, self.config.day_of_year_climatology) for v in variables}
         self._write_shards(split, year, times, year_moments, year_clim)
 
         record = {"count": year_clim[variables[0]].count}
@@ -350,8 +358,10 @@ class Preparer:
         next shard is read (a thread) while this one is summed (here) and the last one is
         written and hashed (another thread)."""
         chunks = [(i, c) for i, c in enumerate(np.array_split(times, self.config.shards_per_year)) if c.size]
-        with ThreadPoolExecutor(1, thread_name_prefix="prepare-read") as reader, \
-                ThreadPoolExecutor(1, thread_name_prefix="prepare-write") as writer:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="prepare-read") as reader,
+            ThreadPoolExecutor(1, thread_name_prefix="prepare-write") as writer,
+        ):
             pending, written = reader.submit(self._read_all, chunks[0][1]), []
             for k, (i, chunk) in enumerate(chunks):
                 fields = pending.result()
@@ -377,8 +387,12 @@ class Preparer:
         write_normalization(self.work, moments)
         for marker in self.work.glob("*/.*.done.npz"):
             marker.unlink()
-        shards = sorted(p for split in self.config.splits for p in (self.work / split).glob("*.npz")
-                        if not p.name.startswith("climatology"))
+        shards = sorted(
+            p
+            for split in self.config.splits
+            for p in (self.work / split).glob("*.npz")
+            if not p.name.startswith("climatology")
+        )
         manifest = {
             "format": "climax-shards/1",
             "variables": self.config.variables,
@@ -391,8 +405,10 @@ class Preparer:
             "method": self.config.method,
             "units": self.units,
             "inputs": self.config.inputs,
-            "checksums": {f"{p.parent.name}/{p.name}": self.checksums.get(f"{p.parent.name}/{p.name}") or sha256(p)
-                          for p in shards},  # shards of years finished before a restart: hashed now
+            "checksums": {
+                f"{p.parent.name}/{p.name}": self.checksums.get(f"{p.parent.name}/{p.name}") or sha256(p)
+                for p in shards
+            },  # shards of years finished before a restart: hashed now
         }
         (self.work / MANIFEST).write_text(json.dumps(manifest, indent=1))
         self.work.rename(self.out)
@@ -404,8 +420,10 @@ def same_points(lat_in, lon_in, lat_out, lon_out) -> tuple[np.ndarray, np.ndarra
     lat_order, lon_order = np.argsort(lat_in), np.argsort(np.asarray(lon_in) % 360)
     if lat_in.shape != lat_out.shape or lon_in.shape != lon_out.shape:
         return None
-    if not (np.allclose(lat_in[lat_order], np.sort(lat_out), atol=1e-6)
-            and np.allclose(np.asarray(lon_in)[lon_order] % 360, np.sort(np.asarray(lon_out) % 360), atol=1e-6)):
+    if not (
+        np.allclose(lat_in[lat_order], np.sort(lat_out), atol=1e-6)
+        and np.allclose(np.asarray(lon_in)[lon_order] % 360, np.sort(np.asarray(lon_out) % 360), atol=1e-6)
+    ):
         return None
     return lat_order[np.argsort(np.argsort(lat_out))], lon_order[np.argsort(np.argsort(np.asarray(lon_out) % 360))]
 
@@ -450,7 +468,7 @@ def compute_statistics(root: str | Path, day_of_year: bool = False) -> None:
         manifest = store.manifest or {}
         starts = {p[0][:4]: p[0] for p in manifest.get("coverage", manifest.get("splits", {})).get(split, [])}
         for year in sorted({s.path.stem.split("_")[0] for s in shards}):
-            first_day = (np.datetime64(starts.get(year, f"{year}-01-01")) - np.datetime64(f"{year}-01-01"))
+            first_day = np.datetime64(starts.get(year, f"{year}-01-01")) - np.datetime64(f"{year}-01-01")
             elapsed = int(first_day / np.timedelta64(1, "D") * steps_per_day)
             for shard in (s for s in shards if s.path.stem.split("_")[0] == year):
                 days = (np.arange(elapsed, elapsed + shard.steps) // steps_per_day).astype(int) + 1

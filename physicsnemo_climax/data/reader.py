@@ -88,16 +88,16 @@ class ClimaXShardReader(Reader):
         self.rollout_steps = rollout_steps
 
         step = self.store.hours_per_step
-        leads = [lead_hours] if lead_hours is not None else list(
-            np.arange(lead_range[0], lead_range[1] + lead_step / 2, lead_step)
+        leads = (
+            [lead_hours]
+            if lead_hours is not None
+            else list(np.arange(lead_range[0], lead_range[1] + lead_step / 2, lead_step))
         )
         if not leads or min(leads) <= 0:
             raise ConfigError(f"lead times must be positive hours, got {leads}")
         off = [lead for lead in leads if abs(lead / step - round(lead / step)) > 1e-9]
         if off:
-            raise ConfigError(
-                f"lead time(s) {off} h are not multiples of the store's step of {step} h"
-            )
+            raise ConfigError(f"lead time(s) {off} h are not multiples of the store's step of {step} h")
         self.lead_steps = np.array([round(lead / step) for lead in leads])
         self.fixed_lead = lead_hours is not None
 
@@ -106,25 +106,28 @@ class ClimaXShardReader(Reader):
         counts = np.array([max(0, s.steps - horizon) for s in self.shards])
         if counts.sum() == 0:
             raise DataError(
-                f"{self.store.root}/{split}: no shard is longer than the {horizon * step} h "
-                "that one sample spans"
+                f"{self.store.root}/{split}: no shard is longer than the {horizon * step} h that one sample spans"
             )
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         self.stats = {"x": self.store.statistics(self.state_variables), "y": self.store.statistics(self.out_variables)}
         if self.forcings is not None:
-            self.stats["x"] = tuple(np.concatenate(pair) for pair in zip(self.stats["x"], (self.forcings.mean,
-                                                                                            self.forcings.std)))
+            self.stats["x"] = tuple(
+                np.concatenate(pair) for pair in zip(self.stats["x"], (self.forcings.mean, self.forcings.std))
+            )
         self.normalize = normalize
         self.times = self._shard_seconds()
 
     def _set_variables(self, variables, out_variables, computed: list[str]) -> None:
         """Inputs read from the store (``state_variables``), then the ``computed`` forcings; targets."""
-        state = [v for v in (variables if variables is not None else self.store.variables(self.split))
-                 if v not in computed]
+        state = [
+            v for v in (variables if variables is not None else self.store.variables(self.split)) if v not in computed
+        ]
         self.out_variables = list(out_variables) if out_variables is not None else list(state)
         if set(computed) & set(self.out_variables):
-            raise InputError(f"data.out_variables: forcings {sorted(set(computed) & set(self.out_variables))} "
-                             "are computed inputs, never targets; remove them from the outputs")
+            raise InputError(
+                f"data.out_variables: forcings {sorted(set(computed) & set(self.out_variables))} "
+                "are computed inputs, never targets; remove them from the outputs"
+            )
         self.state_variables, self.variables = state, state + computed
         self.store.check_variables(sorted(set(state) | set(self.out_variables)), self.split)
         self.forcings = Forcings.build(computed, self.store.lat, self.store.lon) if computed else None
@@ -178,11 +181,14 @@ class ClimaXShardReader(Reader):
             for j, name in enumerate(self.out_variables):
                 for k in range(steps):
                     y[rows, k, j] = shard.array(name)[t + (k + 1) * leads[rows], 0]
-        seconds = (np.array([self.times[s][t] for s, t in zip(shard_ids, times)]) if self.times is not None
-                   else np.full(len(indices), np.nan))
+        seconds = (
+            np.array([self.times[s][t] for s, t in zip(shard_ids, times)])
+            if self.times is not None
+            else np.full(len(indices), np.nan)
+        )
         hours = (leads * self.store.hours_per_step).astype(np.float32)
         if self.forcings is not None:  # at the valid time of the first target
-            x[:, len(self.state_variables):] = self.forcings.fields(seconds + 3600.0 * hours)
+            x[:, len(self.state_variables) :] = self.forcings.fields(seconds + 3600.0 * hours)
         if self.normalize if normalize is None else normalize:
             for key, array in (("x", x), ("y", y)):
                 mean, std = self.stats[key]
@@ -204,6 +210,9 @@ class ClimaXShardReader(Reader):
 
     def _get_sample_metadata(self, index: int) -> dict[str, Any]:
         shard, t = self.locate(index)
-        return {"variables": self.variables, "out_variables": self.out_variables,
-                "shard": str(self.shards[shard].path), "time_index": t}
-
+        return {
+            "variables": self.variables,
+            "out_variables": self.out_variables,
+            "shard": str(self.shards[shard].path),
+            "time_index": t,
+        }

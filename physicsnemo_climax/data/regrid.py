@@ -79,9 +79,7 @@ def bilinear_lat_weights(lat_in: np.ndarray, lat_out: np.ndarray) -> np.ndarray:
     """Linear latitude interpolation ``[H_out, H_in]`` (constant beyond the ends)."""
     eye = np.eye(lat_in.size)
     order = np.argsort(lat_in)
-    return np.stack(
-        [np.interp(lat_out, lat_in[order], eye[j, order]) for j in range(lat_in.size)], axis=1
-    )
+    return np.stack([np.interp(lat_out, lat_in[order], eye[j, order]) for j in range(lat_in.size)], axis=1)
 
 
 def bilinear_lon_weights(lon_in: np.ndarray, lon_out: np.ndarray) -> np.ndarray:
@@ -89,8 +87,7 @@ def bilinear_lon_weights(lon_in: np.ndarray, lon_out: np.ndarray) -> np.ndarray:
     eye = np.eye(lon_in.size)
     order = np.argsort(lon_in % 360)
     return np.stack(
-        [np.interp(lon_out % 360, lon_in[order] % 360, eye[j, order], period=360)
-         for j in range(lon_in.size)],
+        [np.interp(lon_out % 360, lon_in[order] % 360, eye[j, order], period=360) for j in range(lon_in.size)],
         axis=1,
     )
 

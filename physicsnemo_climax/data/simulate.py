@@ -282,11 +282,13 @@ def build_held_suarez(
     physics_specs = units.SimUnits.from_si()
     spec = getattr(spherical_harmonic.GridSpec, resolution)(radius=physics_specs.radius)
     sigma = sigma_coordinates.SigmaCoordinates.equidistant(layers, dtype=np.float64)
-    coords = coordinate_systems.CoordinateSystem(spherical_harmonic.Grid(spec, dtype=dtype),
-                                                 sigma_coordinates.SigmaLevels(sigma, dtype=dtype))
+    coords = coordinate_systems.CoordinateSystem(
+        spherical_harmonic.Grid(spec, dtype=dtype), sigma_coordinates.SigmaLevels(sigma, dtype=dtype)
+    )
     forcing = HeldSuarezForcing(coords, physics_specs, reference_temperature)
-    step, geopotential = _dynamics(coords, physics_specs, forcing, sigma, reference_temperature, minutes,
-                                   diffusion_timescale_days, dtype)
+    step, geopotential = _dynamics(
+        coords, physics_specs, forcing, sigma, reference_temperature, minutes, diffusion_timescale_days, dtype
+    )
     return HeldSuarezModel(
         coords=coords,
         physics_specs=physics_specs,
@@ -298,8 +300,16 @@ def build_held_suarez(
     )
 
 
-def _dynamics(coords, physics_specs, forcing, sigma, reference_temperature: float, minutes: float,
-              diffusion_timescale_days: float, dtype):
+def _dynamics(
+    coords,
+    physics_specs,
+    forcing,
+    sigma,
+    reference_temperature: float,
+    minutes: float,
+    diffusion_timescale_days: float,
+    dtype,
+):
     """The filtered IMEX time step of the primitive equations plus ``forcing``, and the geopotential."""
     from dinosaur_torch import primitive_equations, scales, time_integration
 
@@ -487,20 +497,31 @@ def simulate_held_suarez(
     n_records = _steps(days, RECORD_HOURS * 3600.0, "days")
     if n_records < 1:
         raise ConfigError(f"days must cover at least one {RECORD_HOURS}-hour record, got {days}")
-    data = _run(model, _steps(spinup_days, dt, "spinup_days"), _steps(RECORD_HOURS / 24.0, dt, "the record interval"),
-                n_records, seed, initial_temperature)
+    data = _run(
+        model,
+        _steps(spinup_days, dt, "spinup_days"),
+        _steps(RECORD_HOURS / 24.0, dt, "the record interval"),
+        n_records,
+        seed,
+        initial_temperature,
+    )
     attrs = dict(
         title="Held-Suarez (1994) idealised climate, dinosaur-torch primitive equations",
-        resolution=resolution, sigma_levels=model.coords.vertical.layers, time_step_seconds=dt,
-        spinup_days=float(spinup_days), seed=int(seed), initial_temperature_K=float(initial_temperature),
+        resolution=resolution,
+        sigma_levels=model.coords.vertical.layers,
+        time_step_seconds=dt,
+        spinup_days=float(spinup_days),
+        seed=int(seed),
+        initial_temperature_K=float(initial_temperature),
         grid="native Gaussian" if grid == "native" else "5.625deg (conservative regrid)",
     )
     ds = _as_dataset(model, data, start, attrs)
     return ds if grid == "native" else _on_climax_grid(ds)
 
 
-def _run(model: HeldSuarezModel, spinup_steps: int, record_every: int, n_records: int, seed: int,
-         initial_temperature: float) -> dict[str, np.ndarray]:
+def _run(
+    model: HeldSuarezModel, spinup_steps: int, record_every: int, n_records: int, seed: int, initial_temperature: float
+) -> dict[str, np.ndarray]:
     """Spin up, then record the pressure-level fields every ``record_every`` steps (float32)."""
     grid = model.coords.horizontal
     shape = (n_records, len(LEVELS_HPA), grid.latitudes.size, grid.longitudes.size)
@@ -536,10 +557,16 @@ def _as_dataset(model: HeldSuarezModel, data: dict[str, np.ndarray], start: str,
     coords = {
         "time": ("time", time),
         "level": ("level", np.asarray(LEVELS_HPA, np.int64), dict(units="hPa", long_name="pressure")),
-        "lat": ("lat", np.rad2deg(model.coords.horizontal.latitudes),
-                dict(units="degrees_north", long_name="latitude")),
-        "lon": ("lon", np.rad2deg(model.coords.horizontal.longitudes),
-                dict(units="degrees_east", long_name="longitude")),
+        "lat": (
+            "lat",
+            np.rad2deg(model.coords.horizontal.latitudes),
+            dict(units="degrees_north", long_name="latitude"),
+        ),
+        "lon": (
+            "lon",
+            np.rad2deg(model.coords.horizontal.longitudes),
+            dict(units="degrees_east", long_name="longitude"),
+        ),
     }
     dims = {name: ("time", "level", "lat", "lon") for name in PRESSURE_LEVEL_FIELDS}
     dims.update({name: ("time", "lat", "lon") for name in SURFACE_FIELDS})
@@ -685,8 +712,17 @@ def prepare_simulation(raw_dir, store, splits: dict | None = None) -> Path:
     ClimaX's 5.625 deg grid, 6-hourly, split by ``splits`` (default: the year 2000's months
     1-9 for training, 10 for validation, 11-12 for testing)."""
     variables = [f"{n}_{level}" for n in PRESSURE_LEVEL_FIELDS for level in LEVELS_HPA] + list(SURFACE_FIELDS)
-    splits = splits or {"train": "2000-01-01:2000-09-30", "val": "2000-10-01:2000-10-31",
-                        "test": "2000-11-01:2000-12-31"}
-    config = PrepareConfig(inputs=[f"{raw_dir}/*/*.nc"], variables=variables, splits=dict(splits),
-                           grid=(32, 64), hours_per_step=6, shards_per_year=1)
+    splits = splits or {
+        "train": "2000-01-01:2000-09-30",
+        "val": "2000-10-01:2000-10-31",
+        "test": "2000-11-01:2000-12-31",
+    }
+    config = PrepareConfig(
+        inputs=[f"{raw_dir}/*/*.nc"],
+        variables=variables,
+        splits=dict(splits),
+        grid=(32, 64),
+        hours_per_step=6,
+        shards_per_year=1,
+    )
     return prepare(config, store)

@@ -57,6 +57,7 @@ ALIAS_SCALES = {"geopotential_at_surface": (1 / 9.80665, "m")}
 #: Attempts of a remote read before it fails, and the first wait (doubled each time).
 RETRIES, BACKOFF_S = 4, 0.5
 
+
 def split_name(name: str) -> tuple[str, int | None]:
     """``"geopotential_500" -> ("geopotential", 500)``; ``"2m_temperature" -> (.., None)``."""
     match = re.fullmatch(r"(.+)_(\d+)", name)
@@ -79,14 +80,19 @@ def on_grid_of(ds: xr.Dataset, ref: xr.Dataset, path: str, ref_path: str) -> xr.
         ds = ds.isel(lat=slice(None, None, -1))
     lon, want_lon = ds.lon.values % 360, ref.lon.values % 360
     order = np.argsort(lon)
-    if lon.shape == want_lon.shape and np.allclose(lon[order], np.sort(want_lon)) \
-            and not np.allclose(ds.lon.values, ref.lon.values):
+    if (
+        lon.shape == want_lon.shape
+        and np.allclose(lon[order], np.sort(want_lon))
+        and not np.allclose(ds.lon.values, ref.lon.values)
+    ):
         ds = ds.isel(lon=order[np.argsort(np.argsort(want_lon))]).assign_coords(lon=ref.lon.values)
     for axis in ("lat", "lon"):
         a, b = ds[axis].values, ref[axis].values
         if a.shape != b.shape or not np.allclose(a, b):
-            raise DataError(f"grids differ between files: {axis} of {path} ({a.size} points, {a[0]:.4g}..{a[-1]:.4g})"
-                            f" is not that of {ref_path} ({b.size} points, {b[0]:.4g}..{b[-1]:.4g})")
+            raise DataError(
+                f"grids differ between files: {axis} of {path} ({a.size} points, {a[0]:.4g}..{a[-1]:.4g})"
+                f" is not that of {ref_path} ({b.size} points, {b[0]:.4g}..{b[-1]:.4g})"
+            )
     return ds
 
 
@@ -101,8 +107,11 @@ def expand(paths: list[str]) -> list[str]:
     files = []
     for pattern in paths:
         pattern = str(pattern)
-        matches = [pattern] if is_url(pattern) else sorted(glob.glob(pattern)) or (
-            [pattern] if Path(pattern).exists() else [])
+        matches = (
+            [pattern]
+            if is_url(pattern)
+            else sorted(glob.glob(pattern)) or ([pattern] if Path(pattern).exists() else [])
+        )
         if not matches:
             raise FileNotFoundError(f"no input files match {pattern}")
         files += matches
@@ -166,8 +175,9 @@ class Catalogue:
         try:
             holders = self._find(base)
         except KeyError:
-            raise UnknownName(f"variable {name} (looked for {list(self._names(base))}) is in none of {self.files}") \
-                from None
+            raise UnknownName(
+                f"variable {name} (looked for {list(self._names(base))}) is in none of {self.files}"
+            ) from None
         found = []
         for path, ds, var in holders:
             da = ds[var]
@@ -182,8 +192,10 @@ class Catalogue:
                 da = da.sel(level=level, method="nearest")
             if "time" in da.dims and not da.indexes["time"].is_unique:
                 stamps = da.indexes["time"]
-                raise DataError(f"{path}: variable {var!r} has duplicate time stamps "
-                                f"{[str(t) for t in stamps[stamps.duplicated()][:3]]}; keep one of each")
+                raise DataError(
+                    f"{path}: variable {var!r} has duplicate time stamps "
+                    f"{[str(t) for t in stamps[stamps.duplicated()][:3]]}; keep one of each"
+                )
             found.append((da, path))
         return found
 
@@ -204,8 +216,10 @@ class Catalogue:
         steps = [(np.median(np.diff(t)) / np.timedelta64(1, "h"), path) for t, path in pieces if t.size > 1]
         other = next(((h, p) for h, p in steps if h != steps[0][0]), None)
         if other is not None:
-            raise DataError(f"variable {name}: {steps[0][1]} steps every {steps[0][0]:g} h but {other[1]} every "
-                            f"{other[0]:g} h; mixed time steps across files (download one time step for all)")
+            raise DataError(
+                f"variable {name}: {steps[0][1]} steps every {steps[0][0]:g} h but {other[1]} every "
+                f"{other[0]:g} h; mixed time steps across files (download one time step for all)"
+            )
         return np.unique(np.concatenate([t for t, _ in pieces])) if pieces else np.array([], "datetime64[ns]")
 
     def read(self, name: str, times: np.ndarray | None) -> np.ndarray:
@@ -235,8 +249,9 @@ class Catalogue:
         pieces = [(ds[var], path) for path, ds, var in self._find(bases.pop())]
         return self._read_pieces(pieces, ",".join(names), times, levels)
 
-    def _read_pieces(self, pieces: list[tuple[xr.DataArray, str]], name: str, times: np.ndarray,
-                     levels: np.ndarray | None = None) -> np.ndarray:
+    def _read_pieces(
+        self, pieces: list[tuple[xr.DataArray, str]], name: str, times: np.ndarray, levels: np.ndarray | None = None
+    ) -> np.ndarray:
         """Values ``[T, ...]`` (``[T, N, H, W]`` with ``levels``) at ``times`` from the pieces
         holding them, duplicates across sources checked, every time stamp required."""
         out, source = None, np.full(len(times), -1)  # the piece each time came from
@@ -252,8 +267,14 @@ class Catalogue:
                 out = np.empty((len(times),) + values.shape[1:], np.float32)
             again = source[hit] >= 0
             if again.any():
-                _check_duplicates(name, times[hit][again], out[hit][again], values[again],
-                                  [pieces[k][1] for k in source[hit][again]], path)
+                _check_duplicates(
+                    name,
+                    times[hit][again],
+                    out[hit][again],
+                    values[again],
+                    [pieces[k][1] for k in source[hit][again]],
+                    path,
+                )
             out[hit], source[hit] = values, j
         filled = source >= 0
         if not filled.all():
@@ -265,8 +286,9 @@ class Catalogue:
         scale = ALIAS_SCALES.get(da.name, (1.0, ""))[0]
         return values if scale == 1.0 else values * np.float32(scale)
 
-    def _read_blocks(self, da: xr.DataArray, path: str, name: str, times: np.ndarray,
-                     at: list[int] | None = None) -> np.ndarray:
+    def _read_blocks(
+        self, da: xr.DataArray, path: str, name: str, times: np.ndarray, at: list[int] | None = None
+    ) -> np.ndarray:
         """``da`` at ``times`` ``[T, H, W]`` (``[T, N, H, W]``: the levels at positions ``at``),
         read in runs of whole source chunks along time (about 64 MiB a read; every level
         of a run read at once, then picked: a list of levels would make the backend index
@@ -285,16 +307,19 @@ class Catalogue:
         ids = np.unique(index[~done] // chunk)
         runs = np.split(ids, np.flatnonzero(np.diff(ids) > 1) + 1) if ids.size else []
         per_read = max(1, 2**26 // max(chunk * int(np.prod([da.sizes[d] for d in dims[1:]])) * 4, 1))
-        blocks = [(int(r[i]) * chunk, min((int(r[min(i + per_read, r.size) - 1]) + 1) * chunk, da.sizes["time"]))
-                  for r in runs for i in range(0, r.size, per_read)]
+        blocks = [
+            (int(r[i]) * chunk, min((int(r[min(i + per_read, r.size) - 1]) + 1) * chunk, da.sizes["time"]))
+            for r in runs
+            for i in range(0, r.size, per_read)
+        ]
         whole = not done.any() and len(blocks) == 1 and np.all(np.diff(index) == 1)
         for lo, hi in _progress(blocks, f"{name} ({path})", is_url(path)):
             frame = da.isel(time=slice(lo, hi))
             data = _retried(lambda frame=frame: _values(frame, path, name, dims, at), path, name, is_url(path))
             last = max(lo, (hi - 1) // chunk * chunk)  # keep the run's last chunk only: little memory
-            self._blocks[key] = ((last, hi), data[last - lo:].copy())
+            self._blocks[key] = ((last, hi), data[last - lo :].copy())
             if whole:  # one read holds every time, in order: its slice is the answer, no copy
-                return data[index[0] - lo:index[-1] - lo + 1]
+                return data[index[0] - lo : index[-1] - lo + 1]
             _fill(out, index, lo, hi, data)
         return out
 
@@ -332,14 +357,15 @@ def _fill(out: np.ndarray, index: np.ndarray, lo: int, hi: int, data: np.ndarray
     inside = (index >= lo) & (index < hi)
     where = np.flatnonzero(inside)
     if where.size and np.all(np.diff(where) == 1) and np.all(np.diff(index[where]) == 1):
-        out[where[0]:where[-1] + 1] = data[index[where[0]] - lo:index[where[-1]] - lo + 1]
+        out[where[0] : where[-1] + 1] = data[index[where[0]] - lo : index[where[-1]] - lo + 1]
     else:
         out[inside] = data[index[inside] - lo]
     return inside
 
 
-def _values(da: xr.DataArray, path: str, name: str, dims: tuple[str, ...] | None = None,
-            at: list[int] | None = None) -> np.ndarray:
+def _values(
+    da: xr.DataArray, path: str, name: str, dims: tuple[str, ...] | None = None, at: list[int] | None = None
+) -> np.ndarray:
     """``da.values`` (only the levels at positions ``at``) with its axes in the order ``dims``,
     or a :class:`DataError` naming file and variable when the source cannot be read.
 
@@ -361,13 +387,21 @@ def _values(da: xr.DataArray, path: str, name: str, dims: tuple[str, ...] | None
     return np.ascontiguousarray(values)
 
 
-def _check_duplicates(name: str, stamps: np.ndarray, before: np.ndarray, now: np.ndarray, earlier: list[str],
-                      path: str) -> None:
+def _check_duplicates(
+    name: str, stamps: np.ndarray, before: np.ndarray, now: np.ndarray, earlier: list[str], path: str
+) -> None:
     """Time stamps found in two files: the same values are merged (with a note), different ones are an error."""
     same = np.array([np.array_equal(a, b, equal_nan=True) for a, b in zip(before, now)])
     if not same.all():
         k = int(np.argmin(same))
-        raise DataError(f"variable {name}: {earlier[k]} and {path} hold different values at the same time "
-                        f"{stamps[k]} ({int((~same).sum())} conflicting stamps); keep one of the files")
-    logger.info("variable %s: %d time stamps of %s repeat those of %s with the same values; merged",
-                name, len(stamps), path, earlier[0])
+        raise DataError(
+            f"variable {name}: {earlier[k]} and {path} hold different values at the same time "
+            f"{stamps[k]} ({int((~same).sum())} conflicting stamps); keep one of the files"
+        )
+    logger.info(
+        "variable %s: %d time stamps of %s repeat those of %s with the same values; merged",
+        name,
+        len(stamps),
+        path,
+        earlier[0],
+    )

@@ -133,16 +133,19 @@ def npz_header(path: Path, key: str) -> Member:
             else:  # only the header is inflated
                 with archive.open(info) as stream:
                     shape, fortran, dtype, length = _header(stream, path, f"member {key}")
-                member = Member(shape, dtype, fortran=fortran, offset=None,
-                                ratio=info.file_size / max(info.compress_size, 1))
+                member = Member(
+                    shape, dtype, fortran=fortran, offset=None, ratio=info.file_size / max(info.compress_size, 1)
+                )
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
         if isinstance(err, StoreError):
             raise
         raise StoreError(f"{path}: unreadable member {key} ({err})") from err
     data = math.prod(shape) * dtype.itemsize
     if length + data != info.file_size:
-        raise StoreError(f"{path}: member {key} declares shape {shape} of {dtype} ({data} bytes) but its zip "
-                         f"entry holds {info.file_size - length} bytes (damaged or forged)")
+        raise StoreError(
+            f"{path}: member {key} declares shape {shape} of {dtype} ({data} bytes) but its zip "
+            f"entry holds {info.file_size - length} bytes (damaged or forged)"
+        )
     if member.offset is not None and member.offset + data > path.stat().st_size:
         raise StoreError(f"{path}: truncated (member {key})")
     return member
@@ -157,8 +160,9 @@ def _stored_start(path: Path, raw, info: zipfile.ZipInfo) -> int:
     return info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
 
 
-def npz_member(path: Path, key: str, shape: tuple[int, ...] | None = None, max_values: int | None = None,
-               verified: bool = False) -> np.ndarray:
+def npz_member(
+    path: Path, key: str, shape: tuple[int, ...] | None = None, max_values: int | None = None, verified: bool = False
+) -> np.ndarray:
     """Array ``key`` of the ``.npz`` file ``path``, memory-mapped when stored uncompressed.
 
     Its header is checked first (:func:`npz_header`), then against ``shape`` (exact) or
@@ -174,14 +178,24 @@ def npz_member(path: Path, key: str, shape: tuple[int, ...] | None = None, max_v
     if shape is not None and member.shape != tuple(shape):
         raise StoreError(f"{path}: member {key} has shape {member.shape}, expected {tuple(shape)}")
     if max_values is not None and math.prod(member.shape) > max_values:
-        raise StoreError(f"{path}: member {key} declares {math.prod(member.shape)} values (shape {member.shape}), "
-                         f"more than the {max_values} it can hold")
+        raise StoreError(
+            f"{path}: member {key} declares {math.prod(member.shape)} values (shape {member.shape}), "
+            f"more than the {max_values} it can hold"
+        )
     if member.offset is not None:
-        return np.memmap(path, dtype=member.dtype, mode="r", offset=member.offset, shape=member.shape,
-                         order="F" if member.fortran else "C")
+        return np.memmap(
+            path,
+            dtype=member.dtype,
+            mode="r",
+            offset=member.offset,
+            shape=member.shape,
+            order="F" if member.fortran else "C",
+        )
     if member.ratio > MAX_INFLATION and not verified:
-        raise StoreError(f"{path}: member {key} would expand {member.ratio:.0f} times (at most {MAX_INFLATION} "
-                         "without a verified checksum): refused before decompression")
+        raise StoreError(
+            f"{path}: member {key} would expand {member.ratio:.0f} times (at most {MAX_INFLATION} "
+            "without a verified checksum): refused before decompression"
+        )
     try:
         with zipfile.ZipFile(path) as archive, archive.open(key + ".npy") as stream:
             return np.lib.format.read_array(stream, allow_pickle=False)
@@ -209,8 +223,10 @@ def read_npy(path: Path, max_values: int = MAX_COORDINATES) -> np.ndarray:
         raise StoreError(f"{path}: {dtype} of shape {shape}; grid coordinates are 1-D numbers")
     data, size = math.prod(shape) * dtype.itemsize, path.stat().st_size - length
     if not 1 <= shape[0] <= max_values or data != size:
-        raise StoreError(f"{path}: declares shape {shape} ({data} bytes) but holds {size} bytes after its header "
-                         f"(1 to {max_values} values expected)")
+        raise StoreError(
+            f"{path}: declares shape {shape} ({data} bytes) but holds {size} bytes after its header "
+            f"(1 to {max_values} values expected)"
+        )
     return np.load(path, allow_pickle=False)
 
 
@@ -230,7 +246,6 @@ def npz_arrays(path: Path, max_values: int) -> dict[str, np.ndarray]:
 
 #: Shards whose checksum this process has verified: ``(path, size, mtime_ns)``.
 _VERIFIED: set[tuple[str, int, int]] = set()
-
 
 
 @dataclass
@@ -274,8 +289,10 @@ class Shard:
             key = (str(self.path), stat.st_size, stat.st_mtime_ns)
             if key not in _VERIFIED:
                 if sha256(self.path) != self.checksum:
-                    raise StoreError(f"{self.path}: its content is not what `climax data prepare` wrote "
-                                     "(changed or damaged since); restore it or prepare the store again")
+                    raise StoreError(
+                        f"{self.path}: its content is not what `climax data prepare` wrote "
+                        "(changed or damaged since); restore it or prepare the store again"
+                    )
                 _VERIFIED.add(key)
         self.verified = True
 
@@ -284,8 +301,14 @@ class Shard:
         return np.stack([self.array(v)[t, 0] for v in variables])
 
     def __getstate__(self):
-        return {"path": self.path, "steps": self.steps, "checksum": self.checksum, "verified": self.verified,
-                "grid": self.grid, "_arrays": {}}
+        return {
+            "path": self.path,
+            "steps": self.steps,
+            "checksum": self.checksum,
+            "verified": self.verified,
+            "grid": self.grid,
+            "_arrays": {},
+        }
 
 
 class ShardStore:
@@ -311,9 +334,7 @@ class ShardStore:
         self.manifest = json.loads(manifest.read_text()) if manifest.exists() else None
         stored = None if self.manifest is None else self.manifest["hours_per_step"]
         if stored is not None and hours_per_step is not None and stored != hours_per_step:
-            raise StoreError(
-                f"{self.root}: hours_per_step {hours_per_step} requested, the store has {stored}"
-            )
+            raise StoreError(f"{self.root}: hours_per_step {hours_per_step} requested, the store has {stored}")
         if stored is None and hours_per_step is None:
             logger.info("%s has no %s; assuming hourly steps (ClimaX preprocessing)", self.root, MANIFEST)
         self.hours_per_step = float(stored or hours_per_step or 1.0)
@@ -357,11 +378,14 @@ class ShardStore:
         ``[T, 1, H, W]`` on the store's grid, ``T`` at most a year of steps (shards are per year)."""
         shape, most = npz_header(path, key).shape, math.ceil(YEAR_HOURS / self.hours_per_step)
         if len(shape) != 4 or shape[1] != 1 or tuple(shape[2:]) != self.grid:
-            raise StoreError(f"{path}: member {key} has shape {shape}; shards hold [T, 1, H, W] on the store's "
-                             f"grid {self.grid}")
+            raise StoreError(
+                f"{path}: member {key} has shape {shape}; shards hold [T, 1, H, W] on the store's grid {self.grid}"
+            )
         if shape[0] > most:
-            raise StoreError(f"{path}: member {key} declares {shape[0]} steps of {self.hours_per_step:g} h, more "
-                             f"than the {most} of a year (a shard holds one year at most): damaged or forged")
+            raise StoreError(
+                f"{path}: member {key} declares {shape[0]} steps of {self.hours_per_step:g} h, more "
+                f"than the {most} of a year (a shard holds one year at most): damaged or forged"
+            )
         return shape[0]
 
     def variables(self, split: str = "train") -> list[str]:
@@ -375,9 +399,7 @@ class ShardStore:
         have = self.variables(split)
         missing = [v for v in requested if v not in have]
         if missing:
-            raise StoreError(
-                f"{self.root}: variables {missing} are not in the store, which has {have}"
-            )
+            raise StoreError(f"{self.root}: variables {missing} are not in the store, which has {have}")
 
     def statistics(self, variables: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Normalization mean and std ``[V]``."""
@@ -385,15 +407,14 @@ class ShardStore:
         for kind in ("mean", "std"):
             path = self.root / f"normalize_{kind}.npz"
             if not path.exists():
-                raise StoreError(
-                    f"{path} is missing; `climax data prepare` (or `climax data stats`) creates it"
-                )
+                raise StoreError(f"{path} is missing; `climax data prepare` (or `climax data stats`) creates it")
             held = npz_keys(path)
             missing = [v for v in variables if v not in held]
             if missing:
                 raise StoreError(f"{path}: no statistics for {missing}; `climax data stats` creates them")
-            out.append(np.array([float(np.ravel(npz_member(path, v, max_values=STATISTIC_VALUES))[0])
-                                 for v in variables]))
+            out.append(
+                np.array([float(np.ravel(npz_member(path, v, max_values=STATISTIC_VALUES))[0]) for v in variables])
+            )
         if (out[1] <= 0).any():
             bad = [v for v, s in zip(variables, out[1]) if s <= 0]
             raise StoreError(f"{self.root}: non-positive std for {bad}")

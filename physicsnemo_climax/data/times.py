@@ -29,8 +29,23 @@ import pandas as pd
 from ..errors import InputError
 
 #: ``units`` of a numeric lead axis -> pandas' unit.
-LEAD_UNITS = {"hours": "h", "hour": "h", "hr": "h", "h": "h", "days": "D", "day": "D", "d": "D", "D": "D",
-              "minutes": "min", "minute": "min", "min": "min", "seconds": "s", "second": "s", "sec": "s", "s": "s"}
+LEAD_UNITS = {
+    "hours": "h",
+    "hour": "h",
+    "hr": "h",
+    "h": "h",
+    "days": "D",
+    "day": "D",
+    "d": "D",
+    "D": "D",
+    "minutes": "min",
+    "minute": "min",
+    "min": "min",
+    "seconds": "s",
+    "second": "s",
+    "sec": "s",
+    "s": "s",
+}
 
 
 def lead_hours(lead) -> float:
@@ -69,8 +84,10 @@ def axis_hours(values: np.ndarray, units: str | None, what: str) -> np.ndarray:
     elif values.dtype.kind in "iuf":
         unit = LEAD_UNITS.get(str(units or "hours").strip())
         if unit is None:
-            raise InputError(f"{what}: its leads are numbers in {units!r}; give them as timedeltas, or as "
-                             "numbers in hours, days, minutes or seconds")
+            raise InputError(
+                f"{what}: its leads are numbers in {units!r}; give them as timedeltas, or as "
+                "numbers in hours, days, minutes or seconds"
+            )
         hours = pd.to_timedelta(values.astype(float), unit=unit) / pd.Timedelta(hours=1)
     else:
         raise InputError(f"{what}: its leads are of type {values.dtype}, not durations")
@@ -100,8 +117,10 @@ def standard_times(values, what: str) -> np.ndarray:
             calendar = getattr(value, "calendar", None)
             if calendar is None:
                 raise InputError(f"{what}: the time {value!r} is not a date") from None
-            raise InputError(f"{what}: the time {value} ({calendar} calendar) is not a date of the standard "
-                             "calendar; give times that exist in it") from None
+            raise InputError(
+                f"{what}: the time {value} ({calendar} calendar) is not a date of the standard "
+                "calendar; give times that exist in it"
+            ) from None
     return np.array(out, "datetime64[ns]").reshape(values.shape)
 
 

@@ -51,9 +51,16 @@ G = 9.80665
 #: ERA5's units per ClimaX variable (the base name of upper-air fields), as WeatherBench 2 writes
 #: them: what a run trained in when its store recorded no units.
 CANONICAL: dict[str, str] = {name: units for name, (_, units) in ATTRS.items()} | {
-    "total_precipitation": "m", "surface_pressure": "Pa", "orography": "m", "lattitude": "degrees_north",
-    "geopotential_at_surface": "m**2 s**-2", "2m_dewpoint_temperature": "K", "sea_surface_temperature": "K",
-    "total_cloud_cover": "(0 - 1)", "100m_u_component_of_wind": "m s**-1", "100m_v_component_of_wind": "m s**-1",
+    "total_precipitation": "m",
+    "surface_pressure": "Pa",
+    "orography": "m",
+    "lattitude": "degrees_north",
+    "geopotential_at_surface": "m**2 s**-2",
+    "2m_dewpoint_temperature": "K",
+    "sea_surface_temperature": "K",
+    "total_cloud_cover": "(0 - 1)",
+    "100m_u_component_of_wind": "m s**-1",
+    "100m_v_component_of_wind": "m s**-1",
 }
 #: Variables whose length units (geopotential height) and m**2 s**-2 (geopotential) convert with ``g``.
 GEOPOTENTIALS = ("geopotential", "orography", "geopotential_at_surface")
@@ -63,9 +70,17 @@ FRACTIONS = ("1", "(0 - 1)", "(0-1)", "0-1", "0 - 1", "fraction", "dimensionless
 #: mask, ClimaX's latitude field).
 SELF_EVIDENT = FRACTIONS + ("degrees_north",)
 #: Whole-word spellings pint reads otherwise or not at all.
-SPELLINGS = {"mb": "mbar", "gpm": "m", "Celsius": "degC", "deg_C": "degC", "degrees_C": "degC",
-             "degrees_north": "degree", "degrees_east": "degree", "degree_north": "degree",
-             "degree_east": "degree"}
+SPELLINGS = {
+    "mb": "mbar",
+    "gpm": "m",
+    "Celsius": "degC",
+    "deg_C": "degC",
+    "degrees_C": "degC",
+    "degrees_north": "degree",
+    "degrees_east": "degree",
+    "degree_north": "degree",
+    "degree_east": "degree",
+}
 #: ``assume_units`` value meaning "in the run's units".
 RUN = "run"
 #: How a user of :func:`..forecasting.forecast` states units (messages; ``NAME`` is replaced).
@@ -106,8 +121,10 @@ def parse(units: str, name: str, where: str):
     try:
         return registry().Unit(plain(units))
     except Exception:  # noqa: BLE001 -- pint raises several types for text it cannot read
-        raise InputError(f"{where}: {name} is in units {units!r}, which are not known; write them as pint "
-                         f"reads them (K, degC, m**2 s**-2, hPa, ...)") from None
+        raise InputError(
+            f"{where}: {name} is in units {units!r}, which are not known; write them as pint "
+            f"reads them (K, degC, m**2 s**-2, hPa, ...)"
+        ) from None
 
 
 def conversion(name: str, have: str, want: str, where: str) -> tuple[float, float]:
@@ -135,13 +152,15 @@ def conversion(name: str, have: str, want: str, where: str) -> tuple[float, floa
         zero, one = q(0.0, source).to(target).m, q(factor, source).to(target).m
     except Exception:  # noqa: BLE001 -- pint's DimensionalityError and offset errors
         hint = " (C is the coulomb: write degC for Celsius)" if have.strip() == "C" else ""
-        raise InputError(f"{where}: {name} is in {have}{hint}, which cannot be converted to the run's {want}; "
-                         "give it in those units") from None
+        raise InputError(
+            f"{where}: {name} is in {have}{hint}, which cannot be converted to the run's {want}; give it in those units"
+        ) from None
     return one - zero, zero
 
 
-def arrival_units(name: str, attribute: str | None, want: str | None, assumed: Mapping[str, str],
-                  where: str, stating: str) -> str | None:
+def arrival_units(
+    name: str, attribute: str | None, want: str | None, assumed: Mapping[str, str], where: str, stating: str
+) -> str | None:
     """The units field ``name`` arrives in: its ``attribute``, or the units the user stated.
 
     Parameters
@@ -165,27 +184,41 @@ def arrival_units(name: str, attribute: str | None, want: str | None, assumed: M
     attribute = (attribute or "").strip() or None
     if attribute is not None and stated is not None and want is not None:
         if not np.allclose(conversion(name, attribute, want, where), conversion(name, stated, want, where)):
-            raise InputError(f"{where}: {name} is in {attribute} by its units attribute, but the units stated "
-                             f"for it are {stated}; correct one of them")
+            raise InputError(
+                f"{where}: {name} is in {attribute} by its units attribute, but the units stated "
+                f"for it are {stated}; correct one of them"
+            )
     if attribute is not None:
         return attribute
     stated = stated or (want if assumed.get("*") == RUN else assumed.get("*"))
     if stated is None and want is not None and want.strip() not in SELF_EVIDENT:
-        raise InputError(f"{where}: {name} has no units attribute (the run's are {want}); add it, or state "
-                         f"them: {stating.replace('NAME', name)}")
+        raise InputError(
+            f"{where}: {name} has no units attribute (the run's are {want}); add it, or state "
+            f"them: {stating.replace('NAME', name)}"
+        )
     return stated
 
 
-def to_run_units(name: str, attribute: str | None, recorded: Mapping[str, str] | None,
-                 assumed: Mapping[str, str], where: str, stating: str = STATING) -> tuple[float, float]:
+def to_run_units(
+    name: str,
+    attribute: str | None,
+    recorded: Mapping[str, str] | None,
+    assumed: Mapping[str, str],
+    where: str,
+    stating: str = STATING,
+) -> tuple[float, float]:
     """``(scale, offset)`` bringing field ``name`` with units ``attribute`` to the run's units
     (``(1, 0)`` where they are the same, or unknown to both sides; see the module's rules)."""
     want = expected_units(name, recorded)
     have = arrival_units(name, attribute, want, assumed, where, stating)
     if want is None or have is None:
         if want is None:
-            logger.warning("%s: the run's units of %s are not known; taken as they come (%s)", where, name,
-                           have or "no units attribute")
+            logger.warning(
+                "%s: the run's units of %s are not known; taken as they come (%s)",
+                where,
+                name,
+                have or "no units attribute",
+            )
         return 1.0, 0.0
     return conversion(name, have, want, where)
 

@@ -68,8 +68,18 @@ def to_wb2(ds: xr.Dataset, attrs: dict | None = None) -> xr.Dataset:
     at a level is NaN there); ``attrs`` go to the dataset (run, checkpoint).
     """
     ds = ds.drop_vars([c for c in ("valid_time",) if c in ds.coords])
-    ds = ds.rename({k: v for k, v in {"lead_time": "prediction_timedelta", "lat": "latitude", "lon": "longitude",
-                                       "member": "number"}.items() if k in ds.dims})
+    ds = ds.rename(
+        {
+            k: v
+            for k, v in {
+                "lead_time": "prediction_timedelta",
+                "lat": "latitude",
+                "lon": "longitude",
+                "member": "number",
+            }.items()
+            if k in ds.dims
+        }
+    )
     groups: dict[str, list] = {}
     for name in ds.data_vars:
         base, level = split_name(name)
@@ -79,8 +89,7 @@ def to_wb2(ds: xr.Dataset, attrs: dict | None = None) -> xr.Dataset:
         if items[0][0] is None:
             out[base] = ds[items[0][1]]
         else:
-            out[base] = xr.concat([ds[n].expand_dims(level=[lv]) for lv, n in sorted(items)], dim="level",
-                                  join="outer")
+            out[base] = xr.concat([ds[n].expand_dims(level=[lv]) for lv, n in sorted(items)], dim="level", join="outer")
         order = [d for d in ORDER if d in out[base].dims]
         out[base] = out[base].transpose(*order, *[d for d in out[base].dims if d not in order])
         long_name, units = ATTRS.get(base, (base.replace("_", " "), ""))

@@ -8,5 +8,14 @@ from .domain import Domain, upsample
 from .gefs_hrrr import GefsHrrrDataset
 from .interface import DownscalingDataset
 
-__all__ = ["CWBDataset", "CoarseFineDataset", "Domain", "DownscalingDataset", "GefsHrrrDataset", "HRRRMiniDataset",
-           "block_mean", "upsample", "write_mini_file"]
+__all__ = [
+    "CWBDataset",
+    "CoarseFineDataset",
+    "Domain",
+    "DownscalingDataset",
+    "GefsHrrrDataset",
+    "HRRRMiniDataset",
+    "block_mean",
+    "upsample",
+    "write_mini_file",
+]

@@ -21,12 +21,15 @@ from ..data.units import conversion
 def data_units(groups: dict[str, tuple[xr.Dataset | None, list[str]]]) -> dict[str, dict[str, str]]:
     """``{group: {variable: units}}`` of the variables whose ``units`` attribute is set, from
     ``{group: (dataset, variables)}``."""
-    return {group: {v: str(ds[v].attrs["units"]) for v in names if ds is not None and ds[v].attrs.get("units")}
-            for group, (ds, names) in groups.items()}
+    return {
+        group: {v: str(ds[v].attrs["units"]) for v in names if ds is not None and ds[v].attrs.get("units")}
+        for group, (ds, names) in groups.items()
+    }
 
 
-def to_trained(given: dict, trained: dict | None, names: dict[str, list[str]], where: str
-               ) -> tuple[dict, dict[str, np.ndarray]]:
+def to_trained(
+    given: dict, trained: dict | None, names: dict[str, list[str]], where: str
+) -> tuple[dict, dict[str, np.ndarray]]:
     """The units the samples are in once converted, and per group the ``[C, 2]`` ``(scale, offset)``
     bringing the data's ``given`` units to the ``trained`` ones.
 
@@ -38,8 +41,12 @@ def to_trained(given: dict, trained: dict | None, names: dict[str, list[str]], w
     units, tables = {}, {}
     for group, variables in names.items():
         have, want = given.get(group, {}), (trained or {}).get(group, {})
-        rows = [conversion(v, have[v], want[v], f"{where} ({group} channels)") if have.get(v) and want.get(v)
-                else (1.0, 0.0) for v in variables]
+        rows = [
+            conversion(v, have[v], want[v], f"{where} ({group} channels)")
+            if have.get(v) and want.get(v)
+            else (1.0, 0.0)
+            for v in variables
+        ]
         tables[group] = np.array(rows, np.float64).reshape(-1, 2)
         units[group] = {v: want.get(v) or have[v] for v in variables if want.get(v) or have.get(v)}
     return units, tables

@@ -36,8 +36,11 @@ from ..errors import DataError, UnknownName
 from .domain import Domain, degrade
 
 #: Upstream's ``normalization: v2``: fixed centre and scale for these targets.
-V2_TARGETS = {"maximum_radar_reflectivity": (25.0, 25.0), "eastward_wind_10m": (0.0, 20.0),
-              "northward_wind_10m": (0.0, 20.0)}
+V2_TARGETS = {
+    "maximum_radar_reflectivity": (25.0, 25.0),
+    "eastward_wind_10m": (0.0, 20.0),
+    "northward_wind_10m": (0.0, 20.0),
+}
 
 
 def channel_names(ds: xr.Dataset, group: str) -> list[str]:
@@ -109,18 +112,45 @@ class CWBDataset(torch.utils.data.Dataset):
         ``stats.json``-layout statistics of a training run, used instead of the file's.
     """
 
-    def __init__(self, data_path, in_channels: Sequence = (0, 1, 2, 3, 4, 9, 10, 11, 12, 17, 18, 19),
-                 out_channels: Sequence = (0, 1, 2, 3), img_shape_x: int = 448, img_shape_y: int = 448,
-                 train: bool = True, all_times: bool = False, test_years: Sequence[int] = (2021,),
-                 ds_factor: int = 1, normalization: str = "v1", add_grid: bool = True, stats: dict | None = None):
+    def __init__(
+        self,
+        data_path,
+        in_channels: Sequence = (0, 1, 2, 3, 4, 9, 10, 11, 12, 17, 18, 19),
+        out_channels: Sequence = (0, 1, 2, 3),
+        img_shape_x: int = 448,
+        img_shape_y: int = 448,
+        train: bool = True,
+        all_times: bool = False,
+        test_years: Sequence[int] = (2021,),
+        ds_factor: int = 1,
+        normalization: str = "v1",
+        add_grid: bool = True,
+        stats: dict | None = None,
+    ):
         self.path = Path(data_path)
         if not self.path.exists():
             raise FileNotFoundError(f"dataset.data_path={self.path}: no such Zarr store")
         if normalization not in ("v1", "v2"):
             raise ConfigError(f"dataset.normalization={normalization!r}: choose v1 or v2")
         ds = self._open()
-        missing = [v for v in ("cwb", "era5", "cwb_valid", "era5_valid", "cwb_variable", "era5_variable",
-                               "cwb_center", "cwb_scale", "era5_center", "era5_scale", "XLAT", "XLONG") if v not in ds]
+        missing = [
+            v
+            for v in (
+                "cwb",
+                "era5",
+                "cwb_valid",
+                "era5_valid",
+                "cwb_variable",
+                "era5_variable",
+                "cwb_center",
+                "cwb_scale",
+                "era5_center",
+                "era5_scale",
+                "XLAT",
+                "XLONG",
+            )
+            if v not in ds
+        ]
         if missing:
             raise UnknownName(f"{self.path}: no {missing} (not the CWB layout)")
         self.ds_factor = int(ds_factor)
@@ -131,15 +161,27 @@ class CWBDataset(torch.utils.data.Dataset):
         self.times = ds["time"].values[self.rows]
         big_h, big_w = int(img_shape_y), int(img_shape_x)
         if ds.sizes["south_north"] < big_h or ds.sizes["west_east"] < big_w:
-            raise DataError(f"{self.path}: grid {ds.sizes['south_north']}x{ds.sizes['west_east']} is smaller "
-                             f"than dataset.img_shape_y x img_shape_x = {big_h}x{big_w}")
+            raise DataError(
+                f"{self.path}: grid {ds.sizes['south_north']}x{ds.sizes['west_east']} is smaller "
+                f"than dataset.img_shape_y x img_shape_x = {big_h}x{big_w}"
+            )
         in_names, out_names = [inputs[i] for i in self.in_index], [outputs[i] for i in self.out_index]
         if stats is None:
-            stats = {"input": file_stats(ds, "era5", inputs, normalization),
-                     "output": file_stats(ds, "cwb", outputs, normalization), "invariant": {}}
-        self.domain = Domain(input_variables=in_names, output_variables=out_names, invariant_variables=[], stats=stats,
-                             factor=1, shape=(big_h, big_w), lat=ds["XLAT"].values[:big_h, :big_w],
-                             lon=ds["XLONG"].values[:big_h, :big_w])
+            stats = {
+                "input": file_stats(ds, "era5", inputs, normalization),
+                "output": file_stats(ds, "cwb", outputs, normalization),
+                "invariant": {},
+            }
+        self.domain = Domain(
+            input_variables=in_names,
+            output_variables=out_names,
+            invariant_variables=[],
+            stats=stats,
+            factor=1,
+            shape=(big_h, big_w),
+            lat=ds["XLAT"].values[:big_h, :big_w],
+            lon=ds["XLONG"].values[:big_h, :big_w],
+        )
 
     def _open(self) -> xr.Dataset:
         return xr.open_zarr(self.path)
@@ -152,8 +194,10 @@ class CWBDataset(torch.utils.data.Dataset):
             valid &= ~held_out if train else held_out
         rows = np.flatnonzero(valid)
         if rows.size == 0:
-            raise DataError(f"{self.path}: no valid time in the {'training' if train else 'test'} split "
-                             f"(test_years={list(test_years)}, all_times={all_times})")
+            raise DataError(
+                f"{self.path}: no valid time in the {'training' if train else 'test'} split "
+                f"(test_years={list(test_years)}, all_times={all_times})"
+            )
         return rows
 
     def __len__(self) -> int:

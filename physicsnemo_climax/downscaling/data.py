@@ -56,8 +56,14 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
         Channels of the ``invariant`` group appended to the input.
     """
 
-    def __init__(self, data_path, stats_path, input_variables=None, output_variables=None,
-                 invariant_variables: Sequence[str] = ("elev_mean", "lsm_mean")):
+    def __init__(
+        self,
+        data_path,
+        stats_path,
+        input_variables=None,
+        output_variables=None,
+        invariant_variables: Sequence[str] = ("elev_mean", "lsm_mean"),
+    ):
         self.path = Path(data_path)
         if not self.path.exists():
             raise FileNotFoundError(f"dataset.data_path={self.path}: no such file")
@@ -74,27 +80,40 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
         for group, names in (("input", inputs), ("output", outputs), ("invariant", invariants)):
             missing = [v for v in names if v not in groups[group]]
             if missing:
-                raise UnknownName(f"{self.path}: group {group!r} has no {missing} (has {list(groups[group].data_vars)})")
+                raise UnknownName(
+                    f"{self.path}: group {group!r} has no {missing} (has {list(groups[group].data_vars)})"
+                )
         self.coarse = np.stack([groups["input"][v].values for v in inputs], axis=1)
         self.fine = np.stack([groups["output"][v].values for v in outputs], axis=1)
-        self.invariants = np.stack([groups["invariant"][v].values for v in invariants]) \
-            if invariants else np.zeros((0, 1, 1), np.float32)
+        self.invariants = (
+            np.stack([groups["invariant"][v].values for v in invariants])
+            if invariants
+            else np.zeros((0, 1, 1), np.float32)
+        )
         self.times = root["time"].values
         self.coords = root["coord"].values.astype(int)
 
         (h, w), (big_h, big_w) = self.coarse.shape[-2:], self.fine.shape[-2:]
         if big_h % h or big_w % w or big_h // h != big_w // w:
-            raise DataError(f"{self.path}: fine grid {big_h}x{big_w} is not a common multiple "
-                             f"of the coarse grid {h}x{w}")
+            raise DataError(
+                f"{self.path}: fine grid {big_h}x{big_w} is not a common multiple of the coarse grid {h}x{w}"
+            )
         if len(self.coarse) != len(self.fine) or len(self.coords) != len(self.fine):
-            raise DataError(f"{self.path}: {len(self.coarse)} inputs, {len(self.fine)} outputs, "
-                             f"{len(self.coords)} coords")
+            raise DataError(
+                f"{self.path}: {len(self.coarse)} inputs, {len(self.fine)} outputs, {len(self.coords)} coords"
+            )
         stats_path = Path(stats_path)
         if not stats_path.exists():
             raise FileNotFoundError(f"dataset.stats_path={stats_path}: no such file")
         try:
-            self.domain = Domain(input_variables=inputs, output_variables=outputs, invariant_variables=invariants,
-                                 stats=json.loads(stats_path.read_text()), factor=big_h // h, shape=(big_h, big_w))
+            self.domain = Domain(
+                input_variables=inputs,
+                output_variables=outputs,
+                invariant_variables=invariants,
+                stats=json.loads(stats_path.read_text()),
+                factor=big_h // h,
+                shape=(big_h, big_w),
+            )
         except KeyError as err:
             raise UnknownName(f"{stats_path}: {err.args[0]}") from None
 
@@ -106,8 +125,9 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
         i, j = self.coords[index]
         invariants = self.invariants[:, i : i + big_h, j : j + big_w]
         if invariants.shape[-2:] != (big_h, big_w) and self.domain.invariant_variables:
-            raise DataError(f"{self.path}: sample {index} window at {(i, j)} leaves the invariant grid "
-                             f"{self.invariants.shape[-2:]}")
+            raise DataError(
+                f"{self.path}: sample {index} window at {(i, j)} leaves the invariant grid {self.invariants.shape[-2:]}"
+            )
         x = self.domain.make_input(self.coarse[index], invariants)
         y = self.domain.normalize_output(self.fine[index])
         return {"input": torch.from_numpy(x), "target": torch.from_numpy(y), "index": index}
@@ -190,10 +210,20 @@ class CoarseFineDataset(torch.utils.data.Dataset):
         channels whose data carry other units are converted to them (:mod:`.channel_units`).
     """
 
-    def __init__(self, fine, output_variables: Sequence[str], input_variables: Sequence[str] | None = None,
-                 coarse=None, factor: int | None = None, invariants=None,
-                 invariant_variables: Sequence[str] = (), time_range=None, stats=None, stats_samples: int = 256,
-                 units: dict | None = None):
+    def __init__(
+        self,
+        fine,
+        output_variables: Sequence[str],
+        input_variables: Sequence[str] | None = None,
+        coarse=None,
+        factor: int | None = None,
+        invariants=None,
+        invariant_variables: Sequence[str] = (),
+        time_range=None,
+        stats=None,
+        stats_samples: int = 256,
+        units: dict | None = None,
+    ):
         self.sources = {"fine": fine, "coarse": coarse, "invariants": invariants}
         self.output_variables = list(output_variables)
         self.input_variables = list(input_variables or output_variables)
@@ -201,8 +231,11 @@ class CoarseFineDataset(torch.utils.data.Dataset):
         self.time_range = time_range
         fine_ds, coarse_ds = self._datasets()
         self._check_variables(fine_ds, self.output_variables, "fine")
-        self._check_variables(coarse_ds if coarse_ds is not None else fine_ds, self.input_variables,
-                              "coarse" if coarse_ds is not None else "fine")
+        self._check_variables(
+            coarse_ds if coarse_ds is not None else fine_ds,
+            self.input_variables,
+            "coarse" if coarse_ds is not None else "fine",
+        )
         dims = fine_ds[self.output_variables[0]].dims[-2:]
         self.dims = dims
         big_h, big_w = (fine_ds.sizes[d] for d in dims)
@@ -211,16 +244,18 @@ class CoarseFineDataset(torch.utils.data.Dataset):
             cdims = coarse_ds[self.input_variables[0]].dims[-2:]
             h, w = (coarse_ds.sizes[d] for d in cdims)
             if big_h % h or big_w % w or big_h // h != big_w // w or (factor and factor != big_h // h):
-                raise DataError(f"fine grid {big_h}x{big_w} is not {factor or 'a common multiple'} times "
-                                 f"the coarse grid {h}x{w}")
+                raise DataError(
+                    f"fine grid {big_h}x{big_w} is not {factor or 'a common multiple'} times the coarse grid {h}x{w}"
+                )
             factor = big_h // h
             self.coarse_lat, self.coarse_lon = _latitude(coarse_ds, cdims), _longitude(coarse_ds, cdims)
         else:
             if not factor or factor < 1:
                 raise ConfigError("dataset.factor is required when there is no coarse dataset")
             if big_h % factor or big_w % factor:
-                raise ConfigError(f"upscaling factor {factor} does not divide the fine grid "
-                                 f"{big_h}x{big_w} ({dims[0]} x {dims[1]})")
+                raise ConfigError(
+                    f"upscaling factor {factor} does not divide the fine grid {big_h}x{big_w} ({dims[0]} x {dims[1]})"
+                )
             self.coarse_lat = None if self.lat is None else self.lat.reshape(-1, factor).mean(1)
             self.coarse_lon = None if self.lon is None else self.lon.reshape(-1, factor).mean(1)
         self.factor = factor
@@ -230,10 +265,13 @@ class CoarseFineDataset(torch.utils.data.Dataset):
             absent = np.setdiff1d(self.times, coarse_ds["time"].values)
             if absent.size:
                 raise UnknownName(f"coarse data lack {absent.size} times of the fine data, e.g. {absent[:3]}")
-        groups = {"input": (coarse_ds if coarse_ds is not None else fine_ds, self.input_variables),
-                  "output": (fine_ds, self.output_variables)}
-        self.units, self.conversions = to_trained(data_units(groups), units, {g: n for g, (_, n) in groups.items()},
-                                                  "dataset")
+        groups = {
+            "input": (coarse_ds if coarse_ds is not None else fine_ds, self.input_variables),
+            "output": (fine_ds, self.output_variables),
+        }
+        self.units, self.conversions = to_trained(
+            data_units(groups), units, {g: n for g, (_, n) in groups.items()}, "dataset"
+        )
         self.invariant_fields = self._read_invariants((big_h, big_w))
         if stats is None:
             stats = self.compute_stats(stats_samples)
@@ -242,10 +280,20 @@ class CoarseFineDataset(torch.utils.data.Dataset):
         lat2d = lon2d = None
         if self.lat is not None and self.lon is not None:
             lat2d, lon2d = np.meshgrid(self.lat, self.lon, indexing="ij")
-        self.domain = Domain(input_variables=self.input_variables, output_variables=self.output_variables,
-                             invariant_variables=self.invariant_variables, stats=stats, factor=factor,
-                             shape=(big_h, big_w), lat=lat2d, lon=lon2d, coarse_lat=self.coarse_lat,
-                             coarse_lon=self.coarse_lon, invariants=self.invariant_fields, units=self.units)
+        self.domain = Domain(
+            input_variables=self.input_variables,
+            output_variables=self.output_variables,
+            invariant_variables=self.invariant_variables,
+            stats=stats,
+            factor=factor,
+            shape=(big_h, big_w),
+            lat=lat2d,
+            lon=lon2d,
+            coarse_lat=self.coarse_lat,
+            coarse_lon=self.coarse_lon,
+            invariants=self.invariant_fields,
+            units=self.units,
+        )
 
     # ------------------------------------------------------------ reading
     def _datasets(self):
@@ -302,12 +350,17 @@ class CoarseFineDataset(torch.utils.data.Dataset):
         fine = np.stack([self.fine_fields(i) for i in picks])
 
         def table(names, arr):  # arr [..., C, H, W]; a constant field gets std 1
-            return {v: {"mean": float(arr[..., k, :, :].mean()), "std": float(arr[..., k, :, :].std()) or 1.0}
-                    for k, v in enumerate(names)}
+            return {
+                v: {"mean": float(arr[..., k, :, :].mean()), "std": float(arr[..., k, :, :].std()) or 1.0}
+                for k, v in enumerate(names)
+            }
 
         inv = self.invariant_fields
-        return {"input": table(self.input_variables, coarse), "output": table(self.output_variables, fine),
-                "invariant": table(self.invariant_variables, inv) if inv is not None else {}}
+        return {
+            "input": table(self.input_variables, coarse),
+            "output": table(self.output_variables, fine),
+            "invariant": table(self.invariant_variables, inv) if inv is not None else {},
+        }
 
     def __len__(self) -> int:
         return len(self.times)
@@ -318,9 +371,18 @@ class CoarseFineDataset(torch.utils.data.Dataset):
         return {"input": torch.from_numpy(x), "target": torch.from_numpy(y), "index": index}
 
 
-def write_mini_file(path, stats_path, samples: int = 8, shape=(64, 64), factor: int = 8,
-                    inputs=("10u", "10v", "2t", "tp"), outputs=("10u", "10v"),
-                    invariants=("elev_mean", "lsm_mean"), invariant_shape=(96, 96), seed: int = 0) -> None:
+def write_mini_file(
+    path,
+    stats_path,
+    samples: int = 8,
+    shape=(64, 64),
+    factor: int = 8,
+    inputs=("10u", "10v", "2t", "tp"),
+    outputs=("10u", "10v"),
+    invariants=("elev_mean", "lsm_mean"),
+    invariant_shape=(96, 96),
+    seed: int = 0,
+) -> None:
     """Write a small file in the CorrDiff-Mini layout, and its ``stats.json``.
 
     Fields are smooth random waves; each fine output is a coarse input wave
@@ -331,26 +393,43 @@ def write_mini_file(path, stats_path, samples: int = 8, shape=(64, 64), factor: 
     big_h, big_w = shape
     gy, gx = np.meshgrid(np.arange(invariant_shape[0]), np.arange(invariant_shape[1]), indexing="ij")
     inv = {name: np.sin(gy / (1.3 + 0.4 * k) + k) * np.cos(gx / (1.1 + 0.3 * k)) for k, name in enumerate(invariants)}
-    coords = np.stack([rng.integers(0, invariant_shape[0] - big_h + 1, samples),
-                       rng.integers(0, invariant_shape[1] - big_w + 1, samples)], axis=1)
+    coords = np.stack(
+        [
+            rng.integers(0, invariant_shape[0] - big_h + 1, samples),
+            rng.integers(0, invariant_shape[1] - big_w + 1, samples),
+        ],
+        axis=1,
+    )
     yy, xx = np.meshgrid(np.arange(big_h) / big_h, np.arange(big_w) / big_w, indexing="ij")
     fine, coarse = {}, {}
     for k, name in enumerate(sorted(set(inputs) | set(outputs))):
         phase = rng.uniform(0, 2 * np.pi, (samples, 1, 1))
         field = 3 * np.sin(2 * np.pi * (yy + k * xx) + phase) + k
-        detail = np.stack([sum(inv[n][i:i + big_h, j:j + big_w] for n in invariants) for i, j in coords])
+        detail = np.stack([sum(inv[n][i : i + big_h, j : j + big_w] for n in invariants) for i, j in coords])
         fine[name] = (field + 0.5 * detail).astype(np.float32)
         coarse[name] = block_mean(fine[name], factor)
-    root = xr.Dataset({"time": ("sample", np.arange(samples) * np.timedelta64(1, "h") + np.datetime64("2020-01-01")),
-                       "coord": (("sample", "xy"), coords)})
-    write_netcdf(path, root, {group: xr.Dataset({n: (dims, np.asarray(source[n], np.float32)) for n in names})
-                              for group, names, source, dims in (
-                                  ("input", inputs, coarse, ("sample", "y_lr", "x_lr")),
-                                  ("output", outputs, fine, ("sample", "y", "x")),
-                                  ("invariant", invariants, inv, ("y_inv", "x_inv")))})
-    stats = {group: {n: {"mean": float(np.mean(src[n])), "std": float(np.std(src[n]))} for n in names}
-             for group, names, src in (("input", inputs, coarse), ("output", outputs, fine),
-                                       ("invariant", invariants, inv))}
+    root = xr.Dataset(
+        {
+            "time": ("sample", np.arange(samples) * np.timedelta64(1, "h") + np.datetime64("2020-01-01")),
+            "coord": (("sample", "xy"), coords),
+        }
+    )
+    write_netcdf(
+        path,
+        root,
+        {
+            group: xr.Dataset({n: (dims, np.asarray(source[n], np.float32)) for n in names})
+            for group, names, source, dims in (
+                ("input", inputs, coarse, ("sample", "y_lr", "x_lr")),
+                ("output", outputs, fine, ("sample", "y", "x")),
+                ("invariant", invariants, inv, ("y_inv", "x_inv")),
+            )
+        },
+    )
+    stats = {
+        group: {n: {"mean": float(np.mean(src[n])), "std": float(np.std(src[n]))} for n in names}
+        for group, names, src in (("input", inputs, coarse), ("output", outputs, fine), ("invariant", invariants, inv))
+    }
     write_atomic(stats_path, json.dumps(stats, indent=1))
 
 
@@ -368,9 +447,13 @@ def build_dataset(spec: DictConfig, stats: dict | None = None, units: dict | Non
     args = OmegaConf.to_container(spec, resolve=True)
     kind = args.pop("type")
     if kind == "hrrr_mini":
-        return HRRRMiniDataset(args["data_path"], args["stats_path"], input_variables=args.get("input_variables"),
-                               output_variables=args.get("output_variables"),
-                               invariant_variables=args.get("invariant_variables") or ())
+        return HRRRMiniDataset(
+            args["data_path"],
+            args["stats_path"],
+            input_variables=args.get("input_variables"),
+            output_variables=args.get("output_variables"),
+            invariant_variables=args.get("invariant_variables") or (),
+        )
     readers = {"coarse_fine": CoarseFineDataset, "cwb": CWBDataset, "gefs_hrrr": GefsHrrrDataset}
     if kind in readers:
         if stats is not None:
@@ -380,8 +463,9 @@ def build_dataset(spec: DictConfig, stats: dict | None = None, units: dict | Non
         return readers[kind](**args)
     if isinstance(kind, str) and "::" in kind:
         return build_user_dataset(kind, args, stats)
-    raise ConfigError(f"dataset.type={kind!r}: choose hrrr_mini, coarse_fine, cwb, gefs_hrrr or "
-                      "path/to/file.py::ClassName")
+    raise ConfigError(
+        f"dataset.type={kind!r}: choose hrrr_mini, coarse_fine, cwb, gefs_hrrr or path/to/file.py::ClassName"
+    )
 
 
 def validation_spec(cfg: DictConfig) -> DictConfig | None:

@@ -67,8 +67,9 @@ def degrade(x: np.ndarray, factor: int) -> np.ndarray:
         return np.asarray(x, np.float32)
     sub = torch.as_tensor(np.ascontiguousarray(x[..., ::factor, ::factor]), dtype=torch.float32)
     lead, (h, w) = sub.shape[:-2], sub.shape[-2:]
-    up = torch.nn.functional.interpolate(sub.reshape(1, -1, h, w), size=(h * factor, w * factor), mode="bicubic",
-                                         align_corners=False)
+    up = torch.nn.functional.interpolate(
+        sub.reshape(1, -1, h, w), size=(h * factor, w * factor), mode="bicubic", align_corners=False
+    )
     return up.reshape(*lead, h * factor, w * factor)[..., : x.shape[-2], : x.shape[-1]].numpy()
 
 
@@ -165,14 +166,18 @@ class Domain:
             ``[..., C_in + C_inv, H, W]``, upsampled and normalized, float32.
         """
         if coarse.shape[-3:] != (len(self.input_variables), *self.coarse_shape):
-            raise InputError(f"coarse input of shape {coarse.shape[-3:]}, expected "
-                             f"({len(self.input_variables)} channels {self.input_variables}, *{self.coarse_shape})")
+            raise InputError(
+                f"coarse input of shape {coarse.shape[-3:]}, expected "
+                f"({len(self.input_variables)} channels {self.input_variables}, *{self.coarse_shape})"
+            )
         x = upsample(coarse, self.factor)
         if self.invariant_variables:
             inv = self.invariants if invariants is None else invariants
             if inv is None or inv.shape != (len(self.invariant_variables), *self.shape):
-                raise InputError(f"invariants {self.invariant_variables} of shape "
-                                 f"{None if inv is None else inv.shape}, expected {(len(self.invariant_variables), *self.shape)}")
+                raise InputError(
+                    f"invariants {self.invariant_variables} of shape "
+                    f"{None if inv is None else inv.shape}, expected {(len(self.invariant_variables), *self.shape)}"
+                )
             x = np.concatenate([x, np.broadcast_to(inv, (*x.shape[:-3], *inv.shape)).astype(np.float32)], axis=-3)
         return ((x - self.input_mean[:, None, None]) / self.input_std[:, None, None]).astype(np.float32)
 
@@ -198,9 +203,15 @@ class Domain:
     def save(self, folder: str | Path) -> None:
         """``domain.json`` (names, statistics, factor, shape, units) and ``domain.nc`` (arrays)."""
         folder = Path(folder)
-        meta = {"input_variables": self.input_variables, "output_variables": self.output_variables,
-                "invariant_variables": self.invariant_variables, "stats": self.stats,
-                "factor": self.factor, "shape": list(self.shape), "units": self.units}
+        meta = {
+            "input_variables": self.input_variables,
+            "output_variables": self.output_variables,
+            "invariant_variables": self.invariant_variables,
+            "stats": self.stats,
+            "factor": self.factor,
+            "shape": list(self.shape),
+            "units": self.units,
+        }
         arrays = {}
         if self.lat is not None:
             arrays.update(lat=(("y", "x"), self.lat), lon=(("y", "x"), self.lon))
@@ -224,7 +235,17 @@ class Domain:
             with xr.open_dataset(folder / ARRAYS_FILE) as ds:
                 arrays = {k: ds[k].values for k in ds.data_vars}
         inv = meta["invariant_variables"]
-        return cls(meta["input_variables"], meta["output_variables"], inv, meta["stats"], meta["factor"],
-                   tuple(meta["shape"]), arrays.get("lat"), arrays.get("lon"), arrays.get("coarse_lat"),
-                   arrays.get("coarse_lon"), np.stack([arrays[v] for v in inv]) if inv and inv[0] in arrays else None,
-                   meta.get("units", {}))
+        return cls(
+            meta["input_variables"],
+            meta["output_variables"],
+            inv,
+            meta["stats"],
+            meta["factor"],
+            tuple(meta["shape"]),
+            arrays.get("lat"),
+            arrays.get("lon"),
+            arrays.get("coarse_lat"),
+            arrays.get("coarse_lon"),
+            np.stack([arrays[v] for v in inv]) if inv and inv[0] in arrays else None,
+            meta.get("units", {}),
+        )

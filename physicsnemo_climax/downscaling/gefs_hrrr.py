@@ -113,23 +113,44 @@ class GefsHrrrDataset(torch.utils.data.Dataset):
         A training run's statistics, used instead of ``stats_path``.
     """
 
-    def __init__(self, data_path, stats_path, input_surface_variables: Sequence[str],
-                 input_isobaric_variables: Sequence[str], output_variables: Sequence[str],
-                 prob_variables: Sequence[str] = (), train: bool = False,
-                 train_years: Sequence[int] = (2020, 2021, 2022, 2023), valid_years: Sequence[int] = (2024,),
-                 hrrr_window=None, ds_factor: int = 1, normalize: bool = True, sample_shape=(-1, -1),
-                 shard: bool = False, overfit: bool = False, stats: dict | None = None):
-        for key, value, default in (("sample_shape", list(sample_shape), [-1, -1]), ("shard", shard, False),
-                                    ("overfit", overfit, False)):
+    def __init__(
+        self,
+        data_path,
+        stats_path,
+        input_surface_variables: Sequence[str],
+        input_isobaric_variables: Sequence[str],
+        output_variables: Sequence[str],
+        prob_variables: Sequence[str] = (),
+        train: bool = False,
+        train_years: Sequence[int] = (2020, 2021, 2022, 2023),
+        valid_years: Sequence[int] = (2024,),
+        hrrr_window=None,
+        ds_factor: int = 1,
+        normalize: bool = True,
+        sample_shape=(-1, -1),
+        shard: bool = False,
+        overfit: bool = False,
+        stats: dict | None = None,
+    ):
+        for key, value, default in (
+            ("sample_shape", list(sample_shape), [-1, -1]),
+            ("shard", shard, False),
+            ("overfit", overfit, False),
+        ):
             if value != default:
-                raise ConfigError(f"dataset.{key}={value!r}: not offered here (only {default!r}); random crops "
-                                  "are model=patched_diffusion's patches, ranks split the samples themselves")
+                raise ConfigError(
+                    f"dataset.{key}={value!r}: not offered here (only {default!r}); random crops "
+                    "are model=patched_diffusion's patches, ranks split the samples themselves"
+                )
         self.root = Path(data_path)
         years = list(train_years if train else valid_years)
-        self.stores = {"surface": period_stores(self.root / "gefs", "*surface*.zarr", years),
-                       "hrrr": period_stores(self.root / "hrrr_forecast", "*.zarr", years)}
-        self.stores["isobaric"] = {k: Path(str(p).replace("surface", "isobaric"))
-                                   for k, p in self.stores["surface"].items()}
+        self.stores = {
+            "surface": period_stores(self.root / "gefs", "*surface*.zarr", years),
+            "hrrr": period_stores(self.root / "hrrr_forecast", "*.zarr", years),
+        }
+        self.stores["isobaric"] = {
+            k: Path(str(p).replace("surface", "isobaric")) for k, p in self.stores["surface"].items()
+        }
         self.surface, self.isobaric = list(input_surface_variables), list(input_isobaric_variables)
         self.outputs, self.prob = list(output_variables), list(prob_variables)
         self._check_outputs()
@@ -141,17 +162,26 @@ class GefsHrrrDataset(torch.utils.data.Dataset):
         init = pd.to_datetime([n[:10] for n in self.sample_names], format="%Y%m%d%H")
         self.times = (init + pd.to_timedelta([int(n[-2:]) for n in self.sample_names], unit="h")).values
         self._grid(hrrr_window)
-        self.domain = Domain(input_variables=self.surface + self.isobaric, output_variables=self.outputs,
-                             invariant_variables=[], stats=self._stats(stats, stats_path, normalize), factor=1,
-                             shape=self.lat.shape, lat=self.lat, lon=self.lon)
+        self.domain = Domain(
+            input_variables=self.surface + self.isobaric,
+            output_variables=self.outputs,
+            invariant_variables=[],
+            stats=self._stats(stats, stats_path, normalize),
+            factor=1,
+            shape=self.lat.shape,
+            lat=self.lat,
+            lon=self.lon,
+        )
 
     def _check_outputs(self):
         absent = [p for p in self.prob if p not in self.outputs]
         if absent:
             raise ConfigError(f"dataset.prob_variables {absent} are not in dataset.output_variables {self.outputs}")
         if self.prob and self.outputs[-1] != NON_PRECIP:
-            raise ConfigError(f"dataset.output_variables={self.outputs} must end with {NON_PRECIP} when "
-                              "dataset.prob_variables is set (the no-precipitation probability)")
+            raise ConfigError(
+                f"dataset.output_variables={self.outputs} must end with {NON_PRECIP} when "
+                "dataset.prob_variables is set (the no-precipitation probability)"
+            )
         self.stored_outputs = [v for v in self.outputs if not (self.prob and v == NON_PRECIP)]
 
     def _index(self) -> dict[str, dict[str, str]]:
@@ -185,8 +215,10 @@ class GefsHrrrDataset(torch.utils.data.Dataset):
     def _stats(self, stats, stats_path, normalize) -> dict:
         if not normalize:
             unit = {"mean": 0.0, "std": 1.0}
-            return {"input": dict.fromkeys(self.surface + self.isobaric, unit),
-                    "output": dict.fromkeys(self.outputs, unit)}
+            return {
+                "input": dict.fromkeys(self.surface + self.isobaric, unit),
+                "output": dict.fromkeys(self.outputs, unit),
+            }
         if stats is not None:
             return stats
         if not Path(stats_path).exists():
@@ -212,11 +244,16 @@ class GefsHrrrDataset(torch.utils.data.Dataset):
     def coarse_fields(self, index: int) -> np.ndarray:
         """GEFS input ``[C_in, H, W]`` on the HRRR window, physical units."""
         name = self.sample_names[index]
-        gefs = np.concatenate([self._values("surface", name, self.surface),
-                               self._values("isobaric", name, self.isobaric)])
+        gefs = np.concatenate(
+            [self._values("surface", name, self.surface), self._values("isobaric", name, self.isobaric)]
+        )
         (i, wy), (j, wx) = self.weights
-        out = ((1 - wy) * (1 - wx) * gefs[:, i, j] + (1 - wy) * wx * gefs[:, i, j + 1]
-               + wy * (1 - wx) * gefs[:, i + 1, j] + wy * wx * gefs[:, i + 1, j + 1])
+        out = (
+            (1 - wy) * (1 - wx) * gefs[:, i, j]
+            + (1 - wy) * wx * gefs[:, i, j + 1]
+            + wy * (1 - wx) * gefs[:, i + 1, j]
+            + wy * wx * gefs[:, i + 1, j + 1]
+        )
         return degrade(out, self.ds_factor).astype(np.float32)
 
     def fine_fields(self, index: int) -> np.ndarray:
@@ -242,5 +279,9 @@ class GefsHrrrDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         x = self.domain.make_input(self.coarse_fields(index))
         y = self.domain.normalize_output(self.fine_fields(index))
-        return {"input": torch.from_numpy(x), "target": torch.from_numpy(y), "index": index,
-                "lead_time_label": self.lead_time_label(index)}
+        return {
+            "input": torch.from_numpy(x),
+            "target": torch.from_numpy(y),
+            "index": index,
+            "lead_time_label": self.lead_time_label(index),
+        }

@@ -63,8 +63,9 @@ def seed_batches(num_ensembles: int, seed_batch_size: int, seed: int = 0) -> lis
     """
     seed = check_seed(seed)
     if num_ensembles < 1 or seed_batch_size < 1 or num_ensembles % seed_batch_size:
-        raise ConfigError(f"generation.num_ensembles={num_ensembles} is not divisible by "
-                         f"generation.seed_batch_size={seed_batch_size}")
+        raise ConfigError(
+            f"generation.num_ensembles={num_ensembles} is not divisible by generation.seed_batch_size={seed_batch_size}"
+        )
     return list(torch.arange(seed, seed + num_ensembles).split(seed_batch_size))
 
 
@@ -76,8 +77,13 @@ def seed_record(seed: int) -> dict:
 def run_record(seed: int, device: torch.device, plan: RunPlan) -> dict:
     """What a generation file records of how it was made (attributes): the seeds, the device the
     nets ran on and the run plan's precision, apex GroupNorm and compile."""
-    return {**seed_record(seed), "device": str(device), "precision": plan.precision,
-            "apex_group_norm": int(plan.apex_group_norm), "compile": int(plan.compile)}
+    return {
+        **seed_record(seed),
+        "device": str(device),
+        "precision": plan.precision,
+        "apex_group_norm": int(plan.apex_group_norm),
+        "compile": int(plan.compile),
+    }
 
 
 def check_stats(stats: dict, trained: dict, domain: Domain, key: str) -> None:
@@ -89,8 +95,11 @@ def check_stats(stats: dict, trained: dict, domain: Domain, key: str) -> None:
     ConfigError
         Naming the group, the channel and both values, and ``generation.check_stats=false``.
     """
-    for group, names in (("input", domain.input_variables), ("invariant", domain.invariant_variables),
-                         ("output", domain.output_variables)):
+    for group, names in (
+        ("input", domain.input_variables),
+        ("invariant", domain.invariant_variables),
+        ("output", domain.output_variables),
+    ):
         mine, theirs = stats.get(group, {}), trained.get(group, {})
         for v in names:
             if v not in theirs:
@@ -102,7 +111,8 @@ def check_stats(stats: dict, trained: dict, domain: Domain, key: str) -> None:
                         f"dataset statistics: {group} channel {v} has {what} {mine[v][what]:.6g}, but the nets of "
                         f"generation.io.{key} were trained with {theirs[v][what]:.6g} (its domain.json); give the "
                         "training run's stats file (dataset.stats_path), or pass generation.check_stats=false to "
-                        "normalise with these anyway")
+                        "normalise with these anyway"
+                    )
 
 
 def build_sampler(gen: DictConfig, shape: tuple[int, int]):
@@ -114,16 +124,25 @@ def build_sampler(gen: DictConfig, shape: tuple[int, int]):
     if s.type == "stochastic":
         return functools.partial(stochastic_sampler, num_steps=s.num_steps, patching=patching)
     if s.type == "deterministic":
-        sampler = functools.partial(deterministic_sampler, num_steps=s.num_steps, solver=s.get("solver", "euler"),
-                                    patching=patching)
+        sampler = functools.partial(
+            deterministic_sampler, num_steps=s.num_steps, solver=s.get("solver", "euler"), patching=patching
+        )
         return lambda *args, **kwargs: sampler(*args, **kwargs).float()  # it returns float64
     raise ConfigError(f"generation.sampler.type={s.type!r}: choose stochastic or deterministic")
 
 
 @torch.no_grad()
-def downscale(regression, diffusion, x: torch.Tensor, batches: list[torch.Tensor], sampler_fn,
-              hr_mean_conditioning: bool = True, rank: int = 0, world: int = 1,
-              lead_time_label: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
+def downscale(
+    regression,
+    diffusion,
+    x: torch.Tensor,
+    batches: list[torch.Tensor],
+    sampler_fn,
+    hr_mean_conditioning: bool = True,
+    rank: int = 0,
+    world: int = 1,
+    lead_time_label: torch.Tensor | None = None,
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Mean and ensemble for a sequence of inputs (normalized units).
 
     Parameters
@@ -158,17 +177,29 @@ def downscale(regression, diffusion, x: torch.Tensor, batches: list[torch.Tensor
         label = None if lead_time_label is None else lead_time_label[t : t + 1].to(x.device)
         mean = None
         if regression is not None:
-            mean = regression_step(regression, img_lr, (size, regression.img_out_channels, *x.shape[-2:]),
-                                   lead_time_label=label).float()
+            mean = regression_step(
+                regression, img_lr, (size, regression.img_out_channels, *x.shape[-2:]), lead_time_label=label
+            ).float()
             means.append(mean[0])
         if diffusion is None or not mine:  # regression only, or no seeds on this rank
-            members.append(mean[0].expand(sum(map(len, mine)), *mean.shape[1:]) if mine else
-                           x.new_zeros(0, (regression or diffusion).img_out_channels, *x.shape[-2:]))
+            members.append(
+                mean[0].expand(sum(map(len, mine)), *mean.shape[1:])
+                if mine
+                else x.new_zeros(0, (regression or diffusion).img_out_channels, *x.shape[-2:])
+            )
             continue
-        residual = diffusion_step(diffusion, sampler_fn, tuple(x.shape[-2:]), diffusion.img_out_channels, mine,
-                                  img_lr.expand(size, *img_lr.shape[1:]), rank, x.device,
-                                  mean_hr=mean[0:1] if hr_mean_conditioning and mean is not None else None,
-                                  lead_time_label=None if label is None else label.expand(size)).float()
+        residual = diffusion_step(
+            diffusion,
+            sampler_fn,
+            tuple(x.shape[-2:]),
+            diffusion.img_out_channels,
+            mine,
+            img_lr.expand(size, *img_lr.shape[1:]),
+            rank,
+            x.device,
+            mean_hr=mean[0:1] if hr_mean_conditioning and mean is not None else None,
+            lead_time_label=None if label is None else label.expand(size),
+        ).float()
         members.append(residual if mean is None else mean[0:1] + residual)
     return (torch.stack(means) if means else None), torch.stack(members, dim=1)
 
@@ -180,9 +211,18 @@ def time_blocks(indices: list[int], size) -> list[list[int]]:
     return [indices[i : i + size] for i in range(0, len(indices), size)]
 
 
-def stream(regression, diffusion, sampler_fn, batches: list[torch.Tensor], blocks: Iterable[tuple[torch.Tensor, dict]],
-           writer: GenerationWriter | None, hr_mean_conditioning: bool = True, manager=None, autocast=nullcontext,
-           channels_last: bool = False) -> None:
+def stream(
+    regression,
+    diffusion,
+    sampler_fn,
+    batches: list[torch.Tensor],
+    blocks: Iterable[tuple[torch.Tensor, dict]],
+    writer: GenerationWriter | None,
+    hr_mean_conditioning: bool = True,
+    manager=None,
+    autocast=nullcontext,
+    channels_last: bool = False,
+) -> None:
     """Draw the ensemble of each block of times and hand it to ``writer``.
 
     Parameters
@@ -204,8 +244,9 @@ def stream(regression, diffusion, sampler_fn, batches: list[torch.Tensor], block
         rest = dict(rest)
         labels = rest.pop("lead_time_label", None)
         with autocast():
-            mean, members = downscale(regression, diffusion, x, batches, sampler_fn, hr_mean_conditioning, rank, world,
-                                      labels)
+            mean, members = downscale(
+                regression, diffusion, x, batches, sampler_fn, hr_mean_conditioning, rank, world, labels
+            )
         members = _gather(members, batches, manager)
         if writer is not None:
             writer.put(Block(inputs=x.cpu(), mean=None if mean is None else mean.cpu(), members=members.cpu(), **rest))
@@ -228,11 +269,19 @@ def load_stages(gen: DictConfig, domain: Domain, device, sample: dict | None = N
     apex = plan is not None and plan.apex_group_norm
     regression = diffusion = None
     if mode != "diffusion":
-        regression = net_files.load_frozen(gen.io.reg_ckpt_filename, "generation.io.reg_ckpt_filename",
-                                             domain, device, sample, gen.get("override_args"), apex)
+        regression = net_files.load_frozen(
+            gen.io.reg_ckpt_filename,
+            "generation.io.reg_ckpt_filename",
+            domain,
+            device,
+            sample,
+            gen.get("override_args"),
+            apex,
+        )
     if mode != "regression":
-        diffusion = net_files.load_diffusion(gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename",
-                                               domain, device, gen, apex)
+        diffusion = net_files.load_diffusion(
+            gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename", domain, device, gen, apex
+        )
     return regression, diffusion
 
 
@@ -257,9 +306,12 @@ def select_times(dataset_times, wanted, limit, names=None) -> list[int]:
         index = [find(t) for t in wanted]
         missing = [t for t, i in zip(wanted, index) if i is None]
         if missing:
-            raise UnknownName(f"generation.times {missing} are not in the dataset "
-                           f"({stamps[0]} .. {stamps[-1]}, {len(stamps)} times"
-                           + (f"; sample names {names[0]} .. {names[-1]}" if names is not None else "") + ")")
+            raise UnknownName(
+                f"generation.times {missing} are not in the dataset "
+                f"({stamps[0]} .. {stamps[-1]}, {len(stamps)} times"
+                + (f"; sample names {names[0]} .. {names[-1]}" if names is not None else "")
+                + ")"
+            )
     return index[:limit] if limit else index
 
 
@@ -268,11 +320,22 @@ def generate(cfg: DictConfig) -> Path | None:
     seed = check_seed(cfg.seed)
     plan = resolve(cfg)  # precision, compile, apex GroupNorm: present, or generation.fallback allows without
     gen = cfg.generation
-    inputs = [OmegaConf.select(cfg, key, throw_on_missing=False) for key in
-              ("generation.io.reg_ckpt_filename", "generation.io.res_ckpt_filename", "dataset.data_path",
-               "dataset.stats_path")]
-    check_file_output(gen.io.output_filename, overwrite=gen.io.get("overwrite", False), inputs=inputs,
-                      option="generation.io.output_filename", hint="generation.io.overwrite=true")
+    inputs = [
+        OmegaConf.select(cfg, key, throw_on_missing=False)
+        for key in (
+            "generation.io.reg_ckpt_filename",
+            "generation.io.res_ckpt_filename",
+            "dataset.data_path",
+            "dataset.stats_path",
+        )
+    ]
+    check_file_output(
+        gen.io.output_filename,
+        overwrite=gen.io.get("overwrite", False),
+        inputs=inputs,
+        option="generation.io.output_filename",
+        hint="generation.io.overwrite=true",
+    )
     manager = setup_distributed()  # its device: this rank's GPU when one is visible, else the CPU
     device, rank = decide_device(gen.get("device") or manager.device, "generation.device"), manager.rank
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
@@ -283,8 +346,9 @@ def generate(cfg: DictConfig) -> Path | None:
         check_stats(domain.stats, trained.stats, domain, net_files.stage_domain_key(gen))
     indices = select_times(dataset.times, gen.times, gen.max_times, getattr(dataset, "sample_names", None))
     chunks = time_blocks(indices, gen.get("time_block", 1))
-    regression, diffusion = (prepare_net(net, plan)
-                             for net in load_stages(gen, domain, device, dataset[indices[0]], plan))
+    regression, diffusion = (
+        prepare_net(net, plan) for net in load_stages(gen, domain, device, dataset[indices[0]], plan)
+    )
     sampler_fn = build_sampler(gen, domain.shape)
 
     def blocks():
@@ -292,13 +356,38 @@ def generate(cfg: DictConfig) -> Path | None:
             samples = [dataset[i] for i in chunk]
             x = torch.stack([s["input"] for s in samples]).to(device)
             truth = np.stack([dataset.fine_fields(i) for i in chunk]) if rank == 0 else None
-            yield x, {"times": np.asarray(dataset.times)[chunk], "truth": truth,
-                      "lead_time_label": net_files.sample_lead_time_labels(samples)}
+            yield (
+                x,
+                {
+                    "times": np.asarray(dataset.times)[chunk],
+                    "truth": truth,
+                    "lead_time_label": net_files.sample_lead_time_labels(samples),
+                },
+            )
 
-    with (GenerationWriter(gen.io.output_filename, domain, gen.num_ensembles, regression=regression is not None,
-                           attrs=run_record(seed, device, plan)) if rank == 0 else nullcontext()) as out:
-        stream(regression, diffusion, sampler_fn, batches, blocks(), out, gen.hr_mean_conditioning, manager,
-               lambda: plan.autocast(device), plan.apex_group_norm)
+    with (
+        GenerationWriter(
+            gen.io.output_filename,
+            domain,
+            gen.num_ensembles,
+            regression=regression is not None,
+            attrs=run_record(seed, device, plan),
+        )
+        if rank == 0
+        else nullcontext()
+    ) as out:
+        stream(
+            regression,
+            diffusion,
+            sampler_fn,
+            batches,
+            blocks(),
+            out,
+            gen.hr_mean_conditioning,
+            manager,
+            lambda: plan.autocast(device),
+            plan.apex_group_norm,
+        )
     return Path(gen.io.output_filename) if rank == 0 else None
 
 

@@ -72,8 +72,9 @@ def load_user_class(spec: str) -> type:
     file, _, name = spec.partition("::")
     path = Path(file)
     if not name or path.suffix != ".py":
-        raise ConfigError(f"dataset.type={spec!r}: give hrrr_mini, coarse_fine, cwb, gefs_hrrr or "
-                          "path/to/file.py::ClassName")
+        raise ConfigError(
+            f"dataset.type={spec!r}: give hrrr_mini, coarse_fine, cwb, gefs_hrrr or path/to/file.py::ClassName"
+        )
     if not path.is_file():
         raise ConfigError(f"dataset.type={spec!r}: no such file {path}")
     module_spec = importlib.util.spec_from_file_location(f"climax_user_dataset_{path.stem}", path)
@@ -84,8 +85,10 @@ def load_user_class(spec: str) -> type:
         raise ConfigError(f"dataset.type={spec!r}: {path} defines no class {name}")
     missing = [m for m in REQUIRED_METHODS if not callable(getattr(cls, m, None))]
     if missing:
-        raise ConfigError(f"dataset.type={spec!r}: class {name} of {path} lacks {missing} of the "
-                          "DownscalingDataset interface (docs/corrdiff.md)")
+        raise ConfigError(
+            f"dataset.type={spec!r}: class {name} of {path} lacks {missing} of the "
+            "DownscalingDataset interface (docs/corrdiff.md)"
+        )
     return cls
 
 
@@ -114,8 +117,9 @@ def check_dataset(dataset, origin: str):
     """
     missing = [a for a in REQUIRED_ATTRIBUTES if not hasattr(dataset, a)]
     if missing:
-        raise ConfigError(f"dataset.type={origin!r}: the instance has no {missing} (DownscalingDataset "
-                          "interface, docs/corrdiff.md)")
+        raise ConfigError(
+            f"dataset.type={origin!r}: the instance has no {missing} (DownscalingDataset interface, docs/corrdiff.md)"
+        )
     if not isinstance(dataset.domain, Domain):
         raise ConfigError(f"dataset.type={origin!r}: domain is a {type(dataset.domain).__name__}, not a Domain")
     if len(dataset) != len(dataset.times):
@@ -127,6 +131,5 @@ def check_dataset(dataset, origin: str):
     for key, shape in want.items():
         got = tuple(sample[key].shape) if isinstance(sample, dict) and key in sample else None
         if got != shape:
-            raise ConfigError(f"dataset.type={origin!r}: sample 0 {key!r} has shape {got}, the domain "
-                              f"needs {shape}")
+            raise ConfigError(f"dataset.type={origin!r}: sample 0 {key!r} has shape {got}, the domain needs {shape}")
     return dataset

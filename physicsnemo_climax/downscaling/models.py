@@ -60,14 +60,13 @@ class ClimaXRegression(Module):
         self.img_shape_y, self.img_shape_x = (int(s) for s in img_resolution)
         self.img_out_channels = len(self.output_channels)
         variables = list(dict.fromkeys(self.input_channels + self.output_channels))
-        self.climax = ClimaX(variables=variables, img_size=(self.img_shape_y, self.img_shape_x),
-                             **(climax_args or {}))
+        self.climax = ClimaX(variables=variables, img_size=(self.img_shape_y, self.img_shape_x), **(climax_args or {}))
 
     @classmethod
     def saved_layout_problem(cls, args: dict, tensors: dict) -> str | None:
         """What a ``.mdlus``'s arguments ask for that its weights contradict, checked before building
         (:mod:`physicsnemo_climax.models.mdlus`): the inner ClimaX's, as :meth:`ClimaX.saved_layout_problem`."""
-        inner = {key[len("climax."):]: value for key, value in tensors.items() if key.startswith("climax.")}
+        inner = {key[len("climax.") :]: value for key, value in tensors.items() if key.startswith("climax.")}
         return ClimaX.saved_layout_problem(args.get("climax_args") or {}, inner)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -109,15 +108,17 @@ def build_regression(cfg: DictConfig, domain: Domain, plan: RunPlan) -> Module:
         args = OmegaConf.to_container(cfg.model.climax, resolve=True)
         model = ClimaXRegression(domain.shape, domain.input_channels, domain.output_variables, args)
         if cfg.model.get("init"):
-            model.climax = ClimaX.from_pretrained(str(cfg.model.init), **dict(
-                args, variables=model.climax.variables, img_size=list(domain.shape)))
+            model.climax = ClimaX.from_pretrained(
+                str(cfg.model.init), **dict(args, variables=model.climax.variables, img_size=list(domain.shape))
+            )
         return model
     if cfg.model.backbone != "unet":
         raise ConfigError(f"model.backbone={cfg.model.backbone!r}: choose unet or climax")
     args = _unet_args(cfg, plan)
     n_grid = args.get("N_grid_channels", 4)
-    return CorrDiffRegressionUNet(img_resolution=list(domain.shape), img_in_channels=c_in + n_grid,
-                                  img_out_channels=c_out, **args)
+    return CorrDiffRegressionUNet(
+        img_resolution=list(domain.shape), img_in_channels=c_in + n_grid, img_out_channels=c_out, **args
+    )
 
 
 def build_diffusion(cfg: DictConfig, domain: Domain, plan: RunPlan) -> Module:
@@ -128,8 +129,13 @@ def build_diffusion(cfg: DictConfig, domain: Domain, plan: RunPlan) -> Module:
     channels = c_in + (c_out if cfg.model.hr_mean_conditioning else 0) + n_grid
     if patch_shape(cfg, domain) is not None:
         channels += c_in  # each patch also sees the whole input, resized to the patch
-    return EDMPrecondSuperResolution(img_resolution=list(domain.shape), img_in_channels=channels,
-                                     img_out_channels=c_out, sigma_data=cfg.model.get("sigma_data", 0.5), **args)
+    return EDMPrecondSuperResolution(
+        img_resolution=list(domain.shape),
+        img_in_channels=channels,
+        img_out_channels=c_out,
+        sigma_data=cfg.model.get("sigma_data", 0.5),
+        **args,
+    )
 
 
 def grad_checkpointing(net: Module) -> Callable[[], None] | None:

@@ -49,8 +49,12 @@ from .models import ClimaXRegression
 
 logger = logging.getLogger(__name__)
 
-LOADABLE = {"CorrDiffRegressionUNet": "regression", "ClimaXRegression": "regression",
-          "EDMPrecondSuperResolution": "diffusion", "tEDMPrecondSuperRes": "diffusion"}
+LOADABLE = {
+    "CorrDiffRegressionUNet": "regression",
+    "ClimaXRegression": "regression",
+    "EDMPrecondSuperResolution": "diffusion",
+    "tEDMPrecondSuperRes": "diffusion",
+}
 """Classes that load, and the stage each one is."""
 BACKBONES = ("SongUNetPosEmbd", "SongUNetPosLtEmbd")
 """``model_type`` values of the UNet wrappers that load (the upstream recipe's configs)."""
@@ -65,8 +69,11 @@ def loadable_class(name: str) -> type:
             warnings.simplefilter("ignore")
             from physicsnemo.experimental.models.diffusion import tEDMPrecondSuperRes
         return tEDMPrecondSuperRes
-    return {"CorrDiffRegressionUNet": CorrDiffRegressionUNet, "ClimaXRegression": ClimaXRegression,
-            "EDMPrecondSuperResolution": EDMPrecondSuperResolution}[name]
+    return {
+        "CorrDiffRegressionUNet": CorrDiffRegressionUNet,
+        "ClimaXRegression": ClimaXRegression,
+        "EDMPrecondSuperResolution": EDMPrecondSuperResolution,
+    }[name]
 
 
 def saved_args(file: Path, key: str) -> dict:
@@ -82,14 +89,17 @@ def check_supported(saved: dict, stage: str, file: Path, key: str) -> None:
     """Refuse a class, stage or backbone that does not load here, naming it."""
     name, args = saved.get("__name__"), saved.get("__args__", {})
     if name not in LOADABLE:
-        raise ConfigError(f"{key}={file}: class {name} is not supported; CorrDiff generation loads "
-                          f"{', '.join(LOADABLE)}")
+        raise ConfigError(
+            f"{key}={file}: class {name} is not supported; CorrDiff generation loads {', '.join(LOADABLE)}"
+        )
     if LOADABLE[name] != stage:
         raise ConfigError(f"{key}={file}: {name} is a {LOADABLE[name]} net, this key needs a {stage} net")
     backbone = args.get("model_type", "SongUNetPosEmbd")
     if name != "ClimaXRegression" and backbone not in BACKBONES:
-        raise ConfigError(f"{key}={file}: {name}(model_type={backbone!r}) is not supported; "
-                          f"model_type must be one of {list(BACKBONES)}")
+        raise ConfigError(
+            f"{key}={file}: {name}(model_type={backbone!r}) is not supported; "
+            f"model_type must be one of {list(BACKBONES)}"
+        )
 
 
 def automatic_overrides(args: dict, apex: bool, overridable=()) -> dict:
@@ -129,8 +139,11 @@ def load_net(path: str | Path, key: str, stage: str, override_args=None, apex: b
         A file refused by its checks or that does not load, naming it.
     """
     path = Path(path)
-    user = OmegaConf.to_container(override_args, resolve=True) if isinstance(override_args, DictConfig) \
+    user = (
+        OmegaConf.to_container(override_args, resolve=True)
+        if isinstance(override_args, DictConfig)
         else dict(override_args or {})
+    )
     if not path.is_dir():
         if not path.exists():
             raise FileNotFoundError(f"{key}={path}: no such file or run folder")
@@ -148,19 +161,23 @@ def _load_file(file: Path, key: str, stage: str, user: dict, apex: bool) -> Modu
     saved = saved_args(file, key)
     check_supported(saved, stage, file, key)
     cls = loadable_class(saved["__name__"])
-    overrides = {**automatic_overrides(saved.get("__args__", {}), apex, getattr(cls, "_overridable_args", ())),
-                 **user}
+    overrides = {**automatic_overrides(saved.get("__args__", {}), apex, getattr(cls, "_overridable_args", ())), **user}
     if overrides.get("use_apex_gn") is False and saved["__args__"].get("use_apex_gn"):
-        logger.info("%s=%s was trained with apex GroupNorm; loading it with use_apex_gn=False%s", key, file,
-                    " (generation.override_args)" if "use_apex_gn" in user else " (the run plan runs none)")
+        logger.info(
+            "%s=%s was trained with apex GroupNorm; loading it with use_apex_gn=False%s",
+            key,
+            file,
+            " (generation.override_args)" if "use_apex_gn" in user else " (the run plan runs none)",
+        )
     try:
         net = mdlus.load_module(file, cls, override_args=overrides or None)
     except mdlus.MdlusError as err:
         raise CheckpointError(f"{key}={err}") from err
     except ValueError as err:  # PhysicsNeMo's refusal of an override key
         allowed = sorted(getattr(cls, "_overridable_args", set()))
-        raise ConfigError(f"generation.override_args={user}: {err} ({key}={file}; "
-                          f"{saved['__name__']} allows {allowed})") from err
+        raise ConfigError(
+            f"generation.override_args={user}: {err} ({key}={file}; {saved['__name__']} allows {allowed})"
+        ) from err
     _inference_switches(net, key, file)
     net.checkpoint_source = f"{key}={file}"  # named by later errors (lead time)
     return net.eval().requires_grad_(False)
@@ -183,8 +200,15 @@ def lead_time_steps(net: Module | None) -> int | None:
     return int(inner.lead_time_steps)
 
 
-def load_frozen(path: str | Path, key: str, domain: Domain, device, sample: dict | None = None,
-                override_args=None, apex: bool = False) -> Module:
+def load_frozen(
+    path: str | Path,
+    key: str,
+    domain: Domain,
+    device,
+    sample: dict | None = None,
+    override_args=None,
+    apex: bool = False,
+) -> Module:
     """A trained regression net in eval mode without gradients, checked against ``domain``, built
     with apex GroupNorm when ``apex`` (the run plan's ``apex_group_norm``, :func:`load_net`).
 
@@ -198,12 +222,17 @@ def load_frozen(path: str | Path, key: str, domain: Domain, device, sample: dict
     file = net.checkpoint_source.split("=", 1)[1]
     shape = (getattr(net, "img_shape_y", None), getattr(net, "img_shape_x", None))
     if shape != tuple(domain.shape) or getattr(net, "img_out_channels", None) != len(domain.output_variables):
-        raise CheckpointMismatch(f"{key}={file}: a net for grid {shape} with {getattr(net, 'img_out_channels', '?')} "
-                         f"outputs, but the data have grid {tuple(domain.shape)} and outputs {domain.output_variables}")
-    if isinstance(net, ClimaXRegression) and (net.input_channels != domain.input_channels
-                                              or net.output_channels != domain.output_variables):
-        raise CheckpointMismatch(f"{key}={file}: ClimaX regression for inputs {net.input_channels} -> "
-                         f"{net.output_channels}, data have {domain.input_channels} -> {domain.output_variables}")
+        raise CheckpointMismatch(
+            f"{key}={file}: a net for grid {shape} with {getattr(net, 'img_out_channels', '?')} "
+            f"outputs, but the data have grid {tuple(domain.shape)} and outputs {domain.output_variables}"
+        )
+    if isinstance(net, ClimaXRegression) and (
+        net.input_channels != domain.input_channels or net.output_channels != domain.output_variables
+    ):
+        raise CheckpointMismatch(
+            f"{key}={file}: ClimaX regression for inputs {net.input_channels} -> "
+            f"{net.output_channels}, data have {domain.input_channels} -> {domain.output_variables}"
+        )
     net = net.to(device)
     if sample is not None:
         x = sample["input"][None].to(device)
@@ -212,8 +241,10 @@ def load_frozen(path: str | Path, key: str, domain: Domain, device, sample: dict
             with torch.no_grad():
                 net(torch.zeros(1, len(domain.output_variables), *domain.shape, device=device), x, **label)
         except RuntimeError as err:
-            raise CheckpointMismatch(f"{key}={file}: does not take the data's {x.shape[1]} input channels "
-                             f"{domain.input_channels} ({str(err).splitlines()[0]})") from err
+            raise CheckpointMismatch(
+                f"{key}={file}: does not take the data's {x.shape[1]} input channels "
+                f"{domain.input_channels} ({str(err).splitlines()[0]})"
+            ) from err
     return net
 
 
@@ -225,18 +256,23 @@ def load_diffusion(path: str | Path, key: str, domain: Domain, device, gen: Dict
     c_in, c_out = len(domain.input_channels), len(domain.output_variables)
     grid = (net.model.img_shape_y, net.model.img_shape_x)
     if getattr(net, "img_out_channels", None) != c_out or grid != tuple(domain.shape):
-        raise CheckpointMismatch(f"{key}={file}: a net for grid {grid} with "
-                         f"{net.img_out_channels} outputs, the data have grid {tuple(domain.shape)} and outputs "
-                         f"{domain.output_variables}")
+        raise CheckpointMismatch(
+            f"{key}={file}: a net for grid {grid} with "
+            f"{net.img_out_channels} outputs, the data have grid {tuple(domain.shape)} and outputs "
+            f"{domain.output_variables}"
+        )
     inner = net.model
-    extra = getattr(inner, "N_grid_channels", 0) + (getattr(inner, "lead_time_channels", 0)
-                                                    if lead_time_steps(net) else 0)
+    extra = getattr(inner, "N_grid_channels", 0) + (
+        getattr(inner, "lead_time_channels", 0) if lead_time_steps(net) else 0
+    )
     wanted = c_in + (c_out if gen.hr_mean_conditioning else 0) + (c_in if gen.get("patching") else 0)
     if net.img_in_channels - extra != wanted:
-        raise CheckpointMismatch(f"{key}={file}: conditioned on {net.img_in_channels - extra} channels, but the data and "
-                         f"generation.hr_mean_conditioning={gen.hr_mean_conditioning}, "
-                         f"generation.patching={bool(gen.get('patching'))} give {wanted} ({c_in} inputs, "
-                         f"{c_out} outputs)")
+        raise CheckpointMismatch(
+            f"{key}={file}: conditioned on {net.img_in_channels - extra} channels, but the data and "
+            f"generation.hr_mean_conditioning={gen.hr_mean_conditioning}, "
+            f"generation.patching={bool(gen.get('patching'))} give {wanted} ({c_in} inputs, "
+            f"{c_out} outputs)"
+        )
     noise.check_noise(net, gen, key, file)
     return net.to(device)
 
@@ -248,8 +284,10 @@ def inference_mode(gen: DictConfig) -> str:
     if mode not in INFERENCE_MODES:
         raise ConfigError(f"generation.inference_mode={mode!r}: choose one of {list(INFERENCE_MODES)}")
     if mode == "diffusion" and gen.hr_mean_conditioning:
-        raise ConfigError("generation.inference_mode=diffusion has no regression mean to condition on: "
-                          "set generation.hr_mean_conditioning=false")
+        raise ConfigError(
+            "generation.inference_mode=diffusion has no regression mean to condition on: "
+            "set generation.hr_mean_conditioning=false"
+        )
     return mode
 
 
@@ -284,9 +322,12 @@ def check_lead_time(nets, labels: torch.Tensor | None) -> None:
             continue
         source = getattr(net, "checkpoint_source", type(net).__name__)
         if labels is None:
-            raise CheckpointMismatch(f"{source}: a lead-time-aware net ({steps} lead-time steps), but the input has no "
-                             "lead time (the dataset gives no lead_time_label)")
+            raise CheckpointMismatch(
+                f"{source}: a lead-time-aware net ({steps} lead-time steps), but the input has no "
+                "lead time (the dataset gives no lead_time_label)"
+            )
         bad = sorted({int(v) for v in labels.reshape(-1) if not 0 <= int(v) < steps})
         if bad:
-            raise CheckpointMismatch(f"{source}: lead_time_label {bad} outside the net's {steps} lead-time steps "
-                             f"(0 .. {steps - 1})")
+            raise CheckpointMismatch(
+                f"{source}: lead_time_label {bad} outside the net's {steps} lead-time steps (0 .. {steps - 1})"
+            )

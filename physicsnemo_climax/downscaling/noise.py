@@ -36,11 +36,15 @@ def check_noise(net: Module, gen: DictConfig, key: str, file) -> None:
     if asked not in (None, "normal", "student_t"):
         raise ConfigError(f"generation.distribution={asked!r}: choose normal or student_t (or null: the net's own)")
     if nu is None and (asked == "student_t" or asked_nu is not None):
-        raise ConfigError(f"generation.distribution={asked}, student_t_nu={asked_nu}: {key}={file} is a Gaussian "
-                          f"{name}; Student-t sampling needs a tEDMPrecondSuperRes net")
+        raise ConfigError(
+            f"generation.distribution={asked}, student_t_nu={asked_nu}: {key}={file} is a Gaussian "
+            f"{name}; Student-t sampling needs a tEDMPrecondSuperRes net"
+        )
     if nu is not None and asked == "normal":
-        raise ConfigError(f"generation.distribution=normal: {key}={file} is a Student-t {name} (nu={nu}); "
-                          "it is sampled with its own Student-t noise")
+        raise ConfigError(
+            f"generation.distribution=normal: {key}={file} is a Student-t {name} (nu={nu}); "
+            "it is sampled with its own Student-t noise"
+        )
     if nu is not None and asked_nu is not None and asked_nu != nu:
         raise ConfigError(f"generation.student_t_nu={asked_nu}: {key}={file} was trained with nu={nu}")
     if nu is not None and (int(nu) != nu or nu <= 2):
@@ -91,7 +95,8 @@ def with_noise(net: Module | None, sampler_fn):
         return sampler_fn
 
     def sample(model, latents, img_lr, randn_like=torch.randn_like, **kwargs):
-        return sampler_fn(SigmaCopy(model), student_t_latents(latents, randn_like, nu), img_lr,
-                          randn_like=randn_like, **kwargs)
+        return sampler_fn(
+            SigmaCopy(model), student_t_latents(latents, randn_like, nu), img_lr, randn_like=randn_like, **kwargs
+        )
 
     return sample

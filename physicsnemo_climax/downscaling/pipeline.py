@@ -52,22 +52,37 @@ def coarse_inputs(fc: xr.Dataset, domain, variable_map: Mapping[str, str]) -> np
     """Forecast fields on the domain's coarse grid, ``[time, lead, C_in, h, w]``, in the units the
     CorrDiff run was trained in where its data recorded them (:mod:`.channel_units`)."""
     if domain.coarse_lat is None or domain.coarse_lon is None:
-        raise ConfigError("the CorrDiff run has no coarse-grid coordinates (CorrDiff-Mini data carry none); "
-                         "train it on a coarse_fine dataset with lat/lon to downscale forecasts")
+        raise ConfigError(
+            "the CorrDiff run has no coarse-grid coordinates (CorrDiff-Mini data carry none); "
+            "train it on a coarse_fine dataset with lat/lon to downscale forecasts"
+        )
     names = [variable_map.get(v, v) for v in domain.input_variables]
     on_grid = regrid(fc[names], domain.coarse_lat, domain.coarse_lon, "bilinear")
-    given = {"input": {v: fc[n].attrs.get("units", "") for v, n in zip(domain.input_variables, names)
-                       if fc[n].attrs.get("units")}}
+    given = {
+        "input": {
+            v: fc[n].attrs.get("units", "") for v, n in zip(domain.input_variables, names) if fc[n].attrs.get("units")
+        }
+    }
     _, tables = to_trained(given, domain.units, {"input": domain.input_variables}, "the ClimaX forecast")
     fields = np.stack([on_grid[n].transpose("time", "lead_time", "lat", "lon").values for n in names], axis=2)
     scale, offset = tables["input"].T
     return fields * scale[:, None, None] + offset[:, None, None]
 
 
-def forecast_and_downscale(climax_run: str | Path | Run, initial_condition: xr.Dataset, lead_times: Sequence,
-                           gen: DictConfig, output: str | Path, variable_map: Mapping[str, str] | None = None,
-                           truth: xr.Dataset | None = None, seed: int = 0, device: torch.device | str | None = None,
-                           assume_units=None, plan: RunPlan | None = None, overwrite: bool | None = None) -> Path:
+def forecast_and_downscale(
+    climax_run: str | Path | Run,
+    initial_condition: xr.Dataset,
+    lead_times: Sequence,
+    gen: DictConfig,
+    output: str | Path,
+    variable_map: Mapping[str, str] | None = None,
+    truth: xr.Dataset | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    assume_units=None,
+    plan: RunPlan | None = None,
+    overwrite: bool | None = None,
+) -> Path:
     """Forecast with ClimaX, downscale every (initial time, lead) with CorrDiff, write one file.
 
     Parameters
@@ -107,8 +122,9 @@ def forecast_and_downscale(climax_run: str | Path | Run, initial_condition: xr.D
     MissingFeature
         When the machine lacks what ``gen`` asks for (``generation.precision=fp16`` without a GPU).
     """
-    check_output(output, gen.io.overwrite if overwrite is None else overwrite, climax_run, gen,
-                 initial_condition, truth)
+    check_output(
+        output, gen.io.overwrite if overwrite is None else overwrite, climax_run, gen, initial_condition, truth
+    )
     plan = plan or resolve(OmegaConf.create({"generation": gen}))  # before any work, as generation
     device = decide_device(device if device is not None else gen.get("device"), "device")
     run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run, device, "climax_run")
@@ -117,13 +133,30 @@ def forecast_and_downscale(climax_run: str | Path | Run, initial_condition: xr.D
     names = climax_names(domain, run, variable_map)
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
     regression, diffusion = (prepare_net(net, plan) for net in load_stages(gen, domain, device, plan=plan))
-    fc = forecast(run, initial_condition, lead_times, out_variables=list(dict.fromkeys(names)),
-                  assume_units=assume_units)
+    fc = forecast(
+        run, initial_condition, lead_times, out_variables=list(dict.fromkeys(names)), assume_units=assume_units
+    )
     blocks = forecast_blocks(fc, domain, variable_map, truth, gen.get("time_block", 1), device)
-    with GenerationWriter(output, domain, gen.num_ensembles, truth=truth is not None, lead_time=True,
-                          regression=regression is not None, attrs=run_record(seed, device, plan)) as writer:
-        stream(regression, diffusion, build_sampler(gen, domain.shape), batches, blocks, writer,
-               gen.hr_mean_conditioning, autocast=lambda: plan.autocast(device), channels_last=plan.apex_group_norm)
+    with GenerationWriter(
+        output,
+        domain,
+        gen.num_ensembles,
+        truth=truth is not None,
+        lead_time=True,
+        regression=regression is not None,
+        attrs=run_record(seed, device, plan),
+    ) as writer:
+        stream(
+            regression,
+            diffusion,
+            build_sampler(gen, domain.shape),
+            batches,
+            blocks,
+            writer,
+            gen.hr_mean_conditioning,
+            autocast=lambda: plan.autocast(device),
+            channels_last=plan.apex_group_norm,
+        )
     return Path(output)
 
 
@@ -132,21 +165,32 @@ def check_output(output: str | Path, overwrite: bool, climax_run, gen: DictConfi
     the ClimaX run, a CorrDiff net, or the file a dataset was opened from (``encoding["source"]``)."""
     opened = [ds.encoding.get("source") for ds in datasets if ds is not None]
     run = climax_run.run_dir if isinstance(climax_run, Run) else climax_run
-    check_file_output(output, overwrite=overwrite, inputs=[run, gen.io.reg_ckpt_filename, gen.io.res_ckpt_filename,
-                                                           *opened])
+    check_file_output(
+        output, overwrite=overwrite, inputs=[run, gen.io.reg_ckpt_filename, gen.io.res_ckpt_filename, *opened]
+    )
 
 
-def forecast_blocks(fc: xr.Dataset, domain: Domain, variable_map: Mapping[str, str], truth: xr.Dataset | None,
-                    block: int, device: torch.device):
+def forecast_blocks(
+    fc: xr.Dataset,
+    domain: Domain,
+    variable_map: Mapping[str, str],
+    truth: xr.Dataset | None,
+    block: int,
+    device: torch.device,
+):
     """The network inputs ``[t, C_in + C_inv, H, W]`` of every (initial time, lead) of the forecast
     ``fc``, ``block`` valid times at a time, with the rest of each :class:`.writer.Block`."""
     coarse = coarse_inputs(fc, domain, variable_map)  # [time, lead, C, h, w]
     valid = fc.valid_time.values.reshape(-1)
     leads = np.broadcast_to(fc.lead_time.values[None], fc.valid_time.shape).reshape(-1)
     fine = None if truth is None else truth_at(truth, valid, domain)
-    return ((torch.from_numpy(domain.make_input(coarse.reshape(-1, *coarse.shape[2:])[k])).to(device),
-             {"times": valid[k], "lead_time": leads[k], "truth": None if fine is None else fine[k]})
-            for k in time_blocks(list(range(len(valid))), block))
+    return (
+        (
+            torch.from_numpy(domain.make_input(coarse.reshape(-1, *coarse.shape[2:])[k])).to(device),
+            {"times": valid[k], "lead_time": leads[k], "truth": None if fine is None else fine[k]},
+        )
+        for k in time_blocks(list(range(len(valid))), block)
+    )
 
 
 def run_domain(gen: DictConfig) -> Domain:
@@ -155,8 +199,10 @@ def run_domain(gen: DictConfig) -> Domain:
     key = net_files.stage_domain_key(gen)
     domain = checkpoint_domain(gen.io[key])
     if domain is None:
-        raise FileNotFoundError(f"generation.io.{key}={gen.io[key]}: no domain.json in "
-                                "its run folder (give the CorrDiff run folder or a checkpoint inside it)")
+        raise FileNotFoundError(
+            f"generation.io.{key}={gen.io[key]}: no domain.json in "
+            "its run folder (give the CorrDiff run folder or a checkpoint inside it)"
+        )
     return domain
 
 
@@ -166,8 +212,9 @@ def climax_names(domain: Domain, run: Run, variable_map: Mapping[str, str]) -> l
     outputs = run.info.out_variables
     absent = [f"{v} (ClimaX {n})" for v, n in zip(domain.input_variables, names) if n not in outputs]
     if absent:
-        raise UnknownName(f"CorrDiff inputs {absent} are not outputs of the ClimaX run {outputs}; "
-                       "map names with variable_map")
+        raise UnknownName(
+            f"CorrDiff inputs {absent} are not outputs of the ClimaX run {outputs}; map names with variable_map"
+        )
     return names
 
 

@@ -16,8 +16,12 @@ from matplotlib.figure import Figure
 from ..files import atomic_path
 from .scores import _members, _methods, _output_variables, open_groups, spectra_file
 
-_STYLE = {"truth": dict(color="black", lw=2.0), "corrdiff": dict(color="tab:red"),
-          "regression": dict(color="tab:blue"), "bilinear": dict(color="tab:gray", ls="--")}
+_STYLE = {
+    "truth": dict(color="black", lw=2.0),
+    "corrdiff": dict(color="tab:red"),
+    "regression": dict(color="tab:blue"),
+    "bilinear": dict(color="tab:gray", ls="--"),
+}
 
 
 def _default_variable(path: str | Path, groups: dict, variable: str | None) -> str:

@@ -16,8 +16,9 @@ from . import plots
 from .scores import SCORECARD, is_scorecard, open_groups, write_scores
 
 
-def write_scorecard(path: str | Path, out_dir: str | Path | None = None, spread_ddof: int = 1,
-                    overwrite: bool = False) -> tuple[pd.DataFrame | None, Path]:
+def write_scorecard(
+    path: str | Path, out_dir: str | Path | None = None, spread_ddof: int = 1, overwrite: bool = False
+) -> tuple[pd.DataFrame | None, Path]:
     """Scores (against bilinear interpolation and regression-only) and plots of the generation
     file ``path``, written into ``out_dir`` (default: beside the file, named after it) as one set
     (:func:`..files.output_folder`: an earlier scorecard is replaced only with ``overwrite``).
@@ -33,8 +34,9 @@ def write_scorecard(path: str | Path, out_dir: str | Path | None = None, spread_
     with open_groups(path) as groups:
         has_truth = "truth" in groups
     table = None
-    with output_folder(out_dir, SCORECARD, overwrite=overwrite, inputs=[path], legacy=is_scorecard,
-                       option="--out-dir") as staging:
+    with output_folder(
+        out_dir, SCORECARD, overwrite=overwrite, inputs=[path], legacy=is_scorecard, option="--out-dir"
+    ) as staging:
         if has_truth:
             table = write_scores(path, staging, spread_ddof)
             plots.plot_spectra(path, staging / "spectra.png")

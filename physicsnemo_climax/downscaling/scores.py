@@ -49,8 +49,9 @@ _CHUNK_ELEMENTS = 2**24  # values of one member stack read at once, ~128 MB in f
 DETERMINISTIC = {k: METRICS[k] for k in ("rmse", "mae")}
 ENSEMBLE = {
     "crps": Metric(lambda m, v: (crps_map(m, v.truth, fair=False),)),
-    "spread": Metric(lambda m, v: (m.var(dim=0, correction=1) if m.shape[0] > 1 else torch.zeros_like(v.truth),),
-                     finish=torch.sqrt),
+    "spread": Metric(
+        lambda m, v: (m.var(dim=0, correction=1) if m.shape[0] > 1 else torch.zeros_like(v.truth),), finish=torch.sqrt
+    ),
 }
 
 
@@ -65,8 +66,9 @@ def add_chunk(scorer: Scorer, pred: torch.Tensor, obs: torch.Tensor) -> None:
     """Score ``pred`` ``[N, t, y, x]`` against ``obs`` ``[t, y, x]`` (each time a sample)."""
     pred, obs = _checked(pred, obs)
     truth = obs[:, None]
-    scorer.add(0.0, pred[:, :, None], Verification(truth, torch.zeros_like(truth[:1]), None, torch.zeros(1)),
-               baselines=False)
+    scorer.add(
+        0.0, pred[:, :, None], Verification(truth, torch.zeros_like(truth[:1]), None, torch.zeros(1)), baselines=False
+    )
 
 
 def _checked(pred, obs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,8 +202,11 @@ def _output_variables(groups: dict, path, variables: Sequence[str] | None, need_
 
 def _methods(groups: dict, variable: str) -> list[str]:
     """Methods available for ``variable``, in :data:`METHODS` order."""
-    has = {"corrdiff": True, "regression": "regression" in groups and variable in groups["regression"],
-           "bilinear": "input" in groups and variable in groups["input"]}
+    has = {
+        "corrdiff": True,
+        "regression": "regression" in groups and variable in groups["regression"],
+        "bilinear": "input" in groups and variable in groups["input"],
+    }
     return [m for m in METHODS if has[m]]
 
 
@@ -263,16 +268,23 @@ def score_file(path: str | Path, variables: Sequence[str] | None = None, spread_
                     scorer = scorer or domain_scorer(pred.shape[-2:])
                     add_chunk(scorer, pred, obs)
                     members = pred.shape[0]
-                    by_time += [{"time": t, "method": method, "variable": v,
-                                 **ensemble_scores(torch.from_numpy(pred[:, j]), torch.from_numpy(obs[j]), spread_ddof)}
-                                for j, t in enumerate(times[chunk])]
+                    by_time += [
+                        {
+                            "time": t,
+                            "method": method,
+                            "variable": v,
+                            **ensemble_scores(torch.from_numpy(pred[:, j]), torch.from_numpy(obs[j]), spread_ddof),
+                        }
+                        for j, t in enumerate(times[chunk])
+                    ]
                 rows.append({"method": method, "variable": v, **finalize(scorer, members, spread_ddof)})
                 ranks.append(scorer.rank_histograms().assign(method=method, variable=v))
     table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     table.attrs["rank_histograms"] = pd.concat(ranks, ignore_index=True).drop(columns=["lead_hours", "region"])
     # rows come method by method; a stable sort on time keeps that order within each time
-    table.attrs["by_time"] = pd.DataFrame(by_time, columns=TIME_COLUMNS).sort_values("time", kind="stable",
-                                                                                    ignore_index=True)
+    table.attrs["by_time"] = pd.DataFrame(by_time, columns=TIME_COLUMNS).sort_values(
+        "time", kind="stable", ignore_index=True
+    )
     return table
 
 

@@ -57,23 +57,35 @@ def regression_stage(cfg: DictConfig, domain: Domain, plan: RunPlan) -> tuple[to
     return model, loss_fn
 
 
-def diffusion_stage(cfg: DictConfig, domain: Domain, plan: RunPlan, device,
-                    sample: dict) -> tuple[torch.nn.Module, Callable]:
+def diffusion_stage(
+    cfg: DictConfig, domain: Domain, plan: RunPlan, device, sample: dict
+) -> tuple[torch.nn.Module, Callable]:
     """The residual diffusion net and its loss, around the frozen regression net."""
     path = cfg.model.get("regression_checkpoint_path")
     if not path:
-        raise config_error("model.regression_checkpoint_path", path, "the diffusion stage needs a trained "
-                           "regression net (.mdlus or its run folder)")
-    regression = net_files.load_frozen(path, "model.regression_checkpoint_path", domain, device, sample,
-                                         apex=plan.apex_group_norm)  # loaded once, as the plan says
+        raise config_error(
+            "model.regression_checkpoint_path",
+            path,
+            "the diffusion stage needs a trained regression net (.mdlus or its run folder)",
+        )
+    regression = net_files.load_frozen(
+        path, "model.regression_checkpoint_path", domain, device, sample, apex=plan.apex_group_norm
+    )  # loaded once, as the plan says
     if net_files.lead_time_steps(regression) is not None:
-        raise config_error("model.regression_checkpoint_path", path, "a lead-time-aware regression net; "
-                           "training a diffusion stage on it is not supported")
+        raise config_error(
+            "model.regression_checkpoint_path",
+            path,
+            "a lead-time-aware regression net; training a diffusion stage on it is not supported",
+        )
     models.set_amp_mode(regression, plan.precision)
     model = models.build_diffusion(cfg, domain, plan)
-    loss = ResidualLoss(regression, P_mean=cfg.model.get("P_mean", 0.0), P_std=cfg.model.get("P_std", 1.2),
-                        sigma_data=cfg.model.get("sigma_data", 0.5),
-                        hr_mean_conditioning=cfg.model.hr_mean_conditioning)
+    loss = ResidualLoss(
+        regression,
+        P_mean=cfg.model.get("P_mean", 0.0),
+        P_std=cfg.model.get("P_std", 1.2),
+        sigma_data=cfg.model.get("sigma_data", 0.5),
+        hr_mean_conditioning=cfg.model.hr_mean_conditioning,
+    )
     shape = models.patch_shape(cfg, domain)
     patching = None if shape is None else RandomPatching2D(domain.shape, shape, cfg.model.get("patch_num", 4))
 
@@ -106,26 +118,41 @@ def stage_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
     val_spec = validation_spec(cfg)
     val_set = build_dataset(val_spec, domain.stats) if val_spec is not None else None
     if len(dataset) < t.batch_size * world:
-        raise config_error("train.batch_size", t.batch_size, f"the dataset has only {len(dataset)} samples "
-                           f"for {world} rank(s)")
+        raise config_error(
+            "train.batch_size", t.batch_size, f"the dataset has only {len(dataset)} samples for {world} rank(s)"
+        )
     stage = cfg.model.name
-    model, loss_fn = (regression_stage(cfg, domain, plan) if stage == "regression"
-                      else diffusion_stage(cfg, domain, plan, ctx.device, dataset[0]))
-    ctx.logger.info(f"{stage} stage: {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} "
-                    f"parameters; {len(dataset)} samples {domain.input_channels} -> {domain.output_variables} "
-                    f"on {domain.shape}")
+    model, loss_fn = (
+        regression_stage(cfg, domain, plan)
+        if stage == "regression"
+        else diffusion_stage(cfg, domain, plan, ctx.device, dataset[0])
+    )
+    ctx.logger.info(
+        f"{stage} stage: {type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} "
+        f"parameters; {len(dataset)} samples {domain.input_channels} -> {domain.output_variables} "
+        f"on {domain.shape}"
+    )
 
     def validate(net) -> dict[str, float]:
         mine = torch.utils.data.Subset(val_set, partition(len(val_set), ctx.rank, world).tolist())
         batches = torch.utils.data.DataLoader(mine, batch_size=t.batch_size)
-        return validation_mean(batches, lambda batch: {"loss": loss_fn(net, to_device(batch, ctx.device)).item()},
-                               ctx.manager, t.val_batches)
+        return validation_mean(
+            batches,
+            lambda batch: {"loss": loss_fn(net, to_device(batch, ctx.device)).item()},
+            ctx.manager,
+            t.val_batches,
+        )
 
-    epochs = dataset_epochs(dataset, t.batch_size, ctx.rank, world, cfg.seed, t.num_workers,
-                            ctx.device.type == "cuda")
+    epochs = dataset_epochs(dataset, t.batch_size, ctx.rank, world, cfg.seed, t.num_workers, ctx.device.type == "cuda")
     blocks = model.climax.blocks if isinstance(model, models.ClimaXRegression) else ()  # UNets: one FSDP unit
-    job = Trainable(model, loss_fn, epochs, validate if val_set is not None else None, fsdp_units=blocks,
-                    grad_checkpointing=models.grad_checkpointing(model))
+    job = Trainable(
+        model,
+        loss_fn,
+        epochs,
+        validate if val_set is not None else None,
+        fsdp_units=blocks,
+        grad_checkpointing=models.grad_checkpointing(model),
+    )
     return job, RunRecord(cfg, RunInfo(task=f"corrdiff_{stage}"), [domain.save])
 
 

@@ -54,8 +54,10 @@ class Key:
 def _precision(value):
     table = {"fp32": "fp32", "amp-bf16": "bf16", "amp-fp16": "fp16"}
     if value not in table:
-        raise ConfigError(f"training.perf.fp_optimizations={value!r}: no equivalent here (fp32, amp-bf16 and "
-                          "amp-fp16 are train.precision=fp32|bf16|fp16; pure fp16 weights are not offered)")
+        raise ConfigError(
+            f"training.perf.fp_optimizations={value!r}: no equivalent here (fp32, amp-bf16 and "
+            "amp-fp16 are train.precision=fp32|bf16|fp16; pure fp16 weights are not offered)"
+        )
     return table[value]
 
 
@@ -69,15 +71,19 @@ def _keep(value):
 
 def _no_decay(value):
     if float(value) != 1.0:
-        raise ConfigError(f"training.hp.lr_decay={value}: upstream's step decay has no equivalent here; the "
-                          "decay here is cosine to train.lr * train.min_lr_ratio (1.0: constant)")
+        raise ConfigError(
+            f"training.hp.lr_decay={value}: upstream's step decay has no equivalent here; the "
+            "decay here is cosine to train.lr * train.min_lr_ratio (1.0: constant)"
+        )
     return 1.0
 
 
 def _no_rampup(value):
     if value:
-        raise ConfigError(f"training.hp.lr_rampup={value} counts samples; set train.warmup_steps, which counts "
-                          "optimizer steps (lr_rampup / total batch size)")
+        raise ConfigError(
+            f"training.hp.lr_rampup={value} counts samples; set train.warmup_steps, which counts "
+            "optimizer steps (lr_rampup / total batch size)"
+        )
     return 0
 
 
@@ -109,8 +115,9 @@ UPSTREAM_KEYS: dict[str, Key] = {
     "training.perf.dataloader_workers": Key("train.num_workers"),
     "training.perf.torch_compile": Key("train.compile"),
     "training.perf.use_apex_gn": Key("model.use_apex_gn"),
-    "training.perf.songunet_checkpoint_level": Key(None, "the CorrDiff UNets train without gradient "
-                                                         "checkpointing here"),
+    "training.perf.songunet_checkpoint_level": Key(
+        None, "the CorrDiff UNets train without gradient checkpointing here"
+    ),
     "training.perf.profile_mode": Key(None, "no NVTX ranges here"),
     "training.io.regression_checkpoint_path": Key("model.regression_checkpoint_path"),
     "training.io.checkpoint_dir": Key(None, "set run_dir, the run folder"),
@@ -119,8 +126,7 @@ UPSTREAM_KEYS: dict[str, Key] = {
     "training.io.validation_freq": Key(None, _STEPS.format("val_every")),
     "training.io.validation_steps": Key("train.val_batches"),
     "training.io.save_n_recent_checkpoints": Key("train.keep_checkpoints", "-1 becomes null (keep all)", _keep),
-    "training": Key(None, "the training settings follow `model` here (regression, diffusion or "
-                          "patched_diffusion)"),
+    "training": Key(None, "the training settings follow `model` here (regression, diffusion or patched_diffusion)"),
     "sampler": Key("generation/sampler"),
     "sampler.type": Key("generation.sampler.type"),
     "sampler.num_steps": Key("generation.sampler.num_steps"),
@@ -153,8 +159,10 @@ def lookup(key: str) -> Key | None:
     if key.startswith("wandb."):
         return UPSTREAM_KEYS["wandb"]
     if any(key == s or key.startswith(s + ".") for s in SECTIONS):
-        raise ConfigError(f"{key}: an upstream CorrDiff key this package does not know; the upstream keys it "
-                          "reads are listed in docs/corrdiff.md (Config keys, upstream -> here)")
+        raise ConfigError(
+            f"{key}: an upstream CorrDiff key this package does not know; the upstream keys it "
+            "reads are listed in docs/corrdiff.md (Config keys, upstream -> here)"
+        )
     return None
 
 

@@ -96,8 +96,16 @@ class GenerationWriter:
         More attributes of the file (the seeds).
     """
 
-    def __init__(self, path: str | Path, domain: Domain, members: int, truth: bool = True, lead_time: bool = False,
-                 regression: bool = True, attrs: dict | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        domain: Domain,
+        members: int,
+        truth: bool = True,
+        lead_time: bool = False,
+        regression: bool = True,
+        attrs: dict | None = None,
+    ):
         self.path, self.domain, self.members, self.attrs = Path(path), domain, int(members), dict(attrs or {})
         self.truth, self.lead_time, self.regression = truth, lead_time, regression
         self.written = 0
@@ -218,8 +226,9 @@ class GenerationWriter:
 
     def _groups(self) -> list[tuple[str, list[str], tuple[str, ...]]]:
         d, field = self.domain, ("time", "y", "x")
-        groups = [("input", d.input_channels, field)] + ([("regression", d.output_variables, field)]
-                                                          if self.regression else [])
+        groups = [("input", d.input_channels, field)] + (
+            [("regression", d.output_variables, field)] if self.regression else []
+        )
         groups += [("prediction", d.output_variables, ("ensemble", *field))]
         return groups + ([("truth", d.output_variables, field)] if self.truth else [])
 
@@ -227,8 +236,11 @@ class GenerationWriter:
         """Write ``block`` after the times already written, channel by channel, then flush."""
         if block.members.shape[0] != self.members:
             raise ValueError(f"a block of {block.members.shape[0]} members for a file of {self.members}")
-        parts = (block.inputs, block.members) + ((block.mean,) if self.regression else ()) + \
-            ((block.truth,) if self.truth else ())
+        parts = (
+            (block.inputs, block.members)
+            + ((block.mean,) if self.regression else ())
+            + ((block.truth,) if self.truth else ())
+        )
         self._check_space(4 * sum(int(np.prod(a.shape)) for a in parts))  # written as float32
         start, count = self.written, len(block.times)
         self._file.resize_dimension("time", start + count)
@@ -260,8 +272,9 @@ class GenerationWriter:
     def _check_space(self, need: int) -> None:
         free = shutil.disk_usage(self.tmp.parent).free
         if free < need + FULL_DISK_BYTES:
-            raise OSError(errno.ENOSPC, f"No space left on device for the next {need} bytes "
-                                        f"(block at time index {self.written})")
+            raise OSError(
+                errno.ENOSPC, f"No space left on device for the next {need} bytes (block at time index {self.written})"
+            )
 
 
 def _seconds(delta) -> np.ndarray:

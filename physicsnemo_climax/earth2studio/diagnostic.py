@@ -52,12 +52,23 @@ class CorrDiffDiagnostic(torch.nn.Module):
         Domain variable name -> Earth2Studio id, for names the lexicon lacks.
     """
 
-    def __init__(self, domain, regression, diffusion, sampler_fn, samples: int = 1, seed: int = 0,
-                 hr_mean_conditioning: bool = True, names: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        domain,
+        regression,
+        diffusion,
+        sampler_fn,
+        samples: int = 1,
+        seed: int = 0,
+        hr_mean_conditioning: bool = True,
+        names: Mapping[str, str] | None = None,
+    ):
         super().__init__()
         if domain.coarse_lat is None or domain.lat is None:
-            raise ConfigError("the CorrDiff run has no grid coordinates (CorrDiff-Mini data carry none); "
-                             "train it on a coarse_fine dataset with lat/lon")
+            raise ConfigError(
+                "the CorrDiff run has no grid coordinates (CorrDiff-Mini data carry none); "
+                "train it on a coarse_fine dataset with lat/lon"
+            )
         if samples < 1:
             raise ConfigError(f"samples={samples}: must be >= 1")
         self.domain, self.regression, self.diffusion = domain, regression, diffusion
@@ -70,24 +81,38 @@ class CorrDiffDiagnostic(torch.nn.Module):
         self.out_lat, self.out_lon = (lat[:, 0], lon[0]) if regular else (lat, lon)
 
     @classmethod
-    def from_runs(cls, regression: str | Path, diffusion: str | Path | None = None, samples: int = 1,
-                  steps: int = 18, sampler: str = "stochastic", seed: int = 0,
-                  names: Mapping[str, str] | None = None, device: str | torch.device | None = None):
+    def from_runs(
+        cls,
+        regression: str | Path,
+        diffusion: str | Path | None = None,
+        samples: int = 1,
+        steps: int = 18,
+        sampler: str = "stochastic",
+        seed: int = 0,
+        names: Mapping[str, str] | None = None,
+        device: str | torch.device | None = None,
+    ):
         """From CorrDiff run folders (or checkpoints in them); ``diffusion=None`` for regression only.
         The nets run on ``device`` (:func:`...engine.plan.decide_device`: unset, CUDA when present, else
         the CPU), in fp32 with torch GroupNorm, each loaded once."""
         domain = checkpoint_domain(regression)
         if domain is None:
-            raise FileNotFoundError(f"{regression}: no domain.json in its run folder; give the CorrDiff "
-                                    "regression run folder or a checkpoint inside it")
-        gen = load_config([f"generation.io.reg_ckpt_filename={regression}",
-                           f"generation.io.res_ckpt_filename={diffusion}",
-                           f"generation.inference_mode={'all' if diffusion else 'regression'}",
-                           f"generation.sampler.type={sampler}", f"generation.sampler.num_steps={steps}"],
-                          "config_generate_hrrr_mini").generation
+            raise FileNotFoundError(
+                f"{regression}: no domain.json in its run folder; give the CorrDiff "
+                "regression run folder or a checkpoint inside it"
+            )
+        gen = load_config(
+            [
+                f"generation.io.reg_ckpt_filename={regression}",
+                f"generation.io.res_ckpt_filename={diffusion}",
+                f"generation.inference_mode={'all' if diffusion else 'regression'}",
+                f"generation.sampler.type={sampler}",
+                f"generation.sampler.num_steps={steps}",
+            ],
+            "config_generate_hrrr_mini",
+        ).generation
         reg, res = load_stages(gen, domain, decide_device(device, "device"))
-        return cls(domain, reg, res, build_sampler(gen, domain.shape), samples, seed, gen.hr_mean_conditioning,
-                   names)
+        return cls(domain, reg, res, build_sampler(gen, domain.shape), samples, seed, gen.hr_mean_conditioning, names)
 
     # ---------------------------------------------------------------- Earth2Studio protocol
     def input_coords(self) -> CoordSystem:
@@ -117,14 +142,18 @@ class CorrDiffDiagnostic(torch.nn.Module):
             return
         want_lat, want_lon = np.asarray(self.domain.coarse_lat), np.asarray(self.domain.coarse_lon) % 360
         if lat.ndim != 1 or lat.size < 2 or lat.min() > want_lat.min() or lat.max() < want_lat.max():
-            raise InputError(f"lat {lat.min():.4g}..{lat.max():.4g} does not cover the CorrDiff domain's "
-                             f"coarse latitudes {want_lat.min():.4g}..{want_lat.max():.4g} (1-D lat needed)")
+            raise InputError(
+                f"lat {lat.min():.4g}..{lat.max():.4g} does not cover the CorrDiff domain's "
+                f"coarse latitudes {want_lat.min():.4g}..{want_lat.max():.4g} (1-D lat needed)"
+            )
         ring = np.sort(lon % 360) if lon.ndim == 1 and lon.size > 1 else None
         gaps = None if ring is None else np.diff(np.append(ring, ring[0] + 360))
         global_ = gaps is not None and gaps.max() <= 1.5 * np.median(gaps)
         if not global_ and (ring is None or want_lon.min() < ring[0] or want_lon.max() > ring[-1]):
-            raise InputError(f"lon {lon.min():.4g}..{lon.max():.4g} does not cover the CorrDiff domain's "
-                             f"coarse longitudes {want_lon.min():.4g}..{want_lon.max():.4g} (1-D lon needed)")
+            raise InputError(
+                f"lon {lon.min():.4g}..{lon.max():.4g} does not cover the CorrDiff domain's "
+                f"coarse longitudes {want_lon.min():.4g}..{want_lon.max():.4g} (1-D lon needed)"
+            )
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, coords: CoordSystem) -> tuple[torch.Tensor, CoordSystem]:
@@ -132,15 +161,18 @@ class CorrDiffDiagnostic(torch.nn.Module):
         out_coords = self.output_coords(coords)
         lead = x.shape[:-3]
         flat = x.reshape(-1, *x.shape[-3:]).float().cpu().numpy()
-        fields = xr.Dataset({v: (("sample", "lat", "lon"), flat[:, i]) for i, v in enumerate(self.domain.input_variables)},
-                            coords={"lat": np.asarray(coords["lat"]), "lon": np.asarray(coords["lon"])})
+        fields = xr.Dataset(
+            {v: (("sample", "lat", "lon"), flat[:, i]) for i, v in enumerate(self.domain.input_variables)},
+            coords={"lat": np.asarray(coords["lat"]), "lon": np.asarray(coords["lon"])},
+        )
         coarse = regrid(fields, self.domain.coarse_lat, self.domain.coarse_lon, "bilinear")
         coarse = np.stack([coarse[v].transpose("sample", "lat", "lon").values for v in self.domain.input_variables], 1)
         device = next(self.regression.parameters()).device
         net_in = torch.from_numpy(self.domain.make_input(coarse)).to(device)
         batches = seed_batches(self.samples, self.samples, self.seed)
-        _, members = downscale(self.regression, self.diffusion, net_in, batches, self.sampler_fn,
-                               self.hr_mean_conditioning)
+        _, members = downscale(
+            self.regression, self.diffusion, net_in, batches, self.sampler_fn, self.hr_mean_conditioning
+        )
         y = self.domain.denormalize_output(members).transpose(0, 1)  # [N, S, C_out, H, W]
         if self.samples == 1:
             y = y[:, 0]

@@ -32,8 +32,10 @@ class ClimaXPerturbation:
 
     def __init__(self, prognostic: ClimaXPrognostic, spec: EnsembleSpec):
         if spec.perturbation == "lagged":
-            raise ConfigError("a lagged ensemble is made of earlier initial times, not a perturbation: "
-                              "use climax forecast --perturbation lagged or eval.perturbation=lagged")
+            raise ConfigError(
+                "a lagged ensemble is made of earlier initial times, not a perturbation: "
+                "use climax forecast --perturbation lagged or eval.perturbation=lagged"
+            )
         self.prognostic, self.spec = prognostic, spec
 
     def _normalised_step(self, state: torch.Tensor) -> torch.Tensor:

@@ -80,9 +80,19 @@ class ClimaXPrognostic(torch.nn.Module):
         coordinates' ``time`` and ``lead_time``.
     """
 
-    def __init__(self, model, variables: Sequence[str], mean, std, lat: np.ndarray, lon: np.ndarray,
-                 step_hours: float = 6.0, constants: Mapping[str, np.ndarray] | None = None,
-                 names: Mapping[str, str] | None = None, forcings: Forcings | None = None):
+    def __init__(
+        self,
+        model,
+        variables: Sequence[str],
+        mean,
+        std,
+        lat: np.ndarray,
+        lon: np.ndarray,
+        step_hours: float = 6.0,
+        constants: Mapping[str, np.ndarray] | None = None,
+        names: Mapping[str, str] | None = None,
+        forcings: Forcings | None = None,
+    ):
         super().__init__()
         self.model = model.eval()
         self.variables = list(variables)
@@ -106,8 +116,17 @@ class ClimaXPrognostic(torch.nn.Module):
         missing = [v for v in fixed if v not in constants]
         if missing:
             raise UnknownName(f"constant inputs {missing} need fields: pass constants={{name: [H, W] array}}")
-        c = np.stack([(np.asarray(constants[v], np.float32) - mean[self.variables.index(v)])
-                      / std[self.variables.index(v)] for v in fixed]) if fixed else np.zeros((0, *self.grid))
+        c = (
+            np.stack(
+                [
+                    (np.asarray(constants[v], np.float32) - mean[self.variables.index(v)])
+                    / std[self.variables.index(v)]
+                    for v in fixed
+                ]
+            )
+            if fixed
+            else np.zeros((0, *self.grid))
+        )
         if c.shape[1:] != self.grid:
             raise InputError(f"constants are {c.shape[1:]}, the model grid is {self.grid}")
         self.register_buffer("constants", torch.as_tensor(c, dtype=torch.float32))
@@ -119,9 +138,14 @@ class ClimaXPrognostic(torch.nn.Module):
 
     # ---------------------------------------------------------------- building
     @classmethod
-    def from_run(cls, run_dir: str | Path, step_hours: float | None = None,
-                 constants: Mapping[str, np.ndarray] | None = None, names: Mapping[str, str] | None = None,
-                 device: str | torch.device | None = None):
+    def from_run(
+        cls,
+        run_dir: str | Path,
+        step_hours: float | None = None,
+        constants: Mapping[str, np.ndarray] | None = None,
+        names: Mapping[str, str] | None = None,
+        device: str | torch.device | None = None,
+    ):
         """From a ``climax train`` run folder: its latest weights that load (:meth:`Run.load`: a bad
         newest checkpoint is skipped with a warning), statistics and grid, on ``device``
         (:func:`...engine.plan.decide_device`: unset, CUDA when present, else the CPU).
@@ -139,8 +163,10 @@ class ClimaXPrognostic(torch.nn.Module):
         run = Run.load(run_dir, device)
         info = run.info
         if not run.region.is_global:
-            raise ConfigError(f"{run_dir} is a regional run ({run.region.spec}): its forecasts cover the region "
-                             "only and cannot feed the next step; Earth2Studio prognostics need a global run")
+            raise ConfigError(
+                f"{run_dir} is a regional run ({run.region.spec}): its forecasts cover the region "
+                "only and cannot feed the next step; Earth2Studio prognostics need a global run"
+            )
         variables = list(info.variables)
         mean, std = run.stats(variables)
         if constants is None and any(v in CONSTANTS for v in variables):
@@ -148,13 +174,30 @@ class ClimaXPrognostic(torch.nn.Module):
             check_store(store, info, run.run_dir)  # the run's own store, not one that took its place
             constants = store_constants(store.root, variables)
         step = step_hours or info.lead_hours or info.hours_per_step  # a lead-range run steps by its data step
-        return cls(run.model, variables, mean, std, np.asarray(info.lat), np.asarray(info.lon),
-                   step, constants, names, run.forcings).to(run.device)
+        return cls(
+            run.model,
+            variables,
+            mean,
+            std,
+            np.asarray(info.lat),
+            np.asarray(info.lon),
+            step,
+            constants,
+            names,
+            run.forcings,
+        ).to(run.device)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, store: str | Path, variables: Sequence[str] | None = None,
-                        step_hours: float = 6.0, num_heads: int = 16, names: Mapping[str, str] | None = None,
-                        device: str | torch.device | None = None):
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path,
+        store: str | Path,
+        variables: Sequence[str] | None = None,
+        step_hours: float = 6.0,
+        num_heads: int = 16,
+        names: Mapping[str, str] | None = None,
+        device: str | torch.device | None = None,
+    ):
         """From a ``.mdlus`` (a ClimaX, checked by :mod:`physicsnemo_climax.models.mdlus` before it is
         built) or an official ClimaX ``.ckpt``, plus a ClimaX store (statistics, grid, constants), on
         ``device`` (:func:`...engine.plan.decide_device`: unset, CUDA when present, else the CPU).
@@ -162,8 +205,11 @@ class ClimaXPrognostic(torch.nn.Module):
         ``variables`` (default: the store's, in the model's order) are the inputs.
         """
         device = decide_device(device, "device")
-        model = (mdlus.load_module(checkpoint, ClimaX) if str(checkpoint).endswith(".mdlus")
-                 else ClimaX.from_official_checkpoint(checkpoint, num_heads=num_heads))
+        model = (
+            mdlus.load_module(checkpoint, ClimaX)
+            if str(checkpoint).endswith(".mdlus")
+            else ClimaX.from_official_checkpoint(checkpoint, num_heads=num_heads)
+        )
         st = ShardStore(store)
         have = st.variables()
         variables = list(variables or [v for v in model.variables if v in have])
@@ -172,14 +218,20 @@ class ClimaXPrognostic(torch.nn.Module):
         if unknown:
             raise UnknownName(f"variables {unknown} are not variables of the checkpoint")
         mean, std = st.statistics(variables)
-        return cls(model, variables, mean, std, st.lat, st.lon, step_hours, store_constants(store, variables),
-                   names).to(device)
+        return cls(
+            model, variables, mean, std, st.lat, st.lon, step_hours, store_constants(store, variables), names
+        ).to(device)
 
     # ---------------------------------------------------------------- Earth2Studio protocol
     def input_coords(self) -> CoordSystem:
         """``batch, lead_time=[0 h], variable, lat, lon``."""
-        return OrderedDict(batch=np.empty(0), lead_time=np.array([np.timedelta64(0, "h")]),
-                           variable=self.e2s_variables.copy(), lat=self.lat.copy(), lon=self.lon.copy())
+        return OrderedDict(
+            batch=np.empty(0),
+            lead_time=np.array([np.timedelta64(0, "h")]),
+            variable=self.e2s_variables.copy(),
+            lat=self.lat.copy(),
+            lon=self.lon.copy(),
+        )
 
     def output_coords(self, input_coords: CoordSystem) -> CoordSystem:
         """The input coordinates one step later.
@@ -216,11 +268,15 @@ class ClimaXPrognostic(torch.nn.Module):
         """
         dims = list(coords)[: len(shape)]
         if "time" not in dims:
-            raise InputError(f"the model takes forcings {self.computed}: the input coordinates need 'time' "
-                             f"(they have {list(coords)})")
+            raise InputError(
+                f"the model takes forcings {self.computed}: the input coordinates need 'time' "
+                f"(they have {list(coords)})"
+            )
         out = np.zeros(shape)
-        for name, values in (("time", unix_seconds(coords["time"])),
-                             ("lead_time", np.asarray(coords["lead_time"]) / np.timedelta64(1, "s"))):
+        for name, values in (
+            ("time", unix_seconds(coords["time"])),
+            ("lead_time", np.asarray(coords["lead_time"]) / np.timedelta64(1, "s")),
+        ):
             axis = dims.index(name)
             out = out + np.asarray(values, np.float64).reshape([-1 if i == axis else 1 for i in range(len(shape))])
         return out.ravel()
@@ -237,8 +293,15 @@ class ClimaXPrognostic(torch.nn.Module):
         order = self.dynamic + self.fixed + self.computed
         if order != self.variables:
             inputs = inputs[:, [order.index(v) for v in self.variables]]
-        pred = forecast_steps(self.model, inputs, self.variables, self.dynamic, [self.step_hours],
-                              forcings=self.forcings if self.computed else None, init_time=seconds)[-1].float()
+        pred = forecast_steps(
+            self.model,
+            inputs,
+            self.variables,
+            self.dynamic,
+            [self.step_hours],
+            forcings=self.forcings if self.computed else None,
+            init_time=seconds,
+        )[-1].float()
         return (pred * self.std + self.mean).reshape(*lead, *pred.shape[1:]).to(x.dtype)
 
     def create_iterator(self, x: torch.Tensor, coords: CoordSystem) -> Iterator[tuple[torch.Tensor, CoordSystem]]:

@@ -47,9 +47,11 @@ class FileSource:
         ids = [str(v) for v in np.atleast_1d(variable)]
         fields = [self.catalogue.read(self.names.get(v) or from_e2s(v), times) for v in ids]
         data = np.stack([np.broadcast_to(f, (len(times), *f.shape[1:])) for f in fields], axis=1)
-        return xr.DataArray(data, dims=("time", "variable", "lat", "lon"),
-                            coords={"time": times, "variable": ids, "lat": self.catalogue.lat,
-                                    "lon": self.catalogue.lon})
+        return xr.DataArray(
+            data,
+            dims=("time", "variable", "lat", "lon"),
+            coords={"time": times, "variable": ids, "lat": self.catalogue.lat, "lon": self.catalogue.lon},
+        )
 
     async def fetch(self, time, variable) -> xr.DataArray:
         """The asynchronous form of the protocol (files are local: no waiting)."""

@@ -64,9 +64,11 @@ def files_of(folder: str | Path, step: int) -> dict[str, Path]:
     """The files of checkpoint ``step``: ``model``, ``state`` and ``checksums`` (each may be missing)."""
     folder = Path(folder)
     models = sorted(folder.glob(f"*.0.{step}.mdlus"))
-    return {"model": models[0] if models else folder / f"(model).0.{step}.mdlus",
-            "state": folder / f"checkpoint.0.{step}.pt", "checksums": folder / f"checkpoint.0.{step}.sha256"}
-
+    return {
+        "model": models[0] if models else folder / f"(model).0.{step}.mdlus",
+        "state": folder / f"checkpoint.0.{step}.pt",
+        "checksums": folder / f"checkpoint.0.{step}.sha256",
+    }
 
 
 def problem(folder: str | Path, step: int, parts: tuple[str, ...] = ("model", "state")) -> str | None:
@@ -150,8 +152,18 @@ def load_file(file: str | Path, load: Callable[[Path], T]) -> tuple[T, Path]:
 
 
 # ------------------------------------------------------------------ saving
-def save(folder, model, optimizer, scheduler, scaler, step: int, metadata: dict, keep: int | None = 2,
-         rank: int = 0, collective: bool = False) -> None:
+def save(
+    folder,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    step: int,
+    metadata: dict,
+    keep: int | None = 2,
+    rank: int = 0,
+    collective: bool = False,
+) -> None:
     """Write checkpoint ``step`` atomically with its checksums, and keep only the last ``keep`` (``None``: all).
 
     Called by rank 0 alone, or by every rank when ``collective`` (FSDP: the
@@ -170,8 +182,15 @@ def save(folder, model, optimizer, scheduler, scaler, step: int, metadata: dict,
             tmp.mkdir(parents=True)
         if collective:
             torch.distributed.barrier()
-        save_checkpoint(str(tmp), models=model, optimizer=optimizer, scheduler=scheduler,
-                        scaler=scaler, epoch=step, metadata=metadata)
+        save_checkpoint(
+            str(tmp),
+            models=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            scaler=scaler,
+            epoch=step,
+            metadata=metadata,
+        )
         if rank != 0:
             torch.distributed.barrier()
             return
@@ -182,8 +201,9 @@ def save(folder, model, optimizer, scheduler, scaler, step: int, metadata: dict,
         tmp.rmdir()
     except (OSError, RuntimeError) as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"checkpoint {step} not saved: {failure(folder, err)}; the earlier checkpoints "
-                              f"in {folder} are intact") from err
+        raise CheckpointError(
+            f"checkpoint {step} not saved: {failure(folder, err)}; the earlier checkpoints in {folder} are intact"
+        ) from err
     for old in checkpoint_steps(folder)[:-keep] if keep else []:
         for path in folder.glob(f"*.0.{old}.*"):
             path.unlink()
@@ -192,8 +212,7 @@ def save(folder, model, optimizer, scheduler, scaler, step: int, metadata: dict,
 
 
 # ------------------------------------------------------------------ resuming
-def load(folder, model, optimizer=None, scheduler=None, scaler=None, device="cpu",
-         rank: int = 0) -> tuple[int, dict]:
+def load(folder, model, optimizer=None, scheduler=None, scaler=None, device="cpu", rank: int = 0) -> tuple[int, dict]:
     """Restore the newest usable checkpoint; returns ``(step, metadata)``, ``(0, {})`` if there is none.
 
     Rank 0 moves the checkpoints it skips aside; other ranks only skip them.
@@ -222,8 +241,10 @@ def load(folder, model, optimizer=None, scheduler=None, scaler=None, device="cpu
             _set_aside(folder, step)
         skipped.append(f"step {step}: {why}")
     if skipped:
-        raise CheckpointError(f"{folder}: no checkpoint can be used ({'; '.join(skipped)}); they are kept in "
-                              f"{folder / 'skipped'}. Nothing was trained: fix them, or train into a new run_dir")
+        raise CheckpointError(
+            f"{folder}: no checkpoint can be used ({'; '.join(skipped)}); they are kept in "
+            f"{folder / 'skipped'}. Nothing was trained: fix them, or train into a new run_dir"
+        )
     return 0, {}
 
 
@@ -239,8 +260,16 @@ def _load_step(folder: Path, step: int, model, optimizer, scheduler, scaler, dev
         if _is_sharded(model):
             metadata: dict = {}
             with _weights_only():
-                load_checkpoint(str(folder), models=model, optimizer=optimizer, scheduler=scheduler,
-                                scaler=scaler, epoch=step, metadata_dict=metadata, device=device)
+                load_checkpoint(
+                    str(folder),
+                    models=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    scaler=scaler,
+                    epoch=step,
+                    metadata_dict=metadata,
+                    device=device,
+                )
             return metadata
         model.load(str(files["model"]))
     except RuntimeError as err:

@@ -10,14 +10,27 @@ from omegaconf import DictConfig
 from ..errors import ConfigError
 
 #: The loop's counts (``conf/train/default.yaml``): whole numbers, at least 1.
-COUNTS = ("steps", "batch_size", "grad_accum", "log_every", "val_every", "val_batches", "ckpt_every",
-          "keep_checkpoints")
+COUNTS = (
+    "steps",
+    "batch_size",
+    "grad_accum",
+    "log_every",
+    "val_every",
+    "val_batches",
+    "ckpt_every",
+    "keep_checkpoints",
+)
 #: Counts that may also be ``null``: ``keep_checkpoints`` (keep all), and the
 #: upstream CorrDiff pair ``total_batch_size`` and ``training_duration`` (see :func:`split_batch`).
 OPTIONAL = ("keep_checkpoints", "total_batch_size", "training_duration")
 #: The optimizer's numbers and their allowed range ``[low, high]`` (``None``: open).
-NUMBERS = {"lr": (0.0, None), "weight_decay": (0.0, None), "min_lr_ratio": (0.0, 1.0), "clip_grad": (0.0, None),
-           "warmup_steps": (0, None)}
+NUMBERS = {
+    "lr": (0.0, None),
+    "weight_decay": (0.0, None),
+    "min_lr_ratio": (0.0, 1.0),
+    "clip_grad": (0.0, None),
+    "warmup_steps": (0, None),
+}
 
 
 def config_error(key: str, value, why) -> ConfigError:
@@ -49,13 +62,18 @@ def check_train(t: DictConfig) -> None:
     """
     for key in dict.fromkeys(COUNTS + OPTIONAL):
         value = t.get(key)
-        if (value is None and key in OPTIONAL) or (key == "batch_size" and value == "auto"
-                                                    and t.get("total_batch_size") is not None):
+        if (value is None and key in OPTIONAL) or (
+            key == "batch_size" and value == "auto" and t.get("total_batch_size") is not None
+        ):
             continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise config_error(f"train.{key}", value, "must be a whole number >= 1" +
-                               (" or null" if key in OPTIONAL else "") +
-                               (" (auto needs train.total_batch_size)" if value == "auto" else ""))
+            raise config_error(
+                f"train.{key}",
+                value,
+                "must be a whole number >= 1"
+                + (" or null" if key in OPTIONAL else "")
+                + (" (auto needs train.total_batch_size)" if value == "auto" else ""),
+            )
     for key, (low, high) in NUMBERS.items():
         value = t.get(key)
         if not isinstance(value, numbers.Real) or isinstance(value, bool):
@@ -90,8 +108,9 @@ def split_batch(t: DictConfig, world: int) -> None:
         if t.batch_size == "auto" or t.batch_size > per_rank:
             t.batch_size = per_rank
         if total % (t.batch_size * world):
-            raise ConfigError(f"train.total_batch_size={total} is not a multiple of train.batch_size="
-                              f"{t.batch_size} x {world} rank(s)")
+            raise ConfigError(
+                f"train.total_batch_size={total} is not a multiple of train.batch_size={t.batch_size} x {world} rank(s)"
+            )
         t.grad_accum = total // (t.batch_size * world)
     if t.get("training_duration") is not None:
         step_samples = t.batch_size * t.grad_accum * world

@@ -56,8 +56,9 @@ def _slurm_address() -> None:
     if not env.get("MASTER_ADDR"):
         raise RuntimeError(
             "SLURM launch without SLURM_LAUNCH_NODE_IPADDR or MASTER_ADDR: in the batch script, "
-            "export MASTER_ADDR=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1) "
-            "(`climax launch slurm` writes such a script)")
+            'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1) '
+            "(`climax launch slurm` writes such a script)"
+        )
     env["SLURM_LAUNCH_NODE_IPADDR"] = env["MASTER_ADDR"]
 
 

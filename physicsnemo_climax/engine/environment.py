@@ -76,9 +76,11 @@ def _gpus() -> Feature:
     return Feature("GPU", True, "; ".join(names))
 
 
-APEX = {"apex_adam": ("apex.optimizers", "FusedAdam"),
-        "apex_layer_norm": ("apex.normalization", "FusedLayerNorm"),
-        "apex_group_norm": ("apex.contrib.group_norm", "GroupNorm")}
+APEX = {
+    "apex_adam": ("apex.optimizers", "FusedAdam"),
+    "apex_layer_norm": ("apex.normalization", "FusedLayerNorm"),
+    "apex_group_norm": ("apex.contrib.group_norm", "GroupNorm"),
+}
 
 
 def apex(part: str) -> Feature:
@@ -95,8 +97,11 @@ def _compile(cuda: bool) -> Feature:
         why = _importable("triton")
         return Feature("torch.compile", why is None, "inductor with triton" if why is None else f"triton {why}")
     compiler = next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), None)
-    return Feature("torch.compile", compiler is not None,
-                   f"inductor (CPU) with {compiler}" if compiler else "no C++ compiler on PATH")
+    return Feature(
+        "torch.compile",
+        compiler is not None,
+        f"inductor (CPU) with {compiler}" if compiler else "no C++ compiler on PATH",
+    )
 
 
 def _launcher() -> Feature:
@@ -105,22 +110,33 @@ def _launcher() -> Feature:
         address = env.get("SLURM_LAUNCH_NODE_IPADDR") or env.get("MASTER_ADDR")
         detail = f"SLURM: rank {env['SLURM_PROCID']} of {env['SLURM_NPROCS']}"
         if address is None:
-            return Feature("launcher", False, detail + "; neither SLURM_LAUNCH_NODE_IPADDR nor MASTER_ADDR "
-                           "is set: export MASTER_ADDR=<first node> (the `climax launch slurm` script does)")
+            return Feature(
+                "launcher",
+                False,
+                detail + "; neither SLURM_LAUNCH_NODE_IPADDR nor MASTER_ADDR "
+                "is set: export MASTER_ADDR=<first node> (the `climax launch slurm` script does)",
+            )
         return Feature("launcher", True, f"{detail}; rendezvous at {address}")
     if "RANK" in env and "WORLD_SIZE" in env:
         return Feature("launcher", True, f"torchrun/env: rank {env['RANK']} of {env['WORLD_SIZE']}")
     if "OMPI_COMM_WORLD_RANK" in env:
-        return Feature("launcher", True, f"Open MPI: rank {env['OMPI_COMM_WORLD_RANK']} "
-                       f"of {env.get('OMPI_COMM_WORLD_SIZE')}")
+        return Feature(
+            "launcher", True, f"Open MPI: rank {env['OMPI_COMM_WORLD_RANK']} of {env.get('OMPI_COMM_WORLD_SIZE')}"
+        )
     return Feature("launcher", True, "single process (no torchrun, SLURM or MPI variables)")
 
 
 def _container() -> Feature:
     env = os.environ
-    kind = ("Apptainer" if "APPTAINER_CONTAINER" in env else
-            "Singularity" if "SINGULARITY_CONTAINER" in env else
-            "Docker" if os.path.exists("/.dockerenv") else None)
+    kind = (
+        "Apptainer"
+        if "APPTAINER_CONTAINER" in env
+        else "Singularity"
+        if "SINGULARITY_CONTAINER" in env
+        else "Docker"
+        if os.path.exists("/.dockerenv")
+        else None
+    )
     ngc = env.get("NVIDIA_PYTORCH_VERSION")
     if kind is None and ngc is None:
         return Feature("container", False, "none (a plain Python environment)")
@@ -144,37 +160,59 @@ def probe() -> Environment:
     """Probe torch, CUDA, PhysicsNeMo, DALI, apex, Transformer Engine, compile, distributed."""
     cuda = torch.cuda.is_available()
     f: dict[str, Feature] = {}
-    f["torch"] = Feature("torch", True, f"{torch.__version__} (CUDA {torch.version.cuda or 'none'}, "
-                         f"cuDNN {torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else 'none'})")
+    f["torch"] = Feature(
+        "torch",
+        True,
+        f"{torch.__version__} (CUDA {torch.version.cuda or 'none'}, "
+        f"cuDNN {torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else 'none'})",
+    )
     f["gpu"] = _gpus()
-    f["bf16"] = Feature("bf16", torch.cuda.is_bf16_supported() if cuda else True,
-                        "GPU autocast" if cuda else "CPU autocast only (ClimaX; CorrDiff needs CUDA)")
+    f["bf16"] = Feature(
+        "bf16",
+        torch.cuda.is_bf16_supported() if cuda else True,
+        "GPU autocast" if cuda else "CPU autocast only (ClimaX; CorrDiff needs CUDA)",
+    )
     f["amx"] = _amx()
     f["fp16"] = Feature("fp16", cuda, "GPU autocast + GradScaler" if cuda else "needs a CUDA GPU")
     f["sdpa_flash"] = Feature(
         "SDPA flash attention",
         cuda and torch.backends.cuda.flash_sdp_enabled() and torch.cuda.get_device_capability()[0] >= 8,
-        "scaled_dot_product_attention picks flash / memory-efficient kernels" if cuda
-        else "CPU: SDPA math/flash-CPU kernels")
+        "scaled_dot_product_attention picks flash / memory-efficient kernels"
+        if cuda
+        else "CPU: SDPA math/flash-CPU kernels",
+    )
     f["physicsnemo"] = Feature("PhysicsNeMo", True, _version("nvidia-physicsnemo") or "installed from source")
     dali = _version("nvidia-dali-cuda130", "nvidia-dali-cuda120", "nvidia-dali-cuda110", "nvidia-dali")
     dali_why = _importable("nvidia.dali", "pipeline_def") if dali else "not installed"
     f["dali"] = Feature("DALI", dali_why is None, dali if dali_why is None else dali_why)
-    f["dali_gpu"] = Feature("DALI GPU pipelines", dali_why is None and cuda,
-                            "DALI ops on the GPU" if dali_why is None and cuda
-                            else "need DALI and a CUDA GPU")
+    f["dali_gpu"] = Feature(
+        "DALI GPU pipelines",
+        dali_why is None and cuda,
+        "DALI ops on the GPU" if dali_why is None and cuda else "need DALI and a CUDA GPU",
+    )
     f.update({part: apex(part) for part in APEX})
     te_why = _importable("transformer_engine")
     f["transformer_engine"] = Feature(
-        "Transformer Engine", te_why is None,
+        "Transformer Engine",
+        te_why is None,
         (_version("transformer_engine", "transformer-engine") or "installed") + " (not used by the recipes)"
-        if te_why is None else te_why)
+        if te_why is None
+        else te_why,
+    )
     f["compile"] = _compile(cuda)
-    backends = [b for b, ok in (("nccl", dist.is_nccl_available()), ("gloo", dist.is_gloo_available()),
-                                ("mpi", dist.is_mpi_available())) if ok]
+    backends = [
+        b
+        for b, ok in (
+            ("nccl", dist.is_nccl_available()),
+            ("gloo", dist.is_gloo_available()),
+            ("mpi", dist.is_mpi_available()),
+        )
+        if ok
+    ]
     backend = "nccl" if cuda and "nccl" in backends else "gloo"
-    f["distributed"] = Feature("distributed", backend in backends,
-                               f"backend {backend} (available: {', '.join(backends) or 'none'})")
+    f["distributed"] = Feature(
+        "distributed", backend in backends, f"backend {backend} (available: {', '.join(backends) or 'none'})"
+    )
     f["launcher"] = _launcher()
     f["container"] = _container()
     return Environment(f)

@@ -85,8 +85,9 @@ class Trainable:
     grad_checkpointing: Callable[[], None] | None = None
 
 
-def run_loop(t: TrainSettings, plan: RunPlan, job: Trainable, record: RunRecord, *, run_dir: Path, manager,
-             seed: int, logger) -> torch.nn.Module:
+def run_loop(
+    t: TrainSettings, plan: RunPlan, job: Trainable, record: RunRecord, *, run_dir: Path, manager, seed: int, logger
+) -> torch.nn.Module:
     """Train ``job.model`` for ``t.steps`` optimizer steps (``t``: the ``train`` section,
     :class:`.settings.TrainSettings`) as ``plan`` says, in ``run_dir``.
 
@@ -105,21 +106,38 @@ def run_loop(t: TrainSettings, plan: RunPlan, job: Trainable, record: RunRecord,
         if manager.rank == 0:
             write_run_record(run_dir, record, plan, step, changes)
         logger.info(plan.describe(device))
-        optimize(t, plan, job, net, optim, step, position, run_dir=run_dir, manager=manager, seed=seed,
-                 logger=logger)
+        optimize(t, plan, job, net, optim, step, position, run_dir=run_dir, manager=manager, seed=seed, logger=logger)
     if manager.world_size > 1:
         torch.distributed.barrier()
     return job.model
 
 
-def optimize(t: TrainSettings, plan: RunPlan, job: Trainable, net, optim: Optimization, step: int,
-             position: tuple[int, int], *, run_dir: Path, manager, seed: int, logger) -> None:
+def optimize(
+    t: TrainSettings,
+    plan: RunPlan,
+    job: Trainable,
+    net,
+    optim: Optimization,
+    step: int,
+    position: tuple[int, int],
+    *,
+    run_dir: Path,
+    manager,
+    seed: int,
+    logger,
+) -> None:
     """The steps from ``step`` (at data ``position``) to ``t.steps``: train, log, validate, checkpoint."""
     model, device, rank = job.model, manager.device, manager.rank
     ckpt_dir = run_dir / "checkpoints"
     watch = LossWatch(device, manager, check_every=1 if device.type == "cpu" else t.log_every, last_good=step)
-    report = TrainingReport(run_dir, t, step=step, samples_per_step=t.batch_size * t.grad_accum * manager.world_size,
-                            rank=rank, logger=logger)
+    report = TrainingReport(
+        run_dir,
+        t,
+        step=step,
+        samples_per_step=t.batch_size * t.grad_accum * manager.world_size,
+        rank=rank,
+        logger=logger,
+    )
     stream = micro_batches(job.epochs, *position)
 
     def due(every: int) -> bool:
@@ -128,8 +146,17 @@ def optimize(t: TrainSettings, plan: RunPlan, job: Trainable, net, optim: Optimi
     try:
         while step < t.steps:
             group = [next(stream) for _ in range(t.grad_accum)]
-            loss = train_step(net, [batch for batch, _ in group], job.loss_fn, optim, plan, device,
-                              (seed, rank, step), t.clip_grad, model.parameters())
+            loss = train_step(
+                net,
+                [batch for batch, _ in group],
+                job.loss_fn,
+                optim,
+                plan,
+                device,
+                (seed, rank, step),
+                t.clip_grad,
+                model.parameters(),
+            )
             step, position = step + 1, group[-1][1]
             watch.add(loss, step)
             report.step_done()
@@ -161,8 +188,17 @@ def adapt(model, t: TrainSettings, logger) -> None:
         logger.info(f"{len(frozen)} parameter tensors frozen by train.freeze")
 
 
-def train_step(net, batches: list, loss_fn, optim: Optimization, plan: RunPlan, device: torch.device,
-               seed: tuple[int, int, int], clip_grad: float, parameters) -> torch.Tensor:
+def train_step(
+    net,
+    batches: list,
+    loss_fn,
+    optim: Optimization,
+    plan: RunPlan,
+    device: torch.device,
+    seed: tuple[int, int, int],
+    clip_grad: float,
+    parameters,
+) -> torch.Tensor:
     """One optimizer step over ``batches`` (gradient accumulation); returns their mean loss, on the device.
 
     ``seed`` is ``(seed, rank, step)``: each micro-batch reseeds torch from it
@@ -207,12 +243,15 @@ def resume(ckpt_dir: Path, model, optim: Optimization, manager, enabled: bool, l
     """
     if not enabled:
         if checkpointing.checkpoint_steps(ckpt_dir):
-            raise ConfigError(f"train.resume=false, but {ckpt_dir} holds checkpoints that a new run would "
-                              "overwrite: resume it, or train into a new run_dir")
+            raise ConfigError(
+                f"train.resume=false, but {ckpt_dir} holds checkpoints that a new run would "
+                "overwrite: resume it, or train into a new run_dir"
+            )
         return 0, (0, 0)
     plain = merged_copy(model) if lora_layers(model) else model  # checkpoints hold the merged model
-    step, meta = checkpointing.load(ckpt_dir, plain, optim.optimizer, optim.scheduler, optim.scaler,
-                                    manager.device, manager.rank)
+    step, meta = checkpointing.load(
+        ckpt_dir, plain, optim.optimizer, optim.scheduler, optim.scaler, manager.device, manager.rank
+    )
     if step and plain is not model:
         restore(model, plain.state_dict(), meta["lora"])
     if step:
@@ -220,8 +259,9 @@ def resume(ckpt_dir: Path, model, optim: Optimization, manager, enabled: bool, l
     return step, (meta.get("epoch", 0), meta.get("position", 0))
 
 
-def save_checkpoint(ckpt_dir: Path, model, optim: Optimization, step: int, position: tuple[int, int], t,
-                    manager) -> None:
+def save_checkpoint(
+    ckpt_dir: Path, model, optim: Optimization, step: int, position: tuple[int, int], t, manager
+) -> None:
     """Checkpoint ``step`` with its data position (rank 0; every rank under FSDP)."""
     sharded = manager.world_size > 1 and t.fsdp
     if manager.rank == 0 or sharded:
@@ -229,8 +269,18 @@ def save_checkpoint(ckpt_dir: Path, model, optim: Optimization, step: int, posit
         if lora_layers(model):  # the merged, plain model is saved; the adapters go with the training state
             metadata["lora"] = adapters(model)
             model = merged_copy(model)
-        checkpointing.save(ckpt_dir, model, optim.optimizer, optim.scheduler, optim.scaler, step,
-                           metadata, keep=t.keep_checkpoints, rank=manager.rank, collective=sharded)
+        checkpointing.save(
+            ckpt_dir,
+            model,
+            optim.optimizer,
+            optim.scheduler,
+            optim.scaler,
+            step,
+            metadata,
+            keep=t.keep_checkpoints,
+            rank=manager.rank,
+            collective=sharded,
+        )
 
 
 def run_validation(net, validate, plan: RunPlan, device) -> dict[str, float]:
@@ -267,7 +317,8 @@ class LossWatch:
             value = self.bad_value.item() if math.isfinite(self.first_bad.item()) else "not finite (on another rank)"
             raise FloatingPointError(
                 f"loss is {value} at step {int(first)}; stopping. The last good checkpoint "
-                f"(step {self.last_good}) is in {ckpt_dir}")
+                f"(step {self.last_good}) is in {ckpt_dir}"
+            )
 
     def mean(self) -> float:
         """Mean loss over the steps and ranks since the last call."""

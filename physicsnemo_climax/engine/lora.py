@@ -34,10 +34,12 @@ class LoRALinear(nn.Module):
         self.base, self.scale = base, alpha / rank
         for p in base.parameters():
             p.requires_grad_(False)
-        self.lora_a = nn.Parameter(torch.empty(rank, base.in_features, device=base.weight.device,
-                                               dtype=base.weight.dtype))
-        self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank, device=base.weight.device,
-                                               dtype=base.weight.dtype))
+        self.lora_a = nn.Parameter(
+            torch.empty(rank, base.in_features, device=base.weight.device, dtype=base.weight.dtype)
+        )
+        self.lora_b = nn.Parameter(
+            torch.zeros(base.out_features, rank, device=base.weight.device, dtype=base.weight.dtype)
+        )
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -95,8 +97,9 @@ def merged_copy(model: nn.Module) -> nn.Module:
 
 def adapters(model: nn.Module) -> dict[str, torch.Tensor]:
     """The adapters' values (``{layer}.lora_a`` / ``.lora_b``), detached, for the training state."""
-    return {f"{n}.{k}": getattr(m, k).detach().clone() for n, m in lora_layers(model).items()
-            for k in ("lora_a", "lora_b")}
+    return {
+        f"{n}.{k}": getattr(m, k).detach().clone() for n, m in lora_layers(model).items() for k in ("lora_a", "lora_b")
+    }
 
 
 def restore(model: nn.Module, merged_state: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> None:
@@ -106,7 +109,7 @@ def restore(model: nn.Module, merged_state: dict[str, torch.Tensor], saved: dict
     state = {}
     for key, value in merged_state.items():
         layer = next((n for n in layers if key in (f"{n}.weight", f"{n}.bias")), None)
-        state[key if layer is None else f"{layer}.base.{key[len(layer) + 1:]}"] = value
+        state[key if layer is None else f"{layer}.base.{key[len(layer) + 1 :]}"] = value
     for name, layer in layers.items():
         a, b = saved[f"{name}.lora_a"], saved[f"{name}.lora_b"]
         state[f"{name}.lora_a"], state[f"{name}.lora_b"] = a, b

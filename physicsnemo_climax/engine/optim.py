@@ -82,12 +82,14 @@ def parameter_groups(model: nn.Module, weight_decay: float, lr_scale=None) -> li
         decay = not (p.ndim < 2 or any(key in name for key in NO_DECAY) or "norm" in name)
         scale = next((float(f) for pat, f in lr_scale.items() if fnmatch.fnmatchcase(name, pat)), 1.0)
         groups.setdefault((decay, scale), []).append(p)
-    return [{"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale}
-            for (decay, scale), params in groups.items() if params or scale == 1.0]
+    return [
+        {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr_scale": scale}
+        for (decay, scale), params in groups.items()
+        if params or scale == 1.0
+    ]
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas, fused: str,
-                    lr_scale=None):
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float, betas, fused: str, lr_scale=None):
     """AdamW: apex ``FusedAdam`` (``fused="apex"``), torch's fused AdamW on a GPU, else foreach."""
     groups = parameter_groups(model, weight_decay, lr_scale)
     for group in groups:
@@ -107,8 +109,7 @@ def build_scheduler(optimizer, warmup_steps: int, total_steps: int, min_lr_ratio
 
     warmup_steps = max(0, min(warmup_steps, total_steps - 1))
     base = optimizer.param_groups[0]["lr"]
-    cosine = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup_steps),
-                               eta_min=base * min_lr_ratio)
+    cosine = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - warmup_steps), eta_min=base * min_lr_ratio)
     if warmup_steps == 0:
         return cosine
     warmup = LinearLR(optimizer, start_factor=1.0 / (warmup_steps + 1), total_iters=warmup_steps)
@@ -127,8 +128,11 @@ class Optimization:
     def build(cls, model: nn.Module, t: TrainSettings, plan: RunPlan, device: torch.device) -> Optimization:
         """From the ``train`` section; build it after sharding (FSDP2 replaces the parameters)."""
         optimizer = build_optimizer(model, t.lr, t.weight_decay, t.betas, plan.fused, t.lr_scale)
-        return cls(optimizer, build_scheduler(optimizer, t.warmup_steps, t.steps, t.min_lr_ratio),
-                   torch.amp.GradScaler(device.type, enabled=plan.precision == "fp16"))
+        return cls(
+            optimizer,
+            build_scheduler(optimizer, t.warmup_steps, t.steps, t.min_lr_ratio),
+            torch.amp.GradScaler(device.type, enabled=plan.precision == "fp16"),
+        )
 
     @property
     def lr(self) -> float:

@@ -93,11 +93,19 @@ def _fused(asked: str, env: Environment, allowed: bool) -> Choice:
     portable = "torch fused AdamW" if env.ok("gpu") else "torch AdamW (foreach)"
     if asked == "apex":
         why = env["apex_adam"].detail if not env.ok("apex_adam") else env["apex_layer_norm"].detail
-        return Choice("train.fused", asked, "apex FusedAdam + FusedLayerNorm", "apex",
-                      None if apex else f"NVIDIA apex fused kernels are missing ({why})", "torch", allowed)
+        return Choice(
+            "train.fused",
+            asked,
+            "apex FusedAdam + FusedLayerNorm",
+            "apex",
+            None if apex else f"NVIDIA apex fused kernels are missing ({why})",
+            "torch",
+            allowed,
+        )
     if asked == "auto":
-        return Choice("train.fused", asked, "apex FusedAdam + FusedLayerNorm" if apex else portable,
-                      "apex" if apex else "torch")
+        return Choice(
+            "train.fused", asked, "apex FusedAdam + FusedLayerNorm" if apex else portable, "apex" if apex else "torch"
+        )
     return Choice("train.fused", asked, portable if asked == "torch" else "torch AdamW (foreach)", asked)
 
 
@@ -105,15 +113,32 @@ def _loader(asked: str, env: Environment, allowed: bool, loaders) -> Choice:
     if asked not in loaders:
         raise config_error("train.loader", asked, f"this task reads with {list(loaders)}")
     if asked == "dali_gpu":
-        missing = None if env.ok("dali_gpu") else (
-            "a DALI GPU pipeline needs DALI and a CUDA GPU" + ("" if env.ok("dali") else f" (DALI: {env['dali'].detail})"))
-        return Choice("train.loader", asked, "DALI pipeline, normalization on the GPU", asked, missing,
-                      "dali_cpu" if env.ok("dali") else "threads", allowed)
+        missing = (
+            None
+            if env.ok("dali_gpu")
+            else (
+                "a DALI GPU pipeline needs DALI and a CUDA GPU"
+                + ("" if env.ok("dali") else f" (DALI: {env['dali'].detail})")
+            )
+        )
+        return Choice(
+            "train.loader",
+            asked,
+            "DALI pipeline, normalization on the GPU",
+            asked,
+            missing,
+            "dali_cpu" if env.ok("dali") else "threads",
+            allowed,
+        )
     if asked == "dali_cpu":
         missing = None if env.ok("dali") else f"NVIDIA DALI is missing ({env['dali'].detail})"
         return Choice("train.loader", asked, "DALI pipeline on the CPU", asked, missing, "threads", allowed)
-    return Choice("train.loader", asked, {"threads": "reader threads in the main process",
-                                          "processes": "torch DataLoader worker processes"}[asked], asked)
+    return Choice(
+        "train.loader",
+        asked,
+        {"threads": "reader threads in the main process", "processes": "torch DataLoader worker processes"}[asked],
+        asked,
+    )
 
 
 def _compile(env: Environment, allowed: bool, key: str = "train.compile") -> Choice:
@@ -201,13 +226,18 @@ class RunPlan:
 
     def describe(self, device: torch.device) -> str:
         """The one log line that says which fast paths run."""
-        kernels = ("apex FusedAdam + FusedLayerNorm" if self.fused == "apex"
-                   else "torch fused AdamW + native LayerNorm" if self.fused == "torch" and device.type == "cuda"
-                   else "torch AdamW + native LayerNorm")
+        kernels = (
+            "apex FusedAdam + FusedLayerNorm"
+            if self.fused == "apex"
+            else "torch fused AdamW + native LayerNorm"
+            if self.fused == "torch" and device.type == "cuda"
+            else "torch AdamW + native LayerNorm"
+        )
         taken = "; ".join(f"{c.key}={c.asked!r} fell back to {c.fallback!r}" for c in self.fallbacks)
-        return (f"fast paths: {kernels}; precision {self.precision}; loader {self.loader}; device {device}; "
-                f"torch.compile {'on' if self.compile else 'off'}; attention via SDPA"
-                + (f"; {taken}" if taken else ""))
+        return (
+            f"fast paths: {kernels}; precision {self.precision}; loader {self.loader}; device {device}; "
+            f"torch.compile {'on' if self.compile else 'off'}; attention via SDPA" + (f"; {taken}" if taken else "")
+        )
 
     def as_dict(self) -> dict:
         """JSON-ready: the decisions and each ask with its reason (``run.json``)."""
@@ -227,10 +257,14 @@ def explain(failing: list[Choice]) -> str:
     lines = ["this machine lacks what the config asks for:"]
     for c in failing:
         section = c.key.split(".")[0] if c.key.startswith(("train", "generation")) else "train"
-        lines.append(f"  {c.key}={c.asked!r}: {c.missing}. Set {c.key}={c.fallback!r}, "
-                     f"or {section}.fallback=true to run {c.fallback!r} here")
-    lines.append("`climax doctor` reports the whole environment; the NGC PhysicsNeMo container "
-                 "(containers/, README 'Run in the NGC container') has apex, DALI and CUDA")
+        lines.append(
+            f"  {c.key}={c.asked!r}: {c.missing}. Set {c.key}={c.fallback!r}, "
+            f"or {section}.fallback=true to run {c.fallback!r} here"
+        )
+    lines.append(
+        "`climax doctor` reports the whole environment; the NGC PhysicsNeMo container "
+        "(containers/, README 'Run in the NGC container') has apex, DALI and CUDA"
+    )
     return "\n".join(lines)
 
 
@@ -259,8 +293,11 @@ def decide_device(asked: str | torch.device | None = None, option: str = "device
     if device.type not in ("cpu", "cuda"):
         raise config_error(option, str(asked), "choose cpu, cuda or cuda:N (or leave it unset: CUDA when present)")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise config_error(option, str(asked), "no CUDA GPU is visible here (`climax doctor` says why); "
-                           "ask for cpu, or leave it unset to use the CPU")
+        raise config_error(
+            option,
+            str(asked),
+            "no CUDA GPU is visible here (`climax doctor` says why); ask for cpu, or leave it unset to use the CPU",
+        )
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise config_error(option, str(asked), f"this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
@@ -282,9 +319,16 @@ def resolve(cfg: DictConfig, env: Environment | None = None, loaders=LOADERS) ->
         raise MissingFeature(explain(failing))
     for c in asked:
         if c.missing is not None:
-            logger.warning(f"{c.key}={c.asked!r} is not available here ({c.missing}): "
-                           f"falling back to {c.fallback!r}, as fallback=true allows")
+            logger.warning(
+                f"{c.key}={c.asked!r} is not available here ({c.missing}): "
+                f"falling back to {c.fallback!r}, as fallback=true allows"
+            )
     runs = {c.key.split(".")[-1]: c.runs for c in asked}
-    return RunPlan(precision=runs.get("precision", "fp32"), fused=runs.get("fused", "torch"),
-                   loader=runs.get("loader", "threads"), compile=bool(runs.get("compile", False)),
-                   apex_group_norm=bool(runs.get("use_apex_gn", False)), choices=tuple(asked))
+    return RunPlan(
+        precision=runs.get("precision", "fp32"),
+        fused=runs.get("fused", "torch"),
+        loader=runs.get("loader", "threads"),
+        compile=bool(runs.get("compile", False)),
+        apex_group_norm=bool(runs.get("use_apex_gn", False)),
+        choices=tuple(asked),
+    )

@@ -41,10 +41,30 @@ LOCK = ".lock"
 LAUNCH_FILES = (LOCK, "config.yaml", RUN_JSON, "checkpoints", "metrics.csv", "tensorboard")
 #: Config keys (and sections) a relaunch may change. ``data.root`` may move: the
 #: store's content is compared through ``run.json`` (statistics, grid, variables).
-FREE = ("run_dir", "data.root", "eval", "generation", "train.progress", "train.log_every", "train.val_every",
-        "train.val_batches", "train.ckpt_every", "train.keep_checkpoints", "train.num_workers", "train.loader",
-        "train.tensorboard", "train.mlflow", "train.fallback", "train.resume", "train.precision", "train.fused",
-        "train.compile", "train.fsdp", "train.grad_checkpointing", "train.deterministic")
+FREE = (
+    "run_dir",
+    "data.root",
+    "eval",
+    "generation",
+    "train.progress",
+    "train.log_every",
+    "train.val_every",
+    "train.val_batches",
+    "train.ckpt_every",
+    "train.keep_checkpoints",
+    "train.num_workers",
+    "train.loader",
+    "train.tensorboard",
+    "train.mlflow",
+    "train.fallback",
+    "train.resume",
+    "train.precision",
+    "train.fused",
+    "train.compile",
+    "train.fsdp",
+    "train.grad_checkpointing",
+    "train.deterministic",
+)
 
 
 @dataclass
@@ -106,12 +126,15 @@ def check_run_folder(run_dir: Path) -> None:
     held = sorted(p.name for p in run_dir.iterdir())
     if held and RUN_JSON not in held and not set(held) <= set(LAUNCH_FILES):
         listed = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
-        raise ConfigError(f"run_dir={run_dir} is not a run folder (it holds {listed}); train into a new or "
-                          "empty folder")
+        raise ConfigError(
+            f"run_dir={run_dir} is not a run folder (it holds {listed}); train into a new or empty folder"
+        )
     for name in LAUNCH_FILES:
         if (run_dir / name).is_symlink():
-            raise OutputError(f"{run_dir / name} is a symbolic link; climax does not write through links in a "
-                              "run folder: replace it with a plain file or folder")
+            raise OutputError(
+                f"{run_dir / name} is a symbolic link; climax does not write through links in a "
+                "run folder: replace it with a plain file or folder"
+            )
 
 
 def _acquire(path: Path) -> None:
@@ -188,20 +211,28 @@ def relaunch_changes(run_dir: str | Path, record: RunRecord, plan: RunPlan) -> d
     changes = {k: [old[k], new.get(k)] for k in sorted(old) if old[k] != new.get(k)}
     saved, facts = read_run_record(run_dir).facts(), record.info.facts()
     # a fact an older run.json lacks (None) is not a change
-    changes.update({f"run.json {k}": ["(differs)", "(differs)"] for k in facts
-                    if saved.get(k) is not None and saved[k] != facts[k]})
+    changes.update(
+        {
+            f"run.json {k}": ["(differs)", "(differs)"]
+            for k in facts
+            if saved.get(k) is not None and saved[k] != facts[k]
+        }
+    )
     fixed = {k: v for k, v in changes.items() if not (k == "run_dir" or k.startswith(FREE))}
     if fixed:
         listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(fixed.items())[:8])
-        raise ConfigError(f"{run_dir} holds a run trained with other settings ({listed}). Resume it with "
-                          "its own settings, or train into a new run_dir (init=<a checkpoint of it> starts "
-                          "from its weights)")
+        raise ConfigError(
+            f"{run_dir} holds a run trained with other settings ({listed}). Resume it with "
+            "its own settings, or train into a new run_dir (init=<a checkpoint of it> starts "
+            "from its weights)"
+        )
     return changes
 
 
 # ------------------------------------------------------------------ the record
-def write_run_record(run_dir: str | Path, record: RunRecord, plan: RunPlan, resumed_at: int = 0,
-                     changes: dict | None = None) -> None:
+def write_run_record(
+    run_dir: str | Path, record: RunRecord, plan: RunPlan, resumed_at: int = 0, changes: dict | None = None
+) -> None:
     """Write ``config.yaml``, ``run.json`` (info, plan, history of relaunches) and the task's files."""
     run_dir = Path(run_dir)
     history = list(read_run_record(run_dir).history) if resumed_at else []

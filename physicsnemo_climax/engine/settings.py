@@ -84,12 +84,18 @@ class TrainSettings:
         names = [f.name for f in fields(cls)]
         missing = [k for k in names if k not in raw]
         if missing:
-            raise ConfigError(f"train.{missing[0]} is missing from the config; conf/train/default.yaml lists "
-                              "every train key with its default")
+            raise ConfigError(
+                f"train.{missing[0]} is missing from the config; conf/train/default.yaml lists "
+                "every train key with its default"
+            )
         values = {k: raw[k] for k in names}
         lora = values["lora"] or {}
         targets = lora.get("targets")
-        values.update(betas=tuple(values["betas"]), freeze=tuple(values["freeze"] or ()),
-                      lora=LoraSettings(rank=int(lora["rank"]), alpha=float(lora["alpha"]),
-                                        targets=tuple(targets) if targets else None))
+        values.update(
+            betas=tuple(values["betas"]),
+            freeze=tuple(values["freeze"] or ()),
+            lora=LoraSettings(
+                rank=int(lora["rank"]), alpha=float(lora["alpha"]), targets=tuple(targets) if targets else None
+            ),
+        )
         return cls(**values)

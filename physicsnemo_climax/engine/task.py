@@ -83,8 +83,9 @@ TaskBuilder = Callable[[TaskContext], tuple[Trainable, RunRecord]]
 """``build(ctx)``: a task's data, model, loss and validation, and its record."""
 
 
-def train_task(cfg: DictConfig, build: TaskBuilder, *, name: str,
-               loaders: tuple[str, ...] = LOADERS) -> tuple[Path, torch.nn.Module]:
+def train_task(
+    cfg: DictConfig, build: TaskBuilder, *, name: str, loaders: tuple[str, ...] = LOADERS
+) -> tuple[Path, torch.nn.Module]:
     """Run (or resume) the training ``cfg`` describes, the task's part built by ``build``.
 
     Parameters
@@ -139,8 +140,12 @@ def deterministic_algorithms(enabled: bool):
     if not enabled:
         yield
         return
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
@@ -160,13 +165,20 @@ def use_grad_checkpointing(job: Trainable, task: str) -> None:
         Naming ``train.grad_checkpointing``, the task and its model.
     """
     if job.grad_checkpointing is None:
-        raise ConfigError(f"train.grad_checkpointing=true: the {task} model ({type(job.model).__name__}) has no "
-                          "gradient checkpointing; set train.grad_checkpointing=false")
+        raise ConfigError(
+            f"train.grad_checkpointing=true: the {task} model ({type(job.model).__name__}) has no "
+            "gradient checkpointing; set train.grad_checkpointing=false"
+        )
     job.grad_checkpointing()
 
 
-def validation_mean(batches: Iterable, score: Callable[[object], dict[str, float]], manager,
-                    limit: int | None = None, weight: Callable[[object], float] | None = None) -> dict[str, float]:
+def validation_mean(
+    batches: Iterable,
+    score: Callable[[object], dict[str, float]],
+    manager,
+    limit: int | None = None,
+    weight: Callable[[object], float] | None = None,
+) -> dict[str, float]:
     """The scores of this rank's validation batches, averaged, then averaged over ranks.
 
     Parameters

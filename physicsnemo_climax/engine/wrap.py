@@ -27,8 +27,9 @@ def use_fused_layer_norm(model: nn.Module) -> int:
     return swapped
 
 
-def wrap(model: nn.Module, plan: RunPlan, manager, fsdp: bool = False,
-         fsdp_units: Iterable[nn.Module] = ()) -> nn.Module:
+def wrap(
+    model: nn.Module, plan: RunPlan, manager, fsdp: bool = False, fsdp_units: Iterable[nn.Module] = ()
+) -> nn.Module:
     """``model`` ready to train: apex LayerNorm, then DDP or FSDP2 on several ranks, then compile.
 
     Parameters
@@ -55,5 +56,6 @@ def wrap(model: nn.Module, plan: RunPlan, manager, fsdp: bool = False,
         else:
             device = manager.device
             net = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None)
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
     return torch.compile(net) if plan.compile else net

@@ -44,8 +44,14 @@ class Start:
     seconds: np.ndarray | None = None
 
 
-def member_starts(run, x: torch.Tensor, seconds: np.ndarray | None, spec: EnsembleSpec,
-                  earlier: Sequence[torch.Tensor] = (), lag: float = 0.0) -> list[Start]:
+def member_starts(
+    run,
+    x: torch.Tensor,
+    seconds: np.ndarray | None,
+    spec: EnsembleSpec,
+    earlier: Sequence[torch.Tensor] = (),
+    lag: float = 0.0,
+) -> list[Start]:
     """The starts of the members of the states ``x`` ``[B, V, H, W]`` (initial times ``seconds``
     ``[B]``), member-major: ``x`` alone (one member), its perturbed members as one batch
     (:func:`.ensembles.members_of`), or (``lagged``) ``x`` and then member ``k``'s state
@@ -54,33 +60,61 @@ def member_starts(run, x: torch.Tensor, seconds: np.ndarray | None, spec: Ensemb
         return [Start(x, 0.0, seconds)]
     if spec.perturbation != "lagged":
         return [Start(members_of(run, x, spec), 0.0, None if seconds is None else np.tile(seconds, spec.members))]
-    return [Start(x, 0.0, seconds)] + [Start(state.to(x.device), k * lag, None if seconds is None
-                                             else seconds - 3600.0 * k * lag)
-                                       for k, state in enumerate(earlier, start=1)]
+    return [Start(x, 0.0, seconds)] + [
+        Start(state.to(x.device), k * lag, None if seconds is None else seconds - 3600.0 * k * lag)
+        for k, state in enumerate(earlier, start=1)
+    ]
 
 
-def lead_forecasts(run, starts: list[Start], out_variables: list[str], leads: Sequence[float], members: int,
-                   mode: str = "auto") -> Iterator[tuple[float, torch.Tensor]]:
+def lead_forecasts(
+    run, starts: list[Start], out_variables: list[str], leads: Sequence[float], members: int, mode: str = "auto"
+) -> Iterator[tuple[float, torch.Tensor]]:
     """``(lead, forecast)`` of each lead: the normalised ``out_variables`` ``[M, B, V, h, w]``
     (float32, on the CPU) of the ``starts`` (:func:`member_starts`), each run to ``lead`` plus its
     ``extra`` hours in the model steps of :func:`.rollout.model_steps` (``mode``), one batch a start."""
     variables = list(run.info.variables)
     for lead in leads:
-        pred = torch.cat([forecast_steps(run.model, s.state, variables, out_variables,
-                                         model_steps(run.info, lead + s.extra, mode), run.region, run.forcings,
-                                         s.seconds)[-1].float().cpu() for s in starts])
+        pred = torch.cat(
+            [
+                forecast_steps(
+                    run.model,
+                    s.state,
+                    variables,
+                    out_variables,
+                    model_steps(run.info, lead + s.extra, mode),
+                    run.region,
+                    run.forcings,
+                    s.seconds,
+                )[-1]
+                .float()
+                .cpu()
+                for s in starts
+            ]
+        )
         yield lead, pred.reshape(members, -1, *pred.shape[1:])
 
 
-def forecast_dataset(fields: np.ndarray, times: np.ndarray, hours: Sequence[float], variables: Sequence[str],
-                     units: dict, lat: np.ndarray, lon: np.ndarray) -> xr.Dataset:
+def forecast_dataset(
+    fields: np.ndarray,
+    times: np.ndarray,
+    hours: Sequence[float],
+    variables: Sequence[str],
+    units: dict,
+    lat: np.ndarray,
+    lon: np.ndarray,
+) -> xr.Dataset:
     """Physical fields ``[M, time, lead, V, h, w]`` as ``(member, time, lead_time, lat, lon)``
     variables (no ``member`` for one member) with their ``units``, and ``valid_time``."""
     dims = ("member", "time", "lead_time", "lat", "lon")
     out = xr.Dataset(
         {v: (dims, fields[:, :, :, j], {"units": units.get(v) or ""}) for j, v in enumerate(variables)},
-        coords={"member": np.arange(fields.shape[0]), "time": times, "lead_time": pd.to_timedelta(list(hours), unit="h"),
-                "lat": lat, "lon": lon},
+        coords={
+            "member": np.arange(fields.shape[0]),
+            "time": times,
+            "lead_time": pd.to_timedelta(list(hours), unit="h"),
+            "lat": lat,
+            "lon": lon,
+        },
     )
     out = out.isel(member=0, drop=True) if fields.shape[0] == 1 else out
     out = out.assign_coords(valid_time=out.time + out.lead_time)

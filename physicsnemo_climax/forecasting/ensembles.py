@@ -83,17 +83,35 @@ class EnsembleSpec:
         return {f"ensemble_{k}": v for k, v in asdict(self).items()}
 
 
-def spherical_noise(lat: np.ndarray, lon: np.ndarray, length_km: float, generator: torch.Generator,
-                    shape: tuple[int, ...] = (), waves: int = 32) -> torch.Tensor:
+def spherical_noise(
+    lat: np.ndarray,
+    lon: np.ndarray,
+    length_km: float,
+    generator: torch.Generator,
+    shape: tuple[int, ...] = (),
+    waves: int = 32,
+) -> torch.Tensor:
     """Isotropic random fields ``[*shape, H, W]`` with unit variance on the sphere (float32)."""
     phi, lam = np.deg2rad(np.asarray(lat, np.float64)), np.deg2rad(np.asarray(lon, np.float64))
-    xyz = torch.from_numpy(np.stack([np.cos(phi)[:, None] * np.cos(lam)[None, :],
-                                     np.cos(phi)[:, None] * np.sin(lam)[None, :],
-                                     np.sin(phi)[:, None] * np.ones_like(lam)[None, :]], axis=-1)).float()
+    xyz = torch.from_numpy(
+        np.stack(
+            [
+                np.cos(phi)[:, None] * np.cos(lam)[None, :],
+                np.cos(phi)[:, None] * np.sin(lam)[None, :],
+                np.sin(phi)[:, None] * np.ones_like(lam)[None, :],
+            ],
+            axis=-1,
+        )
+    ).float()
     n = int(np.prod(shape)) if shape else 1
     direction = torch.randn(n, waves, 3, generator=generator)
-    wavevector = direction / direction.norm(dim=-1, keepdim=True) * EARTH_RADIUS_KM / length_km \
+    wavevector = (
+        direction
+        / direction.norm(dim=-1, keepdim=True)
+        * EARTH_RADIUS_KM
+        / length_km
         * (0.5 + torch.rand(n, waves, 1, generator=generator))
+    )
     phase = 2 * np.pi * torch.rand(n, waves, 1, 1, generator=generator)
     out = torch.empty(n, len(lat), len(lon))
     chunk = max(1, 2**25 // (waves * len(lat) * len(lon)))  # about 128 MB of cosines at a time
@@ -108,8 +126,9 @@ def member_generator(seed: int, member: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(member))
 
 
-def member_noise(spec: EnsembleSpec, member: int, shape: tuple[int, ...], lat: np.ndarray, lon: np.ndarray
-                 ) -> torch.Tensor:
+def member_noise(
+    spec: EnsembleSpec, member: int, shape: tuple[int, ...], lat: np.ndarray, lon: np.ndarray
+) -> torch.Tensor:
     """Unit-variance noise ``[*shape, H, W]`` of one member (``gaussian``, or ``spherical`` for
     ``spherical`` and ``bred``), from that member's own generator."""
     g = member_generator(spec.seed, member)
@@ -118,8 +137,9 @@ def member_noise(spec: EnsembleSpec, member: int, shape: tuple[int, ...], lat: n
     return spherical_noise(lat, lon, spec.length_km, g, shape)
 
 
-def member_delta(x: torch.Tensor, spec: EnsembleSpec, member: int, lat: np.ndarray, lon: np.ndarray,
-                 dynamic: list[int], step=None) -> torch.Tensor:
+def member_delta(
+    x: torch.Tensor, spec: EnsembleSpec, member: int, lat: np.ndarray, lon: np.ndarray, dynamic: list[int], step=None
+) -> torch.Tensor:
     """The perturbation of member ``member >= 1`` of the normalised states ``x`` ``[B, V, H, W]``
     (``bred``: the ``-`` member ``2j`` is minus the ``+`` member ``2j - 1``)."""
     if spec.perturbation == "bred" and member % 2 == 0:
@@ -135,8 +155,9 @@ def member_delta(x: torch.Tensor, spec: EnsembleSpec, member: int, lat: np.ndarr
     return sign * delta
 
 
-def perturb(x: torch.Tensor, spec: EnsembleSpec, lat: np.ndarray, lon: np.ndarray, dynamic: list[int],
-            step=None) -> torch.Tensor:
+def perturb(
+    x: torch.Tensor, spec: EnsembleSpec, lat: np.ndarray, lon: np.ndarray, dynamic: list[int], step=None
+) -> torch.Tensor:
     """Members of the normalised initial states ``x`` ``[B, V, H, W]``: ``[M * B, V, H, W]``,
     member-major (member ``k`` of sample ``b`` at ``k * B + b``), member 0 the control.
 
@@ -158,8 +179,7 @@ def perturb(x: torch.Tensor, spec: EnsembleSpec, lat: np.ndarray, lon: np.ndarra
     return torch.cat(members)
 
 
-def breed(x: torch.Tensor, delta: torch.Tensor, step, dynamic: list[int], scale: float, cycles: int
-          ) -> torch.Tensor:
+def breed(x: torch.Tensor, delta: torch.Tensor, step, dynamic: list[int], scale: float, cycles: int) -> torch.Tensor:
     """Grow ``delta`` by ``cycles`` model steps from ``x``, rescaling its RMS to ``scale`` per
     sample and channel after each."""
     if step is None:

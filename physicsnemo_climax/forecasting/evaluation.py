@@ -42,12 +42,14 @@ from .scoring import Scorer, Verification
 from .settings import EvalSettings
 
 
-def initial_conditions(store: ShardStore, split: str, horizon_steps: int, count: int, back_steps: int = 0
-                       ) -> list[tuple[int, int]]:
+def initial_conditions(
+    store: ShardStore, split: str, horizon_steps: int, count: int, back_steps: int = 0
+) -> list[tuple[int, int]]:
     """``count`` evenly spaced ``(shard, time)`` pairs with ``horizon_steps`` ahead in the shard
     (and ``back_steps`` before it, for lagged members)."""
-    pairs = [(s, t) for s, shard in enumerate(store.shards(split))
-             for t in range(back_steps, shard.steps - horizon_steps)]
+    pairs = [
+        (s, t) for s, shard in enumerate(store.shards(split)) for t in range(back_steps, shard.steps - horizon_steps)
+    ]
     if not pairs:
         raise InputError(f"{store.root}/{split}: no initial time has {horizon_steps} steps ahead in its shard")
     pick = np.unique(np.linspace(0, len(pairs) - 1, min(count, len(pairs))).round().astype(int))
@@ -60,15 +62,24 @@ def rollout_plans(run: Run, scored: list[str], leads: list[float], mode: str) ->
     plans = {lead: model_steps(run.info, lead, mode) for lead in leads}
     for lead, plan in plans.items():
         if len(plan) > 1 and not run.region.is_global:
-            raise InputError(f"lead {lead:g} h needs a rollout of {plan} h, and a regional run's forecast cannot "
-                             "be fed back into the global input: direct leads only")
+            raise InputError(
+                f"lead {lead:g} h needs a rollout of {plan} h, and a regional run's forecast cannot "
+                "be fed back into the global input: direct leads only"
+            )
         if len(plan) > 1 and not set(scored) <= set(run.info.variables):
             raise InputError(f"lead {lead} h needs a rollout, which needs {scored} among the inputs")
     return plans
 
 
-def chunk_starts(run: Run, shards: list[Shard], chunk: list[tuple[int, int]], x_norm: torch.Tensor,
-                 seconds: np.ndarray | None, spec: EnsembleSpec, step: float) -> list[Start]:
+def chunk_starts(
+    run: Run,
+    shards: list[Shard],
+    chunk: list[tuple[int, int]],
+    x_norm: torch.Tensor,
+    seconds: np.ndarray | None,
+    spec: EnsembleSpec,
+    step: float,
+) -> list[Start]:
     """The member starts (:func:`.core.member_starts`) of the chunk's normalised states ``x_norm``:
     for ``lagged`` members, member ``k`` from the state ``k`` lags (:func:`.ensembles.lag_hours`)
     earlier in the store."""
@@ -77,30 +88,47 @@ def chunk_starts(run: Run, shards: list[Shard], chunk: list[tuple[int, int]], x_
     variables = run.state_variables
     mean, std = run.field_stats(variables)
     lag = lag_hours(run.info)
-    earlier = [torch.stack([torch.as_tensor(shards[s].read(variables, t - k * int(round(lag / step))))
-                            for s, t in chunk]) for k in range(1, spec.members)]
+    earlier = [
+        torch.stack([torch.as_tensor(shards[s].read(variables, t - k * int(round(lag / step)))) for s, t in chunk])
+        for k in range(1, spec.members)
+    ]
     return member_starts(run, x_norm, seconds, spec, [run.model_inputs((x - mean) / std) for x in earlier], lag)
 
 
-def forecasts(run: Run, shards: list[Shard], step: float, chunk: list[tuple[int, int]], scored: list[str],
-              plans: dict[float, list[float]], refs: References, region: GridRegion, spec: EnsembleSpec,
-              mode: str = "auto") -> Iterator[tuple[float, torch.Tensor, Verification]]:
+def forecasts(
+    run: Run,
+    shards: list[Shard],
+    step: float,
+    chunk: list[tuple[int, int]],
+    scored: list[str],
+    plans: dict[float, list[float]],
+    refs: References,
+    region: GridRegion,
+    spec: EnsembleSpec,
+    mode: str = "auto",
+) -> Iterator[tuple[float, torch.Tensor, Verification]]:
     """``(lead, forecast, verification)`` of each lead from the initial times ``chunk`` of ``shards``
     (``step`` hours apart), in physical units, on the CPU; ``[M, B, V, h, w]`` for an ensemble."""
     read = run.state_variables
     x = torch.stack([torch.as_tensor(shards[s].read(read, t)) for s, t in chunk])
     (mean_x, std_x), (mean_y, std_y) = run.field_stats(read), run.field_stats(scored)
     seconds = initial_seconds(refs, chunk, run.forcings is not None)
-    starts = chunk_starts(run, shards, chunk, run.model_inputs((x - mean_x) / std_x).to(run.device), seconds, spec,
-                          step)
+    starts = chunk_starts(
+        run, shards, chunk, run.model_inputs((x - mean_x) / std_x).to(run.device), seconds, spec, step
+    )
     initial = region.crop(x[:, [read.index(v) for v in scored]]) if set(scored) <= set(read) else None
     for lead, pred in lead_forecasts(run, starts, scored, list(plans), spec.members, mode):
         k = int(round(lead / step))
         truth = region.crop(torch.stack([torch.as_tensor(shards[s].read(scored, t + k)) for s, t in chunk]))
         pred = pred * std_y + mean_y
         valid = [(s, t + k) for s, t in chunk]
-        verification = Verification(truth=truth, climatology=refs.climatology.at(valid), initial=initial,
-                                    lat=region.lat, seeps=refs.seeps_at(valid))
+        verification = Verification(
+            truth=truth,
+            climatology=refs.climatology.at(valid),
+            initial=initial,
+            lat=region.lat,
+            seeps=refs.seeps_at(valid),
+        )
         yield lead, pred[0] if spec.members == 1 else pred, verification
 
 
@@ -122,15 +150,28 @@ def init_stamps(refs: References, inits: list[tuple[int, int]], needed: bool) ->
     """Time stamps of the initial times (``None`` when the store has none and nothing ``needed`` them)."""
     if refs.times is None:
         if needed:
-            raise StoreError("external forecasts and saved forecasts need a store with time stamps "
-                             "(one prepared by `climax data prepare`)")
+            raise StoreError(
+                "external forecasts and saved forecasts need a store with time stamps "
+                "(one prepared by `climax data prepare`)"
+            )
         return None
     return np.array([refs.times[s][t] for s, t in inits], "datetime64[ns]")
 
 
-def score_split(run: Run, store: ShardStore, e: EvalSettings, inits: list[tuple[int, int]], scored: list[str],
-                plans: dict, refs: References, region: GridRegion, scorer: Scorer, fields: FieldDiagnostics,
-                saved: Path | None, spec: EnsembleSpec) -> Case | None:
+def score_split(
+    run: Run,
+    store: ShardStore,
+    e: EvalSettings,
+    inits: list[tuple[int, int]],
+    scored: list[str],
+    plans: dict,
+    refs: References,
+    region: GridRegion,
+    scorer: Scorer,
+    fields: FieldDiagnostics,
+    saved: Path | None,
+    spec: EnsembleSpec,
+) -> Case | None:
     """Forecast from every initial time in chunks of ``e.batch_size``, score the model, the baselines
     and the external forecasts, and append the model's forecasts to the Zarr at ``saved``."""
     stamps = init_stamps(refs, inits, bool(refs.externals) or saved is not None)
@@ -138,8 +179,9 @@ def score_split(run: Run, store: ShardStore, e: EvalSettings, inits: list[tuple[
     units = {v: expected_units(v, run.info.units) or "" for v in scored}
     for start in range(0, len(inits), e.batch_size):
         chunk, block = inits[start : start + e.batch_size], {}
-        for lead, forecast, verification in forecasts(run, shards, store.hours_per_step, chunk, scored, plans,
-                                                      refs, region, spec, e.mode):
+        for lead, forecast, verification in forecasts(
+            run, shards, store.hours_per_step, chunk, scored, plans, refs, region, spec, e.mode
+        ):
             scorer.add(lead, forecast, verification)
             fields.add("model", lead, forecast, verification.truth)
             for name, external in refs.externals.items():
@@ -153,14 +195,26 @@ def score_split(run: Run, store: ShardStore, e: EvalSettings, inits: list[tuple[
                 case = Case(verification.truth[i].numpy(), mean[i].numpy(), lead, chunk[i])
             block[lead] = forecast
         if saved is not None:
-            values = torch.stack([block[lead] if block[lead].ndim == 5 else block[lead][None] for lead in block],
-                                 dim=2).numpy()  # [M, B, L, V, h, w]
-            ds = forecast_dataset(values, stamps[start : start + len(chunk)], list(block), scored, units,
-                                  region.lat.numpy(), region.lon.numpy())
-            wb2 = to_wb2(ds,
-                         {**run.provenance(), **(spec.record() if spec.members > 1 else {})})
-            wb2.to_zarr(saved, mode="a" if start else "w-", append_dim="time" if start else None,
-                        zarr_format=2, consolidated=True)
+            values = torch.stack(
+                [block[lead] if block[lead].ndim == 5 else block[lead][None] for lead in block], dim=2
+            ).numpy()  # [M, B, L, V, h, w]
+            ds = forecast_dataset(
+                values,
+                stamps[start : start + len(chunk)],
+                list(block),
+                scored,
+                units,
+                region.lat.numpy(),
+                region.lon.numpy(),
+            )
+            wb2 = to_wb2(ds, {**run.provenance(), **(spec.record() if spec.members > 1 else {})})
+            wb2.to_zarr(
+                saved,
+                mode="a" if start else "w-",
+                append_dim="time" if start else None,
+                zarr_format=2,
+                consolidated=True,
+            )
     return case
 
 
@@ -180,13 +234,27 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     store = run_store(cfg, run)
     scored = list(e.variables or run.info.out_variables)
     plans = rollout_plans(run, scored, list(e.leads), e.mode)
-    with output_folder(e.out_dir, EVALUATION, overwrite=e.overwrite, inputs=[cfg.run_dir, store.root],
-                       legacy=is_report, option="eval.out_dir", hint="eval.overwrite=true") as staging:
+    with output_folder(
+        e.out_dir,
+        EVALUATION,
+        overwrite=e.overwrite,
+        inputs=[cfg.run_dir, store.root],
+        legacy=is_report,
+        option="eval.out_dir",
+        hint="eval.overwrite=true",
+    ) as staging:
         return score_run(cfg, e, run, store, scored, plans, staging)
 
 
-def score_run(cfg: DictConfig, e: EvalSettings, run: Run, store: ShardStore, scored: list[str],
-              plans: dict[float, list[float]], staging: Path) -> pd.DataFrame:
+def score_run(
+    cfg: DictConfig,
+    e: EvalSettings,
+    run: Run,
+    store: ShardStore,
+    scored: list[str],
+    plans: dict[float, list[float]],
+    staging: Path,
+) -> pd.DataFrame:
     """Forecast ``scored`` at the leads of ``plans`` (:func:`rollout_plans`) and score them as ``e``
     says, writing the report into ``staging`` (``eval.out_dir`` to be)."""
     leads, spec = list(plans), e.ensemble
@@ -200,14 +268,36 @@ def score_run(cfg: DictConfig, e: EvalSettings, run: Run, store: ShardStore, sco
     saved = staging / "forecasts.zarr" if e.save_forecasts else None
     case = score_split(run, store, e, inits, scored, plans, refs, region, scorer, fields, saved, spec)
     var = e.map_variable or scored[0]
-    meta = {"run_dir": str(cfg.run_dir), "split": e.split, "samples": len(inits), "device": str(run.device),
-            "climatology": refs.climatology.describe(), "regions": list(refs.regions),
-            "skipped_regions": refs.skipped, "external": {n: x.report() for n, x in refs.externals.items()},
-            "forecasts": str(Path(e.out_dir) / "forecasts.zarr") if saved is not None else None,
-            "ensemble": spec.record() if spec.members > 1 else None,
-            "modes": {str(k): ("direct" if len(v) == 1 else f"rollout {v}") for k, v in plans.items()}}
+    meta = {
+        "run_dir": str(cfg.run_dir),
+        "split": e.split,
+        "samples": len(inits),
+        "device": str(run.device),
+        "climatology": refs.climatology.describe(),
+        "regions": list(refs.regions),
+        "skipped_regions": refs.skipped,
+        "external": {n: x.report() for n, x in refs.externals.items()},
+        "forecasts": str(Path(e.out_dir) / "forecasts.zarr") if saved is not None else None,
+        "ensemble": spec.record() if spec.members > 1 else None,
+        "modes": {str(k): ("direct" if len(v) == 1 else f"rollout {v}") for k, v in plans.items()},
+    }
     table = scorer.table()
-    write_report(table, staging, meta, Pictures(case, fields, scorer.rank_histograms(), {
-        "variable": var, "index": scored.index(var), "variables": scored, "lat": region.lat.numpy(),
-        "lon": region.lon.numpy(), "units": expected_units(var, run.info.units) or ""}))
+    write_report(
+        table,
+        staging,
+        meta,
+        Pictures(
+            case,
+            fields,
+            scorer.rank_histograms(),
+            {
+                "variable": var,
+                "index": scored.index(var),
+                "variables": scored,
+                "lat": region.lat.numpy(),
+                "lon": region.lon.numpy(),
+                "units": expected_units(var, run.info.units) or "",
+            },
+        ),
+    )
     return table

@@ -46,8 +46,9 @@ def open_wb2_zarr(source: str, what: str) -> xr.Dataset:
         return open_zarr(source)
     except Exception as err:  # noqa: BLE001 -- any failure to open or reach it: one line naming it
         cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{what}: {source} cannot be opened as a Zarr store ({type(err).__name__}: {cause[:300]})"
-                        ) from err
+        raise DataError(
+            f"{what}: {source} cannot be opened as a Zarr store ({type(err).__name__}: {cause[:300]})"
+        ) from err
 
 
 class ExternalForecast:
@@ -70,17 +71,31 @@ class ExternalForecast:
         fields are refused.
     """
 
-    def __init__(self, name: str, source: str, variables: list[str], grid: tuple[np.ndarray, np.ndarray],
-                 rows: np.ndarray, cols: np.ndarray, units: dict, assumed: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        source: str,
+        variables: list[str],
+        grid: tuple[np.ndarray, np.ndarray],
+        rows: np.ndarray,
+        cols: np.ndarray,
+        units: dict,
+        assumed: dict | None = None,
+    ):
         self.name, self.source, self.variables = name, str(source), list(variables)
         what = f"external.{name} ({self.source})"
         self.ds = from_wb2(open_wb2_zarr(self.source, f"external.{name}"), self.variables, what)
         for dim in ("time", "lead_time", "lat", "lon"):
             if dim not in self.ds.dims:
-                raise DataError(f"{what} has no {dim} axis (dims {dict(self.ds.sizes)}): "
-                                "not a forecast in WeatherBench 2's layout")
-        self.scales = np.array([to_run_units(v, self.ds[v].attrs.get("units"), units, assumed or {}, what, EVAL_STATING)
-                                for v in self.variables])  # [V, 2]: (scale, offset) to the run's units
+                raise DataError(
+                    f"{what} has no {dim} axis (dims {dict(self.ds.sizes)}): not a forecast in WeatherBench 2's layout"
+                )
+        self.scales = np.array(
+            [
+                to_run_units(v, self.ds[v].attrs.get("units"), units, assumed or {}, what, EVAL_STATING)
+                for v in self.variables
+            ]
+        )  # [V, 2]: (scale, offset) to the run's units
         self.grid, self.rows, self.cols = grid, np.asarray(rows), np.asarray(cols)
         self.times = standard_times(self.ds.time.values, what)
         check_unique(self.times, what)
@@ -116,8 +131,10 @@ class ExternalForecast:
         if bad.any():
             first = np.argwhere(bad)[0]  # [(member,) time, variable, lat, lon]
             t, j = int(first[-4]), int(first[-3])
-            raise DataError(f"external.{self.name}: {self.variables[j]} has non-finite values at {lead:g} h "
-                            f"from {str(stamps[have][t])[:16]} ({self.source})")
+            raise DataError(
+                f"external.{self.name}: {self.variables[j]} has non-finite values at {lead:g} h "
+                f"from {str(stamps[have][t])[:16]} ({self.source})"
+            )
         return index, torch.from_numpy(values.astype(np.float32))
 
     def _on_grid(self, ds: xr.Dataset) -> xr.Dataset:

@@ -23,9 +23,19 @@ from .inference import forecast
 from .run import Run
 
 
-def write_forecast(run_path: str | Path, input_path: str | Path, lead_times: Sequence, output: str | Path, *,
-                   wb2: bool = False, overwrite: bool = False, device=None,
-                   ensemble: EnsembleSpec | None = None, option: str = "--run", **options) -> xr.Dataset:
+def write_forecast(
+    run_path: str | Path,
+    input_path: str | Path,
+    lead_times: Sequence,
+    output: str | Path,
+    *,
+    wb2: bool = False,
+    overwrite: bool = False,
+    device=None,
+    ensemble: EnsembleSpec | None = None,
+    option: str = "--run",
+    **options,
+) -> xr.Dataset:
     """Forecast from the initial condition in ``input_path`` with the run (or model file) ``run_path``
     and write it to ``output``.
 
@@ -57,8 +67,9 @@ def write_forecast(run_path: str | Path, input_path: str | Path, lead_times: Seq
     """
     inputs = [input_path, run_path]
     if wb2:
-        with output_folder(output, WB2_FORECAST, overwrite=overwrite, inputs=inputs,
-                           legacy=written_by_climax) as folder:
+        with output_folder(
+            output, WB2_FORECAST, overwrite=overwrite, inputs=inputs, legacy=written_by_climax
+        ) as folder:
             out = _forecast(run_path, input_path, lead_times, device, ensemble, option, options)
             to_wb2(out, dict(out.attrs)).to_zarr(folder, zarr_format=2, consolidated=True)
         return out

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Forecasts from xarray initial conditions::
 
-    run = Run.load("runs/finetune_global")
-    out = forecast(run, xr.open_dataset("ic.nc"), lead_times=["24h", "72h"])
+run = Run.load("runs/finetune_global")
+out = forecast(run, xr.open_dataset("ic.nc"), lead_times=["24h", "72h"])
 """
 
 from __future__ import annotations
@@ -61,9 +61,11 @@ def inputs(ds: xr.Dataset, variables: list[str], nan_policy: str) -> np.ndarray:
         per_variable = bad.sum(axis=(0, 2, 3))
         listed = ", ".join(f"{v}: {n}" for v, n in zip(variables, per_variable) if n)
         if nan_policy == "raise":
-            raise InputError(f"the initial condition has non-finite values ({listed}); fill them (values of "
-                             f"magnitude >= {FILL_BOUND:g} count as fill values), or pass nan_policy='mean' "
-                             "(--nan-policy mean) to use the training mean there")
+            raise InputError(
+                f"the initial condition has non-finite values ({listed}); fill them (values of "
+                f"magnitude >= {FILL_BOUND:g} count as fill values), or pass nan_policy='mean' "
+                "(--nan-policy mean) to use the training mean there"
+            )
         logger.warning("initial condition: non-finite values (%s) replaced by the training mean", listed)
         x[bad] = np.nan
     return x
@@ -124,14 +126,21 @@ def forecast(
     starts, times = initial_starts(run, x, times, spec)
     fields = torch.stack([f for _, f in lead_forecasts(run, starts, out_variables, hours, spec.members)], dim=2)
     mean_y, std_y = run.field_stats(out_variables)  # fields: [M, T, lead, V, h, w]
-    out = forecast_dataset((fields * std_y + mean_y).numpy(), times, hours, out_variables,
-                           {v: expected_units(v, run.info.units) for v in out_variables},
-                           run.region.lat.cpu().numpy(), run.region.lon.cpu().numpy())
+    out = forecast_dataset(
+        (fields * std_y + mean_y).numpy(),
+        times,
+        hours,
+        out_variables,
+        {v: expected_units(v, run.info.units) for v in out_variables},
+        run.region.lat.cpu().numpy(),
+        run.region.lon.cpu().numpy(),
+    )
     return out if spec.members == 1 else out.assign_attrs(spec.record())
 
 
-def normalised_state(run: Run, initial_condition: xr.Dataset, regrid_method: str | None, nan_policy: str,
-                     assumed: dict) -> tuple[torch.Tensor, np.ndarray]:
+def normalised_state(
+    run: Run, initial_condition: xr.Dataset, regrid_method: str | None, nan_policy: str, assumed: dict
+) -> tuple[torch.Tensor, np.ndarray]:
     """The normalised model inputs ``[T, V, H, W]`` (on the model's device) of an initial condition
     checked by :mod:`.initial` and brought to the model grid, and its times ``[T]``."""
     info = run.info
@@ -142,8 +151,7 @@ def normalised_state(run: Run, initial_condition: xr.Dataset, regrid_method: str
     return run.model_inputs(x).to(run.region.lat.device), ds.time.values
 
 
-def initial_starts(run: Run, x: torch.Tensor, times: np.ndarray, spec: EnsembleSpec
-                   ) -> tuple[list[Start], np.ndarray]:
+def initial_starts(run: Run, x: torch.Tensor, times: np.ndarray, spec: EnsembleSpec) -> tuple[list[Start], np.ndarray]:
     """The member starts (:func:`.core.member_starts`) of the states ``x`` ``[T, V, H, W]`` at ``times``,
     and the initial times they forecast from: all of ``times``, or for a ``lagged`` ensemble the
     latest, member ``k`` starting from the ``k``-th latest state.
@@ -159,8 +167,10 @@ def initial_starts(run: Run, x: torch.Tensor, times: np.ndarray, spec: EnsembleS
         return member_starts(run, x, seconds, spec), times
     members = spec.members
     if len(times) < members:
-        raise InputError(f"a lagged ensemble of {members} members needs {members} initial times, "
-                         f"the initial condition has {len(times)}")
+        raise InputError(
+            f"a lagged ensemble of {members} members needs {members} initial times, "
+            f"the initial condition has {len(times)}"
+        )
     gaps = np.diff(times[-members:]) / np.timedelta64(1, "h")
     if len(gaps) and not np.allclose(gaps, gaps[0]):
         raise InputError(f"lagged members need evenly spaced initial times, got gaps of {gaps.tolist()} h")

@@ -86,13 +86,20 @@ def only_grid_dims(da: xr.DataArray, name: str) -> xr.DataArray:
     extra = {d: n for d, n in da.sizes.items() if d not in FIELD_DIMS}
     large = {d: n for d, n in extra.items() if n > 1}
     if large:
-        raise InputError(f"{WHERE}: {name} has the dimension(s) {large} besides time, lat and lon; select one "
-                         "element (an ensemble member, a level) before forecasting")
+        raise InputError(
+            f"{WHERE}: {name} has the dimension(s) {large} besides time, lat and lon; select one "
+            "element (an ensemble member, a level) before forecasting"
+        )
     return da.isel({d: 0 for d in extra}, drop=True)
 
 
-def state(ds: xr.Dataset, variables: list[str], units: Mapping[str, str] | None, assumed: Mapping[str, str],
-          stating: str = "assume_units") -> xr.Dataset:
+def state(
+    ds: xr.Dataset,
+    variables: list[str],
+    units: Mapping[str, str] | None,
+    assumed: Mapping[str, str],
+    stating: str = "assume_units",
+) -> xr.Dataset:
     """The fields of ``variables`` from the initial condition ``ds`` (``lat``/``lon`` named so), each
     ``[time, lat, lon]`` or ``[lat, lon]`` (constants), float64 in the run's ``units``, fill values NaN.
 

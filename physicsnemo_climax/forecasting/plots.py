@@ -54,8 +54,9 @@ def plot_rank_histograms(ranks: pd.DataFrame, region: str, path: Path) -> None:
         fig.savefig(tmp, dpi=100)
 
 
-def plot_bias_maps(fields: FieldDiagnostics, lat: np.ndarray, lon: np.ndarray, path: Path,
-                   variables: list[str] | None = None) -> None:
+def plot_bias_maps(
+    fields: FieldDiagnostics, lat: np.ndarray, lon: np.ndarray, path: Path, variables: list[str] | None = None
+) -> None:
     """Mean forecast - truth of every method (rows) and variable (columns) at the longest diagnosed lead."""
     from matplotlib.figure import Figure
 
@@ -70,8 +71,9 @@ def plot_bias_maps(fields: FieldDiagnostics, lat: np.ndarray, lon: np.ndarray, p
         for j in range(n_var):
             field = maps[j][order][:, lon_order]
             bound = np.abs(field).max() or 1.0
-            mesh = axes[i, j].pcolormesh(np.sort(lon % 360), lat[order], field, shading="nearest", cmap="RdBu_r",
-                                         vmin=-bound, vmax=bound)
+            mesh = axes[i, j].pcolormesh(
+                np.sort(lon % 360), lat[order], field, shading="nearest", cmap="RdBu_r", vmin=-bound, vmax=bound
+            )
             fig.colorbar(mesh, ax=axes[i, j])
             name = variables[j] if variables else f"variable {j}"
             axes[i, j].set_title(f"bias {method}: {name}, +{lead:g} h", fontsize=8)
@@ -92,8 +94,14 @@ def plot_zonal_spectra(fields: FieldDiagnostics, path: Path, variables: list[str
         power = fields.spectrum(method, lead).numpy()
         k = np.arange(1, power.shape[1])
         for j in range(n_var):
-            axes[j].loglog(k, power[j, 1:], dashes[lead], color="k" if method == "truth" else None, lw=1,
-                           label=f"{method} +{lead:g} h")
+            axes[j].loglog(
+                k,
+                power[j, 1:],
+                dashes[lead],
+                color="k" if method == "truth" else None,
+                lw=1,
+                label=f"{method} +{lead:g} h",
+            )
     for j in range(n_var):
         axes[j].set_title(variables[j] if variables else f"variable {j}", fontsize=9)
         axes[j].set_xlabel("zonal wavenumber")
@@ -103,8 +111,7 @@ def plot_zonal_spectra(fields: FieldDiagnostics, path: Path, variables: list[str
         fig.savefig(tmp, dpi=110)
 
 
-def plot_case(case, variable: str, index: int, lat: np.ndarray, lon: np.ndarray, units: str,
-              path: Path) -> None:
+def plot_case(case, variable: str, index: int, lat: np.ndarray, lon: np.ndarray, units: str, path: Path) -> None:
     """Maps of truth, forecast and error of one variable for one initial time (``case``: a
     :class:`.report.Case`)."""
     from matplotlib.figure import Figure
@@ -117,8 +124,11 @@ def plot_case(case, variable: str, index: int, lat: np.ndarray, lon: np.ndarray,
     for ax, (title, field) in zip(axes, fields.items()):
         field = field[order][:, lon_order]
         bound = np.abs(field).max()
-        kw = ({"cmap": "RdBu_r", "vmin": -bound, "vmax": bound} if title == "forecast - truth"
-              else {"vmin": truth.min(), "vmax": truth.max(), "cmap": "viridis"})
+        kw = (
+            {"cmap": "RdBu_r", "vmin": -bound, "vmax": bound}
+            if title == "forecast - truth"
+            else {"vmin": truth.min(), "vmax": truth.max(), "cmap": "viridis"}
+        )
         mesh = ax.pcolormesh(np.sort(lon % 360), lat[order], field, shading="nearest", **kw)
         fig.colorbar(mesh, ax=ax, label=units)
         ax.set_title(f"{title}: {variable}, +{case.lead:.0f} h", fontsize=9)

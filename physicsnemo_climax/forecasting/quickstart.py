@@ -34,8 +34,10 @@ def quickstart(cfg: DictConfig) -> None:
     sim, store = cfg.simulation, Path(cfg.data.root)
     made_from = store / "made_from.json"
     if store.exists() and any(store.iterdir()) and not made_from.exists():  # before minutes of simulation
-        raise OutputError(f"data.root={store} holds a store not made by the quickstart (no {made_from.name}); "
-                          "the quickstart rebuilds its own store when the simulation changes: give it a new folder")
+        raise OutputError(
+            f"data.root={store} holds a store not made by the quickstart (no {made_from.name}); "
+            "the quickstart rebuilds its own store when the simulation changes: give it a new folder"
+        )
     raw = write_simulation(sim.raw_dir, sim.days, sim.spinup_days, sim.seed)  # cached
     stamp = json.loads((Path(raw) / "simulation.json").read_text())["params"]
     wanted = {"simulation": stamp, "splits": OmegaConf.to_container(sim.splits)}
@@ -63,5 +65,7 @@ def check_quickstart_run(run_dir: Path, store: Path) -> None:
         recorded = None
     root = Path(recorded) if recorded else None
     if root is None or root.resolve() != store.resolve():
-        raise OutputError(f"run_dir={run_dir} is not a quickstart run on {store}; the quickstart retrains its own "
-                          "run when its data change: give it a new run_dir")
+        raise OutputError(
+            f"run_dir={run_dir} is not a quickstart run on {store}; the quickstart retrains its own "
+            "run when its data change: give it a new run_dir"
+        )

@@ -42,24 +42,45 @@ class ClimatologyReference:
 
     KINDS = ("wb2", "train_mean", "time_mean", "day_of_year")
 
-    def __init__(self, store: ShardStore, split: str, variables: list[str], region: GridRegion, kind: str,
-                 window: int = 61, years=None, units: dict | None = None, assumed: dict | None = None):
+    def __init__(
+        self,
+        store: ShardStore,
+        split: str,
+        variables: list[str],
+        region: GridRegion,
+        kind: str,
+        window: int = 61,
+        years=None,
+        units: dict | None = None,
+        assumed: dict | None = None,
+    ):
         self.kind, self.hourly, self.source = str(kind), None, None
         if self.kind not in self.KINDS and not (is_url(self.kind) or Path(self.kind).exists()):
-            raise ConfigError(f"eval.climatology={kind!r}: choose from {list(self.KINDS)}, or give the path or URL "
-                              "of a WeatherBench 2 climatology Zarr")
+            raise ConfigError(
+                f"eval.climatology={kind!r}: choose from {list(self.KINDS)}, or give the path or URL "
+                "of a WeatherBench 2 climatology Zarr"
+            )
         if self.kind == "wb2":
             span = tuple(int(y) for y in years) if years else None
             self.hourly = hourly_climatology(store, variables, "train", span, window)
         elif self.kind not in self.KINDS:
             self.source, self.kind = self.kind, "wb2_zarr"
             self.dataset = open_wb2_zarr(self.source, "eval.climatology")
-            self.hourly = wb2_climatology(self.dataset, variables, store.lat, store.lon,
-                                          f"eval.climatology ({self.source})", units, assumed, EVAL_STATING)
+            self.hourly = wb2_climatology(
+                self.dataset,
+                variables,
+                store.lat,
+                store.lon,
+                f"eval.climatology ({self.source})",
+                units,
+                assumed,
+                EVAL_STATING,
+            )
         else:
             time_mean = self.kind != "day_of_year"
-            fields = store.climatology("train" if self.kind == "train_mean" else split, variables,
-                                       day_of_year=not time_mean)
+            fields = store.climatology(
+                "train" if self.kind == "train_mean" else split, variables, day_of_year=not time_mean
+            )
             self.fields = region.crop(torch.as_tensor(fields))
         self.region = region
         self.times = None if self.kind in ("time_mean", "train_mean") else store.shard_times(split)
@@ -113,15 +134,30 @@ class References:
         return self.seeps.at(stamps, self.region.crop)
 
     @classmethod
-    def build(cls, e: EvalSettings, external: Mapping[str, str] | None, run: Run, store: ShardStore,
-              scored: list[str], region: GridRegion) -> References:
+    def build(
+        cls,
+        e: EvalSettings,
+        external: Mapping[str, str] | None,
+        run: Run,
+        store: ShardStore,
+        scored: list[str],
+        region: GridRegion,
+    ) -> References:
         """The references the evaluation settings ``e`` and the ``external`` forecasts
         (name -> path or URL) ask for."""
         units = run.info.units
         assumed = parse_assumed(e.assume_units, "eval.assume_units")
-        climatology = ClimatologyReference(store, e.split, scored, region, kind=e.climatology,
-                                           window=e.climatology_window, years=e.climatology_years, units=units,
-                                           assumed=assumed)
+        climatology = ClimatologyReference(
+            store,
+            e.split,
+            scored,
+            region,
+            kind=e.climatology,
+            window=e.climatology_window,
+            years=e.climatology_years,
+            units=units,
+            assumed=assumed,
+        )
         seeps = None
         if climatology.source is not None:  # a WB2 climatology brings its SEEPS references, if any
             seeps = seeps_from_wb2(climatology.dataset, scored, units, store.lat, store.lon, climatology.source)
@@ -132,10 +168,19 @@ class References:
         weights, skipped = region_weights(specs, store.lat, store.lon, land, rows, cols)
         if list(e.regions) == ["all"]:  # listed: the regions the run's domain overlaps, and those asked by name
             skipped = {name: why for name, why in skipped.items() if why != NO_POINT}
-        externals = {name: ExternalForecast(name, source, scored, grid=(store.lat, store.lon),
-                                            rows=region.rows.numpy(), cols=region.cols.numpy(), units=units,
-                                            assumed=assumed)
-                     for name, source in (external or {}).items()}
+        externals = {
+            name: ExternalForecast(
+                name,
+                source,
+                scored,
+                grid=(store.lat, store.lon),
+                rows=region.rows.numpy(),
+                cols=region.cols.numpy(),
+                units=units,
+                assumed=assumed,
+            )
+            for name, source in (external or {}).items()
+        }
         try:
             times = store.shard_times(e.split)
         except StoreError:

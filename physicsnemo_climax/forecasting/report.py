@@ -31,8 +31,19 @@ SUMMARY = ("rmse", "acc", "seeps", "crps", "spread_skill")
 EVALUATION = "evaluation"
 #: What a scorecard folder holds: a folder holding only these (``scorecard.csv`` among them) is one
 #: written before scorecards carried their marker.
-REPORT_FILES = ("scorecard.csv", "scorecard.json", "summary.md", "scores.png", "regions", "bias_maps.png",
-                "spectra.png", "case.png", "rank_histogram.csv", "rank_histogram.png", "forecasts.zarr")
+REPORT_FILES = (
+    "scorecard.csv",
+    "scorecard.json",
+    "summary.md",
+    "scores.png",
+    "regions",
+    "bias_maps.png",
+    "spectra.png",
+    "case.png",
+    "rank_histogram.csv",
+    "rank_histogram.png",
+    "forecasts.zarr",
+)
 
 
 @dataclass
@@ -88,8 +99,10 @@ def write_report(table: pd.DataFrame, out: Path, meta: dict, pictures: Pictures 
     """
     with atomic_path(out / "scorecard.csv") as tmp:
         table.to_csv(tmp, index=False)
-    rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-            for row in table.to_dict("records")]
+    rows = [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        for row in table.to_dict("records")
+    ]
     write_atomic(out / "scorecard.json", json.dumps({**meta, "scores": rows}, indent=1))
     main = main_region(table)
     for region, part in table.groupby("region"):
@@ -114,8 +127,9 @@ def draw(pictures: Pictures, out: Path) -> list[str]:
         plot_zonal_spectra(pictures.fields, out / "spectra.png", variables=m.get("variables"))
         written += ["bias_maps.png", "spectra.png"]
     if pictures.case is not None:
-        plot_case(pictures.case, **{k: v for k, v in pictures.case_map.items() if k != "variables"},
-                  path=out / "case.png")
+        plot_case(
+            pictures.case, **{k: v for k, v in pictures.case_map.items() if k != "variables"}, path=out / "case.png"
+        )
         written.append("case.png")
     return written
 
@@ -132,6 +146,7 @@ def summary(table: pd.DataFrame, variables=None, metric: str = "rmse") -> str:
 
 def markdown_table(frame: pd.DataFrame) -> str:
     """A DataFrame as a GitHub Markdown table (index as the first column)."""
+
     def cell(v):
         return f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)
 
@@ -145,17 +160,26 @@ def summary_markdown(table: pd.DataFrame, meta: dict, images: list[str]) -> str:
     """``summary.md``: what was scored, each score against lead in the main region, every region's RMSE."""
     main = main_region(table)
     part = table[table.region == main]
-    lines = [f"# Scorecard of `{meta.get('run_dir', '')}`", "",
-             f"Split `{meta.get('split')}`, {meta.get('samples')} initial times, climatology "
-             f"`{meta.get('climatology')}`"
-             + (" (in-sample: a mean of the scored period itself)" if meta.get("climatology") in IN_SAMPLE else "")
-             + ". RMSE is the square root of the time-mean MSE and ACC the time mean of "
-             "uncentred anomaly correlations (WeatherBench 2); weights are cell areas.", ""]
+    lines = [
+        f"# Scorecard of `{meta.get('run_dir', '')}`",
+        "",
+        f"Split `{meta.get('split')}`, {meta.get('samples')} initial times, climatology "
+        f"`{meta.get('climatology')}`"
+        + (" (in-sample: a mean of the scored period itself)" if meta.get("climatology") in IN_SAMPLE else "")
+        + ". RMSE is the square root of the time-mean MSE and ACC the time mean of "
+        "uncentred anomaly correlations (WeatherBench 2); weights are cell areas.",
+        "",
+    ]
     for name, report in (meta.get("external") or {}).items():
         missing = report.get("missing") or {}
-        lines.append(f"External `{name}` ({report.get('source')}): "
-                     + ("every initial time and lead present." if not missing else
-                        "missing " + ", ".join(f"{v['missing']} at {k} h" for k, v in missing.items()) + "."))
+        lines.append(
+            f"External `{name}` ({report.get('source')}): "
+            + (
+                "every initial time and lead present."
+                if not missing
+                else "missing " + ", ".join(f"{v['missing']} at {k} h" for k, v in missing.items()) + "."
+            )
+        )
     if meta.get("skipped_regions"):
         lines.append("Not scored: " + ", ".join(f"{k} ({v})" for k, v in meta["skipped_regions"].items()) + ".")
     for metric in [m for m in shown(part) if m in SUMMARY]:

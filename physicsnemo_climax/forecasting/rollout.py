@@ -15,8 +15,9 @@ from ..models import GridRegion
 from ..models.variables import CONSTANTS
 
 
-def lead_plan(lead_hours: float, max_step_hours: float, step_hours: float, min_step_hours: float | None = None
-              ) -> list[float]:
+def lead_plan(
+    lead_hours: float, max_step_hours: float, step_hours: float, min_step_hours: float | None = None
+) -> list[float]:
     """Split a lead into model steps of at most ``max_step_hours`` (the longest first),
     each a multiple of ``step_hours`` and at least ``min_step_hours``.
 
@@ -35,8 +36,10 @@ def lead_plan(lead_hours: float, max_step_hours: float, step_hours: float, min_s
         plan.append(step)
         left -= step
     if min_step_hours is not None and plan[-1] < min_step_hours - 1e-9:
-        raise InputError(f"lead {lead_hours:g} h cannot be made of steps of {min_step_hours:g}..{max_step_hours:g} h "
-                         f"(the trained leads); ask for a multiple of {step_hours:g} h that can")
+        raise InputError(
+            f"lead {lead_hours:g} h cannot be made of steps of {min_step_hours:g}..{max_step_hours:g} h "
+            f"(the trained leads); ask for a multiple of {step_hours:g} h that can"
+        )
     return plan
 
 
@@ -65,8 +68,10 @@ def model_steps(info: RunInfo, lead: float, mode: str = "auto") -> list[float]:
     step = float(info.lead_step or data_step)
     if mode == "direct" or (mode == "auto" and lead <= hi):
         if not lo - 1e-9 <= lead <= hi + 1e-9 or abs((lead - lo) / step - round((lead - lo) / step)) > 1e-9:
-            raise InputError(f"lead {lead:g} h is not one the run was trained on ({lo:g}..{hi:g} h in steps of "
-                             f"{step:g} h); longer leads roll out in those steps")
+            raise InputError(
+                f"lead {lead:g} h is not one the run was trained on ({lo:g}..{hi:g} h in steps of "
+                f"{step:g} h); longer leads roll out in those steps"
+            )
         return [lead]
     return lead_plan(lead, hi, step, lo)
 

@@ -74,8 +74,9 @@ class Run:
         if not info.variables:
             raise ConfigError(f"{run_dir} is a {info.task or 'non-forecasting'} run, not a ClimaX forecasting run")
         load = lambda file: mdlus.load_module(file, ClimaX)
-        model, path = (checkpointing.load_file(file, load) if file else
-                       checkpointing.load_model(run_dir / "checkpoints", load))
+        model, path = (
+            checkpointing.load_file(file, load) if file else checkpointing.load_model(run_dir / "checkpoints", load)
+        )
         return cls(model.to(device).eval(), info, run_dir, path)
 
     def field_stats(self, names) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,12 +92,14 @@ class Run:
         """What made a forecast: package version, run folder, model file and its SHA-256, device, time."""
         from importlib.metadata import version
 
-        return {"made_by": f"physicsnemo-climax {version('physicsnemo-climax')}",
-                "run_dir": str(self.run_dir.resolve()) if self.run_dir else "",
-                "checkpoint": str(self.checkpoint.resolve()) if self.checkpoint else "",
-                "checkpoint_sha256": sha256(self.checkpoint) if self.checkpoint else "",
-                "device": str(self.device),
-                "created": np.datetime_as_string(np.datetime64("now", "s")) + "Z"}
+        return {
+            "made_by": f"physicsnemo-climax {version('physicsnemo-climax')}",
+            "run_dir": str(self.run_dir.resolve()) if self.run_dir else "",
+            "checkpoint": str(self.checkpoint.resolve()) if self.checkpoint else "",
+            "checkpoint_sha256": sha256(self.checkpoint) if self.checkpoint else "",
+            "device": str(self.device),
+            "created": np.datetime_as_string(np.datetime64("now", "s")) + "Z",
+        }
 
     @property
     def state_variables(self) -> list[str]:
@@ -146,9 +149,11 @@ def locate_run(path: str | Path, option: str = "path") -> tuple[Path, Path | Non
         return path, None
     run_dir = next((d for d in path.resolve().parents if (d / RUN_JSON).is_file()), None)
     if run_dir is None:
-        raise ConfigError(f"{option} {path}: this model file is not inside a training run folder (no {RUN_JSON} "
-                          "in the folders above it), and a forecast needs the run's statistics from it; give "
-                          "the run folder, or a model file in its checkpoints/ folder")
+        raise ConfigError(
+            f"{option} {path}: this model file is not inside a training run folder (no {RUN_JSON} "
+            "in the folders above it), and a forecast needs the run's statistics from it; give "
+            "the run folder, or a model file in its checkpoints/ folder"
+        )
     return run_dir, path
 
 
@@ -175,13 +180,17 @@ def check_store(store: ShardStore, info: RunInfo, run_dir: Path | None = None) -
     want = info.data_fingerprint
     if want is not None:
         if store.fingerprint != want:
-            raise DataError(f"{store.root} is not the store {run} was trained on: its fingerprint is "
-                            f"{store.fingerprint[:12]}, run.json records {want[:12]} {way_out}")
+            raise DataError(
+                f"{store.root} is not the store {run} was trained on: its fingerprint is "
+                f"{store.fingerprint[:12]}, run.json records {want[:12]} {way_out}"
+            )
         return
     names = [v for v in info.statistics if v in store.variables()]  # forcings are computed, not stored
     mean, std = store.statistics(names)
     for name, m, s in zip(names, mean, std):
         saved = info.statistics[name]
         if not (np.isclose(m, saved["mean"], rtol=1e-6) and np.isclose(s, saved["std"], rtol=1e-6)):
-            raise DataError(f"{store.root} is not the store {run} was trained on: the statistics of {name} "
-                            f"differ from run.json's {way_out}")
+            raise DataError(
+                f"{store.root} is not the store {run} was trained on: the statistics of {name} "
+                f"differ from run.json's {way_out}"
+            )

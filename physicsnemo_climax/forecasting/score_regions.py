@@ -142,8 +142,9 @@ def grid_extent(lat: np.ndarray, lon: np.ndarray) -> ScoreRegion:
     return ScoreRegion((edges[0], edges[-1]), ((lon[0] - step / 2) % 360, (lon[-1] + step / 2) % 360))
 
 
-def region_specs(names: Sequence[str], boxes: Mapping[str, Sequence[float]] | None = None,
-                 land: bool = False) -> dict[str, ScoreRegion]:
+def region_specs(
+    names: Sequence[str], boxes: Mapping[str, Sequence[float]] | None = None, land: bool = False
+) -> dict[str, ScoreRegion]:
     """The regions to score: ``names`` from :data:`WB2_REGIONS` (``"all"``: every one), the
     user ``boxes`` (name -> ``[lat_min, lat_max, lon_min, lon_max]``), and, with ``land``,
     the land and sea parts of those of ``names`` in :data:`SURFACE_REGIONS`.
@@ -156,26 +157,35 @@ def region_specs(names: Sequence[str], boxes: Mapping[str, Sequence[float]] | No
     names = list(WB2_REGIONS) if list(names) == ["all"] else list(names)
     unknown = [n for n in names if n not in WB2_REGIONS]
     if unknown:
-        raise ConfigError(f"eval.regions: unknown {unknown}; WeatherBench 2's are {list(WB2_REGIONS)} "
-                          "(or 'all'); add your own as eval.boxes.NAME=[lat_min,lat_max,lon_min,lon_max]")
+        raise ConfigError(
+            f"eval.regions: unknown {unknown}; WeatherBench 2's are {list(WB2_REGIONS)} "
+            "(or 'all'); add your own as eval.boxes.NAME=[lat_min,lat_max,lon_min,lon_max]"
+        )
     specs = {n: WB2_REGIONS[n] for n in names}
     for name, box in (boxes or {}).items():
         box = [float(v) for v in box]
         if len(box) != 4 or not -90 <= box[0] < box[1] <= 90:
-            raise ConfigError(f"eval.boxes.{name}={box}: give [lat_min, lat_max, lon_min, lon_max], "
-                              "lat_min < lat_max within -90..90")
+            raise ConfigError(
+                f"eval.boxes.{name}={box}: give [lat_min, lat_max, lon_min, lon_max], lat_min < lat_max within -90..90"
+            )
         specs[name] = ScoreRegion((box[0], box[1]), (box[2], box[3]))
     if land:
         for n in [n for n in SURFACE_REGIONS if n in names]:
             for surface in ("land", "sea"):
-                specs[f"{n}_{surface}"] = ScoreRegion(WB2_REGIONS[n].lat, WB2_REGIONS[n].lon, surface,
-                                                      WB2_REGIONS[n].outside)
+                specs[f"{n}_{surface}"] = ScoreRegion(
+                    WB2_REGIONS[n].lat, WB2_REGIONS[n].lon, surface, WB2_REGIONS[n].outside
+                )
     return specs
 
 
-def region_weights(specs: Mapping[str, ScoreRegion], lat: np.ndarray, lon: np.ndarray,
-                   land: np.ndarray | None = None, rows: np.ndarray | None = None, cols: np.ndarray | None = None,
-                   ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def region_weights(
+    specs: Mapping[str, ScoreRegion],
+    lat: np.ndarray,
+    lon: np.ndarray,
+    land: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
+    cols: np.ndarray | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Normalised weights (float64, summing to 1) of each region on the scored grid.
 
     Parameters

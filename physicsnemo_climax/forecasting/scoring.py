@@ -66,12 +66,17 @@ class Verification:
 
     def take(self, index: Sequence[int]) -> Verification:
         """The verification of the samples ``index`` only (an external forecast lacking some)."""
+
         def pick(t):
             return None if t is None or t.shape[0] == 1 else t[list(index)]
-        return replace(self, truth=self.truth[list(index)], initial=pick(self.initial),
-                       climatology=self.climatology if self.climatology.shape[0] == 1 else pick(self.climatology),
-                       seeps=None if self.seeps is None else tuple(s if s.shape[0] == 1 else pick(s)
-                                                                 for s in self.seeps))
+
+        return replace(
+            self,
+            truth=self.truth[list(index)],
+            initial=pick(self.initial),
+            climatology=self.climatology if self.climatology.shape[0] == 1 else pick(self.climatology),
+            seeps=None if self.seeps is None else tuple(s if s.shape[0] == 1 else pick(s) for s in self.seeps),
+        )
 
 
 def _same(x):
@@ -146,9 +151,16 @@ class Scorer:
         Of the random split of ties in the rank histogram.
     """
 
-    def __init__(self, variables: Sequence[str], regions: Mapping[str, torch.Tensor] | None = None,
-                 metrics: Mapping[str, Metric] = METRICS, ensemble_metrics: Mapping[str, Metric] = ENSEMBLE_METRICS,
-                 baselines: Mapping[str, Callable] = BASELINES, dtype: torch.dtype = torch.float32, seed: int = 0):
+    def __init__(
+        self,
+        variables: Sequence[str],
+        regions: Mapping[str, torch.Tensor] | None = None,
+        metrics: Mapping[str, Metric] = METRICS,
+        ensemble_metrics: Mapping[str, Metric] = ENSEMBLE_METRICS,
+        baselines: Mapping[str, Callable] = BASELINES,
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
+    ):
         self.variables, self.metrics, self.baselines = list(variables), dict(metrics), dict(baselines)
         self.ensemble_metrics, self.dtype = dict(ensemble_metrics), dtype
         self.names = None if regions is None else list(regions)
@@ -158,18 +170,30 @@ class Scorer:
         self.ranks: dict[tuple[str, float], torch.Tensor] = {}
         self.generator = torch.Generator().manual_seed(seed)  # rank ties, reproducibly
 
-    def add(self, lead: float, forecast: torch.Tensor, verification: Verification, method: str = "model",
-            baselines: bool = True) -> None:
+    def add(
+        self,
+        lead: float,
+        forecast: torch.Tensor,
+        verification: Verification,
+        method: str = "model",
+        baselines: bool = True,
+    ) -> None:
         """Score ``forecast`` (``[B, V, H, W]``, or ``[M, B, V, H, W]`` members) of ``method``
         at ``lead`` hours, and, with ``baselines``, every baseline."""
         if self.weights is None:
             lat = verification.lat.cpu().numpy()
             self.names = ["global"]
-            self.weights = torch.stack(list(region_weights({"global": WB2_REGIONS["global"]}, lat,
-                                                           np.zeros(verification.truth.shape[-1]))[0].values()))
+            self.weights = torch.stack(
+                list(
+                    region_weights({"global": WB2_REGIONS["global"]}, lat, np.zeros(verification.truth.shape[-1]))[
+                        0
+                    ].values()
+                )
+            )
             self.weights = self.weights.to(self.dtype)
-        verification = replace(verification, truth=verification.truth.to(self.dtype),
-                               climatology=verification.climatology.to(self.dtype))
+        verification = replace(
+            verification, truth=verification.truth.to(self.dtype), climatology=verification.climatology.to(self.dtype)
+        )
         candidates = {method: forecast}
         if baselines:
             candidates.update({name: make(verification) for name, make in self.baselines.items()})
@@ -188,8 +212,13 @@ class Scorer:
             scored += [(name, metric, members) for name, metric in self.ensemble_metrics.items()]
         if members is not None and members.shape[0] > 1:
             ranks = rank_of_truth(members, v.truth, self.generator)
-            hist = torch.stack([torch.einsum("bvhw,rhw->rv", (ranks == k).to(w.dtype), w).double()
-                                for k in range(members.shape[0] + 1)], dim=-1)
+            hist = torch.stack(
+                [
+                    torch.einsum("bvhw,rhw->rv", (ranks == k).to(w.dtype), w).double()
+                    for k in range(members.shape[0] + 1)
+                ],
+                dim=-1,
+            )
             self.ranks[key] = self.ranks.get(key, 0) + hist.cpu()
         for name, metric, field in scored:
             maps = metric.maps(field, v)
@@ -212,8 +241,16 @@ class Scorer:
                 scores["spread_skill"] = scores["spread"] / scores["rmse"]
             for r, region in enumerate(self.names):
                 for j, var in enumerate(self.variables):
-                    rows.append({"variable": var, "lead_hours": lead, "method": method, "region": region,
-                                 "samples": n, **{k: s[r, j].item() for k, s in scores.items()}})
+                    rows.append(
+                        {
+                            "variable": var,
+                            "lead_hours": lead,
+                            "method": method,
+                            "region": region,
+                            "samples": n,
+                            **{k: s[r, j].item() for k, s in scores.items()},
+                        }
+                    )
         return pd.DataFrame(rows).sort_values(["region", "variable", "lead_hours", "method"], ignore_index=True)
 
     def _finish(self, name: str, mean: torch.Tensor) -> torch.Tensor:
@@ -223,9 +260,18 @@ class Scorer:
     def rank_histograms(self) -> pd.DataFrame:
         """Area-weighted rank frequencies of the truth among the members (bins sum to 1): one row
         per method, lead, region, variable and rank ``0..M``."""
-        rows = [{"method": method, "lead_hours": lead, "region": region, "variable": var, "rank": k,
-                 "frequency": (hist[r, j, k] / hist[r, j].sum()).item()}
-                for (method, lead), hist in self.ranks.items() for r, region in enumerate(self.names)
-                for j, var in enumerate(self.variables) for k in range(hist.shape[-1])]
+        rows = [
+            {
+                "method": method,
+                "lead_hours": lead,
+                "region": region,
+                "variable": var,
+                "rank": k,
+                "frequency": (hist[r, j, k] / hist[r, j].sum()).item(),
+            }
+            for (method, lead), hist in self.ranks.items()
+            for r, region in enumerate(self.names)
+            for j, var in enumerate(self.variables)
+            for k in range(hist.shape[-1])
+        ]
         return pd.DataFrame(rows, columns=["method", "lead_hours", "region", "variable", "rank", "frequency"])
-

@@ -48,8 +48,9 @@ def dry_threshold(variable: str, units: str = "m") -> float | None:
     return mm if units == "mm" else mm / 1000.0
 
 
-def seeps_map(forecast: torch.Tensor, truth: torch.Tensor, dry: torch.Tensor, wet: torch.Tensor,
-              p1: torch.Tensor) -> torch.Tensor:
+def seeps_map(
+    forecast: torch.Tensor, truth: torch.Tensor, dry: torch.Tensor, wet: torch.Tensor, p1: torch.Tensor
+) -> torch.Tensor:
     """SEEPS at every point, ``[B, V, H, W]``; NaN where not defined.
 
     Parameters
@@ -59,17 +60,29 @@ def seeps_map(forecast: torch.Tensor, truth: torch.Tensor, dry: torch.Tensor, we
     dry, wet, p1 : torch.Tensor
         Thresholds and dry fraction, broadcastable to ``forecast`` (NaN: not scored).
     """
+
     def category(x):
         return (x >= dry).long() + (x >= wet).long()
 
     f, o = category(forecast.double()), category(truth.double())
     p1 = p1.double().expand_as(forecast)
     q = 1.0 - p1
-    table = torch.stack([
-        torch.zeros_like(p1), 1 / q, 4 / q,
-        1 / p1, torch.zeros_like(p1), 3 / q,
-        1 / p1 + 3 / (2 + p1), 3 / (2 + p1), torch.zeros_like(p1),
-    ]) * 0.5  # [9, B, V, H, W], row-major [forecast, observed]
+    table = (
+        torch.stack(
+            [
+                torch.zeros_like(p1),
+                1 / q,
+                4 / q,
+                1 / p1,
+                torch.zeros_like(p1),
+                3 / q,
+                1 / p1 + 3 / (2 + p1),
+                3 / (2 + p1),
+                torch.zeros_like(p1),
+            ]
+        )
+        * 0.5
+    )  # [9, B, V, H, W], row-major [forecast, observed]
     score = table.gather(0, (3 * f + o)[None])[0]
     defined = (p1 > P1_RANGE[0]) & (p1 < P1_RANGE[1]) & dry.isfinite() & wet.isfinite()
     return torch.where(defined, score, torch.full_like(score, float("nan")))
@@ -92,8 +105,9 @@ class SeepsReference:
         return crop(self.dry), crop(wet), crop(self.p1)
 
 
-def seeps_climatology(store: ShardStore, variables: list[str], units: dict, split: str = "train"
-                      ) -> SeepsReference | None:
+def seeps_climatology(
+    store: ShardStore, variables: list[str], units: dict, split: str = "train"
+) -> SeepsReference | None:
     """SEEPS references from ``split``, per grid point over all its times; ``None`` when no
     scored variable has a dry threshold."""
     dry = [dry_threshold(v, units.get(v, "m")) for v in variables]
@@ -116,14 +130,17 @@ def seeps_climatology(store: ShardStore, variables: list[str], units: dict, spli
     return SeepsReference(*out)
 
 
-def seeps_from_wb2(ds, variables: list[str], units: dict, lat: np.ndarray, lon: np.ndarray, source: str
-                   ) -> SeepsReference | None:
+def seeps_from_wb2(
+    ds, variables: list[str], units: dict, lat: np.ndarray, lon: np.ndarray, source: str
+) -> SeepsReference | None:
     """SEEPS references from a WB2 climatology Zarr that has ``{v}_seeps_dry_fraction`` and
     ``{v}_seeps_threshold``: ``p1`` averaged over hour and day of year, the threshold at each
     valid time (WeatherBench 2's use of them); ``None`` when it has them for no scored variable."""
     dry = [dry_threshold(v, units.get(v, "m")) for v in variables]
-    have = [d is not None and f"{v}_seeps_threshold" in ds and f"{v}_seeps_dry_fraction" in ds
-            for v, d in zip(variables, dry)]
+    have = [
+        d is not None and f"{v}_seeps_threshold" in ds and f"{v}_seeps_dry_fraction" in ds
+        for v, d in zip(variables, dry)
+    ]
     if not any(have):
         return None
     names = [v for v, h in zip(variables, have) if h]

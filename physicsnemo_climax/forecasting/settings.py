@@ -78,16 +78,27 @@ class EvalSettings:
             _check_count(key, raw[key], least=0 if key == "case" else 1)
         if raw["mode"] not in MODES:
             raise config_error("eval.mode", raw["mode"], f"choose from {list(MODES)}")
-        ensemble = EnsembleSpec(members=raw.pop("members"), perturbation=raw.pop("perturbation"),
-                                scale=float(raw.pop("perturbation_scale")), seed=check_seed(raw.pop("seed"), "eval.seed"))
+        ensemble = EnsembleSpec(
+            members=raw.pop("members"),
+            perturbation=raw.pop("perturbation"),
+            scale=float(raw.pop("perturbation_scale")),
+            seed=check_seed(raw.pop("seed"), "eval.seed"),
+        )
         # lists of the YAML as tuples, leads in hours
-        return cls(**{**raw, "leads": _hours("eval.leads", raw["leads"], required=True),
-                      "spectra_leads": _hours("eval.spectra_leads", raw["spectra_leads"]) or None,
-                      "variables": tuple(raw["variables"]) if raw["variables"] else None,
-                      "climatology_years": tuple(raw["climatology_years"]) if raw["climatology_years"] else None,
-                      "regions": tuple(raw["regions"]), "boxes": dict(raw["boxes"] or {}),
-                      "out_dir": Path(raw["out_dir"]), "climatology": str(raw["climatology"])},
-                   ensemble=ensemble)
+        return cls(
+            **{
+                **raw,
+                "leads": _hours("eval.leads", raw["leads"], required=True),
+                "spectra_leads": _hours("eval.spectra_leads", raw["spectra_leads"]) or None,
+                "variables": tuple(raw["variables"]) if raw["variables"] else None,
+                "climatology_years": tuple(raw["climatology_years"]) if raw["climatology_years"] else None,
+                "regions": tuple(raw["regions"]),
+                "boxes": dict(raw["boxes"] or {}),
+                "out_dir": Path(raw["out_dir"]),
+                "climatology": str(raw["climatology"]),
+            },
+            ensemble=ensemble,
+        )
 
 
 def _section(e: DictConfig) -> dict:
@@ -97,8 +108,9 @@ def _section(e: DictConfig) -> dict:
     wanted += ["members", "perturbation", "perturbation_scale", "seed"]
     missing = [k for k in wanted if k not in raw]
     if missing:
-        raise ConfigError(f"eval.{missing[0]} is missing from the config; conf/config.yaml lists every eval "
-                          "key with its default")
+        raise ConfigError(
+            f"eval.{missing[0]} is missing from the config; conf/config.yaml lists every eval key with its default"
+        )
     return {k: raw[k] for k in wanted}
 
 
@@ -114,6 +126,5 @@ def _hours(key: str, leads, required: bool = False) -> tuple[float, ...]:
     except InputError:
         hours = ()
     if (required and not hours) or any(h <= 0 for h in hours):
-        raise config_error(key, list(leads or []), "give one or more positive leads in hours, e.g. [24,72] or "
-                           "[24h,5D]")
+        raise config_error(key, list(leads or []), "give one or more positive leads in hours, e.g. [24,72] or [24h,5D]")
     return hours

@@ -46,12 +46,20 @@ def build_sources(cfg: DictConfig, split: str) -> list[ClimaXShardReader]:
             if out_variables is None:  # every non-constant, non-forcing input (needed for rollouts)
                 inputs = variables or ShardStore(spec.root, spec.get("hours_per_step")).variables(split)
                 out_variables = [v for v in inputs if v not in CONSTANTS and v not in forcings]
-            readers.append(ClimaXShardReader(
-                spec.root, split, variables=variables, out_variables=out_variables,
-                lead_hours=task.lead_hours, lead_range=tuple(task.lead_range or (6, 168)),
-                lead_step=task.lead_step, rollout_steps=task.rollout_steps,
-                hours_per_step=spec.get("hours_per_step"), forcings=forcings,
-            ))
+            readers.append(
+                ClimaXShardReader(
+                    spec.root,
+                    split,
+                    variables=variables,
+                    out_variables=out_variables,
+                    lead_hours=task.lead_hours,
+                    lead_range=tuple(task.lead_range or (6, 168)),
+                    lead_step=task.lead_step,
+                    rollout_steps=task.rollout_steps,
+                    hours_per_step=spec.get("hours_per_step"),
+                    forcings=forcings,
+                )
+            )
         except StoreError as err:  # names the store and the variables
             raise ConfigError(f"{key}: {err}") from err
         except InputError as err:  # unknown forcings
@@ -59,7 +67,8 @@ def build_sources(cfg: DictConfig, split: str) -> list[ClimaXShardReader]:
         except ValueError as err:
             raise ConfigError(
                 f"task.lead_hours={task.lead_hours}, task.lead_range={list(task.lead_range or [])}, "
-                f"task.rollout_steps={task.rollout_steps}: {err}") from err
+                f"task.rollout_steps={task.rollout_steps}: {err}"
+            ) from err
     return readers
 
 
@@ -73,8 +82,9 @@ def build_model(cfg: DictConfig, readers: list[ClimaXShardReader]) -> ClimaX:
     store = readers[0].store
     args = OmegaConf.to_container(cfg.model, resolve=True)
     args.pop("_target_", None)
-    args.update(variables=model_variables(readers), img_size=list(store.grid),
-                lat=store.lat.tolist(), lon=store.lon.tolist())
+    args.update(
+        variables=model_variables(readers), img_size=list(store.grid), lat=store.lat.tolist(), lon=store.lon.tolist()
+    )
     try:
         model = ClimaX.from_pretrained(str(cfg.init), **args) if cfg.get("init") else ClimaX(**args)
     except (KeyError, ValueError) as err:
@@ -91,20 +101,28 @@ def set_anomalies(model: ClimaX, reader: ClimaXShardReader, max_lead_hours: floa
     read = [v for v in model.variables if v not in computed]
     stats = anomaly_statistics(reader.store, read, max_lead_hours, model.anomaly_corr.shape[-1])
     rows = [read.index(v) if v in read else None for v in model.variables]
-    clim, std, corr = (model.climatology.clone().numpy(), model.anomaly_std.clone().numpy(),
-                       model.anomaly_corr.clone().numpy())
+    clim, std, corr = (
+        model.climatology.clone().numpy(),
+        model.anomaly_std.clone().numpy(),
+        model.anomaly_corr.clone().numpy(),
+    )
     for row, j in enumerate(rows):
         if j is not None:
             clim[row], std[row], corr[row] = stats.climatology[j], stats.std[j], stats.corr[j]
     model.set_anomalies(clim, std, corr, stats.hours)
 
 
-def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader], loader: str = "threads"
-                 ) -> GridRegion:
+def check_config(
+    cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader], loader: str = "threads"
+) -> GridRegion:
     """Errors naming key and value, before any training step; returns the task's region."""
     if cfg.data.get("forcings") and cfg.task.rollout_steps > 1 and loader.startswith("dali"):
-        raise config_error("train.loader", loader, "the DALI pipeline does not carry the valid times that "
-                           "data.forcings need at every rollout step; use threads or processes")
+        raise config_error(
+            "train.loader",
+            loader,
+            "the DALI pipeline does not carry the valid times that "
+            "data.forcings need at every rollout step; use threads or processes",
+        )
     try:
         region = model.resolve_region(cfg.task.region)
     except (KeyError, ValueError) as err:
@@ -118,8 +136,11 @@ def check_config(cfg: DictConfig, model: ClimaX, readers: list[ClimaXShardReader
     if cfg.task.rollout_steps > 1:
         for reader in readers:
             if not set(reader.out_variables) >= {v for v in reader.state_variables if v not in CONSTANTS}:
-                raise config_error("data.out_variables", reader.out_variables,
-                                   "rollout training feeds predictions back: predict every non-constant input")
+                raise config_error(
+                    "data.out_variables",
+                    reader.out_variables,
+                    "rollout training feeds predictions back: predict every non-constant input",
+                )
     return region
 
 
@@ -132,12 +153,22 @@ def run_info(cfg: DictConfig, readers: list[ClimaXShardReader], model: ClimaX, r
             for v, m, s in zip(names, *reader.stats[key]):
                 stats[v] = {"mean": float(m), "std": float(s)}
     return RunInfo(
-        task=task.name, variables=tuple(readers[0].variables), out_variables=tuple(readers[0].out_variables),
-        model_variables=tuple(model.variables), statistics=stats, units=(store.manifest or {}).get("units", {}),
-        lat=tuple(store.lat.tolist()), lon=tuple(store.lon.tolist()), hours_per_step=store.hours_per_step,
-        lead_hours=task.lead_hours, max_lead_hours=task.lead_hours or max(task.lead_range),
-        lead_range=None if task.lead_hours else tuple(task.lead_range), lead_step=task.lead_step,
-        data_root=str(store.root.resolve()), data_fingerprint=store.fingerprint, region=region.spec,
+        task=task.name,
+        variables=tuple(readers[0].variables),
+        out_variables=tuple(readers[0].out_variables),
+        model_variables=tuple(model.variables),
+        statistics=stats,
+        units=(store.manifest or {}).get("units", {}),
+        lat=tuple(store.lat.tolist()),
+        lon=tuple(store.lon.tolist()),
+        hours_per_step=store.hours_per_step,
+        lead_hours=task.lead_hours,
+        max_lead_hours=task.lead_hours or max(task.lead_range),
+        lead_range=None if task.lead_hours else tuple(task.lead_range),
+        lead_step=task.lead_step,
+        data_root=str(store.root.resolve()),
+        data_fingerprint=store.fingerprint,
+        region=region.spec,
         forcings=tuple(readers[0].forcings.names) if readers[0].forcings is not None else (),
     )
 
@@ -150,8 +181,15 @@ def predictions(net, batch, region: GridRegion, forcings: Forcings | None = None
     if batch.y.ndim == 4:
         return [net(batch.x, batch.lead_time, batch.variables, batch.out_variables, region=region)]
     steps = batch.y.shape[1]
-    return forecast_steps(net, batch.x, batch.variables, batch.out_variables, [batch.lead_time] * steps,
-                          forcings=forcings, init_time=batch.time)
+    return forecast_steps(
+        net,
+        batch.x,
+        batch.variables,
+        batch.out_variables,
+        [batch.lead_time] * steps,
+        forcings=forcings,
+        init_time=batch.time,
+    )
 
 
 def forecast_loss(net, batch, region: GridRegion, forcings: Forcings | None = None) -> torch.Tensor:
@@ -168,8 +206,9 @@ def validate(net, readers, t: DictConfig, region: GridRegion, manager, seed: int
     """Validation loss and RMSE (normalized units) of each output variable, over ``t.val_batches``,
     read by worker processes when the run ``loader`` is ``processes``, else by threads (a few
     batches: no DALI pipeline)."""
-    batches = ForecastBatches(readers, t.batch_size, manager.rank, manager.world_size, seed=seed,
-                              shuffle=False, even=True)
+    batches = ForecastBatches(
+        readers, t.batch_size, manager.rank, manager.world_size, seed=seed, shuffle=False, even=True
+    )
     backend = "processes" if loader == "processes" else "threads"
 
     def scores(batch) -> dict[str, float]:
@@ -208,8 +247,12 @@ def forecast_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
         return validate(net, val_readers, t, region, ctx.manager, cfg.seed, plan.loader)
 
     batches = ForecastBatches(readers, t.batch_size, ctx.rank, ctx.world_size, seed=cfg.seed)
-    job = Trainable(model, lambda net, batch: forecast_loss(net, batch, region, readers[batch.source].forcings),
-                    forecast_epochs(batches, plan.loader, ctx.device, t.num_workers),
-                    validation if val_readers else None, fsdp_units=model.blocks,
-                    grad_checkpointing=model.set_grad_checkpointing)
+    job = Trainable(
+        model,
+        lambda net, batch: forecast_loss(net, batch, region, readers[batch.source].forcings),
+        forecast_epochs(batches, plan.loader, ctx.device, t.num_workers),
+        validation if val_readers else None,
+        fsdp_units=model.blocks,
+        grad_checkpointing=model.set_grad_checkpointing,
+    )
     return job, RunRecord(cfg, run_info(cfg, readers, model, region))

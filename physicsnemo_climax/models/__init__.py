@@ -7,5 +7,15 @@ from .pretrained import Weights, load_weights, read_weights
 from .region import REGIONS, GridRegion, PatchSelection, Region
 from .variables import DEFAULT_VARIABLES
 
-__all__ = ["ClimaX", "DEFAULT_VARIABLES", "GridRegion", "MetaData", "PatchSelection", "REGIONS", "Region",
-           "Weights", "load_weights", "read_weights"]
+__all__ = [
+    "ClimaX",
+    "DEFAULT_VARIABLES",
+    "GridRegion",
+    "MetaData",
+    "PatchSelection",
+    "REGIONS",
+    "Region",
+    "Weights",
+    "load_weights",
+    "read_weights",
+]

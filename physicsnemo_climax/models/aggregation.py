@@ -99,6 +99,7 @@ class VariableAggregation(nn.MultiheadAttention):
         # Per-variable kernels and offsets through W_v: [H, V (k+1), hd].
         basis = torch.cat([kernel, offset[..., None]], dim=-1)  # [V, D, k+1]
         values = torch.einsum("vdj,hed->hvje", basis, w_v.reshape(heads, hd, d))
-        out = torch.einsum("blhn,hne->blhe", features.reshape(b, l, heads, v * (k + 1)),
-                           values.reshape(heads, v * (k + 1), hd))
+        out = torch.einsum(
+            "blhn,hne->blhe", features.reshape(b, l, heads, v * (k + 1)), values.reshape(heads, v * (k + 1), hd)
+        )
         return self.out_proj(out.reshape(b, l, d) + b_v)

@@ -164,8 +164,15 @@ class ClimaX(Module):
 
         # Backbone: timm ViT blocks, stochastic depth growing linearly to ``drop_path`` (on the CPU: meta builds).
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, proj_drop=drop_rate, drop_path=rate,
-                  norm_layer=nn.LayerNorm)
+            Block(
+                embed_dim,
+                num_heads,
+                mlp_ratio,
+                qkv_bias=True,
+                proj_drop=drop_rate,
+                drop_path=rate,
+                norm_layer=nn.LayerNorm,
+            )
             for rate in torch.linspace(0, drop_path, depth, device="cpu").tolist()
         )
         self.norm = nn.LayerNorm(embed_dim)
@@ -237,9 +244,7 @@ class ClimaX(Module):
             region = REGIONS[region]
         if not isinstance(region, Region):
             if len(region) != 4:
-                raise ConfigError(
-                    f"region box must be (lat_min, lat_max, lon_min, lon_max), got {region}"
-                )
+                raise ConfigError(f"region box must be (lat_min, lat_max, lon_min, lon_max), got {region}")
             region = Region(*map(float, region))
         return select_patches(region, self.lat, self.lon, self.patch_size)
 
@@ -259,15 +264,12 @@ class ClimaX(Module):
     def _check_input(self, x: torch.Tensor, lead_times: torch.Tensor, variables) -> None:
         if x.ndim != 4 or x.shape[1] != len(variables):
             raise InputError(
-                f"x must be [B, {len(variables)}, H, W] for {len(variables)} variables, "
-                f"got {tuple(x.shape)}"
+                f"x must be [B, {len(variables)}, H, W] for {len(variables)} variables, got {tuple(x.shape)}"
             )
         if tuple(x.shape[-2:]) != self.img_size:
             raise InputError(f"expected a grid (H, W) = {self.img_size}, got {tuple(x.shape[-2:])}")
         if lead_times.shape != (x.shape[0],):
-            raise InputError(
-                f"lead_times must have shape [B] = [{x.shape[0]}], got {tuple(lead_times.shape)}"
-            )
+            raise InputError(f"lead_times must have shape [B] = [{x.shape[0]}], got {tuple(lead_times.shape)}")
         if len(set(variables)) != len(variables):
             raise InputError(f"input variables contain duplicates: {list(variables)}")
 
@@ -336,15 +338,24 @@ class ClimaX(Module):
             grid = region.patches.grid
 
         tokens = self.encode(x, lead_times, var_ids, pos_embed)
-        out = self.head.to_grid(self.head(tokens, out_ids), grid,
-                                periodic=self.periodic and grid[1] == self.patch_grid[1])
+        out = self.head.to_grid(
+            self.head(tokens, out_ids), grid, periodic=self.periodic and grid[1] == self.patch_grid[1]
+        )
         if not self.residual:
             return out
-        return self.add_residual(out, x, lead_times, variables, variables if out_variables is None else out_variables,
-                                   region)
+        return self.add_residual(
+            out, x, lead_times, variables, variables if out_variables is None else out_variables, region
+        )
 
-    def add_residual(self, out: torch.Tensor, x: torch.Tensor, lead_times: torch.Tensor,
-                       variables: Sequence[str], out_variables: Sequence[str], region=None) -> torch.Tensor:
+    def add_residual(
+        self,
+        out: torch.Tensor,
+        x: torch.Tensor,
+        lead_times: torch.Tensor,
+        variables: Sequence[str],
+        out_variables: Sequence[str],
+        region=None,
+    ) -> torch.Tensor:
         """Residual prediction: each output ``v`` that is also an input becomes, in normalised units,
         ``c + rho(L) (x - c) + sigma sqrt(1 - rho(L)^2) head``: the damped persistence of its anomaly
         from the climatology ``c`` at lead ``L`` plus the head's output in units of that forecast's
@@ -425,8 +436,9 @@ class ClimaX(Module):
         return None if depth == blocks else f"depth={depth}, but the file holds {blocks} blocks"
 
     @classmethod
-    def from_official_checkpoint(cls, path, checkpoint_variables: Sequence[str] = DEFAULT_VARIABLES,
-                                 **overrides) -> ClimaX:
+    def from_official_checkpoint(
+        cls, path, checkpoint_variables: Sequence[str] = DEFAULT_VARIABLES, **overrides
+    ) -> ClimaX:
         """A model holding an official ClimaX Lightning checkpoint's weights, strictly.
 
         Parameters
@@ -455,13 +467,16 @@ class ClimaX(Module):
         return model
 
 
-def _check_arguments(variables: list[str], img_size: tuple[int, int], patch_size: int, embed_dim: int,
-                     num_heads: int) -> None:
+def _check_arguments(
+    variables: list[str], img_size: tuple[int, int], patch_size: int, embed_dim: int, num_heads: int
+) -> None:
     if len(set(variables)) != len(variables):
         raise ConfigError(f"variables contain duplicates: {variables}")
     if len(img_size) != 2 or min(img_size) < 1 or patch_size < 1:
-        raise ConfigError(f"img_size {img_size} and patch_size {patch_size}: a grid of H x W cells (both at least "
-                         "1) and a patch of at least 1 cell")
+        raise ConfigError(
+            f"img_size {img_size} and patch_size {patch_size}: a grid of H x W cells (both at least "
+            "1) and a patch of at least 1 cell"
+        )
     if any(s % patch_size for s in img_size):
         raise ConfigError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
     if embed_dim % num_heads:
@@ -475,8 +490,9 @@ def _grid_coordinates(img_size: tuple[int, int], lat, lon) -> tuple[torch.Tensor
     lat = default_lat if lat is None else torch.as_tensor(lat, dtype=torch.float64, device="cpu")
     lon = default_lon if lon is None else torch.as_tensor(lon, dtype=torch.float64, device="cpu")
     if lat.shape != (img_size[0],) or lon.shape != (img_size[1],):
-        raise ConfigError(f"lat/lon must have {img_size[0]}/{img_size[1]} values, "
-                         f"got {tuple(lat.shape)}/{tuple(lon.shape)}")
+        raise ConfigError(
+            f"lat/lon must have {img_size[0]}/{img_size[1]} values, got {tuple(lat.shape)}/{tuple(lon.shape)}"
+        )
     return lat, lon
 
 

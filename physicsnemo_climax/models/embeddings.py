@@ -47,14 +47,10 @@ def sincos_2d(dim: int, grid_h: int, grid_w: int) -> torch.Tensor:
     if dim % 4:
         raise ConfigError(f"2-D sin-cos embedding width must be divisible by 4, got {dim}")
     rows, cols = torch.meshgrid(torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
-    return torch.cat(
-        [sincos_1d(dim // 2, cols.flatten()), sincos_1d(dim // 2, rows.flatten())], dim=1
-    )
+    return torch.cat([sincos_1d(dim // 2, cols.flatten()), sincos_1d(dim // 2, rows.flatten())], dim=1)
 
 
-def resize_pos_embed(
-    pos_embed: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]
-) -> torch.Tensor:
+def resize_pos_embed(pos_embed: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:
     """Bicubically resample a learned positional embedding to a new patch grid.
 
     Parameters
@@ -71,9 +67,7 @@ def resize_pos_embed(
     """
     (oh, ow), (nh, nw) = old_grid, new_grid
     if pos_embed.shape[1] != oh * ow:
-        raise CheckpointMismatch(
-            f"pos_embed has {pos_embed.shape[1]} tokens, not {oh}x{ow}={oh * ow}"
-        )
+        raise CheckpointMismatch(f"pos_embed has {pos_embed.shape[1]} tokens, not {oh}x{ow}={oh * ow}")
     if (oh, ow) == (nh, nw):
         return pos_embed
     dim = pos_embed.shape[-1]
@@ -91,7 +85,5 @@ def infer_patch_grid(num_tokens: int, aspect: float = 2.0) -> tuple[int, int]:
     h = round((num_tokens / aspect) ** 0.5)
     w = num_tokens // max(h, 1)
     if h * w != num_tokens:
-        raise CheckpointMismatch(
-            f"cannot infer a patch grid of aspect {aspect} from {num_tokens} tokens"
-        )
+        raise CheckpointMismatch(f"cannot infer a patch grid of aspect {aspect} from {num_tokens} tokens")
     return h, w

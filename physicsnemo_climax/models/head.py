@@ -38,8 +38,9 @@ class PredictionHead(nn.Sequential):
         (:meth:`to_grid`); ``False`` (``k = p``) is the paper's head.
     """
 
-    def __init__(self, embed_dim: int, num_variables: int, patch_size: int, decoder_depth: int,
-                 overlapping: bool = False):
+    def __init__(
+        self, embed_dim: int, num_variables: int, patch_size: int, decoder_depth: int, overlapping: bool = False
+    ):
         if overlapping and patch_size % 2:
             raise ConfigError(f"an overlapping head needs an even patch size, got {patch_size}")
         window = 2 * patch_size if overlapping else patch_size

@@ -91,8 +91,10 @@ def _resolve(path, wanted) -> type:
         return wanted
     cls = registered(wanted)
     if cls is None:
-        raise MdlusError(f"{path}: PhysicsNeMo's model registry has no entry {wanted} of PhysicsNeMo or "
-                         "physicsnemo-climax (another installed package registers that name?)")
+        raise MdlusError(
+            f"{path}: PhysicsNeMo's model registry has no entry {wanted} of PhysicsNeMo or "
+            "physicsnemo-climax (another installed package registers that name?)"
+        )
     return cls
 
 
@@ -107,8 +109,10 @@ def registered(name: str) -> type | None:
         ours = entry.__module__.split(".")[0] in TRUSTED_MODULES[:2]
     else:
         dist = getattr(getattr(entry, "dist", None), "name", "") or ""
-        ours = dist.lower().replace("_", "-") in TRUSTED_DISTRIBUTIONS and \
-            entry.module.split(".")[0] in TRUSTED_MODULES[:2]
+        ours = (
+            dist.lower().replace("_", "-") in TRUSTED_DISTRIBUTIONS
+            and entry.module.split(".")[0] in TRUSTED_MODULES[:2]
+        )
     try:
         return registry.factory(name) if ours else None
     except Exception:  # PhysicsNeMo's model that needs what is not installed here (dgl, ...): not loadable
@@ -131,13 +135,18 @@ def _root_class(saved: Saved, accepted: tuple[type, ...], subclasses: bool) -> t
 
 def _named(saved: Saved, entry) -> tuple[str, str]:
     """``__name__`` and ``__module__`` of an ``args.json`` entry, the module one of PhysicsNeMo or this package."""
-    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("__name__", "__module__")) \
-            or not isinstance(entry.get("__args__"), dict):
+    if (
+        not isinstance(entry, dict)
+        or not all(isinstance(entry.get(k), str) for k in ("__name__", "__module__"))
+        or not isinstance(entry.get("__args__"), dict)
+    ):
         raise MdlusError(f"{saved.path}: args.json lacks __name__, __module__ or __args__ (not a PhysicsNeMo .mdlus)")
     name, module = entry["__name__"], entry["__module__"]
     if module.split(".")[0] not in TRUSTED_MODULES:
-        raise MdlusError(f"{saved.path}: args.json names class {name} from module {module!r}, neither PhysicsNeMo's "
-                         "nor physicsnemo-climax's; a .mdlus never makes this package import a module")
+        raise MdlusError(
+            f"{saved.path}: args.json names class {name} from module {module!r}, neither PhysicsNeMo's "
+            "nor physicsnemo-climax's; a .mdlus never makes this package import a module"
+        )
     return name, module
 
 
@@ -146,8 +155,10 @@ def _nested_class(saved: Saved, key: str) -> type:
     name, module = _named(saved, saved.args.get(key))
     cls = registered(name)
     if cls is None:
-        raise MdlusError(f"{saved.path}: nested module {key} is a {name} ({module}), not a model PhysicsNeMo's "
-                         "registry holds for PhysicsNeMo or physicsnemo-climax")
+        raise MdlusError(
+            f"{saved.path}: nested module {key} is a {name} ({module}), not a model PhysicsNeMo's "
+            "registry holds for PhysicsNeMo or physicsnemo-climax"
+        )
     return cls
 
 
@@ -155,7 +166,7 @@ def _layout_problem(saved: Saved, cls: type, args: dict, where: str) -> None:
     """Refuse arguments the class's constructor uses before any weight exists that the file contradicts
     (its ``saved_layout_problem`` hook, given the tensors under ``where``, e.g. ``"climax."``)."""
     hook = getattr(cls, "saved_layout_problem", None)
-    tensors = {k[len(where):]: v for k, v in saved.tensors.items() if k.startswith(where)}
+    tensors = {k[len(where) :]: v for k, v in saved.tensors.items() if k.startswith(where)}
     try:
         problem = hook(args, tensors) if hook else None
     except Exception as err:  # arguments of the wrong kind (a list where a dict belongs)
@@ -178,7 +189,8 @@ def _check_sizes(saved: Saved, cls: type, overrides: dict) -> None:
     raise MdlusError(
         f"{saved.path}: its arguments (args.json) imply {key} of shape {list(shape)} ({size_text(implied[key][1])}), "
         f"the file holds {holds}; {size_text(sum(n for _, n in implied.values()))} of weights in all for "
-        f"{size_text(sum(n for _, n in saved.tensors.values()))} in the file: damaged or edited, not loaded")
+        f"{size_text(sum(n for _, n in saved.tensors.values()))} in the file: damaged or edited, not loaded"
+    )
 
 
 def _implied(saved: Saved, cls: type, overrides: dict) -> dict[str, tuple[tuple[int, ...], int]]:
@@ -194,8 +206,9 @@ def _implied(saved: Saved, cls: type, overrides: dict) -> dict[str, tuple[tuple[
     except MdlusError:
         raise
     except Exception as err:  # arguments the class refuses
-        raise MdlusError(f"{saved.path}: {cls.__name__} cannot be built from its args.json "
-                         f"({type(err).__name__}: {first_line(err)})") from err
+        raise MdlusError(
+            f"{saved.path}: {cls.__name__} cannot be built from its args.json ({type(err).__name__}: {first_line(err)})"
+        ) from err
     return {k: (tuple(v.shape), v.numel() * v.element_size()) for k, v in model.state_dict().items()}
 
 
@@ -207,8 +220,9 @@ def _build(saved: Saved, cls: type, entry: dict, overrides: dict, key: str = "",
     version = saved.metadata.get(f"{key}{'.' if key else ''}mdlus_file_version", cls.__model_checkpoint_version__)
     if version != cls.__model_checkpoint_version__:
         if version not in cls.__supported_model_checkpoint_version__:
-            raise MdlusError(f"{saved.path}: file version {version} of {cls.__name__} is not one this "
-                             "PhysicsNeMo reads")
+            raise MdlusError(
+                f"{saved.path}: file version {version} of {cls.__name__} is not one this PhysicsNeMo reads"
+            )
         args = cls._backward_compat_arg_mapper(version, args)
     for name, value in args.items():
         if isinstance(value, str) and value.startswith(NESTED):
@@ -229,12 +243,16 @@ def _registrations(path: Path, budget: int):
     def hook(*args):
         count[0] += 1
         if count[0] > budget:
-            raise MdlusError(f"{path}: its arguments build more than {budget} modules and tensors for a file of "
-                             f"{(budget - 1024) // 8} tensors: damaged or edited, not loaded")
+            raise MdlusError(
+                f"{path}: its arguments build more than {budget} modules and tensors for a file of "
+                f"{(budget - 1024) // 8} tensors: damaged or edited, not loaded"
+            )
 
-    handles = [torch_module.register_module_module_registration_hook(hook),
-               torch_module.register_module_parameter_registration_hook(hook),
-               torch_module.register_module_buffer_registration_hook(hook)]
+    handles = [
+        torch_module.register_module_module_registration_hook(hook),
+        torch_module.register_module_parameter_registration_hook(hook),
+        torch_module.register_module_buffer_registration_hook(hook),
+    ]
     try:
         yield
     finally:

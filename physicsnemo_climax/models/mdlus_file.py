@@ -91,8 +91,15 @@ def read_file(path: str | Path) -> Saved:
             return _read_zip(path)
     except MdlusError:
         raise
-    except (OSError, EOFError, RuntimeError, ValueError, tarfile.TarError, zipfile.BadZipFile,
-            pickle.UnpicklingError) as err:
+    except (
+        OSError,
+        EOFError,
+        RuntimeError,
+        ValueError,
+        tarfile.TarError,
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+    ) as err:
         raise MdlusError(f"{path}: not a readable .mdlus checkpoint ({first_line(err)})") from err
     raise MdlusError(f"{path}: not a PhysicsNeMo .mdlus checkpoint (neither a zip nor a tar archive)")
 
@@ -159,11 +166,15 @@ def _check_members(path: Path, members: dict[str, _Member]) -> None:
     for name in MEMBERS:
         m = members[name]
         if name.endswith(".json") and m.size > MAX_JSON_BYTES:
-            raise MdlusError(f"{path}: {name} declares {size_text(m.size)}, more than the "
-                             f"{size_text(MAX_JSON_BYTES)} a .mdlus's arguments take: not loaded")
+            raise MdlusError(
+                f"{path}: {name} declares {size_text(m.size)}, more than the "
+                f"{size_text(MAX_JSON_BYTES)} a .mdlus's arguments take: not loaded"
+            )
         if m.offset is None and m.size > MAX_RATIO * max(m.stored, 1):
-            raise MdlusError(f"{path}: {name} would expand {m.size / max(m.stored, 1):.0f} times, to "
-                             f"{size_text(m.size)} (at most {MAX_RATIO} times): refused before decompression")
+            raise MdlusError(
+                f"{path}: {name} would expand {m.size / max(m.stored, 1):.0f} times, to "
+                f"{size_text(m.size)} (at most {MAX_RATIO} times): refused before decompression"
+            )
         if m.offset is not None and (m.stored != m.size or m.offset + m.size > size):
             raise MdlusError(f"{path}: {name} declares {size_text(m.size)} beyond the end of the file (truncated)")
 
@@ -214,8 +225,10 @@ def _tensors(path: Path, stream, size: int) -> dict[str, tuple[tuple[int, ...], 
             raise MdlusError(f"{path}: model.pt's {key} reaches beyond its storage (damaged or forged)")
         tensors[str(key)] = (tuple(value.shape), value.numel() * value.element_size())
     if sum(storages.values()) > size:
-        raise MdlusError(f"{path}: model.pt declares {size_text(sum(storages.values()))} of weights, the file "
-                         f"holds {size_text(size)} (truncated or forged)")
+        raise MdlusError(
+            f"{path}: model.pt declares {size_text(sum(storages.values()))} of weights, the file "
+            f"holds {size_text(size)} (truncated or forged)"
+        )
     return tensors
 
 
@@ -247,15 +260,19 @@ def argument_problem(value, where: str, depth: int = 0) -> str | None:
     if isinstance(value, float):
         return f"{where} is NaN" if math.isnan(value) else None
     if isinstance(value, str):
-        return f"{where} is a string of {len(value)} characters (at most {MAX_STRING})" \
-            if len(value) > MAX_STRING else None
+        return (
+            f"{where} is a string of {len(value)} characters (at most {MAX_STRING})"
+            if len(value) > MAX_STRING
+            else None
+        )
     if len(value) > MAX_ITEMS:
         return f"{where} holds {len(value)} items (at most {MAX_ITEMS})"
     items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, item in items:
         inner = f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]"
         problem = argument_problem(item, inner, depth + 1) or (
-            _grid_problem(item, inner) if isinstance(value, dict) and key in GRID_ARGUMENTS else None)
+            _grid_problem(item, inner) if isinstance(value, dict) and key in GRID_ARGUMENTS else None
+        )
         if problem:
             return problem
     return None

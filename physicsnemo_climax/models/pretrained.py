@@ -169,8 +169,10 @@ def read_weights(path: str | Path, checkpoint_variables: Sequence[str] = DEFAULT
     state = read_official_state_dict(path)
     args = infer_architecture(state)
     if state["var_embed"].shape[1] != len(checkpoint_variables):
-        raise CheckpointMismatch(f"{path}: {state['var_embed'].shape[1]} token embeddings "
-                         f"but {len(checkpoint_variables)} checkpoint_variables")
+        raise CheckpointMismatch(
+            f"{path}: {state['var_embed'].shape[1]} token embeddings "
+            f"but {len(checkpoint_variables)} checkpoint_variables"
+        )
     p = args["patch_size"]
     return Weights(state, list(checkpoint_variables), (args["img_size"][0] // p, args["img_size"][1] // p), str(path))
 
@@ -192,9 +194,12 @@ def per_variable_keys(head: str | None) -> tuple[str, ...]:
 
 
 def transfer_variable_weights(
-    target: dict[str, torch.Tensor], target_vars: Sequence[str],
-    source: dict[str, torch.Tensor], source_vars: Sequence[str],
-    target_head: str | None, source_head: str | None = None,
+    target: dict[str, torch.Tensor],
+    target_vars: Sequence[str],
+    source: dict[str, torch.Tensor],
+    source_vars: Sequence[str],
+    target_head: str | None,
+    source_head: str | None = None,
 ) -> list[str]:
     """Copy, in place, the per-variable weights of every variable both state dicts
     know (head rows too unless ``target_head`` is ``None``, resized to the target's head window by
@@ -229,7 +234,7 @@ def resize_head_window(rows: torch.Tensor, window: int) -> torch.Tensor:
     grid = rows.reshape(k, k, -1).permute(2, 0, 1)  # [V D, k, k]
     if window < k:
         m = (k - window) // 2
-        grid = grid[:, m:k - m, m:k - m]
+        grid = grid[:, m : k - m, m : k - m]
     else:
         m = (window - k) // 2
         grid = F.pad(grid[:, None], (m, m, m, m), mode="replicate")[:, 0]
@@ -238,24 +243,30 @@ def resize_head_window(rows: torch.Tensor, window: int) -> torch.Tensor:
 
 def _check_variables(model, weights: Weights, own: dict, new_variables: str) -> list[str]:
     kernel = "token_embeds.0.proj.weight"
-    if tuple(weights.state[kernel].shape[1:]) != tuple(own[kernel].shape[1:]) or \
-            weights.state[kernel].shape[0] != own[kernel].shape[0]:
-        raise CheckpointMismatch(f"{weights.source}: patch kernels {tuple(weights.state[kernel].shape)} do not fit the "
-                         f"model's {tuple(own[kernel].shape)} (another patch size or width)")
+    if (
+        tuple(weights.state[kernel].shape[1:]) != tuple(own[kernel].shape[1:])
+        or weights.state[kernel].shape[0] != own[kernel].shape[0]
+    ):
+        raise CheckpointMismatch(
+            f"{weights.source}: patch kernels {tuple(weights.state[kernel].shape)} do not fit the "
+            f"model's {tuple(own[kernel].shape)} (another patch size or width)"
+        )
     shared = [v for v in model.variables if v in weights.variables]
     new = [v for v in model.variables if v not in weights.variables]
     if new and new_variables == "error":
         raise UnknownName(f"variables {new} are not in the checkpoint, which has {weights.variables}")
     if not shared:
-        raise CheckpointMismatch(f"{weights.source}: no variable in common with the model ({model.variables}); "
-                         f"it has {weights.variables}")
+        raise CheckpointMismatch(
+            f"{weights.source}: no variable in common with the model ({model.variables}); it has {weights.variables}"
+        )
     if new:
         logger.info("variables %s are not in %s: they keep their fresh initialisation", new, weights.source)
     return shared
 
 
-def load_weights(model, weights: Weights, *, parts: Sequence[str] | None = None, head: bool = True,
-                 new_variables: str = "keep") -> list[str]:
+def load_weights(
+    model, weights: Weights, *, parts: Sequence[str] | None = None, head: bool = True, new_variables: str = "keep"
+) -> list[str]:
     """Load ``weights`` into ``model`` by the rules of this module; returns the shared variables.
 
     Parameters
@@ -282,22 +293,32 @@ def load_weights(model, weights: Weights, *, parts: Sequence[str] | None = None,
     _check_variables(model, weights, own, new_variables)
     heads = (_last_head(own), _last_head(weights.state)) if head else (None, None)
     shared = transfer_variable_weights(own, model.variables, weights.state, weights.variables, *heads)
+
     def wanted(key: str, head_layer: str | None) -> bool:
         skipped = per_variable_keys(head_layer) + DATA_KEYS
         return not key.startswith(skipped) and (parts is None or key.startswith(tuple(parts)))
 
     state = {k: v for k, v in weights.state.items() if wanted(k, heads[1])}
     if "pos_embed" in state and tuple(weights.patch_grid) != tuple(model.patch_grid):
-        logger.info("resampling pos_embed of %s from patch grid %s to %s", weights.source,
-                    tuple(weights.patch_grid), tuple(model.patch_grid))
+        logger.info(
+            "resampling pos_embed of %s from patch grid %s to %s",
+            weights.source,
+            tuple(weights.patch_grid),
+            tuple(model.patch_grid),
+        )
         state["pos_embed"] = resize_pos_embed(state["pos_embed"], tuple(weights.patch_grid), tuple(model.patch_grid))
     expected = {k for k in own if wanted(k, heads[0])}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    misshaped = {k: (tuple(state[k].shape), tuple(own[k].shape))
-                 for k in sorted(expected & set(state)) if state[k].shape != own[k].shape}
+    misshaped = {
+        k: (tuple(state[k].shape), tuple(own[k].shape))
+        for k in sorted(expected & set(state))
+        if state[k].shape != own[k].shape
+    }
     if missing or unexpected or misshaped:
-        raise CheckpointMismatch(f"{weights.source} does not fit {type(model).__name__}: missing keys {missing}, "
-                         f"unexpected keys {unexpected}, mis-shaped keys (checkpoint, model) {misshaped}")
+        raise CheckpointMismatch(
+            f"{weights.source} does not fit {type(model).__name__}: missing keys {missing}, "
+            f"unexpected keys {unexpected}, mis-shaped keys (checkpoint, model) {misshaped}"
+        )
     own.update(state)
     model.load_state_dict(own)
     return shared

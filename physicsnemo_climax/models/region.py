@@ -89,16 +89,11 @@ class PatchSelection:
         cols = list(dict.fromkeys((ids % w).tolist()))
         selection = cls(tuple(rows), tuple(cols), w)
         if not torch.equal(selection.patch_ids(), ids):
-            raise ConfigError(
-                "patch ids must form a rectangle listed row by row "
-                f"(rows {rows}, columns {cols})"
-            )
+            raise ConfigError(f"patch ids must form a rectangle listed row by row (rows {rows}, columns {cols})")
         return selection
 
 
-def select_patches(
-    region: Region, lat: torch.Tensor, lon: torch.Tensor, patch_size: int
-) -> PatchSelection:
+def select_patches(region: Region, lat: torch.Tensor, lon: torch.Tensor, patch_size: int) -> PatchSelection:
     """Patches whose centre lies in ``region``.
 
     Parameters
@@ -165,8 +160,9 @@ class GridRegion:
     patch_ids: torch.Tensor | None = None
 
     @classmethod
-    def on_grid(cls, spec, patches: PatchSelection | None, lat: torch.Tensor, lon: torch.Tensor,
-                patch_size: int) -> GridRegion:
+    def on_grid(
+        cls, spec, patches: PatchSelection | None, lat: torch.Tensor, lon: torch.Tensor, patch_size: int
+    ) -> GridRegion:
         """The region of ``patches`` on the grid ``lat`` ``[H]``, ``lon`` ``[W]``."""
         if patches is None:
             return cls(spec_json(spec), None, torch.arange(lat.numel()), torch.arange(lon.numel()), lat, lon)

@@ -73,9 +73,7 @@ class VariableTokenizer(nn.ModuleList):
         super().__init__(PatchEmbed(patch_size, embed_dim) for _ in range(num_variables))
         self.patch_size = patch_size
 
-    def forward(
-        self, x: torch.Tensor, var_ids: list[int], var_embed: torch.Tensor
-    ) -> VariableTokens:
+    def forward(self, x: torch.Tensor, var_ids: list[int], var_embed: torch.Tensor) -> VariableTokens:
         """Embed each variable's patches with that variable's kernel.
 
         Parameters
@@ -96,9 +94,7 @@ class VariableTokenizer(nn.ModuleList):
         p = self.patch_size
         b, v, h, w = x.shape
         patches = (
-            x.reshape(b, v, h // p, p, w // p, p)
-            .permute(0, 1, 2, 4, 3, 5)
-            .reshape(b, v, (h // p) * (w // p), p * p)
+            x.reshape(b, v, h // p, p, w // p, p).permute(0, 1, 2, 4, 3, 5).reshape(b, v, (h // p) * (w // p), p * p)
         )
         weight = torch.stack([self[i].proj.weight.reshape(-1, p * p) for i in var_ids])
         bias = torch.stack([self[i].proj.bias for i in var_ids])

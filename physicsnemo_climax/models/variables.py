@@ -21,8 +21,4 @@ UPPER_AIR = (
 )
 
 #: The 48 variables of the official checkpoints, ``{name}_{level}`` upper-air.
-DEFAULT_VARIABLES = (
-    CONSTANTS
-    + SURFACE
-    + tuple(f"{name}_{level}" for name in UPPER_AIR for level in PRESSURE_LEVELS)
-)
+DEFAULT_VARIABLES = CONSTANTS + SURFACE + tuple(f"{name}_{level}" for name in UPPER_AIR for level in PRESSURE_LEVELS)

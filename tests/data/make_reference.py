@@ -19,7 +19,6 @@ variables, out_variables = ["z500", "t2m", "u10", "q700"], ["t850", "t2m"]
 with torch.no_grad():
     output = model(x, lead_times, variables, out_variables)
 torch.save(
-    dict(seed=SEED, x=x, lead_times=lead_times, variables=variables,
-         out_variables=out_variables, output=output),
+    dict(seed=SEED, x=x, lead_times=lead_times, variables=variables, out_variables=out_variables, output=output),
     Path(__file__).with_name("climax_tiny_reference.pt"),
 )
