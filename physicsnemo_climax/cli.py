@@ -145,7 +145,24 @@ def _add_data_commands(commands) -> None:
     data = commands.add_parser("data", help="prepare and inspect weather data").add_subparsers(
         dest="data_command", required=True
     )
+    _add_prepare_command(data)
 
+    p = data.add_parser("simulate", help="the embedded Held-Suarez dataset (cached)")
+    p.add_argument("--out", default="data/held_suarez_raw", help="simulation folder")
+    p.add_argument("--days", type=float, help="recorded days (default of the simulator)")
+    p.add_argument("--spinup-days", type=float, help="spin-up days (default >= 60)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tiny", action="store_true", help="seconds-long setting for tests")
+    p.add_argument("--prepare", metavar="STORE", help="also prepare a shard store from it")
+    p.set_defaults(func=data_simulate, splits=None)
+
+    p = data.add_parser("stats", help="(re)compute normalization statistics and climatology")
+    p.add_argument("store")
+    p.add_argument("--day-of-year", action="store_true")
+    p.set_defaults(func=data_stats)
+
+
+def _add_prepare_command(data) -> None:
     p = data.add_parser("prepare", help="ERA5 (CDS GRIB/NetCDF, ARCO, WeatherBench 2), CMIP6 -> shard store")
     p.add_argument(
         "inputs",
@@ -198,20 +215,6 @@ def _add_data_commands(commands) -> None:
     p.add_argument("--nan-policy", choices=["raise", "fill"], default="raise")
     p.add_argument("--day-of-year", action="store_true", help="also day-of-year climatology")
     p.set_defaults(func=data_prepare)
-
-    p = data.add_parser("simulate", help="the embedded Held-Suarez dataset (cached)")
-    p.add_argument("--out", default="data/held_suarez_raw", help="simulation folder")
-    p.add_argument("--days", type=float, help="recorded days (default of the simulator)")
-    p.add_argument("--spinup-days", type=float, help="spin-up days (default >= 60)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tiny", action="store_true", help="seconds-long setting for tests")
-    p.add_argument("--prepare", metavar="STORE", help="also prepare a shard store from it")
-    p.set_defaults(func=data_simulate, splits=None)
-
-    p = data.add_parser("stats", help="(re)compute normalization statistics and climatology")
-    p.add_argument("store")
-    p.add_argument("--day-of-year", action="store_true")
-    p.set_defaults(func=data_stats)
 
 
 def train(args: argparse.Namespace) -> None:

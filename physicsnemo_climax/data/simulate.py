@@ -271,20 +271,12 @@ def build_held_suarez(
     -------
     HeldSuarezModel
     """
-    from dinosaur_torch import coordinate_systems, sigma_coordinates, spherical_harmonic, units
-
     if resolution not in RESOLUTIONS:
         raise ConfigError(f"unknown resolution {resolution!r}; known: {sorted(RESOLUTIONS)}")
     preset = RESOLUTIONS[resolution]
     layers = preset["layers"] if layers is None else layers
     minutes = preset["time_step_minutes"] if time_step_minutes is None else time_step_minutes
-
-    physics_specs = units.SimUnits.from_si()
-    spec = getattr(spherical_harmonic.GridSpec, resolution)(radius=physics_specs.radius)
-    sigma = sigma_coordinates.SigmaCoordinates.equidistant(layers, dtype=np.float64)
-    coords = coordinate_systems.CoordinateSystem(
-        spherical_harmonic.Grid(spec, dtype=dtype), sigma_coordinates.SigmaLevels(sigma, dtype=dtype)
-    )
+    coords, physics_specs, sigma = _coordinates(resolution, layers, dtype)
     forcing = HeldSuarezForcing(coords, physics_specs, reference_temperature)
     step, geopotential = _dynamics(
         coords, physics_specs, forcing, sigma, reference_temperature, minutes, diffusion_timescale_days, dtype
@@ -298,6 +290,20 @@ def build_held_suarez(
         forcing=forcing,
         geopotential=geopotential,
     )
+
+
+def _coordinates(resolution: str, layers: int, dtype: torch.dtype):
+    """The spectral grid of ``resolution`` with ``layers`` equally spaced sigma levels, in the
+    simulator's nondimensional units: ``(coords, physics_specs, sigma)``."""
+    from dinosaur_torch import coordinate_systems, sigma_coordinates, spherical_harmonic, units
+
+    physics_specs = units.SimUnits.from_si()
+    spec = getattr(spherical_harmonic.GridSpec, resolution)(radius=physics_specs.radius)
+    sigma = sigma_coordinates.SigmaCoordinates.equidistant(layers, dtype=np.float64)
+    coords = coordinate_systems.CoordinateSystem(
+        spherical_harmonic.Grid(spec, dtype=dtype), sigma_coordinates.SigmaLevels(sigma, dtype=dtype)
+    )
+    return coords, physics_specs, sigma
 
 
 def _dynamics(
@@ -497,26 +503,27 @@ def simulate_held_suarez(
     n_records = _steps(days, RECORD_HOURS * 3600.0, "days")
     if n_records < 1:
         raise ConfigError(f"days must cover at least one {RECORD_HOURS}-hour record, got {days}")
-    data = _run(
-        model,
-        _steps(spinup_days, dt, "spinup_days"),
-        _steps(RECORD_HOURS / 24.0, dt, "the record interval"),
-        n_records,
-        seed,
-        initial_temperature,
-    )
-    attrs = dict(
+    spinup, every = _steps(spinup_days, dt, "spinup_days"), _steps(RECORD_HOURS / 24.0, dt, "the record interval")
+    data = _run(model, spinup, every, n_records, seed, initial_temperature)
+    attrs = _attributes(model, resolution, spinup_days, seed, initial_temperature, grid)
+    ds = _as_dataset(model, data, start, attrs)
+    return ds if grid == "native" else _on_climax_grid(ds)
+
+
+def _attributes(
+    model: HeldSuarezModel, resolution: str, spinup_days: float, seed: int, initial_temperature: float, grid: str
+) -> dict:
+    """What made a simulation, recorded in its files' attributes."""
+    return dict(
         title="Held-Suarez (1994) idealised climate, dinosaur-torch primitive equations",
         resolution=resolution,
         sigma_levels=model.coords.vertical.layers,
-        time_step_seconds=dt,
+        time_step_seconds=model.dt_seconds,
         spinup_days=float(spinup_days),
         seed=int(seed),
         initial_temperature_K=float(initial_temperature),
         grid="native Gaussian" if grid == "native" else "5.625deg (conservative regrid)",
     )
-    ds = _as_dataset(model, data, start, attrs)
-    return ds if grid == "native" else _on_climax_grid(ds)
 
 
 def _run(

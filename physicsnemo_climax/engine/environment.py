@@ -159,60 +159,60 @@ def _amx() -> Feature:
 def probe() -> Environment:
     """Probe torch, CUDA, PhysicsNeMo, DALI, apex, Transformer Engine, compile, distributed."""
     cuda = torch.cuda.is_available()
-    f: dict[str, Feature] = {}
-    f["torch"] = Feature(
-        "torch",
-        True,
-        f"{torch.__version__} (CUDA {torch.version.cuda or 'none'}, "
-        f"cuDNN {torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else 'none'})",
-    )
-    f["gpu"] = _gpus()
-    f["bf16"] = Feature(
-        "bf16",
-        torch.cuda.is_bf16_supported() if cuda else True,
-        "GPU autocast" if cuda else "CPU autocast only (ClimaX; CorrDiff needs CUDA)",
-    )
-    f["amx"] = _amx()
-    f["fp16"] = Feature("fp16", cuda, "GPU autocast + GradScaler" if cuda else "needs a CUDA GPU")
-    f["sdpa_flash"] = Feature(
-        "SDPA flash attention",
-        cuda and torch.backends.cuda.flash_sdp_enabled() and torch.cuda.get_device_capability()[0] >= 8,
-        "scaled_dot_product_attention picks flash / memory-efficient kernels"
-        if cuda
-        else "CPU: SDPA math/flash-CPU kernels",
-    )
-    f["physicsnemo"] = Feature("PhysicsNeMo", True, _version("nvidia-physicsnemo") or "installed from source")
-    dali = _version("nvidia-dali-cuda130", "nvidia-dali-cuda120", "nvidia-dali-cuda110", "nvidia-dali")
-    dali_why = _importable("nvidia.dali", "pipeline_def") if dali else "not installed"
-    f["dali"] = Feature("DALI", dali_why is None, dali if dali_why is None else dali_why)
-    f["dali_gpu"] = Feature(
-        "DALI GPU pipelines",
-        dali_why is None and cuda,
-        "DALI ops on the GPU" if dali_why is None and cuda else "need DALI and a CUDA GPU",
-    )
-    f.update({part: apex(part) for part in APEX})
-    te_why = _importable("transformer_engine")
-    f["transformer_engine"] = Feature(
-        "Transformer Engine",
-        te_why is None,
-        (_version("transformer_engine", "transformer-engine") or "installed") + " (not used by the recipes)"
-        if te_why is None
-        else te_why,
-    )
-    f["compile"] = _compile(cuda)
-    backends = [
-        b
-        for b, ok in (
-            ("nccl", dist.is_nccl_available()),
-            ("gloo", dist.is_gloo_available()),
-            ("mpi", dist.is_mpi_available()),
-        )
-        if ok
-    ]
-    backend = "nccl" if cuda and "nccl" in backends else "gloo"
-    f["distributed"] = Feature(
-        "distributed", backend in backends, f"backend {backend} (available: {', '.join(backends) or 'none'})"
-    )
+    f = {**_torch_features(cuda), **_library_features(cuda)}
+    f["distributed"] = _distributed(cuda)
     f["launcher"] = _launcher()
     f["container"] = _container()
     return Environment(f)
+
+
+def _torch_features(cuda: bool) -> dict[str, Feature]:
+    """torch itself and what its kernels offer here: GPUs, bf16, AMX, fp16, flash attention."""
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else "none"
+    flash = cuda and torch.backends.cuda.flash_sdp_enabled() and torch.cuda.get_device_capability()[0] >= 8
+    return {
+        "torch": Feature("torch", True, f"{torch.__version__} (CUDA {torch.version.cuda or 'none'}, cuDNN {cudnn})"),
+        "gpu": _gpus(),
+        "bf16": Feature(
+            "bf16",
+            torch.cuda.is_bf16_supported() if cuda else True,
+            "GPU autocast" if cuda else "CPU autocast only (ClimaX; CorrDiff needs CUDA)",
+        ),
+        "amx": _amx(),
+        "fp16": Feature("fp16", cuda, "GPU autocast + GradScaler" if cuda else "needs a CUDA GPU"),
+        "sdpa_flash": Feature(
+            "SDPA flash attention",
+            flash,
+            "scaled_dot_product_attention picks flash / memory-efficient kernels"
+            if cuda
+            else "CPU: SDPA math/flash-CPU kernels",
+        ),
+    }
+
+
+def _library_features(cuda: bool) -> dict[str, Feature]:
+    """PhysicsNeMo, DALI, apex, Transformer Engine and ``torch.compile``: present, and usable here."""
+    f = {"physicsnemo": Feature("PhysicsNeMo", True, _version("nvidia-physicsnemo") or "installed from source")}
+    dali = _version("nvidia-dali-cuda130", "nvidia-dali-cuda120", "nvidia-dali-cuda110", "nvidia-dali")
+    dali_why = _importable("nvidia.dali", "pipeline_def") if dali else "not installed"
+    f["dali"] = Feature("DALI", dali_why is None, dali if dali_why is None else dali_why)
+    gpu_dali = dali_why is None and cuda
+    f["dali_gpu"] = Feature(
+        "DALI GPU pipelines", gpu_dali, "DALI ops on the GPU" if gpu_dali else "need DALI and a CUDA GPU"
+    )
+    f.update({part: apex(part) for part in APEX})
+    te_why = _importable("transformer_engine")
+    te = (_version("transformer_engine", "transformer-engine") or "installed") + " (not used by the recipes)"
+    f["transformer_engine"] = Feature("Transformer Engine", te_why is None, te if te_why is None else te_why)
+    f["compile"] = _compile(cuda)
+    return f
+
+
+def _distributed(cuda: bool) -> Feature:
+    """The process-group backend training would use here (NCCL on GPUs, else gloo)."""
+    available = {"nccl": dist.is_nccl_available(), "gloo": dist.is_gloo_available(), "mpi": dist.is_mpi_available()}
+    backends = [name for name, ok in available.items() if ok]
+    backend = "nccl" if cuda and "nccl" in backends else "gloo"
+    return Feature(
+        "distributed", backend in backends, f"backend {backend} (available: {', '.join(backends) or 'none'})"
+    )

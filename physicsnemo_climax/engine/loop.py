@@ -130,14 +130,8 @@ def optimize(
     model, device, rank = job.model, manager.device, manager.rank
     ckpt_dir = run_dir / "checkpoints"
     watch = LossWatch(device, manager, check_every=1 if device.type == "cpu" else t.log_every, last_good=step)
-    report = TrainingReport(
-        run_dir,
-        t,
-        step=step,
-        samples_per_step=t.batch_size * t.grad_accum * manager.world_size,
-        rank=rank,
-        logger=logger,
-    )
+    per_step = t.batch_size * t.grad_accum * manager.world_size  # samples over all ranks
+    report = TrainingReport(run_dir, t, step=step, samples_per_step=per_step, rank=rank, logger=logger)
     stream = micro_batches(job.epochs, *position)
 
     def due(every: int) -> bool:
@@ -146,17 +140,8 @@ def optimize(
     try:
         while step < t.steps:
             group = [next(stream) for _ in range(t.grad_accum)]
-            loss = train_step(
-                net,
-                [batch for batch, _ in group],
-                job.loss_fn,
-                optim,
-                plan,
-                device,
-                (seed, rank, step),
-                t.clip_grad,
-                model.parameters(),
-            )
+            batches, draws = [batch for batch, _ in group], (seed, rank, step)
+            loss = train_step(net, batches, job.loss_fn, optim, plan, device, draws, t.clip_grad, model.parameters())
             step, position = step + 1, group[-1][1]
             watch.add(loss, step)
             report.step_done()

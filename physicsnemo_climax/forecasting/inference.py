@@ -125,17 +125,19 @@ def forecast(
     hours = [lead_hours(lead) for lead in lead_times]
     starts, times = initial_starts(run, x, times, spec)
     fields = torch.stack([f for _, f in lead_forecasts(run, starts, out_variables, hours, spec.members)], dim=2)
-    mean_y, std_y = run.field_stats(out_variables)  # fields: [M, T, lead, V, h, w]
-    out = forecast_dataset(
-        (fields * std_y + mean_y).numpy(),
-        times,
-        hours,
-        out_variables,
-        {v: expected_units(v, run.info.units) for v in out_variables},
-        run.region.lat.cpu().numpy(),
-        run.region.lon.cpu().numpy(),
-    )
+    out = physical_dataset(run, fields, times, hours, out_variables)
     return out if spec.members == 1 else out.assign_attrs(spec.record())
+
+
+def physical_dataset(
+    run: Run, fields: torch.Tensor, times: np.ndarray, hours: list[float], variables: list[str]
+) -> xr.Dataset:
+    """Normalised forecasts ``fields`` ``[M, T, lead, V, h, w]`` of ``variables`` in the run's units,
+    as the forecast dataset (:func:`.core.forecast_dataset`) on the run's region."""
+    mean, std = run.field_stats(variables)
+    units = {v: expected_units(v, run.info.units) for v in variables}
+    lat, lon = run.region.lat.cpu().numpy(), run.region.lon.cpu().numpy()
+    return forecast_dataset((fields * std + mean).numpy(), times, hours, variables, units, lat, lon)
 
 
 def normalised_state(

@@ -162,19 +162,8 @@ class ClimaX(Module):
         self.lead_time_embed = nn.Linear(1, embed_dim)
         self.pos_drop = nn.Dropout(drop_rate)
 
-        # Backbone: timm ViT blocks, stochastic depth growing linearly to ``drop_path`` (on the CPU: meta builds).
-        self.blocks = nn.ModuleList(
-            Block(
-                embed_dim,
-                num_heads,
-                mlp_ratio,
-                qkv_bias=True,
-                proj_drop=drop_rate,
-                drop_path=rate,
-                norm_layer=nn.LayerNorm,
-            )
-            for rate in torch.linspace(0, drop_path, depth, device="cpu").tolist()
-        )
+        # Backbone: timm ViT blocks.
+        self.blocks = _vit_blocks(embed_dim, num_heads, mlp_ratio, depth, drop_path, drop_rate)
         self.norm = nn.LayerNorm(embed_dim)
 
         # Prediction head: each token's patch (the paper), or overlapping windows twice as wide.
@@ -465,6 +454,20 @@ class ClimaX(Module):
         model = cls(**{**args, **overrides})
         load_weights(model, weights, new_variables="error")
         return model
+
+
+def _vit_blocks(
+    embed_dim: int, num_heads: int, mlp_ratio: float, depth: int, drop_path: float, drop_rate: float
+) -> nn.ModuleList:
+    """``depth`` timm ViT blocks, stochastic depth growing linearly from 0 to ``drop_path``
+    (the rates computed on the CPU, so that a model built on the meta device gets them too)."""
+    rates = torch.linspace(0, drop_path, depth, device="cpu").tolist()
+    return nn.ModuleList(
+        Block(
+            embed_dim, num_heads, mlp_ratio, qkv_bias=True, proj_drop=drop_rate, drop_path=rate, norm_layer=nn.LayerNorm
+        )
+        for rate in rates
+    )
 
 
 def _check_arguments(
