@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..data.epochs import dataset_epochs
-from ..data.loader import partition
+from ..data.epochs import dataset_epochs, validation_batches
 from ..engine.checks import ConfigError, config_error
 from ..engine.loop import Trainable, to_device
 from ..engine.plan import TORCH_LOADERS
@@ -115,10 +114,7 @@ def climatebench_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
         return (net(batch["x"], variables) - batch["y"]).square().mean()
 
     def validate(net):
-        mine = torch.utils.data.Subset(
-            val_set, partition(len(val_set), ctx.rank, ctx.world_size, shuffle=False).tolist()
-        )
-        batches = torch.utils.data.DataLoader(mine, batch_size=t.batch_size)
+        batches = validation_batches(val_set, t.batch_size, ctx.rank, ctx.world_size)
         return validation_mean(
             batches,
             lambda batch: {"mse": loss_fn(net, to_device(batch, ctx.device)).item()},

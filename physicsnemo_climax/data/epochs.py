@@ -54,3 +54,10 @@ def dataset_epochs(
         )
 
     return epochs
+
+
+def validation_batches(dataset, batch_size: int, rank: int, world: int, shuffle: bool = False) -> DataLoader:
+    """This rank's share of a map-style validation ``dataset`` in batches, the same at every
+    validation (``shuffle``: in a fixed, seeded order rather than the dataset's)."""
+    order = partition(len(dataset), rank, world, shuffle=shuffle)
+    return DataLoader(torch.utils.data.Subset(dataset, order.tolist()), batch_size=batch_size)

@@ -25,8 +25,7 @@ from omegaconf import DictConfig
 from physicsnemo.diffusion.metrics import RegressionLoss, ResidualLoss
 from physicsnemo.diffusion.multi_diffusion import RandomPatching2D
 
-from ..data.epochs import dataset_epochs
-from ..data.loader import partition
+from ..data.epochs import dataset_epochs, validation_batches
 from ..engine.checks import config_error
 from ..engine.loop import Trainable, to_device
 from ..engine.plan import TORCH_LOADERS, RunPlan
@@ -134,8 +133,7 @@ def stage_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
     )
 
     def validate(net) -> dict[str, float]:
-        mine = torch.utils.data.Subset(val_set, partition(len(val_set), ctx.rank, world).tolist())
-        batches = torch.utils.data.DataLoader(mine, batch_size=t.batch_size)
+        batches = validation_batches(val_set, t.batch_size, ctx.rank, world, shuffle=True)
         return validation_mean(
             batches,
             lambda batch: {"loss": loss_fn(net, to_device(batch, ctx.device)).item()},

@@ -18,6 +18,24 @@ from omegaconf import DictConfig, OmegaConf
 from ..errors import ConfigError
 
 
+def read_section(section: DictConfig, keys: list[str], name: str, defaults: str) -> dict[str, Any]:
+    """The values of ``keys`` in the config ``section`` (interpolations resolved).
+
+    Raises
+    ------
+    ConfigError
+        Naming the first key the section lacks (``name.key``) and the file ``defaults`` that
+        lists every key of the section with its default.
+    """
+    raw = OmegaConf.to_container(section, resolve=True)
+    missing = [k for k in keys if k not in raw]
+    if missing:
+        raise ConfigError(
+            f"{name}.{missing[0]} is missing from the config; {defaults} lists every {name} key with its default"
+        )
+    return {k: raw[k] for k in keys}
+
+
 @dataclass(frozen=True)
 class LoraSettings:
     """``train.lora``: adapters of ``rank`` (0: off) and ``alpha`` on the layers matching
@@ -80,15 +98,7 @@ class TrainSettings:
         ConfigError
             Naming a key the section lacks.
         """
-        raw: dict[str, Any] = OmegaConf.to_container(t, resolve=True)
-        names = [f.name for f in fields(cls)]
-        missing = [k for k in names if k not in raw]
-        if missing:
-            raise ConfigError(
-                f"train.{missing[0]} is missing from the config; conf/train/default.yaml lists "
-                "every train key with its default"
-            )
-        values = {k: raw[k] for k in names}
+        values = read_section(t, [f.name for f in fields(cls)], "train", "conf/train/default.yaml")
         lora = values["lora"] or {}
         targets = lora.get("targets")
         values.update(

@@ -15,11 +15,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ..data.times import lead_hours
 from ..engine.checks import check_seed, config_error
-from ..errors import ConfigError, InputError
+from ..engine.settings import read_section
+from ..errors import InputError
 from .ensembles import EnsembleSpec
 
 #: How a lead is forecast: one model step, trained leads chained, or direct up to the trained range.
@@ -102,16 +103,10 @@ class EvalSettings:
 
 
 def _section(e: DictConfig) -> dict:
-    """The keys :class:`EvalSettings` reads from ``e``, resolved; one it lacks is a :class:`ConfigError`."""
-    raw = OmegaConf.to_container(e, resolve=True)
+    """The keys :class:`EvalSettings` reads from ``e``, resolved (:func:`..engine.settings.read_section`)."""
     wanted = [f.name for f in fields(EvalSettings) if f.name != "ensemble"]
     wanted += ["members", "perturbation", "perturbation_scale", "seed"]
-    missing = [k for k in wanted if k not in raw]
-    if missing:
-        raise ConfigError(
-            f"eval.{missing[0]} is missing from the config; conf/config.yaml lists every eval key with its default"
-        )
-    return {k: raw[k] for k in wanted}
+    return read_section(e, wanted, "eval", "conf/config.yaml")
 
 
 def _check_count(key: str, value, least: int) -> None:
