@@ -81,7 +81,7 @@ def write_tables(cfg: DictConfig, table: pd.DataFrame, record: dict, maps: dict,
     with output_folder(
         cfg.eval.out_dir,
         REPORT_KIND,
-        overwrite=cfg.eval.get("overwrite", False),
+        overwrite=cfg.eval.overwrite,
         inputs=[cfg.run_dir],
         legacy=is_climatebench_report,
         option="eval.out_dir",

@@ -124,9 +124,7 @@ def build_sampler(gen: DictConfig, shape: tuple[int, int]):
     if s.type == "stochastic":
         return functools.partial(stochastic_sampler, num_steps=s.num_steps, patching=patching)
     if s.type == "deterministic":
-        sampler = functools.partial(
-            deterministic_sampler, num_steps=s.num_steps, solver=s.get("solver", "euler"), patching=patching
-        )
+        sampler = functools.partial(deterministic_sampler, num_steps=s.num_steps, solver=s.solver, patching=patching)
         return lambda *args, **kwargs: sampler(*args, **kwargs).float()  # it returns float64
     raise ConfigError(f"generation.sampler.type={s.type!r}: choose stochastic or deterministic")
 
@@ -331,7 +329,7 @@ def generate(cfg: DictConfig) -> Path | None:
     ]
     check_file_output(
         gen.io.output_filename,
-        overwrite=gen.io.get("overwrite", False),
+        overwrite=gen.io.overwrite,
         inputs=inputs,
         option="generation.io.output_filename",
         hint="generation.io.overwrite=true",
@@ -342,10 +340,10 @@ def generate(cfg: DictConfig) -> Path | None:
     trained = checkpoint_domain(gen.io[net_files.stage_domain_key(gen)])
     dataset = build_dataset(cfg.dataset, *((trained.stats, trained.units) if trained is not None else ()))
     domain = dataset.domain
-    if trained is not None and gen.get("check_stats", True):
+    if trained is not None and gen.check_stats:
         check_stats(domain.stats, trained.stats, domain, net_files.stage_domain_key(gen))
     indices = select_times(dataset.times, gen.times, gen.max_times, getattr(dataset, "sample_names", None))
-    chunks = time_blocks(indices, gen.get("time_block", 1))
+    chunks = time_blocks(indices, gen.time_block)
     regression, diffusion = (
         prepare_net(net, plan) for net in load_stages(gen, domain, device, dataset[indices[0]], plan)
     )

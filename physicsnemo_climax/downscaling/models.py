@@ -133,7 +133,7 @@ def build_diffusion(cfg: DictConfig, domain: Domain, plan: RunPlan) -> Module:
         img_resolution=list(domain.shape),
         img_in_channels=channels,
         img_out_channels=c_out,
-        sigma_data=cfg.model.get("sigma_data", 0.5),
+        sigma_data=cfg.model.sigma_data,
         **args,
     )
 

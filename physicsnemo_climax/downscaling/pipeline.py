@@ -136,7 +136,7 @@ def forecast_and_downscale(
     fc = forecast(
         run, initial_condition, lead_times, out_variables=list(dict.fromkeys(names)), assume_units=assume_units
     )
-    blocks = forecast_blocks(fc, domain, variable_map, truth, gen.get("time_block", 1), device)
+    blocks = forecast_blocks(fc, domain, variable_map, truth, gen.time_block, device)
     with GenerationWriter(
         output,
         domain,

@@ -80,13 +80,13 @@ def diffusion_stage(
     model = models.build_diffusion(cfg, domain, plan)
     loss = ResidualLoss(
         regression,
-        P_mean=cfg.model.get("P_mean", 0.0),
-        P_std=cfg.model.get("P_std", 1.2),
-        sigma_data=cfg.model.get("sigma_data", 0.5),
+        P_mean=cfg.model.P_mean,
+        P_std=cfg.model.P_std,
+        sigma_data=cfg.model.sigma_data,
         hr_mean_conditioning=cfg.model.hr_mean_conditioning,
     )
     shape = models.patch_shape(cfg, domain)
-    patching = None if shape is None else RandomPatching2D(domain.shape, shape, cfg.model.get("patch_num", 4))
+    patching = None if shape is None else RandomPatching2D(domain.shape, shape, cfg.model.patch_num)
 
     def loss_fn(net, batch):
         x, y = _layout(batch["input"], plan.apex_group_norm), _layout(batch["target"], plan.apex_group_norm)

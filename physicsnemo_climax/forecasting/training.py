@@ -239,7 +239,7 @@ def forecast_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
     the model and its region, the latitude-weighted MSE and validation, and the run's record."""
     cfg, t, plan = ctx.cfg, ctx.train, ctx.plan
     readers = build_sources(cfg, "train")
-    val_readers = build_sources(cfg, "val") if cfg.data.get("val", True) else []
+    val_readers = build_sources(cfg, "val") if cfg.data.val else []
     model = build_model(cfg, readers)
     region = check_config(cfg, model, readers, plan.loader).to(ctx.device)
 
