@@ -42,6 +42,22 @@ V2_TARGETS = {
     "northward_wind_10m": (0.0, 20.0),
 }
 
+#: The variables a store must have to be read as the CWB layout (in the order they are reported missing).
+_LAYOUT = (
+    "cwb",
+    "era5",
+    "cwb_valid",
+    "era5_valid",
+    "cwb_variable",
+    "era5_variable",
+    "cwb_center",
+    "cwb_scale",
+    "era5_center",
+    "era5_scale",
+    "XLAT",
+    "XLONG",
+)
+
 
 def channel_names(ds: xr.Dataset, group: str) -> list[str]:
     """``variable`` or ``variable_level`` of each channel of ``group`` (``cwb`` or ``era5``)."""
@@ -133,26 +149,7 @@ class CWBDataset(torch.utils.data.Dataset):
         if normalization not in ("v1", "v2"):
             raise ConfigError(f"dataset.normalization={normalization!r}: choose v1 or v2")
         ds = self._open()
-        missing = [
-            v
-            for v in (
-                "cwb",
-                "era5",
-                "cwb_valid",
-                "era5_valid",
-                "cwb_variable",
-                "era5_variable",
-                "cwb_center",
-                "cwb_scale",
-                "era5_center",
-                "era5_scale",
-                "XLAT",
-                "XLONG",
-            )
-            if v not in ds
-        ]
-        if missing:
-            raise UnknownName(f"{self.path}: no {missing} (not the CWB layout)")
+        self._check_layout(ds)
         self.ds_factor = int(ds_factor)
         inputs, outputs = channel_names(ds, "era5"), channel_names(ds, "cwb")
         self.in_index = pick(in_channels, inputs, "dataset.in_channels")
@@ -185,6 +182,18 @@ class CWBDataset(torch.utils.data.Dataset):
 
     def _open(self) -> xr.Dataset:
         return xr.open_zarr(self.path)
+
+    def _check_layout(self, ds: xr.Dataset) -> None:
+        """Refuse a store without the variables of the CWB layout (:data:`_LAYOUT`).
+
+        Raises
+        ------
+        UnknownName
+            Naming the variables it lacks.
+        """
+        missing = [v for v in _LAYOUT if v not in ds]
+        if missing:
+            raise UnknownName(f"{self.path}: no {missing} (not the CWB layout)")
 
     def _select_times(self, ds, train, all_times, test_years) -> np.ndarray:
         """Rows of the valid times of this split."""

@@ -65,24 +65,9 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
         invariant_variables: Sequence[str] = ("elev_mean", "lsm_mean"),
     ):
         self.path = Path(data_path)
-        if not self.path.exists():
-            raise FileNotFoundError(f"dataset.data_path={self.path}: no such file")
-        groups = {}
-        for group in ("input", "output", "invariant"):
-            try:
-                groups[group] = xr.open_dataset(self.path, group=group).load()
-            except OSError as err:
-                raise DataError(f"{self.path}: cannot read group {group!r} ({err})") from err
-        root = xr.open_dataset(self.path).load()
-        inputs = list(input_variables or groups["input"].data_vars)
-        outputs = list(output_variables or groups["output"].data_vars)
-        invariants = list(invariant_variables)
-        for group, names in (("input", inputs), ("output", outputs), ("invariant", invariants)):
-            missing = [v for v in names if v not in groups[group]]
-            if missing:
-                raise UnknownName(
-                    f"{self.path}: group {group!r} has no {missing} (has {list(groups[group].data_vars)})"
-                )
+        groups, root, (inputs, outputs, invariants) = _read_mini_file(
+            self.path, input_variables, output_variables, invariant_variables
+        )
         self.coarse = np.stack([groups["input"][v].values for v in inputs], axis=1)
         self.fine = np.stack([groups["output"][v].values for v in outputs], axis=1)
         self.invariants = (
@@ -135,6 +120,51 @@ class HRRRMiniDataset(torch.utils.data.Dataset):
     def fine_fields(self, index: int) -> np.ndarray:
         """Fine target ``[C_out, H, W]`` in physical units."""
         return self.fine[index]
+
+
+def _read_mini_file(path: Path, input_variables, output_variables, invariant_variables):
+    """A CorrDiff-Mini file's groups, loaded, and the channels chosen of each.
+
+    Parameters
+    ----------
+    path : Path
+        The NetCDF file.
+    input_variables, output_variables : sequence of str or None
+        Channels of the ``input`` / ``output`` groups (``None``: all, in file order).
+    invariant_variables : sequence of str
+        Channels of the ``invariant`` group.
+
+    Returns
+    -------
+    groups : dict of str to xr.Dataset
+        ``input`` (``[N, h, w]`` per variable), ``output`` (``[N, H, W]``) and ``invariant`` (2-D).
+    root : xr.Dataset
+        ``time`` ``[N]`` and ``coord`` ``[N, 2]``.
+    names : tuple of three lists of str
+        The input, output and invariant channels.
+
+    Raises
+    ------
+    FileNotFoundError, DataError, UnknownName
+        No such file; a group that cannot be read; a channel a group lacks.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"dataset.data_path={path}: no such file")
+    groups = {}
+    for group in ("input", "output", "invariant"):
+        try:
+            groups[group] = xr.open_dataset(path, group=group).load()
+        except OSError as err:
+            raise DataError(f"{path}: cannot read group {group!r} ({err})") from err
+    root = xr.open_dataset(path).load()
+    inputs = list(input_variables or groups["input"].data_vars)
+    outputs = list(output_variables or groups["output"].data_vars)
+    invariants = list(invariant_variables)
+    for group, names in (("input", inputs), ("output", outputs), ("invariant", invariants)):
+        missing = [v for v in names if v not in groups[group]]
+        if missing:
+            raise UnknownName(f"{path}: group {group!r} has no {missing} (has {list(groups[group].data_vars)})")
+    return groups, root, (inputs, outputs, invariants)
 
 
 def _open(source) -> xr.Dataset:
@@ -236,6 +266,32 @@ class CoarseFineDataset(torch.utils.data.Dataset):
             self.input_variables,
             "coarse" if coarse_ds is not None else "fine",
         )
+        big_h, big_w = self._read_grid(fine_ds, coarse_ds, factor)
+        self.times = fine_ds["time"].values
+        if coarse_ds is not None:
+            absent = np.setdiff1d(self.times, coarse_ds["time"].values)
+            if absent.size:
+                raise UnknownName(f"coarse data lack {absent.size} times of the fine data, e.g. {absent[:3]}")
+        groups = {
+            "input": (coarse_ds if coarse_ds is not None else fine_ds, self.input_variables),
+            "output": (fine_ds, self.output_variables),
+        }
+        self.units, self.conversions = to_trained(
+            data_units(groups), units, {g: n for g, (_, n) in groups.items()}, "dataset"
+        )
+        self.invariant_fields = self._read_invariants((big_h, big_w))
+        self.domain = self._make_domain(stats, stats_samples, (big_h, big_w))
+
+    def _read_grid(self, fine_ds: xr.Dataset, coarse_ds: xr.Dataset | None, factor: int | None) -> tuple[int, int]:
+        """Set the grids: ``dims``, ``lat``/``lon`` (``[H]``/``[W]`` or ``None``), ``coarse_lat``/
+        ``coarse_lon`` (the coarse data's, else block means of the fine ones), ``factor`` and the
+        area ``weights`` (cos latitude); return the fine grid's ``(H, W)``.
+
+        Raises
+        ------
+        DataError, ConfigError
+            A coarse grid the fine one is not ``factor`` times; no usable ``factor`` without one.
+        """
         dims = fine_ds[self.output_variables[0]].dims[-2:]
         self.dims = dims
         big_h, big_w = (fine_ds.sizes[d] for d in dims)
@@ -260,19 +316,12 @@ class CoarseFineDataset(torch.utils.data.Dataset):
             self.coarse_lon = None if self.lon is None else self.lon.reshape(-1, factor).mean(1)
         self.factor = factor
         self.weights = None if self.lat is None else np.cos(np.deg2rad(self.lat))
-        self.times = fine_ds["time"].values
-        if coarse_ds is not None:
-            absent = np.setdiff1d(self.times, coarse_ds["time"].values)
-            if absent.size:
-                raise UnknownName(f"coarse data lack {absent.size} times of the fine data, e.g. {absent[:3]}")
-        groups = {
-            "input": (coarse_ds if coarse_ds is not None else fine_ds, self.input_variables),
-            "output": (fine_ds, self.output_variables),
-        }
-        self.units, self.conversions = to_trained(
-            data_units(groups), units, {g: n for g, (_, n) in groups.items()}, "dataset"
-        )
-        self.invariant_fields = self._read_invariants((big_h, big_w))
+        return big_h, big_w
+
+    def _make_domain(self, stats, stats_samples: int, shape: tuple[int, int]) -> Domain:
+        """The :class:`Domain` of these data: ``stats`` as given (a dict, or a ``stats.json`` path),
+        or computed over ``stats_samples`` times; ``(H, W)`` ``shape``; 2-D ``lat``/``lon``
+        ``[H, W]`` when the grid has both axes. Needs the grid, units and invariants set."""
         if stats is None:
             stats = self.compute_stats(stats_samples)
         elif not isinstance(stats, dict):
@@ -280,13 +329,13 @@ class CoarseFineDataset(torch.utils.data.Dataset):
         lat2d = lon2d = None
         if self.lat is not None and self.lon is not None:
             lat2d, lon2d = np.meshgrid(self.lat, self.lon, indexing="ij")
-        self.domain = Domain(
+        return Domain(
             input_variables=self.input_variables,
             output_variables=self.output_variables,
             invariant_variables=self.invariant_variables,
             stats=stats,
-            factor=factor,
-            shape=(big_h, big_w),
+            factor=self.factor,
+            shape=shape,
             lat=lat2d,
             lon=lon2d,
             coarse_lat=self.coarse_lat,
@@ -389,25 +438,9 @@ def write_mini_file(
     plus fine-scale detail tied to the invariants, so that downscaling is
     learnable.
     """
-    rng = np.random.default_rng(seed)
-    big_h, big_w = shape
-    gy, gx = np.meshgrid(np.arange(invariant_shape[0]), np.arange(invariant_shape[1]), indexing="ij")
-    inv = {name: np.sin(gy / (1.3 + 0.4 * k) + k) * np.cos(gx / (1.1 + 0.3 * k)) for k, name in enumerate(invariants)}
-    coords = np.stack(
-        [
-            rng.integers(0, invariant_shape[0] - big_h + 1, samples),
-            rng.integers(0, invariant_shape[1] - big_w + 1, samples),
-        ],
-        axis=1,
+    inv, coords, fine, coarse = _mini_fields(
+        np.random.default_rng(seed), samples, shape, factor, inputs, outputs, invariants, invariant_shape
     )
-    yy, xx = np.meshgrid(np.arange(big_h) / big_h, np.arange(big_w) / big_w, indexing="ij")
-    fine, coarse = {}, {}
-    for k, name in enumerate(sorted(set(inputs) | set(outputs))):
-        phase = rng.uniform(0, 2 * np.pi, (samples, 1, 1))
-        field = 3 * np.sin(2 * np.pi * (yy + k * xx) + phase) + k
-        detail = np.stack([sum(inv[n][i : i + big_h, j : j + big_w] for n in invariants) for i, j in coords])
-        fine[name] = (field + 0.5 * detail).astype(np.float32)
-        coarse[name] = block_mean(fine[name], factor)
     root = xr.Dataset(
         {
             "time": ("sample", np.arange(samples) * np.timedelta64(1, "h") + np.datetime64("2020-01-01")),
@@ -431,6 +464,40 @@ def write_mini_file(
         for group, names, src in (("input", inputs, coarse), ("output", outputs, fine), ("invariant", invariants, inv))
     }
     write_atomic(stats_path, json.dumps(stats, indent=1))
+
+
+def _mini_fields(rng, samples, shape, factor, inputs, outputs, invariants, invariant_shape):
+    """The synthetic fields of :func:`write_mini_file` (same arguments, ``rng`` seeded).
+
+    Returns
+    -------
+    inv : dict of str to np.ndarray
+        ``[H_inv, W_inv]`` invariant waves.
+    coords : np.ndarray
+        ``[N, 2]`` each sample's window corner in the invariant grid.
+    fine, coarse : dict of str to np.ndarray
+        ``[N, H, W]`` float32 per input and output variable, and their ``[N, H/f, W/f]`` block means.
+    """
+    big_h, big_w = shape
+    gy, gx = np.meshgrid(np.arange(invariant_shape[0]), np.arange(invariant_shape[1]), indexing="ij")
+    inv = {name: np.sin(gy / (1.3 + 0.4 * k) + k) * np.cos(gx / (1.1 + 0.3 * k)) for k, name in enumerate(invariants)}
+    coords = np.stack(
+        [
+            rng.integers(0, invariant_shape[0] - big_h + 1, samples),
+            rng.integers(0, invariant_shape[1] - big_w + 1, samples),
+        ],
+        axis=1,
+    )
+    yy, xx = np.meshgrid(np.arange(big_h) / big_h, np.arange(big_w) / big_w, indexing="ij")
+    fine, coarse = {}, {}
+    for k, name in enumerate(sorted(set(inputs) | set(outputs))):
+        phase = rng.uniform(0, 2 * np.pi, (samples, 1, 1))
+        field = 3 * np.sin(2 * np.pi * (yy + k * xx) + phase) + k
+        # fine-scale detail tied to the invariants, so that downscaling is learnable
+        detail = np.stack([sum(inv[n][i : i + big_h, j : j + big_w] for n in invariants) for i, j in coords])
+        fine[name] = (field + 0.5 * detail).astype(np.float32)
+        coarse[name] = block_mean(fine[name], factor)
+    return inv, coords, fine, coarse
 
 
 __all__ = ["HRRRMiniDataset", "CoarseFineDataset", "block_mean", "upsample", "write_mini_file"]

@@ -168,38 +168,73 @@ def downscale(
     net_files.check_lead_time((regression, diffusion), lead_time_label)
     sampler_fn = noise.with_noise(diffusion, sampler_fn)
     mine = batches[rank::world]
-    size = len(mine[0]) if mine else 1
     means, members = [], []
     for t in range(x.shape[0]):
-        img_lr = x[t : t + 1]
         label = None if lead_time_label is None else lead_time_label[t : t + 1].to(x.device)
-        mean = None
-        if regression is not None:
-            mean = regression_step(
-                regression, img_lr, (size, regression.img_out_channels, *x.shape[-2:]), lead_time_label=label
-            ).float()
+        mean, drawn = _downscale_time(
+            regression, diffusion, x[t : t + 1], label, mine, sampler_fn, hr_mean_conditioning, rank
+        )
+        if mean is not None:
             means.append(mean[0])
-        if diffusion is None or not mine:  # regression only, or no seeds on this rank
-            members.append(
-                mean[0].expand(sum(map(len, mine)), *mean.shape[1:])
-                if mine
-                else x.new_zeros(0, (regression or diffusion).img_out_channels, *x.shape[-2:])
-            )
-            continue
-        residual = diffusion_step(
-            diffusion,
-            sampler_fn,
-            tuple(x.shape[-2:]),
-            diffusion.img_out_channels,
-            mine,
-            img_lr.expand(size, *img_lr.shape[1:]),
-            rank,
-            x.device,
-            mean_hr=mean[0:1] if hr_mean_conditioning and mean is not None else None,
-            lead_time_label=None if label is None else label.expand(size),
-        ).float()
-        members.append(residual if mean is None else mean[0:1] + residual)
+        members.append(drawn)
     return (torch.stack(means) if means else None), torch.stack(members, dim=1)
+
+
+def _downscale_time(
+    regression,
+    diffusion,
+    img_lr: torch.Tensor,
+    label: torch.Tensor | None,
+    mine: list[torch.Tensor],
+    sampler_fn,
+    hr_mean_conditioning: bool,
+    rank: int,
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Mean and this rank's members for one time (normalized units); :func:`downscale`'s step.
+
+    Parameters
+    ----------
+    img_lr : torch.Tensor
+        ``[1, C_in, H, W]`` the time's network input.
+    label : torch.Tensor or None
+        ``[1]`` its lead-time label, on the input's device.
+    mine : list of torch.Tensor
+        This rank's seed batches (all of one size).
+    sampler_fn : callable
+        The sampler, latents already chosen (:func:`.noise.with_noise`).
+
+    Returns
+    -------
+    mean : torch.Tensor or None
+        ``[B, C_out, H, W]``, the mean repeated over a seed batch of ``B`` (``None`` without a
+        regression stage).
+    members : torch.Tensor
+        ``[N_rank, C_out, H, W]``: this rank's members, in seed order.
+    """
+    size = len(mine[0]) if mine else 1
+    shape = img_lr.shape[-2:]
+    mean = None
+    if regression is not None:
+        mean = regression_step(
+            regression, img_lr, (size, regression.img_out_channels, *shape), lead_time_label=label
+        ).float()
+    if diffusion is None or not mine:  # regression only, or no seeds on this rank
+        if mine:
+            return mean, mean[0].expand(sum(map(len, mine)), *mean.shape[1:])
+        return mean, img_lr.new_zeros(0, (regression or diffusion).img_out_channels, *shape)
+    residual = diffusion_step(
+        diffusion,
+        sampler_fn,
+        tuple(shape),
+        diffusion.img_out_channels,
+        mine,
+        img_lr.expand(size, *img_lr.shape[1:]),
+        rank,
+        img_lr.device,
+        mean_hr=mean[0:1] if hr_mean_conditioning and mean is not None else None,
+        lead_time_label=None if label is None else label.expand(size),
+    ).float()
+    return mean, (residual if mean is None else mean[0:1] + residual)
 
 
 def time_blocks(indices: list[int], size) -> list[list[int]]:
@@ -318,51 +353,18 @@ def generate(cfg: DictConfig) -> Path | None:
     seed = check_seed(cfg.seed)
     plan = resolve(cfg)  # precision, compile, apex GroupNorm: present, or generation.fallback allows without
     gen = cfg.generation
-    inputs = [
-        OmegaConf.select(cfg, key, throw_on_missing=False)
-        for key in (
-            "generation.io.reg_ckpt_filename",
-            "generation.io.res_ckpt_filename",
-            "dataset.data_path",
-            "dataset.stats_path",
-        )
-    ]
-    check_file_output(
-        gen.io.output_filename,
-        overwrite=gen.io.overwrite,
-        inputs=inputs,
-        option="generation.io.output_filename",
-        hint="generation.io.overwrite=true",
-    )
+    _check_output(cfg)
     manager = setup_distributed()  # its device: this rank's GPU when one is visible, else the CPU
     device, rank = decide_device(gen.get("device") or manager.device, "generation.device"), manager.rank
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
-    trained = checkpoint_domain(gen.io[net_files.stage_domain_key(gen)])
-    dataset = build_dataset(cfg.dataset, *((trained.stats, trained.units) if trained is not None else ()))
+    dataset = _open_dataset(cfg)
     domain = dataset.domain
-    if trained is not None and gen.check_stats:
-        check_stats(domain.stats, trained.stats, domain, net_files.stage_domain_key(gen))
     indices = select_times(dataset.times, gen.times, gen.max_times, getattr(dataset, "sample_names", None))
     chunks = time_blocks(indices, gen.time_block)
     regression, diffusion = (
         prepare_net(net, plan) for net in load_stages(gen, domain, device, dataset[indices[0]], plan)
     )
     sampler_fn = build_sampler(gen, domain.shape)
-
-    def blocks():
-        for chunk in chunks:
-            samples = [dataset[i] for i in chunk]
-            x = torch.stack([s["input"] for s in samples]).to(device)
-            truth = np.stack([dataset.fine_fields(i) for i in chunk]) if rank == 0 else None
-            yield (
-                x,
-                {
-                    "times": np.asarray(dataset.times)[chunk],
-                    "truth": truth,
-                    "lead_time_label": net_files.sample_lead_time_labels(samples),
-                },
-            )
-
     with (
         GenerationWriter(
             gen.io.output_filename,
@@ -379,7 +381,7 @@ def generate(cfg: DictConfig) -> Path | None:
             diffusion,
             sampler_fn,
             batches,
-            blocks(),
+            _input_blocks(dataset, chunks, device, rank),
             out,
             gen.hr_mean_conditioning,
             manager,
@@ -387,6 +389,58 @@ def generate(cfg: DictConfig) -> Path | None:
             plan.apex_group_norm,
         )
     return Path(gen.io.output_filename) if rank == 0 else None
+
+
+def _check_output(cfg: DictConfig) -> None:
+    """Refuse ``generation.io.output_filename`` when it exists (unless ``generation.io.overwrite``)
+    or is one of the run's inputs: the two checkpoints, the data and the statistics."""
+    gen = cfg.generation
+    inputs = [
+        OmegaConf.select(cfg, key, throw_on_missing=False)
+        for key in (
+            "generation.io.reg_ckpt_filename",
+            "generation.io.res_ckpt_filename",
+            "dataset.data_path",
+            "dataset.stats_path",
+        )
+    ]
+    check_file_output(
+        gen.io.output_filename,
+        overwrite=gen.io.overwrite,
+        inputs=inputs,
+        option="generation.io.output_filename",
+        hint="generation.io.overwrite=true",
+    )
+
+
+def _open_dataset(cfg: DictConfig):
+    """``cfg.dataset``, normalised with the statistics (and units) the nets were trained with where
+    their ``domain.json`` is found; its own statistics are then checked against those
+    (:func:`check_stats`) unless ``generation.check_stats=false``."""
+    gen = cfg.generation
+    trained = checkpoint_domain(gen.io[net_files.stage_domain_key(gen)])
+    dataset = build_dataset(cfg.dataset, *((trained.stats, trained.units) if trained is not None else ()))
+    if trained is not None and gen.check_stats:
+        check_stats(dataset.domain.stats, trained.stats, dataset.domain, net_files.stage_domain_key(gen))
+    return dataset
+
+
+def _input_blocks(dataset, chunks: list[list[int]], device, rank: int):
+    """The blocks :func:`stream` draws: for each chunk of dataset indices, ``[t, C_in, H, W]`` inputs
+    on ``device`` and the rest of the block (valid ``times``, ``truth`` ``[t, C_out, H, W]`` in
+    physical units on rank 0, else ``None``, and the samples' ``lead_time_label``)."""
+    for chunk in chunks:
+        samples = [dataset[i] for i in chunk]
+        x = torch.stack([s["input"] for s in samples]).to(device)
+        truth = np.stack([dataset.fine_fields(i) for i in chunk]) if rank == 0 else None
+        yield (
+            x,
+            {
+                "times": np.asarray(dataset.times)[chunk],
+                "truth": truth,
+                "lead_time_label": net_files.sample_lead_time_labels(samples),
+            },
+        )
 
 
 def prepare_net(net, plan: RunPlan):

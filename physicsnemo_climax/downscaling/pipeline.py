@@ -92,11 +92,12 @@ def forecast_and_downscale(
     initial_condition : xr.Dataset
         The run's input variables, with or without ``time``.
     lead_times : sequence
-        Leads, e.g. ``["24h", "48h"]``.
+        Leads: hours (``24``) or durations (``"24h"``).
     gen : DictConfig
-        A ``generation`` section (``conf/generation``): ``num_ensembles``,
-        ``seed_batch_size``, ``sampler``, ``io.reg_ckpt_filename``,
-        ``io.res_ckpt_filename``, ``inference_mode``, ``hr_mean_conditioning``.
+        A ``generation`` section (``conf/generation``): ``num_ensembles``, ``seed_batch_size``, ``sampler``,
+        ``io.reg_ckpt_filename``, ``io.res_ckpt_filename``, ``inference_mode``, ``hr_mean_conditioning``.
+    output : path
+        The ensemble file (:mod:`.writer`'s groups); returned.
     variable_map : mapping, optional
         CorrDiff input name -> ClimaX variable name, where they differ.
     truth : xr.Dataset, optional
@@ -104,44 +105,94 @@ def forecast_and_downscale(
     seed : int
         Member ``k`` uses seed ``seed + k``; a whole number >= 0, recorded in the file.
     device : torch.device or str, optional
-        Where ClimaX (unless ``climax_run`` is a loaded :class:`Run`) and CorrDiff run
-        (:func:`..engine.plan.decide_device`; default ``generation.device``, then CUDA when present).
+        Where the nets (and an unloaded run) run, default ``generation.device`` (:func:`..engine.plan.decide_device`).
     assume_units : optional
         Units of initial-condition fields without a ``units`` attribute (:func:`..forecasting.forecast`).
     plan : RunPlan, optional
-        Precision, apex GroupNorm, compile of the nets; default :func:`..engine.plan.resolve` of ``gen``.
-        The file's attributes record it and the device.
+        Precision, apex GroupNorm, compile (recorded in the file); default :func:`..engine.plan.resolve` of ``gen``.
     overwrite : bool, optional
-        Replace an existing ``output`` (default ``generation.io.overwrite``); never one of the
-        inputs (the run, the nets, the files the datasets were opened from).
+        Replace an existing ``output`` (default ``generation.io.overwrite``); never an input (:func:`check_output`).
 
     Raises
     ------
-    KeyError
-        When a CorrDiff input is not a ClimaX output, or truth lacks a valid time.
+    UnknownName
+        A CorrDiff input that is not a ClimaX output, or a valid time truth lacks.
     MissingFeature
-        When the machine lacks what ``gen`` asks for (``generation.precision=fp16`` without a GPU).
+        What ``gen`` asks for and the machine lacks (``generation.precision=fp16`` without a GPU).
     """
-    check_output(
-        output, gen.io.overwrite if overwrite is None else overwrite, climax_run, gen, initial_condition, truth
-    )
-    plan = plan or resolve(OmegaConf.create({"generation": gen}))  # before any work, as generation
-    device = decide_device(device if device is not None else gen.get("device"), "device")
+    plan, device = _start(output, overwrite, climax_run, gen, (initial_condition, truth), device, plan)
     run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run, device, "climax_run")
-    domain = run_domain(gen)
     variable_map = dict(variable_map or {})
+    domain, names, batches, nets = _load_corrdiff(gen, run, variable_map, seed, device, plan)
+    fc = forecast(run, initial_condition, lead_times, out_variables=names, assume_units=assume_units)
+    blocks = forecast_blocks(fc, domain, variable_map, truth, gen.time_block, device)
+    _write_ensemble(output, gen, domain, nets, batches, blocks, truth is not None, seed, device, plan)
+    return Path(output)
+
+
+def _start(output, overwrite: bool | None, climax_run, gen: DictConfig, datasets: tuple, device, plan: RunPlan | None):
+    """What :func:`forecast_and_downscale` checks before any work, as generation does: the ``output``
+    (:func:`check_output`; ``overwrite`` ``None``: ``generation.io.overwrite``), the run ``plan`` and
+    the ``device``.
+
+    Returns
+    -------
+    plan : RunPlan
+        ``plan``, else :func:`..engine.plan.resolve` of ``gen``.
+    device : torch.device
+        :func:`..engine.plan.decide_device` of ``device``, else of ``generation.device``.
+    """
+    check_output(output, gen.io.overwrite if overwrite is None else overwrite, climax_run, gen, *datasets)
+    plan = plan or resolve(OmegaConf.create({"generation": gen}))
+    return plan, decide_device(device if device is not None else gen.get("device"), "device")
+
+
+def _load_corrdiff(gen: DictConfig, run: Run, variable_map: Mapping[str, str], seed: int, device, plan: RunPlan):
+    """The CorrDiff side, checked against the ClimaX ``run`` and loaded before the forecast is made.
+
+    Returns
+    -------
+    domain : Domain
+        The CorrDiff run's (:func:`run_domain`).
+    names : list of str
+        The ClimaX outputs feeding its inputs (:func:`climax_names`), each once.
+    batches : list of torch.Tensor
+        The seed batches (:func:`.generation.seed_batches`).
+    nets : tuple
+        The regression and diffusion nets as the ``plan`` says (``None`` for a stage not run).
+    """
+    domain = run_domain(gen)
     names = climax_names(domain, run, variable_map)
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
-    regression, diffusion = (prepare_net(net, plan) for net in load_stages(gen, domain, device, plan=plan))
-    fc = forecast(
-        run, initial_condition, lead_times, out_variables=list(dict.fromkeys(names)), assume_units=assume_units
-    )
-    blocks = forecast_blocks(fc, domain, variable_map, truth, gen.time_block, device)
+    nets = tuple(prepare_net(net, plan) for net in load_stages(gen, domain, device, plan=plan))
+    return domain, list(dict.fromkeys(names)), batches, nets
+
+
+def _write_ensemble(
+    output, gen: DictConfig, domain: Domain, nets: tuple, batches, blocks, truth: bool, seed: int, device, plan: RunPlan
+) -> None:
+    """Draw the ensemble of every block and write it to ``output`` (:class:`.writer.GenerationWriter`).
+
+    Parameters
+    ----------
+    nets : tuple
+        The regression and diffusion nets (``None`` for a stage not run).
+    batches : list of torch.Tensor
+        The seed batches.
+    blocks : iterable of (torch.Tensor, dict)
+        :func:`forecast_blocks`'s: ``[t, C_in + C_inv, H, W]`` inputs and the rest of each block.
+    truth : bool
+        Whether the blocks carry truth (``[t, C_out, H, W]``) to write.
+
+    The file has a ``lead_time`` coordinate and records the seeds, ``device`` and ``plan`` in its
+    attributes (:func:`.generation.run_record`).
+    """
+    regression, diffusion = nets
     with GenerationWriter(
         output,
         domain,
         gen.num_ensembles,
-        truth=truth is not None,
+        truth=truth,
         lead_time=True,
         regression=regression is not None,
         attrs=run_record(seed, device, plan),
@@ -157,7 +208,6 @@ def forecast_and_downscale(
             autocast=lambda: plan.autocast(device),
             channels_last=plan.apex_group_norm,
         )
-    return Path(output)
 
 
 def check_output(output: str | Path, overwrite: bool, climax_run, gen: DictConfig, *datasets) -> None:

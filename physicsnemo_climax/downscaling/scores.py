@@ -262,23 +262,10 @@ def score_file(path: str | Path, variables: Sequence[str] | None = None, spread_
             for v in names:
                 if method not in _methods(groups, v):
                     continue
-                scorer, members = None, 1
-                for chunk in _time_chunks(groups, v):
-                    pred, obs = _members(groups, method, v, chunk), _members(groups, "truth", v, chunk)[0]
-                    scorer = scorer or domain_scorer(pred.shape[-2:])
-                    add_chunk(scorer, pred, obs)
-                    members = pred.shape[0]
-                    by_time += [
-                        {
-                            "time": t,
-                            "method": method,
-                            "variable": v,
-                            **ensemble_scores(torch.from_numpy(pred[:, j]), torch.from_numpy(obs[j]), spread_ddof),
-                        }
-                        for j, t in enumerate(times[chunk])
-                    ]
-                rows.append({"method": method, "variable": v, **finalize(scorer, members, spread_ddof)})
-                ranks.append(scorer.rank_histograms().assign(method=method, variable=v))
+                row, rank, per_time = _score_variable(groups, method, v, times, spread_ddof)
+                rows.append(row)
+                ranks.append(rank)
+                by_time += per_time
     table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     table.attrs["rank_histograms"] = pd.concat(ranks, ignore_index=True).drop(columns=["lead_hours", "region"])
     # rows come method by method; a stable sort on time keeps that order within each time
@@ -286,6 +273,46 @@ def score_file(path: str | Path, variables: Sequence[str] | None = None, spread_
         "time", kind="stable", ignore_index=True
     )
     return table
+
+
+def _score_variable(
+    groups: dict, method: str, variable: str, times: np.ndarray, spread_ddof: int
+) -> tuple[dict, pd.DataFrame, list[dict]]:
+    """Scores of one method on one variable, read in time chunks (:func:`score_file`'s step).
+
+    Parameters
+    ----------
+    groups : dict
+        The file's groups (:func:`open_groups`).
+    times : np.ndarray
+        ``[T]`` the file's valid times.
+
+    Returns
+    -------
+    row : dict
+        ``method``, ``variable`` and the scores over all times and points (:func:`finalize`).
+    rank_histogram : pandas.DataFrame
+        The truth's rank among the members, with ``method`` and ``variable`` columns.
+    by_time : list of dict
+        One row per time: ``time``, ``method``, ``variable`` and :func:`ensemble_scores` over its points.
+    """
+    scorer, members, by_time = None, 1, []
+    for chunk in _time_chunks(groups, variable):
+        pred, obs = _members(groups, method, variable, chunk), _members(groups, "truth", variable, chunk)[0]
+        scorer = scorer or domain_scorer(pred.shape[-2:])
+        add_chunk(scorer, pred, obs)
+        members = pred.shape[0]
+        by_time += [
+            {
+                "time": t,
+                "method": method,
+                "variable": variable,
+                **ensemble_scores(torch.from_numpy(pred[:, j]), torch.from_numpy(obs[j]), spread_ddof),
+            }
+            for j, t in enumerate(times[chunk])
+        ]
+    row = {"method": method, "variable": variable, **finalize(scorer, members, spread_ddof)}
+    return row, scorer.rank_histograms().assign(method=method, variable=variable), by_time
 
 
 Spectra = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
