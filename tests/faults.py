@@ -91,6 +91,12 @@ def climax(capsys, *argv):
     return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
 
 
+def forecast_args(run, initial, output, lead: str = "12h", *extra: str) -> list[str]:
+    """The arguments of ``climax forecast`` from ``run`` and the initial-condition file ``initial``
+    to ``output`` at ``lead``, then ``extra`` options."""
+    return ["forecast", "--run", str(run), "--input", str(initial), "--lead", lead, "--output", str(output), *extra]
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 import xarray as xr
-from faults import climax, initial_condition
+from faults import climax, forecast_args, initial_condition
 
 from physicsnemo_climax.config import load_config, load_run_config
 from physicsnemo_climax.engine.plan import decide_device
@@ -54,38 +54,14 @@ def test_every_entry_point_refuses_cuda_without_a_gpu_before_any_work(no_gpu, tm
     with pytest.raises(ConfigError, match="^eval.device='cuda'"):
         evaluate(cfg)
     code, err = climax(
-        capsys,
-        "forecast",
-        "--run",
-        str(tmp_path / "no_run"),
-        "--input",
-        "ic.nc",
-        "--lead",
-        "12",
-        "--output",
-        str(tmp_path / "out.nc"),
-        "--device",
-        "cuda",
+        capsys, *forecast_args(tmp_path / "no_run", "ic.nc", tmp_path / "out.nc", "12", "--device", "cuda")
     )
     assert code != 0 and any("--device='cuda'" in line for line in err)
 
 
 def test_the_device_used_is_recorded_in_the_forecast_and_the_scorecard(trained, store, tmp_path, capsys):
     initial_condition(store).to_netcdf(tmp_path / "ic.nc")
-    code, err = climax(
-        capsys,
-        "forecast",
-        "--run",
-        str(trained),
-        "--input",
-        str(tmp_path / "ic.nc"),
-        "--lead",
-        "12",
-        "--output",
-        str(tmp_path / "fc.nc"),
-        "--device",
-        "cpu",
-    )
+    code, err = climax(capsys, *forecast_args(trained, tmp_path / "ic.nc", tmp_path / "fc.nc", "12", "--device", "cpu"))
     assert code == 0, err
     with xr.open_dataset(tmp_path / "fc.nc") as fc:
         assert fc.attrs["device"] == "cpu"

@@ -23,7 +23,18 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
-from faults import VARS, climax, copy_year, damage, fit, initial_condition, kill_self_at, settings, snapshot
+from faults import (
+    VARS,
+    climax,
+    copy_year,
+    damage,
+    fit,
+    forecast_args,
+    initial_condition,
+    kill_self_at,
+    settings,
+    snapshot,
+)
 from omegaconf import OmegaConf
 
 from physicsnemo_climax import cli
@@ -82,18 +93,7 @@ def test_debug_shows_the_traceback(capsys, store, tmp_path, monkeypatch):
 
 
 def test_a_missing_input_file_is_one_line(capsys, trained, tmp_path):
-    code, err = climax(
-        capsys,
-        "forecast",
-        "--run",
-        str(trained),
-        "--input",
-        str(tmp_path / "nope.nc"),
-        "--lead",
-        "12h",
-        "--output",
-        str(tmp_path / "out.nc"),
-    )
+    code, err = climax(capsys, *forecast_args(trained, tmp_path / "nope.nc", tmp_path / "out.nc", "12h"))
     assert code == 1 and "nope.nc" in err[0] and len(err) == 2
 
 
@@ -375,18 +375,7 @@ def test_another_grid_is_named_with_both_ranges(trained, store):
 
 def test_an_initial_condition_without_time_forecasts(capsys, trained, store, tmp_path):
     initial_condition(store).isel(time=0, drop=True).to_netcdf(tmp_path / "ic.nc")
-    code, err = climax(
-        capsys,
-        "forecast",
-        "--run",
-        str(trained),
-        "--input",
-        str(tmp_path / "ic.nc"),
-        "--lead",
-        "12h",
-        "--output",
-        str(tmp_path / "out.nc"),
-    )
+    code, err = climax(capsys, *forecast_args(trained, tmp_path / "ic.nc", tmp_path / "out.nc", "12h"))
     assert code == 0, err
     with xr.open_dataset(tmp_path / "out.nc") as out:
         assert out.temperature_850.shape == (1, 1, 8, 16)
@@ -581,19 +570,7 @@ def test_a_failed_forecast_write_keeps_the_old_file(capsys, trained, store, tmp_
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", disk_full)
-    code, err = climax(
-        capsys,
-        "forecast",
-        "--run",
-        str(trained),
-        "--input",
-        str(tmp_path / "ic.nc"),
-        "--lead",
-        "12h",
-        "--output",
-        str(tmp_path / "out.nc"),
-        "--overwrite",
-    )
+    code, err = climax(capsys, *forecast_args(trained, tmp_path / "ic.nc", tmp_path / "out.nc", "12h", "--overwrite"))
     assert code == 1 and "out.nc: the disk is full" in err[0]
     assert (tmp_path / "out.nc").read_bytes() == b"the previous forecast"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ic.nc", "out.nc"]  # no partial file left
@@ -606,18 +583,7 @@ def test_an_unwritable_output_folder_is_one_line(capsys, trained, store, tmp_pat
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "out.nc"))
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", read_only)
-    code, err = climax(
-        capsys,
-        "forecast",
-        "--run",
-        str(trained),
-        "--input",
-        str(tmp_path / "ic.nc"),
-        "--lead",
-        "12h",
-        "--output",
-        str(tmp_path / "out.nc"),
-    )
+    code, err = climax(capsys, *forecast_args(trained, tmp_path / "ic.nc", tmp_path / "out.nc", "12h"))
     assert code == 1 and "could not write" in err[0] and "choose a folder you can write to" in err[0]
 
 
@@ -661,18 +627,7 @@ def test_atomic_path_removes_its_partial_file_on_any_failure(tmp_path):
 def test_a_real_full_disk_during_a_forecast(capsys, trained, store, tmp_path, small_disk):
     initial_condition(store).to_netcdf(tmp_path / "ic.nc")
     (small_disk / "ballast").write_bytes(b"\0" * (2 * 2**20 - 4096))
-    code, err = climax(
-        capsys,
-        "forecast",
-        "--run",
-        str(trained),
-        "--input",
-        str(tmp_path / "ic.nc"),
-        "--lead",
-        "12h",
-        "--output",
-        str(small_disk / "out.nc"),
-    )
+    code, err = climax(capsys, *forecast_args(trained, tmp_path / "ic.nc", small_disk / "out.nc", "12h"))
     assert code == 1 and "the disk is full" in err[0]
     assert sorted(p.name for p in small_disk.iterdir()) == ["ballast"]
 

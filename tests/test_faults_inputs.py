@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from faults import climax, initial_condition
+from faults import climax, forecast_args, initial_condition
 
 from physicsnemo_climax.config import load_config, load_run_config
 from physicsnemo_climax.data import ShardStore
@@ -103,48 +103,16 @@ def test_cli_forecast_converts_units_and_takes_assume_units(capsys, trained, sto
     ic = initial_condition(store)
     ic["2m_temperature"] = (ic["2m_temperature"] - 273.15).assign_attrs(units="degC")
     ic.to_netcdf(tmp_path / "celsius.nc")
-    code, err = climax(
-        capsys,
-        "forecast",
-        "--run",
-        str(trained),
-        "--input",
-        str(tmp_path / "celsius.nc"),
-        "--lead",
-        "12h",
-        "--output",
-        str(tmp_path / "a.nc"),
-    )
+    code, err = climax(capsys, *forecast_args(trained, tmp_path / "celsius.nc", tmp_path / "a.nc", "12h"))
     assert code == 0, err
     with xr.open_dataset(tmp_path / "a.nc") as out:
         assert close(out, reference) and out["2m_temperature"].attrs["units"] == "K"
     initial_condition(store, units=False).to_netcdf(tmp_path / "bare.nc")
-    code, err = climax(
-        capsys,
-        "forecast",
-        "--run",
-        str(trained),
-        "--input",
-        str(tmp_path / "bare.nc"),
-        "--lead",
-        "12h",
-        "--output",
-        str(tmp_path / "b.nc"),
-    )
+    code, err = climax(capsys, *forecast_args(trained, tmp_path / "bare.nc", tmp_path / "b.nc", "12h"))
     assert code == 1 and "has no units" in err[0] and "--assume-units" in err[0]
     code, err = climax(
         capsys,
-        "forecast",
-        "--run",
-        str(trained),
-        "--input",
-        str(tmp_path / "bare.nc"),
-        "--lead",
-        "12h",
-        "--output",
-        str(tmp_path / "b.nc"),
-        "--assume-units",
-        "run",
+        *forecast_args(trained, tmp_path / "bare.nc", tmp_path / "b.nc", "12h", "--assume-units", "run"),
     )
     assert code == 0, err
     with xr.open_dataset(tmp_path / "b.nc") as out:
@@ -356,18 +324,7 @@ def test_a_360_day_date_the_standard_calendar_lacks_is_refused(trained, store):
 
 def test_an_empty_time_axis_is_refused(capsys, trained, store, tmp_path):
     initial_condition(store).isel(time=slice(0, 0)).to_netcdf(tmp_path / "ic.nc")
-    code, err = climax(
-        capsys,
-        "forecast",
-        "--run",
-        str(trained),
-        "--input",
-        str(tmp_path / "ic.nc"),
-        "--lead",
-        "12h",
-        "--output",
-        str(tmp_path / "out.nc"),
-    )
+    code, err = climax(capsys, *forecast_args(trained, tmp_path / "ic.nc", tmp_path / "out.nc", "12h"))
     assert code == 1 and "no times" in err[0] and not (tmp_path / "out.nc").exists()
 
 
@@ -379,18 +336,7 @@ def test_a_time_dimension_without_stamps_is_refused(trained, store):
 def test_duplicate_initial_times_are_refused_naming_them(capsys, trained, store, tmp_path):
     ic = initial_condition(store)
     xr.concat([ic, ic.isel(time=[1])], dim="time").to_netcdf(tmp_path / "ic.nc")
-    code, err = climax(
-        capsys,
-        "forecast",
-        "--run",
-        str(trained),
-        "--input",
-        str(tmp_path / "ic.nc"),
-        "--lead",
-        "12h",
-        "--output",
-        str(tmp_path / "out.nc"),
-    )
+    code, err = climax(capsys, *forecast_args(trained, tmp_path / "ic.nc", tmp_path / "out.nc", "12h"))
     assert code == 1 and "duplicate" in err[0] and "2001-01-01T06" in err[0]
     assert not (tmp_path / "out.nc").exists()
 
@@ -434,18 +380,9 @@ def test_cli_forecast_refuses_a_bad_seed(capsys, trained, store, tmp_path, seed)
     initial_condition(store).to_netcdf(tmp_path / "ic.nc")
     code, err = climax(
         capsys,
-        "forecast",
-        "--run",
-        str(trained),
-        "--input",
-        str(tmp_path / "ic.nc"),
-        "--lead",
-        "12h",
-        "--output",
-        str(tmp_path / "out.nc"),
-        "--members",
-        "2",
-        f"--seed={seed}",
+        *forecast_args(
+            str(trained), str(tmp_path / "ic.nc"), str(tmp_path / "out.nc"), "12h", "--members", "2", f"--seed={seed}"
+        ),
     )
     assert code in (1, 2) and any("seed" in line for line in err) and not (tmp_path / "out.nc").exists()
 

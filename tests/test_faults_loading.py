@@ -29,7 +29,7 @@ import pytest
 import torch
 import xarray as xr
 from conftest import tiny_climax
-from faults import climax, initial_condition, settings, snapshot
+from faults import climax, forecast_args, initial_condition, settings, snapshot
 from physicsnemo.core import ModelRegistry, Module
 from test_corrdiff_checkpoints import UPSTREAM, saved, upstream_net
 from test_official_checkpoint import official_like_state, write_ckpt
@@ -125,18 +125,7 @@ def corrdiff_file(tmp_path_factory) -> Path:
 
 def forecast_cli(capsys, run: Path, store: Path, tmp_path: Path):
     initial_condition(store).to_netcdf(tmp_path / "ic.nc")
-    return climax(
-        capsys,
-        "forecast",
-        "--run",
-        str(run),
-        "--input",
-        str(tmp_path / "ic.nc"),
-        "--lead",
-        "12h",
-        "--output",
-        str(tmp_path / "out.nc"),
-    )
+    return climax(capsys, *forecast_args(run, tmp_path / "ic.nc", tmp_path / "out.nc", "12h"))
 
 
 @pytest.fixture
