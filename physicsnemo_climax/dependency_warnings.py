@@ -51,7 +51,10 @@ def init_warp() -> None:
         return
     warp.config.log_level = warp.LOG_WARNING  # no greeting: the level PhysicsNeMo sets after its init
     captured: list[str] = []
-    with _captured_stderr(captured):
+    try:
+        with _captured_stderr(captured):
+            warp.init()
+    except OSError:  # no file descriptor 2 or no temporary file (a daemon, a read-only /tmp): print as usual
         warp.init()
     lines = "".join(captured).splitlines(keepends=True)
     held_back.extend(line for line in lines if line.startswith(WARP_NO_DRIVER))
@@ -70,9 +73,9 @@ def replay() -> None:
 def _captured_stderr(into: list[str]):
     """The process's file descriptor 2 sent to a temporary file while the block runs
     (C writes there, below Python's ``sys.stderr``); its text is appended to ``into``."""
-    sys.stderr.flush()
-    saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+") as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
         try:
             yield

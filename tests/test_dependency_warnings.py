@@ -50,3 +50,22 @@ def test_single_process_warning_is_held_back_unless_debugging():
     assert quiet.stdout.split()[-1] == loud.stdout.split()[-1] == "1"  # one process either way
     assert SINGLE_PROCESS not in quiet.stderr
     assert SINGLE_PROCESS in loud.stderr
+
+
+def test_without_a_temporary_file_warp_initialises_as_usual(monkeypatch):
+    import tempfile
+
+    import warp
+
+    from physicsnemo_climax import dependency_warnings
+
+    calls = []
+    monkeypatch.setattr(warp, "init", lambda: calls.append("init"))
+    monkeypatch.delenv("CLIMAX_DEBUG", raising=False)
+
+    def no_file(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_file)
+    dependency_warnings.init_warp()  # no error: the package still imports
+    assert calls == ["init"]
