@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Climate projection (ClimaX paper section 4.2, ClimateBench): a task package.
+"""Climate projection (ClimaX paper section 4.3, ClimateBench): a task package.
 
 * :mod:`.model`: :class:`ClimaXClimateBench`, a ClimaX encoder with a temporal aggregation;
 * :mod:`.data`: ClimateBench scenario files and history windows;

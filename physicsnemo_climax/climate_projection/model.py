@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""ClimaX for climate projection (ClimateBench), as in the paper's section 4.2.
+"""ClimaX for climate projection (ClimateBench), as in the paper's section 4.3.
 
 The ClimaX encoder reads each of the last ``T`` years of forcing maps, with
 a learnable temporal position embedding (sin-cos initialised) added to its
