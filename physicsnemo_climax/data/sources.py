@@ -9,6 +9,10 @@ and ``{name}`` otherwise; the sources may call it by its long name (ERA5 /
 WeatherBench 2 / ARCO), its ERA5 short name or its CMIP6 name (see
 :data:`ALIASES`), or by a name given in ``name_map``.
 
+Times of another calendar (CMIP6's ``noleap``, ``360_day``) are taken by
+calendar date (:func:`.times.standard_dataset`); the catalogue knows the one
+calendar of its sources (:attr:`Catalogue.calendar`) and the dates it dropped.
+
 Values are read in time blocks aligned with the source's own chunks (a chunk
 is fetched once even when two requests share it), remote blocks with retries
 and back-off, with a progress bar for remote sources.
@@ -28,6 +32,7 @@ import xarray as xr
 
 from ..errors import DataError, UnknownName
 from .formats import is_url, open_file, open_parts  # noqa: F401  (open_file: re-exported)
+from .times import STANDARD, standard_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -132,21 +137,54 @@ class Catalogue:
         fsspec options for URLs (public buckets are read anonymously by default).
     grib_step : float, optional
         Hours: the forecast step to take from GRIB files with several steps.
+    calendar_dates : {"refuse", "drop"}
+        Dates the standard calendar lacks (``360_day``'s 30 February): an error, or left out.
+
+    Attributes
+    ----------
+    calendar : str
+        The sources' calendar (cftime's name; ``standard`` for numpy times).
+    dropped : list of str
+        The distinct dates left out, sorted (``calendar_dates="drop"``).
     """
 
     paths: list[str]
     name_map: dict[str, str] | None = None
     storage_options: dict | None = None
     grib_step: float | None = None
+    calendar_dates: str = "refuse"
     _blocks: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         self.files = expand(self.paths)
         opened = [(f, ds) for f in self.files for ds in open_parts(f, self.storage_options, self.grib_step)]
+        opened = self._standard_times(opened)
         first_path, first = opened[0]
         self.parts = [(first_path, first)] + [(f, on_grid_of(ds, first, f, first_path)) for f, ds in opened[1:]]
         self.lat = first.lat.values.astype(float)
         self.lon = first.lon.values.astype(float)
+
+    def _standard_times(self, opened: list[tuple[str, xr.Dataset]]) -> list[tuple[str, xr.Dataset]]:
+        """Every source's times as numpy dates (:func:`.times.standard_dataset`), one calendar for all.
+
+        Raises
+        ------
+        DataError
+            When two sources use different calendars (naming both), or a date is refused.
+        """
+        out, calendars, dropped = [], {}, set()
+        for path, ds in opened:
+            ds, calendar, lacking = standard_dataset(ds, path, self.calendar_dates)
+            if "time" in ds.dims:  # constants (a land-sea mask) have no calendar to agree on
+                calendars.setdefault(calendar, path)
+            dropped.update(lacking)
+            out.append((path, ds))
+        if len(calendars) > 1:
+            (one, a), (other, b) = list(calendars.items())[:2]
+            raise DataError(f"{a} uses the {one} calendar but {b} the {other} calendar; prepare them apart")
+        self.calendar = next(iter(calendars), STANDARD)
+        self.dropped = sorted(dropped)
+        return out
 
     def _names(self, base: str) -> tuple[str, ...]:
         extra = (self.name_map or {}).get(base)

@@ -9,8 +9,9 @@ A store is a folder::
     {split}/climatology.npz              per variable, time mean [1, H, W]
     store.json                           (stores written here) manifest, written last: variables,
                                          time step, the requested splits and the periods the data
-                                         cover (``coverage``), units, and the SHA-256 of every
-                                         shard (checked on its first read)
+                                         cover (``coverage``) and the steps absent there
+                                         (``missing_times``), units, the sources' ``calendar``,
+                                         and the SHA-256 of every shard (checked on its first read)
 
 It is the layout of the official ClimaX preprocessing, so already-processed
 folders load as they are; stores written by :mod:`.prepare` add
@@ -451,10 +452,14 @@ class ShardStore:
         periods = self.manifest.get("coverage", self.manifest["splits"])[split]  # where the data start
         starts = {p[0][:4]: np.datetime64(p[0], "h") for p in periods}
         step = np.timedelta64(int(self.hours_per_step), "h")
+        absent = np.array(self.manifest.get("missing_times", {}).get(split, []), "datetime64[h]")
         times, elapsed = [], {}
         for shard in self.shards(split):
             year = shard.path.stem.split("_")[0]
             offset = elapsed.get(year, 0)
-            times.append(starts[year] + step * np.arange(offset, offset + shard.steps))
+            # the steps from the period's start, less those the source lacked (a noleap 29 February)
+            every = starts[year] + step * np.arange(offset + shard.steps + absent.size)
+            every = every[~np.isin(every, absent)] if absent.size else every
+            times.append(every[offset : offset + shard.steps])
             elapsed[year] = offset + shard.steps
         return times

@@ -14,7 +14,10 @@
   is exact for ``noleap``/``365_day`` (each of their dates exists in the
   standard calendar) and for ``proleptic_gregorian``; a date the standard
   calendar lacks (``360_day``'s 30 February, ``all_leap``'s 29 February of a
-  common year) is refused, naming the first.
+  common year) is refused, naming the first. A source prepared into a store
+  (:func:`standard_dataset`) may instead drop those dates when asked
+  (``calendar_dates="drop"``, ``climax data prepare --calendar-dates drop``);
+  the store records the source's calendar and how many dates were dropped.
 * **Duplicate stamps** are refused, naming them; so is an empty axis where a
   caller needs times.
 """
@@ -25,8 +28,16 @@ import numbers
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
-from ..errors import InputError
+from ..errors import ConfigError, DataError, InputError
+
+#: The calendar recorded for numpy (standard calendar) times.
+STANDARD = "standard"
+#: What :func:`standard_dataset` does with a date the standard calendar lacks.
+CALENDAR_DATES = ("refuse", "drop")
+#: How a user of ``climax data prepare`` asks for those dates to be dropped (messages).
+DROP_OPTION = "--calendar-dates drop (calendar_dates='drop')"
 
 #: ``units`` of a numeric lead axis -> pandas' unit.
 LEAD_UNITS = {
@@ -135,3 +146,66 @@ def check_unique(stamps: np.ndarray, what: str) -> None:
     repeated = index[index.duplicated()]
     if len(repeated):
         raise InputError(f"{what}: duplicate times {[t.isoformat() for t in repeated[:3]]}; keep one of each")
+
+
+def _as_standard(value) -> np.datetime64 | None:
+    """A cftime date as ``datetime64[ns]`` by calendar date; ``None`` when the standard calendar lacks it."""
+    try:
+        return np.datetime64(value.isoformat(), "ns")
+    except ValueError:
+        return None
+
+
+def calendar_of(time: xr.DataArray) -> str:
+    """The cftime name of the calendar of a ``time`` coordinate: its dates' own, else the one
+    it was decoded from (``proleptic_gregorian`` files decode to numpy), else ``standard``."""
+    first = time.values.ravel()[:1]
+    calendar = getattr(first[0], "calendar", None) if first.size else None
+    calendar = calendar or time.encoding.get("calendar") or STANDARD
+    return STANDARD if calendar == "gregorian" else calendar  # CF's older name of the same calendar
+
+
+def standard_dataset(ds: xr.Dataset, where: str, calendar_dates: str = "refuse") -> tuple[xr.Dataset, str, list[str]]:
+    """``ds`` with its ``time`` axis as ``datetime64[ns]``, dates taken by calendar date.
+
+    Parameters
+    ----------
+    ds : xr.Dataset
+        A source with a ``time`` coordinate (numpy or cftime dates), or without one.
+    where : str
+        The source, for messages.
+    calendar_dates : {"refuse", "drop"}
+        What to do with a date the standard calendar lacks (``360_day``'s 30 February).
+
+    Returns
+    -------
+    ds : xr.Dataset
+        Numpy times; with ``drop``, the dates the standard calendar lacks left out.
+    calendar : str
+        The source's calendar (:func:`calendar_of`).
+    dropped : list of str
+        The dates left out, as the source writes them.
+
+    Raises
+    ------
+    DataError
+        With ``refuse``, naming the source, the first such date, its calendar and the option.
+    """
+    if calendar_dates not in CALENDAR_DATES:
+        raise ConfigError(f"calendar_dates {calendar_dates!r}: choose from {CALENDAR_DATES}")
+    if "time" not in ds.coords or ds.time.ndim != 1:
+        return ds, STANDARD, []
+    calendar = calendar_of(ds.time)
+    if ds.time.dtype.kind == "M":
+        return ds, calendar, []
+    dates = [_as_standard(v) for v in ds.time.values]
+    lacking = [str(v) for v, d in zip(ds.time.values, dates) if d is None]
+    if lacking and calendar_dates == "refuse":
+        raise DataError(
+            f"{where}: the date {lacking[0]} of its {calendar} calendar is not a date of the standard "
+            f"calendar ({len(lacking)} such dates); drop them with {DROP_OPTION}"
+        )
+    kept = [i for i, d in enumerate(dates) if d is not None]
+    ds = ds.isel(time=kept) if lacking else ds
+    times = np.array([dates[i] for i in kept], "datetime64[ns]")
+    return ds.assign_coords(time=xr.Variable("time", times, ds.time.attrs)), calendar, lacking
