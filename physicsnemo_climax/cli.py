@@ -81,14 +81,13 @@ def data_prepare(args: argparse.Namespace) -> None:
     from .data import PrepareConfig, prepare
 
     splits = {name: years for name, years in (("train", args.train), ("val", args.val), ("test", args.test)) if years}
-    if args.grid != ["native"] and (len(args.grid) != 2 or not all(g.isdigit() for g in args.grid)):
-        raise ConfigError(f"--grid {' '.join(args.grid)}: give H W (e.g. --grid 32 64) or --grid native")
     config = PrepareConfig(
         inputs=args.inputs,
         variables=args.variables.split(","),
         splits=splits,
-        grid="native" if args.grid == ["native"] else tuple(int(g) for g in args.grid),
+        grid=_prepare_grid(args.grid),
         region=args.region,
+        calendar_dates=args.calendar_dates,
         storage_options=dict(_key_value(item, "--storage-option") for item in args.storage_option or []),
         grib_step=args.grib_step,
         method=args.method,
@@ -100,6 +99,22 @@ def data_prepare(args: argparse.Namespace) -> None:
         day_of_year_climatology=args.day_of_year,
     )
     print(f"wrote {prepare(config, args.out)}")
+
+
+def _prepare_grid(words: list[str]) -> tuple[int, int] | float | str:
+    """``--grid``: ``H W`` (a global grid), ``DEG`` (a spacing in degrees) or ``native``."""
+    if words == ["native"]:
+        return "native"
+    if len(words) == 2 and all(g.isdigit() for g in words):
+        return int(words[0]), int(words[1])
+    try:
+        if len(words) == 1:
+            return float(words[0])
+    except ValueError:
+        pass
+    raise ConfigError(
+        f"--grid {' '.join(words)}: give H W (--grid 32 64), a spacing in degrees (--grid 5.625) or --grid native"
+    )
 
 
 def _key_value(item: str, option: str) -> tuple[str, object]:
@@ -184,15 +199,24 @@ def _add_prepare_command(data) -> None:
         "--grid",
         nargs="+",
         default=["32", "64"],
-        metavar="H W | native",
-        help="global regular H x W (regridded), or native: the source's own grid",
+        metavar="H W | DEG | native",
+        help="global regular H x W, or a spacing in degrees (5.625 is 32 x 64), regridded; "
+        "or native: the source's own grid",
     )
     p.add_argument(
         "--region",
         type=float,
         nargs=4,
         metavar=("LAT0", "LAT1", "LON0", "LON1"),
-        help="crop the native grid to this box (east from LON0 to LON1)",
+        help="keep this box (east from LON0 to LON1) of the native grid, or of the global grid of --grid DEG "
+        "(the cells whose centres fall in it)",
+    )
+    p.add_argument(
+        "--calendar-dates",
+        choices=["refuse", "drop"],
+        default="refuse",
+        help="dates of the sources' calendar the standard one lacks (360_day's 30 February): "
+        "an error (default) or dropped, and counted in store.json",
     )
     p.add_argument(
         "--storage-option",
@@ -210,7 +234,10 @@ def _add_prepare_command(data) -> None:
         "--name-map", nargs="*", metavar="CLIMAX=FILE", help="variable names in the files, e.g. geopotential=zg"
     )
     p.add_argument(
-        "--scale", nargs="*", metavar="NAME=FACTOR", help="factors applied on reading, e.g. geopotential=9.80665"
+        "--scale",
+        nargs="*",
+        metavar="NAME=FACTOR",
+        help="factors applied on reading a field that is not a CMIP6 variable (those are converted)",
     )
     p.add_argument("--nan-policy", choices=["raise", "fill"], default="raise")
     p.add_argument("--day-of-year", action="store_true", help="also day-of-year climatology")

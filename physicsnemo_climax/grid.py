@@ -6,13 +6,17 @@ covering the globe; values at cell centres; latitudes south to north,
 ``lat_i = -90 + (i + 1/2) 180 / H``; longitudes east from 0,
 ``lon_j = j 360 / W`` (the cell around ``lon_j`` spans ``lon_j +- 180 / W``).
 5.625 deg is 32 x 64, 1.40625 deg is 128 x 256.
+
+A regular regional grid of spacing ``d`` (:func:`regional_axes`) is the part
+of the global grid of that spacing whose centres fall in a box, so regional
+grids of spacings that divide each other nest as the global ones do.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 
 def regular_grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -21,6 +25,65 @@ def regular_grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     lat = -90.0 + (np.arange(h) + 0.5) * 180.0 / h
     lon = np.arange(w) * 360.0 / w
     return lat, lon
+
+
+def spacing_shape(spacing: float, option: str = "--grid") -> tuple[int, int]:
+    """``(H, W)`` of the global grid of ``spacing`` degrees (``5.625 -> (32, 64)``).
+
+    Raises
+    ------
+    ConfigError
+        When the spacing is not positive or does not divide 180 and 360 degrees, naming ``option``.
+    """
+    spacing = float(spacing)
+    h = round(180.0 / spacing) if spacing > 0 else 0
+    if h < 1 or not np.isclose(h * spacing, 180.0, rtol=0, atol=1e-9):
+        raise ConfigError(
+            f"{option} {spacing:g}: give H W (--grid 32 64), or a spacing in degrees that divides 180 and 360 "
+            "(5.625, 2.8125, 1.40625, 0.25)"
+        )
+    return h, 2 * h
+
+
+def regional_axes(spacing: float, region) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The cells of the global grid of ``spacing`` whose centres fall in ``region``.
+
+    Parameters
+    ----------
+    spacing : float
+        Degrees (:func:`spacing_shape`).
+    region : sequence of 4 floats
+        ``lat0, lat1, lon0, lon1``; the box runs east from ``lon0`` to ``lon1`` (edges included).
+
+    Returns
+    -------
+    lat_index, lon_index : np.ndarray
+        Rows ``[H]`` and columns ``[W]`` of the global grid, in the store's order.
+    lat, lon : np.ndarray
+        Their centres, latitudes south to north, longitudes without a jump (:func:`native_axes`).
+
+    Raises
+    ------
+    ConfigError
+        When no cell centre falls in the box, naming ``--region`` and ``--grid``.
+    """
+    lat, lon = regular_grid(spacing_shape(spacing))
+    lat0, lat1, lon0, lon1 = (float(v) for v in region)
+    rows = (lat >= min(lat0, lat1) - 1e-9) & (lat <= max(lat0, lat1) + 1e-9)
+    cols = (lon - lon0) % 360 <= ((lon1 - lon0) % 360 or 360.0) + 1e-9
+    if not rows.any() or not cols.any():
+        raise ConfigError(
+            f"--region {' '.join(f'{v:g}' for v in region)}: no cell centre of the {spacing:g} deg grid "
+            f"(--grid {spacing:g}) falls in the box; widen it"
+        )
+    lat_index = np.flatnonzero(rows)
+    east = (lon - lon0) % 360  # degrees east of the box's western edge
+    lon_index = np.flatnonzero(cols)[np.argsort(east[cols], kind="stable")]
+    out = lon[lon_index]
+    if np.any(np.diff(out) <= 0):  # the box crosses 0 deg: no jump, as native_axes writes it
+        out = out[0] + east[lon_index] - east[lon_index[0]]
+        out = out - 360 if out[0] >= 180 else out
+    return lat_index, lon_index, lat[lat_index], out
 
 
 def native_axes(lat: np.ndarray, lon: np.ndarray, region=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -22,12 +22,14 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..files import atomic_path, sha256
-from ..grid import native_axes, regular_grid
+from ..grid import native_axes, regional_axes, regular_grid, spacing_shape
 from .climatology import day_and_hour
+from .cmip6 import is_cmor, to_climax_units
 from .regrid import regrid_weights
 from .sources import Catalogue, split_name
 from .stats import Climatology, Moments
 from .store import MANIFEST, SPLITS, ShardStore, StoreError, npz_arrays
+from .times import CALENDAR_DATES
 
 logger = logging.getLogger(__name__)
 
@@ -105,12 +107,15 @@ class PrepareConfig:
         Split -> years or date ranges, e.g. ``{"train": "1979-2015", "val": 2016,
         "test": "2017-2018"}`` or ``{"train": "2000-01-01:2000-08-31", ...}``
         (see :func:`parse_periods`).
-    grid : tuple of int, or "native"
+    grid : tuple of int, float, or "native"
         Target ``(H, W)`` in the convention of :mod:`physicsnemo_climax.grid`
-        (global, regridded), or ``"native"``: the source's own points, regional
+        (global, regridded); a spacing in degrees (``5.625``: the global grid of
+        that spacing, or with ``region`` its cells whose centres fall in the box,
+        regridded); or ``"native"``: the source's own points, regional
         boxes included (latitudes south to north, longitudes without a jump).
     region : list of 4 floats, optional
-        ``[lat0, lat1, lon0, lon1]``: crop the native grid to this box.
+        ``[lat0, lat1, lon0, lon1]`` (east from ``lon0`` to ``lon1``): crop the
+        native grid, or the global grid of a spacing, to this box.
     method : {"conservative", "bilinear"}
         Regridding.
     hours_per_step : int
@@ -120,7 +125,8 @@ class PrepareConfig:
     name_map : dict
         ClimaX base name -> variable name in the files (e.g. CMIP6 names).
     scales : dict
-        ClimaX base name -> factor applied on reading (e.g. 9.80665 for ``zg``).
+        ClimaX base name -> factor applied on reading a variable that is not a CMIP6 one
+        (CMIP6 variables are converted to ClimaX's units by :mod:`.cmip6`).
     nan_policy : {"raise", "fill"}
         NaNs are an error, or (when asked) filled with the field's mean.
     day_of_year_climatology : bool
@@ -129,6 +135,10 @@ class PrepareConfig:
         fsspec options for URL inputs (public buckets are read anonymously).
     grib_step : float, optional
         Hours: the forecast step to take from GRIB files with several steps.
+    calendar_dates : {"refuse", "drop"}
+        Dates of the sources' calendar the standard one lacks (``360_day``'s 30
+        February): an error naming the first, or left out (the store records
+        the calendar and how many dates were dropped).
     """
 
     inputs: list[str]
@@ -145,19 +155,26 @@ class PrepareConfig:
     day_of_year_climatology: bool = False
     storage_options: dict = field(default_factory=dict)
     grib_step: float | None = None
+    calendar_dates: str = "refuse"
 
     def __post_init__(self):
         self.inputs = [str(p) for p in self.inputs]
         self.variables = list(self.variables)
-        if self.grid != "native":
+        if isinstance(self.grid, (int, float)):
+            spacing_shape(self.grid)  # a spacing that does not divide the globe: refused now
+            self.grid = float(self.grid)
+        elif self.grid != "native":
             self.grid = tuple(int(g) for g in self.grid)
         if self.region is not None:
             self.region = [float(v) for v in self.region]
-            if self.grid != "native" or len(self.region) != 4:
+            if isinstance(self.grid, tuple) or len(self.region) != 4:
                 raise ConfigError(
-                    f"region {self.region}: a box lat0 lat1 lon0 lon1 crops the native grid "
-                    "(grid 'native', --grid native); a global grid is not cropped"
+                    f"--region {' '.join(f'{v:g}' for v in self.region)} (region): a box lat0 lat1 lon0 lon1 "
+                    "crops the native grid (--grid native) or a grid of a spacing (--grid DEG, e.g. "
+                    f"--grid 2.8125); the global grid --grid {' '.join(map(str, self.grid))} is not cropped"
                 )
+        if self.calendar_dates not in CALENDAR_DATES:
+            raise ConfigError(f"--calendar-dates {self.calendar_dates} (calendar_dates): choose from {CALENDAR_DATES}")
         self.splits = {k: parse_periods(v) for k, v in self.splits.items()}
         unknown = set(self.splits) - set(SPLITS)
         if unknown:
@@ -191,26 +208,54 @@ class Preparer:
         self.config = config
         self.out = Path(out)
         self.work = self.out.with_name(self.out.name + ".partial")
-        self.catalogue = Catalogue(config.inputs, config.name_map, config.storage_options, config.grib_step)
+        self.catalogue = Catalogue(
+            config.inputs, config.name_map, config.storage_options, config.grib_step, config.calendar_dates
+        )
+        self._target_grid()
+        self.shape = (self.lat.size, self.lon.size)
+        self.checksums: dict[str, str] = {}
+        self.in_order = self.weights is None and all(np.array_equal(i, np.arange(i.size)) for i in self.index)
+        self.fields = [v for v in config.variables if v != LATITUDE_FIELD]
+        self.units = {LATITUDE_FIELD: "degrees_north"}
+        self.conversions: dict[str, tuple[float, float]] = {}
+        for name in self.fields:  # fail before any work if a variable is absent
+            self.conversions[name], self.units[name] = self._conversion(name)
+
+    def _target_grid(self) -> None:
+        """The store's axes ``lat``, ``lon`` and how to get there from the source: regridding
+        ``weights`` (latitude, longitude), or ``None`` and the source's rows and columns ``index``."""
+        config = self.config
         if config.grid == "native":
             try:
                 *self.index, self.lat, self.lon = native_axes(self.catalogue.lat, self.catalogue.lon, config.region)
             except ValueError as err:
                 raise DataError(f"{config.inputs[0]}: {err}") from None
             self.weights = None
+            return
+        shape = spacing_shape(config.grid) if isinstance(config.grid, float) else config.grid
+        lat, lon = regular_grid(shape)
+        rows, cols = np.arange(lat.size), np.arange(lon.size)
+        if config.region is not None:  # the global grid's cells in the box: regional and global stores nest
+            rows, cols, self.lat, self.lon = regional_axes(config.grid, config.region)
         else:
-            self.lat, self.lon = regular_grid(config.grid)
-            self.weights = regrid_weights(self.catalogue.lat, self.catalogue.lon, self.lat, self.lon, config.method)
-            same = same_points(self.catalogue.lat, self.catalogue.lon, self.lat, self.lon)
-            if same is not None:  # the source is on the target grid (WeatherBench 2's 64x32 is ClimaX's 5.625 deg):
-                self.index, self.weights = same, None  # any method gives the values themselves; reorder them
-        self.shape = (self.lat.size, self.lon.size)
-        self.checksums: dict[str, str] = {}
-        self.in_order = self.weights is None and all(np.array_equal(i, np.arange(i.size)) for i in self.index)
-        self.fields = [v for v in config.variables if v != LATITUDE_FIELD]
-        self.units = {LATITUDE_FIELD: "degrees_north"}
-        for name in self.fields:  # fail before any work if a variable is absent
-            self.units[name] = self.catalogue.units(name)
+            self.lat, self.lon = lat, lon
+        # the global grid's weights, then its rows and columns in the box: the same cells, the same values
+        w_lat, w_lon = regrid_weights(self.catalogue.lat, self.catalogue.lon, lat, lon, config.method)
+        self.weights = w_lat[rows], w_lon[cols]
+        same = same_points(self.catalogue.lat, self.catalogue.lon, lat, lon)
+        if same is not None:  # the source is on the target grid (WeatherBench 2's 64x32 is ClimaX's 5.625 deg):
+            self.index, self.weights = (same[0][rows], same[1][cols]), None  # any method gives the values themselves
+
+    def _conversion(self, name: str) -> tuple[tuple[float, float], str]:
+        """``((scale, offset), units)`` of field ``name`` in the store: a CMIP6 variable brought to
+        ClimaX's units (:mod:`.cmip6`), anything else scaled as the user asked, in its own units."""
+        da, path = self.catalogue.locate(name)[0]
+        if is_cmor(str(da.name)):
+            scale, offset, units = to_climax_units(
+                name, str(da.name), da.attrs.get("units", ""), path, self.config.scales
+            )
+            return (scale, offset), units
+        return (self.config.scales.get(split_name(name)[0], 1.0), 0.0), self.catalogue.units(name)
 
     # ------------------------------------------------------------------ read
     def _read_all(self, times: np.ndarray) -> dict[str, np.ndarray]:
@@ -236,8 +281,8 @@ class Preparer:
     def _on_grid(self, name: str, raw: np.ndarray, times: np.ndarray) -> np.ndarray:
         """``raw [T, H_in, W_in]`` (or ``[1, ...]`` for a constant) scaled, checked for NaN
         and on the store's grid (regridded or cropped): ``[T, H, W]`` float32."""
-        scale = self.config.scales.get(split_name(name)[0], 1.0)
-        raw = raw * scale if scale != 1.0 else raw
+        scale, offset = self.conversions.get(name, (1.0, 0.0))
+        raw = raw * scale + offset if (scale, offset) != (1.0, 0.0) else raw
         if self.weights is None and not self.in_order:  # the source's points (in the region), in the store's order
             raw = raw[:, self.index[0][:, None], self.index[1][None, :]]
         bad = np.isnan(raw) if not np.isfinite(raw.sum()) else None  # the sum: no temporary as large as raw
@@ -269,12 +314,12 @@ class Preparer:
             raise ConfigError("no time-dependent variable among the requested ones")
         all_times = self.catalogue.times(time_source)
         moments = {v: Moments() for v in self.config.variables}
-        covered = {}  # the periods the data reach, [first time, last time + step)
+        covered, missing = {}, {}  # the periods the data reach, [first time, last time + step); steps absent there
         step = np.timedelta64(self.config.hours_per_step, "h")
         for split, periods in self.config.splits.items():
             (self.work / split).mkdir(exist_ok=True)
             clim = {v: Climatology(self.shape, self.config.day_of_year_climatology) for v in self.config.variables}
-            covered[split] = []
+            covered[split], missing[split] = [], []
             for start, end in periods:
                 year = int(start[:4])
                 times = _period_times(all_times, start, end, self.config.hours_per_step)
@@ -283,12 +328,13 @@ class Preparer:
                 covered[split].append(
                     [str(times[0].astype("datetime64[h]")), str((times[-1] + step).astype("datetime64[h]"))]
                 )
+                missing[split] += absent_steps(times, step)
                 year_moments = self._year(split, year, times, clim)
                 if split == "train":
                     for v, m in year_moments.items():
                         moments[v] = moments[v].merge(m)
             self._write_climatology(split, clim)
-        self._finish(moments, covered)
+        self._finish(moments, covered, {k: v for k, v in missing.items() if v})
         return self.out
 
     def _start_or_resume(self) -> None:
@@ -383,7 +429,14 @@ class Preparer:
     def _write_climatology(self, split: str, clim: dict) -> None:
         write_climatology(self.work / split, clim)
 
-    def _finish(self, moments: dict[str, Moments], covered: dict[str, list]) -> None:
+    def _spacing(self) -> float | None:
+        """Degrees between the store's cells when it is a regular grid of equal spacings, else ``None``."""
+        if self.config.grid == "native":
+            return None
+        h, w = spacing_shape(self.config.grid) if isinstance(self.config.grid, float) else self.config.grid
+        return 180.0 / h if np.isclose(180.0 / h, 360.0 / w) else None
+
+    def _finish(self, moments: dict[str, Moments], covered: dict[str, list], missing: dict[str, list]) -> None:
         write_normalization(self.work, moments)
         for marker in self.work.glob("*/.*.done.npz"):
             marker.unlink()
@@ -399,9 +452,13 @@ class Preparer:
             "hours_per_step": self.config.hours_per_step,
             "grid": list(self.shape),
             "grid_kind": "native" if self.config.grid == "native" else "regular",
+            "spacing": self._spacing(),
             "region": self.config.region,
+            "calendar": self.catalogue.calendar,  # the sources' (cftime's name): a contract with downscaling
+            **({"calendar_dates_dropped": len(self.catalogue.dropped)} if self.catalogue.dropped else {}),
             "splits": self.config.splits,
             "coverage": covered,
+            **({"missing_times": missing} if missing else {}),
             "method": self.config.method,
             "units": self.units,
             "inputs": self.config.inputs,
@@ -412,6 +469,13 @@ class Preparer:
         }
         (self.work / MANIFEST).write_text(json.dumps(manifest, indent=1))
         self.work.rename(self.out)
+
+
+def absent_steps(times: np.ndarray, step: np.timedelta64) -> list[str]:
+    """The steps between the first and last of ``times`` (sorted ``[T]``) that they lack, as ISO
+    hours (a ``noleap`` source's 29 February, a ``360_day`` one's 31sts): the store's stamps skip them."""
+    every = np.arange(times[0], times[-1] + step, step)
+    return [str(t.astype("datetime64[h]")) for t in np.setdiff1d(every, times)]
 
 
 def same_points(lat_in, lon_in, lat_out, lon_out) -> tuple[np.ndarray, np.ndarray] | None:
