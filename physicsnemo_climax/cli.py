@@ -195,29 +195,7 @@ def _add_prepare_command(data) -> None:
     )
     p.add_argument("--val", help="validation period (same forms)")
     p.add_argument("--test", help="test period (same forms)")
-    p.add_argument(
-        "--grid",
-        nargs="+",
-        default=["32", "64"],
-        metavar="H W | DEG | native",
-        help="global regular H x W, or a spacing in degrees (5.625 is 32 x 64), regridded; "
-        "or native: the source's own grid",
-    )
-    p.add_argument(
-        "--region",
-        type=float,
-        nargs=4,
-        metavar=("LAT0", "LAT1", "LON0", "LON1"),
-        help="keep this box (east from LON0 to LON1) of the native grid, or of the global grid of --grid DEG "
-        "(the cells whose centres fall in it)",
-    )
-    p.add_argument(
-        "--calendar-dates",
-        choices=["refuse", "drop"],
-        default="refuse",
-        help="dates of the sources' calendar the standard one lacks (360_day's 30 February): "
-        "an error (default) or dropped, and counted in store.json",
-    )
+    _add_prepare_grid_options(p)
     p.add_argument(
         "--storage-option",
         nargs="*",
@@ -242,6 +220,33 @@ def _add_prepare_command(data) -> None:
     p.add_argument("--nan-policy", choices=["raise", "fill"], default="raise")
     p.add_argument("--day-of-year", action="store_true", help="also day-of-year climatology")
     p.set_defaults(func=data_prepare)
+
+
+def _add_prepare_grid_options(p) -> None:
+    """``climax data prepare``'s grid, region and calendar options."""
+    p.add_argument(
+        "--grid",
+        nargs="+",
+        default=["32", "64"],
+        metavar="H W | DEG | native",
+        help="global regular H x W, or a spacing in degrees (5.625 is 32 x 64), regridded; "
+        "or native: the source's own grid",
+    )
+    p.add_argument(
+        "--region",
+        type=float,
+        nargs=4,
+        metavar=("LAT0", "LAT1", "LON0", "LON1"),
+        help="keep this box (east from LON0 to LON1) of the native grid, or of the global grid of --grid DEG "
+        "(the cells whose centres fall in it)",
+    )
+    p.add_argument(
+        "--calendar-dates",
+        choices=["refuse", "drop"],
+        default="refuse",
+        help="dates of the sources' calendar the standard one lacks (360_day's 30 February): "
+        "an error (default) or dropped, and counted in store.json",
+    )
 
 
 def train(args: argparse.Namespace) -> None:
