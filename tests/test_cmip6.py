@@ -137,3 +137,27 @@ def test_cli_prepares_a_regional_grid_of_360_day_files_with_dropped_dates(tmp_pa
     assert np.allclose(ShardStore(out).lat, [37.5, 52.5]) and np.allclose(ShardStore(out).lon, [-15, 0, 15, 30])
     times = ShardStore(out).shard_times("train")[0]
     assert times.size == 12 and times[8] == np.datetime64("1979-03-01T00")  # 28 Feb, then 1 Mar
+
+
+def test_a_cmor_field_without_units_is_in_the_units_cmip6_prescribes(tmp_path):
+    import xarray as xr
+
+    dates = stamps((1979, 1, 1, 0), 4)
+    path = write(tmp_path / "raw", "zg", dates)
+    with xr.open_dataset(path) as ds:
+        bare = ds.load()
+    del bare.zg.attrs["units"]
+    bare.to_netcdf(tmp_path / "zg_bare.nc")
+    out = prepare(config(tmp_path, ["geopotential_500"], "1979"), tmp_path / "s")
+    assert ShardStore(out).manifest["units"]["geopotential_500"] == "m**2 s**-2"
+    assert np.allclose(stored(out, "geopotential_500")[0], source("zg", dates, 50000.0) * G, rtol=1e-6)
+
+
+def test_other_cmor_units_convert_or_are_refused_by_name():
+    from physicsnemo_climax.data.cmip6 import to_climax_units
+    from physicsnemo_climax.errors import InputError
+
+    assert to_climax_units("land_sea_mask", "sftlf", "%", "f.nc", {}) == (pytest.approx(0.01), 0.0, "(0 - 1)")
+    assert to_climax_units("geopotential_500", "zg", "km", "f.nc", {})[0] == pytest.approx(9806.65)
+    with pytest.raises(InputError, match="f.nc: total_precipitation is in mm day-1.*cannot be converted"):
+        to_climax_units("total_precipitation", "pr", "mm day-1", "f.nc", {})

@@ -14,6 +14,8 @@ the units ClimaX's ERA5 data use (:data:`.units.CANONICAL`), by these rules:
   ``total_precipitation`` is ERA5's hourly accumulation in metres of water.
   The flux becomes the depth it accumulates in one hour at that rate:
   ``pr x 3600 s / 1000 kg m-3``.
+* A file without a ``units`` attribute is taken to be in the units CMIP6
+  prescribes for the variable (:data:`CMOR_UNITS`).
 * A factor the user gives for such a field (``scales``, ``--scale``) is
   refused: the conversion is already made.
 
@@ -29,6 +31,24 @@ from .units import CANONICAL, conversion
 
 #: CMOR variable names (the CMIP6 alias of each ClimaX variable in :data:`.sources.ALIASES`).
 CMOR_NAMES = {names[2]: base for base, names in ALIASES.items() if len(names) > 2}
+#: The units CMIP6's data request prescribes for each CMOR name: a file without a ``units``
+#: attribute is taken to be in them (CMOR writes them; a file made otherwise may omit them).
+CMOR_UNITS = {
+    "zg": "m",
+    "ta": "K",
+    "ua": "m s-1",
+    "va": "m s-1",
+    "hus": "1",
+    "hur": "%",
+    "tas": "K",
+    "uas": "m s-1",
+    "vas": "m s-1",
+    "psl": "Pa",
+    "ps": "Pa",
+    "pr": "kg m-2 s-1",
+    "sftlf": "%",
+    "orog": "m",
+}
 #: Seconds of the accumulation ClimaX's total_precipitation holds (ERA5's hourly one).
 ACCUMULATION_S = 3600.0
 #: Density of liquid water, kg m-3: a mass per area over it is a depth.
@@ -74,10 +94,11 @@ def to_climax_units(name: str, var: str, units: str, where: str, scales: dict) -
             f"--scale {base}={scales[base]:g} (scales): {where} holds {base} as the CMIP6 variable {var} "
             f"in {units}, which is converted to ClimaX's units already; leave the factor out"
         )
+    units = units.strip() or CMOR_UNITS.get(var, "")
     want = CANONICAL.get(base)
     if want is None:  # a variable ClimaX's ERA5 data do not hold: nothing to convert to
         return 1.0, 0.0, units
-    if base == "total_precipitation" and units.strip() in FLUX_UNITS:
+    if base == "total_precipitation" and units in FLUX_UNITS:
         return ACCUMULATION_S / WATER_DENSITY, 0.0, want
-    scale, offset = conversion(name, units or want, want, where)
+    scale, offset = conversion(name, units, want, where)
     return scale, offset, want
