@@ -4,7 +4,7 @@ cells of its global grid whose centres fall in a box, regridded from the source.
 
 import numpy as np
 import pytest
-from era5_files import write_era5
+from cmip6_files import write_set
 
 from physicsnemo_climax.data import PrepareConfig, ShardStore, prepare
 from physicsnemo_climax.errors import ConfigError
@@ -26,23 +26,25 @@ def train(out, name="2m_temperature"):
 
 
 @pytest.fixture(scope="module")
-def era5(tmp_path_factory):
-    return write_era5(tmp_path_factory.mktemp("era5"), years=(2000,), h=48, w=96)  # 3.75 deg source
+def source(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("source")  # a 3.75 deg global source, 3 days
+    write_set(folder, ["tas", "zg"], start=(2000, 1, 1, 0), steps=12, files=1, h=48, w=96)
+    return [str(folder / "*.nc")]
 
 
 @pytest.fixture(scope="module")
-def stores(era5, tmp_path_factory):
+def stores(source, tmp_path_factory):
     """Global and European stores at 5.625 and 2.8125 deg, conservative."""
     root = tmp_path_factory.mktemp("stores")
     return {
-        (deg, box is not None): prepare(config(era5, deg, box), root / f"{deg}_{box is not None}")
+        (deg, box is not None): prepare(config(source, deg, box), root / f"{deg}_{box is not None}")
         for deg in (5.625, 2.8125)
         for box in (None, EUROPE)
     }
 
 
-def test_a_spacing_is_the_global_grid_of_h_w(era5, stores, tmp_path):
-    by_shape = prepare(config(era5, (32, 64)), tmp_path / "hw")
+def test_a_spacing_is_the_global_grid_of_h_w(source, stores, tmp_path):
+    by_shape = prepare(config(source, (32, 64)), tmp_path / "hw")
     assert np.array_equal(train(by_shape), train(stores[5.625, False]))
     manifest = ShardStore(stores[5.625, False]).manifest
     assert (manifest["grid"], manifest["spacing"], manifest["region"]) == ([32, 64], 5.625, None)
@@ -74,10 +76,10 @@ def test_nested_regional_grids_align(stores):
     assert fine.lat.min() >= coarse.lat.min() - 2.8125 and fine.lon.max() <= coarse.lon.max() + 2.8125
 
 
-def test_a_region_across_the_dateline_and_bilinear(era5, tmp_path):
+def test_a_region_across_the_dateline_and_bilinear(source, tmp_path):
     box = [-10.0, 10.0, 170.0, -170.0]
-    out = prepare(config(era5, 5.625, box, "bilinear"), tmp_path / "pacific")
-    whole = prepare(config(era5, 5.625, None, "bilinear"), tmp_path / "global")
+    out = prepare(config(source, 5.625, box, "bilinear"), tmp_path / "pacific")
+    whole = prepare(config(source, 5.625, None, "bilinear"), tmp_path / "global")
     store = ShardStore(out)
     assert np.allclose(store.lon, [174.375, 180.0, 185.625]) and np.allclose(
         store.lat, [-8.4375, -2.8125, 2.8125, 8.4375]
@@ -98,16 +100,16 @@ def test_a_region_across_the_dateline_and_bilinear(era5, tmp_path):
         ((32, 64), EUROPE, r"--region 35 75 -12.5 42.5 \(region\).*--grid DEG.*--grid 32 64 is not cropped"),
     ],
 )
-def test_bad_grids_and_boxes_are_refused_naming_the_option(era5, tmp_path, grid, region, message):
+def test_bad_grids_and_boxes_are_refused_naming_the_option(source, tmp_path, grid, region, message):
     with pytest.raises(ConfigError, match=message):
-        prepare(config(era5, grid, region), tmp_path / "s")
+        prepare(config(source, grid, region), tmp_path / "s")
     assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
 
 
-def test_cli_grid_forms(era5, tmp_path):
+def test_cli_grid_forms(source, tmp_path):
     from physicsnemo_climax.cli import main
 
-    argv = ["data", "prepare", *era5, "--variables", "2m_temperature", "--train", "2000-01-01:2000-01-03"]
+    argv = ["data", "prepare", *source, "--variables", "2m_temperature", "--train", "2000-01-01:2000-01-03"]
     main([*argv, "--out", str(tmp_path / "a"), "--grid", "5.625", "--region", *map(str, EUROPE)])
     assert ShardStore(tmp_path / "a").grid == (7, 10)
     main([*argv, "--out", str(tmp_path / "b"), "--grid", "32", "64"])
