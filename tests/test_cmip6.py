@@ -161,3 +161,12 @@ def test_other_cmor_units_convert_or_are_refused_by_name():
     assert to_climax_units("geopotential_500", "zg", "km", "f.nc", {})[0] == pytest.approx(9806.65)
     with pytest.raises(InputError, match="f.nc: total_precipitation is in mm day-1.*cannot be converted"):
         to_climax_units("total_precipitation", "pr", "mm day-1", "f.nc", {})
+
+
+def test_standard_and_proleptic_gregorian_sources_are_one_calendar(tmp_path):
+    dates = stamps((1979, 1, 1, 0), 4, calendar="standard")
+    write(tmp_path / "in", "tas", dates)  # decoded to numpy times; the file says "standard"
+    write(tmp_path / "in", "ta", stamps((1979, 1, 1, 0), 4))  # proleptic_gregorian, read first
+    out = prepare(config(tmp_path / "in", ["2m_temperature", "temperature_850"], "1979"), tmp_path / "s")
+    assert ShardStore(out).manifest["calendar"] == "proleptic_gregorian"
+    assert np.allclose(stored(out, "2m_temperature")[0], source("tas", dates), rtol=1e-6)

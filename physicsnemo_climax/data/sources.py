@@ -32,7 +32,7 @@ import xarray as xr
 
 from ..errors import DataError, UnknownName
 from .formats import is_url, open_file, open_parts  # noqa: F401  (open_file: re-exported)
-from .times import STANDARD, standard_dataset
+from .times import STANDARD, STANDARD_CALENDARS, standard_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -176,13 +176,14 @@ class Catalogue:
         for path, ds in opened:
             ds, calendar, lacking = standard_dataset(ds, path, self.calendar_dates)
             if "time" in ds.dims:  # constants (a land-sea mask) have no calendar to agree on
-                calendars.setdefault(calendar, path)
+                key = STANDARD if calendar in STANDARD_CALENDARS else calendar  # the same dates, either name
+                calendars.setdefault(key, (calendar, path))
             dropped.update(lacking)
             out.append((path, ds))
         if len(calendars) > 1:
-            (one, a), (other, b) = list(calendars.items())[:2]
+            (one, a), (other, b) = list(calendars.values())[:2]
             raise DataError(f"{a} uses the {one} calendar but {b} the {other} calendar; prepare them apart")
-        self.calendar = next(iter(calendars), STANDARD)
+        self.calendar = next(iter(calendars.values()), (STANDARD, None))[0]  # as the first source names it
         self.dropped = sorted(dropped)
         return out
 

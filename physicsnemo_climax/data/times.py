@@ -34,6 +34,8 @@ from ..errors import ConfigError, DataError, InputError
 
 #: The calendar recorded for numpy (standard calendar) times.
 STANDARD = "standard"
+#: Calendars whose dates are numpy's (from 15 October 1582 on, where data are): the same calendar.
+STANDARD_CALENDARS = ("standard", "gregorian", "proleptic_gregorian")
 #: What :func:`standard_dataset` does with a date the standard calendar lacks.
 CALENDAR_DATES = ("refuse", "drop")
 #: How a user of ``climax data prepare`` asks for those dates to be dropped (messages).
