@@ -78,7 +78,7 @@ def convert(args: argparse.Namespace) -> None:
 
 def data_prepare(args: argparse.Namespace) -> None:
     """Raw NetCDF/Zarr files -> shard store with statistics and climatology."""
-    from .data import PrepareConfig, prepare
+    from .data import PrepareConfig, ShardStore, prepare
 
     splits = {name: years for name, years in (("train", args.train), ("val", args.val), ("test", args.test)) if years}
     config = PrepareConfig(
@@ -98,7 +98,10 @@ def data_prepare(args: argparse.Namespace) -> None:
         nan_policy=args.nan_policy,
         day_of_year_climatology=args.day_of_year,
     )
-    print(f"wrote {prepare(config, args.out)}")
+    out = prepare(config, args.out)
+    manifest = ShardStore(out).manifest
+    dropped = manifest.get("calendar_dates_dropped")
+    print(f"wrote {out} ({manifest['calendar']} calendar" + (f", {dropped} dates dropped)" if dropped else ")"))
 
 
 def _prepare_grid(words: list[str]) -> tuple[int, int] | float | str:

@@ -131,6 +131,7 @@ def test_cli_prepares_a_regional_grid_of_360_day_files_with_dropped_dates(tmp_pa
     argv = ["data", "prepare", str(tmp_path / "in" / "*.nc"), "--out", str(out), "--train", "1979"]
     argv += ["--variables", "2m_temperature,geopotential_500", "--grid", "15", "--region", "30", "60", "-15", "30"]
     main([*argv, "--calendar-dates", "drop", "--shards-per-year", "1"])
+    assert f"wrote {out} (360_day calendar, 8 dates dropped)" in capsys.readouterr().out
     manifest = ShardStore(out).manifest
     assert manifest["calendar"] == "360_day" and manifest["calendar_dates_dropped"] == 8
     assert (manifest["grid_kind"], manifest["spacing"], manifest["region"]) == ("regular", 15.0, [30, 60, -15, 30])

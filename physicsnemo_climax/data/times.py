@@ -156,6 +156,8 @@ def _as_standard(value) -> np.datetime64 | None:
         return np.datetime64(value.isoformat(), "ns")
     except ValueError:
         return None
+    except AttributeError:  # not a date at all (text, numbers xarray could not decode)
+        raise InputError(f"the time {value!r} is not a date") from None
 
 
 def calendar_of(time: xr.DataArray) -> str:
@@ -200,7 +202,10 @@ def standard_dataset(ds: xr.Dataset, where: str, calendar_dates: str = "refuse")
     calendar = calendar_of(ds.time)
     if ds.time.dtype.kind == "M":
         return ds, calendar, []
-    dates = [_as_standard(v) for v in ds.time.values]
+    try:
+        dates = [_as_standard(v) for v in ds.time.values]
+    except InputError as err:
+        raise DataError(f"{where}: {err}; give times as dates (CF units such as 'days since 1850-01-01')") from None
     lacking = [str(v) for v, d in zip(ds.time.values, dates) if d is None]
     if lacking and calendar_dates == "refuse":
         raise DataError(
