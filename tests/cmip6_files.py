@@ -65,8 +65,11 @@ def values(var, dates, lat, lon, level=None):
     return (profile + scale * base[:, None]).astype(np.float32)
 
 
-def write(folder, var, dates, h=12, w=24, table="6hrPlevPt"):
-    """One ESGF-like file of ``var`` at ``dates`` (cftime); returns its path."""
+def write(folder, var, dates, h=12, w=24, table="6hrPlevPt", alone=None):
+    """One ESGF-like file of ``var`` at ``dates`` (cftime); returns its path. With ``alone`` (hPa), only
+    that level, as a variable of its own with a scalar ``plev`` (6hrPlevPt's ``zg500``)."""
+    if alone is not None:
+        return write_alone(folder, var, dates, alone, h, w, table)
     name, units, upper = CMOR[var]
     calendar = dates[0].calendar
     lat, lon, lat_bnds, lon_bnds = model_grid(h, w)
@@ -100,6 +103,17 @@ def write(folder, var, dates, h=12, w=24, table="6hrPlevPt"):
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(path, encoding=encoding)
     return str(path)
+
+
+def write_alone(folder, var, dates, hpa, h, w, table):
+    """``{var}{hpa}``: one level of ``var`` alone, ``plev`` a scalar coordinate (as CMOR writes ``p500``)."""
+    path = Path(write(Path(folder) / "levels", var, dates, h, w, table))
+    with xr.open_dataset(path) as ds:
+        one = ds.sel(plev=hpa * 100.0).load().rename({var: f"{var}{hpa}"})
+    one.attrs["variable_id"] = f"{var}{hpa}"
+    out = Path(folder) / path.name.replace(f"{var}_", f"{var}{hpa}_", 1)
+    one.to_netcdf(out)
+    return str(out)
 
 
 def write_set(folder, variables, start=(1979, 1, 1, 6), steps=40, files=2, calendar="proleptic_gregorian", **kw):

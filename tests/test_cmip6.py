@@ -171,3 +171,15 @@ def test_standard_and_proleptic_gregorian_sources_are_one_calendar(tmp_path):
     out = prepare(config(tmp_path / "in", ["2m_temperature", "temperature_850"], "1979"), tmp_path / "s")
     assert ShardStore(out).manifest["calendar"] == "proleptic_gregorian"
     assert np.allclose(stored(out, "2m_temperature")[0], source("tas", dates), rtol=1e-6)
+
+
+def test_one_level_as_a_variable_of_its_own_zg500(tmp_path):
+    dates = stamps((1979, 1, 1, 0), 8)
+    path = write(tmp_path / "in", "zg", dates, alone=500)  # 6hrPlevPt's zg500, plev a scalar
+    write(tmp_path / "in", "ta", dates)
+    assert "zg500_6hrPlevPt" in path
+    variables = ["geopotential_500", "temperature_850", "temperature_500"]
+    out = prepare(config(tmp_path / "in", variables, "1979"), tmp_path / "s")
+    assert ShardStore(out).manifest["units"]["geopotential_500"] == "m**2 s**-2"
+    assert np.allclose(stored(out, "geopotential_500")[0], source("zg", dates, 50000.0) * G, rtol=1e-6)
+    assert np.allclose(stored(out, "temperature_500")[0], source("ta", dates, 50000.0), rtol=1e-6)

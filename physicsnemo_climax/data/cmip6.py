@@ -2,7 +2,8 @@
 """CMIP6 fields (CMOR names and units, as ESGF delivers them) brought to ClimaX's units.
 
 A field ``climax data prepare`` reads under its CMOR name (:data:`CMOR_NAMES`:
-``tas``, ``ta``, ``zg``, ``ua``, ``va``, ``hus``, ``pr``, ...) is stored in
+``tas``, ``ta``, ``zg``, ``ua``, ``va``, ``hus``, ``pr``, ...; one level
+of them as a variable of its own, ``zg500``) is stored in
 the units ClimaX's ERA5 data use (:data:`.units.CANONICAL`), by these rules:
 
 * **Convertible units are converted** by :func:`.units.conversion`: ``zg``,
@@ -24,6 +25,8 @@ come (:mod:`.units` converts them where a run reads them).
 """
 
 from __future__ import annotations
+
+import re
 
 from ..errors import ConfigError
 from .sources import ALIASES, split_name
@@ -59,9 +62,18 @@ PRECIPITATION_RULE = "pr (kg m-2 s-1) x 3600 s / 1000 kg m-3 = m of water in one
 FLUX_UNITS = ("kg m-2 s-1", "kg m**-2 s**-1", "kg/m2/s", "kg m^-2 s^-1")
 
 
+def cmor_name(var: str) -> str | None:
+    """The CMOR name of a source's variable (``zg``; ``zg`` too for ``zg500``, one level of it),
+    or ``None`` when it is not one this module converts."""
+    if var in CMOR_NAMES:
+        return var
+    stem = re.fullmatch(r"([a-z]+)\d+", var)
+    return stem.group(1) if stem and stem.group(1) in CMOR_NAMES else None
+
+
 def is_cmor(var: str) -> bool:
     """Whether a source's variable name is a CMOR name this module converts."""
-    return var in CMOR_NAMES
+    return cmor_name(var) is not None
 
 
 def to_climax_units(name: str, var: str, units: str, where: str, scales: dict) -> tuple[float, float, str]:
@@ -94,7 +106,7 @@ def to_climax_units(name: str, var: str, units: str, where: str, scales: dict) -
             f"--scale {base}={scales[base]:g} (scales): {where} holds {base} as the CMIP6 variable {var} "
             f"in {units}, which is converted to ClimaX's units already; leave the factor out"
         )
-    units = units.strip() or CMOR_UNITS.get(var, "")
+    units = units.strip() or CMOR_UNITS.get(cmor_name(var) or var, "")
     want = CANONICAL.get(base)
     if want is None:  # a variable ClimaX's ERA5 data do not hold: nothing to convert to
         return 1.0, 0.0, units

@@ -217,6 +217,7 @@ class Preparer:
         self.in_order = self.weights is None and all(np.array_equal(i, np.arange(i.size)) for i in self.index)
         self.fields = [v for v in config.variables if v != LATITUDE_FIELD]
         self.units = {LATITUDE_FIELD: "degrees_north"}
+        self.level_fields = {v for v in self.fields if self.catalogue.is_level_field(v)}
         self.conversions: dict[str, tuple[float, float]] = {}
         for name in self.fields:  # fail before any work if a variable is absent
             self.conversions[name], self.units[name] = self._conversion(name)
@@ -262,15 +263,16 @@ class Preparer:
         """Every variable at ``times``, ``name -> [T, H, W]``; the levels of one upper-air
         variable are read together (a source chunk holding them all is fetched once)."""
         groups: dict[str, list[str]] = {}
-        for name in self.config.variables:
+        for name in self.config.variables:  # a level held alone (CMIP6's zg500) is read alone
             base, level = split_name(name)
-            groups.setdefault(base if level is not None else name, []).append(name)
+            alone = level is None or name in self.level_fields
+            groups.setdefault(name if alone else base, []).append(name)
         out = {}
-        for names in groups.values():
+        for key, names in groups.items():
             if names == [LATITUDE_FIELD]:
                 out[LATITUDE_FIELD] = np.broadcast_to(self.lat[:, None], (len(times), *self.shape)).astype(np.float32)
                 continue
-            if split_name(names[0])[1] is None:
+            if key == names[0]:
                 raw = self.catalogue.read(names[0], times)[:, None]
             else:
                 raw = self.catalogue.read_levels(names, times)

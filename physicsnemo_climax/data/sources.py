@@ -7,7 +7,8 @@ Every source (a file, a Zarr store or a URL) is opened lazily by
 ClimaX name, ``{name}_{level}`` for upper-air fields (``geopotential_500``)
 and ``{name}`` otherwise; the sources may call it by its long name (ERA5 /
 WeatherBench 2 / ARCO), its ERA5 short name or its CMIP6 name (see
-:data:`ALIASES`), or by a name given in ``name_map``.
+:data:`ALIASES`), or by a name given in ``name_map``. One level may also be a
+variable of its own, named with its hPa as CMIP6 does (``zg500``).
 
 Times of another calendar (CMIP6's ``noleap``, ``360_day``) are taken by
 calendar date (:func:`.times.standard_dataset`); the catalogue knows the one
@@ -202,6 +203,23 @@ class Catalogue:
             raise UnknownName(f"variable {base} (looked for {list(self._names(base))}) is in none of {self.files}")
         return found
 
+    def _level_fields(self, base: str, level: int | None) -> list[tuple[str, xr.Dataset, str]]:
+        """``(source, dataset, variable name)`` of every source holding one pressure level of
+        ``base`` as a variable of its own, named as CMIP6 names them (``zg500``: ``zg`` at 500 hPa)."""
+        if level is None:
+            return []
+        names = [f"{n}{level}" for n in self._names(base)]
+        found = []
+        for path, ds in self.parts:
+            var = next((n for n in names if n in ds.data_vars and "level" not in ds[n].dims), None)
+            if var is not None:
+                found.append((path, ds, var))
+        return found
+
+    def is_level_field(self, name: str) -> bool:
+        """Whether ``name`` (``geopotential_500``) is read from a variable holding that level alone (``zg500``)."""
+        return bool(self._level_fields(*split_name(name)))
+
     def locate(self, name: str) -> list[tuple[xr.DataArray, str]]:
         """The field ``name`` in every source holding it, as ``(DataArray, source)``.
 
@@ -211,12 +229,16 @@ class Catalogue:
             Naming the variable (and level) and the sources searched.
         """
         base, level = split_name(name)
-        try:
-            holders = self._find(base)
-        except KeyError:
-            raise UnknownName(
-                f"variable {name} (looked for {list(self._names(base))}) is in none of {self.files}"
-            ) from None
+        holders = self._level_fields(base, level)
+        if holders:  # the level is a variable of its own (CMIP6's zg500): nothing to select
+            level = None
+        else:
+            try:
+                holders = self._find(base)
+            except KeyError:
+                raise UnknownName(
+                    f"variable {name} (looked for {list(self._names(base))}) is in none of {self.files}"
+                ) from None
         found = []
         for path, ds, var in holders:
             da = ds[var]
