@@ -183,3 +183,9 @@ def test_one_level_as_a_variable_of_its_own_zg500(tmp_path):
     assert ShardStore(out).manifest["units"]["geopotential_500"] == "m**2 s**-2"
     assert np.allclose(stored(out, "geopotential_500")[0], source("zg", dates, 50000.0) * G, rtol=1e-6)
     assert np.allclose(stored(out, "temperature_500")[0], source("ta", dates, 50000.0), rtol=1e-6)
+
+
+def test_a_model_year_numpy_cannot_hold_is_refused_naming_it(tmp_path):
+    write(tmp_path / "in", "tas", stamps((1, 1, 1, 0), 4, calendar="noleap"))  # a piControl's year 1
+    with pytest.raises(DataError, match=r"tas_.*: the time 0001-01-01 00:00:00 is outside 1678..2262"):
+        prepare(config(tmp_path / "in", ["2m_temperature"], "1979"), tmp_path / "s")

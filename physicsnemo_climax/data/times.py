@@ -150,14 +150,27 @@ def check_unique(stamps: np.ndarray, what: str) -> None:
         raise InputError(f"{what}: duplicate times {[t.isoformat() for t in repeated[:3]]}; keep one of each")
 
 
+#: The dates ``datetime64[ns]`` holds (numpy wraps others around silently).
+NS_RANGE = (np.datetime64("1678-01-01", "s"), np.datetime64("2262-04-11", "s"))
+
+
 def _as_standard(value) -> np.datetime64 | None:
-    """A cftime date as ``datetime64[ns]`` by calendar date; ``None`` when the standard calendar lacks it."""
+    """A cftime date as ``datetime64[ns]`` by calendar date; ``None`` when the standard calendar lacks it.
+
+    Raises
+    ------
+    InputError
+        When ``value`` is no date, or a date ``datetime64[ns]`` cannot hold (a model's year 1).
+    """
     try:
-        return np.datetime64(value.isoformat(), "ns")
+        seconds = np.datetime64(value.isoformat(), "s")
     except ValueError:
         return None
     except AttributeError:  # not a date at all (text, numbers xarray could not decode)
         raise InputError(f"the time {value!r} is not a date") from None
+    if not NS_RANGE[0] <= seconds < NS_RANGE[1]:
+        raise InputError(f"the time {value} is outside 1678..2262, the years a store's times can hold")
+    return seconds.astype("datetime64[ns]")
 
 
 def calendar_of(time: xr.DataArray) -> str:
@@ -205,7 +218,9 @@ def standard_dataset(ds: xr.Dataset, where: str, calendar_dates: str = "refuse")
     try:
         dates = [_as_standard(v) for v in ds.time.values]
     except InputError as err:
-        raise DataError(f"{where}: {err}; give times as dates (CF units such as 'days since 1850-01-01')") from None
+        raise DataError(
+            f"{where}: {err}; give times as dates of 1678..2262 (CF units such as 'days since 1850-01-01')"
+        ) from None
     lacking = [str(v) for v, d in zip(ds.time.values, dates) if d is None]
     if lacking and calendar_dates == "refuse":
         raise DataError(
