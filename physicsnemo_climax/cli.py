@@ -301,7 +301,8 @@ def forecast(args: argparse.Namespace) -> None:
         nan_policy=args.nan_policy,
         assume_units=args.assume_units,
     )
-    print(f"wrote {args.output}: {list(out.data_vars)} at leads {list(args.lead)}")
+    when = f"windows {list(out.window.values)}" if "window" in out.dims else f"leads {list(args.lead)}"
+    print(f"wrote {args.output}: {list(out.data_vars)} at {when}")
 
 
 def downscale_train(args: argparse.Namespace) -> None:
@@ -541,7 +542,12 @@ def _add_forecast_command(commands) -> None:
         "with the run's statistics",
     )
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")
-    p.add_argument("--lead", required=True, nargs="+", help="lead times: hours (24) or durations (24h 72h 5D)")
+    p.add_argument(
+        "--lead",
+        nargs="+",
+        help="lead times: hours (24) or durations (24h 72h 5D); for a sub-seasonal run the starts of its "
+        "windows (14D), all of them by default",
+    )
     p.add_argument("--output", required=True, help="output NetCDF file, or Zarr folder with --format wb2")
     p.add_argument(
         "--format",

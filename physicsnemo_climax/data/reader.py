@@ -6,7 +6,10 @@ within one shard (shards may be separate years). The lead is fixed
 (fine-tuning), or drawn per sample in ``lead_step`` steps from ``lead_range``
 (pretraining), from PhysicsNeMo's per-index generator so that the draw
 depends only on ``(seed, epoch, index)``. With ``rollout_steps > 1`` the
-targets are ``lead, 2 lead, ...`` for rollout training and evaluation.
+targets are ``lead, 2 lead, ...`` for rollout training and evaluation. With
+``windows`` (:mod:`.windows`, sub-seasonal prediction) the target is the mean
+over a window after ``t`` instead, the window drawn per sample like a lead and
+given to the model as the lead of its start.
 Forcings (:mod:`.forcings`) are computed for the valid time of the first
 target and appended to the inputs; they are never targets.
 """
@@ -24,6 +27,7 @@ from physicsnemo.datapipes.readers import Reader
 from ..errors import ConfigError, DataError, InputError
 from .forcings import Forcings, check_forcings, unix_seconds
 from .store import ShardStore, StoreError
+from .windows import TimeWindow, window_mean
 
 
 class ClimaXShardReader(Reader):
@@ -55,6 +59,9 @@ class ClimaXShardReader(Reader):
     forcings : sequence of str
         Computed inputs (:data:`.forcings.FORCINGS`), appended to ``variables``
         (a store variable of the same name is not read).
+    windows : sequence of TimeWindow, optional
+        Time-mean targets (:class:`.windows.TimeWindow`) instead of states at a lead:
+        ``lead_hours``, ``lead_range`` and ``rollout_steps`` are then not used.
 
     Samples
     -------
@@ -77,6 +84,7 @@ class ClimaXShardReader(Reader):
         hours_per_step: float | None = None,
         normalize: bool = True,
         forcings: Sequence[str] = (),
+        windows: Sequence[TimeWindow] | None = None,
         **reader_kwargs,
     ):
         super().__init__(**reader_kwargs)
@@ -85,14 +93,17 @@ class ClimaXShardReader(Reader):
         self._set_variables(variables, out_variables, check_forcings(forcings))
         if rollout_steps < 1:
             raise ConfigError(f"rollout_steps must be >= 1, got {rollout_steps}")
-        self.rollout_steps = rollout_steps
+        self.rollout_steps = 1 if windows else rollout_steps
+        self.windows = tuple(windows or ())
 
         step = self.store.hours_per_step
-        leads = (
-            [lead_hours]
-            if lead_hours is not None
-            else list(np.arange(lead_range[0], lead_range[1] + lead_step / 2, lead_step))
-        )
+        if self.windows:  # a window is drawn as a lead is: by the hour it starts
+            leads, lead_hours = [w.start_hours for w in self.windows], None
+            self.window_steps = {w.steps(step)[0]: w.steps(step) for w in self.windows}
+        elif lead_hours is not None:
+            leads = [lead_hours]
+        else:
+            leads = list(np.arange(lead_range[0], lead_range[1] + lead_step / 2, lead_step))
         if not leads or min(leads) <= 0:
             raise ConfigError(f"lead times must be positive hours, got {leads}")
         off = [lead for lead in leads if abs(lead / step - round(lead / step)) > 1e-9]
@@ -102,7 +113,9 @@ class ClimaXShardReader(Reader):
         self.fixed_lead = lead_hours is not None
 
         self.shards = self.store.shards(split)
-        horizon = int(self.lead_steps.max()) * rollout_steps
+        horizon = int(self.lead_steps.max()) * self.rollout_steps
+        if self.windows:  # the last state of the longest window
+            horizon = max(stop for _, stop in self.window_steps.values()) - 1
         counts = np.array([max(0, s.steps - horizon) for s in self.shards])
         if counts.sum() == 0:
             raise DataError(
@@ -179,6 +192,9 @@ class ClimaXShardReader(Reader):
             for j, name in enumerate(self.state_variables):
                 x[rows, j] = shard.array(name)[t, 0]
             for j, name in enumerate(self.out_variables):
+                if self.windows:
+                    y[rows, 0, j] = self._window_targets(shard.array(name), t, leads[rows])
+                    continue
                 for k in range(steps):
                     y[rows, k, j] = shard.array(name)[t + (k + 1) * leads[rows], 0]
         seconds = (
@@ -197,6 +213,12 @@ class ClimaXShardReader(Reader):
         if steps == 1:
             y = y[:, 0]
         return {"x": x, "y": y, "lead_time": hours, "time": seconds}
+
+    def _window_targets(self, array: np.ndarray, times: np.ndarray, leads: np.ndarray) -> np.ndarray:
+        """Window means ``[b, H, W]`` of a shard's ``array`` ``[T, 1, H, W]`` from ``times`` ``[b]``, each
+        sample's window being the one that starts ``leads`` ``[b]`` steps ahead."""
+        means = [window_mean(array, int(t), *self.window_steps[int(lead)])[0] for t, lead in zip(times, leads)]
+        return np.stack(means) if means else np.empty((0, *array.shape[2:]), np.float32)
 
     def read_raw(self, index: int) -> dict[str, np.ndarray]:
         """One un-normalized sample (see class docstring)."""

@@ -50,6 +50,9 @@ class RunInfo:
     lead_hours, max_lead_hours, lead_range, lead_step : optional
         The trained lead: one lead, or a range ``(lo, hi)`` sampled every ``lead_step`` hours;
         ``max_lead_hours`` is the longest either way.
+    windows : tuple of (float, float), optional
+        Sub-seasonal runs: the time-mean windows ``(start, end)`` hours after the initial time
+        the model predicts (:mod:`..data.windows`); ``None``: states at leads.
     region : optional
         The model's region as configured (:attr:`..models.GridRegion.spec`); ``None``: global.
     forcings : tuple of str
@@ -79,6 +82,7 @@ class RunInfo:
     max_lead_hours: float | None = None
     lead_range: tuple[float, ...] | None = None
     lead_step: float | None = None
+    windows: tuple[tuple[float, float], ...] | None = None
     region: Any = None
     forcings: tuple[str, ...] = ()
     input_statistics: Mapping[str, list] | None = None
@@ -99,12 +103,18 @@ class RunInfo:
             raise DataError(f"{source}: a run record is a JSON object, not {type(data).__name__}")
         known = {f.name for f in fields(cls)} - {"extra"}
         values = {k: (tuple(v) if k in _TUPLES and v is not None else v) for k, v in data.items() if k in known}
+        if values.get("windows") is not None:  # pairs of hours
+            values["windows"] = tuple(tuple(float(h) for h in w) for w in values["windows"])
         return cls(**values, extra={k: v for k, v in data.items() if k not in known})
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of ``run.json`` (tuples as lists, unknown keys as they came)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
         out = {k: (list(v) if k in _TUPLES and v is not None else v) for k, v in out.items()}
+        if self.windows is None:  # runs that predict states keep the record they always had
+            out.pop("windows")
+        else:
+            out["windows"] = [list(w) for w in self.windows]
         out["history"] = [dict(h) for h in self.history]
         return {**out, **self.extra}
 

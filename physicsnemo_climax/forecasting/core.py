@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from ..data.windows import TimeWindow
 from .ensembles import EnsembleSpec, members_of
 from .rollout import forecast_steps, model_steps
 
@@ -73,6 +74,9 @@ def lead_forecasts(
     (float32, on the CPU) of the ``starts`` (:func:`member_starts`), each run to ``lead`` plus its
     ``extra`` hours in the model steps of :func:`.rollout.model_steps` (``mode``), one batch a start."""
     variables = list(run.info.variables)
+    # a lagged member of a run of time-mean windows predicts the window that starts ``lead`` after
+    # its own start (S2S practice): a window's mean is only defined at the windows trained
+    windows = bool(run.info.windows)
     for lead in leads:
         pred = torch.cat(
             [
@@ -81,7 +85,7 @@ def lead_forecasts(
                     s.state,
                     variables,
                     out_variables,
-                    model_steps(run.info, lead + s.extra, mode),
+                    model_steps(run.info, lead if windows else lead + s.extra, mode),
                     run.region,
                     run.forcings,
                     s.seconds,
@@ -119,4 +123,25 @@ def forecast_dataset(
     out = out.isel(member=0, drop=True) if fields.shape[0] == 1 else out
     out = out.assign_coords(valid_time=out.time + out.lead_time)
     out.lat.attrs, out.lon.attrs = {"units": "degrees_north"}, {"units": "degrees_east"}
+    return out
+
+
+def window_dataset(forecast: xr.Dataset, windows: Sequence[tuple[float, float]]) -> xr.Dataset:
+    """A forecast of time-mean windows (:func:`forecast_dataset` with the window starts as its
+    leads) laid out by ``window``: labels such as ``d14-28``, with ``window_start`` and
+    ``window_end`` after the initial time and ``valid_time_start``/``valid_time_end``.
+
+    ``windows`` are the run's ``(start, end)`` hours; the forecast's leads are starts among them.
+    """
+    ends = dict(windows)
+    starts = forecast.lead_time.values / np.timedelta64(1, "h")
+    bounds = [TimeWindow(float(h), float(ends[min(ends, key=lambda s: abs(s - h))])) for h in starts]
+    out = forecast.drop_vars("valid_time").rename({"lead_time": "window"})
+    out = out.assign_coords(
+        window=[w.label for w in bounds],
+        window_start=("window", pd.to_timedelta([w.start_hours for w in bounds], unit="h")),
+        window_end=("window", pd.to_timedelta([w.end_hours for w in bounds], unit="h")),
+    )
+    out = out.assign_coords(valid_time_start=out.time + out.window_start, valid_time_end=out.time + out.window_end)
+    out.attrs["window_mean"] = "mean of the states from window_start (included) to window_end (excluded)"
     return out

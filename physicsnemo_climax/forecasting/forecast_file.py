@@ -17,6 +17,7 @@ import xarray as xr
 
 from ..data.sources import open_file
 from ..data.wb2 import WB2_FORECAST, to_wb2, written_by_climax
+from ..errors import InputError
 from ..files import check_file_output, output_folder, write_netcdf
 from .ensembles import EnsembleSpec
 from .inference import forecast
@@ -45,8 +46,9 @@ def write_forecast(
         A training run folder, or a model file inside one (:meth:`.Run.load`).
     input_path : path
         The initial condition (NetCDF, or anything :func:`..data.sources.open_file` opens).
-    lead_times : sequence
-        Hours (``24``) or durations (``"24h"``, ``"5D"``).
+    lead_times : sequence, optional
+        Hours (``24``) or durations (``"24h"``, ``"5D"``); for a run of time-mean windows the
+        starts of some of its windows, ``None`` for all (:func:`.inference.forecast`).
     output : path
         A NetCDF file, or with ``wb2`` a WeatherBench 2 Zarr folder.
     overwrite : bool
@@ -63,25 +65,36 @@ def write_forecast(
     Returns
     -------
     xr.Dataset
-        The forecast as written, ``(member, time, lead_time, lat, lon)`` per variable.
+        The forecast as written, ``(member, time, lead_time, lat, lon)`` per variable
+        (``window`` instead of ``lead_time`` for a run of time-mean windows).
     """
     inputs = [input_path, run_path]
+    run = Run.load(run_path, device, option)
     if wb2:
+        check_wb2(run, f"{option} {run_path}")
         with output_folder(
             output, WB2_FORECAST, overwrite=overwrite, inputs=inputs, legacy=written_by_climax
         ) as folder:
-            out = _forecast(run_path, input_path, lead_times, device, ensemble, option, options)
+            out = _forecast(run, input_path, lead_times, ensemble, options)
             to_wb2(out, dict(out.attrs)).to_zarr(folder, zarr_format=2, consolidated=True)
         return out
     check_file_output(output, overwrite=overwrite, inputs=inputs)
-    out = _forecast(run_path, input_path, lead_times, device, ensemble, option, options)
+    out = _forecast(run, input_path, lead_times, ensemble, options)
     write_netcdf(output, out)  # atomic: an existing output stays intact if writing fails
     return out
 
 
-def _forecast(run_path, input_path, lead_times, device, ensemble, option: str, options: dict) -> xr.Dataset:
+def check_wb2(run: Run, named: str) -> None:
+    """Refuse WeatherBench 2's layout for a run of time-mean windows (it has no axis for them)."""
+    if run.info.windows:
+        raise InputError(
+            f"{named}: this run predicts time-mean windows, which WeatherBench 2's layout has no axis for; "
+            "write NetCDF (--format netcdf)"
+        )
+
+
+def _forecast(run: Run, input_path, lead_times, ensemble, options: dict) -> xr.Dataset:
     """The forecast with what made it in its attributes."""
-    run = Run.load(run_path, device, option)
     with open_file(input_path) as ic:
         out = forecast(run, ic.load(), lead_times, ensemble=ensemble, **options)
     return out.assign_attrs(run.provenance())

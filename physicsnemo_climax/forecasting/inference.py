@@ -20,7 +20,7 @@ from ..data.sources import on_grid_of
 from ..data.times import lead_hours
 from ..data.units import STATING, expected_units, parse_assumed
 from ..errors import ConfigError, DataError, InputError
-from .core import Start, forecast_dataset, lead_forecasts, member_starts
+from .core import Start, forecast_dataset, lead_forecasts, member_starts, window_dataset
 from .ensembles import EnsembleSpec
 from .initial import FILL_BOUND, state, time_axis
 from .run import Run
@@ -75,7 +75,7 @@ def inputs(ds: xr.Dataset, variables: list[str], nan_policy: str) -> np.ndarray:
 def forecast(
     run: Run,
     initial_condition: xr.Dataset,
-    lead_times: Sequence = ("24h",),
+    lead_times: Sequence | None = ("24h",),
     out_variables: Sequence[str] | None = None,
     regrid_method: str | None = None,
     nan_policy: str = "raise",
@@ -95,9 +95,10 @@ def forecast(
         ``time``, and computes them, never reads them), each with its ``units``
         attribute; it is checked and brought to the run's units as
         :mod:`.initial` says.
-    lead_times : sequence
+    lead_times : sequence, optional
         Hours as numbers (``12``, ``"12"``) or durations such as ``"72h"``, ``"5D"``;
-        leads beyond the trained ones roll out (global runs only).
+        leads beyond the trained ones roll out (global runs only). A run of time-mean
+        windows (sub-seasonal) takes the starts of its windows, and ``None`` gives all of them.
     out_variables : sequence of str, optional
         Variables to return (default: the run's outputs).
     regrid_method : str, optional
@@ -118,26 +119,44 @@ def forecast(
     xarray.Dataset
         ``[time, lead_time, lat, lon]`` per variable (``[member, time, ...]`` for an
         ensemble, whose attributes record how it was made) on the run's region (the
-        whole grid for global runs), with ``valid_time`` and the run's units.
+        whole grid for global runs), with ``valid_time`` and the run's units; a run of
+        time-mean windows gives ``[time, window, lat, lon]`` (:func:`.core.window_dataset`).
     """
     spec, out_variables = ensemble or EnsembleSpec(), list(out_variables or run.info.out_variables)
     x, times = normalised_state(run, initial_condition, regrid_method, nan_policy, parse_assumed(assume_units))
-    hours = [lead_hours(lead) for lead in lead_times]
+    hours = forecast_leads(run, lead_times)
     starts, times = initial_starts(run, x, times, spec)
     fields = torch.stack([f for _, f in lead_forecasts(run, starts, out_variables, hours, spec.members)], dim=2)
     out = physical_dataset(run, fields, times, hours, out_variables)
     return out if spec.members == 1 else out.assign_attrs(spec.record())
 
 
+def forecast_leads(run: Run, lead_times: Sequence | None) -> list[float]:
+    """The leads asked for, in hours; ``None`` is every window of a run of time-mean windows.
+
+    Raises
+    ------
+    InputError
+        For ``None`` with a run that forecasts states at leads.
+    """
+    if lead_times is None:
+        if not run.info.windows:
+            raise InputError("give the lead times to forecast (--lead 24h 72h)")
+        return [start for start, _ in run.info.windows]
+    return [lead_hours(lead) for lead in lead_times]
+
+
 def physical_dataset(
     run: Run, fields: torch.Tensor, times: np.ndarray, hours: list[float], variables: list[str]
 ) -> xr.Dataset:
     """Normalised forecasts ``fields`` ``[M, T, lead, V, h, w]`` of ``variables`` in the run's units,
-    as the forecast dataset (:func:`.core.forecast_dataset`) on the run's region."""
+    as the forecast dataset (:func:`.core.forecast_dataset`) on the run's region, by window for a
+    run of time-mean windows (:func:`.core.window_dataset`)."""
     mean, std = run.field_stats(variables)
     units = {v: expected_units(v, run.info.units) for v in variables}
     lat, lon = run.region.lat.cpu().numpy(), run.region.lon.cpu().numpy()
-    return forecast_dataset((fields * std + mean).numpy(), times, hours, variables, units, lat, lon)
+    out = forecast_dataset((fields * std + mean).numpy(), times, hours, variables, units, lat, lon)
+    return window_dataset(out, run.info.windows) if run.info.windows else out
 
 
 def normalised_state(

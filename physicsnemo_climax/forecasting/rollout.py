@@ -48,7 +48,8 @@ def model_steps(info: RunInfo, lead: float, mode: str = "auto") -> list[float]:
 
     ``mode`` is ``direct`` (one step), ``rollout`` (trained leads chained) or
     ``auto``: direct within the trained lead range, a rollout beyond. A
-    fixed-lead run forecasts whole multiples of its lead.
+    fixed-lead run forecasts whole multiples of its lead; a run of time-mean
+    windows (sub-seasonal) the starts of its windows, directly.
 
     Raises
     ------
@@ -58,6 +59,14 @@ def model_steps(info: RunInfo, lead: float, mode: str = "auto") -> list[float]:
     """
     data_step, trained = float(info.hours_per_step), info.lead_hours
     lead_plan(lead, lead, data_step)  # positive, on the data's time step
+    if info.windows:  # a time mean is never fed back: one step to a window's start
+        starts = [start for start, _ in info.windows]
+        if not any(abs(lead - start) < 1e-9 for start in starts):
+            raise InputError(
+                f"lead {lead:g} h: this run predicts means over windows starting at {starts} h after the "
+                "initial time; ask for one of those starts"
+            )
+        return [lead]
     if trained is not None:  # fixed-lead model: whole multiples of its lead
         if mode == "direct" and lead != trained:
             raise InputError(f"lead {lead:g} h: a direct forecast of this run is its trained {trained} h lead")

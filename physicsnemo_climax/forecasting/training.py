@@ -19,6 +19,7 @@ from ..data import ClimaXShardReader, ForecastBatches, ShardStore, StoreError, m
 from ..data.anomalies import anomaly_statistics
 from ..data.epochs import forecast_epochs
 from ..data.forcings import Forcings
+from ..data.windows import parse_windows
 from ..engine.checks import ConfigError, config_error
 from ..engine.loop import Trainable
 from ..engine.run_folder import RunRecord
@@ -35,6 +36,7 @@ from .rollout import forecast_steps
 def build_sources(cfg: DictConfig, split: str) -> list[ClimaXShardReader]:
     """Readers of the task's sources: ``data`` and, for pretraining, ``data.extra_sources``."""
     task = cfg.task
+    windows = parse_windows(task.windows) if task.get("windows") else None
     specs = [cfg.data] + list(cfg.data.get("extra_sources") or [])
     forcings = list(cfg.data.get("forcings") or [])  # one set for the model, every source
     readers = []
@@ -58,6 +60,7 @@ def build_sources(cfg: DictConfig, split: str) -> list[ClimaXShardReader]:
                     rollout_steps=task.rollout_steps,
                     hours_per_step=spec.get("hours_per_step"),
                     forcings=forcings,
+                    windows=windows,
                 )
             )
         except StoreError as err:  # names the store and the variables
@@ -89,6 +92,13 @@ def build_model(cfg: DictConfig, readers: list[ClimaXShardReader]) -> ClimaX:
         model = ClimaX.from_pretrained(str(cfg.init), **args) if cfg.get("init") else ClimaX(**args)
     except (KeyError, ValueError) as err:
         raise ConfigError(f"init={cfg.init}: {err}") from err
+    if model.residual and readers[0].windows:
+        raise config_error(
+            "model.residual",
+            True,
+            "a residual ClimaX forecasts around the persisted anomaly of a state at a lead, not of a "
+            "time mean over a window (task.windows)",
+        )
     if model.residual:  # anomaly persistence of the training split (a resume reloads it)
         set_anomalies(model, readers[0], cfg.task.lead_hours or max(cfg.task.lead_range))
     return model
@@ -131,6 +141,8 @@ def check_config(
         unknown = [v for v in reader.out_variables if v not in model.variables]
         if unknown:
             raise config_error("data.out_variables", unknown, "not variables of the model")
+    if cfg.task.get("windows") and cfg.task.rollout_steps > 1:
+        raise config_error("task.rollout_steps", cfg.task.rollout_steps, "a time-mean window is never rolled out")
     if cfg.task.rollout_steps > 1 and not region.is_global:
         raise config_error("task.region", cfg.task.region, "rollout training is global only")
     if cfg.task.rollout_steps > 1:
@@ -146,7 +158,7 @@ def check_config(
 
 def run_info(cfg: DictConfig, readers: list[ClimaXShardReader], model: ClimaX, region: GridRegion) -> RunInfo:
     """What evaluation and the forecast API need besides the weights (``run.json``)."""
-    store, task = readers[0].store, cfg.task
+    store, task, windows = readers[0].store, cfg.task, readers[0].windows
     stats = {}
     for reader in readers:
         for key, names in (("x", reader.variables), ("y", reader.out_variables)):
@@ -162,15 +174,35 @@ def run_info(cfg: DictConfig, readers: list[ClimaXShardReader], model: ClimaX, r
         lat=tuple(store.lat.tolist()),
         lon=tuple(store.lon.tolist()),
         hours_per_step=store.hours_per_step,
-        lead_hours=task.lead_hours,
-        max_lead_hours=task.lead_hours or max(task.lead_range),
-        lead_range=None if task.lead_hours else tuple(task.lead_range),
-        lead_step=task.lead_step,
+        **(window_leads(windows, store.hours_per_step) if windows else trained_leads(task)),
         data_root=str(store.root.resolve()),
         data_fingerprint=store.fingerprint,
         region=region.spec,
         forcings=tuple(readers[0].forcings.names) if readers[0].forcings is not None else (),
     )
+
+
+def trained_leads(task: DictConfig) -> dict:
+    """The leads of ``run.json``: one fixed lead, or a range sampled every ``lead_step`` hours."""
+    return {
+        "lead_hours": task.lead_hours,
+        "max_lead_hours": task.lead_hours or max(task.lead_range),
+        "lead_range": None if task.lead_hours else tuple(task.lead_range),
+        "lead_step": task.lead_step,
+    }
+
+
+def window_leads(windows, hours_per_step: float) -> dict:
+    """The leads of ``run.json`` for time-mean windows: the windows, and the lead inputs the
+    model saw (their starts, as a range on the data's step, so each start is a direct forecast)."""
+    starts = [w.start_hours for w in windows]
+    return {
+        "windows": tuple((w.start_hours, w.end_hours) for w in windows),
+        "lead_hours": None,
+        "max_lead_hours": max(starts),
+        "lead_range": (min(starts), max(starts)),
+        "lead_step": hours_per_step,
+    }
 
 
 # ---------------------------------------------------------------- loss and validation
