@@ -253,3 +253,12 @@ def test_s2s_refuses_what_a_window_cannot_be(slow_store, tmp_path):
         train(s2s_config(slow_store, tmp_path / "o", "task.rollout_steps=2", "train.steps=1"))
     with pytest.raises(ConfigError, match="task.windows"):
         train(s2s_config(slow_store, tmp_path / "w", "task.windows=[[14D,28D],[14D,42D]]", "train.steps=1"))
+
+
+@pytest.mark.slow
+def test_an_earth2studio_prognostic_refuses_window_means(slow_run):
+    pytest.importorskip("earth2studio")
+    from physicsnemo_climax.earth2studio import ClimaXPrognostic
+
+    with pytest.raises(ConfigError, match="time means over windows"):
+        ClimaXPrognostic.from_run(slow_run[1], device="cpu")

@@ -155,10 +155,11 @@ class ClimaXPrognostic(torch.nn.Module):
 
         Raises
         ------
-        ValueError
+        ConfigError
             For a regional run: it predicts its region only, which cannot be
             stepped again (use :func:`physicsnemo_climax.forecasting.forecast`
-            for its direct leads).
+            for its direct leads); for a sub-seasonal run, whose window means
+            are not states.
         """
         run = Run.load(run_dir, device)
         info = run.info
@@ -166,6 +167,11 @@ class ClimaXPrognostic(torch.nn.Module):
             raise ConfigError(
                 f"{run_dir} is a regional run ({run.region.spec}): its forecasts cover the region "
                 "only and cannot feed the next step; Earth2Studio prognostics need a global run"
+            )
+        if info.windows:
+            raise ConfigError(
+                f"{run_dir} predicts time means over windows (a sub-seasonal run): a mean cannot feed the "
+                "next step; use physicsnemo_climax.forecasting.forecast for its windows"
             )
         variables = list(info.variables)
         mean, std = run.stats(variables)
