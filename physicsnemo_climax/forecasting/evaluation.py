@@ -29,13 +29,12 @@ from ..data.units import expected_units
 from ..data.wb2 import to_wb2
 from ..engine.plan import decide_device
 from ..errors import InputError
-from ..files import output_folder
 from ..models import GridRegion
 from .core import Start, forecast_dataset, lead_forecasts, member_starts
 from .diagnostics import FieldDiagnostics
 from .ensembles import EnsembleSpec, lag_hours
 from .references import References
-from .report import EVALUATION, Case, Pictures, is_report, write_report
+from .report import Case, Pictures, evaluation_folder, write_report
 from .rollout import model_steps
 from .run import Run, run_store
 from .scoring import Scorer, Verification
@@ -234,16 +233,21 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     store = run_store(cfg, run)
     scored = list(e.variables or run.info.out_variables)
     plans = rollout_plans(run, scored, list(e.leads), e.mode)
-    with output_folder(
-        e.out_dir,
-        EVALUATION,
-        overwrite=e.overwrite,
-        inputs=[cfg.run_dir, store.root],
-        legacy=is_report,
-        option="eval.out_dir",
-        hint="eval.overwrite=true",
-    ) as staging:
+    with evaluation_folder(e, [cfg.run_dir, store.root]) as staging:
         return score_run(cfg, e, run, store, scored, plans, staging)
+
+
+def scorecard_meta(cfg: DictConfig, e: EvalSettings, run: Run, refs: References, samples: int) -> dict:
+    """What every scorecard records first: the run, the split and its number of initial times, the
+    device, the climatology and the regions."""
+    return {
+        "run_dir": str(cfg.run_dir),
+        "split": e.split,
+        "samples": samples,
+        "device": str(run.device),
+        "climatology": refs.climatology.describe(),
+        "regions": list(refs.regions),
+    }
 
 
 def score_run(
@@ -269,12 +273,7 @@ def score_run(
     case = score_split(run, store, e, inits, scored, plans, refs, region, scorer, fields, saved, spec)
     var = e.map_variable or scored[0]
     meta = {
-        "run_dir": str(cfg.run_dir),
-        "split": e.split,
-        "samples": len(inits),
-        "device": str(run.device),
-        "climatology": refs.climatology.describe(),
-        "regions": list(refs.regions),
+        **scorecard_meta(cfg, e, run, refs, len(inits)),
         "skipped_regions": refs.skipped,
         "external": {n: x.report() for n, x in refs.externals.items()},
         "forecasts": str(Path(e.out_dir) / "forecasts.zarr") if saved is not None else None,

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..files import atomic_path, holding_only, write_atomic
+from ..files import atomic_path, holding_only, output_folder, write_atomic
 from .diagnostics import FieldDiagnostics
 from .plots import plot_bias_maps, plot_case, plot_rank_histograms, plot_scores, plot_zonal_spectra
 
@@ -97,13 +98,7 @@ def write_report(table: pd.DataFrame, out: Path, meta: dict, pictures: Pictures 
         climatology, regions, externals, modes).
     pictures : Pictures, optional
     """
-    with atomic_path(out / "scorecard.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    rows = [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        for row in table.to_dict("records")
-    ]
-    write_atomic(out / "scorecard.json", json.dumps({**meta, "scores": rows}, indent=1))
+    write_scorecard_tables(table, out, meta)
     main = main_region(table)
     for region, part in table.groupby("region"):
         plot_scores(part, shown(part), out / ("scores.png" if region == main else f"regions/scores_{region}.png"))
@@ -111,6 +106,33 @@ def write_report(table: pd.DataFrame, out: Path, meta: dict, pictures: Pictures 
     if pictures is not None:
         images += draw(pictures, out)
     write_atomic(out / "summary.md", summary_markdown(table, meta, images))
+
+
+def write_scorecard_tables(table: pd.DataFrame, out: Path, meta: dict) -> None:
+    """``scorecard.csv`` (the rows) and ``scorecard.json`` (``meta``, then the rows with ``null``
+    for NaN) into ``out``."""
+    with atomic_path(out / "scorecard.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    rows = [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+        for row in table.to_dict("records")
+    ]
+    write_atomic(out / "scorecard.json", json.dumps({**meta, "scores": rows}, indent=1))
+
+
+def evaluation_folder(e, inputs: list) -> AbstractContextManager[Path]:
+    """The staging folder of the scorecard in ``e.out_dir`` (:func:`..files.output_folder`: swapped in
+    whole when the block ends; a folder that may not be replaced refused first), whose ``inputs``
+    it must not be (the run and its store)."""
+    return output_folder(
+        e.out_dir,
+        EVALUATION,
+        overwrite=e.overwrite,
+        inputs=inputs,
+        legacy=is_report,
+        option="eval.out_dir",
+        hint="eval.overwrite=true",
+    )
 
 
 def draw(pictures: Pictures, out: Path) -> list[str]:

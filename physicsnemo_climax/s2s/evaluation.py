@@ -33,18 +33,17 @@ from ..data.store import Shard
 from ..data.windows import TimeWindow, window_mean
 from ..engine.checks import config_error
 from ..engine.plan import decide_device
-from ..files import output_folder
 from ..forecasting.core import lead_forecasts
 from ..forecasting.ensembles import lag_hours
-from ..forecasting.evaluation import chunk_starts, initial_conditions, initial_seconds
+from ..forecasting.evaluation import chunk_starts, initial_conditions, initial_seconds, scorecard_meta
 from ..forecasting.references import References
-from ..forecasting.report import EVALUATION, is_report
+from ..forecasting.report import evaluation_folder
 from ..forecasting.run import Run, run_store
 from ..forecasting.scoring import BASELINES, ENSEMBLE_METRICS, Scorer, Verification
 from ..forecasting.settings import EvalSettings
 from ..models import GridRegion
 from .report import window_table, write_window_report
-from .terciles import RPS_METRICS, TercileEdges, day_of_year, training_terciles
+from .terciles import RPS_METRICS, day_of_year, training_terciles
 
 #: The days before the initial time whose mean anomaly the persistence baseline carries on.
 PERSISTED_DAYS = 7
@@ -99,15 +98,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     if e.ensemble.members > 1 and e.ensemble.perturbation == "bred":
         raise config_error("eval.perturbation", "bred", "breeding feeds a window mean back as a state")
     store = run_store(cfg, run)
-    with output_folder(
-        e.out_dir,
-        EVALUATION,
-        overwrite=e.overwrite,
-        inputs=[cfg.run_dir, store.root],
-        legacy=is_report,
-        option="eval.out_dir",
-        hint="eval.overwrite=true",
-    ) as staging:
+    with evaluation_folder(e, [cfg.run_dir, store.root]) as staging:
         return score_windows(cfg, e, run, store, scored, staging)
 
 
@@ -135,15 +126,10 @@ def score_windows(
         score_chunk(run, shards, inits[start : start + e.batch_size], scored, setup, spec, scorer)
     table = window_table(scorer.table(), windows)
     meta = {
-        "run_dir": str(cfg.run_dir),
-        "split": e.split,
-        "samples": len(inits),
-        "device": str(run.device),
-        "climatology": refs.climatology.describe(),
+        **scorecard_meta(cfg, e, run, refs, len(inits)),
         "windows": {w.label: [w.start_hours, w.end_hours] for w in windows},
         "persisted_days": PERSISTED_DAYS,
         "terciles": terciles_rule(days) if edges else None,
-        "regions": list(refs.regions),
         "ensemble": spec.record() if spec.members > 1 else None,
     }
     write_window_report(table, staging, meta, scorer.rank_histograms())
@@ -227,6 +213,3 @@ def recent_anomaly(
         [torch.as_tensor(np.stack([window_mean(shards[s].array(v), t, 1 - n, 1)[0] for v in scored])) for s, t in chunk]
     )
     return setup.region.crop(observed) - mean_climatology(setup.refs, chunk, range(1 - n, 1))
-
-
-__all__ = ["TercileEdges", "evaluate"]

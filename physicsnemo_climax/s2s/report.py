@@ -10,15 +10,13 @@ baselines beside the model.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import pandas as pd
 
 from ..data.windows import TimeWindow
 from ..files import atomic_path, write_atomic
-from ..forecasting.report import main_region, markdown_table
+from ..forecasting.report import main_region, markdown_table, write_scorecard_tables
 from .terciles import rpss
 
 
@@ -62,13 +60,7 @@ def summarize(table: pd.DataFrame, cfg) -> str:
 def write_window_report(table: pd.DataFrame, out: Path, meta: dict, ranks: pd.DataFrame) -> None:
     """``scorecard.csv``, ``scorecard.json`` (``meta`` then the rows), ``summary.md`` and, for an
     ensemble, ``rank_histogram.csv`` into ``out``."""
-    with atomic_path(out / "scorecard.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    rows = [
-        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
-        for row in table.to_dict("records")
-    ]
-    write_atomic(out / "scorecard.json", json.dumps({**meta, "scores": rows}, indent=1))
+    write_scorecard_tables(table, out, meta)
     if len(ranks):
         with atomic_path(out / "rank_histogram.csv") as tmp:
             ranks.rename(columns={"lead_hours": "window_start_hours"}).to_csv(tmp, index=False)
