@@ -16,11 +16,15 @@ from types import ModuleType
 import pandas as pd
 from omegaconf import DictConfig
 
-from . import climate_projection, forecasting
+from . import climate_downscaling, climate_projection, forecasting
 from .engine.checks import config_error
 
 #: The packages a task config may name.
-PACKAGES: dict[str, ModuleType] = {"forecasting": forecasting, "climate_projection": climate_projection}
+PACKAGES: dict[str, ModuleType] = {
+    "forecasting": forecasting,
+    "climate_projection": climate_projection,
+    "climate_downscaling": climate_downscaling,
+}
 
 
 def package(cfg: DictConfig) -> ModuleType:
