@@ -25,7 +25,7 @@ from physicsnemo_climax.data.store import ShardStore
 from physicsnemo_climax.errors import ConfigError, DataError, OutputError
 from physicsnemo_climax.grid import regular_grid
 from physicsnemo_climax.metrics import latitude_weights
-from physicsnemo_climax.tasks import train
+from physicsnemo_climax.tasks import summarize, train
 
 VARS = ["temperature_850", "geopotential_500"]
 UNITS = {"temperature_850": "K", "geopotential_500": "m**2 s**-2"}
@@ -256,7 +256,9 @@ def test_the_run_records_what_evaluation_needs(trained, stores):
 
 def test_evaluation_scores_model_and_both_interpolations(trained, stores):
     cfg = load_run_config(trained, ["eval.max_samples=10", "eval.batch_size=4"])
-    table = evaluate(cfg).set_index(["method", "variable"])
+    scored = evaluate(cfg)
+    assert "conservative" in summarize(cfg, scored) and str(cfg.eval.out_dir) in summarize(cfg, scored)
+    table = scored.set_index(["method", "variable"])
     assert set(table.index.get_level_values("method")) == {"model", "bilinear", "conservative"}
     assert (table.samples == 10).all()
     # the bilinear row is data.regrid.regrid of the test inputs, scored by hand
