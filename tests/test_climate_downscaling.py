@@ -22,7 +22,7 @@ from physicsnemo_climax.climate_downscaling.scores import DownscalingScores
 from physicsnemo_climax.config import load_config, load_run_config
 from physicsnemo_climax.data.regrid import regrid, regrid_weights
 from physicsnemo_climax.data.store import ShardStore
-from physicsnemo_climax.errors import ConfigError, DataError, OutputError
+from physicsnemo_climax.errors import ConfigError, DataError, InputError, OutputError
 from physicsnemo_climax.grid import regular_grid
 from physicsnemo_climax.metrics import latitude_weights
 from physicsnemo_climax.tasks import summarize, train
@@ -304,6 +304,21 @@ def test_downscaling_a_coarse_file_matches_the_evaluated_model(trained, stores, 
     stats = run.statistics["target"]["geopotential_500"]
     expected = run.predict(x)[:, 1].detach().numpy() * stats["std"] + stats["mean"]
     np.testing.assert_allclose(out.geopotential_500.values, expected, rtol=1e-4, atol=1e-2)
+
+
+def test_a_coarse_dataset_the_run_cannot_read_is_refused_by_name(trained, stores, tmp_path):
+    ds = coarse_file(stores, tmp_path / "coarse.nc")
+    run = DownscalingRun.load(trained, "cpu")
+    with pytest.raises(InputError, match=r"lacks the run's inputs \['geopotential_500'\]"):
+        downscale_coarse(run, ds.drop_vars("geopotential_500"))
+    with pytest.raises(InputError, match="not the run's input grid"):
+        downscale_coarse(run, ds.isel(lat=slice(0, 4)))
+    with pytest.raises(InputError, match="temperature_850 is in 'degC'"):
+        downscale_coarse(run, ds.assign(temperature_850=ds.temperature_850.assign_attrs(units="degC")))
+    with pytest.raises(InputError, match="temperature_850 holds non-finite"):
+        downscale_coarse(run, ds.where(ds.lat > -70))
+    single = downscale_coarse(run, ds.isel(time=0).rename(lat="latitude", lon="longitude"))
+    assert single.geopotential_500.shape == (1, 16, 32)
 
 
 def test_cli_downscales_a_file_atomically_and_refuses_to_overwrite(trained, stores, tmp_path, capsys):

@@ -120,8 +120,8 @@ def coarse_fields(run: DownscalingRun, coarse: xr.Dataset) -> xr.Dataset:
     Raises
     ------
     InputError
-        Naming the variables the dataset lacks, a grid other than the input store's, or a unit
-        other than the input store's.
+        Naming the variables the dataset lacks, a grid other than the input store's, a unit
+        other than the input store's, or a variable with non-finite values.
     """
     facts = run.facts
     coarse = coarse.rename({k: v for k, v in (("latitude", "lat"), ("longitude", "lon")) if k in coarse.dims})
@@ -146,6 +146,8 @@ def coarse_fields(run: DownscalingRun, coarse: xr.Dataset) -> xr.Dataset:
         have, want = fields[name].attrs.get("units"), facts["input_units"].get(name)
         if have is not None and want is not None and have != want:
             raise InputError(f"{name} is in {have!r}; the run's input store holds it in {want!r}")
+        if not np.isfinite(fields[name].values).all():
+            raise InputError(f"{name} holds non-finite values (NaN or inf); fill them before downscaling")
     return fields
 
 
