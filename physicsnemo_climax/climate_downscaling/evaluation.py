@@ -98,7 +98,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
         "split": cfg.eval.split,
         "samples": len(chosen),
         "device": str(run.device),
-        "checkpoint": str(run.checkpoint),
+        "checkpoint": str(run.checkpoint.resolve()),
         "input_store": str(pair.input_store.root.resolve()),
         "target_store": str(pair.target_store.root.resolve()),
         "variables": list(pair.variables),

@@ -18,6 +18,13 @@ from ..forecasting.report import markdown_table
 DOWNSCALING_REPORT_KIND = "climate downscaling evaluation"
 #: The metrics of the table, in the order shown.
 METRIC_COLUMNS = ("rmse", "mean_bias", "area_weighted_bias", "pearson")
+#: How each method's spectrum is drawn (the interpolations overlap at large scales: dashed and dotted).
+LINE_STYLES = {
+    "truth": dict(color="black", lw=2),
+    "model": dict(color="tab:blue"),
+    "bilinear": dict(color="tab:orange", ls="--"),
+    "conservative": dict(color="tab:green", ls=":"),
+}
 
 
 def write_downscaling_report(cfg: DictConfig, table: pd.DataFrame, spectra: pd.DataFrame, record: dict) -> Path:
@@ -70,8 +77,9 @@ def plot_downscaling_spectra(spectra: pd.DataFrame, path: Path) -> None:
     for ax, name in zip(axes, names):
         part = spectra[(spectra.variable == name) & (spectra.wavenumber > 0)]
         for method, rows in part.groupby("method", sort=False):
-            style = dict(color="black", lw=2) if method == "truth" else {}
-            ax.loglog(rows.wavenumber, rows.power, label=method, **style)
+            ax.loglog(rows.wavenumber, rows.power, label=method, **LINE_STYLES.get(method, {}))
+        # a field with no power at the last wavenumber (a smooth truth) would stretch the axis over decades
+        ax.set_ylim(bottom=part.power.max() * 1e-12)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("zonal wavenumber")
     axes[0].set_ylabel("power")
