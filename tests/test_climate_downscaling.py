@@ -16,7 +16,7 @@ import xarray as xr
 from physicsnemo_climax.cli import main
 from physicsnemo_climax.climate_downscaling import DownscalingRun, downscale_coarse, evaluate, write_downscaled
 from physicsnemo_climax.climate_downscaling.data import PairedFields, bilinear_matrices, interpolate, store_pair
-from physicsnemo_climax.climate_downscaling.model import predict, residual_map
+from physicsnemo_climax.climate_downscaling.model import build_model, predict, residual_map
 from physicsnemo_climax.climate_downscaling.pairing import pair_times
 from physicsnemo_climax.climate_downscaling.scores import DownscalingScores
 from physicsnemo_climax.config import load_config, load_run_config
@@ -138,6 +138,13 @@ def test_noleap_input_drops_and_counts_29_february_targets(tmp_path, monkeypatch
     assert not any(str(t).startswith("2000-02-29") for t in pairs.times) and len(pairs.times) == 4 * 4
 
 
+def test_a_split_a_store_lacks_is_named(tmp_path):
+    source = stamp_store(tmp_path / "in", "2000-01-01", "2000-01-03")
+    target = stamp_store(tmp_path / "out", "2000-01-01", "2000-01-03")
+    with pytest.raises(DataError, match=r"in has no 'val' split; it has \['train'\]"):
+        pair_times(source, target, "val")
+
+
 # ------------------------------------------------------------------ interpolation and scores
 @pytest.mark.parametrize("method", ["bilinear", "conservative"])
 def test_interpolation_is_data_regrid(method):
@@ -249,6 +256,14 @@ def test_the_run_records_what_evaluation_needs(trained, stores):
     assert facts["input_variables"] == VARS and len(facts["input_lat"]) == 8 and facts["residual"] is True
     assert facts["calendars"] == {"input": "standard", "target": "standard"}
     assert facts["pairs"]["train"]["samples"] == 20 * 4 and facts["pairs"]["train"]["calendar_rule"] == "same"
+    assert facts["pairs"]["test"] == {
+        "samples": 7 * 4,
+        "first": "2000-01-25T00",
+        "last": "2000-01-31T18",
+        "calendar_rule": "same",
+        "dropped_leap_days": 0,
+        "unmatched_targets": 0,
+    }
     assert facts["input_statistics"]["temperature_850"]["mean"] == pytest.approx(
         float(np.load(stores[0] / "normalize_mean.npz")["temperature_850"][0])
     )
@@ -338,6 +353,22 @@ def test_cli_downscales_a_file_atomically_and_refuses_to_overwrite(trained, stor
     assert "leave out --lead" in capsys.readouterr().err
     with pytest.raises(OutputError):
         write_downscaled(trained, tmp_path / "coarse.nc", output)
+
+
+def test_init_moves_variables_by_name_and_resamples_the_positions(trained, stores, caplog):
+    source = next((trained / "checkpoints").glob("ClimaX.*.mdlus"))
+    cfg = config(stores, trained.parent / "unused", f"init={source}")
+    lat, lon = regular_grid((32, 64))  # another grid: twice the patches each way
+    with caplog.at_level("INFO"):
+        model = build_model(cfg, ["geopotential_500", "temperature_850"], ["geopotential_500"], lat, lon)
+    before = DownscalingRun.load(trained, "cpu").model
+    assert model.pos_embed.shape[1] == 4 * before.pos_embed.shape[1]
+    for name in ("geopotential_500", "temperature_850"):
+        here, there = model.variables.index(name), before.variables.index(name)
+        assert torch.equal(model.var_embed[0, here], before.var_embed[0, there])
+        assert torch.equal(model.token_embeds[here].proj.weight, before.token_embeds[there].proj.weight)
+    assert torch.equal(model.blocks[0].attn.qkv.weight, before.blocks[0].attn.qkv.weight)
+    assert "pos_embed" in caplog.text
 
 
 def test_config_errors_name_the_key(stores, tmp_path):

@@ -58,8 +58,22 @@ def calendar_rule(input_store: ShardStore, target_store: ShardStore) -> str:
     )
 
 
+def store_splits(store: ShardStore) -> list[str]:
+    """The splits whose periods the store's manifest records (none without a manifest)."""
+    manifest = store.manifest or {}
+    return list(manifest.get("coverage", manifest.get("splits", {})))
+
+
 def store_times(store: ShardStore, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Valid times ``[N]`` (datetime64, hours) of a split and where each is: ``[N, 2]`` (shard, step)."""
+    """Valid times ``[N]`` (datetime64, hours) of a split and where each is: ``[N, 2]`` (shard, step).
+
+    Raises
+    ------
+    DataError
+        A store without time stamps (no ``store.json``), or without the split, naming both.
+    """
+    if store.manifest is not None and split not in store_splits(store):
+        raise DataError(f"{store.root} has no {split!r} split; it has {store_splits(store)}")
     per_shard = store.shard_times(split)
     times = np.concatenate(per_shard).astype("datetime64[h]")
     where = np.concatenate([np.stack([np.full(len(t), i), np.arange(len(t))], 1) for i, t in enumerate(per_shard)])

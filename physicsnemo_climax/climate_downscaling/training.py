@@ -25,7 +25,7 @@ from ..engine.task import TaskContext, train_task, validation_mean
 from ..metrics import rmse, weighted_mse_loss
 from .data import PairedFields, StorePair, store_pair
 from .model import ResidualMap, build_model, model_names, predict, residual_map
-from .pairing import Pairs, pair_times, store_calendar
+from .pairing import Pairs, pair_times, store_calendar, store_splits
 
 
 def train(cfg: DictConfig) -> Path:
@@ -38,9 +38,7 @@ def downscaling_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
     model, the latitude-weighted MSE and its validation, and the run's record."""
     cfg, t = ctx.cfg, ctx.train
     pair = store_pair(cfg)
-    splits = {"train": pair_times(pair.input_store, pair.target_store, "train")}
-    if cfg.data.val:
-        splits["val"] = pair_times(pair.input_store, pair.target_store, "val")
+    splits = checked_splits(cfg, pair)
     tt = pair.target_store
     model = build_model(cfg, pair.model_inputs, pair.out_variables, tt.lat.tolist(), tt.lon.tolist())
     residual = residual_map(pair.model_inputs, pair.out_variables, pair.statistics) if cfg.task.residual else None
@@ -64,6 +62,14 @@ def downscaling_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
         grad_checkpointing=model.set_grad_checkpointing,
     )
     return job, RunRecord(cfg, downscaling_run_info(cfg, pair, splits))
+
+
+def checked_splits(cfg: DictConfig, pair: StorePair) -> dict[str, Pairs]:
+    """The pairs of every split, checked before training: ``train``, ``val`` when ``data.val``, and
+    ``test`` when both stores have one (evaluation's split), so a mismatch stops the run now."""
+    both = set(store_splits(pair.input_store)) & set(store_splits(pair.target_store))
+    names = ["train"] + (["val"] if cfg.data.val else []) + (["test"] if "test" in both else [])
+    return {name: pair_times(pair.input_store, pair.target_store, name) for name in names}
 
 
 def log_setup(ctx: TaskContext, pair: StorePair, splits: dict[str, Pairs], model) -> None:
