@@ -378,3 +378,9 @@ def test_config_errors_name_the_key(stores, tmp_path):
         train(config(stores, tmp_path / "b", "data.out_variables=[nope]"))
     with pytest.raises(ConfigError, match="data.input_root"):
         train(config(stores, tmp_path / "c", f"data.input_root={tmp_path / 'missing'}"))
+
+
+def test_a_forecast_without_lead_is_refused_for_a_forecasting_run(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["forecast", "--run", str(tmp_path), "--input", "ic.nc", "--output", str(tmp_path / "f.nc")])
+    assert stop.value.code == 1 and "--lead: give the lead times" in capsys.readouterr().err
