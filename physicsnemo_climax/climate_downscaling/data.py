@@ -140,7 +140,7 @@ class PairedFields(torch.utils.data.Dataset):
         if not names:
             return torch.zeros(0, *self.pair.target_store.grid)
         mean, std = self.pair.mean_std("target", names)
-        fields = self.target_shards[0].read(names, 0)
+        fields = self.target_shards[0].read(names, 0)  # stored repeated along time: any step is the field
         return torch.from_numpy((fields - mean[:, None, None]) / std[:, None, None]).float()
 
     def __len__(self) -> int:
@@ -150,6 +150,7 @@ class PairedFields(torch.utils.data.Dataset):
         (si, ti), (so, to) = self.pairs.input_at[index], self.pairs.target_at[index]
         coarse = normalized(self.input_shards[si].read(list(self.pair.variables), ti), self.input_norm)
         target = normalized(self.target_shards[so].read(list(self.pair.out_variables), to), self.target_norm)
+        # normalizing before interpolating is the same: each row of bilinear weights sums to 1
         x = torch.cat([interpolate(coarse, self.matrices), self.constants])
         seconds = self.pairs.times[index].astype("datetime64[s]").astype(np.float64)
         return {"x": x, "coarse": coarse, "y": target, "time": torch.tensor(seconds, dtype=torch.float64)}

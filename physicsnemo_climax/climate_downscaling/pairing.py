@@ -139,6 +139,7 @@ def pair_times(input_store: ShardStore, target_store: ShardStore, split: str) ->
             f"{target_store.root} ({names[1]}) differ before 15 October 1582, and their dates reach back "
             f"to {min(t_in.min(), t_out.min())}; prepare both on one calendar"
         )
+    # exact stamps only: a time one store lacks is never matched to a neighbour
     common, i_in, i_out = np.intersect1d(t_in, t_out, assume_unique=True, return_indices=True)
     if common.size == 0:
         raise DataError(
