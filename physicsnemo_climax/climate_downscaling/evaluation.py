@@ -124,7 +124,7 @@ def score_batches(run: DownscalingRun, pair: StorePair, loader) -> DownscalingSc
             for w in regrid_weights(source.lat, source.lon, target.lat, target.lon, "conservative")
         ),
     }
-    # the conservative matrices stay float64: the baselines are scored in physical units, as the model
+    # the baselines interpolate the coarse fields in physical units and float64 (interpolate casts the weights)
     scores = DownscalingScores(torch.as_tensor(target.lat), {v: stats["target"][v]["mean"] for v in outs})
     for batch in loader:
         truth = physical(batch["y"], stats["target"], outs)
