@@ -276,7 +276,12 @@ def evaluate(args: argparse.Namespace) -> None:
 
 
 def forecast(args: argparse.Namespace) -> None:
-    """Forecast from a NetCDF initial condition to a NetCDF file (or a WB2 Zarr folder)."""
+    """Forecast from a NetCDF initial condition to a NetCDF file (or a WB2 Zarr folder); a climate
+    downscaling run downscales a coarse file instead (no ``--lead``)."""
+    from .climate_downscaling.inference import is_downscaling_run
+
+    if args.run and is_downscaling_run(args.run):
+        return downscale_coarse_file(args)
     from .engine.checks import check_seed
     from .engine.plan import decide_device
     from .forecasting.ensembles import EnsembleSpec
@@ -303,6 +308,22 @@ def forecast(args: argparse.Namespace) -> None:
     )
     when = f"windows {list(out.window.values)}" if "window" in out.dims else f"leads {list(args.lead)}"
     print(f"wrote {args.output}: {list(out.data_vars)} at {when}")
+
+
+def downscale_coarse_file(args: argparse.Namespace) -> None:
+    """``climax forecast --run RUN --input coarse.nc --output fine.nc`` for a climate downscaling run."""
+    from .climate_downscaling import write_downscaled
+    from .engine.plan import decide_device
+
+    if args.lead or args.format != "netcdf" or args.members != 1:
+        raise ConfigError(
+            f"--run {args.run} is a climate downscaling run: it maps a coarse file to the fine grid at the "
+            "same times; leave out --lead, --format and --members"
+        )
+    out = write_downscaled(
+        args.run, args.input, args.output, overwrite=args.overwrite, device=decide_device(args.device, "--device")
+    )
+    print(f"wrote {args.output}: {list(out.data_vars)} on {out.lat.size} x {out.lon.size} at {out.time.size} times")
 
 
 def downscale_train(args: argparse.Namespace) -> None:
@@ -532,7 +553,10 @@ def _add_cluster_commands(commands) -> None:
 
 
 def _add_forecast_command(commands) -> None:
-    p = commands.add_parser("forecast", help="forecast from a NetCDF initial condition")
+    p = commands.add_parser(
+        "forecast",
+        help="forecast from a NetCDF initial condition (or downscale a coarse file: climate downscaling runs)",
+    )
     run = p.add_mutually_exclusive_group(required=True)
     run.add_argument("--run", help="training run folder (its latest weights that load, and its statistics)")
     run.add_argument(
@@ -541,12 +565,14 @@ def _add_forecast_command(commands) -> None:
         help="a run folder as --run, or a model file in its checkpoints/ folder: that file's weights "
         "with the run's statistics",
     )
-    p.add_argument("--input", required=True, help="initial condition (NetCDF)")
+    p.add_argument(
+        "--input", required=True, help="initial condition (NetCDF); for a downscaling run, the coarse fields"
+    )
     p.add_argument(
         "--lead",
         nargs="+",
         help="lead times: hours (24) or durations (24h 72h 5D); for a sub-seasonal run the starts of its "
-        "windows (14D), all of them by default",
+        "windows (14D), all of them by default; none for a downscaling run",
     )
     p.add_argument("--output", required=True, help="output NetCDF file, or Zarr folder with --format wb2")
     p.add_argument(

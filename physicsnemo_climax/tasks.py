@@ -16,7 +16,7 @@ from types import ModuleType
 import pandas as pd
 from omegaconf import DictConfig
 
-from . import climate_projection, forecasting, s2s
+from . import climate_downscaling, climate_projection, forecasting, s2s
 from .engine.checks import config_error
 
 #: The packages a task config may name.
@@ -24,6 +24,7 @@ PACKAGES: dict[str, ModuleType] = {
     "forecasting": forecasting,
     "climate_projection": climate_projection,
     "s2s": s2s,
+    "climate_downscaling": climate_downscaling,
 }
 
 

@@ -38,13 +38,13 @@ def test_model_presets(preset, img_size, patch, dim, params):
 def test_each_task_config_names_its_package():
     from omegaconf import OmegaConf, open_dict
 
-    from physicsnemo_climax import climate_projection, forecasting, s2s
+    from physicsnemo_climax import climate_downscaling, climate_projection, forecasting, s2s
     from physicsnemo_climax.config import load_config
     from physicsnemo_climax.engine.checks import ConfigError
     from physicsnemo_climax.tasks import package
 
     tasks = sorted(p.stem for p in (CONF.parent / "task").glob("*.yaml"))
-    newer = {"s2s": s2s}  # tasks that came with task.package: their run folders always name it
+    newer = {"s2s": s2s, "climate_downscaling": climate_downscaling}  # their run folders always name it
     for task in tasks:
         want = newer.get(task) or (climate_projection if task == "climatebench" else forecasting)
         cfg = load_config([f"task={task}"])

@@ -9,6 +9,7 @@ quadrature, predictable weeks ahead from the initial state alone."""
 import importlib.util
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from physicsnemo_climax.data.windows import TimeWindow, parse_windows, running_w
 from physicsnemo_climax.engine.run_info import RunInfo
 from physicsnemo_climax.errors import ConfigError, InputError
 from physicsnemo_climax.forecasting import Run, forecast
+from physicsnemo_climax.forecasting.inference import forecast_leads
 from physicsnemo_climax.forecasting.rollout import model_steps
 from physicsnemo_climax.s2s.terciles import TercileEdges, rps_maps
 from physicsnemo_climax.tasks import evaluate, train
@@ -117,6 +119,9 @@ def test_run_info_keeps_windows_and_runs_without_them_unchanged():
     assert data["windows"] == [[336.0, 672.0], [672.0, 1008.0]]
     assert RunInfo.from_json(data) == info
     assert "windows" not in RunInfo(task="finetune_global").to_json()
+    assert forecast_leads(SimpleNamespace(info=info), None) == [336.0, 672.0]  # every window
+    with pytest.raises(InputError, match="--lead"):  # a run of states has no default lead
+        forecast_leads(SimpleNamespace(info=RunInfo(task="finetune_global")), None)
     assert model_steps(info, 672.0) == [672.0]
     with pytest.raises(InputError, match="windows starting at"):
         model_steps(info, 1008.0)

@@ -155,3 +155,14 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
         simulate.write_simulation(out, days=0.25, spinup_days=0.0)
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_default_splits_fit_the_recorded_days():
+    from physicsnemo_climax.data.simulate import default_splits
+
+    # a year: months 1-9, 10, 11-12; 200 days (a quickstart-sized run): 140, 20 and 40 whole days
+    assert default_splits(365)["val"] == "2000-10-01:2000-10-31"
+    short = default_splits(200)
+    assert short == {"train": "2000-01-01:2000-05-19", "val": "2000-05-20:2000-06-08", "test": "2000-06-09:2000-07-18"}
+    days = [(np.datetime64(b) - np.datetime64(a)).astype(int) + 1 for a, b in (p.split(":") for p in short.values())]
+    assert days == [140, 20, 40]

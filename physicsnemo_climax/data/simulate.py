@@ -716,14 +716,11 @@ def _write_files(ds: xr.Dataset, folder: Path) -> list[str]:
 
 def prepare_simulation(raw_dir, store, splits: dict | None = None) -> Path:
     """A shard store in ``store`` from the simulation folder ``raw_dir``: all its variables on
-    ClimaX's 5.625 deg grid, 6-hourly, split by ``splits`` (default: the year 2000's months
-    1-9 for training, 10 for validation, 11-12 for testing)."""
+    ClimaX's 5.625 deg grid, 6-hourly, split by ``splits`` (default: :func:`default_splits` of the
+    simulation's recorded days)."""
     variables = [f"{n}_{level}" for n in PRESSURE_LEVEL_FIELDS for level in LEVELS_HPA] + list(SURFACE_FIELDS)
-    splits = splits or {
-        "train": "2000-01-01:2000-09-30",
-        "val": "2000-10-01:2000-10-31",
-        "test": "2000-11-01:2000-12-31",
-    }
+    recorded = json.loads((Path(raw_dir) / "simulation.json").read_text())["params"]["days"]
+    splits = splits or default_splits(recorded)
     config = PrepareConfig(
         inputs=[f"{raw_dir}/*/*.nc"],
         variables=variables,
@@ -733,3 +730,16 @@ def prepare_simulation(raw_dir, store, splits: dict | None = None) -> Path:
         shards_per_year=1,
     )
     return prepare(config, store)
+
+
+def default_splits(days: float) -> dict[str, str]:
+    """Splits of a simulation of ``days`` recorded days from 1 January 2000: a whole year (or more)
+    is months 1-9 for training, 10 for validation, 11-12 for testing; a shorter one its first 70% of
+    whole days, the next 10% and the rest (the quickstart's 200 days give 140, 20 and 40)."""
+    if days >= 365:
+        return {"train": "2000-01-01:2000-09-30", "val": "2000-10-01:2000-10-31", "test": "2000-11-01:2000-12-31"}
+    start, total = np.datetime64("2000-01-01"), int(days)
+    train, val = int(0.7 * total), int(0.1 * total)
+    bounds = [start, start + train, start + train + val, start + total]
+    ends = [b - np.timedelta64(1, "D") for b in bounds[1:]]  # periods name their last day
+    return {name: f"{bounds[k]}:{ends[k]}" for k, name in enumerate(("train", "val", "test"))}
