@@ -253,12 +253,18 @@ def _add_prepare_grid_options(p) -> None:
 
 
 def train(args: argparse.Namespace) -> None:
-    """Train as the composed config says (resuming its run folder)."""
-    from .config import load_config
+    """Train as the composed config says (resuming its run folder); with ``-m``, each job of the
+    sweep in turn, each into its own run folder (:func:`.config.load_sweep`)."""
+    from .config import load_config, load_sweep
     from .tasks import train as run_training
 
-    cfg = load_config(args.overrides)
-    print(f"run folder: {run_training(cfg)}")
+    if not args.multirun:
+        print(f"run folder: {run_training(load_config(args.overrides, name=args.config_name))}")
+        return
+    jobs = load_sweep(args.overrides, name=args.config_name)  # every job composed and checked first
+    for number, (label, cfg) in enumerate(jobs, 1):
+        print(f"[{number}/{len(jobs)}] {label}: run folder {cfg.run_dir}", flush=True)
+        print(f"run folder: {run_training(cfg)}")
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -644,6 +650,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train ClimaX (Hydra overrides, e.g. task=pretrain)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides of conf/config.yaml")
+    p.add_argument(
+        "-m",
+        "--multirun",
+        action="store_true",
+        help="a sweep: one job per combination of values (model.embed_dim=128,256), run in turn, each "
+        "into its own run folder (default: run_dir/<swept key=value,...>)",
+    )
+    p.add_argument("--config-name", default="config", help="the config in conf/ (e.g. quickstart)")
     p.set_defaults(func=train)
 
     p = commands.add_parser("evaluate", help="scorecard of a run vs persistence and climatology")
