@@ -211,7 +211,6 @@ def save(
         torch.distributed.barrier()
 
 
-
 def saved_metadata(folder: str | Path, step: int) -> dict:
     """The metadata saved with checkpoint ``step``: ``epoch`` and ``position`` (the data position)
     and, since they are counted, ``samples_seen`` (training samples over all ranks since the run began).
