@@ -281,6 +281,32 @@ def evaluate(args: argparse.Namespace) -> None:
     print(summarize(cfg, run_evaluation(cfg)))
 
 
+def report_scaling(args: argparse.Namespace) -> None:
+    """RMSE of evaluated runs against size, samples seen, data and resolution, with power-law fits."""
+    from .forecasting.scaling import write_scaling_report
+
+    table, fits = write_scaling_report(args.runs, args.out, args.lead, args.variables, args.overwrite)
+    print(table.drop(columns="run").to_string(index=False))
+    print(fits.to_string(index=False) if len(fits) else "no fit: no axis has two distinct values within a group")
+    print(f"wrote {args.out}: scaling.csv, fits.csv, scaling.json" + (", scaling.png" if len(fits) else ""))
+
+
+def _add_report_commands(commands) -> None:
+    reports = commands.add_parser("report", help="reports over several runs").add_subparsers(
+        dest="report", required=True
+    )
+    p = reports.add_parser(
+        "scaling",
+        help="test RMSE of evaluated runs vs parameters, samples seen, training data and resolution (power-law fits)",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run folders, each evaluated (RUN/eval)")
+    p.add_argument("--lead", type=float, default=72.0, help="lead in hours every run was evaluated at (default 72)")
+    p.add_argument("--variables", nargs="+", help="scored variables (default: those of the first run)")
+    p.add_argument("--out", required=True, help="new folder for scaling.csv, fits.csv, scaling.json, scaling.png")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier scaling report in --out")
+    p.set_defaults(func=report_scaling)
+
+
 def forecast(args: argparse.Namespace) -> None:
     """Forecast from a NetCDF initial condition to a NetCDF file (or a WB2 Zarr folder)."""
     from .engine.checks import check_seed
@@ -665,6 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=evaluate)
 
     _add_forecast_command(commands)
+    _add_report_commands(commands)
 
     _add_downscale_commands(commands)
     _add_cluster_commands(commands)

@@ -270,6 +270,7 @@ def score_run(
     var = e.map_variable or scored[0]
     meta = {
         "run_dir": str(cfg.run_dir),
+        "checkpoint": run.checkpoint.name if run.checkpoint else None,  # the model file scored
         "split": e.split,
         "samples": len(inits),
         "device": str(run.device),
