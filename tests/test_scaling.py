@@ -48,7 +48,7 @@ def sweep(store, tmp_path_factory):
 
 
 # ------------------------------------------------------------------ the multirun
-@pytest.mark.slow  # two tiny runs trained and evaluated (module fixture): about a minute
+@pytest.mark.slow  # two tiny runs trained and evaluated (the module's sweep fixture)
 def test_multirun_trains_each_setting_into_its_own_folder(sweep):
     assert sorted(p.name for p in sweep.iterdir()) == ["16", "32"]
     for dim in (16, 32):
@@ -72,7 +72,7 @@ def test_multirun_default_folders_and_refusals(store, tmp_path):
         load_config(["model.embed_dim=16,32"])
 
 
-@pytest.mark.slow  # two tiny runs trained and evaluated (module fixture): about a minute
+@pytest.mark.slow  # two tiny runs trained and evaluated (the module's sweep fixture)
 def test_multirun_refuses_a_folder_holding_another_run(store, tmp_path, capsys):
     train(load_config([*base(store), f"run_dir={tmp_path}/16", "model.embed_dim=16", "train.lr=0.01"]))
     args = ["train", "-m", "model.embed_dim=16,32", *base(store), f"run_dir={tmp_path}/${{model.embed_dim}}"]
@@ -82,7 +82,7 @@ def test_multirun_refuses_a_folder_holding_another_run(store, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ samples seen
-@pytest.mark.slow  # two tiny runs trained and evaluated (module fixture): about a minute
+@pytest.mark.slow  # two tiny runs trained and evaluated (the module's sweep fixture)
 def test_checkpoints_count_samples_seen_across_a_relaunch(sweep, tmp_path):
     run = shutil.copytree(sweep / "16", tmp_path / "run")
     assert saved_metadata(run / "checkpoints", 2)["samples_seen"] == 2 * 8 * 2  # steps x batch x accumulation
@@ -126,7 +126,7 @@ def test_fits_keep_groups_of_the_other_axes_apart():
 
 
 # ------------------------------------------------------------------ the report
-@pytest.mark.slow  # two tiny runs trained and evaluated (module fixture): about a minute
+@pytest.mark.slow  # two tiny runs trained and evaluated (the module's sweep fixture)
 def test_report_scaling_table_and_files(sweep, tmp_path, capsys):
     out = tmp_path / "report"
     code, err = climax(
@@ -156,7 +156,7 @@ def test_report_scaling_table_and_files(sweep, tmp_path, capsys):
     assert climax(capsys, *args)[0] == 0
 
 
-@pytest.mark.slow  # two tiny runs trained and evaluated (module fixture): about a minute
+@pytest.mark.slow  # two tiny runs trained and evaluated (the module's sweep fixture)
 def test_report_scaling_errors(sweep, tmp_path):
     runs = [sweep / "16", sweep / "32"]
     with pytest.raises(InputError, match="two or more different runs"):

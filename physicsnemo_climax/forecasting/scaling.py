@@ -7,8 +7,9 @@ Each run folder gives one row per scored variable:
 
 ========================  ====================================================================
 ``embed_dim``, ``depth``  the saved ``config.yaml``'s ``model`` section
-``params``                elements of the weights in the scored model file (its ``model.pt``
-                          tensor headers, read without loading anything: no code runs)
+``params``                parameters of the scored model file, loaded as every model file of a
+                          run is (:meth:`.run.Run.load`); buffers (a residual model's
+                          climatology) are not parameters
 ``samples_seen``          training samples over all ranks up to the scored checkpoint, as the
                           engine records them in every checkpoint (older runs: optimizer steps
                           x ``train.total_batch_size``, or ``batch_size x grad_accum`` on one rank)
@@ -41,7 +42,8 @@ from ..engine.checkpointing import checkpoint_steps, files_of, model_file, saved
 from ..engine.run_folder import read_run_record
 from ..errors import ClimaxError, InputError
 from ..files import atomic_path, output_folder, write_atomic
-from ..models.mdlus_file import read_file
+from .report import main_region
+from .run import Run
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +97,10 @@ def run_facts(run_dir: str | Path, checkpoint: str | None = None) -> RunFacts:
         cfg = OmegaConf.load(run_dir / "config.yaml")
         folder = run_dir / "checkpoints"
         file = folder / checkpoint if checkpoint else model_file(folder)
+        if not file.is_file():  # pruned by training on after the evaluation
+            raise InputError(f"the scored model file {file.name} is gone: evaluate the run again")
         step = int(file.name.rsplit(".", 2)[-2])  # <Model>.0.<step>.mdlus
-        params = sum(math.prod(shape) for shape, _ in read_file(file).tensors.values())
+        params = sum(p.numel() for p in Run.load(file, "cpu").model.parameters())
         seen = samples_seen(folder, step, cfg.train)
     except (ClimaxError, OSError, ValueError) as err:
         raise InputError(f"{run_dir}: not a readable training run ({err})") from err
@@ -163,15 +167,11 @@ def scored_rmse(run_dir: str | Path, lead: float, variables: Sequence[str] | Non
         When the run has no evaluation (naming the command that makes one), or it lacks the lead
         or a variable (listing those it has).
     """
-    from .report import main_region  # the scorecard's own rule for its headline region
-
     folder = Path(run_dir) / "eval"
     command = f"climax evaluate run_dir={run_dir} eval.leads=[{lead:g}]"
     if not (folder / "scorecard.csv").is_file():
         raise InputError(f"{run_dir} has no evaluation ({folder}/scorecard.csv): make it with `{command}`")
-    table = pd.read_csv(folder / "scorecard.csv")
-    meta = json.loads((folder / "scorecard.json").read_text()) if (folder / "scorecard.json").is_file() else {}
-    model = table[(table.method == "model") & (table.region == main_region(table))]
+    model, meta = model_scores(folder)
     leads = sorted(model.lead_hours.unique())
     if not np.isclose(leads, lead).any():
         raise InputError(f"{run_dir} was evaluated at leads {[f'{x:g}' for x in leads]} h, not {lead:g} h: `{command}`")
@@ -182,6 +182,23 @@ def scored_rmse(run_dir: str | Path, lead: float, variables: Sequence[str] | Non
         raise InputError(f"{run_dir}: its evaluation has no {missing} (it scored {sorted(model.variable)})")
     rows = model.set_index("variable").loc[wanted, ["rmse"]].reset_index()
     return rows.assign(lead=float(lead)), meta.get("checkpoint")
+
+
+def model_scores(folder: Path) -> tuple[pd.DataFrame, dict]:
+    """The model's rows of the scorecard in ``folder``, main region, and its ``scorecard.json``
+    metadata (empty when absent).
+
+    Raises
+    ------
+    InputError
+        When the scorecard cannot be read as one, naming it.
+    """
+    try:
+        table = pd.read_csv(folder / "scorecard.csv")
+        meta = json.loads((folder / "scorecard.json").read_text()) if (folder / "scorecard.json").is_file() else {}
+        return table[(table.method == "model") & (table.region == main_region(table))], meta
+    except (OSError, ValueError, AttributeError, KeyError) as err:  # damaged, or not a scorecard
+        raise InputError(f"{folder / 'scorecard.csv'} is not a readable scorecard ({err})") from err
 
 
 def scaling_table(
