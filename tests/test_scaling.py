@@ -18,7 +18,13 @@ from physicsnemo_climax.data import ShardStore
 from physicsnemo_climax.engine.checkpointing import files_of, saved_metadata
 from physicsnemo_climax.errors import ConfigError, InputError, OutputError
 from physicsnemo_climax.forecasting import Run
-from physicsnemo_climax.forecasting.scaling import fit_power_laws, power_law, samples_seen, scaling_table
+from physicsnemo_climax.forecasting.scaling import (
+    fit_power_laws,
+    power_law,
+    pretraining_samples,
+    samples_seen,
+    scaling_table,
+)
 from physicsnemo_climax.tasks import train
 
 
@@ -113,6 +119,7 @@ def test_fits_keep_groups_of_the_other_axes_apart():
     sizes, data = [1e4, 1e5, 1e6], {100: -0.1, 1000: -0.2}
     rows = [
         dict(embed_dim=int(n), depth=2, params=n, samples_seen=640, train_samples=d, resolution_deg=5.625)
+        | dict(pretrain_samples=math.nan)
         | dict(variable="z500", rmse=3.0 * n**slope * d**-0.05)
         for d, slope in data.items()
         for n in sizes
@@ -179,3 +186,13 @@ def test_report_scaling_errors(sweep, tmp_path):
 
         write_scaling_report(runs, tmp_path / "mine", lead=12)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.slow  # two tiny runs trained and evaluated (the module's sweep fixture)
+def test_pretraining_data_of_the_run_init_names(sweep, tmp_path):
+    store = ShardStore(Run.load(sweep / "16", "cpu").info.data_root)
+    model_file = sorted((sweep / "16" / "checkpoints").glob("*.mdlus"))[-1]
+    assert pretraining_samples(str(model_file)) == sum(s.steps for s in store.shards("train"))
+    assert math.isnan(pretraining_samples(None))
+    outside = shutil.copy(model_file, tmp_path / "official.mdlus")  # no run folder above it
+    assert math.isnan(pretraining_samples(str(outside)))

@@ -15,6 +15,8 @@ Each run folder gives one row per scored variable:
                           x ``train.total_batch_size``, or ``batch_size x grad_accum`` on one rank)
 ``train_samples``         time steps in the training split of the run's stores: the distinct
                           training data (``data.root`` and every ``data.extra_sources`` store)
+``pretrain_samples``      the same of the run ``init=`` names a model file of (the pretraining
+                          data of a fine-tuned run); empty without one
 ``resolution_deg``        the grid spacing of ``run.json``'s longitudes
 ``rmse``                  the model's global RMSE at the lead, from ``<run>/eval/scorecard.csv``
 ========================  ====================================================================
@@ -43,7 +45,7 @@ from ..engine.run_folder import read_run_record
 from ..errors import ClimaxError, InputError
 from ..files import atomic_path, output_folder, write_atomic
 from .report import main_region
-from .run import Run
+from .run import Run, locate_run
 
 logger = logging.getLogger(__name__)
 
@@ -51,16 +53,18 @@ logger = logging.getLogger(__name__)
 SCALING_REPORT = "scaling report"
 #: The axes RMSE is fitted against, and the columns that tell runs of one group apart for each.
 AXES = {
-    "params": ("samples_seen", "train_samples", "resolution_deg"),
-    "samples_seen": ("embed_dim", "depth", "train_samples", "resolution_deg"),
-    "train_samples": ("embed_dim", "depth", "samples_seen", "resolution_deg"),
-    "resolution_deg": ("embed_dim", "depth", "samples_seen", "train_samples"),
+    "params": ("samples_seen", "train_samples", "pretrain_samples", "resolution_deg"),
+    "samples_seen": ("embed_dim", "depth", "train_samples", "pretrain_samples", "resolution_deg"),
+    "train_samples": ("embed_dim", "depth", "samples_seen", "pretrain_samples", "resolution_deg"),
+    "pretrain_samples": ("embed_dim", "depth", "samples_seen", "train_samples", "resolution_deg"),
+    "resolution_deg": ("embed_dim", "depth", "samples_seen", "train_samples", "pretrain_samples"),
 }
 #: Axis titles of the figure.
 TITLES = {
     "params": "parameters",
     "samples_seen": "training samples seen",
     "train_samples": "distinct training samples (time steps)",
+    "pretrain_samples": "distinct pretraining samples (time steps)",
     "resolution_deg": "grid spacing (degrees)",
 }
 #: How the fit is made, written with it.
@@ -78,6 +82,7 @@ class RunFacts:
     steps: int
     samples_seen: int
     train_samples: float
+    pretrain_samples: float
     resolution_deg: float
 
 
@@ -112,6 +117,7 @@ def run_facts(run_dir: str | Path, checkpoint: str | None = None) -> RunFacts:
         steps=step,
         samples_seen=seen,
         train_samples=training_samples([info.data_root or cfg.data.root, *extra_roots(cfg)]),
+        pretrain_samples=pretraining_samples(cfg.get("init")),
         resolution_deg=grid_spacing(info.lon),
     )
 
@@ -147,6 +153,21 @@ def training_samples(roots: Sequence[str]) -> float:
         return float(sum(shard.steps for root in roots for shard in ShardStore(root).shards("train")))
     except (ClimaxError, OSError) as err:
         logger.warning("distinct training data unknown: %s", err)
+        return math.nan
+
+
+def pretraining_samples(init: str | None) -> float:
+    """:func:`training_samples` of the run that the model file ``init`` belongs to: the data a
+    fine-tuned run was pretrained on. NaN without ``init``, for a file outside a run folder (an
+    official checkpoint) or a run that cannot be read."""
+    if not init:
+        return math.nan
+    try:
+        run_dir, _ = locate_run(init, "init")
+        saved = OmegaConf.load(run_dir / "config.yaml")
+        return training_samples([read_run_record(run_dir).data_root or saved.data.root, *extra_roots(saved)])
+    except (ClimaxError, OSError, ValueError) as err:
+        logger.warning("pretraining data unknown: %s", err)
         return math.nan
 
 
@@ -230,7 +251,8 @@ def scaling_table(
         facts = asdict(run_facts(run, checkpoint))
         parts.append(rmse.assign(**facts))
     table = pd.concat(parts, ignore_index=True)
-    columns = ["run", "embed_dim", "depth", "params", "steps", "samples_seen", "train_samples", "resolution_deg"]
+    columns = ["run", "embed_dim", "depth", "params", "steps", "samples_seen", "train_samples", "pretrain_samples"]
+    columns += ["resolution_deg"]
     return table[columns + ["lead", "variable", "rmse"]]
 
 
