@@ -106,7 +106,7 @@ def run_loop(
         if manager.rank == 0:
             write_run_record(run_dir, record, plan, step, changes)
         logger.info(plan.describe(device))
-        start = Start(step, position, seen)
+        start = ResumePoint(step, position, seen)
         optimize(t, plan, job, net, optim, start, run_dir=run_dir, manager=manager, seed=seed, logger=logger)
     if manager.world_size > 1:
         torch.distributed.barrier()
@@ -119,7 +119,7 @@ def optimize(
     job: Trainable,
     net,
     optim: Optimization,
-    start: Start,
+    start: ResumePoint,
     *,
     run_dir: Path,
     manager,
@@ -286,7 +286,7 @@ def run_validation(net, validate, plan: RunPlan, device) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class Start:
+class ResumePoint:
     """Where a launch starts: the optimizer ``step``, the data ``position`` ``(epoch, batches done)``
     and the training samples seen over all ranks (``None``: not recorded by the checkpoint)."""
 
