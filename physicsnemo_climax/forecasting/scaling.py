@@ -307,12 +307,11 @@ def groups(table: pd.DataFrame, axis: str):
 
 # ------------------------------------------------------------------ the report
 def plot_scaling(table: pd.DataFrame, fits: pd.DataFrame, path: Path) -> None:
-    """RMSE against each axis that varies between the runs, log-log, a panel per axis: a colour
-    per variable, a line style per group of runs (:func:`groups`), the fitted slope and R^2 of
-    ``fits`` in the legend."""
+    """RMSE against each axis that has a fit, log-log, a panel per axis: a colour per variable, a
+    line style per group of runs (:func:`groups`), the fitted slope and R^2 of ``fits`` in the legend."""
     from matplotlib.figure import Figure
 
-    shown = [axis for axis in AXES if table[axis].nunique() > 1]
+    shown = [axis for axis in AXES if (fits.axis == axis).any()]
     fig = Figure(figsize=(4.6 * len(shown), 4.0), layout="tight")
     panels = fig.subplots(1, len(shown), squeeze=False)[0]
     colours = {v: f"C{i % 10}" for i, v in enumerate(dict.fromkeys(table.variable))}
