@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from faults import climax, settings
 from omegaconf import OmegaConf
 
@@ -65,6 +66,13 @@ def test_multirun_trains_each_setting_into_its_own_folder(sweep):
         assert run.model.pos_embed.shape[-1] == dim  # each folder holds its own setting
         assert OmegaConf.load(sweep / str(dim) / "config.yaml").model.embed_dim == dim
         assert load_config([]).model.embed_dim not in (16, 32)  # nothing leaked into the defaults
+
+
+@pytest.mark.slow  # two tiny runs trained and evaluated (the module's sweep fixture)
+def test_a_sweep_job_trains_as_the_same_run_alone(sweep, store, tmp_path):
+    alone = train(load_config([*base(store), "train.grad_accum=2", "model.embed_dim=32", f"run_dir={tmp_path}"]))
+    swept, single = Run.load(sweep / "32", "cpu").model.state_dict(), Run.load(alone, "cpu").model.state_dict()
+    assert all(torch.equal(swept[k], single[k]) for k in single)  # the first job left nothing behind
 
 
 def test_multirun_default_folders_and_refusals(store, tmp_path):
