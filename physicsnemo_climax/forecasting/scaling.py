@@ -307,26 +307,29 @@ def groups(table: pd.DataFrame, axis: str):
 
 # ------------------------------------------------------------------ the report
 def plot_scaling(table: pd.DataFrame, fits: pd.DataFrame, path: Path) -> None:
-    """RMSE against each axis that has a fit, log-log, a panel per axis: a colour per variable, a
-    line style per group of runs (:func:`groups`), the fitted slope and R^2 of ``fits`` in the legend."""
+    """RMSE against each axis that has a fit, log-log: a row of panels per variable (each on its
+    own scale), a column per axis, a line per group of runs (:func:`groups`) with its fitted slope
+    and R^2 of ``fits`` in the legend."""
     from matplotlib.figure import Figure
 
     shown = [axis for axis in AXES if (fits.axis == axis).any()]
-    fig = Figure(figsize=(4.6 * len(shown), 4.0), layout="tight")
-    panels = fig.subplots(1, len(shown), squeeze=False)[0]
-    colours = {v: f"C{i % 10}" for i, v in enumerate(dict.fromkeys(table.variable))}
+    variables = list(dict.fromkeys(table.variable))
+    fig = Figure(figsize=(4.2 * len(shown), 2.6 * len(variables)), layout="tight")
+    panels = fig.subplots(len(variables), len(shown), squeeze=False)
     fit = fits.set_index(["axis", "variable", "group"])
-    for panel, axis in zip(panels, shown):
-        styles = {}
+    for j, axis in enumerate(shown):
         for variable, group, part in groups(table, axis):
-            style = styles.setdefault(group, ("-", "--", ":", "-.")[len(styles) % 4])
+            panel = panels[variables.index(variable), j]
             slope, r2 = fit.loc[(axis, variable, group), ["slope", "r2"]]
-            label = f"{variable}{f' [{group}]' if group else ''}: slope {slope:.3f}, R² {r2:.2f}"
-            panel.plot(part[axis], part.rmse, "o" + style, color=colours[variable], label=label)
-        panel.set(xscale="log", yscale="log", xlabel=TITLES[axis], ylabel=f"RMSE at {table.lead.iloc[0]:g} h")
-        panel.legend(fontsize=6)
+            panel.plot(part[axis], part.rmse, "o-", label=f"{group or 'all runs'}: slope {slope:.3f}, R² {r2:.2f}")
+        for i, variable in enumerate(variables):
+            panels[i, j].set(xscale="log", yscale="log", title=variable)
+            panels[i, j].legend(fontsize=6)
+        panels[-1, j].set_xlabel(TITLES[axis])
+    for i in range(len(variables)):
+        panels[i, 0].set_ylabel(f"RMSE at {table.lead.iloc[0]:g} h")
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+        fig.savefig(tmp, dpi=90)
 
 
 def write_scaling_report(
