@@ -21,6 +21,7 @@ from physicsnemo_climax.errors import ConfigError, InputError, OutputError
 from physicsnemo_climax.forecasting import Run
 from physicsnemo_climax.forecasting.scaling import (
     fit_power_laws,
+    plot_scaling,
     power_law,
     pretraining_samples,
     samples_seen,
@@ -141,6 +142,21 @@ def test_fits_keep_groups_of_the_other_axes_apart():
     by_data = fits.loc["train_samples"]
     assert len(by_data) == 3 and by_data.points.eq(2).all()  # one fit per model size, two data amounts each
     assert set(fits.index.get_level_values("axis")) == {"params", "train_samples"}  # the others do not vary
+
+
+def test_fits_and_figure_against_resolution(tmp_path):
+    rows = [
+        dict(embed_dim=d, depth=2, params=d * 1000 + (4000 if res < 2 else 0), samples_seen=640, train_samples=100)
+        | dict(pretrain_samples=math.nan, resolution_deg=res, lead=72.0, variable="t850", rmse=d**-0.1 * res**0.5)
+        for d in (64, 128)
+        for res in (1.40625, 5.625)
+    ]
+    table = pd.DataFrame(rows)
+    fits = fit_power_laws(table).set_index(["axis", "group"])
+    assert fits.loc[("resolution_deg", "embed_dim=64"), "slope"] == pytest.approx(0.5)  # coarser grid, larger error
+    assert set(fits.index.get_level_values("axis")) == {"params", "resolution_deg"}
+    plot_scaling(table, fit_power_laws(table), tmp_path / "scaling.png")
+    assert (tmp_path / "scaling.png").stat().st_size > 1000
 
 
 # ------------------------------------------------------------------ the report
