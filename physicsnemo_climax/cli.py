@@ -253,12 +253,18 @@ def _add_prepare_grid_options(p) -> None:
 
 
 def train(args: argparse.Namespace) -> None:
-    """Train as the composed config says (resuming its run folder)."""
-    from .config import load_config
+    """Train as the composed config says (resuming its run folder); with ``-m``, each job of the
+    sweep in turn, each into its own run folder (:func:`.config.load_sweep`)."""
+    from .config import load_config, load_sweep
     from .tasks import train as run_training
 
-    cfg = load_config(args.overrides)
-    print(f"run folder: {run_training(cfg)}")
+    if not args.multirun:
+        print(f"run folder: {run_training(load_config(args.overrides, name=args.config_name))}")
+        return
+    jobs = load_sweep(args.overrides, name=args.config_name)  # every job composed and checked first
+    for number, (label, cfg) in enumerate(jobs, 1):
+        print(f"[{number}/{len(jobs)}] {label}: run folder {cfg.run_dir}", flush=True)
+        print(f"run folder: {run_training(cfg)}")
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -273,6 +279,32 @@ def evaluate(args: argparse.Namespace) -> None:
         raise SystemExit("climax evaluate: give run_dir=<training run folder>")
     cfg = load_run_config(run_dir, overrides)
     print(summarize(cfg, run_evaluation(cfg)))
+
+
+def report_scaling(args: argparse.Namespace) -> None:
+    """RMSE of evaluated runs against size, samples seen, data and resolution, with power-law fits."""
+    from .forecasting.scaling import write_scaling_report
+
+    table, fits = write_scaling_report(args.runs, args.out, args.lead, args.variables, args.overwrite)
+    print(table.drop(columns="run").to_string(index=False))
+    print(fits.to_string(index=False) if len(fits) else "no fit: no axis has two distinct values within a group")
+    print(f"wrote {args.out}: scaling.csv, fits.csv, scaling.json" + (", scaling.png" if len(fits) else ""))
+
+
+def _add_report_commands(commands) -> None:
+    reports = commands.add_parser("report", help="reports over several runs").add_subparsers(
+        dest="report", required=True
+    )
+    p = reports.add_parser(
+        "scaling",
+        help="test RMSE of evaluated runs vs parameters, samples seen, training data and resolution (power-law fits)",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run folders, each evaluated (RUN/eval)")
+    p.add_argument("--lead", type=float, default=72.0, help="lead in hours every run was evaluated at (default 72)")
+    p.add_argument("--variables", nargs="+", help="scored variables (default: those of the first run)")
+    p.add_argument("--out", required=True, help="new folder for scaling.csv, fits.csv, scaling.json, scaling.png")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier scaling report in --out")
+    p.set_defaults(func=report_scaling)
 
 
 def forecast(args: argparse.Namespace) -> None:
@@ -670,6 +702,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train ClimaX (Hydra overrides, e.g. task=pretrain)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides of conf/config.yaml")
+    p.add_argument(
+        "-m",
+        "--multirun",
+        action="store_true",
+        help="a sweep: one job per combination of values (model.embed_dim=128,256), run in turn, each "
+        "into its own run folder (default: run_dir/<swept key=value,...>)",
+    )
+    p.add_argument("--config-name", default="config", help="the config in conf/ (e.g. quickstart)")
     p.set_defaults(func=train)
 
     p = commands.add_parser("evaluate", help="scorecard of a run vs persistence and climatology")
@@ -677,6 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=evaluate)
 
     _add_forecast_command(commands)
+    _add_report_commands(commands)
 
     _add_downscale_commands(commands)
     _add_cluster_commands(commands)

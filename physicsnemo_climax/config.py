@@ -4,11 +4,16 @@
 Every override must name a key the config has (or a config group), so a typo
 is an error with the closest key suggested, never an ignored setting; the
 keys of :data:`ADDABLE` are the only ones that may be added with ``+``.
+
+A multirun (``climax train -m model.embed_dim=128,256``) is every combination
+of the swept values, each job composed on its own (:func:`load_sweep`) and
+trained into its own run folder.
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +32,8 @@ NAMED = ("external.", "eval.boxes.", "eval.assume_units.", "dataset.args.")
 SAVED_OUTPUTS = ("eval.out_dir",)
 #: A resolver call in a config value: ``${oc.env:HOME}``, ``${now:%Y}`` (not a reference ``${run_dir}``).
 RESOLVER = re.compile(r"\$\{[\w.]+:")
+#: Characters of a job's swept values not kept in its run folder's name (``/`` would nest folders).
+FOLDER_UNSAFE = re.compile(r"[^\w.,=+-]")
 #: Sections that hold overrides of another section's keys, checked against it
 #: (CorrDiff's ``validation`` overrides ``dataset``: ``+validation.data_path=...``).
 OVERRIDES_OF = {"validation": "dataset"}
@@ -51,6 +58,9 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
     """
     overrides = list(overrides)
     parsed = OverridesParser.create().parse_overrides(overrides)
+    swept = [o.input_line for o in parsed if o.is_sweep_override()]
+    if swept:
+        raise ConfigError(f"{swept[0]} gives several values: only `climax train -m` runs a sweep, one job per value")
     groups = [o.input_line for o in parsed if (config_dir() / o.key_or_group.replace(".", "/")).is_dir()]
     with initialize_config_dir(config_dir=str(config_dir()), version_base=None):
         base = compose(config_name=name, overrides=groups)
@@ -61,6 +71,73 @@ def load_config(overrides: Sequence[str] = (), name: str = "config") -> DictConf
             elif o.input_line not in groups and not (o.is_add() and o.key_or_group.startswith(ADDABLE)):
                 check_key(base, o.key_or_group, o.input_line)
         return compose(config_name=name, overrides=overrides)
+
+
+def sweep_jobs(overrides: Sequence[str]) -> list[dict[str, str]]:
+    """The jobs of a multirun: every combination of the swept values, in the order given.
+
+    ``["model.embed_dim=128,256", "train.steps=5"]`` gives two jobs, ``{"model.embed_dim": "128",
+    "train.steps": "5"}`` and ``{"model.embed_dim": "256", ...}`` (``{key: value}``, the key with
+    its ``+``/``~`` prefix). Choices (``a,b``, ``choice(a,b)``) and ranges (``range(1,4)``) sweep.
+    Hydra's own sweeper is not public API and needs a Hydra app around it; this is its product.
+
+    Raises
+    ------
+    ConfigError
+        For a sweep that cannot be listed (an ``interval``), naming it.
+    """
+    values = []
+    for o in OverridesParser.create().parse_overrides(list(overrides)):
+        key = o.get_key_element()
+        if o.is_sweep_override() and not o.is_discrete_sweep():
+            raise ConfigError(f"{o.input_line}: a multirun lists its values (a,b or range(...)), not an interval")
+        listed = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        values.append([(key, v) for v in listed])
+    return [dict(combination) for combination in itertools.product(*values)]
+
+
+def load_sweep(overrides: Sequence[str], name: str = "config") -> list[tuple[str, DictConfig]]:
+    """The composed config of each job of a multirun, each with its own ``run_dir``.
+
+    Without ``run_dir=`` on the command line, a job's run folder is the config's ``run_dir`` with
+    the job's swept values below it: ``runs/finetune_global/model.embed_dim=128`` (the swept
+    ``key=value`` pairs sorted by key, joined by ``,``). A ``run_dir=`` given (it may name swept
+    keys, ``run_dir=runs/scale/${model.embed_dim}``) is taken as it resolves in each job.
+
+    Returns
+    -------
+    list of (str, DictConfig)
+        Each job's swept values (``model.embed_dim=128``) and its config.
+
+    Raises
+    ------
+    ConfigError
+        When two jobs would train into the same run folder, naming both (nothing is composed to run).
+    """
+    jobs, swept = sweep_jobs(overrides), swept_keys(overrides)
+    own_run_dir = any(key.lstrip("+") == "run_dir" for key in jobs[0])
+    out, folders = [], {}
+    for job in jobs:
+        label = ",".join(f"{k}={job[k]}" for k in sorted(swept)) or "(no sweep)"
+        cfg = load_config([f"{k}={v}" for k, v in job.items()], name=name)
+        if not own_run_dir and swept:
+            cfg.run_dir = f"{cfg.run_dir}/{FOLDER_UNSAFE.sub('_', label)}"
+        folder = Path(str(cfg.run_dir)).resolve()
+        if folder in folders:
+            raise ConfigError(
+                f"the jobs {folders[folder]} and {label} would both train into run_dir={cfg.run_dir}: "
+                "a run folder holds one run; let run_dir name the swept keys (run_dir=runs/x/${model.embed_dim}) "
+                "or leave it out"
+            )
+        folders[folder] = label
+        out.append((label, cfg))
+    return out
+
+
+def swept_keys(overrides: Sequence[str]) -> list[str]:
+    """The keys of ``overrides`` that sweep several values (``model.embed_dim=128,256``)."""
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return [o.get_key_element() for o in parsed if o.is_sweep_override()]
 
 
 def load_run_config(run_dir: str | Path, overrides: Sequence[str] = ()) -> DictConfig:

@@ -3,7 +3,7 @@
 
 Saving: PhysicsNeMo's ``save_checkpoint`` writes the model
 (``ClimaX.0.{step}.mdlus``) and the training state (``checkpoint.0.{step}.pt``:
-optimizer, scheduler, scaler, data position) into ``checkpoints/.saving``;
+optimizer, scheduler, scaler, data position, training samples seen) into ``checkpoints/.saving``;
 their SHA-256 go into ``checkpoint.0.{step}.sha256``; the three files are
 moved into place, the checksums last. A checkpoint counts once its training
 state is in place, so a crash mid-save leaves the previous one in force. A
@@ -209,6 +209,28 @@ def save(
             path.unlink()
     if collective:
         torch.distributed.barrier()
+
+
+def saved_metadata(folder: str | Path, step: int) -> dict:
+    """The metadata saved with checkpoint ``step``: ``epoch`` and ``position`` (the data position)
+    and, since they are counted, ``samples_seen`` (training samples over all ranks since the run began).
+
+    The training state is read with ``weights_only=True`` (no code runs) and memory-mapped, so the
+    optimizer's tensors are not read into memory.
+
+    Raises
+    ------
+    CheckpointError
+        When the checkpoint's training state is missing or damaged, naming it.
+    """
+    path = files_of(folder, step)["state"]
+    why = problem(folder, step, parts=("state",))
+    if why is None:
+        try:
+            return dict(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("metadata", {}))
+        except Exception as err:  # truncated, not a zip torch file, refused by weights_only
+            why = f"it does not load ({type(err).__name__})"
+    raise CheckpointError(f"checkpoint {step} in {folder}: {why}")
 
 
 # ------------------------------------------------------------------ resuming

@@ -9,7 +9,7 @@ a validation function. The loop::
 
     lock the run folder, check a relaunch against the run it resumes
     net = wrap(model)                       apex LayerNorm, DDP or FSDP2, compile
-    resume the newest usable checkpoint     weights, optimizer, data position
+    resume the newest usable checkpoint     weights, optimizer, data position, samples seen
     write the run's record                  config.yaml, run.json, the task's files
     while step < train.steps:
         loss = train_step(net, grad_accum micro-batches)
@@ -102,11 +102,12 @@ def run_loop(
         adapt(job.model, t, logger)
         net = wrap(job.model, plan, manager, t.fsdp, job.fsdp_units)
         optim = Optimization.build(job.model, t, plan, device)
-        step, position = resume(run_dir / "checkpoints", job.model, optim, manager, t.resume, logger)
+        step, position, seen = resume(run_dir / "checkpoints", job.model, optim, manager, t.resume, logger)
         if manager.rank == 0:
             write_run_record(run_dir, record, plan, step, changes)
         logger.info(plan.describe(device))
-        optimize(t, plan, job, net, optim, step, position, run_dir=run_dir, manager=manager, seed=seed, logger=logger)
+        start = ResumePoint(step, position, seen)
+        optimize(t, plan, job, net, optim, start, run_dir=run_dir, manager=manager, seed=seed, logger=logger)
     if manager.world_size > 1:
         torch.distributed.barrier()
     return job.model
@@ -118,19 +119,22 @@ def optimize(
     job: Trainable,
     net,
     optim: Optimization,
-    step: int,
-    position: tuple[int, int],
+    start: ResumePoint,
     *,
     run_dir: Path,
     manager,
     seed: int,
     logger,
 ) -> None:
-    """The steps from ``step`` (at data ``position``) to ``t.steps``: train, log, validate, checkpoint."""
+    """The steps from ``start`` (a step, its data position, the samples seen) to ``t.steps``:
+    train, log, validate, checkpoint."""
     model, device, rank = job.model, manager.device, manager.rank
+    step, position = start.step, start.position
     ckpt_dir = run_dir / "checkpoints"
     watch = LossWatch(device, manager, check_every=1 if device.type == "cpu" else t.log_every, last_good=step)
     per_step = t.batch_size * t.grad_accum * manager.world_size  # samples over all ranks
+    # a checkpoint saved before samples were counted: its steps are taken at today's samples per step
+    seen = step * per_step if start.samples_seen is None else start.samples_seen
     report = TrainingReport(run_dir, t, step=step, samples_per_step=per_step, rank=rank, logger=logger)
     stream = micro_batches(job.epochs, *position)
 
@@ -142,7 +146,7 @@ def optimize(
             group = [next(stream) for _ in range(t.grad_accum)]
             batches, draws = [batch for batch, _ in group], (seed, rank, step)
             loss = train_step(net, batches, job.loss_fn, optim, plan, device, draws, t.clip_grad, model.parameters())
-            step, position = step + 1, group[-1][1]
+            step, position, seen = step + 1, group[-1][1], seen + per_step
             watch.add(loss, step)
             report.step_done()
             if due(watch.check_every) or due(t.ckpt_every):
@@ -152,7 +156,7 @@ def optimize(
             if job.validate is not None and due(t.val_every):
                 report.validation(step, run_validation(net, job.validate, plan, device))
             if due(t.ckpt_every):
-                save_checkpoint(ckpt_dir, model, optim, step, position, t, manager)
+                save_checkpoint(ckpt_dir, model, optim, step, position, seen, t, manager)
                 watch.last_good = step
     finally:
         stream.close()
@@ -218,8 +222,11 @@ def micro_batches(epochs: Epochs, epoch: int = 0, position: int = 0) -> Iterator
         epoch, position = epoch + 1, 0
 
 
-def resume(ckpt_dir: Path, model, optim: Optimization, manager, enabled: bool, logger) -> tuple[int, tuple[int, int]]:
-    """The step and data position of the newest usable checkpoint, restored into ``model`` and ``optim``.
+def resume(
+    ckpt_dir: Path, model, optim: Optimization, manager, enabled: bool, logger
+) -> tuple[int, tuple[int, int], int | None]:
+    """The step, data position and samples seen of the newest usable checkpoint, restored into
+    ``model`` and ``optim``; samples seen is ``None`` for a checkpoint that did not count them.
 
     Raises
     ------
@@ -232,7 +239,7 @@ def resume(ckpt_dir: Path, model, optim: Optimization, manager, enabled: bool, l
                 f"train.resume=false, but {ckpt_dir} holds checkpoints that a new run would "
                 "overwrite: resume it, or train into a new run_dir"
             )
-        return 0, (0, 0)
+        return 0, (0, 0), 0
     plain = merged_copy(model) if lora_layers(model) else model  # checkpoints hold the merged model
     step, meta = checkpointing.load(
         ckpt_dir, plain, optim.optimizer, optim.scheduler, optim.scaler, manager.device, manager.rank
@@ -241,16 +248,17 @@ def resume(ckpt_dir: Path, model, optim: Optimization, manager, enabled: bool, l
         restore(model, plain.state_dict(), meta["lora"])
     if step:
         logger.info(f"resumed from step {step} in {ckpt_dir}")
-    return step, (meta.get("epoch", 0), meta.get("position", 0))
+    return step, (meta.get("epoch", 0), meta.get("position", 0)), (meta.get("samples_seen") if step else 0)
 
 
 def save_checkpoint(
-    ckpt_dir: Path, model, optim: Optimization, step: int, position: tuple[int, int], t, manager
+    ckpt_dir: Path, model, optim: Optimization, step: int, position: tuple[int, int], seen: int, t, manager
 ) -> None:
-    """Checkpoint ``step`` with its data position (rank 0; every rank under FSDP)."""
+    """Checkpoint ``step`` with its data position and the samples ``seen`` over all ranks since
+    the run began (rank 0; every rank under FSDP)."""
     sharded = manager.world_size > 1 and t.fsdp
     if manager.rank == 0 or sharded:
-        metadata = {"epoch": position[0], "position": position[1]}
+        metadata = {"epoch": position[0], "position": position[1], "samples_seen": int(seen)}
         if lora_layers(model):  # the merged, plain model is saved; the adapters go with the training state
             metadata["lora"] = adapters(model)
             model = merged_copy(model)
@@ -275,6 +283,16 @@ def run_validation(net, validate, plan: RunPlan, device) -> dict[str, float]:
         scores = validate(net)
     net.train()
     return scores
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a launch starts: the optimizer ``step``, the data ``position`` ``(epoch, batches done)``
+    and the training samples seen over all ranks (``None``: not recorded by the checkpoint)."""
+
+    step: int
+    position: tuple[int, int]
+    samples_seen: int | None
 
 
 class LossWatch:

@@ -242,6 +242,7 @@ def scorecard_meta(cfg: DictConfig, e: EvalSettings, run: Run, refs: References,
     device, the climatology and the regions."""
     return {
         "run_dir": str(cfg.run_dir),
+        "checkpoint": run.checkpoint.name if run.checkpoint else None,  # the model file scored
         "split": e.split,
         "samples": samples,
         "device": str(run.device),
