@@ -16,7 +16,7 @@ ROOT = Path(__file__).parents[1]
 PACKAGE = ROOT / "physicsnemo_climax"
 #: The entry points every task package defines (the one rule for task packages).
 TASK_NAMES = {"train", "fit", "evaluate", "summarize", "check_config", "build_model"}
-TASK_PACKAGES = ("forecasting", "climate_projection", "climate_downscaling", "downscaling")
+TASK_PACKAGES = ("forecasting", "s2s", "climate_projection", "climate_downscaling", "downscaling")
 
 
 def modules() -> dict[str, Path]:

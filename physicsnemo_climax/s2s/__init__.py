@@ -8,6 +8,7 @@ input tells the model which window it predicts. So training is forecasting's
 and ``climax forecast`` writes window means (:func:`..forecasting.core.window_dataset`);
 what is this package's own is the scorecard:
 
+* :mod:`.training`: ``train(cfg)``, forecasting's with the windows as targets;
 * :mod:`.evaluation`: ``evaluate(cfg)``, window means against the window's
   climatology and anomaly persistence;
 * :mod:`.terciles`: tercile edges of the training years and the ranked
@@ -15,8 +16,8 @@ what is this package's own is the scorecard:
 * :mod:`.report`: the files and ``summarize(table, cfg)``: what ``climax evaluate`` prints.
 """
 
-from ..forecasting.training import fit, train
 from .evaluation import evaluate
 from .report import summarize
+from .training import fit, train
 
 __all__ = ["evaluate", "fit", "summarize", "train"]
