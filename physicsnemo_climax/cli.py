@@ -621,6 +621,19 @@ def _add_forecast_command(commands) -> None:
         default="raise",
         help="non-finite input values: an error (default), or the training mean",
     )
+    _add_ensemble_options(p)
+    _add_assume_units(p)
+    _add_device(p)
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output (a file, or a WB2 forecast folder written by climax)",
+    )
+    p.set_defaults(func=forecast)
+
+
+def _add_ensemble_options(p) -> None:
+    """``climax forecast``'s members: how many, how they differ, and the seed of their noise."""
     p.add_argument("--members", type=int, default=1, help="ensemble members, the control included (default 1)")
     p.add_argument(
         "--perturbation",
@@ -638,14 +651,6 @@ def _add_forecast_command(commands) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the members' noise, a whole number >= 0 (recorded in the output)"
     )
-    _add_assume_units(p)
-    _add_device(p)
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing output (a file, or a WB2 forecast folder written by climax)",
-    )
-    p.set_defaults(func=forecast)
 
 
 def _add_assume_units(p) -> None:

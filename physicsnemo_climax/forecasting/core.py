@@ -133,9 +133,9 @@ def window_dataset(forecast: xr.Dataset, windows: Sequence[tuple[float, float]])
 
     ``windows`` are the run's ``(start, end)`` hours; the forecast's leads are starts among them.
     """
-    ends = dict(windows)
+    ends = {float(start): float(end) for start, end in windows}
     starts = forecast.lead_time.values / np.timedelta64(1, "h")
-    bounds = [TimeWindow(float(h), float(ends[min(ends, key=lambda s: abs(s - h))])) for h in starts]
+    bounds = [TimeWindow(float(h), ends[float(h)]) for h in starts]
     out = forecast.drop_vars("valid_time").rename({"lead_time": "window"})
     out = out.assign_coords(
         window=[w.label for w in bounds],
