@@ -307,6 +307,40 @@ def _add_report_commands(commands) -> None:
     p.set_defaults(func=report_scaling)
 
 
+def weights(args: argparse.Namespace) -> None:
+    """List, fetch or verify published weights (the catalogue and the cache of :mod:`.hub`)."""
+    from . import hub
+
+    if args.weights == "list":
+        for row in hub.catalogue_rows():
+            state = "cached" if row["cached"] else "not cached"
+            print(f"{row['name']:20s} {row['url']}  ({row['license']}; {row['grid']}; {state})")
+            print(f"{'':20s} {row['source']}; inputs: {row['variables']}")
+        print(f"cache: {hub.cache_dir()} (CLIMAX_CACHE moves it)")
+        return
+    names = args.names or (
+        [n for n, e in hub.CATALOGUE.items() if hub.cached_path(e.url).exists()] if args.weights == "verify" else []
+    )
+    if not names:
+        raise SystemExit(f"climax weights {args.weights}: name catalogue entries or URLs")
+    for name in names:
+        url = hub.CATALOGUE[name].url if name in hub.CATALOGUE else name
+        if args.weights == "verify" and not hub.cached_path(url).exists():
+            print(f"{name}: not cached (climax weights fetch {name})")
+            continue
+        print(f"{name}: {hub.local_file(name, 'climax weights')} (SHA-256 checked)")
+
+
+def _add_weights_commands(commands) -> None:
+    ws = commands.add_parser("weights", help="published weights by name: list, fetch into the cache, verify")
+    ws = ws.add_subparsers(dest="weights", required=True)
+    ws.add_parser("list", help="the catalogue and what is cached").set_defaults(func=weights)
+    for name, what in (("fetch", "download into the cache (resumes)"), ("verify", "check cached files' SHA-256")):
+        p = ws.add_parser(name, help=what)
+        p.add_argument("names", nargs="*", help="catalogue names, hf://OWNER/REPO/FILE, https://, s3://, gs:// ...")
+        p.set_defaults(func=weights)
+
+
 def forecast(args: argparse.Namespace) -> None:
     """Forecast from a NetCDF initial condition to a NetCDF file (or a WB2 Zarr folder); a climate
     downscaling run downscales a coarse file instead (no ``--lead``)."""
@@ -723,6 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_forecast_command(commands)
     _add_report_commands(commands)
+    _add_weights_commands(commands)
 
     _add_downscale_commands(commands)
     _add_cluster_commands(commands)

@@ -34,6 +34,7 @@ from ..errors import ConfigError, InputError, UnknownName
 from ..forecasting import Run
 from ..forecasting.rollout import forecast_steps
 from ..forecasting.run import check_store
+from ..hub import local_file
 from ..models import ClimaX, mdlus
 from ..models.variables import CONSTANTS
 from .lexicon import to_e2s_all
@@ -205,12 +206,14 @@ class ClimaXPrognostic(torch.nn.Module):
         device: str | torch.device | None = None,
     ):
         """From a ``.mdlus`` (a ClimaX, checked by :mod:`physicsnemo_climax.models.mdlus` before it is
-        built) or an official ClimaX ``.ckpt``, plus a ClimaX store (statistics, grid, constants), on
+        built) or an official ClimaX ``.ckpt`` (a path, or a name of :mod:`physicsnemo_climax.hub` such as
+        ``climax-5.625deg``), plus a ClimaX store (statistics, grid, constants), on
         ``device`` (:func:`...engine.plan.decide_device`: unset, CUDA when present, else the CPU).
 
         ``variables`` (default: the store's, in the model's order) are the inputs.
         """
         device = decide_device(device, "device")
+        checkpoint = local_file(checkpoint, "checkpoint")  # published weights by name: fetched, verified
         model = (
             mdlus.load_module(checkpoint, ClimaX)
             if str(checkpoint).endswith(".mdlus")

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointMismatch, UnknownName
+from ..hub import local_file
 from . import mdlus
 from .embeddings import infer_patch_grid, resize_pos_embed
 from .variables import DEFAULT_VARIABLES
@@ -161,8 +162,11 @@ def read_weights(path: str | Path, checkpoint_variables: Sequence[str] = DEFAULT
     embeddings are ``checkpoint_variables``, by default the official 48).
 
     An ``.mdlus`` must hold a ClimaX (or a registered subclass): it is checked as
-    :mod:`.mdlus` says before anything is built from it.
+    :mod:`.mdlus` says before anything is built from it. ``path`` may also name published
+    weights (:mod:`..hub`: a catalogue name, ``hf://``, ``https://``, ``s3://`` ...), fetched into
+    the cache and verified first.
     """
+    path = local_file(path)
     if str(path).endswith(".mdlus"):
         model = mdlus.load_module(path, "ClimaX", subclasses=True)  # by registry name: climax.py imports this module
         return Weights(model.state_dict(), list(model.variables), tuple(model.patch_grid), str(path))

@@ -1,0 +1,237 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Weights by name: a small catalogue of published files, one cache, verified downloads.
+
+Everywhere a weights file is named (``init=``, ``climax convert``, the
+Earth2Studio wrappers) the name may be
+
+* a local path (used as it is);
+* a catalogue name (:data:`CATALOGUE`, e.g. ``climax-5.625deg``);
+* ``hf://OWNER/REPO/FILE``: a file of a Hugging Face model repository, from
+  ``$HF_ENDPOINT`` (the hub client's own variable) or ``https://huggingface.co``;
+* ``https://...`` or ``http://...``;
+* ``s3://...``, ``gs://...`` or any other fsspec URL.
+
+A remote file is downloaded once into the cache (``$CLIMAX_CACHE``, default
+``~/.cache/physicsnemo_climax``; :func:`cache_dir`), into a ``.partial`` file
+that an interrupted download resumes (HTTP ranges) or restarts, and is renamed
+into place only when whole. Its SHA-256 is checked against the catalogue's
+pinned one, or, where none is published, recorded on the first download and
+checked on every later use: a file whose hash does not match is refused and
+never loaded. Offline, the error names the URL and the path to put the file at
+by hand. Loading itself stays ``torch.load(weights_only=True)``.
+
+Written on the standard library (``urllib``) rather than ``huggingface_hub``
+so that the package needs no hub client, and one code path serves every
+HTTP host; fsspec reads the cloud buckets, as the data layer does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import DataError, UnknownName
+from .files import sha256, write_atomic
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published weights file.
+
+    Attributes
+    ----------
+    url : str
+        Where it is (any form :func:`local_file` reads).
+    source, license : str
+        Who published it, under which licence.
+    variables, grid : str
+        What the model expects: its input variables and its grid.
+    sha256 : str or None
+        The file's SHA-256 where published (``None``: recorded on the first download).
+    """
+
+    url: str
+    source: str
+    license: str
+    variables: str
+    grid: str
+    sha256: str | None = None
+
+
+#: The published weights this package knows by name.
+CATALOGUE: dict[str, Published] = {
+    "climax-5.625deg": Published(
+        url="hf://tungnd/climax/5.625deg.ckpt",
+        source="ClimaX (Nguyen et al. 2023), pretrained on five CMIP6 models",
+        license="MIT",
+        variables="the paper's 48 ERA5 variables (DEFAULT_VARIABLES)",
+        grid="32 x 64 (5.625 deg), patch 2",
+    ),
+    "climax-1.40625deg": Published(
+        url="hf://tungnd/climax/1.40625deg.ckpt",
+        source="ClimaX (Nguyen et al. 2023), pretrained on five CMIP6 models",
+        license="MIT",
+        variables="the paper's 48 ERA5 variables (DEFAULT_VARIABLES)",
+        grid="128 x 256 (1.40625 deg), patch 4",
+    ),
+}
+
+#: Attempts of one download before it fails, and the first wait between them (doubled each time).
+ATTEMPTS, BACKOFF_S = 4, 0.5
+CHUNK = 2**20
+
+
+def cache_dir() -> Path:
+    """Where downloads go: ``$CLIMAX_CACHE``, else ``~/.cache/physicsnemo_climax``."""
+    return Path(os.environ.get("CLIMAX_CACHE") or Path.home() / ".cache" / "physicsnemo_climax")
+
+
+def is_remote(name: str) -> bool:
+    """Whether ``name`` is a catalogue name or a URL rather than a local path."""
+    return str(name) in CATALOGUE or "://" in str(name)
+
+
+def download_url(url: str) -> str:
+    """The URL to read: ``hf://OWNER/REPO/FILE`` becomes the hub's ``resolve/main`` address."""
+    if not url.startswith("hf://"):
+        return url
+    parts = url[len("hf://") :].split("/", 2)
+    if len(parts) != 3 or not all(parts):
+        raise DataError(f"{url}: write hf://OWNER/REPO/FILE")
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    return f"{endpoint}/{parts[0]}/{parts[1]}/resolve/main/{parts[2]}"
+
+
+def cached_path(url: str) -> Path:
+    """Where ``url`` lives in the cache: a folder per URL (its hash), the file's own name."""
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return cache_dir() / "weights" / key / Path(url.split("?")[0]).name
+
+
+def local_file(name: str | Path, option: str = "init") -> Path:
+    """The local file of ``name`` (see the module's docstring), downloaded and verified when remote.
+
+    Raises
+    ------
+    UnknownName
+        For a name that is neither a file, a URL nor in the catalogue (naming ``option``).
+    DataError
+        For a download that fails (naming the URL and where to put the file by hand), or a
+        file whose SHA-256 is not the pinned or recorded one.
+    """
+    text = str(name)
+    if not is_remote(text):
+        if not Path(text).exists() and "/" not in text and "." not in text:
+            raise UnknownName(f"{option}={text}: not a file, and not a catalogue name {sorted(CATALOGUE)}")
+        return Path(text)
+    entry = CATALOGUE.get(text)
+    url = entry.url if entry else text
+    pinned = entry.sha256 if entry else None
+    target = cached_path(url)
+    if not target.exists():
+        fetch(url, target, pinned)
+    verify(target, url, pinned)
+    return target
+
+
+def fetch(url: str, target: Path, pinned: str | None = None) -> None:
+    """Download ``url`` to ``target`` through ``target.partial``, resuming or restarting after a
+    failure, up to :data:`ATTEMPTS` times; ``target`` appears only when whole and, with a ``pinned``
+    SHA-256, only when it matches (a mismatch is deleted and refused)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    copy = _copy_fsspec if url.split("://")[0] not in ("hf", "http", "https") else _copy_http
+    last = None
+    for attempt in range(ATTEMPTS):
+        try:
+            copy(download_url(url), partial)
+            last = None
+            break
+        except (OSError, http.client.HTTPException) as err:
+            last = err
+            if isinstance(err, urllib.error.HTTPError) and err.code in (401, 403, 404):
+                break  # the server said no: another try says the same
+            time.sleep(BACKOFF_S * 2**attempt)
+    if last is not None:
+        raise DataError(
+            f"cannot download {url} ({last}); without a network, download it elsewhere and put it at "
+            f"{target} (its SHA-256 is checked when published, recorded otherwise)"
+        ) from last
+    if pinned is not None and sha256(partial) != pinned:
+        partial.unlink()
+        raise DataError(f"{url}: the downloaded file's SHA-256 is not the published {pinned}; refused and deleted")
+    os.replace(partial, target)
+
+
+def _copy_http(url: str, partial: Path) -> None:
+    """Append ``url``'s bytes to ``partial``, asking only for those it lacks (an HTTP range); a
+    server that ignores the range sends the whole file, which replaces the partial one."""
+    have = partial.stat().st_size if partial.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        if have and response.status != 206:
+            have = 0
+        expected = response.headers.get("Content-Length")
+        with open(partial, "ab" if have else "wb") as out:
+            _stream(response.read, out)
+    if expected is not None and partial.stat().st_size != have + int(expected):
+        raise http.client.IncompleteRead(b"", int(expected))  # the connection ended early: resume
+
+
+def _copy_fsspec(url: str, partial: Path) -> None:
+    """Copy ``url`` (an fsspec URL: ``s3://``, ``gs://``, ...) to ``partial`` whole (read anonymously)."""
+    import fsspec
+
+    with fsspec.open(url, "rb", anon=True) as source, open(partial, "wb") as out:
+        shutil.copyfileobj(source, out, CHUNK)
+
+
+def _stream(read: Callable[[int], bytes], out) -> None:
+    for block in iter(lambda: read(CHUNK), b""):
+        out.write(block)
+
+
+def record_path(target: Path) -> Path:
+    """The record beside a cached file: its URL, SHA-256, size and modification time."""
+    return target.with_name(target.name + ".json")
+
+
+def verify(target: Path, url: str, pinned: str | None) -> str:
+    """Check the cached ``target`` of ``url`` against the ``pinned`` SHA-256, or the one recorded at its
+    first use (recording it then); returns the SHA-256.
+
+    The file is hashed again only when its size or modification time changed since the record.
+
+    Raises
+    ------
+    DataError
+        When the hash differs, naming the file, both hashes and how to download it again.
+    """
+    stat, record = target.stat(), record_path(target)
+    known = json.loads(record.read_text()) if record.exists() else {}
+    if known.get("size") == stat.st_size and known.get("mtime_ns") == stat.st_mtime_ns:
+        digest = known["sha256"]
+    else:
+        digest = sha256(target)
+    want = pinned or known.get("sha256")
+    if want is not None and digest != want:
+        raise DataError(
+            f"{target} (from {url}): SHA-256 {digest}, expected {want}; the file is refused. Delete it "
+            "and run `climax weights fetch` again"
+        )
+    write_atomic(record, json.dumps({"url": url, "sha256": digest, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
+    return digest
+
+
+def catalogue_rows() -> list[dict]:
+    """The catalogue as rows (``climax weights list``): name, what it is, and whether it is cached."""
+    return [{"name": n, **asdict(e), "cached": cached_path(e.url).exists()} for n, e in CATALOGUE.items()]
