@@ -177,7 +177,14 @@ def _copy_http(url: str, partial: Path) -> None:
     server that ignores the range sends the whole file, which replaces the partial one."""
     have = partial.stat().st_size if partial.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    with urllib.request.urlopen(request, timeout=60) as response:
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and have:  # the partial file is as long as the file, or longer: start again
+            partial.unlink()
+            raise http.client.IncompleteRead(b"") from err
+        raise
+    with response:
         if have and response.status != 206:
             have = 0
         expected = response.headers.get("Content-Length")

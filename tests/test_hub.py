@@ -35,6 +35,9 @@ class RangeHandler(SimpleHTTPRequestHandler):
         except OSError:
             self.send_error(404)
             return
+        if start >= len(data) > 0:
+            self.send_error(416)  # as real servers answer a range past the end
+            return
         self.send_response(206 if start else 200)
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
@@ -84,6 +87,16 @@ def test_a_cut_download_resumes_where_it_stopped(server):
     assert path.read_bytes() == data
     assert RangeHandler.requests == [("/plain/big.bin", 0), ("/plain/big.bin", 100_000)]
     assert not path.with_name("big.bin.partial").exists()
+
+
+def test_a_partial_file_left_whole_by_a_crash_is_fetched_again(server):
+    site, url = server
+    put(site, "whole.bin", b"0123456789")
+    partial = hub.cached_path(f"{url}/whole.bin").with_name("whole.bin.partial")
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"9876543210")  # as long as the file: the server answers 416
+    assert hub.local_file(f"{url}/whole.bin").read_bytes() == b"0123456789"
+    assert RangeHandler.requests == [("/whole.bin", 10), ("/whole.bin", 0)]
 
 
 def test_a_file_that_changed_after_its_first_use_is_refused(server):
