@@ -12,7 +12,8 @@ Earth2Studio wrappers) the name may be
 * ``s3://...``, ``gs://...`` or any other fsspec URL.
 
 A remote file is downloaded once into the cache (``$CLIMAX_CACHE``, default
-``~/.cache/physicsnemo_climax``; :func:`cache_dir`), into a ``.partial`` file
+``~/.cache/physicsnemo_climax``; a task's ``weights_cache`` key before both;
+:func:`cache_dir`), into a ``.partial`` file
 that an interrupted download resumes (HTTP ranges) or restarts, and is renamed
 into place only when whole. Its SHA-256 is checked against the catalogue's
 pinned one, or, where none is published, recorded on the first download and
@@ -35,7 +36,8 @@ import shutil
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -90,9 +92,29 @@ ATTEMPTS, BACKOFF_S = 4, 0.5
 CHUNK = 2**20
 
 
+#: The caches :func:`cache_at` set, innermost last (a task's ``weights_cache``).
+_CACHES: list[Path] = []
+
+
 def cache_dir() -> Path:
-    """Where downloads go: ``$CLIMAX_CACHE``, else ``~/.cache/physicsnemo_climax``."""
+    """Where downloads go: the ``weights_cache`` of the task running (:func:`cache_at`), else
+    ``$CLIMAX_CACHE``, else ``~/.cache/physicsnemo_climax``."""
+    if _CACHES:
+        return _CACHES[-1]
     return Path(os.environ.get("CLIMAX_CACHE") or Path.home() / ".cache" / "physicsnemo_climax")
+
+
+@contextmanager
+def cache_at(path: str | Path | None) -> Iterator[None]:
+    """Within the block, downloads go to ``path`` (``None``: where they would go anyway)."""
+    if path is None:
+        yield
+        return
+    _CACHES.append(Path(path))
+    try:
+        yield
+    finally:
+        _CACHES.pop()
 
 
 def is_remote(name: str) -> bool:

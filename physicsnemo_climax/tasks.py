@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from . import climate_downscaling, climate_projection, forecasting, s2s
 from .engine.checks import config_error
+from .hub import cache_at
 
 #: The packages a task config may name.
 PACKAGES: dict[str, ModuleType] = {
@@ -38,8 +39,10 @@ def package(cfg: DictConfig) -> ModuleType:
 
 
 def train(cfg: DictConfig) -> Path:
-    """Train (or resume) the task the config describes; returns the run folder."""
-    return package(cfg).train(cfg)
+    """Train (or resume) the task the config describes; returns the run folder. Weights named by
+    ``init=`` are fetched into ``weights_cache`` when the config sets it (:mod:`.hub`)."""
+    with cache_at(cfg.get("weights_cache")):
+        return package(cfg).train(cfg)
 
 
 def evaluate(cfg: DictConfig) -> pd.DataFrame:

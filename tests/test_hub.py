@@ -169,3 +169,13 @@ def test_climax_weights_list_and_verify(server, capsys):
     main(["weights", "verify", "hf://x/y/z.bin", "climax-5.625deg"])
     out = capsys.readouterr().out
     assert "SHA-256 checked" in out and "climax-5.625deg: not cached" in out
+
+
+def test_a_task_weights_cache_beats_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIMAX_CACHE", str(tmp_path / "env"))
+    assert hub.cache_dir() == tmp_path / "env"
+    with hub.cache_at(tmp_path / "task"):
+        assert hub.cached_path("https://h/w.ckpt").is_relative_to(tmp_path / "task")
+    with hub.cache_at(None):
+        assert hub.cache_dir() == tmp_path / "env"
+    assert hub.cache_dir() == tmp_path / "env"
