@@ -69,22 +69,21 @@ class Published:
     sha256: str | None = None
 
 
+def official_climax(resolution: str, grid: str) -> Published:
+    """One of the two checkpoints the ClimaX authors published on Hugging Face (no SHA-256 published)."""
+    return Published(
+        url=f"hf://tungnd/climax/{resolution}.ckpt",
+        source="ClimaX (Nguyen et al. 2023), pretrained on five CMIP6 models",
+        license="MIT",
+        variables="the paper's 48 ERA5 variables (DEFAULT_VARIABLES)",
+        grid=grid,
+    )
+
+
 #: The published weights this package knows by name.
 CATALOGUE: dict[str, Published] = {
-    "climax-5.625deg": Published(
-        url="hf://tungnd/climax/5.625deg.ckpt",
-        source="ClimaX (Nguyen et al. 2023), pretrained on five CMIP6 models",
-        license="MIT",
-        variables="the paper's 48 ERA5 variables (DEFAULT_VARIABLES)",
-        grid="32 x 64 (5.625 deg), patch 2",
-    ),
-    "climax-1.40625deg": Published(
-        url="hf://tungnd/climax/1.40625deg.ckpt",
-        source="ClimaX (Nguyen et al. 2023), pretrained on five CMIP6 models",
-        license="MIT",
-        variables="the paper's 48 ERA5 variables (DEFAULT_VARIABLES)",
-        grid="128 x 256 (1.40625 deg), patch 4",
-    ),
+    "climax-5.625deg": official_climax("5.625deg", "32 x 64 (5.625 deg), patch 2"),
+    "climax-1.40625deg": official_climax("1.40625deg", "128 x 256 (1.40625 deg), patch 4"),
 }
 
 #: Attempts of one download before it fails, and the first wait between them (doubled each time).

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
+from test_recipes import config as recipes_config
 
 from physicsnemo_climax.cli import main
 from physicsnemo_climax.climate_downscaling import DownscalingRun, downscale_coarse, evaluate, write_downscaled
@@ -221,24 +222,17 @@ def test_residual_needs_outputs_among_inputs():
 
 # ------------------------------------------------------------------ end to end
 def config(stores, run_dir, *overrides):
-    return load_config(
-        [
-            "task=climate_downscaling",
-            f"data.input_root={stores[0]}",
-            f"data.root={stores[1]}",
-            f"run_dir={run_dir}",
-            "model.embed_dim=32",
-            "model.depth=1",
-            "model.num_heads=4",
-            "train.batch_size=8",
-            "train.steps=6",
-            "train.warmup_steps=1",
-            "train.val_every=6",
-            "train.ckpt_every=6",
-            "train.progress=false",
-            "train.num_workers=0",
-            *overrides,
-        ]
+    """The recipes' tiny run (:func:`test_recipes.config`) as climate downscaling of ``stores``
+    (coarse, fine), validated and saved once, at its last step."""
+    return recipes_config(
+        stores[1],
+        run_dir,
+        "task=climate_downscaling",
+        f"data.input_root={stores[0]}",
+        "train.warmup_steps=1",
+        "train.val_every=6",
+        "train.ckpt_every=6",
+        *overrides,
     )
 
 
