@@ -35,6 +35,7 @@ import os
 import shutil
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -133,9 +134,20 @@ def download_url(url: str) -> str:
 
 
 def cached_path(url: str) -> Path:
-    """Where ``url`` lives in the cache: a folder per URL (its hash), the file's own name."""
+    """Where ``url`` lives in the cache: a folder per URL (its hash), the file's own name.
+
+    Raises
+    ------
+    DataError
+        For a URL whose path names no file (it ends in ``/``, ``.`` or ``..``): nothing is
+        written outside its folder of the cache.
+    """
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
-    return cache_dir() / "weights" / key / Path(url.split("?")[0]).name
+    path = urllib.parse.urlsplit(url).path  # after the host (the owner of an hf:// name)
+    name = path.rsplit("/", 1)[-1]
+    if name in ("", ".", ".."):
+        raise DataError(f"{url}: the URL names no file to download")
+    return cache_dir() / "weights" / key / name
 
 
 def local_file(name: str | Path, option: str = "init") -> Path:

@@ -139,6 +139,14 @@ def test_a_missing_file_on_the_server_fails_at_once(server):
     assert len(RangeHandler.requests) == 1  # the server said no: not asked again
 
 
+def test_a_url_that_names_no_file_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIMAX_CACHE", str(tmp_path / "cache"))
+    for url in ("https://host/dir/", "https://host/dir/..", "https://host/.", "https://host"):
+        with pytest.raises(DataError, match="names no file"):
+            hub.local_file(url)
+    assert not (tmp_path / "cache").exists()
+
+
 def test_names_that_are_nothing_are_refused():
     with pytest.raises(UnknownName, match="init=climax-5deg"):
         hub.local_file("climax-5deg")
