@@ -189,8 +189,8 @@ def test_reads_follow_the_source_chunks_and_fetch_each_once(served, monkeypatch)
     root, _ = served
     cat = Catalogue([str(root / "wb2.zarr")])  # time chunks of 3: [0-2] [3-5] [6-7]
     reads = []
-    real = sources._values
-    monkeypatch.setattr(sources, "_values", lambda da, *args: reads.append(da.time.size) or real(da, *args))
+    real = sources.read_values
+    monkeypatch.setattr(sources, "read_values", lambda da, *args: reads.append(da.time.size) or real(da, *args))
     first = cat.read("2m_temperature", TIMES[1:3])
     second = cat.read("2m_temperature", TIMES[2:5])  # chunk [0-2] again (kept), then [3-5]
     assert reads == [3, 3]
@@ -202,7 +202,7 @@ def test_reads_follow_the_source_chunks_and_fetch_each_once(served, monkeypatch)
 def test_remote_reads_are_retried_local_ones_are_not(served, monkeypatch):
     root, url = served
     monkeypatch.setattr(sources, "BACKOFF_S", 0.0)
-    real, failures = sources._values, []
+    real, failures = sources.read_values, []
 
     def flaky(da, path, name, *args):
         if len(failures) < 2:
@@ -210,7 +210,7 @@ def test_remote_reads_are_retried_local_ones_are_not(served, monkeypatch):
             raise DataError(f"{path}: cannot read variable {name} (connection reset)")
         return real(da, path, name, *args)
 
-    monkeypatch.setattr(sources, "_values", flaky)
+    monkeypatch.setattr(sources, "read_values", flaky)
     remote = Catalogue([f"{url}/wb2.zarr"]).read("2m_temperature", TIMES[:2])
     assert len(failures) == 2 and remote.shape == (2, 8, 16)
     failures.clear()

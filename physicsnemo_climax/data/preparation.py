@@ -29,6 +29,7 @@ from .regrid import regrid_weights
 from .sources import Catalogue, split_name
 from .stats import Climatology, Moments
 from .store import MANIFEST, SPLITS, ShardStore, StoreError, npz_arrays
+from .streamed import check_streamable, stream_entry
 from .times import CALENDAR_DATES
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,10 @@ class PrepareConfig:
         Dates of the sources' calendar the standard one lacks (``360_day``'s 30
         February): an error naming the first, or left out (the store records
         the calendar and how many dates were dropped).
+    stream : bool
+        Write no shards: the statistics, climatologies and a manifest saying where each field is in
+        the source, which training then reads directly (:mod:`.streamed`; one Zarr source, on the
+        store's grid).
     """
 
     inputs: list[str]
@@ -156,6 +161,7 @@ class PrepareConfig:
     storage_options: dict = field(default_factory=dict)
     grib_step: float | None = None
     calendar_dates: str = "refuse"
+    stream: bool = False
 
     def __post_init__(self):
         self.inputs = [str(p) for p in self.inputs]
@@ -221,6 +227,9 @@ class Preparer:
         self.conversions: dict[str, tuple[float, float]] = {}
         for name in self.fields:  # fail before any work if a variable is absent
             self.conversions[name], self.units[name] = self._conversion(name)
+        self.listed: dict[str, list] = {}  # per split, each shard's name and steps
+        if config.stream:
+            check_streamable(config, self.catalogue, regridded=self.weights is not None)
 
     def _target_grid(self) -> None:
         """The store's axes ``lat``, ``lon`` and how to get there from the source: regridding
@@ -367,6 +376,8 @@ class Preparer:
         np.save(self.work / "lon.npy", self.lon)
 
     def _year(self, split: str, year: int, times: np.ndarray, clim: dict) -> dict[str, Moments]:
+        parts = np.array_split(times, self.config.shards_per_year)  # the shards :meth:`_write_shards` writes
+        self.listed.setdefault(split, []).extend([f"{year}_{i}", c.size] for i, c in enumerate(parts) if c.size)
         marker = self.work / split / f".{year}.done.npz"
         variables = self.config.variables
         if marker.exists():  # finished before an interruption: reuse its partial statistics
@@ -424,6 +435,8 @@ class Preparer:
                 done.result()
 
     def _write_shard(self, shard: Path, fields: dict[str, np.ndarray]) -> None:
+        if self.config.stream:  # read where it is: summed, never copied
+            return
         with atomic_path(shard) as tmp:
             np.savez(tmp, **{v: values[:, None] for v, values in fields.items()})
         self.checksums[f"{shard.parent.name}/{shard.name}"] = sha256(shard)
@@ -442,13 +455,19 @@ class Preparer:
         write_normalization(self.work, moments)
         for marker in self.work.glob("*/.*.done.npz"):
             marker.unlink()
+        manifest = self._manifest(covered, missing)
+        (self.work / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        self.work.rename(self.out)
+
+    def _manifest(self, covered: dict[str, list], missing: dict[str, list]) -> dict:
+        """``store.json``: what the store holds, where its data came from, its shards' checksums."""
         shards = sorted(
             p
             for split in self.config.splits
             for p in (self.work / split).glob("*.npz")
             if not p.name.startswith("climatology")
         )
-        manifest = {
+        return {
             "format": "climax-shards/1",
             "variables": self.config.variables,
             "hours_per_step": self.config.hours_per_step,
@@ -468,9 +487,29 @@ class Preparer:
                 f"{p.parent.name}/{p.name}": self.checksums.get(f"{p.parent.name}/{p.name}") or sha256(p)
                 for p in shards
             },  # shards of years finished before a restart: hashed now
+            **({"stream": self._stream_entry()} if self.config.stream else {}),
         }
-        (self.work / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        self.work.rename(self.out)
+
+    def _stream_entry(self) -> dict:
+        """Where each field is in the (one) source: variable, level, units; the source's rows and
+        columns in the store's order; the shards (:mod:`.streamed`)."""
+        fields = {}
+        for name in self.config.variables:
+            if name == LATITUDE_FIELD:
+                fields[name] = {"variable": None}
+                continue
+            da = self.catalogue.locate(name)[0][0]
+            level = split_name(name)[1] if name not in self.level_fields else None
+            scale, offset = self.conversions[name]
+            fields[name] = {
+                "variable": str(da.name),
+                "level": level,
+                "source_scale": float(self.catalogue.alias_scale(str(da.name))),
+                "scale": float(scale),
+                "offset": float(offset),
+            }
+        index = None if self.in_order else [np.asarray(i).tolist() for i in self.index]
+        return stream_entry(self.config, fields, index, self.listed)
 
 
 def absent_steps(times: np.ndarray, step: np.timedelta64) -> list[str]:
@@ -549,5 +588,6 @@ def compute_statistics(root: str | Path, day_of_year: bool = False) -> None:
 
 
 def prepare(config: PrepareConfig, out: str | Path) -> Path:
-    """Prepare a store from raw files; see :class:`PrepareConfig`."""
+    """Prepare a store from raw files, or with ``config.stream`` the side folder of a source read
+    where it is (:mod:`.streamed`); see :class:`PrepareConfig`."""
     return Preparer(config, out).run()

@@ -26,7 +26,8 @@ from physicsnemo.datapipes.readers import Reader
 
 from ..errors import ConfigError, DataError, InputError
 from .forcings import Forcings, check_forcings, unix_seconds
-from .store import ShardStore, StoreError
+from .store import StoreError
+from .streamed import open_store
 from .windows import TimeWindow, window_mean
 
 
@@ -36,7 +37,8 @@ class ClimaXShardReader(Reader):
     Parameters
     ----------
     root : str or Path
-        The store (:mod:`.store`), prepared here or by the official ClimaX scripts.
+        The store (:mod:`.store`), prepared here or by the official ClimaX scripts; or a streamed
+        store (:mod:`.streamed`): its side folder, or the Zarr URL it was written for.
     split : str
         ``"train"``, ``"val"`` or ``"test"``.
     variables : sequence of str, optional
@@ -62,6 +64,8 @@ class ClimaXShardReader(Reader):
     windows : sequence of TimeWindow, optional
         Time-mean targets (:class:`.windows.TimeWindow`) instead of states at a lead:
         ``lead_hours``, ``lead_range`` and ``rollout_steps`` are then not used.
+    chunk_cache_gb : float, optional
+        A streamed store's cache of chunks on local disk, GB (``None``: none).
 
     Samples
     -------
@@ -85,10 +89,11 @@ class ClimaXShardReader(Reader):
         normalize: bool = True,
         forcings: Sequence[str] = (),
         windows: Sequence[TimeWindow] | None = None,
+        chunk_cache_gb: float | None = None,
         **reader_kwargs,
     ):
         super().__init__(**reader_kwargs)
-        self.store = ShardStore(root, hours_per_step)
+        self.store = open_store(root, hours_per_step, chunk_cache_gb)
         self.split = split
         self._set_variables(variables, out_variables, check_forcings(forcings))
         if rollout_steps < 1:
@@ -189,6 +194,7 @@ class ClimaXShardReader(Reader):
         for shard_id in np.unique(shard_ids):
             rows = np.nonzero(shard_ids == shard_id)[0]
             shard, t = self.shards[shard_id], times[rows]
+            shard.prefetch(self.state_variables + self.out_variables, self._steps_read(t, leads[rows]))
             for j, name in enumerate(self.state_variables):
                 x[rows, j] = shard.array(name)[t, 0]
             for j, name in enumerate(self.out_variables):
@@ -213,6 +219,16 @@ class ClimaXShardReader(Reader):
         if steps == 1:
             y = y[:, 0]
         return {"x": x, "y": y, "lead_time": hours, "time": seconds}
+
+    def _steps_read(self, times: np.ndarray, leads: np.ndarray) -> np.ndarray:
+        """Every step of a shard that samples from ``times`` ``[b]`` with ``leads`` ``[b]`` read."""
+        if self.windows:
+            spans = [
+                np.arange(t + self.window_steps[int(lead)][0], t + self.window_steps[int(lead)][1])
+                for t, lead in zip(times, leads)
+            ]
+            return np.concatenate([times, *spans])
+        return np.concatenate([times] + [times + (k + 1) * leads for k in range(self.rollout_steps)])
 
     def _window_targets(self, array: np.ndarray, times: np.ndarray, leads: np.ndarray) -> np.ndarray:
         """Window means ``[b, H, W]`` of a shard's ``array`` ``[T, 1, H, W]`` from ``times`` ``[b]``, each

@@ -295,7 +295,7 @@ class Catalogue:
         if times is None or all("time" not in da.dims for da, _ in pieces):
             da, path = pieces[0]
             da = da.isel(time=0) if "time" in da.dims else da
-            return self._scaled(da, _values(da, path, name, ("lat", "lon"))[None])
+            return self._scaled(da, read_values(da, path, name, ("lat", "lon"))[None])
         return self._read_pieces(pieces, name, times)
 
     def read_levels(self, names: list[str], times: np.ndarray) -> np.ndarray:
@@ -343,8 +343,13 @@ class Catalogue:
         return out
 
     @staticmethod
-    def _scaled(da: xr.DataArray, values: np.ndarray) -> np.ndarray:
-        scale = ALIAS_SCALES.get(da.name, (1.0, ""))[0]
+    def alias_scale(variable: str) -> float:
+        """The factor that brings the source's ``variable`` to the ClimaX field (:data:`ALIAS_SCALES`)."""
+        return ALIAS_SCALES.get(variable, (1.0, ""))[0]
+
+    @classmethod
+    def _scaled(cls, da: xr.DataArray, values: np.ndarray) -> np.ndarray:
+        scale = cls.alias_scale(da.name)
         return values if scale == 1.0 else values * np.float32(scale)
 
     def _read_blocks(
@@ -376,7 +381,7 @@ class Catalogue:
         whole = not done.any() and len(blocks) == 1 and np.all(np.diff(index) == 1)
         for lo, hi in _progress(blocks, f"{name} ({path})", is_url(path)):
             frame = da.isel(time=slice(lo, hi))
-            data = _retried(lambda frame=frame: _values(frame, path, name, dims, at), path, name, is_url(path))
+            data = retried(lambda frame=frame: read_values(frame, path, name, dims, at), path, name, is_url(path))
             last = max(lo, (hi - 1) // chunk * chunk)  # keep the run's last chunk only: little memory
             self._blocks[key] = ((last, hi), data[last - lo :].copy())
             if whole:  # one read holds every time, in order: its slice is the answer, no copy
@@ -399,7 +404,7 @@ def _progress(blocks: list, desc: str, show: bool):
     return tqdm(blocks, desc=desc, unit="block", leave=False)
 
 
-def _retried(read, path: str, name: str, remote: bool):
+def retried(read, path: str, name: str, remote: bool):
     """``read()``; for a remote source again after 0.5, 1, 2 s when it fails, then a :class:`DataError`."""
     for attempt in range(RETRIES if remote else 1):
         try:
@@ -424,7 +429,7 @@ def _fill(out: np.ndarray, index: np.ndarray, lo: int, hi: int, data: np.ndarray
     return inside
 
 
-def _values(
+def read_values(
     da: xr.DataArray, path: str, name: str, dims: tuple[str, ...] | None = None, at: list[int] | None = None
 ) -> np.ndarray:
     """``da.values`` (only the levels at positions ``at``) with its axes in the order ``dims``,

@@ -301,6 +301,9 @@ class Shard:
         """Fields ``[V, H, W]`` at time index ``t``."""
         return np.stack([self.array(v)[t, 0] for v in variables])
 
+    def prefetch(self, variables: list[str], steps: np.ndarray) -> None:
+        """Nothing to fetch ahead: a shard file is memory-mapped (a streamed shard fetches here)."""
+
     def __getstate__(self):
         return {
             "path": self.path,
