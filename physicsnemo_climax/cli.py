@@ -97,11 +97,23 @@ def data_prepare(args: argparse.Namespace) -> None:
         scales={k: float(v) for k, v in (item.split("=", 1) for item in args.scale or [])},
         nan_policy=args.nan_policy,
         day_of_year_climatology=args.day_of_year,
+        stream=args.stream,
     )
-    out = prepare(config, args.out)
+    out = args.out or _stream_out(args)
+    out = prepare(config, out)
     manifest = ShardStore(out).manifest
     dropped = manifest.get("calendar_dates_dropped")
     print(f"wrote {out} ({manifest['calendar']} calendar" + (f", {dropped} dates dropped)" if dropped else ")"))
+
+
+def _stream_out(args: argparse.Namespace):
+    """Where ``--stream`` writes without ``--out``: the cache folder of its one source, where
+    ``data.root=SOURCE`` finds it."""
+    from .data.streamed import stream_folder
+
+    if not args.stream:
+        raise ConfigError("--out: the new store folder is required (only --stream has a default place)")
+    return stream_folder(args.inputs[0])
 
 
 def _prepare_grid(words: list[str]) -> tuple[int, int] | float | str:
@@ -187,7 +199,13 @@ def _add_prepare_command(data) -> None:
         nargs="+",
         help="NetCDF or GRIB files, Zarr folders, glob patterns, or URLs (gs://, s3://, https://, ...)",
     )
-    p.add_argument("--out", required=True, help="new store folder")
+    p.add_argument("--out", help="new store folder (with --stream: default the cache's folder of the source)")
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help="copy nothing: write the statistics and where each field is, and train from the Zarr source "
+        "where it is (data.root=SOURCE); the source must be on the store's grid",
+    )
     p.add_argument(
         "--variables", required=True, help="comma-separated ClimaX names, e.g. 2m_temperature,geopotential_500"
     )

@@ -14,10 +14,13 @@ import pytest
 import xarray as xr
 from delivered_files import write_zarr
 
+from physicsnemo_climax.config import load_config, load_run_config
 from physicsnemo_climax.data import ClimaXShardReader, PrepareConfig, ShardStore, prepare, sources
 from physicsnemo_climax.data.streamed import ChunkCache, StreamedStore, open_store, stream_folder
+from physicsnemo_climax.engine.run_folder import read_run_record
 from physicsnemo_climax.errors import ConfigError, DataError
 from physicsnemo_climax.grid import regular_grid
+from physicsnemo_climax.tasks import evaluate, train
 
 LEVELS = [250, 500, 850]
 VARIABLES = ["2m_temperature", "geopotential_500", "temperature_850", "temperature_250", "orography", "lattitude"]
@@ -188,3 +191,49 @@ def test_a_failing_request_is_retried_then_named_by_url_and_chunk(served, tmp_pa
         DataError, match=rf"{source}: cannot read variable 2m_temperature chunk 3 \(time steps 30..39\)"
     ):
         reader.read_batch([31])
+
+
+# ---------------------------------------------------------------- training and what follows
+def train_config(root, run_dir, *overrides):
+    return load_config(
+        [
+            f"data.root={root}",
+            f"run_dir={run_dir}",
+            "task=quickstart",
+            "task.lead_range=[6,24]",
+            "model.embed_dim=32",
+            "model.depth=1",
+            "model.num_heads=4",
+            "train.batch_size=8",
+            "train.steps=8",
+            "train.warmup_steps=2",
+            "train.val_every=4",
+            "train.ckpt_every=4",
+            "train.log_every=1",
+            "train.progress=false",
+            "train.num_workers=2",
+            *overrides,
+        ]
+    )
+
+
+def losses(run_dir) -> pd.DataFrame:
+    rows = pd.read_csv(run_dir / "metrics.csv", names=["step", "key", "value"])
+    return rows[rows.key.isin(["train/loss", "val/loss"])].reset_index(drop=True)
+
+
+def test_training_from_the_served_store_equals_training_from_its_copy_and_evaluates(served, tmp_path):
+    _, url = served
+    source = f"{url}/era5.zarr"
+    copy, streamed = prepared_pair(source, tmp_path)
+    local = train(train_config(copy.root, tmp_path / "run_copy"))
+    remote = train(train_config(source, tmp_path / "run_remote", "data.chunk_cache_gb=0.1"))
+    a, b = losses(local), losses(remote)
+    assert len(a) == 10 and a.key.tolist() == b.key.tolist()  # 8 steps, 2 validations
+    assert np.allclose(a.value, b.value, rtol=1e-6, atol=0)
+    assert read_run_record(remote).data_root == str(streamed.root.resolve())  # the side folder, as a store
+    tables = [
+        evaluate(load_run_config(run, ["eval.leads=[6,24]", "eval.max_samples=6", "eval.batch_size=3"]))
+        for run in (local, remote)
+    ]
+    assert np.allclose(tables[0].rmse.to_numpy(), tables[1].rmse.to_numpy(), rtol=1e-5)

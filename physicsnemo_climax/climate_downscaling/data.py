@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from ..data import streamed
 from ..data.regrid import regrid_weights
 from ..data.store import ShardStore, StoreError
 from ..engine.checks import config_error
@@ -68,7 +69,7 @@ def open_store(key: str, root) -> ShardStore:
     if root in (None, "???"):
         raise config_error(key, root, "give the folder of a store prepared by `climax data prepare`")
     try:
-        return ShardStore(root)
+        return streamed.open_store(root)
     except StoreError as err:
         raise ConfigError(f"{key}: {err}") from err
 

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data.regrid import regrid_weights
 from ..data.store import ShardStore, StoreError
+from ..data.streamed import open_store
 from ..engine.run_folder import data_root
 from ..errors import DataError
 from .data import PairedFields, StorePair, bilinear_matrices, interpolate
@@ -51,7 +52,7 @@ def run_stores(cfg: DictConfig, run: DownscalingRun) -> StorePair:
 def checked_store(key: str, root, fingerprint: str, run_dir: Path) -> ShardStore:
     """The store at ``root``, refused unless its fingerprint is the recorded one."""
     try:
-        store = ShardStore(root)
+        store = open_store(root)
     except StoreError as err:
         raise DataError(f"{key}: {err}; give {key}=<the store the run was trained on>") from err
     if store.fingerprint != fingerprint:

@@ -20,7 +20,7 @@ import xarray as xr
 from omegaconf import OmegaConf
 
 from ..data.sources import open_file
-from ..data.store import ShardStore
+from ..data.streamed import open_store
 from ..engine import checkpointing
 from ..engine.plan import decide_device
 from ..engine.run_folder import read_run_record
@@ -156,7 +156,7 @@ def constant_fields(run: DownscalingRun) -> torch.Tensor:
     names = run.facts["constants"]
     if not names:
         return torch.zeros(0, len(run.info.lat), len(run.info.lon))
-    store = ShardStore(run.info.data_root)
+    store = open_store(run.info.data_root)
     fields = store.shards("train")[0].read(names, 0)
     mean = np.array([run.info.statistics[n]["mean"] for n in names], np.float32)[:, None, None]
     std = np.array([run.info.statistics[n]["std"] for n in names], np.float32)[:, None, None]

@@ -16,6 +16,7 @@ from .preparation import PrepareConfig, prepare
 from .reader import ClimaXShardReader
 from .regrid import regrid
 from .store import ShardStore, StoreError
+from .streamed import StreamedStore, open_store
 
 #: Components this package adds to PhysicsNeMo's datapipe registry.
 COMPONENTS = {"ClimaXShardReader": ClimaXShardReader, "ClimaXForecastBatches": ForecastBatches}
@@ -31,7 +32,9 @@ __all__ = [
     "PrepareConfig",
     "ShardStore",
     "StoreError",
+    "StreamedStore",
     "make_loader",
+    "open_store",
     "partition",
     "prepare",
     "regrid",

@@ -28,8 +28,8 @@ from .cmip6 import is_cmor, to_climax_units
 from .regrid import regrid_weights
 from .sources import Catalogue, split_name
 from .stats import Climatology, Moments
-from .store import MANIFEST, SPLITS, ShardStore, StoreError, npz_arrays
-from .streamed import check_streamable, stream_entry
+from .store import MANIFEST, SPLITS, StoreError, npz_arrays
+from .streamed import check_streamable, open_store, stream_entry
 from .times import CALENDAR_DATES
 
 logger = logging.getLogger(__name__)
@@ -560,7 +560,7 @@ def compute_statistics(root: str | Path, day_of_year: bool = False) -> None:
     prepared here have (their manifest gives each period's start); official
     folders get the time mean only.
     """
-    store = ShardStore(root)
+    store = open_store(root)  # a streamed store's statistics are computed from its source
     variables = store.variables()
     moments = {v: Moments() for v in variables}
     steps_per_day = 24 / store.hours_per_step

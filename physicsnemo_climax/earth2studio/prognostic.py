@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import ShardStore
+from ..data import open_store
 from ..data.forcings import Forcings, unix_seconds
 from ..engine.plan import decide_device
 from ..errors import ConfigError, InputError, UnknownName
@@ -177,7 +177,7 @@ class ClimaXPrognostic(torch.nn.Module):
         variables = list(info.variables)
         mean, std = run.stats(variables)
         if constants is None and any(v in CONSTANTS for v in variables):
-            store = ShardStore(info.data_root, info.hours_per_step)
+            store = open_store(info.data_root, info.hours_per_step)
             check_store(store, info, run.run_dir)  # the run's own store, not one that took its place
             constants = store_constants(store.root, variables)
         step = step_hours or info.lead_hours or info.hours_per_step  # a lead-range run steps by its data step
@@ -219,7 +219,7 @@ class ClimaXPrognostic(torch.nn.Module):
             if str(checkpoint).endswith(".mdlus")
             else ClimaX.from_official_checkpoint(checkpoint, num_heads=num_heads)
         )
-        st = ShardStore(store)
+        st = open_store(store)
         have = st.variables()
         variables = list(variables or [v for v in model.variables if v in have])
         st.check_variables(variables)
@@ -338,7 +338,7 @@ def store_constants(root: str | Path, variables: Sequence[str]) -> dict[str, np.
     wanted = [v for v in variables if v in CONSTANTS]
     if not wanted:
         return {}
-    store = ShardStore(root)
+    store = open_store(root)
     present = [v for v in wanted if v in store.variables()]
     shard = store.shards("train")[0]
     return {v: np.asarray(shard.array(v)[0, 0], np.float32) for v in present}

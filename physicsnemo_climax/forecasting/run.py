@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from ..data import ShardStore
+from ..data import ShardStore, open_store
 from ..data.forcings import Forcings
 from ..engine import checkpointing
 from ..engine.plan import decide_device
@@ -160,7 +160,7 @@ def locate_run(path: str | Path, option: str = "path") -> tuple[Path, Path | Non
 def run_store(cfg: DictConfig, run: Run) -> ShardStore:
     """The store ``run`` was trained on (:func:`..engine.run_folder.data_root`: where ``run.json``
     records it, or ``data.root`` given on the command line), checked by :func:`check_store`."""
-    store = ShardStore(data_root(cfg, run.run_dir), run.info.hours_per_step)
+    store = open_store(data_root(cfg, run.run_dir), run.info.hours_per_step)
     check_store(store, run.info, run.run_dir)
     return store
 

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from ..data.store import ShardStore
+from ..data.streamed import open_store
 from ..engine.checkpointing import checkpoint_steps, files_of, model_file, saved_metadata
 from ..engine.run_folder import read_run_record
 from ..errors import ClimaxError, InputError
@@ -150,7 +150,7 @@ def training_samples(roots: Sequence[str]) -> float:
     """Time steps in the training splits of the stores ``roots``, NaN when one cannot be read
     (a store moved since training)."""
     try:
-        return float(sum(shard.steps for root in roots for shard in ShardStore(root).shards("train")))
+        return float(sum(shard.steps for root in roots for shard in open_store(root).shards("train")))
     except (ClimaxError, OSError) as err:
         logger.warning("distinct training data unknown: %s", err)
         return math.nan

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ..data import ClimaXShardReader, ForecastBatches, ShardStore, StoreError, make_loader
+from ..data import ClimaXShardReader, ForecastBatches, StoreError, make_loader, open_store
 from ..data.anomalies import anomaly_statistics
 from ..data.epochs import forecast_epochs
 from ..data.forcings import Forcings
@@ -46,7 +46,7 @@ def build_sources(cfg: DictConfig, split: str) -> list[ClimaXShardReader]:
             variables = list(spec.variables) if spec.get("variables") else None
             out_variables = list(spec.out_variables) if spec.get("out_variables") else None
             if out_variables is None:  # every non-constant, non-forcing input (needed for rollouts)
-                inputs = variables or ShardStore(spec.root, spec.get("hours_per_step")).variables(split)
+                inputs = variables or open_store(spec.root, spec.get("hours_per_step")).variables(split)
                 out_variables = [v for v in inputs if v not in CONSTANTS and v not in forcings]
             readers.append(
                 ClimaXShardReader(
@@ -61,6 +61,7 @@ def build_sources(cfg: DictConfig, split: str) -> list[ClimaXShardReader]:
                     hours_per_step=spec.get("hours_per_step"),
                     forcings=forcings,
                     windows=windows,
+                    chunk_cache_gb=spec.get("chunk_cache_gb"),
                 )
             )
         except StoreError as err:  # names the store and the variables
