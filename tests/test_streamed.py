@@ -16,6 +16,7 @@ from delivered_files import write_zarr
 
 from physicsnemo_climax.config import load_config, load_run_config
 from physicsnemo_climax.data import ClimaXShardReader, PrepareConfig, ShardStore, prepare, sources
+from physicsnemo_climax.data.loader import WINDOW, block_order, partition
 from physicsnemo_climax.data.streamed import ChunkCache, StreamedStore, open_store, stream_folder
 from physicsnemo_climax.engine.run_folder import read_run_record
 from physicsnemo_climax.errors import ConfigError, DataError
@@ -193,6 +194,29 @@ def test_a_failing_request_is_retried_then_named_by_url_and_chunk(served, tmp_pa
         reader.read_batch([31])
 
 
+def test_a_block_shuffle_keeps_each_sample_once_and_mixes_only_nearby_blocks():
+    rng = np.random.default_rng(0)
+    order = block_order(103, 10, rng)
+    assert sorted(order.tolist()) == list(range(103))
+    position = np.argsort(order)  # where each sample went
+    for b in range(11):  # a block's samples stay within one window of WINDOW blocks
+        spread = position[b * 10 : b * 10 + 10]
+        assert spread.max() - spread.min() < 10 * WINDOW
+    assert not np.array_equal(order, np.arange(103))
+    again = partition(103, 0, 1, seed=3, epoch=1, block=10)
+    assert np.array_equal(again, partition(103, 0, 1, seed=3, epoch=1, block=10))  # from (seed, epoch) alone
+    assert not np.array_equal(again, partition(103, 0, 1, seed=3, epoch=2, block=10))
+
+
+def test_a_streamed_store_shuffles_by_its_chunk_and_a_copy_sample_by_sample(served, tmp_path):
+    _, url = served
+    copy, streamed = prepared_pair(f"{url}/era5.zarr", tmp_path)
+    assert streamed.chunk_steps == 10 and copy.chunk_steps == 1
+    assert ClimaXShardReader(f"{url}/era5.zarr", "train", lead_hours=6).shuffle_block == 10
+    assert ClimaXShardReader(copy.root, "train", lead_hours=6).shuffle_block == 1
+    assert ClimaXShardReader(copy.root, "train", lead_hours=6, shuffle_block=5).shuffle_block == 5
+
+
 # ---------------------------------------------------------------- training and what follows
 def train_config(root, run_dir, *overrides):
     return load_config(
@@ -226,7 +250,8 @@ def test_training_from_the_served_store_equals_training_from_its_copy_and_evalua
     _, url = served
     source = f"{url}/era5.zarr"
     copy, streamed = prepared_pair(source, tmp_path)
-    local = train(train_config(copy.root, tmp_path / "run_copy"))
+    # the same chunk-friendly order for both (a streamed store's default, "auto", is its chunk)
+    local = train(train_config(copy.root, tmp_path / "run_copy", "data.shuffle_block=10"))
     remote = train(train_config(source, tmp_path / "run_remote", "data.chunk_cache_gb=0.1"))
     a, b = losses(local), losses(remote)
     assert len(a) == 10 and a.key.tolist() == b.key.tolist()  # 8 steps, 2 validations

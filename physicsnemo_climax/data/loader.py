@@ -10,6 +10,14 @@ every sample exactly once however the counts divide. For training
 changes every epoch), so every rank runs the same number of batches and
 DDP's collectives never wait on a rank that has run out.
 
+A source read over the network (a streamed store, :mod:`.streamed`) shuffles
+in blocks (``block``: its chunk length): whole blocks of consecutive samples
+are put in random order, then the samples of every :data:`WINDOW` blocks
+are shuffled among themselves. A batch then needs the chunks of a few blocks,
+which the next batches reuse, instead of a chunk per sample; and the loader
+asks for the chunks of the batches after the ones it reads
+(:data:`LOOKAHEAD`), so that they arrive while the model trains.
+
 Several sources (different variable sets, e.g. ERA5 and CMIP6 models) mix in
 one run on any number of ranks: every batch comes from one source (ClimaX
 takes one variable list per batch) and batches of different sources are
@@ -33,6 +41,11 @@ from .reader import ClimaXShardReader
 
 logger = logging.getLogger(__name__)
 
+#: Blocks whose samples are shuffled together in a block shuffle.
+WINDOW = 4
+#: Batches ahead of the ones being read whose chunks a loader asks for (without waiting).
+LOOKAHEAD = 8
+
 
 def partition(
     n: int,
@@ -44,6 +57,7 @@ def partition(
     epoch: int = 0,
     shuffle: bool = True,
     even: bool = False,
+    block: int = 1,
 ) -> np.ndarray:
     """Sample indices of one (rank, worker) for one epoch.
 
@@ -61,15 +75,30 @@ def partition(
         Shuffle (training) or keep the natural order (evaluation).
     even : bool
         Cut to a multiple of ``world`` so every rank gets ``n // world``.
+    block : int
+        Shuffle whole blocks of this many consecutive samples, then samples within
+        every :data:`WINDOW` blocks (:func:`block_order`); 1: every sample alone.
     """
     if not (0 <= rank < world and 0 <= worker < workers):
         raise ValueError(f"rank {rank}/{world}, worker {worker}/{workers} out of range")
     order = np.arange(n)
     if shuffle:
-        order = np.random.default_rng([seed, epoch]).permutation(n)
+        rng = np.random.default_rng([seed, epoch])
+        order = rng.permutation(n) if block <= 1 else block_order(n, block, rng)
     if even:
         order = order[: (n // world) * world]
     return order[rank::world][worker::workers]
+
+
+def block_order(n: int, block: int, rng: np.random.Generator) -> np.ndarray:
+    """The ``n`` samples in a chunk-friendly random order: blocks of ``block`` consecutive samples
+    in random order, then the samples of every :data:`WINDOW` blocks shuffled among themselves."""
+    starts = rng.permutation(np.arange(0, n, block))
+    windows = [
+        rng.permutation(np.concatenate([np.arange(s, min(s + block, n)) for s in starts[g : g + WINDOW]]))
+        for g in range(0, len(starts), WINDOW)
+    ]
+    return np.concatenate(windows) if windows else np.arange(0)
 
 
 @dataclass
@@ -170,7 +199,16 @@ class ForecastBatches(IterableDataset):
         batches = []
         for s, source in enumerate(self.sources):
             idx = partition(
-                len(source), self.rank, self.world, worker, workers, self.seed + s, self.epoch, self.shuffle, self.even
+                len(source),
+                self.rank,
+                self.world,
+                worker,
+                workers,
+                self.seed + s,
+                self.epoch,
+                self.shuffle,
+                self.even,
+                source.shuffle_block,
             )
             for start in range(0, len(idx), self.batch_size):
                 chunk = idx[start : start + self.batch_size]
@@ -199,6 +237,10 @@ class ForecastBatches(IterableDataset):
             index=torch.as_tensor(indices),
             time=torch.from_numpy(arrays["time"]),
         )
+
+    def warm(self, source: int, indices: np.ndarray) -> None:
+        """Ask for the chunks of a later batch without waiting (streamed sources; others ignore it)."""
+        self.sources[source].warm(indices)
 
     def __iter__(self):
         info = get_worker_info()
@@ -252,7 +294,9 @@ class ThreadedLoader:
         plan = _round_robin([self.batches.plan(w, workers) for w in range(workers)])
         with ThreadPoolExecutor(workers) as pool:
             pending: deque = deque()
-            for item in plan:
+            for k, item in enumerate(plan):
+                if k + LOOKAHEAD < len(plan):
+                    self.batches.warm(*plan[k + LOOKAHEAD])
                 pending.append(pool.submit(self._load, *item))
                 if len(pending) >= workers * self.prefetch:
                     yield pending.popleft().result()

@@ -64,8 +64,12 @@ class ClimaXShardReader(Reader):
     windows : sequence of TimeWindow, optional
         Time-mean targets (:class:`.windows.TimeWindow`) instead of states at a lead:
         ``lead_hours``, ``lead_range`` and ``rollout_steps`` are then not used.
-    chunk_cache_gb : float, optional
-        A streamed store's cache of chunks on local disk, GB (``None``: none).
+    shuffle_block : int, "auto" or None
+        Samples kept together when shuffled (:func:`.loader.block_order`): ``"auto"``, a streamed
+        store's chunk length and none (1) for a local one.
+    chunk_cache_gb, chunk_memory_gb : float, optional
+        A streamed store's cache of chunks on local disk (``None``: none) and in memory
+        (``None``: :data:`.streamed.MEMORY_BYTES`), GB.
 
     Samples
     -------
@@ -89,11 +93,13 @@ class ClimaXShardReader(Reader):
         normalize: bool = True,
         forcings: Sequence[str] = (),
         windows: Sequence[TimeWindow] | None = None,
+        shuffle_block: int | str | None = "auto",
         chunk_cache_gb: float | None = None,
+        chunk_memory_gb: float | None = None,
         **reader_kwargs,
     ):
         super().__init__(**reader_kwargs)
-        self.store = open_store(root, hours_per_step, chunk_cache_gb)
+        self.store = open_store(root, hours_per_step, chunk_cache_gb, chunk_memory_gb)
         self.split = split
         self._set_variables(variables, out_variables, check_forcings(forcings))
         if rollout_steps < 1:
@@ -134,6 +140,17 @@ class ClimaXShardReader(Reader):
             )
         self.normalize = normalize
         self.times = self._shard_seconds()
+        self.shuffle_block = self._block(shuffle_block)
+
+    def _block(self, shuffle_block: int | str | None) -> int:
+        """Samples kept together when shuffled (see the parameter)."""
+        if shuffle_block == "auto":
+            return self.store.chunk_steps
+        if shuffle_block is None:
+            return 1
+        if int(shuffle_block) < 1:
+            raise ConfigError(f"data.shuffle_block={shuffle_block}: give a number of samples >= 1, auto or null")
+        return int(shuffle_block)
 
     def _set_variables(self, variables, out_variables, computed: list[str]) -> None:
         """Inputs read from the store (``state_variables``), then the ``computed`` forcings; targets."""
@@ -191,10 +208,10 @@ class ClimaXShardReader(Reader):
         steps = self.rollout_steps
         x = np.empty((len(indices), len(self.variables), h, w), np.float32)
         y = np.empty((len(indices), steps, len(self.out_variables), h, w), np.float32)
+        self.warm(indices, wait=True)
         for shard_id in np.unique(shard_ids):
             rows = np.nonzero(shard_ids == shard_id)[0]
             shard, t = self.shards[shard_id], times[rows]
-            shard.prefetch(self.state_variables + self.out_variables, self._steps_read(t, leads[rows]))
             for j, name in enumerate(self.state_variables):
                 x[rows, j] = shard.array(name)[t, 0]
             for j, name in enumerate(self.out_variables):
@@ -219,6 +236,17 @@ class ClimaXShardReader(Reader):
         if steps == 1:
             y = y[:, 0]
         return {"x": x, "y": y, "lead_time": hours, "time": seconds}
+
+    def warm(self, indices: Sequence[int], wait: bool = False) -> None:
+        """Fetch the chunks samples ``indices`` read (a streamed store; a local one has nothing to
+        fetch), waiting for them or not."""
+        indices = np.asarray(indices, dtype=np.int64)
+        shard_ids = np.searchsorted(self._offsets, indices, side="right") - 1
+        leads = np.array([self.lead_steps_of(int(i)) for i in indices], dtype=np.int64)
+        for shard_id in np.unique(shard_ids):
+            rows = np.nonzero(shard_ids == shard_id)[0]
+            steps = self._steps_read(indices[rows] - self._offsets[shard_id], leads[rows])
+            self.shards[shard_id].prefetch(self.state_variables + self.out_variables, steps, wait)
 
     def _steps_read(self, times: np.ndarray, leads: np.ndarray) -> np.ndarray:
         """Every step of a shard that samples from ``times`` ``[b]`` with ``leads`` ``[b]`` read."""

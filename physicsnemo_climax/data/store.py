@@ -301,7 +301,7 @@ class Shard:
         """Fields ``[V, H, W]`` at time index ``t``."""
         return np.stack([self.array(v)[t, 0] for v in variables])
 
-    def prefetch(self, variables: list[str], steps: np.ndarray) -> None:
+    def prefetch(self, variables: list[str], steps: np.ndarray, wait: bool = True) -> None:
         """Nothing to fetch ahead: a shard file is memory-mapped (a streamed shard fetches here)."""
 
     def __getstate__(self):
@@ -327,6 +327,9 @@ class ShardStore:
         ``store.json`` (official ClimaX folders: 1 hour); a manifest's value
         wins and a contradicting one is an error.
     """
+
+    #: Consecutive steps best read together (a streamed store's chunk); a memory map has no preference.
+    chunk_steps = 1
 
     def __init__(self, root: str | Path, hours_per_step: float | None = None):
         self.root = Path(root)

@@ -45,6 +45,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -85,7 +86,9 @@ def is_zarr_source(root: str | Path) -> bool:
     return any((folder / name).exists() for name in (".zgroup", ".zmetadata", "zarr.json"))
 
 
-def open_store(root: str | Path, hours_per_step: float | None = None, cache_gb: float | None = None) -> ShardStore:
+def open_store(
+    root: str | Path, hours_per_step: float | None = None, cache_gb: float | None = None, memory_gb: float | None = None
+) -> ShardStore:
     """The store at ``root``: a prepared folder, a side folder (:class:`StreamedStore`), or a Zarr URL
     or folder whose side folder is in the cache (:func:`stream_folder`).
 
@@ -96,6 +99,8 @@ def open_store(root: str | Path, hours_per_step: float | None = None, cache_gb: 
         As for :class:`.store.ShardStore` (folders without a manifest).
     cache_gb : float, optional
         Size of a streamed store's chunk cache on local disk (``None`` or 0: none).
+    memory_gb : float, optional
+        Decoded chunks a streamed store keeps in memory (default :data:`MEMORY_BYTES`).
 
     Raises
     ------
@@ -113,7 +118,7 @@ def open_store(root: str | Path, hours_per_step: float | None = None, cache_gb: 
         root = side
     store = ShardStore(root, hours_per_step)
     if store.manifest is not None and "stream" in store.manifest:
-        return StreamedStore(root, hours_per_step, cache_gb)
+        return StreamedStore(root, hours_per_step, cache_gb, memory_gb)
     return store
 
 
@@ -324,8 +329,9 @@ class ChunkReader:
             out[rows] = self.chunk(name, int(c))[positions[rows] - c * length]
         return out
 
-    def prefetch(self, names: Iterable[str], positions: np.ndarray) -> None:
-        """Fetch, all at once, the chunks of ``names`` holding ``positions`` that no cache holds."""
+    def prefetch(self, names: Iterable[str], positions: np.ndarray, wait: bool = True) -> None:
+        """Fetch, all at once, the chunks of ``names`` holding ``positions`` that no cache holds;
+        ``wait`` until they are here (a request that fails raises here, or when its chunk is read)."""
         futures = []
         for name in names:
             if self.is_constant(name):
@@ -333,7 +339,7 @@ class ChunkReader:
             for c in np.unique(np.asarray(positions) // self.chunk_length(name)):
                 if self.cache.get((name, int(c))) is None:
                     futures.append(self._fetch(self.fields[name].variable, int(c)))
-        for future in futures:
+        for future in futures if wait else ():
             future.result()
 
     def chunk(self, name: str, c: int) -> np.ndarray:
@@ -479,13 +485,15 @@ class StreamedShard:
         """``variable`` at the shard's ``steps`` ``[n]``: ``[n, H, W]``."""
         return self.store.reader.read(variable, self.index[steps])
 
-    def prefetch(self, variables: Sequence[str], steps: np.ndarray) -> None:
-        """Fetch in parallel the chunks holding ``variables`` at ``steps`` (before gathering a batch)."""
-        self.store.reader.prefetch([v for v in variables if v in self.store.reader.fields], self.index[steps])
+    def prefetch(self, variables: Sequence[str], steps: np.ndarray, wait: bool = True) -> None:
+        """Fetch in parallel the chunks holding ``variables`` at ``steps`` (before gathering a batch,
+        or, without ``wait``, for a later one)."""
+        fields = self.store.reader.fields
+        self.store.reader.prefetch([v for v in variables if v in fields], self.index[steps], wait)
 
 
 #: One reader (and its caches) per side folder and process, shared by every split's store.
-_READERS: dict[tuple[str, float], ChunkReader] = {}
+_READERS: dict[tuple[str, float, int], ChunkReader] = {}
 _READERS_LOCK = threading.Lock()
 
 
@@ -500,27 +508,48 @@ class StreamedStore(ShardStore):
         As for :class:`.store.ShardStore`.
     cache_gb : float, optional
         The chunk cache on local disk, GB (``None`` or 0: none), in :func:`stream_folder` of the source.
+    memory_gb : float, optional
+        Decoded chunks kept in memory, GB (default :data:`MEMORY_BYTES`): hold the data of the
+        run here and every epoch after the first reads from memory.
     """
 
-    def __init__(self, root: str | Path, hours_per_step: float | None = None, cache_gb: float | None = None):
+    def __init__(
+        self,
+        root: str | Path,
+        hours_per_step: float | None = None,
+        cache_gb: float | None = None,
+        memory_gb: float | None = None,
+    ):
         super().__init__(root, hours_per_step)
         self.stream = self.manifest["stream"]
         self.url = self.stream["url"]
         self.cache_gb = float(cache_gb or 0)
+        self.memory_bytes = MEMORY_BYTES if memory_gb is None else int(float(memory_gb) * 1e9)
         self._index: dict[str, list[np.ndarray]] = {}
 
     @property
     def reader(self) -> ChunkReader:
         """The source, opened on first use (once per process and side folder)."""
-        key = (str(self.root.resolve()), self.cache_gb)
+        key = (str(self.root.resolve()), self.cache_gb, self.memory_bytes)
         with _READERS_LOCK:
             if key not in _READERS:
-                cache = ChunkCache(folder=stream_folder(self.url) / "chunks", disk_bytes=int(self.cache_gb * 1e9))
+                folder = stream_folder(self.url) / "chunks"
+                cache = ChunkCache(self.memory_bytes, folder, disk_bytes=int(self.cache_gb * 1e9))
                 fields = {name: FieldSource(**spec) for name, spec in self.stream["fields"].items()}
                 rows, cols = self.stream.get("rows"), self.stream.get("cols")
                 options = self.stream.get("storage_options")
                 _READERS[key] = ChunkReader(self.url, fields, self.lat, rows, cols, options, cache)
             return _READERS[key]
+
+    @cached_property
+    def chunk_steps(self) -> int:
+        """The store's steps in the shortest chunk of its source along time (at least 1)."""
+        reader = self.reader
+        stamps = reader.dataset.time.values[:2]
+        source_hours = (stamps[1] - stamps[0]) / np.timedelta64(1, "h") if stamps.size == 2 else self.hours_per_step
+        timed = [n for n in reader.fields if not reader.is_constant(n)]
+        length = min((reader.chunk_length(n) for n in timed), default=1)
+        return max(1, int(length * source_hours // self.hours_per_step))
 
     def shards(self, split: str) -> list[StreamedShard]:
         listed = self.stream["shards"].get(split)

@@ -61,7 +61,9 @@ def build_sources(cfg: DictConfig, split: str) -> list[ClimaXShardReader]:
                     hours_per_step=spec.get("hours_per_step"),
                     forcings=forcings,
                     windows=windows,
+                    shuffle_block=spec.get("shuffle_block", "auto"),
                     chunk_cache_gb=spec.get("chunk_cache_gb"),
+                    chunk_memory_gb=spec.get("chunk_memory_gb"),
                 )
             )
         except StoreError as err:  # names the store and the variables
