@@ -314,8 +314,9 @@ def weights(args: argparse.Namespace) -> None:
     if args.weights == "list":
         for row in hub.catalogue_rows():
             state = "cached" if row["cached"] else "not cached"
-            print(f"{row['name']:20s} {row['url']}  ({row['license']}; {row['grid']}; {state})")
-            print(f"{'':20s} {row['source']}; inputs: {row['variables']}")
+            where = f"{row['url']} : {row['member']}" if row["member"] else row["url"]  # a file in a zip
+            print(f"{row['name']:28s} {where}  ({row['license']}; {row['grid']}; {state})")
+            print(f"{'':28s} {row['source']}; inputs: {row['variables']}")
         print(f"cache: {hub.cache_dir()} (CLIMAX_CACHE moves it)")
         return
     names = args.names or (
