@@ -504,8 +504,14 @@ def _add_downscale_commands(commands) -> None:
     p.add_argument(
         "--climax-run", required=True, help="ClimaX training run folder, or a model file in its checkpoints/ folder"
     )
-    p.add_argument("--regression", required=True, help="CorrDiff regression run folder or .mdlus")
-    p.add_argument("--diffusion", help="CorrDiff diffusion run folder or .mdlus (omit: regression only)")
+    p.add_argument(
+        "--regression", required=True, help="CorrDiff regression run folder, or a .mdlus in it (its domain.json)"
+    )
+    p.add_argument(
+        "--diffusion",
+        help="CorrDiff diffusion run folder or .mdlus: a path, or published weights by name or URL "
+        "(omit: regression only)",
+    )
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")
     p.add_argument("--lead", required=True, nargs="+", help="lead times: hours (24) or durations (24h 48h)")
     p.add_argument("--output", required=True, help="output NetCDF")
