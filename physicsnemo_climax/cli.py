@@ -347,6 +347,7 @@ def forecast(args: argparse.Namespace) -> None:
     downscaling run downscales a coarse file instead (no ``--lead``)."""
     from .climate_downscaling.inference import is_downscaling_run
 
+    _local_run(args.run or args.checkpoint, "--run" if args.run else "--checkpoint")
     if args.run and is_downscaling_run(args.run):
         return downscale_coarse_file(args)
     from .engine.checks import check_seed
@@ -375,6 +376,21 @@ def forecast(args: argparse.Namespace) -> None:
     )
     when = f"windows {list(out.window.values)}" if "window" in out.dims else f"leads {list(args.lead)}"
     print(f"wrote {args.output}: {list(out.data_vars)} at {when}")
+
+
+def _local_run(value: str, option: str) -> None:
+    """Refuse a published name or URL where a training run folder (or a model file in it) is needed:
+    a run's statistics, grid and variables live in its folder, which no single weights file carries."""
+    from .hub import is_remote
+
+    if is_remote(value):
+        raise ConfigError(
+            f"{option} {value}: a published name or URL is one weights file, and a forecast needs a "
+            "training run folder (its statistics, grid and variables). Give a local run folder or a model "
+            "file in its checkpoints/ folder; to step published weights, use "
+            "ClimaXPrognostic.from_checkpoint(NAME, store) (docs/earth2studio.md), or fine-tune from them "
+            "with `climax train init=NAME`"
+        )
 
 
 def downscale_coarse_file(args: argparse.Namespace) -> None:
@@ -440,6 +456,7 @@ def downscale_forecast(args: argparse.Namespace) -> None:
     from .downscaling.upstream_keys import translate
     from .engine.plan import decide_device
 
+    _local_run(args.climax_run, "--climax-run")
     overrides = [
         f"generation.num_ensembles={args.members}",
         f"generation.seed_batch_size={args.seed_batch_size}",
