@@ -332,8 +332,9 @@ def weights(args: argparse.Namespace) -> None:
     if args.weights == "list":
         for row in hub.catalogue_rows():
             state = "cached" if row["cached"] else "not cached"
-            print(f"{row['name']:20s} {row['url']}  ({row['license']}; {row['grid']}; {state})")
-            print(f"{'':20s} {row['source']}; inputs: {row['variables']}")
+            where = f"{row['url']} : {row['member']}" if row["member"] else row["url"]  # a file in a zip
+            print(f"{row['name']:28s} {where}  ({row['license']}; {row['grid']}; {state})")
+            print(f"{'':28s} {row['source']}; inputs: {row['variables']}")
         print(f"cache: {hub.cache_dir()} (CLIMAX_CACHE moves it)")
         return
     names = args.names or (
@@ -364,6 +365,7 @@ def forecast(args: argparse.Namespace) -> None:
     downscaling run downscales a coarse file instead (no ``--lead``)."""
     from .climate_downscaling.inference import is_downscaling_run
 
+    _local_run(args.run or args.checkpoint, "--run" if args.run else "--checkpoint")
     if args.run and is_downscaling_run(args.run):
         return downscale_coarse_file(args)
     from .engine.checks import check_seed
@@ -392,6 +394,21 @@ def forecast(args: argparse.Namespace) -> None:
     )
     when = f"windows {list(out.window.values)}" if "window" in out.dims else f"leads {list(args.lead)}"
     print(f"wrote {args.output}: {list(out.data_vars)} at {when}")
+
+
+def _local_run(value: str, option: str) -> None:
+    """Refuse a published name or URL where a training run folder (or a model file in it) is needed:
+    a run's statistics, grid and variables live in its folder, which no single weights file carries."""
+    from .hub import is_remote
+
+    if is_remote(value):
+        raise ConfigError(
+            f"{option} {value}: a published name or URL is one weights file, and a forecast needs a "
+            "training run folder (its statistics, grid and variables). Give a local run folder or a model "
+            "file in its checkpoints/ folder; to step published weights, use "
+            "ClimaXPrognostic.from_checkpoint(NAME, store) (docs/earth2studio.md), or fine-tune from them "
+            "with `climax train init=NAME`"
+        )
 
 
 def downscale_coarse_file(args: argparse.Namespace) -> None:
@@ -457,6 +474,7 @@ def downscale_forecast(args: argparse.Namespace) -> None:
     from .downscaling.upstream_keys import translate
     from .engine.plan import decide_device
 
+    _local_run(args.climax_run, "--climax-run")
     overrides = [
         f"generation.num_ensembles={args.members}",
         f"generation.seed_batch_size={args.seed_batch_size}",
@@ -521,8 +539,14 @@ def _add_downscale_commands(commands) -> None:
     p.add_argument(
         "--climax-run", required=True, help="ClimaX training run folder, or a model file in its checkpoints/ folder"
     )
-    p.add_argument("--regression", required=True, help="CorrDiff regression run folder or .mdlus")
-    p.add_argument("--diffusion", help="CorrDiff diffusion run folder or .mdlus (omit: regression only)")
+    p.add_argument(
+        "--regression", required=True, help="CorrDiff regression run folder, or a .mdlus in it (its domain.json)"
+    )
+    p.add_argument(
+        "--diffusion",
+        help="CorrDiff diffusion run folder or .mdlus: a path, or published weights by name or URL "
+        "(omit: regression only)",
+    )
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")
     p.add_argument("--lead", required=True, nargs="+", help="lead times: hours (24) or durations (24h 48h)")
     p.add_argument("--output", required=True, help="output NetCDF")

@@ -8,8 +8,17 @@ Earth2Studio wrappers) the name may be
 * a catalogue name (:data:`CATALOGUE`, e.g. ``climax-5.625deg``);
 * ``hf://OWNER/REPO/FILE``: a file of a Hugging Face model repository, from
   ``$HF_ENDPOINT`` (the hub client's own variable) or ``https://huggingface.co``;
+* ``ngc://models/ORG[/TEAM]/NAME@VERSION/FILE``: a file of a public NVIDIA NGC
+  model, from NGC's public file address (:func:`ngc_url`; ``$CLIMAX_NGC_ENDPOINT``
+  moves the host);
 * ``https://...`` or ``http://...``;
 * ``s3://...``, ``gs://...`` or any other fsspec URL.
+
+A catalogue entry may name a file inside a published zip archive (its
+``member``): the archive is downloaded and verified as any file, and the member
+is extracted once beside it, its SHA-256 recorded and checked at every use.
+:class:`WeightsPackage` is the Earth2Studio-style package of a published folder
+(``resolve(file)``), resolved through the same cache.
 
 A remote file is downloaded once into the cache (``$CLIMAX_CACHE``, default
 ``~/.cache/physicsnemo_climax``; a task's ``weights_cache`` key before both;
@@ -37,10 +46,11 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .errors import DataError, UnknownName
 from .files import sha256, write_atomic
@@ -60,6 +70,8 @@ class Published:
         What the model expects: its input variables and its grid.
     sha256 : str or None
         The file's SHA-256 where published (``None``: recorded on the first download).
+    member : str or None
+        A file inside the zip archive at ``url`` (``None``: the file at ``url`` itself).
     """
 
     url: str
@@ -68,6 +80,7 @@ class Published:
     variables: str
     grid: str
     sha256: str | None = None
+    member: str | None = None
 
 
 def official_climax(resolution: str, grid: str) -> Published:
@@ -81,10 +94,33 @@ def official_climax(resolution: str, grid: str) -> Published:
     )
 
 
+#: The CorrDiff Taiwan package on NGC, as Earth2Studio's ``CorrDiffTaiwan.load_default_package``
+#: names it (``ngc://models/nvidia/modulus/corrdiff_inference_package@1``) and its ``load_model``
+#: reads it: one zip holding ``checkpoints/{regression,diffusion}.mdlus`` and the CWB Zarr
+#: (statistics, ``XLAT``/``XLONG``) under ``corrdiff_inference_package/``.
+CORRDIFF_TAIWAN = "ngc://models/nvidia/modulus/corrdiff_inference_package@1/corrdiff_inference_package.zip"
+
+
+def corrdiff_taiwan(member: str | None = None) -> Published:
+    """The CorrDiff Taiwan package (no SHA-256 published), or one file inside it."""
+    return Published(
+        url=CORRDIFF_TAIWAN,
+        source="CorrDiff (Mardani et al. 2023), ERA5 25 km -> CWA WRF 2 km over Taiwan; NVIDIA NGC",
+        license="see its NGC page, catalog.ngc.nvidia.com/orgs/nvidia/teams/modulus/models/corrdiff_inference_package",
+        variables="12 ERA5 inputs (tcwv; z, t, u, v at 500 and 850 hPa; t2m, u10m, v10m) -> "
+        "maximum radar reflectivity, t2m, u10m, v10m",
+        grid="448 x 448 (2 km, curvilinear XLAT/XLONG); inputs interpolated to the same grid",
+        member=member,
+    )
+
+
 #: The published weights this package knows by name.
 CATALOGUE: dict[str, Published] = {
     "climax-5.625deg": official_climax("5.625deg", "32 x 64 (5.625 deg), patch 2"),
     "climax-1.40625deg": official_climax("1.40625deg", "128 x 256 (1.40625 deg), patch 4"),
+    "corrdiff-taiwan": corrdiff_taiwan(),
+    "corrdiff-taiwan-regression": corrdiff_taiwan("corrdiff_inference_package/checkpoints/regression.mdlus"),
+    "corrdiff-taiwan-diffusion": corrdiff_taiwan("corrdiff_inference_package/checkpoints/diffusion.mdlus"),
 }
 
 #: Attempts of one download before it fails, and the first wait between them (doubled each time).
@@ -123,7 +159,10 @@ def is_remote(name: str) -> bool:
 
 
 def download_url(url: str) -> str:
-    """The URL to read: ``hf://OWNER/REPO/FILE`` becomes the hub's ``resolve/main`` address."""
+    """The URL to read: ``hf://OWNER/REPO/FILE`` becomes the hub's ``resolve/main`` address,
+    ``ngc://models/...`` NGC's public file address (:func:`ngc_url`)."""
+    if url.startswith("ngc://"):
+        return ngc_url(url)
     if not url.startswith("hf://"):
         return url
     parts = url[len("hf://") :].split("/", 2)
@@ -131,6 +170,31 @@ def download_url(url: str) -> str:
         raise DataError(f"{url}: write hf://OWNER/REPO/FILE")
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
     return f"{endpoint}/{parts[0]}/{parts[1]}/resolve/main/{parts[2]}"
+
+
+def ngc_url(url: str) -> str:
+    """NGC's public address of ``ngc://models/ORG[/TEAM]/NAME@VERSION/FILE``:
+    ``https://api.ngc.nvidia.com/v2/models/ORG[/TEAM]/NAME/versions/VERSION/files/FILE``.
+
+    The address is the one the public (unauthenticated) branch of Earth2Studio's
+    ``NGCModelFileSystem`` (``earth2studio/models/auto/ngc.py``) downloads a file of a
+    public model from; a private model needs NGC's authenticated API, which is not
+    spoken here (download it with the NGC CLI and give its path).
+    ``$CLIMAX_NGC_ENDPOINT`` replaces ``https://api.ngc.nvidia.com`` (a mirror, the tests).
+
+    Raises
+    ------
+    DataError
+        For a URL of another form, showing the form.
+    """
+    body = url[len("ngc://models/") :] if url.startswith("ngc://models/") else ""
+    model, _, rest = body.partition("@")
+    version, _, file = rest.partition("/")
+    owners = model.split("/")
+    if not (2 <= len(owners) <= 3 and all(owners) and version and file and not file.endswith("/")):
+        raise DataError(f"{url}: write ngc://models/ORG[/TEAM]/NAME@VERSION/FILE")
+    endpoint = os.environ.get("CLIMAX_NGC_ENDPOINT", "https://api.ngc.nvidia.com").rstrip("/")
+    return f"{endpoint}/v2/models/{'/'.join(owners)}/versions/{version}/files/{file}"
 
 
 def cached_path(url: str) -> Path:
@@ -153,6 +217,8 @@ def cached_path(url: str) -> Path:
 def local_file(name: str | Path, option: str = "init") -> Path:
     """The local file of ``name`` (see the module's docstring), downloaded and verified when remote.
 
+    A URL that a catalogue entry publishes is checked against that entry's SHA-256, as its name is.
+
     Raises
     ------
     UnknownName
@@ -168,12 +234,12 @@ def local_file(name: str | Path, option: str = "init") -> Path:
         return Path(text)
     entry = CATALOGUE.get(text)
     url = entry.url if entry else text
-    pinned = entry.sha256 if entry else None
+    pinned = next((e.sha256 for e in CATALOGUE.values() if e.url == url and e.sha256), None)
     target = cached_path(url)
     if not target.exists():
         fetch(url, target, pinned)
     verify(target, url, pinned)
-    return target
+    return extracted(target, url, entry.member) if entry and entry.member else target
 
 
 def fetch(url: str, target: Path, pinned: str | None = None) -> None:
@@ -182,7 +248,7 @@ def fetch(url: str, target: Path, pinned: str | None = None) -> None:
     SHA-256, only when it matches (a mismatch is deleted and refused)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    copy = _copy_fsspec if url.split("://")[0] not in ("hf", "http", "https") else _copy_http
+    copy = _copy_fsspec if url.split("://")[0] not in ("hf", "ngc", "http", "https") else _copy_http
     last = None
     for attempt in range(ATTEMPTS):
         try:
@@ -238,6 +304,63 @@ def _copy_fsspec(url: str, partial: Path) -> None:
 def _stream(read: Callable[[int], bytes], out) -> None:
     for block in iter(lambda: read(CHUNK), b""):
         out.write(block)
+
+
+def extracted(archive: Path, url: str, member: str) -> Path:
+    """The file ``member`` of the zip ``archive`` (downloaded from ``url``, verified), extracted once
+    into ``ARCHIVE.d/`` beside it through a ``.partial`` file; its SHA-256 is recorded then and
+    checked at every use (:func:`verify`), as a downloaded file's is.
+
+    Raises
+    ------
+    DataError
+        For a member outside the archive's folder (absolute, ``..``), one the archive lacks, or
+        an archive that is not a zip file.
+    """
+    parts = PurePosixPath(member).parts
+    if not parts or PurePosixPath(member).is_absolute() or ".." in parts:
+        raise DataError(f"{url}: {member!r} is not a file inside the archive")
+    target = archive.with_name(archive.name + ".d").joinpath(*parts)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        try:
+            with zipfile.ZipFile(archive) as zipped, zipped.open(member) as source, open(partial, "wb") as out:
+                shutil.copyfileobj(source, out, CHUNK)
+        except KeyError as err:
+            raise DataError(f"{url} ({archive}): the archive has no {member}") from err
+        except zipfile.BadZipFile as err:
+            raise DataError(f"{url} ({archive}): not a zip archive ({err})") from err
+        os.replace(partial, target)
+    verify(target, f"{url}#{member}", None)
+    return target
+
+
+class WeightsPackage:
+    """A published folder of weights, Earth2Studio's way: ``resolve(file)`` gives the local path of
+    one of its files, fetched into this package's cache and verified (:func:`local_file`).
+
+    It stands in for ``earth2studio.models.auto.Package`` where a model of this package names its
+    default weights (``load_default_package``); models read a package only through ``resolve``,
+    so an Earth2Studio ``Package`` works where this one does.
+
+    Parameters
+    ----------
+    root : str
+        The folder: a URL that :func:`local_file` reads with ``/FILE`` appended
+        (``hf://tungnd/climax``, ``ngc://models/ORG/TEAM/NAME@VERSION``, ``https://...``), or a
+        local folder.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = str(root).rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"WeightsPackage({self.root!r})"
+
+    def resolve(self, file: str) -> str:
+        """The local path of ``file`` of the package (downloaded and verified when remote)."""
+        return str(local_file(f"{self.root}/{file}", "package"))
 
 
 def record_path(target: Path) -> Path:

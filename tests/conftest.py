@@ -4,8 +4,9 @@ import torch
 
 from physicsnemo_climax.models import ClimaX
 
-#: The fault suite's fixtures (store, trained run, copies to damage): ``tests/faults.py``.
-pytest_plugins = ("faults",)
+#: The fault suite's fixtures (store, trained run, copies to damage): ``tests/faults.py``;
+#: the local server of weights by name (``server``): ``tests/hub_server.py``.
+pytest_plugins = ("faults", "hub_server")
 
 TINY_VARS = ["t2m", "u10", "v10", "z500", "t850", "q700"]
 

@@ -4,68 +4,14 @@ Hugging Face hub (``/OWNER/REPO/resolve/main/FILE``, reached through ``HF_ENDPOI
 plain host: downloads into the cache, resumed after a cut, hashes pinned or recorded and checked,
 refusals, no network, and ``init=`` of a hub file."""
 
-import hashlib
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 import torch
+from hub_server import RangeHandler, put
 
 from physicsnemo_climax import hub
 from physicsnemo_climax.cli import main
 from physicsnemo_climax.errors import DataError, UnknownName
 from physicsnemo_climax.models import ClimaX
-
-
-class RangeHandler(SimpleHTTPRequestHandler):
-    """Files of a folder with HTTP ranges; ``cut`` (bytes) ends the first response of each file early."""
-
-    cut: dict = {}
-    requests: list = []
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        start = int(self.headers["Range"].split("=")[1].rstrip("-")) if "Range" in self.headers else 0
-        self.requests.append((self.path, start))
-        try:
-            data = open(self.translate_path(self.path), "rb").read()
-        except OSError:
-            self.send_error(404)
-            return
-        if start >= len(data) > 0:
-            self.send_error(416)  # as real servers answer a range past the end
-            return
-        self.send_response(206 if start else 200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        limit = self.cut.pop(self.path, None)  # the connection drops after `limit` bytes, once
-        self.wfile.write(data[start : start + limit] if limit is not None else data[start:])
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    """A server of ``tmp_path/site``; the cache in ``tmp_path/cache``, the hub at the server."""
-    site = tmp_path / "site"
-    site.mkdir()
-    RangeHandler.cut, RangeHandler.requests = {}, []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(RangeHandler, directory=str(site)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    monkeypatch.setenv("CLIMAX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_ENDPOINT", url)
-    monkeypatch.setattr(hub, "BACKOFF_S", 0.0)
-    yield site, url
-    httpd.shutdown()
-
-
-def put(site, relative, data: bytes):
-    path = site / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
 
 
 def test_a_hub_file_is_downloaded_once_and_its_hash_recorded(server):

@@ -19,6 +19,9 @@ An ``.mdlus`` file records its class and constructor arguments
   arguments and sizes are checked against the file before anything is built.
   A run folder gives its newest checkpoint that loads; one that does not is
   skipped with a warning for the one before (no file is changed);
+* takes published nets by name or URL (``corrdiff-taiwan-regression``,
+  ``ngc://...``, ``hf://...``, ``https://...``) through :func:`..hub.local_file`:
+  downloaded once into the cache and verified by SHA-256 before anything is read;
 * turns the training-only switches ``amp_mode``, ``profile_mode`` and
   ``use_fp16`` off after loading (the run plan decides precision).
 
@@ -42,6 +45,7 @@ from physicsnemo.models.diffusion_unets import CorrDiffRegressionUNet
 
 from ..engine import checkpointing
 from ..errors import CheckpointError, CheckpointMismatch, ConfigError, DataError
+from ..hub import is_remote, local_file
 from ..models import mdlus
 from . import noise
 from .domain import Domain
@@ -137,8 +141,11 @@ def load_net(path: str | Path, key: str, stage: str, override_args=None, apex: b
         An unsupported class, backbone or override key, naming it and the file.
     CheckpointError
         A file refused by its checks or that does not load, naming it.
+    DataError
+        A published net (a name or URL) that cannot be downloaded, or whose SHA-256 is not the
+        published or recorded one: it is never read.
     """
-    path = Path(path)
+    path = local_file(path, key) if is_remote(str(path)) else Path(path)  # local paths: as they are
     user = (
         OmegaConf.to_container(override_args, resolve=True)
         if isinstance(override_args, DictConfig)

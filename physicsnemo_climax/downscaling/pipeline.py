@@ -32,6 +32,7 @@ from ..engine.plan import RunPlan, decide_device, resolve
 from ..errors import ConfigError, UnknownName
 from ..files import check_file_output
 from ..forecasting import Run, forecast
+from ..hub import is_remote
 from . import net_files
 from .channel_units import to_trained
 from .domain import Domain
@@ -248,6 +249,11 @@ def run_domain(gen: DictConfig) -> Domain:
     (the diffusion run's with ``inference_mode=diffusion``)."""
     key = net_files.stage_domain_key(gen)
     domain = checkpoint_domain(gen.io[key])
+    if domain is None and is_remote(str(gen.io[key])):
+        raise ConfigError(
+            f"generation.io.{key}={gen.io[key]}: a published net (a name or URL) carries no domain.json "
+            "(grids, statistics); forecast -> downscale needs the CorrDiff run folder a net was trained in"
+        )
     if domain is None:
         raise FileNotFoundError(
             f"generation.io.{key}={gen.io[key]}: no domain.json in "

@@ -34,12 +34,15 @@ from ..errors import ConfigError, InputError, UnknownName
 from ..forecasting import Run
 from ..forecasting.rollout import forecast_steps
 from ..forecasting.run import check_store
-from ..hub import local_file
+from ..hub import CATALOGUE, WeightsPackage, local_file
 from ..models import ClimaX, mdlus
 from ..models.variables import CONSTANTS
 from .lexicon import to_e2s_all
 
 CoordSystem = OrderedDict  # Earth2Studio's CoordSystem: OrderedDict[str, np.ndarray]
+
+#: Where the official ClimaX checkpoints are published (``load_default_package``).
+OFFICIAL_FOLDER = CATALOGUE["climax-5.625deg"].url.rsplit("/", 1)[0]  # hf://tungnd/climax
 
 #: The model dims after the leading (batch-like) ones.
 DIMS = ("lead_time", "variable", "lat", "lon")
@@ -230,6 +233,41 @@ class ClimaXPrognostic(torch.nn.Module):
         return cls(
             model, variables, mean, std, st.lat, st.lon, step_hours, store_constants(store, variables), names
         ).to(device)
+
+    @classmethod
+    def load_default_package(cls) -> WeightsPackage:
+        """The official ClimaX checkpoints' folder (``hf://tungnd/climax``, where the catalogue's
+        ``climax-5.625deg`` and ``climax-1.40625deg`` are), as Earth2Studio models name their
+        default weights; its files are fetched into this package's cache and verified
+        (:class:`...hub.WeightsPackage`, which stands in for Earth2Studio's ``Package``)."""
+        return WeightsPackage(OFFICIAL_FOLDER)
+
+    @classmethod
+    def load_model(
+        cls,
+        package,
+        store: str | Path | None = None,
+        checkpoint: str = "5.625deg.ckpt",
+        device: str | torch.device | None = None,
+        **kwargs,
+    ):
+        """The model of ``checkpoint`` in ``package`` (anything with ``resolve(file)``: this
+        package's :class:`...hub.WeightsPackage` or Earth2Studio's ``Package``), with the
+        statistics, grid and constants of the ClimaX ``store``: as :meth:`from_checkpoint`
+        (``kwargs``: its ``variables``, ``step_hours``, ``num_heads``, ``names``).
+
+        Raises
+        ------
+        ConfigError
+            Without ``store``: the official checkpoints carry no normalisation statistics.
+        """
+        if store is None:
+            raise ConfigError(
+                "ClimaXPrognostic.load_model(package, store=...): the official ClimaX checkpoints carry no "
+                "normalisation statistics or grid; give store=, a ClimaX store (`climax data prepare`) on "
+                "the checkpoint's grid with its variables"
+            )
+        return cls.from_checkpoint(package.resolve(checkpoint), store, device=device, **kwargs)
 
     # ---------------------------------------------------------------- Earth2Studio protocol
     def input_coords(self) -> CoordSystem:
