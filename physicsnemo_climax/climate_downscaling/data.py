@@ -64,7 +64,7 @@ class StorePair:
         return tuple(np.array([stats[n][k] for n in names], np.float32) for k in ("mean", "std"))
 
 
-def open_store(key: str, root) -> ShardStore:
+def store_of(key: str, root) -> ShardStore:
     """The store ``key`` (``data.root``, ``data.input_root``) names, errors naming the key."""
     if root in (None, "???"):
         raise config_error(key, root, "give the folder of a store prepared by `climax data prepare`")
@@ -78,7 +78,7 @@ def store_pair(cfg: DictConfig) -> StorePair:
     """The stores and variables ``cfg.data`` names, checked: variables each store holds, outputs
     default to the target store's non-constant fields, inputs to all of the input store's."""
     data = cfg.data
-    source, target = open_store("data.input_root", data.input_root), open_store("data.root", data.root)
+    source, target = store_of("data.input_root", data.input_root), store_of("data.root", data.root)
     variables = list(data.variables or source.variables())
     constants = list(data.get("constants") or [])
     out_variables = list(data.out_variables or [v for v in target.variables() if v not in CONSTANTS])

@@ -107,21 +107,7 @@ class ClimaXShardReader(Reader):
         self.rollout_steps = 1 if windows else rollout_steps
         self.windows = tuple(windows or ())
 
-        step = self.store.hours_per_step
-        if self.windows:  # a window is drawn as a lead is: by the hour it starts
-            leads, lead_hours = [w.start_hours for w in self.windows], None
-            self.window_steps = {w.steps(step)[0]: w.steps(step) for w in self.windows}
-        elif lead_hours is not None:
-            leads = [lead_hours]
-        else:
-            leads = list(np.arange(lead_range[0], lead_range[1] + lead_step / 2, lead_step))
-        if not leads or min(leads) <= 0:
-            raise ConfigError(f"lead times must be positive hours, got {leads}")
-        off = [lead for lead in leads if abs(lead / step - round(lead / step)) > 1e-9]
-        if off:
-            raise ConfigError(f"lead time(s) {off} h are not multiples of the store's step of {step} h")
-        self.lead_steps = np.array([round(lead / step) for lead in leads])
-        self.fixed_lead = lead_hours is not None
+        self._set_leads(lead_hours, lead_range, lead_step)
 
         self.shards = self.store.shards(split)
         horizon = int(self.lead_steps.max()) * self.rollout_steps
@@ -130,7 +116,7 @@ class ClimaXShardReader(Reader):
         counts = np.array([max(0, s.steps - horizon) for s in self.shards])
         if counts.sum() == 0:
             raise DataError(
-                f"{self.store.root}/{split}: no shard is longer than the {horizon * step} h that one sample spans"
+                f"{self.store.root}/{split}: no shard is longer than the {horizon * self.store.hours_per_step:g} h that one sample spans"
             )
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         self.stats = {"x": self.store.statistics(self.state_variables), "y": self.store.statistics(self.out_variables)}
@@ -151,6 +137,24 @@ class ClimaXShardReader(Reader):
         if int(shuffle_block) < 1:
             raise ConfigError(f"data.shuffle_block={shuffle_block}: give a number of samples >= 1, auto or null")
         return int(shuffle_block)
+
+    def _set_leads(self, lead_hours: float | None, lead_range: Sequence[float], lead_step: float) -> None:
+        """The leads drawn from, in store steps (``lead_steps``), and whether there is one (``fixed_lead``)."""
+        step = self.store.hours_per_step
+        if self.windows:  # a window is drawn as a lead is: by the hour it starts
+            leads, lead_hours = [w.start_hours for w in self.windows], None
+            self.window_steps = {w.steps(step)[0]: w.steps(step) for w in self.windows}
+        elif lead_hours is not None:
+            leads = [lead_hours]
+        else:
+            leads = list(np.arange(lead_range[0], lead_range[1] + lead_step / 2, lead_step))
+        if not leads or min(leads) <= 0:
+            raise ConfigError(f"lead times must be positive hours, got {leads}")
+        off = [lead for lead in leads if abs(lead / step - round(lead / step)) > 1e-9]
+        if off:
+            raise ConfigError(f"lead time(s) {off} h are not multiples of the store's step of {step} h")
+        self.lead_steps = np.array([round(lead / step) for lead in leads])
+        self.fixed_lead = lead_hours is not None
 
     def _set_variables(self, variables, out_variables, computed: list[str]) -> None:
         """Inputs read from the store (``state_variables``), then the ``computed`` forcings; targets."""
