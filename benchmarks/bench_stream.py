@@ -3,8 +3,8 @@
 
 Writes a Zarr store in WeatherBench 2's 64x32 layout (``time, longitude,
 latitude``; 13 levels in each chunk; chunks of ``--chunk`` steps; Blosc), serves
-it from a separate process over ``http://127.0.0.1`` that waits ``--latency-ms``
-before answering each request and sends at most ``--mbps`` megabytes a second,
+it from a separate process over ``http://127.0.0.1`` (``slow_server.py``) that waits
+``--latency-ms`` before answering each request and sends at most ``--mbps`` megabytes a second,
 then in one run:
 
 * prepares a local copy (``climax data prepare``) and the side folder of the
@@ -24,8 +24,6 @@ with its ratio to the copy.
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import socket
 import subprocess
 import sys
@@ -42,36 +40,12 @@ from physicsnemo_climax.models import ClimaX
 from physicsnemo_climax.models.variables import PRESSURE_LEVELS
 
 
-class SlowHandler(http.server.SimpleHTTPRequestHandler):
-    """Files of a folder, each answer ``latency`` seconds late and sent at ``rate`` bytes a second."""
-
-    latency, rate = 0.02, 200e6
-
-    def end_headers(self):
-        time.sleep(self.latency)
-        super().end_headers()
-
-    def copyfile(self, source, outputfile):
-        while block := source.read(2**20):
-            outputfile.write(block)
-            time.sleep(len(block) / self.rate)
-
-    def log_message(self, *args):
-        pass
-
-
-def serve_forever(root: str, port: int, latency_ms: float, mbps: float) -> None:
-    """The server process (``--serve``)."""
-    SlowHandler.latency, SlowHandler.rate = latency_ms / 1000, mbps * 1e6
-    handler = functools.partial(SlowHandler, directory=root)
-    http.server.ThreadingHTTPServer(("127.0.0.1", port), handler).serve_forever()
-
-
 def start_server(root: Path, latency_ms: float, mbps: float) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, __file__, "--serve", str(root), str(port), str(latency_ms), str(mbps)]
+    server_script = Path(__file__).with_name("slow_server.py")
+    command = [sys.executable, str(server_script), str(root), str(port), str(latency_ms), str(mbps)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
         try:
@@ -100,11 +74,11 @@ def epoch(root, variables: list[str], samples: int, batch: int, step: bool, cach
     reader = ClimaXShardReader(root, "train", variables=variables, lead_range=(6, 24), chunk_cache_gb=cache_gb)
     batches = ForecastBatches([reader], batch_size=batch, seed=0)
     model, optimizer = model_for(reader) if step else (None, None)
-    weights = torch.cos(torch.deg2rad(torch.as_tensor(reader.store.lat, dtype=torch.float32)))
+    lat = torch.as_tensor(reader.store.lat, dtype=torch.float32)
     start, seen = time.perf_counter(), 0
     for b in make_loader(batches, num_workers=2):
         if step:
-            loss = weighted_mse_loss(model(b.x, b.lead_time, b.variables), b.y, weights / weights.mean())
+            loss = weighted_mse_loss(model(b.x, b.lead_time, b.variables), b.y, lat)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -175,7 +149,4 @@ def report(rows: dict[str, float], variables: list[str], args) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--serve":
-        serve_forever(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
-    else:
-        main()
+    main()

@@ -290,6 +290,14 @@ class ChunkReader:
         missing = sorted({f.variable for f in fields.values() if f.variable} - set(self.dataset.data_vars))
         if missing:
             raise DataError(f"{url}: variables {missing} are gone from the source since its statistics were written")
+        # per field, looked up once: an xarray lookup costs ~60 us, and a batch makes hundreds
+        arrays = {n: self.dataset[f.variable] for n, f in fields.items() if f.variable is not None}
+        self._timeless = {n for n in fields if n not in arrays or "time" not in arrays[n].dims}
+        self._lengths = {
+            n: max(1, int(da.encoding.get("preferred_chunks", {}).get("time", 1)))
+            for n, da in arrays.items()
+            if n not in self._timeless
+        }
         self._inflight: dict[tuple[str, int], Future] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(FETCHERS, thread_name_prefix="zarr-fetch")
@@ -309,23 +317,27 @@ class ChunkReader:
         return index
 
     def chunk_length(self, name: str) -> int:
-        da = self.dataset[self.fields[name].variable]
-        return max(1, int(da.encoding.get("preferred_chunks", {}).get("time", 1)))
+        """Steps of the source in a chunk of ``name`` (its time-varying source variable)."""
+        return self._lengths[name]
 
     def is_constant(self, name: str) -> bool:
-        variable = self.fields[name].variable
-        return variable is None or "time" not in self.dataset[variable].dims
+        """Whether ``name`` has no time axis (read once: :meth:`constant`)."""
+        return name in self._timeless
 
     def read(self, name: str, positions: np.ndarray) -> np.ndarray:
         """``name`` at the source's time ``positions`` ``[n]``: ``[n, H, W]`` float32."""
         if self.is_constant(name):
             field = self.constant(name)
             return np.broadcast_to(field, (len(positions), *field.shape))
-        length = self.chunk_length(name)
-        self.prefetch([name], positions)
+        length = self._lengths[name]
+        ids = positions // length
+        chunks = np.unique(ids)
+        missing = [int(c) for c in chunks if self.cache.get((name, int(c))) is None]
+        for future in [self._fetch(self.fields[name].variable, c) for c in missing]:  # in parallel
+            future.result()
         out = np.empty((len(positions), *self._grid()), np.float32)
-        for c in np.unique(positions // length):
-            rows = np.flatnonzero(positions // length == c)
+        for c in chunks:
+            rows = np.flatnonzero(ids == c)
             out[rows] = self.chunk(name, int(c))[positions[rows] - c * length]
         return out
 
@@ -525,12 +537,13 @@ class StreamedStore(ShardStore):
         self.url = self.stream["url"]
         self.cache_gb = float(cache_gb or 0)
         self.memory_bytes = MEMORY_BYTES if memory_gb is None else int(float(memory_gb) * 1e9)
+        self._reader_key = (str(self.root.resolve()), self.cache_gb, self.memory_bytes)
         self._index: dict[str, list[np.ndarray]] = {}
 
     @property
     def reader(self) -> ChunkReader:
         """The source, opened on first use (once per process and side folder)."""
-        key = (str(self.root.resolve()), self.cache_gb, self.memory_bytes)
+        key = self._reader_key
         with _READERS_LOCK:
             if key not in _READERS:
                 folder = stream_folder(self.url) / "chunks"
