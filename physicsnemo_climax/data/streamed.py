@@ -211,7 +211,9 @@ class ChunkCache:
         if path is None or not path.exists():
             return None
         try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            array = np.asarray(
+                np.load(path, mmap_mode="r", allow_pickle=False)
+            )  # a plain view: memmap's indexing is slow
         except (OSError, ValueError):  # removed by another process meanwhile, or damaged: fetch again
             return None
         with self._lock:
