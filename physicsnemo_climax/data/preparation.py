@@ -28,7 +28,7 @@ from .cmip6 import is_cmor, to_climax_units
 from .regrid import regrid_weights
 from .sources import Catalogue, split_name
 from .stats import Climatology, Moments
-from .store import MANIFEST, SPLITS, ShardStore, StoreError, npz_arrays
+from .store import MANIFEST, SPLITS, ShardStore, StoreError, npz_arrays, write_npz
 from .times import CALENDAR_DATES
 
 logger = logging.getLogger(__name__)
@@ -425,8 +425,8 @@ class Preparer:
 
     def _write_shard(self, shard: Path, fields: dict[str, np.ndarray]) -> None:
         with atomic_path(shard) as tmp:
-            np.savez(tmp, **{v: values[:, None] for v, values in fields.items()})
-        self.checksums[f"{shard.parent.name}/{shard.name}"] = sha256(shard)
+            digest = write_npz(tmp, {v: values[:, None] for v, values in fields.items()})
+        self.checksums[f"{shard.parent.name}/{shard.name}"] = digest
 
     def _write_climatology(self, split: str, clim: dict) -> None:
         write_climatology(self.work / split, clim)
