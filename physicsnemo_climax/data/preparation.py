@@ -261,24 +261,27 @@ class Preparer:
     # ------------------------------------------------------------------ read
     def _read_all(self, times: np.ndarray) -> dict[str, np.ndarray]:
         """Every variable at ``times``, ``name -> [T, H, W]``; the levels of one upper-air
-        variable are read together (a source chunk holding them all is fetched once)."""
+        variable are read together (a source chunk holding them all is fetched once), two
+        variables at a time: one is laid out while the other is decoded."""
         groups: dict[str, list[str]] = {}
         for name in self.config.variables:  # a level held alone (CMIP6's zg500) is read alone
             base, level = split_name(name)
             alone = level is None or name in self.level_fields
             groups.setdefault(name if alone else base, []).append(name)
-        out = {}
-        for key, names in groups.items():
-            if names == [LATITUDE_FIELD]:
-                out[LATITUDE_FIELD] = np.broadcast_to(self.lat[:, None], (len(times), *self.shape)).astype(np.float32)
-                continue
-            if key == names[0]:
-                raw = self.catalogue.read(names[0], times)[:, None]
-            else:
-                raw = self.catalogue.read_levels(names, times)
-            for k, name in enumerate(names):
-                out[name] = self._on_grid(name, raw[:, k], times)
-        return out
+        with ThreadPoolExecutor(2, thread_name_prefix="prepare-variable") as pool:
+            parts = list(pool.map(lambda item: self._read_group(*item, times), groups.items()))
+        return {name: values for part in parts for name, values in part.items()}
+
+    def _read_group(self, key: str, names: list[str], times: np.ndarray) -> dict[str, np.ndarray]:
+        """One variable (``key`` is its name), or levels of one upper-air variable (``key`` is
+        its base name), on the store's grid."""
+        if names == [LATITUDE_FIELD]:
+            return {LATITUDE_FIELD: np.broadcast_to(self.lat[:, None], (len(times), *self.shape)).astype(np.float32)}
+        if key == names[0]:
+            raw = self.catalogue.read(names[0], times)[:, None]
+        else:
+            raw = self.catalogue.read_levels(names, times)
+        return {name: self._on_grid(name, raw[:, k], times) for k, name in enumerate(names)}
 
     def _on_grid(self, name: str, raw: np.ndarray, times: np.ndarray) -> np.ndarray:
         """``raw [T, H_in, W_in]`` (or ``[1, ...]`` for a constant) scaled, checked for NaN
@@ -417,8 +420,9 @@ class Preparer:
                     pending = reader.submit(self._read_all, chunks[k + 1][1])
                 days = day_and_hour(chunk)[0] + 1
                 for v, values in fields.items():
-                    moments[v] = moments[v].merge(Moments.of(values))
-                    clim[v].update(values, days)
+                    sums = values.sum(axis=0, dtype=np.float64)  # one pass for the climatology and the mean
+                    moments[v] = moments[v].merge(Moments.of(values, sums))
+                    clim[v].update(values, days, sums)
                 written.append(writer.submit(self._write_shard, self.work / split / f"{year}_{i}.npz", fields))
             for done in written:
                 done.result()
