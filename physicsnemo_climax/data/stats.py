@@ -38,6 +38,13 @@ class Moments:
         d = values - values.dtype.type(mean) if values.dtype.kind == "f" else values - mean
         return cls(values.size, mean, float(np.add.reduce(np.square(d, out=d).ravel(), dtype=np.float64)))
 
+    @classmethod
+    def with_sums(cls, fields: np.ndarray) -> tuple[Moments, np.ndarray]:
+        """Moments of ``fields`` ``[T, ...]`` and their float64 sums over time (what a
+        :class:`Climatology` adds), the mean taken from those sums: one pass fewer than apart."""
+        sums = fields.sum(axis=0, dtype=np.float64)
+        return cls.of(fields, sums), sums
+
     def merge(self, other: Moments) -> Moments:
         """Moments of the concatenation of both streams."""
         if other.count == 0:
