@@ -20,8 +20,10 @@ interrupted preparation never looks complete. Official folders have no
 manifest: their time step is taken from the caller (ClimaX's own
 preprocessing keeps hourly data, the default).
 
-Shards saved uncompressed (``np.savez``, as both preprocessors do) are read
-by memory-mapping each member, so a sample costs only its own bytes.
+Shards saved uncompressed (``np.savez``, as both preprocessors do; stores
+prepared here by :func:`write_npz`, the same bytes, hashed as they are
+written) are read by memory-mapping each member, so a sample costs only its
+own bytes.
 
 Every ``.npy`` and ``.npz`` member is read header first (:func:`npz_header`,
 :func:`read_npy`): its declared size must be that of its zip entry and within
