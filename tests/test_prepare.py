@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """``prepare``: files -> store; statistics; both layouts load; bad input."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -10,6 +11,8 @@ from era5_files import write_cmip6, write_era5
 from physicsnemo_climax.data import PrepareConfig, ShardStore, StoreError, prepare
 from physicsnemo_climax.data import preparation as prepare_module
 from physicsnemo_climax.data.regrid import regrid_weights
+from physicsnemo_climax.data.store import npz_member, write_npz
+from physicsnemo_climax.files import sha256
 from physicsnemo_climax.grid import regular_grid
 
 VARS = ["2m_temperature", "geopotential_500", "temperature_850", "land_sea_mask", "lattitude"]
@@ -304,3 +307,74 @@ def test_date_range_splits_within_a_year(era5, tmp_path):
     assert np.allclose(again, doy, equal_nan=True, rtol=1e-6)
     with pytest.raises(ValueError, match="one period per calendar year"):
         config(era5, splits={"train": ["2000-01-01:2000-02-01", "2000-03-01:2000-04-01"]})
+
+
+# ---------------------------------------------------------------- shards hashed as they are written
+def savez_and_write_npz(tmp_path, arrays, monkeypatch):
+    """The bytes of ``np.savez`` and of :func:`write_npz` for ``arrays`` (zip times fixed), and
+    the digest write_npz returned."""
+    import time
+    import types
+    import zipfile
+
+    fixed = time.time()
+    monkeypatch.setattr(zipfile, "time", types.SimpleNamespace(time=lambda: fixed, localtime=time.localtime))
+    np.savez(tmp_path / "savez.npz", **arrays)
+    digest = write_npz(tmp_path / "written.npz", arrays)
+    return (tmp_path / "savez.npz").read_bytes(), (tmp_path / "written.npz").read_bytes(), digest
+
+
+ARRAYS = {
+    "field": np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 1, 3, 4),
+    "scalar": np.float64(3.5),
+    "empty": np.zeros((0, 2)),
+    "strided": np.arange(24.0).reshape(4, 6)[:, ::2],
+    "fortran": np.asfortranarray(np.arange(6, dtype=np.int16).reshape(2, 3)),
+}
+
+
+def test_write_npz_writes_np_savez_bytes_and_their_sha256(tmp_path, monkeypatch):
+    savez, written, digest = savez_and_write_npz(tmp_path, ARRAYS, monkeypatch)
+    assert written == savez
+    assert digest == sha256(tmp_path / "written.npz") == hashlib.sha256(written).hexdigest()
+    with np.load(tmp_path / "written.npz") as loaded:
+        assert all(np.array_equal(loaded[k], v) for k, v in ARRAYS.items())
+    member = npz_member(tmp_path / "written.npz", "field", shape=(2, 1, 3, 4))  # the store's reader: memory-mapped
+    assert np.array_equal(member, ARRAYS["field"])
+
+
+def test_write_npz_with_zip64_records_hashes_them_too(tmp_path, monkeypatch):
+    import zipfile
+
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 64)  # sizes and offsets past it: zip64 fields and end records
+    savez, written, digest = savez_and_write_npz(tmp_path, ARRAYS, monkeypatch)
+    assert b"PK\x06\x06" in written  # the zip64 end of central directory
+    assert written == savez and digest == hashlib.sha256(written).hexdigest()
+
+
+def test_write_npz_refuses_objects_and_rewrites_of_hashed_bytes(tmp_path):
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from physicsnemo_climax.data.store import _HashedOutput
+
+    with pytest.raises(StoreError, match="objects.npz: member x holds Python objects"):
+        write_npz(tmp_path / "objects.npz", {"x": np.array([{}, None])})
+    with ThreadPoolExecutor(1) as hasher:
+        out = _HashedOutput(io.BytesIO(), hasher)
+        out.write(b"header")
+        out.seek(0)
+        out.write(b"HEAD")  # not hashed yet: rewritten
+        out.seek(0, 2)
+        out.hash_written()
+        assert out.hexdigest() == hashlib.sha256(b"HEADer").hexdigest()
+        out.seek(0)
+        with pytest.raises(RuntimeError, match="already hashed"):
+            out.write(b"h")
+
+
+def test_prepared_checksums_are_the_shards_sha256(store):
+    manifest = json.loads((store / "store.json").read_text())
+    shards = sorted(p.relative_to(store).as_posix() for p in store.glob("*/[0-9]*.npz"))
+    assert sorted(manifest["checksums"]) == shards
+    assert all(manifest["checksums"][name] == sha256(store / name) for name in shards)

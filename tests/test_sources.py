@@ -199,6 +199,20 @@ def test_reads_follow_the_source_chunks_and_fetch_each_once(served, monkeypatch)
     )
 
 
+def test_levels_read_together_come_laid_out_level_by_level(served):
+    """``read_levels`` of a store laid out ``time, level, longitude, latitude`` (WB2): each level
+    picked and laid out ``[T, lat, lon]`` as one contiguous block, a chunk kept between calls too."""
+    root, _ = served
+    cat = Catalogue([str(root / "wb2.zarr")])  # time chunks of 3: [0-2] [3-5] [6-7]
+    names = ["temperature_500", "temperature_850"]
+    first = cat.read_levels(names, TIMES[1:3])
+    second = cat.read_levels(names, TIMES[2:5])  # chunk [0-2] again (kept, its levels picked), then [3-5]
+    for k, name in enumerate(names):
+        want = expected(name, WB2_LAT, np.arange(16) * 22.5)
+        assert np.array_equal(first[:, k], want[1:3]) and np.array_equal(second[:, k], want[2:5])
+        assert first[:, k].flags.c_contiguous and second[:, k].flags.c_contiguous
+
+
 def test_remote_reads_are_retried_local_ones_are_not(served, monkeypatch):
     root, url = served
     monkeypatch.setattr(sources, "BACKOFF_S", 0.0)

@@ -28,7 +28,7 @@ from .cmip6 import is_cmor, to_climax_units
 from .regrid import regrid_weights
 from .sources import Catalogue, split_name
 from .stats import Climatology, Moments
-from .store import MANIFEST, SPLITS, StoreError, npz_arrays
+from .store import MANIFEST, SPLITS, StoreError, npz_arrays, write_npz
 from .streamed import check_streamable, open_store, stream_entry
 from .times import CALENDAR_DATES
 
@@ -268,26 +268,31 @@ class Preparer:
         return (self.config.scales.get(split_name(name)[0], 1.0), 0.0), self.catalogue.units(name)
 
     # ------------------------------------------------------------------ read
-    def _read_all(self, times: np.ndarray) -> dict[str, np.ndarray]:
-        """Every variable at ``times``, ``name -> [T, H, W]``; the levels of one upper-air
-        variable are read together (a source chunk holding them all is fetched once)."""
+    def _read_all(self, times: np.ndarray) -> dict[str, tuple[np.ndarray, Moments, np.ndarray]]:
+        """Every variable at ``times``: ``name -> (values [T, H, W], their moments, their float64
+        sums over time)``. The levels of one upper-air variable are read together (a source chunk
+        holding them all is fetched once), two variables at a time: one is laid out and summed
+        while the other is decoded."""
         groups: dict[str, list[str]] = {}
         for name in self.config.variables:  # a level held alone (CMIP6's zg500) is read alone
             base, level = split_name(name)
             alone = level is None or name in self.level_fields
             groups.setdefault(name if alone else base, []).append(name)
-        out = {}
-        for key, names in groups.items():
-            if names == [LATITUDE_FIELD]:
-                out[LATITUDE_FIELD] = np.broadcast_to(self.lat[:, None], (len(times), *self.shape)).astype(np.float32)
-                continue
-            if key == names[0]:
-                raw = self.catalogue.read(names[0], times)[:, None]
-            else:
-                raw = self.catalogue.read_levels(names, times)
-            for k, name in enumerate(names):
-                out[name] = self._on_grid(name, raw[:, k], times)
-        return out
+        with ThreadPoolExecutor(2, thread_name_prefix="prepare-variable") as pool:
+            parts = list(pool.map(lambda item: self._read_group(*item, times), groups.items()))
+        return {name: values for part in parts for name, values in part.items()}
+
+    def _read_group(self, key: str, names: list[str], times: np.ndarray) -> dict[str, tuple]:
+        """One variable (``key`` is its name), or levels of one upper-air variable (``key`` is
+        its base name), on the store's grid, each with its moments and sums (:meth:`_read_all`)."""
+        if names == [LATITUDE_FIELD]:
+            fields = {LATITUDE_FIELD: np.broadcast_to(self.lat[:, None], (len(times), *self.shape)).astype(np.float32)}
+        elif key == names[0]:
+            fields = {key: self._on_grid(key, self.catalogue.read(key, times), times)}
+        else:
+            raw = self.catalogue.read_levels(names, times)
+            fields = {name: self._on_grid(name, raw[:, k], times) for k, name in enumerate(names)}
+        return {name: (values, *Moments.with_sums(values)) for name, values in fields.items()}
 
     def _on_grid(self, name: str, raw: np.ndarray, times: np.ndarray) -> np.ndarray:
         """``raw [T, H_in, W_in]`` (or ``[1, ...]`` for a constant) scaled, checked for NaN
@@ -413,9 +418,8 @@ class Preparer:
         return year_moments
 
     def _write_shards(self, split: str, year: int, times: np.ndarray, moments: dict, clim: dict) -> None:
-        """The year's shards, their moments and climatology sums, in a pipeline of three: the
-        next shard is read (a thread) while this one is summed (here) and the last one is
-        written and hashed (another thread)."""
+        """The year's shards, their moments and climatology sums, in a pipeline: the next shard
+        is read and summed (a thread) while the last one is written and hashed (another)."""
         chunks = [(i, c) for i, c in enumerate(np.array_split(times, self.config.shards_per_year)) if c.size]
         with (
             ThreadPoolExecutor(1, thread_name_prefix="prepare-read") as reader,
@@ -427,10 +431,11 @@ class Preparer:
                 if k + 1 < len(chunks):
                     pending = reader.submit(self._read_all, chunks[k + 1][1])
                 days = day_and_hour(chunk)[0] + 1
-                for v, values in fields.items():
-                    moments[v] = moments[v].merge(Moments.of(values))
-                    clim[v].update(values, days)
-                written.append(writer.submit(self._write_shard, self.work / split / f"{year}_{i}.npz", fields))
+                for v, (values, shard_moments, sums) in fields.items():
+                    moments[v] = moments[v].merge(shard_moments)
+                    clim[v].update(values, days, sums)
+                shard = self.work / split / f"{year}_{i}.npz"
+                written.append(writer.submit(self._write_shard, shard, {v: f[0] for v, f in fields.items()}))
             for done in written:
                 done.result()
 
@@ -438,8 +443,8 @@ class Preparer:
         if self.config.stream:  # read where it is: summed, never copied
             return
         with atomic_path(shard) as tmp:
-            np.savez(tmp, **{v: values[:, None] for v, values in fields.items()})
-        self.checksums[f"{shard.parent.name}/{shard.name}"] = sha256(shard)
+            digest = write_npz(tmp, {v: values[:, None] for v, values in fields.items()})
+        self.checksums[f"{shard.parent.name}/{shard.name}"] = digest
 
     def _write_climatology(self, split: str, clim: dict) -> None:
         write_climatology(self.work / split, clim)

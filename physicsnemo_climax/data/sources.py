@@ -155,6 +155,7 @@ class Catalogue:
     grib_step: float | None = None
     calendar_dates: str = "refuse"
     _blocks: dict = field(default_factory=dict, repr=False)
+    _located: dict = field(default_factory=dict, repr=False)  # name -> what locate found (the sources do not change)
 
     def __post_init__(self):
         self.files = expand(self.paths)
@@ -228,6 +229,11 @@ class Catalogue:
         KeyError
             Naming the variable (and level) and the sources searched.
         """
+        if name not in self._located:  # selecting a level costs about 1 ms: found once, each read reuses it
+            self._located[name] = self._locate(name)
+        return list(self._located[name])
+
+    def _locate(self, name: str) -> list[tuple[xr.DataArray, str]]:
         base, level = split_name(name)
         holders = self._level_fields(base, level)
         if holders:  # the level is a variable of its own (CMIP6's zg500): nothing to select
@@ -295,7 +301,7 @@ class Catalogue:
         if times is None or all("time" not in da.dims for da, _ in pieces):
             da, path = pieces[0]
             da = da.isel(time=0) if "time" in da.dims else da
-            return self._scaled(da, read_values(da, path, name, ("lat", "lon"))[None])
+            return self._scaled(da, np.ascontiguousarray(read_values(da, path, name, ("lat", "lon")))[None])
         return self._read_pieces(pieces, name, times)
 
     def read_levels(self, names: list[str], times: np.ndarray) -> np.ndarray:
@@ -325,7 +331,7 @@ class Catalogue:
             if len(pieces) == 1 and hit.all():  # one source holds every time: no copy
                 return values
             if out is None:
-                out = np.empty((len(times),) + values.shape[1:], np.float32)
+                out = by_level((len(times),) + values.shape[1:])
             again = source[hit] >= 0
             if again.any():
                 _check_duplicates(
@@ -363,12 +369,12 @@ class Catalogue:
         index = da.indexes["time"].get_indexer(times)
         dims = ("time", "level", "lat", "lon") if "level" in da.dims else ("time", "lat", "lon")
         shape = tuple(len(at) if d == "level" and at is not None else da.sizes[d] for d in dims[1:])
-        out = np.empty((len(times),) + shape, np.float32)
+        out = by_level((len(times),) + shape)
         key = (path, name)
         done = np.zeros(len(times), bool)
         if key in self._blocks:
-            (lo, hi), data = self._blocks[key]
-            done = _fill(out, index, lo, hi, data)
+            (lo, hi), data = self._blocks[key]  # its levels already picked
+            done = _fill(out, index, lo, hi, data, None if at is None else range(len(at)))
         chunk = time_chunk(da)
         ids = np.unique(index[~done] // chunk)
         runs = np.split(ids, np.flatnonzero(np.diff(ids) > 1) + 1) if ids.size else []
@@ -381,13 +387,22 @@ class Catalogue:
         whole = not done.any() and len(blocks) == 1 and np.all(np.diff(index) == 1)
         for lo, hi in _progress(blocks, f"{name} ({path})", is_url(path)):
             frame = da.isel(time=slice(lo, hi))
-            data = retried(lambda frame=frame: read_values(frame, path, name, dims, at), path, name, is_url(path))
-            last = max(lo, (hi - 1) // chunk * chunk)  # keep the run's last chunk only: little memory
-            self._blocks[key] = ((last, hi), data[last - lo :].copy())
-            if whole:  # one read holds every time, in order: its slice is the answer, no copy
+            data = retried(lambda frame=frame: read_values(frame, path, name, dims), path, name, is_url(path))
+            last = max(lo, (hi - 1) // chunk * chunk)  # keep the run's last chunk only (its levels): little memory
+            tail = data[last - lo :]
+            self._blocks[key] = ((last, hi), tail.copy() if at is None else tail[:, at])
+            if whole and at is None and data.flags.c_contiguous:  # every time, in order and laid out: no copy
                 return data[index[0] - lo : index[-1] - lo + 1]
-            _fill(out, index, lo, hi, data)
+            _fill(out, index, lo, hi, data, at)
         return out
+
+
+def by_level(shape: tuple[int, ...]) -> np.ndarray:
+    """``np.empty(shape)`` of float32, ``[T, N, H, W]`` laid out level by level (each level's
+    ``[T, H, W]`` one contiguous block, as a shard stores it) or ``[T, H, W]``."""
+    if len(shape) < 4:
+        return np.empty(shape, np.float32)
+    return np.empty((shape[1], shape[0], *shape[2:]), np.float32).transpose(1, 0, 2, 3)
 
 
 def time_chunk(da: xr.DataArray) -> int:
@@ -417,23 +432,32 @@ def retried(read, path: str, name: str, remote: bool):
     raise AssertionError("unreachable")
 
 
-def _fill(out: np.ndarray, index: np.ndarray, lo: int, hi: int, data: np.ndarray) -> np.ndarray:
-    """``out[j] = data[index[j] - lo]`` where ``lo <= index[j] < hi`` (one block copy when those
-    positions run in order, as they do for consecutive times); returns the mask of ``j`` filled."""
+def _fill(out: np.ndarray, index: np.ndarray, lo: int, hi: int, data: np.ndarray, at=None) -> np.ndarray:
+    """``out[j] = data[index[j] - lo]`` (``out[j, k] = data[index[j] - lo, at[k]]``: the levels at
+    positions ``at``) where ``lo <= index[j] < hi``; returns the mask of ``j`` filled.
+
+    One copy of each level, by blocks when those positions run in order (as they do for
+    consecutive times): ``data`` may be a transposed view of what the source decoded, and this
+    copy is what lays it out as ``out``.
+    """
     inside = (index >= lo) & (index < hi)
     where = np.flatnonzero(inside)
     if where.size and np.all(np.diff(where) == 1) and np.all(np.diff(index[where]) == 1):
-        out[where[0] : where[-1] + 1] = data[index[where[0]] - lo : index[where[-1]] - lo + 1]
+        target, source = slice(where[0], where[-1] + 1), slice(index[where[0]] - lo, index[where[-1]] - lo + 1)
     else:
-        out[inside] = data[index[inside] - lo]
+        target, source = inside, index[inside] - lo
+    if at is None:
+        out[target] = data[source]
+    else:
+        for k, level in enumerate(at):  # level by level: each a view, copied once into its block of out
+            out[target, k] = data[source, level]
     return inside
 
 
-def read_values(
-    da: xr.DataArray, path: str, name: str, dims: tuple[str, ...] | None = None, at: list[int] | None = None
-) -> np.ndarray:
-    """``da.values`` (only the levels at positions ``at``) with its axes in the order ``dims``,
-    or a :class:`DataError` naming file and variable when the source cannot be read.
+def read_values(da: xr.DataArray, path: str, name: str, dims: tuple[str, ...] | None = None) -> np.ndarray:
+    """``da.values`` with its axes in the order ``dims`` (a transposed view when the source
+    orders them otherwise: the caller's copy lays it out), or a :class:`DataError` naming file
+    and variable when the source cannot be read.
 
     The axes are put in order after reading: transposing the lazy array first would make
     xarray index the backend point by point (20x slower on a Zarr store laid out
@@ -446,11 +470,8 @@ def read_values(
     except Exception as err:  # noqa: BLE001 -- a damaged file or a dropped connection: say which
         raise DataError(f"{path}: cannot read variable {name} ({type(err).__name__}: {err})") from err
     if dims is not None and tuple(da.dims) != tuple(dims):
-        values = np.transpose(values, [da.dims.index(d) for d in dims])  # a view: the copy comes next
-    if at is not None:
-        level = dims.index("level") if dims is not None else da.dims.index("level")
-        return values[(slice(None),) * level + (at,)]  # the levels picked and laid out in one copy
-    return np.ascontiguousarray(values)
+        values = np.transpose(values, [da.dims.index(d) for d in dims])
+    return values
 
 
 def _check_duplicates(

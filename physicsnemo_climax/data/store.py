@@ -20,8 +20,10 @@ interrupted preparation never looks complete. Official folders have no
 manifest: their time step is taken from the caller (ClimaX's own
 preprocessing keeps hourly data, the default).
 
-Shards saved uncompressed (``np.savez``, as both preprocessors do) are read
-by memory-mapping each member, so a sample costs only its own bytes.
+Shards saved uncompressed (``np.savez``, as both preprocessors do; stores
+prepared here by :func:`write_npz`, the same bytes, hashed as they are
+written) are read by memory-mapping each member, so a sample costs only its
+own bytes.
 
 Every ``.npy`` and ``.npz`` member is read header first (:func:`npz_header`,
 :func:`read_npy`): its declared size must be that of its zip entry and within
@@ -36,10 +38,12 @@ allocated before these checks.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -243,6 +247,102 @@ def npz_keys(path: Path) -> list[str]:
 def npz_arrays(path: Path, max_values: int) -> dict[str, np.ndarray]:
     """Every member of an ``.npz`` file, in memory, each read as :func:`npz_member` reads it."""
     return {key: np.array(npz_member(path, key, max_values=max_values)) for key in npz_keys(path)}
+
+
+def write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> str:
+    """Write ``arrays`` as ``np.savez(path, **arrays)`` does (the same bytes: uncompressed
+    members, zipfile's layout) and return the file's SHA-256 (hex), taken from the bytes as
+    they are written rather than by reading the file again.
+
+    Each array's bytes go to the file as they are (no copy, where ``np.savez`` copies them in
+    blocks first); arrays contiguous in neither order are copied once. A member is hashed in a
+    second thread while the next one is written (zipfile's CRC-32 of it).
+
+    Raises
+    ------
+    StoreError
+        For an array of Python objects (pickles), which a store never holds.
+    """
+    with open(path, "wb") as file, ThreadPoolExecutor(1, thread_name_prefix="npz-hash") as hasher:
+        out = _HashedOutput(file, hasher)
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+            for key, value in arrays.items():
+                value = np.asanyarray(value)
+                if value.dtype.hasobject:
+                    raise StoreError(f"{path}: member {key} holds Python objects; a store holds numbers only")
+                if not (value.flags.c_contiguous or value.flags.f_contiguous):
+                    value = np.ascontiguousarray(value)
+                header = io.BytesIO()
+                fields = np.lib.format.header_data_from_array_1_0(value)  # Fortran order kept, as numpy does
+                try:
+                    np.lib.format.write_array_header_1_0(header, fields)
+                except ValueError:  # a header longer than version 1.0 holds, as numpy's writer does
+                    np.lib.format.write_array_header_2_0(header, fields)
+                with archive.open(key + ".npy", "w", force_zip64=True) as member:  # as np.savez opens it
+                    member.write(header.getvalue())
+                    member.write((value.T if fields["fortran_order"] else value).reshape(-1).view(np.uint8).data)
+                out.hash_written()  # the member's header is final once it is closed
+        out.hash_written()  # the central directory
+        return out.hexdigest()
+
+
+class _HashedOutput:
+    """A binary file being written by :mod:`zipfile`, with the SHA-256 of its bytes.
+
+    zipfile writes a member's local header, then its data, then seeks back to
+    write the header again with the CRC-32 and sizes. Bytes appended are therefore
+    kept (by reference: an array's buffer is not copied) and hashed, in order, by
+    ``hasher`` (one thread) only when :meth:`hash_written` says they are final; the
+    rewrite of a header lands on bytes not yet hashed, and any other rewrite is refused.
+    """
+
+    def __init__(self, file, hasher: ThreadPoolExecutor):
+        self.file, self.hasher = file, hasher
+        self.digest = hashlib.sha256()
+        self.position = self.end = 0
+        self.pending: list[tuple[int, bytes | memoryview]] = []  # (offset, bytes) not hashed yet
+        self.hashing: list[Future] = []
+
+    def write(self, data) -> int:
+        data = data if isinstance(data, bytes) else memoryview(data).cast("B")
+        if self.position == self.end:
+            self.pending.append((self.position, data))
+        else:
+            self._rewrite(bytes(data))
+        self.file.write(data)
+        self.position += len(data)
+        self.end = max(self.end, self.position)
+        return len(data)
+
+    def _rewrite(self, data: bytes) -> None:
+        for k, (start, piece) in enumerate(self.pending):
+            at = self.position - start
+            if isinstance(piece, bytes) and 0 <= at and at + len(data) <= len(piece):
+                self.pending[k] = (start, piece[:at] + data + piece[at + len(data) :])
+                return
+        raise RuntimeError(f"rewriting bytes {self.position}..{self.position + len(data)} already hashed")
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.position = self.file.seek(offset, whence)
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def hash_written(self) -> None:
+        """Hash the bytes written so far (they will not be rewritten), in the hasher's thread."""
+        pieces = [piece for _, piece in self.pending]
+        self.pending = []
+        self.hashing.append(self.hasher.submit(lambda: [self.digest.update(piece) for piece in pieces]))
+
+    def hexdigest(self) -> str:
+        """The SHA-256 of every byte written, once :meth:`hash_written` has covered them."""
+        for job in self.hashing:
+            job.result()
+        return self.digest.hexdigest()
 
 
 #: Shards whose checksum this process has verified: ``(path, size, mtime_ns)``.

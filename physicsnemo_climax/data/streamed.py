@@ -388,15 +388,14 @@ class ChunkReader:
         lo, hi = c * length, min((c + 1) * length, da.sizes["time"])
         what = f"{variable} chunk {c} (time steps {lo}..{hi - 1})"
         dims = ("time", "level", "lat", "lon") if "level" in da.dims else ("time", "lat", "lon")
-        at = None
-        if "level" in da.dims:
-            levels = da.level.values
-            at = [int(np.argmin(np.abs(levels - self.fields[n].level))) for n in names]
         frame = da.isel(time=slice(lo, hi))
-        raw = retried(lambda: read_values(frame, self.url, what, dims, at), self.url, what, is_url(self.url))
+        raw = retried(lambda: read_values(frame, self.url, what, dims), self.url, what, is_url(self.url))
         out = {}
-        for k, name in enumerate(names):
-            out[name] = self._laid_out(name, raw[:, k] if at is not None else raw, what)
+        for name in names:  # each a view of the decoded chunk, laid out by _laid_out's one copy
+            values = raw
+            if "level" in da.dims:
+                values = raw[:, int(np.argmin(np.abs(da.level.values - self.fields[name].level)))]
+            out[name] = self._laid_out(name, values, what)
             self.cache.put((name, c), out[name])
         return out
 
