@@ -188,11 +188,8 @@ class ClimaX(Module):
         if self.residual:
             self._register_anomaly_buffers(num_vars)
 
-        # Stochastic ClimaX: a linear map of the noise per block, added to its input tokens (no bias:
-        # at zero noise it is the deterministic model with the same weights).
-        self.noise_dim = _check_noise_dim(noise_dim)
-        if self.noise_dim:
-            self.noise_proj = nn.ModuleList(nn.Linear(self.noise_dim, embed_dim, bias=False) for _ in range(depth))
+        # Stochastic ClimaX: a linear map of the noise per block, added to its input tokens.
+        self._add_noise_maps(noise_dim, embed_dim, depth)
 
         self.grad_checkpointing = False
         self._init_weights()
@@ -285,6 +282,13 @@ class ClimaX(Module):
             raise InputError(f"input variables contain duplicates: {list(variables)}")
 
     # ---------------------------------------------------------------- noise
+    def _add_noise_maps(self, noise_dim: int, embed_dim: int, depth: int) -> None:
+        """``noise_dim`` and, for a stochastic model, ``noise_proj``: per block a linear map of the
+        noise without bias (at zero noise the model is the deterministic one with its weights)."""
+        self.noise_dim = _check_noise_dim(noise_dim)
+        if self.noise_dim:
+            self.noise_proj = nn.ModuleList(nn.Linear(self.noise_dim, embed_dim, bias=False) for _ in range(depth))
+
     @property
     def stochastic(self) -> bool:
         """Whether members differ through the noise each forward pass takes (``noise_dim > 0``)."""
