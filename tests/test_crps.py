@@ -2,6 +2,10 @@
 """The stochastic ClimaX (``model.noise_dim``) and CRPS training (``train.loss=crps``)."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -374,3 +378,26 @@ def initial_condition(store):
 def test_crps_settings_are_checked_by_name(store, tmp_path, overrides, key):
     with pytest.raises(ConfigError, match=key):
         train(config(store, tmp_path / "run", *overrides))
+
+
+def torchrun(store, run_dir, fsdp, port):
+    script = Path(__file__).with_name("ddp_train.py")
+    overrides = ["model.noise_dim=4", "train.loss=crps", "train.members=2"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}"]
+    cmd += [str(script), str(store), str(run_dir), str(fsdp).lower(), *overrides]
+    result = subprocess.run(
+        cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [torch.load(run_dir / f"params_rank{r}.pt") for r in range(2)]
+
+
+@pytest.mark.slow
+def test_crps_training_on_two_ranks_ddp_and_fsdp(store, tmp_path):
+    """Each rank holds all members of its samples: DDP and FSDP need nothing more."""
+    ddp = torchrun(store, tmp_path / "ddp", False, 29541)
+    assert torch.equal(ddp[0], ddp[1])
+    fsdp = torchrun(store, tmp_path / "fsdp", True, 29542)
+    assert torch.allclose(fsdp[0], ddp[0], atol=1e-5)  # the same noise draws, up to reduction order
+    model = Module.from_checkpoint(str(checkpointing.model_file(tmp_path / "ddp" / "checkpoints")))
+    assert model.noise_dim == 4
