@@ -15,6 +15,7 @@ import xarray as xr
 from era5_files import write_era5
 from physicsnemo.core import Module
 
+from physicsnemo_climax.cli import main
 from physicsnemo_climax.config import load_config
 from physicsnemo_climax.data import PrepareConfig, prepare
 from physicsnemo_climax.data.loader import Batch
@@ -348,6 +349,25 @@ def test_crps_finetune_of_a_deterministic_run_with_lora_then_model_members(store
     assert float(abs(three.isel(member=1) - three.isel(member=0)).temperature_850.max()) > 0
     with pytest.raises(ConfigError, match="perturbation 'model'"):
         forecast(Run.load(plain, "cpu"), ic, ["6h"], ensemble=EnsembleSpec(2, "model"))
+    # the command line: climax forecast --members --perturbation model, climax evaluate eval.perturbation=model
+    ic.to_netcdf(tmp_path / "ic.nc")
+    command = ["forecast", "--run", str(run_dir), "--input", str(tmp_path / "ic.nc"), "--lead", "6h"]
+    main([*command, "--output", str(tmp_path / "out.nc"), "--members", "3", "--perturbation", "model", "--seed", "5"])
+    with xr.open_dataset(tmp_path / "out.nc") as out:
+        assert np.allclose(out.temperature_850.values, three.isel(lead_time=[0]).temperature_850.values, atol=1e-4)
+    main(
+        [
+            "evaluate",
+            f"run_dir={run_dir}",
+            "eval.leads=[6]",
+            "eval.max_samples=4",
+            "eval.members=3",
+            "eval.perturbation=model",
+            "eval.climatology=train_mean",
+            "eval.regions=[global]",
+        ]
+    )
+    assert "crps" in (run_dir / "eval" / "summary.md").read_text().lower()
 
 
 def initial_condition(store):
