@@ -386,6 +386,33 @@ def initial_condition(store):
 
 
 @pytest.mark.parametrize(
+    "task", [["task=finetune_rollout", "task.rollout_steps=2"], ["task=finetune_regional", "task.lead_hours=6"]]
+)
+def test_crps_training_of_rollouts_and_regions_is_reproducible(store, tmp_path, task):
+    """Each member rolls out its own trajectory; the noise comes from (seed, rank, step): twice the same."""
+    crps = ["model.noise_dim=4", "train.loss=crps", "train.members=2", "train.steps=2", "train.val_every=2"]
+    runs = [train(config(store, tmp_path / name, *task, *crps)) for name in ("a", "b")]
+    a, b = (Module.from_checkpoint(str(checkpointing.model_file(r / "checkpoints"))) for r in runs)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert any(p.abs().sum() > 0 for n, p in a.named_parameters() if n.startswith("noise_proj"))
+
+
+def test_earth2studio_model_perturbation_leaves_the_states_to_the_model_noise():
+    from physicsnemo_climax.earth2studio import ClimaXPerturbation
+
+    class Prognostic:
+        def __init__(self, model):
+            self.model = model
+
+    with pytest.raises(ConfigError, match="perturbation 'model'.*deterministic"):
+        ClimaXPerturbation(Prognostic(tiny()), EnsembleSpec(perturbation="model"))
+    perturbation = ClimaXPerturbation(Prognostic(tiny(noise_dim=4)), EnsembleSpec(perturbation="model"))
+    x, coords = torch.randn(3, 2, 8, 16), {"ensemble": np.arange(3), "variable": np.array(VARS)}
+    out, same = perturbation(x, coords)
+    assert out is x and same is coords
+
+
+@pytest.mark.parametrize(
     ("overrides", "key"),
     [
         (["train.loss=crps"], "train.members"),
