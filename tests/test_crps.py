@@ -16,7 +16,7 @@ from era5_files import write_era5
 from physicsnemo.core import Module
 
 from physicsnemo_climax.cli import main
-from physicsnemo_climax.config import load_config
+from physicsnemo_climax.config import load_config, load_run_config
 from physicsnemo_climax.data import PrepareConfig, prepare
 from physicsnemo_climax.data.loader import Batch
 from physicsnemo_climax.engine import checkpointing
@@ -29,7 +29,7 @@ from physicsnemo_climax.forecasting.training import Loss, forecast_loss, loss_of
 from physicsnemo_climax.metrics import latitude_weights, weighted_crps_loss
 from physicsnemo_climax.models import ClimaX
 from physicsnemo_climax.models.pretrained import load_weights, read_weights
-from physicsnemo_climax.tasks import train
+from physicsnemo_climax.tasks import evaluate, train
 
 VARS = ["t2m", "z500"]
 
@@ -230,7 +230,7 @@ def test_member_noise_comes_from_its_own_generator_per_step():
 
 def test_model_perturbation_of_a_deterministic_run_is_refused():
     run, x = FakeRun(tiny()), torch.randn(1, 2, 8, 16)
-    with pytest.raises(ConfigError, match="perturbation 'model'.*deterministic"):
+    with pytest.raises(ConfigError, match="perturbation=model.*deterministic"):
         member_starts(run, x, None, EnsembleSpec(members=3, perturbation="model"))
 
 
@@ -347,8 +347,10 @@ def test_crps_finetune_of_a_deterministic_run_with_lora_then_model_members(store
     assert three.attrs["ensemble_perturbation"] == "model"
     assert np.array_equal(three.isel(member=[0, 1]).temperature_850.values, again.temperature_850.values)
     assert float(abs(three.isel(member=1) - three.isel(member=0)).temperature_850.max()) > 0
-    with pytest.raises(ConfigError, match="perturbation 'model'"):
+    with pytest.raises(ConfigError, match="perturbation=model"):
         forecast(Run.load(plain, "cpu"), ic, ["6h"], ensemble=EnsembleSpec(2, "model"))
+    with pytest.raises(ConfigError, match="eval.perturbation=model: this run's ClimaX is deterministic"):
+        evaluate(load_run_config(plain, ["eval.members=2", "eval.perturbation=model"]))
     # the command line: climax forecast --members --perturbation model, climax evaluate eval.perturbation=model
     ic.to_netcdf(tmp_path / "ic.nc")
     command = ["forecast", "--run", str(run_dir), "--input", str(tmp_path / "ic.nc"), "--lead", "6h"]
@@ -404,7 +406,7 @@ def test_earth2studio_model_perturbation_leaves_the_states_to_the_model_noise():
         def __init__(self, model):
             self.model = model
 
-    with pytest.raises(ConfigError, match="perturbation 'model'.*deterministic"):
+    with pytest.raises(ConfigError, match="perturbation=model.*deterministic"):
         ClimaXPerturbation(Prognostic(tiny()), EnsembleSpec(perturbation="model"))
     perturbation = ClimaXPerturbation(Prognostic(tiny(noise_dim=4)), EnsembleSpec(perturbation="model"))
     x, coords = torch.randn(3, 2, 8, 16), {"ensemble": np.arange(3), "variable": np.array(VARS)}

@@ -42,7 +42,7 @@ class ClimaXPerturbation:
             )
         if spec.perturbation == "model" and not getattr(prognostic.model, "stochastic", False):
             raise ConfigError(
-                "perturbation 'model': this ClimaX is deterministic (model.noise_dim=0); perturb the "
+                "perturbation=model: this ClimaX is deterministic (model.noise_dim=0); perturb the "
                 "initial states (gaussian, spherical, bred) or use a stochastic run"
             )
         self.prognostic, self.spec = prognostic, spec

@@ -208,17 +208,18 @@ def breed(x: torch.Tensor, delta: torch.Tensor, step, dynamic: list[int], scale:
     return delta
 
 
-def check_stochastic(model, spec: EnsembleSpec) -> None:
+def check_stochastic(model, spec: EnsembleSpec, key: str = "perturbation") -> None:
     """``model`` perturbation needs a stochastic model.
 
     Raises
     ------
     ConfigError
-        For an ensemble of ``model`` members of a deterministic model (they would be one forecast).
+        Naming ``key`` (``eval.perturbation``), for an ensemble of ``model`` members of a
+        deterministic model (they would be one forecast).
     """
     if spec.members > 1 and spec.perturbation == "model" and not getattr(model, "stochastic", False):
         raise ConfigError(
-            "perturbation 'model': this run's ClimaX is deterministic (model.noise_dim=0), so its members "
+            f"{key}=model: this run's ClimaX is deterministic (model.noise_dim=0), so its members "
             "would all be one forecast; perturb the initial states (gaussian, spherical, bred, lagged) "
             "or fine-tune a stochastic model (model.noise_dim, train.loss=crps)"
         )

@@ -230,7 +230,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     """
     e = EvalSettings.from_config(cfg.eval)  # checked before anything is read
     run = Run.load(cfg.run_dir, decide_device(e.device, "eval.device"))
-    check_stochastic(run.model, e.ensemble)
+    check_stochastic(run.model, e.ensemble, "eval.perturbation")
     store = run_store(cfg, run)
     scored = list(e.variables or run.info.out_variables)
     plans = rollout_plans(run, scored, list(e.leads), e.mode)

@@ -90,7 +90,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     """
     e = EvalSettings.from_config(cfg.eval)
     run = Run.load(cfg.run_dir, decide_device(e.device, "eval.device"))
-    check_stochastic(run.model, e.ensemble)
+    check_stochastic(run.model, e.ensemble, "eval.perturbation")
     if not run.info.windows:
         raise config_error("run_dir", cfg.run_dir, "this run forecasts states at leads; evaluate it with task=its task")
     scored = list(e.variables or run.info.out_variables)
