@@ -450,3 +450,21 @@ def test_crps_training_on_two_ranks_ddp_and_fsdp(store, tmp_path):
     assert torch.allclose(fsdp[0], ddp[0], atol=1e-5)  # the same noise draws, up to reduction order
     model = Module.from_checkpoint(str(checkpointing.model_file(tmp_path / "ddp" / "checkpoints")))
     assert model.noise_dim == 4
+
+
+def test_other_tasks_refuse_the_crps_and_the_stochastic_model():
+    from physicsnemo_climax.climate_downscaling.model import build_model
+    from physicsnemo_climax.climate_projection.training import model_args
+    from physicsnemo_climax.engine.task import train_task
+
+    with pytest.raises(ConfigError, match="model.noise_dim"):
+        model_args(load_config(["task=climatebench", "model.noise_dim=4"]))
+    with pytest.raises(ConfigError, match="model.noise_dim"):
+        build_model(load_config(["model.noise_dim=4"]), ["t2m"], ["t2m"], [0.0, 10.0], [0.0, 10.0])
+
+    def never(ctx):
+        raise AssertionError("built despite train.loss=crps")
+
+    cfg = load_config(["train.loss=crps", "train.members=2"])
+    with pytest.raises(ConfigError, match="train.loss=crps: the climax.climatebench task trains with mse"):
+        train_task(cfg, never, name="climax.climatebench")
