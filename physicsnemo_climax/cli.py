@@ -713,10 +713,11 @@ def _add_ensemble_options(p) -> None:
     p.add_argument("--members", type=int, default=1, help="ensemble members, the control included (default 1)")
     p.add_argument(
         "--perturbation",
-        choices=["gaussian", "spherical", "bred", "lagged"],
+        choices=["gaussian", "spherical", "bred", "lagged", "model"],
         default="spherical",
         help="how members differ: point noise, smooth isotropic noise on the sphere, bred vectors, "
-        "or earlier initial times of the input (lagged)",
+        "earlier initial times of the input (lagged), or only the noise of a stochastic model (model; "
+        "a stochastic model's members also take their own noise with the others)",
     )
     p.add_argument(
         "--perturbation-scale",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from physicsnemo.metrics.climate.acc import acc as _acc
 from physicsnemo.metrics.general.crps import crps as _crps
+from physicsnemo.metrics.general.crps import kcrps as _kcrps
 
 from .errors import InputError
 
@@ -37,6 +38,44 @@ def weighted_mse_loss(pred: torch.Tensor, target: torch.Tensor, lat: torch.Tenso
     """
     w = latitude_weights(lat).to(pred.device, pred.dtype)[:, None]
     return ((pred - target).square() * w).mean()
+
+
+def weighted_crps_loss(
+    members: torch.Tensor, target: torch.Tensor, lat: torch.Tensor, alpha: float = 1.0
+) -> torch.Tensor:
+    """Latitude-weighted almost-fair kernel CRPS of an ensemble over everything (the CRPS
+    training loss): weighted as :func:`weighted_mse_loss`, every variable alike.
+
+    Parameters
+    ----------
+    members : torch.Tensor
+        ``[M, ..., H, W]``, ``M >= 2`` members of one forecast.
+    target : torch.Tensor
+        ``[..., H, W]``.
+    lat : torch.Tensor
+        ``[H]`` degrees.
+    alpha : float
+        ``alpha`` times the fair CRPS plus ``1 - alpha`` times the CRPS of the members'
+        own distribution (all ``M^2`` pairs): ``1`` is fair, ``0.95`` the almost-fair CRPS
+        of AIFS-CRPS (Lang et al. 2024).
+
+    Notes
+    -----
+    Per point, ``E|X - y| - (1 - (1 - alpha) / M) sum_{i != j} |x_i - x_j| / (2 M (M - 1))``.
+    The fair CRPS alone is unbiased for the CRPS of the distribution the members come from,
+    but degenerate: with two members, one on the truth makes the score 0 wherever the other
+    is; the small share of the members' own CRPS removes that. PhysicsNeMo's ``kcrps`` gives both ends (``biased=False``: fair,
+    ``biased=True``: all ``M^2`` pairs) but not the blend, which is made here. Float32.
+    """
+    m = members.shape[0]
+    if m < 2:
+        raise InputError(f"the CRPS loss needs at least 2 members, got {m}")
+    members, target = members.float(), target.float()
+    local = _kcrps(members, target, dim=0, biased=False)
+    if alpha != 1.0:
+        local = alpha * local + (1.0 - alpha) * _kcrps(members, target, dim=0, biased=True)
+    w = latitude_weights(lat).to(local.device)[:, None]
+    return (local * w).mean()
 
 
 def rmse(pred: torch.Tensor, target: torch.Tensor, lat: torch.Tensor) -> torch.Tensor:

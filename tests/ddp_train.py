@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Run by ``torchrun`` from test_recipes: a tiny DDP (or FSDP2) training on
-CPU/gloo, after which each rank saves its (full) parameters for the test."""
+CPU/gloo, after which each rank saves its (full) parameters for the test.
+Arguments after the first three are more overrides (test_crps)."""
 
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ if __name__ == "__main__":
             "train.progress=false",
             "train.num_workers=0",
             f"train.fsdp={fsdp}",
+            *sys.argv[4:],
         ]
     )
     _, model = fit(cfg)

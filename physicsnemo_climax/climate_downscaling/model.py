@@ -36,7 +36,7 @@ def build_model(cfg: DictConfig, inputs, outputs, lat, lon) -> ClimaX:
     ------
     ConfigError
         ``model.residual=true`` (the forecasting residual, not this task's: ``task.residual``),
-        or weights of ``init`` that do not fit.
+        ``model.noise_dim > 0`` (a forecasting model), or weights of ``init`` that do not fit.
     """
     args = OmegaConf.to_container(cfg.model, resolve=True)
     args.pop("_target_", None)
@@ -45,6 +45,10 @@ def build_model(cfg: DictConfig, inputs, outputs, lat, lon) -> ClimaX:
             "model.residual",
             True,
             "that is the forecasting residual around persistence; downscaling's is task.residual",
+        )
+    if args.pop("noise_dim", 0):
+        raise config_error(
+            "model.noise_dim", cfg.model.noise_dim, "the stochastic ClimaX is a forecasting model; leave it 0"
         )
     args.update(variables=model_names(inputs, outputs), img_size=[len(lat), len(lon)], lat=list(lat), lon=list(lon))
     try:

@@ -44,6 +44,11 @@ def model_args(cfg: DictConfig) -> dict:
             "model.overlapping_head=true: ClimateBench's head maps one summary token to the "
             "whole grid, with no patches to overlap; leave model.overlapping_head=false"
         )
+    if args.pop("noise_dim", 0):
+        raise ConfigError(
+            "model.noise_dim > 0: the stochastic ClimaX is a forecasting model, trained for its "
+            "ensembles; leave model.noise_dim=0"
+        )
     for key in ("_target_", "decoder_depth", "variables"):
         args.pop(key, None)
     return dict(args, out_variables=list(cfg.task.targets), history=cfg.task.history)

@@ -7,7 +7,11 @@ member ``k`` in ``climax forecast --members`` and ``eval.members`` (same seed,
 same member, same field), scaled by each variable's training std; member 0
 (Earth2Studio's ensemble id 0) stays the control. ``bred`` grows its vectors
 with the prognostic's own step. ``lagged`` is not a perturbation (its
-members are earlier initial times) and is refused.
+members are earlier initial times) and is refused. ``model`` leaves the
+states as they are: a stochastic ClimaX prognostic (``model.noise_dim > 0``)
+draws its own noise for every state of the batch at every step, so its members
+differ without a perturbation (from torch's generator: seed it for a
+reproducible ensemble); it is refused for a deterministic one.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ class ClimaXPerturbation:
                 "a lagged ensemble is made of earlier initial times, not a perturbation: "
                 "use climax forecast --perturbation lagged or eval.perturbation=lagged"
             )
+        if spec.perturbation == "model" and not getattr(prognostic.model, "stochastic", False):
+            raise ConfigError(
+                "perturbation=model: this ClimaX is deterministic (model.noise_dim=0); perturb the "
+                "initial states (gaussian, spherical, bred) or use a stochastic run"
+            )
         self.prognostic, self.spec = prognostic, spec
 
     def _normalised_step(self, state: torch.Tensor) -> torch.Tensor:
@@ -47,6 +56,8 @@ class ClimaXPerturbation:
         """``x`` ``[ensemble, ..., variable, lat, lon]`` in physical units, ``coords`` with ``ensemble`` first."""
         if next(iter(coords)) != "ensemble":
             raise InputError(f"the ensemble dimension must come first, got {list(coords)}")
+        if self.spec.perturbation == "model":  # members differ through the prognostic's own noise
+            return x, coords
         p, out = self.prognostic, x.clone()
         for i, member in enumerate(coords["ensemble"]):
             if int(member) == 0:

@@ -81,9 +81,36 @@ def check_train(t: DictConfig) -> None:
         if (low is not None and value < low) or (high is not None and value > high) or (key == "lr" and value <= 0):
             span = f"in [{low}, {high}]" if high is not None else (f"> {low}" if key == "lr" else f">= {low}")
             raise config_error(f"train.{key}", value, f"must be {span}")
+    check_loss(t)
     betas = list(t.get("betas") or [])
     if len(betas) != 2 or not all(isinstance(b, numbers.Real) and 0 <= b < 1 for b in betas):
         raise config_error("train.betas", betas, "must be two numbers in [0, 1)")
+
+
+#: The values of ``train.loss``: the mean squared error, or the CRPS of an ensemble of members.
+LOSSES = ("mse", "crps")
+
+
+def check_loss(t: DictConfig) -> None:
+    """``train.loss``, ``train.members`` and ``train.crps_alpha`` agree: ``mse`` with one member,
+    ``crps`` with two or more, ``crps_alpha`` in ``[0, 1]``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key and value.
+    """
+    loss, members, alpha = t.get("loss"), t.get("members"), t.get("crps_alpha")
+    if loss not in LOSSES:
+        raise config_error("train.loss", loss, f"choose from {list(LOSSES)}")
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise config_error("train.members", members, "must be a whole number >= 1")
+    if loss == "mse" and members != 1:
+        raise config_error("train.members", members, "members are an ensemble's: set train.loss=crps, or members=1")
+    if loss == "crps" and members < 2:
+        raise config_error("train.members", members, "train.loss=crps scores an ensemble: give 2 or more members")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
+        raise config_error("train.crps_alpha", alpha, "must be a number in [0, 1] (1: the fair CRPS)")
 
 
 def split_batch(t: DictConfig, world: int) -> None:

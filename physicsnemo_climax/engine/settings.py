@@ -66,6 +66,9 @@ class TrainSettings:
     warmup_steps: int
     min_lr_ratio: float
     clip_grad: float
+    loss: str
+    members: int
+    crps_alpha: float
     freeze: tuple[str, ...]
     lora: LoraSettings
     lr_scale: Any

@@ -84,7 +84,12 @@ TaskBuilder = Callable[[TaskContext], tuple[Trainable, RunRecord]]
 
 
 def train_task(
-    cfg: DictConfig, build: TaskBuilder, *, name: str, loaders: tuple[str, ...] = LOADERS
+    cfg: DictConfig,
+    build: TaskBuilder,
+    *,
+    name: str,
+    loaders: tuple[str, ...] = LOADERS,
+    losses: tuple[str, ...] = ("mse",),
 ) -> tuple[Path, torch.nn.Module]:
     """Run (or resume) the training ``cfg`` describes, the task's part built by ``build``.
 
@@ -98,6 +103,8 @@ def train_task(
         The logger's name (``climax.train``, ...).
     loaders : tuple of str
         The ``train.loader`` values the task reads with (:data:`.plan.LOADERS`).
+    losses : tuple of str
+        The ``train.loss`` values the task trains with (:data:`.checks.LOSSES`).
 
     Returns
     -------
@@ -110,6 +117,11 @@ def train_task(
         Naming the key, for a ``train`` value out of range or an ask the task cannot honour.
     """
     check_train(cfg.train)
+    if cfg.train.loss not in losses:
+        raise ConfigError(
+            f"train.loss={cfg.train.loss}: the {name} task trains with {' or '.join(losses)} "
+            "(the CRPS of members is ClimaX forecasting's)"
+        )
     plan = resolve(cfg, loaders=loaders)
     manager = setup_distributed()
     split_batch(cfg.train, manager.world_size)  # config.yaml records the split, as it ran

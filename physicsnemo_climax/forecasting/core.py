@@ -21,7 +21,7 @@ import torch
 import xarray as xr
 
 from ..data.windows import TimeWindow
-from .ensembles import EnsembleSpec, members_of
+from .ensembles import EnsembleSpec, members_of, model_noise
 from .rollout import forecast_steps, model_steps
 
 
@@ -38,11 +38,17 @@ class Start:
         ``extra`` hours longer, to the same valid time).
     seconds : np.ndarray or None
         ``[B]`` initial times of the states, seconds since 1970 (for the forcings).
+    members : tuple of int
+        The members the states are, member-major (``B`` is a multiple of their count).
+    seed : int
+        The ensemble's seed: a stochastic model's noise of each member (:func:`.ensembles.model_noise`).
     """
 
     state: torch.Tensor
     extra: float = 0.0
     seconds: np.ndarray | None = None
+    members: tuple[int, ...] = (0,)
+    seed: int = 0
 
 
 def member_starts(
@@ -58,11 +64,12 @@ def member_starts(
     (:func:`.ensembles.members_of`), or (``lagged``) ``x`` and then member ``k``'s state
     ``earlier[k - 1]`` ``[B, V, H, W]``, ``k * lag`` hours before ``x``."""
     if spec.members == 1:
-        return [Start(x, 0.0, seconds)]
+        return [Start(x, 0.0, seconds, seed=spec.seed)]
     if spec.perturbation != "lagged":
-        return [Start(members_of(run, x, spec), 0.0, None if seconds is None else np.tile(seconds, spec.members))]
-    return [Start(x, 0.0, seconds)] + [
-        Start(state.to(x.device), k * lag, None if seconds is None else seconds - 3600.0 * k * lag)
+        tiled = None if seconds is None else np.tile(seconds, spec.members)
+        return [Start(members_of(run, x, spec), 0.0, tiled, tuple(range(spec.members)), spec.seed)]
+    return [Start(x, 0.0, seconds, seed=spec.seed)] + [
+        Start(state.to(x.device), k * lag, None if seconds is None else seconds - 3600.0 * k * lag, (k,), spec.seed)
         for k, state in enumerate(earlier, start=1)
     ]
 
@@ -72,7 +79,8 @@ def lead_forecasts(
 ) -> Iterator[tuple[float, torch.Tensor]]:
     """``(lead, forecast)`` of each lead: the normalised ``out_variables`` ``[M, B, V, h, w]``
     (float32, on the CPU) of the ``starts`` (:func:`member_starts`), each run to ``lead`` plus its
-    ``extra`` hours in the model steps of :func:`.rollout.model_steps` (``mode``), one batch a start."""
+    ``extra`` hours in the model steps of :func:`.rollout.model_steps` (``mode``), one batch a start;
+    a stochastic model's noise is each member's own (:func:`.ensembles.model_noise`)."""
     variables = list(run.info.variables)
     # a lagged member of a run of time-mean windows predicts the window that starts ``lead`` after
     # its own start (S2S practice): a window's mean is only defined at the windows trained
@@ -89,6 +97,7 @@ def lead_forecasts(
                     run.region,
                     run.forcings,
                     s.seconds,
+                    model_noise(run.model, s.seed, s.members, len(s.state) // len(s.members), s.state.device),
                 )[-1]
                 .float()
                 .cpu()

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Ensembles from a deterministic model: perturbed initial conditions, rolled out as one batch.
+"""Ensembles: perturbed initial conditions, or a stochastic model's own noise, rolled out as one batch.
 
 Perturbations are added in normalised units (each variable divided by its
 training std), so ``scale`` is a fraction of each variable's spread; the
@@ -26,10 +26,23 @@ and member ``k`` is the same whatever the number of members.
     ``k`` lags longer, to the same valid time (the caller provides the
     earlier states: the forecast API from its initial condition's times, the
     evaluation from the store, :func:`lag_hours` apart).
+``model``
+    no perturbation: every member starts from the initial state and differs
+    through the noise a stochastic ClimaX (``model.noise_dim > 0``, trained
+    with ``train.loss=crps``) takes at each model step; refused for a
+    deterministic run.
+
+A stochastic model's members always differ through their own noise, whatever
+the perturbation (``gaussian``, ... add theirs to it): member ``k``'s noise at
+model step ``s`` comes from its own generator, seeded from ``(seed, k, s)``
+(:func:`model_noise`), so a member's trajectory is the same whatever the
+number of members and whichever lead is asked for. The ``bred`` steps run at
+zero noise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -40,7 +53,7 @@ from ..engine.run_info import RunInfo
 from ..errors import ConfigError
 from ..models.variables import CONSTANTS
 
-PERTURBATIONS = ("gaussian", "spherical", "bred", "lagged")
+PERTURBATIONS = ("gaussian", "spherical", "bred", "lagged", "model")
 EARTH_RADIUS_KM = 6371.0
 
 
@@ -170,6 +183,8 @@ def perturb(
     """
     if spec.perturbation == "lagged":
         raise ConfigError("lagged members are earlier initial states, not noise")
+    if spec.perturbation == "model":  # the model's noise makes the members
+        return x.repeat(spec.members, *([1] * (x.ndim - 1)))
     members = [x]
     for k in range(1, spec.members):
         if spec.perturbation == "bred" and k % 2 == 0:
@@ -193,6 +208,43 @@ def breed(x: torch.Tensor, delta: torch.Tensor, step, dynamic: list[int], scale:
     return delta
 
 
+def check_stochastic(model, spec: EnsembleSpec, key: str = "perturbation") -> None:
+    """``model`` perturbation needs a stochastic model.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``key`` (``eval.perturbation``), for an ensemble of ``model`` members of a
+        deterministic model (they would be one forecast).
+    """
+    if spec.members > 1 and spec.perturbation == "model" and not getattr(model, "stochastic", False):
+        raise ConfigError(
+            f"{key}=model: this run's ClimaX is deterministic (model.noise_dim=0), so its members "
+            "would all be one forecast; perturb the initial states (gaussian, spherical, bred, lagged) "
+            "or fine-tune a stochastic model (model.noise_dim, train.loss=crps)"
+        )
+
+
+def noise_generator(seed: int, member: int, step: int) -> torch.Generator:
+    """The generator of member ``member``'s model noise at model step ``step`` (a stochastic model)."""
+    state = np.random.SeedSequence([int(seed), int(member), int(step)]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def model_noise(model, seed: int, members: Sequence[int], batch: int, device) -> Callable[[int], torch.Tensor] | None:
+    """The noise of each model step of a start holding ``members`` (member-major, ``batch``
+    states each) of a stochastic ``model``: ``noise(step)`` ``[len(members) * batch, h w, n]``
+    on ``device``, each member's from :func:`noise_generator`; ``None`` for a deterministic model."""
+    if not getattr(model, "stochastic", False):
+        return None
+
+    def noise(step: int) -> torch.Tensor:
+        draws = [model.draw_noise(batch, noise_generator(seed, m, step)) for m in members]
+        return torch.cat(draws).to(device)
+
+    return noise
+
+
 def lag_hours(info: RunInfo) -> float:
     """How much earlier each lagged member starts in an evaluation: the run's lead for a
     fixed-lead run (the only leads it reaches are its multiples), else the data step."""
@@ -207,8 +259,10 @@ def bred_step(run, variables: list[str], dynamic: list[int]):
     targets = [variables[i] for i in dynamic]
 
     def step(x: torch.Tensor) -> torch.Tensor:
-        out = x.clone()
-        out[:, dynamic] = run.model(x, torch.full((len(x),), hours, device=x.device), variables, targets).to(x.dtype)
+        out, lead = x.clone(), torch.full((len(x),), hours, device=x.device)
+        # a stochastic model breeds at zero noise: the growth of the perturbation alone
+        zero = {"noise": x.new_zeros(run.model.noise_shape(len(x)))} if getattr(run.model, "stochastic", False) else {}
+        out[:, dynamic] = run.model(x, lead, variables, targets, **zero).to(x.dtype)
         return out
 
     return step
@@ -219,6 +273,7 @@ def members_of(run, x: torch.Tensor, spec: EnsembleSpec) -> torch.Tensor:
     (noise on the run's whole grid; constants and forcings never perturbed; the breeding steps of
     ``bred`` see the forcings at their training mean, as they carry no time)."""
     variables, computed = list(run.info.variables), set(run.info.forcings)
+    check_stochastic(run.model, spec)
     dynamic = [i for i, v in enumerate(variables) if v not in CONSTANTS and v not in computed]
     step = bred_step(run, variables, dynamic) if spec.perturbation == "bred" else None
     with torch.no_grad():

@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..models import GridRegion
 from .core import Start, forecast_dataset, lead_forecasts, member_starts
 from .diagnostics import FieldDiagnostics
-from .ensembles import EnsembleSpec, lag_hours
+from .ensembles import EnsembleSpec, check_stochastic, lag_hours
 from .references import References
 from .report import Case, Pictures, evaluation_folder, write_report
 from .rollout import model_steps
@@ -230,6 +230,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     """
     e = EvalSettings.from_config(cfg.eval)  # checked before anything is read
     run = Run.load(cfg.run_dir, decide_device(e.device, "eval.device"))
+    check_stochastic(run.model, e.ensemble, "eval.perturbation")
     store = run_store(cfg, run)
     scored = list(e.variables or run.info.out_variables)
     plans = rollout_plans(run, scored, list(e.leads), e.mode)

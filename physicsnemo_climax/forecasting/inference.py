@@ -21,7 +21,7 @@ from ..data.times import lead_hours
 from ..data.units import STATING, expected_units, parse_assumed
 from ..errors import ConfigError, DataError, InputError
 from .core import Start, forecast_dataset, lead_forecasts, member_starts, window_dataset
-from .ensembles import EnsembleSpec
+from .ensembles import EnsembleSpec, check_stochastic
 from .initial import FILL_BOUND, state, time_axis
 from .run import Run
 
@@ -123,6 +123,7 @@ def forecast(
         time-mean windows gives ``[time, window, lat, lon]`` (:func:`.core.window_dataset`).
     """
     spec, out_variables = ensemble or EnsembleSpec(), list(out_variables or run.info.out_variables)
+    check_stochastic(run.model, spec)
     x, times = normalised_state(run, initial_condition, regrid_method, nan_policy, parse_assumed(assume_units))
     hours = forecast_leads(run, lead_times)
     starts, times = initial_starts(run, x, times, spec)

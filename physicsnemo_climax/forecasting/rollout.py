@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -94,6 +94,7 @@ def forecast_steps(
     region=None,
     forcings: Forcings | None = None,
     init_time: torch.Tensor | np.ndarray | None = None,
+    noise: Callable[[int], torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """Apply the model along ``steps_hours``, feeding each prediction back.
 
@@ -103,7 +104,9 @@ def forecast_steps(
     computed for each step's valid time from ``init_time`` (``[B]`` seconds
     since 1970) before the model sees the state. The returned list holds the
     ``out_variables`` after each step, ``[B, V_out, H, W]`` each. A
-    ``region`` (regional models) allows a single step only.
+    ``region`` (regional models) allows a single step only. ``noise(k)``, when given, is the
+    noise of step ``k`` (from 0) of a stochastic model (:meth:`..models.ClimaX.draw_noise`);
+    without it such a model draws its own.
 
     Raises
     ------
@@ -123,14 +126,15 @@ def forecast_steps(
     outputs, state = [], x
     b = x.shape[0]
     elapsed = torch.zeros(b, dtype=torch.float64)
-    for hours in steps_hours:
+    for k, hours in enumerate(steps_hours):
+        draws = {} if noise is None else {"noise": noise(k)}
         lead = hours if torch.is_tensor(hours) else torch.full((b,), float(hours), device=x.device)
         if computed:  # the forcings at this step's valid time (no host copy of the lead without them)
             elapsed = elapsed + lead.detach().cpu().double()
             state = forcings.fill(state, variables, torch.as_tensor(init_time).cpu().double() + 3600.0 * elapsed)
         if len(steps_hours) == 1:
-            return [model(state, lead, variables, out_variables, region=region)]
-        predicted = model(state, lead, variables, dynamic)
+            return [model(state, lead, variables, out_variables, region=region, **draws)]
+        predicted = model(state, lead, variables, dynamic, **draws)
         state = state.clone()
         state[:, [variables.index(v) for v in dynamic]] = predicted.to(state.dtype)
         outputs.append(state[:, [variables.index(v) for v in out_variables]])

@@ -10,6 +10,7 @@ region, checks the config, and hands a latitude-weighted MSE to the engine
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ from ..engine.run_folder import RunRecord
 from ..engine.run_info import RunInfo
 from ..engine.task import TaskContext, train_task, validation_mean
 from ..errors import InputError
-from ..metrics import rmse, weighted_mse_loss
+from ..metrics import rmse, weighted_crps_loss, weighted_mse_loss
 from ..models import ClimaX, GridRegion
 from ..models.variables import CONSTANTS
 from .rollout import forecast_steps
@@ -136,6 +137,13 @@ def check_config(
             "the DALI pipeline does not carry the valid times that "
             "data.forcings need at every rollout step; use threads or processes",
         )
+    if cfg.train.loss == "crps" and not model.stochastic:
+        raise config_error(
+            "train.loss",
+            "crps",
+            "a deterministic ClimaX (model.noise_dim=0) forecasts one member whatever the count; "
+            "set model.noise_dim (e.g. 8) for a stochastic one",
+        )
     try:
         region = model.resolve_region(cfg.task.region)
     except (KeyError, ValueError) as err:
@@ -209,6 +217,25 @@ def window_leads(windows, hours_per_step: float) -> dict:
 
 
 # ---------------------------------------------------------------- loss and validation
+@dataclass(frozen=True)
+class Loss:
+    """The training loss (``train.loss``, ``train.members``, ``train.crps_alpha``): the
+    latitude-weighted MSE of one forecast, or the almost-fair CRPS of ``members`` forecasts of
+    each sample (:func:`..metrics.weighted_crps_loss`)."""
+
+    kind: str = "mse"
+    members: int = 1
+    alpha: float = 1.0
+
+    @classmethod
+    def of(cls, t) -> Loss:
+        """The loss of the ``train`` settings ``t`` (:class:`..engine.settings.TrainSettings`)."""
+        return cls(t.loss, t.members, t.crps_alpha)
+
+
+MSE = Loss()
+
+
 def predictions(net, batch, region: GridRegion, forcings: Forcings | None = None) -> list[torch.Tensor]:
     """The forecast of each target step of ``batch``: one direct step (the reader computed its
     forcings), or a rollout (targets ``[B, S, V, H, W]``) chained through the model, with the
@@ -227,31 +254,63 @@ def predictions(net, batch, region: GridRegion, forcings: Forcings | None = None
     )
 
 
-def forecast_loss(net, batch, region: GridRegion, forcings: Forcings | None = None) -> torch.Tensor:
-    """Latitude-weighted MSE on the region, averaged over the target steps."""
-    return loss_of(predictions(net, batch, region, forcings), batch, region)
+def member_predictions(
+    net, batch, region: GridRegion, members: int, forcings: Forcings | None = None
+) -> list[torch.Tensor]:
+    """:func:`predictions` of ``members`` members of every sample, ``[M, B, V, h, w]`` each step:
+    the batch's states repeated, member-major, in one forward pass (a stochastic model draws
+    each row's noise; a rollout feeds each member its own forecast)."""
+    b = batch.x.shape[0]
+    repeated = replace(
+        batch,
+        x=batch.x.repeat(members, 1, 1, 1),
+        lead_time=batch.lead_time.repeat(members),
+        time=None if batch.time is None else batch.time.repeat(members),
+    )  # y stays: predictions read only its steps
+    return [p.reshape(members, b, *p.shape[1:]) for p in predictions(net, repeated, region, forcings)]
 
 
-def loss_of(preds: list[torch.Tensor], batch, region: GridRegion) -> torch.Tensor:
+def forecast_loss(net, batch, region: GridRegion, forcings: Forcings | None = None, loss: Loss = MSE) -> torch.Tensor:
+    """The ``loss`` on the region (latitude-weighted MSE, or the CRPS of members), averaged over
+    the target steps."""
+    if loss.kind == "mse":
+        return loss_of(predictions(net, batch, region, forcings), batch, region)
+    return loss_of(member_predictions(net, batch, region, loss.members, forcings), batch, region, loss)
+
+
+def loss_of(preds: list[torch.Tensor], batch, region: GridRegion, loss: Loss = MSE) -> torch.Tensor:
+    """The ``loss`` of the forecasts ``preds`` of each target step (``[B, V, h, w]``, or
+    ``[M, B, V, h, w]`` for the CRPS) against ``batch.y``."""
     targets = [batch.y] if batch.y.ndim == 4 else batch.y.unbind(1)
-    return sum(weighted_mse_loss(p, region.crop(y), region.lat) for p, y in zip(preds, targets)) / len(preds)
+    if loss.kind == "mse":
+        return sum(weighted_mse_loss(p, region.crop(y), region.lat) for p, y in zip(preds, targets)) / len(preds)
+    scores = [weighted_crps_loss(p, region.crop(y), region.lat, loss.alpha) for p, y in zip(preds, targets)]
+    return sum(scores) / len(scores)
 
 
-def validate(net, readers, t: DictConfig, region: GridRegion, manager, seed: int, loader: str) -> dict[str, float]:
-    """Validation loss and RMSE (normalized units) of each output variable, over ``t.val_batches``,
-    read by worker processes when the run ``loader`` is ``processes``, else by threads (a few
-    batches: no DALI pipeline)."""
+def validate(net, readers, t, region: GridRegion, manager, seed: int, loader: str) -> dict[str, float]:
+    """Validation loss (the training loss, :class:`Loss`) and RMSE (normalized units; of the
+    members' mean with the CRPS) of each output variable, over ``t.val_batches``, read by worker
+    processes when the run ``loader`` is ``processes``, else by threads (a few batches: no DALI
+    pipeline)."""
     batches = ForecastBatches(
         readers, t.batch_size, manager.rank, manager.world_size, seed=seed, shuffle=False, even=True
     )
     backend = "processes" if loader == "processes" else "threads"
 
+    loss = Loss.of(t)
+
     def scores(batch) -> dict[str, float]:
         batch = batch.to(manager.device)
-        preds = predictions(net, batch, region, readers[batch.source].forcings)
-        out = {"loss": loss_of(preds, batch, region).item()}
+        forcings = readers[batch.source].forcings
+        if loss.kind == "mse":
+            preds = predictions(net, batch, region, forcings)
+        else:
+            preds = member_predictions(net, batch, region, loss.members, forcings)
+        out = {"loss": loss_of(preds, batch, region, loss).item()}
         if batch.y.ndim == 4:
-            for v, score in zip(batch.out_variables, rmse(preds[0].float(), region.crop(batch.y), region.lat)):
+            mean = preds[0].float() if loss.kind == "mse" else preds[0].float().mean(dim=0)
+            for v, score in zip(batch.out_variables, rmse(mean, region.crop(batch.y), region.lat)):
                 out[f"rmse/{v}"] = score.item()
         return out
 
@@ -266,12 +325,13 @@ def train(cfg: DictConfig) -> Path:
 
 def fit(cfg: DictConfig) -> tuple[Path, ClimaX]:
     """:func:`train`, also returning this rank's trained model."""
-    return train_task(cfg, forecast_job, name="climax.train")
+    return train_task(cfg, forecast_job, name="climax.train", losses=("mse", "crps"))
 
 
 def forecast_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
     """The forecasting task's part (:func:`..engine.task.train_task` does the rest): the sources,
-    the model and its region, the latitude-weighted MSE and validation, and the run's record."""
+    the model and its region, the loss (latitude-weighted MSE, or the CRPS of members) and
+    validation, and the run's record."""
     cfg, t, plan = ctx.cfg, ctx.train, ctx.plan
     readers = build_sources(cfg, "train")
     val_readers = build_sources(cfg, "val") if cfg.data.val else []
@@ -282,9 +342,10 @@ def forecast_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
         return validate(net, val_readers, t, region, ctx.manager, cfg.seed, plan.loader)
 
     batches = ForecastBatches(readers, t.batch_size, ctx.rank, ctx.world_size, seed=cfg.seed)
+    loss = Loss.of(t)
     job = Trainable(
         model,
-        lambda net, batch: forecast_loss(net, batch, region, readers[batch.source].forcings),
+        lambda net, batch: forecast_loss(net, batch, region, readers[batch.source].forcings, loss),
         forecast_epochs(batches, plan.loader, ctx.device, t.num_workers),
         validation if val_readers else None,
         fsdp_units=model.blocks,

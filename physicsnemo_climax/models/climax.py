@@ -93,6 +93,14 @@ class ClimaX(Module):
         neighbouring windows are blended with tent weights, so forecasts are
         continuous across patch edges (:func:`.head.overlap_add`); ``False`` is
         the paper's head, which fills each patch from its own token only.
+    noise_dim : int
+        ``0`` (the default, the paper's model): deterministic. ``n > 0``: a stochastic ClimaX;
+        each forward pass takes a noise field of ``n`` standard normal values per patch
+        (``noise``, drawn when not given), and every block adds its own linear map of it
+        to the tokens before it (:meth:`encode`). The maps start at zero, so weights of a
+        deterministic model load with no effect of the noise until it is trained (CRPS
+        fine-tuning: docs/model.md); members of an ensemble are forward passes with
+        different noise.
 
     Forward
     -------
@@ -108,6 +116,10 @@ class ClimaX(Module):
         Restrict tokens to a region: one resolved by :meth:`resolve_region`,
         a name in :data:`REGIONS`, a box, or an integer tensor (or
         ``{"patch_ids": [...]}``) of flat patch ids forming a rectangle.
+    noise : torch.Tensor, optional
+        ``[B, h w, noise_dim]`` standard normal values on the whole patch grid (a region takes
+        its patches' rows), for a stochastic model only; ``None`` draws them from torch's
+        generator (:meth:`draw_noise`).
 
     Returns
     -------
@@ -139,6 +151,7 @@ class ClimaX(Module):
         lon: Sequence[float] | None = None,
         residual: bool = False,
         overlapping_head: bool = False,
+        noise_dim: int = 0,
     ):
         super().__init__(meta=MetaData())
         self.variables = list(variables)
@@ -175,6 +188,9 @@ class ClimaX(Module):
         if self.residual:
             self._register_anomaly_buffers(num_vars)
 
+        # Stochastic ClimaX: a linear map of the noise per block, added to its input tokens.
+        self._add_noise_maps(noise_dim, embed_dim, depth)
+
         self.grad_checkpointing = False
         self._init_weights()
 
@@ -196,6 +212,9 @@ class ClimaX(Module):
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+        if self.noise_dim:  # no effect of the noise until trained: a deterministic start
+            for proj in self.noise_proj:
+                nn.init.zeros_(proj.weight)
 
     # ------------------------------------------------------------ utilities
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -262,6 +281,48 @@ class ClimaX(Module):
         if len(set(variables)) != len(variables):
             raise InputError(f"input variables contain duplicates: {list(variables)}")
 
+    # ---------------------------------------------------------------- noise
+    def _add_noise_maps(self, noise_dim: int, embed_dim: int, depth: int) -> None:
+        """``noise_dim`` and, for a stochastic model, ``noise_proj``: per block a linear map of the
+        noise without bias (at zero noise the model is the deterministic one with its weights)."""
+        self.noise_dim = _check_noise_dim(noise_dim)
+        if self.noise_dim:
+            self.noise_proj = nn.ModuleList(nn.Linear(self.noise_dim, embed_dim, bias=False) for _ in range(depth))
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether members differ through the noise each forward pass takes (``noise_dim > 0``)."""
+        return self.noise_dim > 0
+
+    def noise_shape(self, batch: int) -> tuple[int, int, int]:
+        """``(batch, h w, noise_dim)``: the noise of a forward pass of ``batch`` states."""
+        return (batch, self.patch_grid[0] * self.patch_grid[1], self.noise_dim)
+
+    def draw_noise(
+        self, batch: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    ) -> torch.Tensor:
+        """Standard normal noise ``[batch, h w, noise_dim]`` of a stochastic model, from
+        ``generator`` (on its device; default torch's generator on ``device``), float32, on ``device``."""
+        if not self.stochastic:
+            raise InputError("this ClimaX is deterministic (noise_dim=0): it takes no noise")
+        if generator is not None:
+            noise = torch.randn(self.noise_shape(batch), generator=generator, device=generator.device)
+            return noise.to(device or generator.device)
+        return torch.randn(self.noise_shape(batch), device=device)
+
+    def _noise_for(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor | None:
+        """The noise of a forward pass: ``noise`` checked, or drawn for a stochastic model."""
+        if not self.stochastic:
+            if noise is not None:
+                raise InputError("this ClimaX is deterministic (noise_dim=0): it takes no noise")
+            return None
+        if noise is None:
+            return self.draw_noise(x.shape[0], device=x.device)
+        shape = self.noise_shape(x.shape[0])
+        if tuple(noise.shape) != shape:
+            raise InputError(f"noise must be [B, patches, noise_dim] = {list(shape)}, got {list(noise.shape)}")
+        return noise.to(x.device)
+
     # -------------------------------------------------------------- forward
     def encode(
         self,
@@ -270,6 +331,7 @@ class ClimaX(Module):
         var_ids: list[int],
         pos_embed: torch.Tensor,
         extra_embed: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Tokens of the backbone's last layer.
 
@@ -285,6 +347,9 @@ class ClimaX(Module):
             ``[1, h w, D]`` positional embedding of the patches in ``x``.
         extra_embed : torch.Tensor, optional
             ``[B, 1, D]`` added to every token with the positions (e.g. a time embedding).
+        noise : torch.Tensor, optional
+            ``[B, h w, noise_dim]`` of a stochastic model (the patches of ``x``): block ``i``
+            adds ``noise_proj[i](noise)`` to its input tokens.
 
         Returns
         -------
@@ -299,7 +364,9 @@ class ClimaX(Module):
         if extra_embed is not None:
             x = x + extra_embed
         x = self.pos_drop(x)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
+            if noise is not None:
+                x = x + self.noise_proj[i](noise.to(x.dtype))
             if self.grad_checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, use_reentrant=False)
             else:
@@ -313,10 +380,12 @@ class ClimaX(Module):
         variables: Sequence[str],
         out_variables: Sequence[str] | None = None,
         region: RegionLike = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         var_ids = self.variable_ids(variables)
         out_ids = self.variable_ids(variables if out_variables is None else out_variables)
         self._check_input(x, lead_times, variables)
+        noise = self._noise_for(x, noise)
 
         pos_embed, grid = self.pos_embed, self.patch_grid
         if region is not None:
@@ -325,8 +394,9 @@ class ClimaX(Module):
             x = region.crop(x)
             pos_embed = pos_embed[:, region.patch_ids.to(x.device)]
             grid = region.patches.grid
+            noise = None if noise is None else noise[:, region.patch_ids.to(x.device)]
 
-        tokens = self.encode(x, lead_times, var_ids, pos_embed)
+        tokens = self.encode(x, lead_times, var_ids, pos_embed, noise=noise)
         out = self.head.to_grid(
             self.head(tokens, out_ids), grid, periodic=self.periodic and grid[1] == self.patch_grid[1]
         )
@@ -484,6 +554,12 @@ def _check_arguments(
         raise ConfigError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
     if embed_dim % num_heads:
         raise ConfigError(f"embed_dim {embed_dim} is not divisible by num_heads {num_heads}")
+
+
+def _check_noise_dim(noise_dim) -> int:
+    if isinstance(noise_dim, bool) or not isinstance(noise_dim, int) or noise_dim < 0:
+        raise ConfigError(f"model.noise_dim={noise_dim!r}: a whole number >= 0 (0: the deterministic ClimaX)")
+    return noise_dim
 
 
 def _grid_coordinates(img_size: tuple[int, int], lat, lon) -> tuple[torch.Tensor, torch.Tensor]:

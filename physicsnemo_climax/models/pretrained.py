@@ -15,6 +15,10 @@ and the ClimateBench encoder (the same method of its subclass). Its rules:
 3. Every other weight (only those under ``parts``, when given) must be in
    both with one shape; otherwise the error lists the missing, unexpected and
    mis-shaped keys. Weights outside ``parts`` keep their initialisation.
+4. A stochastic ClimaX's noise maps (``noise_proj.*``) are the one exception
+   to rule 3: a file without them (deterministic, official) leaves the
+   model's zero maps, so its forecasts are the file's model's until trained;
+   a deterministic model drops a file's maps (logged).
 
 Official checkpoint layouts
 ---------------------------
@@ -191,6 +195,12 @@ def _last_head(state: dict[str, torch.Tensor]) -> str:
 DATA_KEYS = ("climatology", "anomaly_std", "anomaly_corr", "anomaly_hours")
 
 
+#: A stochastic ClimaX's noise maps (``noise_proj.*``): optional both ways. A file without them
+#: (a deterministic model, an official checkpoint) leaves the model's, which start at zero
+#: effect; a deterministic model takes a stochastic file without them (at zero noise).
+NOISE_KEYS = ("noise_proj.",)
+
+
 def per_variable_keys(head: str | None) -> tuple[str, ...]:
     """Key prefixes of the weights that exist once per variable (``head``: the
     last head layer, e.g. ``"head.4"``, or ``None`` when the head is not transferred)."""
@@ -268,6 +278,15 @@ def _check_variables(model, weights: Weights, own: dict, new_variables: str) -> 
     return shared
 
 
+def _noise_maps(state: dict, own: dict, source: str) -> dict:
+    """``state`` without noise maps the model lacks (logged): a stochastic file into a
+    deterministic model, which is that model at zero noise."""
+    dropped = [k for k in state if k.startswith(NOISE_KEYS) and k not in own]
+    if dropped:
+        logger.info("%s: a stochastic model's noise maps are not loaded into a deterministic model", source)
+    return {k: v for k, v in state.items() if k not in dropped}
+
+
 def load_weights(
     model, weights: Weights, *, parts: Sequence[str] | None = None, head: bool = True, new_variables: str = "keep"
 ) -> list[str]:
@@ -303,6 +322,7 @@ def load_weights(
         return not key.startswith(skipped) and (parts is None or key.startswith(tuple(parts)))
 
     state = {k: v for k, v in weights.state.items() if wanted(k, heads[1])}
+    state = _noise_maps(state, own, weights.source)
     if "pos_embed" in state and tuple(weights.patch_grid) != tuple(model.patch_grid):
         logger.info(
             "resampling pos_embed of %s from patch grid %s to %s",
@@ -311,7 +331,7 @@ def load_weights(
             tuple(model.patch_grid),
         )
         state["pos_embed"] = resize_pos_embed(state["pos_embed"], tuple(weights.patch_grid), tuple(model.patch_grid))
-    expected = {k for k in own if wanted(k, heads[0])}
+    expected = {k for k in own if wanted(k, heads[0]) and (k in state or not k.startswith(NOISE_KEYS))}
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     misshaped = {
         k: (tuple(state[k].shape), tuple(own[k].shape))

@@ -34,7 +34,7 @@ from ..data.windows import TimeWindow, window_mean
 from ..engine.checks import config_error
 from ..engine.plan import decide_device
 from ..forecasting.core import lead_forecasts
-from ..forecasting.ensembles import lag_hours
+from ..forecasting.ensembles import check_stochastic, lag_hours
 from ..forecasting.evaluation import chunk_starts, initial_conditions, initial_seconds, scorecard_meta
 from ..forecasting.references import References
 from ..forecasting.report import evaluation_folder
@@ -90,6 +90,7 @@ def evaluate(cfg: DictConfig) -> pd.DataFrame:
     """
     e = EvalSettings.from_config(cfg.eval)
     run = Run.load(cfg.run_dir, decide_device(e.device, "eval.device"))
+    check_stochastic(run.model, e.ensemble, "eval.perturbation")
     if not run.info.windows:
         raise config_error("run_dir", cfg.run_dir, "this run forecasts states at leads; evaluate it with task=its task")
     scored = list(e.variables or run.info.out_variables)
