@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_recipes import config, store  # noqa: F401 -- the store fixture
 
-from physicsnemo_climax.config import load_config
+from physicsnemo_climax.config import load_config, load_run_config
 from physicsnemo_climax.errors import ConfigError
+from physicsnemo_climax.forecasting import evaluate
 from physicsnemo_climax.forecasting.probabilistic import (
     add_speeds,
     probabilistic_metrics,
@@ -20,6 +22,7 @@ from physicsnemo_climax.forecasting.probabilistic import (
 from physicsnemo_climax.forecasting.score_thresholds import ScoreThresholds, check_fixed
 from physicsnemo_climax.forecasting.scoring import ENSEMBLE_METRICS, METRICS, Scorer, Verification
 from physicsnemo_climax.forecasting.settings import EvalSettings
+from physicsnemo_climax.tasks import train
 
 W = torch.tensor([[0.1, 0.2], [0.3, 0.4]], dtype=torch.float64)  # a region's weights, summing to 1
 
@@ -209,3 +212,30 @@ def test_thresholds_and_quantiles_config_errors_name_the_key():
     for bad in ("[0.9,0.1]", "[0,0.5]", "[a]"):
         with pytest.raises(ConfigError, match=r"eval\.quantiles"):
             EvalSettings.from_config(load_config([f"eval.quantiles={bad}", "eval.out_dir=/tmp/x"]).eval)
+
+
+@pytest.fixture(scope="module")
+def run_dir(store, tmp_path_factory):  # noqa: F811
+    return train(config(store, tmp_path_factory.mktemp("prob") / "run", "task=finetune_global", "task.lead_hours=12"))
+
+
+def test_evaluated_ensemble_gets_the_asked_scores_and_keeps_the_others(run_dir, store, tmp_path):  # noqa: F811
+    common = ["eval.leads=[12]", "eval.max_samples=4", "eval.members=3", "eval.regions=[global]"]
+    plain = evaluate(load_run_config(run_dir, [*common, f"eval.out_dir={tmp_path / 'plain'}"]))
+    asked = [
+        "eval.energy_score=true",
+        "eval.debiased_mse=true",
+        "eval.thresholds={2m_temperature:[280.0]}",
+        "eval.quantiles=[0.1,0.9]",
+        "eval.wind=true",  # the store has no wind: no wind rows
+    ]
+    table = evaluate(load_run_config(run_dir, [*common, *asked, f"eval.out_dir={tmp_path / 'asked'}"]))
+    pd.testing.assert_frame_equal(table[plain.columns], plain)  # the existing columns, value for value
+    model = table[(table.method == "model") & (table.region == "global")].set_index("variable")
+    for column in ("energy_score", "debiased_mse", "brier>q0.1", "bss>q0.9", "rps", "rpss"):
+        assert model[column].notna().all(), column
+    assert model["brier>280"].notna().sum() == 1 and 0 <= model.loc["2m_temperature", "brier>280"] <= 1
+    assert ((model.rps >= 0) & (model.rps <= 2) & (model.rpss <= 1)).all()
+    assert table[table.method != "model"].energy_score.isna().all()  # deterministic baselines: no ensemble
+    assert "wind_vector_rmse" not in table and set(table.variable) == set(plain.variable)
+    assert "ENERGY_SCORE" in (tmp_path / "asked" / "summary.md").read_text()
