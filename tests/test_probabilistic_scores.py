@@ -3,6 +3,8 @@
 hand computation on tiny arrays and against a direct numpy form of WB2's definition, the thresholds
 from the training years, the settings, and an evaluated ensemble run."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from test_recipes import config, store  # noqa: F401 -- the store fixture
 from physicsnemo_climax.config import load_config, load_run_config
 from physicsnemo_climax.errors import ConfigError
 from physicsnemo_climax.forecasting import evaluate
+from physicsnemo_climax.forecasting.evaluation import make_scorer, with_winds
 from physicsnemo_climax.forecasting.probabilistic import (
     add_speeds,
     probabilistic_metrics,
@@ -239,3 +242,21 @@ def test_evaluated_ensemble_gets_the_asked_scores_and_keeps_the_others(run_dir, 
     assert table[table.method != "model"].energy_score.isna().all()  # deterministic baselines: no ensemble
     assert "wind_vector_rmse" not in table and set(table.variable) == set(plain.variable)
     assert "ENERGY_SCORE" in (tmp_path / "asked" / "summary.md").read_text()
+
+
+def test_evaluation_scorer_derives_speeds_for_members_and_thresholds_them():
+    names = ["10m_u_component_of_wind", "10m_v_component_of_wind"]
+    pairs = wind_pairs(names)
+    thresholds = ScoreThresholds([*names, *pairs], check_fixed({"10m_wind_speed": [4.5]}, [*names, *pairs]))
+    refs = SimpleNamespace(winds=pairs, thresholds=thresholds, regions={"r": W.float()})
+    e = SimpleNamespace(energy_score=False, debiased_mse=False, quantiles=())
+    truth = torch.zeros(1, 2, 2, 2)
+    truth[:, 0], truth[:, 1] = 3.0, 4.0  # speed 5, above 4.5
+    members = torch.stack([truth, truth * 0.5])  # speeds 5 and 2.5: P(speed > 4.5) = 1/2
+    v = verification(truth, thresholds.at(None))
+    scorer = make_scorer(e, names, refs)
+    scorer.add(6.0, *with_winds(refs, names, members, v))
+    model = scorer.table().query("method == 'model'").set_index("variable")
+    assert model.loc["10m_wind_speed", "brier>4.5"] == pytest.approx(0.25)
+    assert model.loc["10m_wind_speed", "rmse"] == pytest.approx(5 - 3.75)  # the mean of the members' speeds
+    assert model.loc["10m_wind_speed", "wind_vector_rmse"] == pytest.approx(2.5 * 0.5)
