@@ -33,11 +33,12 @@ from ..models import GridRegion
 from .core import Start, forecast_dataset, lead_forecasts, member_starts
 from .diagnostics import FieldDiagnostics
 from .ensembles import EnsembleSpec, check_stochastic, lag_hours
+from .probabilistic import add_speeds, probabilistic_metrics, wind_vector_metric, with_speeds
 from .references import References
 from .report import Case, Pictures, evaluation_folder, write_report
 from .rollout import model_steps
 from .run import Run, run_store
-from .scoring import Scorer, Verification
+from .scoring import ENSEMBLE_METRICS, METRICS, Scorer, Verification
 from .settings import EvalSettings
 
 
@@ -127,6 +128,7 @@ def forecasts(
             initial=initial,
             lat=region.lat,
             seeps=refs.seeps_at(valid),
+            thresholds=refs.thresholds_at(valid),
         )
         yield lead, pred[0] if spec.members == 1 else pred, verification
 
@@ -157,6 +159,45 @@ def init_stamps(refs: References, inits: list[tuple[int, int]], needed: bool) ->
     return np.array([refs.times[s][t] for s, t in inits], "datetime64[ns]")
 
 
+def with_winds(
+    refs: References, scored: list[str], forecast: torch.Tensor, v: Verification
+) -> tuple[torch.Tensor, Verification]:
+    """``forecast`` (``[..., V, h, w]``) and ``v`` with the derived wind speeds of ``refs.winds`` appended."""
+    if not refs.winds:
+        return forecast, v
+    return add_speeds(forecast, scored, refs.winds), with_speeds(v, scored, refs.winds)
+
+
+def score_externals(
+    scorer: Scorer,
+    fields: FieldDiagnostics,
+    refs: References,
+    scored: list[str],
+    lead: float,
+    verification: Verification,
+    stamps: np.ndarray,
+) -> None:
+    """Score the external forecasts of ``refs`` at the initial times ``stamps`` they hold, at ``lead``."""
+    for name, external in refs.externals.items():
+        index, theirs = external.block(stamps, lead)
+        if index:
+            scorer.add(lead, *with_winds(refs, scored, theirs, verification.take(index)), method=name, baselines=False)
+            fields.add(name, lead, theirs, verification.truth[index])
+
+
+def make_scorer(e: EvalSettings, scored: list[str], refs: References) -> Scorer:
+    """The scorer of ``scored`` and the derived wind speeds, with the optional scores ``e`` asks for."""
+    extra = probabilistic_metrics(
+        e.energy_score,
+        e.debiased_mse,
+        refs.thresholds.fixed_names() if refs.thresholds else (),
+        e.quantiles,
+    )
+    every = [*scored, *refs.winds]
+    metrics = {**METRICS, "wind_vector_rmse": wind_vector_metric(every, refs.winds)} if refs.winds else METRICS
+    return Scorer(every, refs.regions, metrics=metrics, ensemble_metrics={**ENSEMBLE_METRICS, **extra})
+
+
 def score_split(
     run: Run,
     store: ShardStore,
@@ -181,13 +222,10 @@ def score_split(
         for lead, forecast, verification in forecasts(
             run, shards, store.hours_per_step, chunk, scored, plans, refs, region, spec, e.mode
         ):
-            scorer.add(lead, forecast, verification)
+            scorer.add(lead, *with_winds(refs, scored, forecast, verification))
             fields.add("model", lead, forecast, verification.truth)
-            for name, external in refs.externals.items():
-                index, theirs = external.block(stamps[start : start + len(chunk)], lead)
-                if index:
-                    scorer.add(lead, theirs, verification.take(index), method=name, baselines=False)
-                    fields.add(name, lead, theirs, verification.truth[index])
+            if refs.externals:
+                score_externals(scorer, fields, refs, scored, lead, verification, stamps[start : start + len(chunk)])
             if case is None and start <= e.case < start + len(chunk) and lead == map_lead(list(plans)):
                 i = e.case - start
                 mean = forecast if forecast.ndim == 4 else forecast.mean(dim=0)  # the ensemble's mean
@@ -269,7 +307,7 @@ def score_run(
     inits = initial_conditions(store, e.split, int(round(max(leads) / store.hours_per_step)), e.max_samples, back)
     region = run.region.to("cpu")  # regional runs are scored on their region
     refs = References.build(e, cfg.external, run, store, scored, region)
-    scorer = Scorer(scored, refs.regions)
+    scorer = make_scorer(e, scored, refs)
     fields = FieldDiagnostics(list(e.spectra_leads or sorted({map_lead(leads), leads[-1]})), region.lat)
     saved = staging / "forecasts.zarr" if e.save_forecasts else None
     case = score_split(run, store, e, inits, scored, plans, refs, region, scorer, fields, saved, spec)

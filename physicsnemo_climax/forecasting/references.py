@@ -6,7 +6,7 @@ built once per evaluation from ``eval`` and ``external``."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,10 @@ from ..data.units import parse_assumed
 from ..errors import ConfigError
 from ..models import GridRegion
 from .external import EVAL_STATING, ExternalForecast, open_wb2_zarr
+from .probabilistic import wind_pairs
 from .run import Run
 from .score_regions import NO_POINT, region_specs, region_weights
+from .score_thresholds import ScoreThresholds, score_thresholds
 from .seeps import SeepsReference, seeps_climatology, seeps_from_wb2
 from .settings import EvalSettings
 
@@ -116,6 +118,10 @@ class References:
         The run's (what is scored of the grid).
     times : list of np.ndarray or None
         The split's time stamps per shard (``None``: the store has none).
+    winds : dict
+        Derived wind speed -> ``(u, v)`` (``eval.wind``; :func:`.probabilistic.wind_pairs`).
+    thresholds : ScoreThresholds or None
+        Of the Brier and ranked probability scores (``eval.thresholds``, ``eval.quantiles``).
     """
 
     climatology: ClimatologyReference
@@ -125,6 +131,14 @@ class References:
     skipped: dict
     region: GridRegion
     times: list[np.ndarray] | None
+    winds: dict = field(default_factory=dict)
+    thresholds: ScoreThresholds | None = None
+
+    def thresholds_at(self, valid: list[tuple[int, int]]) -> dict | None:
+        """The score thresholds (:meth:`.score_thresholds.ScoreThresholds.at`) at the valid ``(shard, time)`` pairs."""
+        if self.thresholds is None:
+            return None
+        return self.thresholds.at(None if self.times is None else np.array([self.times[s][t] for s, t in valid]))
 
     def seeps_at(self, valid: list[tuple[int, int]]) -> tuple | None:
         """SEEPS thresholds and dry fraction for the valid ``(shard, time)`` pairs, on the region."""
@@ -185,7 +199,9 @@ class References:
             times = store.shard_times(e.split)
         except StoreError:
             times = None
-        return cls(climatology, seeps, externals, weights, skipped, region, times)
+        winds = wind_pairs(scored) if e.wind else {}
+        thresholds = score_thresholds(store, scored, winds, region, e.thresholds, e.quantiles, e.climatology_window)
+        return cls(climatology, seeps, externals, weights, skipped, region, times, winds, thresholds)
 
 
 def land_fraction(store: ShardStore) -> np.ndarray | None:

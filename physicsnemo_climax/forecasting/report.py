@@ -23,11 +23,28 @@ from .diagnostics import FieldDiagnostics
 from .plots import plot_bias_maps, plot_case, plot_rank_histograms, plot_scores, plot_zonal_spectra
 
 #: Score columns in the order they are shown; those a table lacks or holds only NaN are left out.
-SHOWN = ("rmse", "acc", "bias", "mae", "seeps", "crps", "spread", "spread_skill")
+#: The optional ones (:mod:`.probabilistic`) follow; ``brier>`` and ``bss>`` columns by threshold after them.
+SHOWN = (
+    "rmse",
+    "acc",
+    "bias",
+    "mae",
+    "seeps",
+    "crps",
+    "spread",
+    "spread_skill",
+    "wind_vector_rmse",
+    "energy_score",
+    "debiased_mse",
+    "rps",
+    "rpss",
+)
+#: Prefixes of the columns named by a threshold (``brier>q0.9``), shown after :data:`SHOWN`.
+THRESHOLD_COLUMNS = ("brier>", "bss>")
 #: Climatologies computed from the scored period itself.
 IN_SAMPLE = ("time_mean", "day_of_year")
 #: Scores in ``summary.md`` (the others are in the tables and plots).
-SUMMARY = ("rmse", "acc", "seeps", "crps", "spread_skill")
+SUMMARY = ("rmse", "acc", "seeps", "crps", "spread_skill", "energy_score", "rpss")
 #: The kind of output a scorecard folder is (:func:`..files.output_folder`).
 EVALUATION = "evaluation"
 #: What a scorecard folder holds: a folder holding only these (``scorecard.csv`` among them) is one
@@ -83,7 +100,8 @@ def main_region(table: pd.DataFrame) -> str | None:
 
 def shown(table: pd.DataFrame) -> list[str]:
     """The score columns of ``table`` that hold a value."""
-    return [m for m in SHOWN if m in table and table[m].notna().any()]
+    named = [c for p in THRESHOLD_COLUMNS for c in table.columns if str(c).startswith(p)]
+    return [m for m in [*SHOWN, *named] if m in table and table[m].notna().any()]
 
 
 def write_report(table: pd.DataFrame, out: Path, meta: dict, pictures: Pictures | None = None) -> None:

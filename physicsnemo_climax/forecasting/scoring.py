@@ -49,6 +49,9 @@ class Verification:
     seeps : tuple of torch.Tensor, optional
         ``(dry, wet, p1)`` thresholds and dry fraction, ``[B or 1, V, H, W]`` each, NaN
         for variables SEEPS does not score (:mod:`.seeps`).
+    thresholds : dict of str to torch.Tensor, optional
+        Threshold name -> ``[B or 1, V, H, W]`` values of the Brier and ranked probability
+        scores (:mod:`.probabilistic`), NaN for variables without that threshold.
     """
 
     truth: torch.Tensor
@@ -56,6 +59,7 @@ class Verification:
     initial: torch.Tensor | None
     lat: torch.Tensor
     seeps: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    thresholds: dict[str, torch.Tensor] | None = None
 
     def shared(self, name: str, make: Callable[[], torch.Tensor]) -> torch.Tensor:
         """A map every method's score uses (the truth's anomaly), computed once per verification."""
@@ -76,6 +80,9 @@ class Verification:
             initial=pick(self.initial),
             climatology=self.climatology if self.climatology.shape[0] == 1 else pick(self.climatology),
             seeps=None if self.seeps is None else tuple(s if s.shape[0] == 1 else pick(s) for s in self.seeps),
+            thresholds=None
+            if self.thresholds is None
+            else {n: t if t.shape[0] == 1 else pick(t) for n, t in self.thresholds.items()},
         )
 
 

@@ -39,6 +39,10 @@ class EvalSettings:
         Hours of the bias maps and spectra (``None``: the map lead and the longest).
     ensemble : EnsembleSpec
         ``eval.members``, ``perturbation``, ``perturbation_scale`` and ``seed``.
+    thresholds : mapping of str to list
+        Variable -> Brier score thresholds in its units (checked against the scored variables later).
+    quantiles : tuple of float
+        Climatological quantiles, increasing, each in (0, 1).
     out_dir : Path
         Where the report goes.
     """
@@ -57,6 +61,11 @@ class EvalSettings:
     save_forecasts: bool
     spectra_leads: tuple[float, ...] | None
     ensemble: EnsembleSpec
+    energy_score: bool
+    debiased_mse: bool
+    thresholds: Mapping[str, list]
+    quantiles: tuple[float, ...]
+    wind: bool
     assume_units: Any
     case: int
     map_variable: str | None
@@ -72,7 +81,7 @@ class EvalSettings:
         ------
         ConfigError
             Naming the key: one the section lacks, a count below 1, no positive lead, an
-            unknown mode or perturbation, a negative seed.
+            unknown mode or perturbation, a negative seed, quantiles not increasing in (0, 1).
         """
         raw = _section(e)
         for key in ("max_samples", "batch_size", "members", "case", "climatology_window"):
@@ -95,6 +104,8 @@ class EvalSettings:
                 "climatology_years": tuple(raw["climatology_years"]) if raw["climatology_years"] else None,
                 "regions": tuple(raw["regions"]),
                 "boxes": dict(raw["boxes"] or {}),
+                "thresholds": {str(k): v for k, v in (raw["thresholds"] or {}).items()},
+                "quantiles": _quantiles(raw["quantiles"]),
                 "out_dir": Path(raw["out_dir"]),
                 "climatology": str(raw["climatology"]),
             },
@@ -123,3 +134,14 @@ def _hours(key: str, leads, required: bool = False) -> tuple[float, ...]:
     if (required and not hours) or any(h <= 0 for h in hours):
         raise config_error(key, list(leads or []), "give one or more positive leads in hours, e.g. [24,72] or [24h,5D]")
     return hours
+
+
+def _quantiles(values) -> tuple[float, ...]:
+    """``eval.quantiles`` as increasing floats in (0, 1)."""
+    try:
+        out = tuple(float(q) for q in list(values or []))
+    except (TypeError, ValueError):
+        out = (float("nan"),)
+    if any(not 0 < q < 1 for q in out) or list(out) != sorted(set(out)):
+        raise config_error("eval.quantiles", list(values or []), "give increasing quantiles in (0, 1), e.g. [0.1, 0.9]")
+    return out
