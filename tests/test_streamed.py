@@ -116,8 +116,10 @@ def test_every_field_reads_as_the_prepared_copy_has_it(served, tmp_path, layout)
             assert np.array_equal(a.read(VARIABLES, 5), b.read(VARIABLES, 5))
 
 
-def test_a_zarr_url_without_its_side_folder_names_the_command(served):
-    _, url = served
+def test_a_zarr_url_without_its_side_folder_names_the_command(served, monkeypatch):
+    root, url = served
+    monkeypatch.chdir(root)  # a folder named relatively or absolutely has one side folder
+    assert stream_folder("era5.zarr") == stream_folder(root / "era5.zarr") != stream_folder(f"{url}/era5.zarr")
     with pytest.raises(DataError, match=r"era5.zarr: a Zarr store is read where it is .*--stream"):
         open_store(f"{url}/era5.zarr")
 
@@ -151,7 +153,7 @@ def test_a_batch_fetches_each_chunk_once_and_a_second_epoch_reads_from_disk(serv
     ]
     chunks += [f"geopotential chunk {c} (time steps {10 * c}..{10 * c + 9})" for c in (0, 1)]
     assert sorted(requests) == sorted(chunks + ["orography"])  # the constant once, each chunk once
-    folder = stream_folder(source) / "chunks"
+    folder = stream_folder(source) / "chunks" / reader.store.fingerprint[:12]
     on_disk = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.npy"))
     names = ("2m_temperature", "geopotential_500", "temperature_850", "temperature_250")
     assert on_disk == sorted(f"{n}/{c}.npy" for n in names for c in (0, 1))

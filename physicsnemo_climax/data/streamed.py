@@ -73,7 +73,7 @@ def cache_root() -> Path:
 def stream_folder(source: str | Path) -> Path:
     """Where the side folder of ``source`` (a Zarr URL or folder) goes by default, and where its
     chunk cache is: ``$CLIMAX_CACHE/streams/<name>-<12 hex of its SHA-256>``."""
-    text = str(source).rstrip("/")
+    text = str(source).rstrip("/") if is_url(source) else str(Path(source).resolve())  # one name per folder
     name = PurePosixPath(text.split("://", 1)[-1]).name or "zarr"
     return cache_root() / "streams" / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
@@ -211,9 +211,8 @@ class ChunkCache:
         if path is None or not path.exists():
             return None
         try:
-            array = np.asarray(
-                np.load(path, mmap_mode="r", allow_pickle=False)
-            )  # a plain view: memmap's indexing is slow
+            # a plain view of the map: np.memmap's own indexing is slow
+            array = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
         except (OSError, ValueError):  # removed by another process meanwhile, or damaged: fetch again
             return None
         with self._lock:
@@ -547,7 +546,8 @@ class StreamedStore(ShardStore):
         key = self._reader_key
         with _READERS_LOCK:
             if key not in _READERS:
-                folder = stream_folder(self.url) / "chunks"
+                # per side folder too: two of one source may convert a field differently
+                folder = stream_folder(self.url) / "chunks" / self.fingerprint[:12]
                 cache = ChunkCache(self.memory_bytes, folder, disk_bytes=int(self.cache_gb * 1e9))
                 fields = {name: FieldSource(**spec) for name, spec in self.stream["fields"].items()}
                 rows, cols = self.stream.get("rows"), self.stream.get("cols")
