@@ -78,12 +78,22 @@ def raw_read(path: Path, variables: list[str]) -> tuple[float, int]:
     return time.perf_counter() - start, nbytes
 
 
-def serve(root: Path) -> tuple[subprocess.Popen, str]:
+def serve(root: Path, program: list[str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``root`` over ``http://127.0.0.1`` from a separate process: ``python -m http.server``, or
+    ``program`` (a script and its options) taking the same port, ``--bind`` and ``--directory``."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(root)],
+        [
+            sys.executable,
+            *(program or ["-m", "http.server"]),
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            str(root),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -24,36 +24,17 @@ with its ratio to the copy.
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from bench_prepare import SURFACE, UPPER, write_wb2
+from bench_prepare import SURFACE, UPPER, serve, write_wb2
 
 from physicsnemo_climax.data import ClimaXShardReader, ForecastBatches, PrepareConfig, make_loader, prepare, streamed
 from physicsnemo_climax.metrics import weighted_mse_loss
 from physicsnemo_climax.models import ClimaX
 from physicsnemo_climax.models.variables import PRESSURE_LEVELS
-
-
-def start_server(root: Path, latency_ms: float, mbps: float) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server_script = Path(__file__).with_name("slow_server.py")
-    command = [sys.executable, str(server_script), str(root), str(port), str(latency_ms), str(mbps)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return server, f"http://127.0.0.1:{port}"
 
 
 def model_for(reader: ClimaXShardReader) -> tuple[ClimaX, torch.optim.Optimizer]:
@@ -104,7 +85,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_wb2(root / "wb2.zarr", args.years, upper)
-        server, url = start_server(root, args.latency_ms, args.mbps)
+        slow = [
+            str(Path(__file__).with_name("slow_server.py")),
+            f"--latency-ms={args.latency_ms}",
+            f"--mbps={args.mbps}",
+        ]
+        server, url = serve(root, slow)
         try:
             rows = measure(root, f"{url}/wb2.zarr", variables, args)
         finally:

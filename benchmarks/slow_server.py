@@ -1,15 +1,16 @@
 # SPDX-License-Identifier: Apache-2.0
-"""A folder over ``http://127.0.0.1:PORT`` that answers each request ``LATENCY_MS`` late and sends
-at most ``MBPS`` megabytes a second (a remote bucket in miniature, for ``bench_stream.py``).
+"""A folder over ``http://127.0.0.1:PORT`` that answers each request ``--latency-ms`` late and sends
+at most ``--mbps`` megabytes a second (a remote bucket in miniature, for ``bench_stream.py``); its
+command line is ``python -m http.server``'s, plus those two.
 
-    python benchmarks/slow_server.py FOLDER PORT LATENCY_MS MBPS
+    python benchmarks/slow_server.py PORT --bind 127.0.0.1 --directory FOLDER --latency-ms 20 --mbps 200
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import http.server
-import sys
 import time
 
 
@@ -31,7 +32,18 @@ class SlowHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("port", type=int)
+    parser.add_argument("--bind", default="127.0.0.1")
+    parser.add_argument("--directory", required=True)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--mbps", type=float, default=200.0)
+    args = parser.parse_args()
+    SlowHandler.latency, SlowHandler.rate = args.latency_ms / 1000, args.mbps * 1e6
+    handler = functools.partial(SlowHandler, directory=args.directory)
+    http.server.ThreadingHTTPServer((args.bind, args.port), handler).serve_forever()
+
+
 if __name__ == "__main__":
-    root, port, latency_ms, mbps = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-    SlowHandler.latency, SlowHandler.rate = latency_ms / 1000, mbps * 1e6
-    http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(SlowHandler, directory=root)).serve_forever()
+    main()
