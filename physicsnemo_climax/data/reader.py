@@ -212,7 +212,7 @@ class ClimaXShardReader(Reader):
         steps = self.rollout_steps
         x = np.empty((len(indices), len(self.variables), h, w), np.float32)
         y = np.empty((len(indices), steps, len(self.out_variables), h, w), np.float32)
-        self.warm(indices, wait=True)
+        self._fetch(shard_ids, times, leads, wait=True)
         for shard_id in np.unique(shard_ids):
             rows = np.nonzero(shard_ids == shard_id)[0]
             shard, t = self.shards[shard_id], times[rows]
@@ -244,12 +244,20 @@ class ClimaXShardReader(Reader):
     def warm(self, indices: Sequence[int], wait: bool = False) -> None:
         """Fetch the chunks samples ``indices`` read (a streamed store; a local one has nothing to
         fetch), waiting for them or not."""
+        if not self.store.fetches:  # nothing to ask for: no lead is drawn for it
+            return
         indices = np.asarray(indices, dtype=np.int64)
         shard_ids = np.searchsorted(self._offsets, indices, side="right") - 1
         leads = np.array([self.lead_steps_of(int(i)) for i in indices], dtype=np.int64)
+        self._fetch(shard_ids, indices - self._offsets[shard_ids], leads, wait)
+
+    def _fetch(self, shard_ids: np.ndarray, times: np.ndarray, leads: np.ndarray, wait: bool) -> None:
+        """Fetch the chunks of samples at shard ``shard_ids`` ``[b]``, steps ``times`` ``[b]``, ``leads`` ``[b]``."""
+        if not self.store.fetches:
+            return
         for shard_id in np.unique(shard_ids):
             rows = np.nonzero(shard_ids == shard_id)[0]
-            steps = self._steps_read(indices[rows] - self._offsets[shard_id], leads[rows])
+            steps = self._steps_read(times[rows], leads[rows])
             self.shards[shard_id].prefetch(self.state_variables + self.out_variables, steps, wait)
 
     def _steps_read(self, times: np.ndarray, leads: np.ndarray) -> np.ndarray:

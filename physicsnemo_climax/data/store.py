@@ -430,6 +430,8 @@ class ShardStore:
 
     #: Consecutive steps best read together (a streamed store's chunk); a memory map has no preference.
     chunk_steps = 1
+    #: Whether reads are fetched ahead (a streamed store); a memory map has nothing to fetch.
+    fetches = False
 
     def __init__(self, root: str | Path, hours_per_step: float | None = None):
         self.root = Path(root)

@@ -525,6 +525,8 @@ class StreamedStore(ShardStore):
         run here and every epoch after the first reads from memory.
     """
 
+    fetches = True
+
     def __init__(
         self,
         root: str | Path,
