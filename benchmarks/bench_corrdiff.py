@@ -5,8 +5,8 @@ One run measures: ``downscale`` (regression mean + diffusion ensemble) in
 samples/s (one sample = one member at one time) over sampler steps x seed
 batch sizes, with the ratios of each seed batch to the first and the cost per
 sampler step; and the median optimizer step (forward, loss, backward, AdamW)
-of the UNet regression stage (``RegressionLoss``), the diffusion stage
-(``ResidualLoss`` on a frozen regression net) and the ClimaX regression
+of the UNet regression stage (``training.regression_loss``), the diffusion stage
+(``training.residual_loss`` on a frozen regression net) and the ClimaX regression
 stage (``model=climax_regression``), interleaved. Nets are built from the
 configs with untrained weights; the grid is CorrDiff-Mini's (6 inputs: 4
 coarse + 2 invariants; 2 outputs).
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import shlex
 import sys
@@ -47,17 +48,15 @@ import time
 import warnings
 
 import torch
+from physicsnemo.diffusion.noise_schedulers import EDMNoiseScheduler
 
 from physicsnemo_climax.config import load_config
+from physicsnemo_climax.downscaling import training
 from physicsnemo_climax.downscaling.domain import Domain
 from physicsnemo_climax.downscaling.generation import build_sampler, downscale, seed_batches
 from physicsnemo_climax.downscaling.models import build_diffusion, build_regression
 from physicsnemo_climax.engine.optim import build_optimizer
 from physicsnemo_climax.engine.plan import resolve
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from physicsnemo.diffusion.metrics import RegressionLoss, ResidualLoss
 
 INPUTS, INVARIANTS, OUTPUTS = ["10u", "10v", "2t", "tp"], ["elev_mean", "lsm_mean"], ["10u", "10v"]
 
@@ -178,16 +177,16 @@ def main() -> None:
     gen_times = {}
     for steps in args.steps:
         gen.sampler.num_steps = steps
-        sampler_fn = build_sampler(gen, domain.shape)
+        sampler = build_sampler(gen, domain.shape)
         for b in args.seed_batch:
             batches = seed_batches(args.members, b)
-            with autocast(), contextlib.redirect_stderr(io.StringIO()):  # diffusion_step's progress bar
-                downscale(regression, diffusion, x[:1], batches[:1], sampler_fn, gen.hr_mean_conditioning)  # warm-up
+            with autocast(), contextlib.redirect_stderr(io.StringIO()):  # no progress bar of a helper in the timings
+                downscale(regression, diffusion, x[:1], batches[:1], sampler, gen.hr_mean_conditioning)  # warm-up
                 runs = []
                 for _ in range(args.repeats):
                     sync(device)
                     start = time.perf_counter()
-                    downscale(regression, diffusion, x, batches, sampler_fn, gen.hr_mean_conditioning)
+                    downscale(regression, diffusion, x, batches, sampler, gen.hr_mean_conditioning)
                     sync(device)
                     runs.append(time.perf_counter() - start)
             seconds = gen_times[steps, b] = sorted(runs)[len(runs) // 2]
@@ -212,15 +211,16 @@ def main() -> None:
     # as downscaling/training.py: apex GroupNorm runs the UNets channels_last
     channels_last = plan.apex_group_norm
     layout = (lambda t: t.contiguous(memory_format=torch.channels_last)) if channels_last else (lambda t: t)
-    regression_loss = RegressionLoss()
-    residual_loss = ResidualLoss(
-        frozen,
-        P_mean=dif_cfg.model.P_mean,
-        P_std=dif_cfg.model.P_std,
-        sigma_data=dif_cfg.model.sigma_data,
-        hr_mean_conditioning=dif_cfg.model.hr_mean_conditioning,
+    m = dif_cfg.model
+    scheduler = EDMNoiseScheduler(P_mean=m.P_mean, P_std=m.P_std, sigma_data=m.sigma_data)
+    residual_loss = functools.partial(
+        training.residual_loss, regression=frozen, scheduler=scheduler, hr_mean_conditioning=m.hr_mean_conditioning
     )
-    losses = {"UNet regression": regression_loss, "diffusion": residual_loss, "ClimaX regression": regression_loss}
+    losses = {
+        "UNet regression": training.regression_loss,
+        "diffusion": lambda net, y, x: residual_loss(net, target=y, img_lr=x),
+        "ClimaX regression": training.regression_loss,
+    }
     optimizers = {}
     for name, net in nets.items():
         net.to(device).train()
@@ -232,7 +232,7 @@ def main() -> None:
 
     def step(name):
         with autocast():
-            loss = losses[name](nets[name], layout(yb), layout(xb)).mean()
+            loss = losses[name](nets[name], layout(yb), layout(xb))
         loss.backward()
         optimizers[name].step()
         optimizers[name].zero_grad(set_to_none=True)

@@ -537,23 +537,18 @@ def corrdiff_nets(check: Check, grid: tuple[int, int], size: str, patch: tuple[i
 
 
 def corrdiff_training(check: Check, label: str, nets: CorrDiffNets, batch: int) -> list[dict]:
-    """One optimizer step of each stage: regression (``RegressionLoss``) and residual diffusion."""
-    from physicsnemo.diffusion.metrics import RegressionLoss, ResidualLoss
+    """One optimizer step of each stage: regression and residual diffusion (the training losses)."""
+    from physicsnemo.diffusion.noise_schedulers import EDMNoiseScheduler
+
+    from physicsnemo_climax.downscaling import training
 
     domain, m = nets.domain, nets.diffusion_cfg.model
-    losses = {
-        "regression": (nets.regression, RegressionLoss()),
-        "diffusion": (
-            nets.diffusion,
-            ResidualLoss(
-                nets.regression,
-                P_mean=m.P_mean,
-                P_std=m.P_std,
-                sigma_data=m.sigma_data,
-                hr_mean_conditioning=m.hr_mean_conditioning,
-            ),
-        ),
-    }
+    scheduler = EDMNoiseScheduler(P_mean=m.P_mean, P_std=m.P_std, sigma_data=m.sigma_data)
+
+    def residual_loss(net, y, x):
+        return training.residual_loss(net, nets.regression, scheduler, y, x, m.hr_mean_conditioning)
+
+    losses = {"regression": (nets.regression, training.regression_loss), "diffusion": (nets.diffusion, residual_loss)}
     x = torch.randn(batch, len(domain.input_channels), *domain.shape, device=check.device)
     y = torch.randn(batch, len(domain.output_variables), *domain.shape, device=check.device)
     rows = []
@@ -563,7 +558,7 @@ def corrdiff_training(check: Check, label: str, nets: CorrDiffNets, batch: int) 
 
         def step():
             with nets.plan.autocast(check.device):
-                loss = loss_fn(net, y, x).mean()
+                loss = loss_fn(net, y, x)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -594,7 +589,7 @@ def corrdiff_generation(
         ["generation/sampler=stochastic", f"generation.sampler.num_steps={steps}", *nets.generation_overrides],
         "config_generate_hrrr_mini",
     ).generation
-    sampler_fn = build_sampler(gen, nets.domain.shape)
+    sampler = build_sampler(gen, nets.domain.shape)
     nets.regression.eval().requires_grad_(False)
     nets.diffusion.eval().requires_grad_(False)
     x = torch.randn(1, len(nets.domain.input_channels), *nets.domain.shape, device=check.device)
@@ -602,7 +597,7 @@ def corrdiff_generation(
 
     def run():
         with nets.plan.autocast(check.device), contextlib.redirect_stderr(io.StringIO()):
-            downscale(nets.regression, nets.diffusion, x, batches, sampler_fn, gen.hr_mean_conditioning)
+            downscale(nets.regression, nets.diffusion, x, batches, sampler, gen.hr_mean_conditioning)
 
     check.reset_peak()
     seconds = check.seconds(run, 1 if check.quick else repeats, warmup=1)

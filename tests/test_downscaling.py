@@ -15,6 +15,7 @@ from test_downscaling_data import regional
 from physicsnemo_climax.config import load_config
 from physicsnemo_climax.data import PrepareConfig, prepare
 from physicsnemo_climax.downscaling import generation, write_mini_file
+from physicsnemo_climax.downscaling.datasets import split_holdout
 from physicsnemo_climax.downscaling.pipeline import forecast_and_downscale
 from physicsnemo_climax.downscaling.scores import score_file
 from physicsnemo_climax.downscaling.training import train
@@ -107,6 +108,46 @@ def test_both_stages_train_validate_and_save(stages):
         assert type(Module.from_checkpoint(str(checkpointing.model_file(run / "checkpoints")))).__name__ == cls
         assert np.isfinite(losses(run)).all() and len(losses(run, "val/loss")) == 2
         assert (run / "domain.json").exists()
+
+
+def test_validation_on_held_out_samples_keeps_the_best_checkpoint(mini, tmp_path):
+    """Without validation data the last samples are held out (12 * 0.25 = 3), validated on every
+    step, and the step of the lowest validation loss is kept in checkpoints/best, however many of
+    the latest checkpoints are pruned."""
+    cfg = training(mini, tmp_path / "reg", "train.val_every=1", "train.ckpt_every=1", "train.keep_checkpoints=1")
+    cfg.validation, cfg.holdout = None, 0.25
+    run = train(cfg)
+    val = losses(run, "val/loss")
+    assert len(val) == 4 and np.isfinite(val).all() and val.std() > 0
+    best = run / "checkpoints" / "best"
+    best_step = int(np.argmin(val)) + 1
+    assert checkpointing.checkpoint_steps(best) == [best_step]
+    assert checkpointing.checkpoint_steps(run / "checkpoints") == [4]
+    recorded = checkpointing.saved_metadata(best, best_step)
+    assert recorded["best_metric"] == "loss" and np.isclose(recorded["best_value"], val.min(), rtol=1e-6)
+    net = Module.from_checkpoint(str(checkpointing.model_file(best)))
+    assert type(net).__name__ == "CorrDiffRegressionUNet"
+    if best_step == 4:  # the best is the last: the same weights as the latest checkpoint
+        last = Module.from_checkpoint(str(checkpointing.model_file(run / "checkpoints")))
+        assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), last.state_dict().values()))
+
+
+def test_the_held_out_samples_are_the_last_ones_and_never_trained_on():
+    dataset = list(range(20))
+    train_part, held = split_holdout(dataset, 0.1, minimum=4)
+    assert [train_part[i] for i in range(len(train_part))] == list(range(18))
+    assert [held[i] for i in range(len(held))] == [18, 19]
+    assert len(split_holdout(dataset, 0.01, minimum=4)[1]) == 1  # at least one sample
+    with pytest.raises(ConfigError, match=r"holdout=0.9: holding out 18 of the dataset's 20 samples"):
+        split_holdout(dataset, 0.9, minimum=4)
+    with pytest.raises(ConfigError, match=r"holdout=1.5: give a fraction in \(0, 1\)"):
+        split_holdout(dataset, 1.5, minimum=4)
+
+
+def test_a_best_metric_the_validation_does_not_report_is_an_error_naming_it(mini, tmp_path):
+    cfg = training(mini, tmp_path / "reg", "train.best_metric=crps")
+    with pytest.raises(ConfigError, match=r"train.best_metric='crps': the validation reports \['loss'\]"):
+        train(cfg)
 
 
 def test_generation_file_shapes_coordinates_and_seeds(mini, stages, tmp_path):

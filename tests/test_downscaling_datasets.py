@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from physicsnemo_climax.config import load_config
 from physicsnemo_climax.downscaling.cwb import CWBDataset
-from physicsnemo_climax.downscaling.data import build_dataset
+from physicsnemo_climax.downscaling.datasets import build_dataset
 from physicsnemo_climax.downscaling.domain import degrade
 from physicsnemo_climax.downscaling.gefs_hrrr import GefsHrrrDataset, bilinear_weights
 from physicsnemo_climax.downscaling.interface import DownscalingDataset
@@ -428,6 +428,7 @@ def test_a_cwb_run_trains_and_generates_on_its_times(cwb, tmp_path):
             + [
                 f"run_dir={tmp_path / 'reg'}",
                 "model_size=tiny",
+                "holdout=0",  # two samples: none to spare for validation
                 "train.steps=2",
                 "train.batch_size=2",
                 "train.grad_accum=1",

@@ -40,6 +40,8 @@ LANDINGS = [
     (DIFFUSION, ["model=patched_diffusion"], "++training.hp.patch_num=3", "model.patch_num", 3),
     (DIFFUSION, [], "++training.hp.P_mean=-1.2", "model.P_mean", -1.2),
     (DIFFUSION, [], "++training.hp.P_std=1.5", "model.P_std", 1.5),
+    (DIFFUSION, [], "++training.hp.distribution=student_t", "model.distribution", "student_t"),
+    (DIFFUSION, [], "++training.hp.student_t_nu=10", "model.student_t_nu", 10),
     (TRAIN, [], "++training.perf.fp_optimizations=amp-bf16", "train.precision", "bf16"),
     (TRAIN, ["train.precision=bf16"], "++training.perf.fp_optimizations=fp32", "train.precision", "fp32"),
     (TRAIN, [], "++training.perf.dataloader_workers=3", "train.num_workers", 3),

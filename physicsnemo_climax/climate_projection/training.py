@@ -122,7 +122,7 @@ def climatebench_job(ctx: TaskContext) -> tuple[Trainable, RunRecord]:
         batches = validation_batches(val_set, t.batch_size, ctx.rank, ctx.world_size)
         return validation_mean(
             batches,
-            lambda batch: {"mse": loss_fn(net, to_device(batch, ctx.device)).item()},
+            lambda batch: {"loss": loss_fn(net, to_device(batch, ctx.device)).item()},  # the MSE
             ctx.manager,
             t.val_batches,
             weight=lambda batch: len(batch["x"]),

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Downscaling samples: the coarse input brought to the fine grid, and the fine target.
 
-Readers of the two layouts below live here; :func:`build_dataset` also makes
-the upstream ``cwb`` (:mod:`.cwb`) and ``gefs_hrrr`` (:mod:`.gefs_hrrr`)
-datasets and user classes (:mod:`.interface`). Two sources, one sample
+Readers of the two layouts below live here; :func:`.datasets.build_dataset`
+makes these, forecasts as inputs (:mod:`.forecast_data`), the upstream
+``cwb`` (:mod:`.cwb`) and ``gefs_hrrr`` (:mod:`.gefs_hrrr`) datasets and
+user classes (:mod:`.interface`). Two sources, one sample
 format ``{"input": [C_in + C_inv, H, W], "target": [C_out, H, W], "index":
 int}`` (normalized per channel; see :class:`Domain`):
 
@@ -16,7 +17,6 @@ int}`` (normalized per channel; see :class:`Domain`):
 * :class:`CoarseFineDataset`, any coarse/fine pair of xarray datasets, or one
   fine dataset coarsened by an area mean, with optional invariants.
 
-:func:`build_dataset` makes the one a ``dataset`` config section names.
 """
 
 from __future__ import annotations
@@ -31,16 +31,12 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from omegaconf import DictConfig, OmegaConf
 
 from ..engine.checks import ConfigError
 from ..errors import DataError, UnknownName
 from ..files import write_atomic, write_netcdf
 from .channel_units import converted, data_units, to_trained
-from .cwb import CWBDataset
 from .domain import Domain, upsample
-from .gefs_hrrr import GefsHrrrDataset
-from .interface import build_user_dataset
 
 
 class HRRRMiniDataset(torch.utils.data.Dataset):
@@ -267,11 +263,7 @@ class CoarseFineDataset(torch.utils.data.Dataset):
             "coarse" if coarse_ds is not None else "fine",
         )
         big_h, big_w = self._read_grid(fine_ds, coarse_ds, factor)
-        self.times = fine_ds["time"].values
-        if coarse_ds is not None:
-            absent = np.setdiff1d(self.times, coarse_ds["time"].values)
-            if absent.size:
-                raise UnknownName(f"coarse data lack {absent.size} times of the fine data, e.g. {absent[:3]}")
+        self.times = self._pair_times(fine_ds, coarse_ds)
         groups = {
             "input": (coarse_ds if coarse_ds is not None else fine_ds, self.input_variables),
             "output": (fine_ds, self.output_variables),
@@ -281,6 +273,21 @@ class CoarseFineDataset(torch.utils.data.Dataset):
         )
         self.invariant_fields = self._read_invariants((big_h, big_w))
         self.domain = self._make_domain(stats, stats_samples, (big_h, big_w))
+
+    def _pair_times(self, fine_ds: xr.Dataset, coarse_ds: xr.Dataset | None) -> np.ndarray:
+        """The samples' (valid) times: the fine data's, each of which the coarse data must have.
+
+        Raises
+        ------
+        UnknownName
+            Naming fine times the coarse data lack.
+        """
+        times = fine_ds["time"].values
+        if coarse_ds is not None:
+            absent = np.setdiff1d(times, coarse_ds["time"].values)
+            if absent.size:
+                raise UnknownName(f"coarse data lack {absent.size} times of the fine data, e.g. {absent[:3]}")
+        return times
 
     def _read_grid(self, fine_ds: xr.Dataset, coarse_ds: xr.Dataset | None, factor: int | None) -> tuple[int, int]:
         """Set the grids: ``dims``, ``lat``/``lon`` (``[H]``/``[W]`` or ``None``), ``coarse_lat``/
@@ -501,42 +508,3 @@ def _mini_fields(rng, samples, shape, factor, inputs, outputs, invariants, invar
 
 
 __all__ = ["HRRRMiniDataset", "CoarseFineDataset", "block_mean", "upsample", "write_mini_file"]
-
-
-def build_dataset(spec: DictConfig, stats: dict | None = None, units: dict | None = None):
-    """The dataset ``spec.type`` names: ``hrrr_mini``, ``coarse_fine``, ``cwb``, ``gefs_hrrr``, or a
-    user class ``path/to/file.py::ClassName`` (:class:`.interface.DownscalingDataset`).
-
-    ``stats`` (a training run's statistics) replace the data's own, except for
-    ``hrrr_mini``, whose ``stats.json`` is the training run's already (generation
-    checks it). ``units`` (the training run's) convert ``coarse_fine`` data in other units.
-    """
-    args = OmegaConf.to_container(spec, resolve=True)
-    kind = args.pop("type")
-    if kind == "hrrr_mini":
-        return HRRRMiniDataset(
-            args["data_path"],
-            args["stats_path"],
-            input_variables=args.get("input_variables"),
-            output_variables=args.get("output_variables"),
-            invariant_variables=args.get("invariant_variables") or (),
-        )
-    readers = {"coarse_fine": CoarseFineDataset, "cwb": CWBDataset, "gefs_hrrr": GefsHrrrDataset}
-    if kind in readers:
-        if stats is not None:
-            args["stats"] = stats
-        if units and kind == "coarse_fine":
-            args["units"] = units
-        return readers[kind](**args)
-    if isinstance(kind, str) and "::" in kind:
-        return build_user_dataset(kind, args, stats)
-    raise ConfigError(
-        f"dataset.type={kind!r}: choose hrrr_mini, coarse_fine, cwb, gefs_hrrr or path/to/file.py::ClassName"
-    )
-
-
-def validation_spec(cfg: DictConfig) -> DictConfig | None:
-    """``dataset`` with the ``validation`` overrides on top (upstream's convention), or ``None``."""
-    if not cfg.get("validation"):
-        return None
-    return OmegaConf.merge(cfg.dataset, cfg.validation)

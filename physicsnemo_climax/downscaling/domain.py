@@ -120,6 +120,9 @@ class Domain:
     units : dict
         ``{group: {variable: units}}`` of the channels whose data carried a ``units``
         attribute (the stats' layout); empty where none did.
+    lead_hours : list of float, optional
+        The forecast leads (hours) a run on forecasts was trained on, in label order: the lead
+        ``lead_hours[k]`` is the nets' ``lead_time_label`` ``k`` (:mod:`.forecast_data`).
     """
 
     input_variables: list[str]
@@ -134,6 +137,7 @@ class Domain:
     coarse_lon: np.ndarray | None = None
     invariants: np.ndarray | None = field(default=None, repr=False)
     units: dict = field(default_factory=dict)
+    lead_hours: list[float] | None = None
 
     def __post_init__(self):
         mean, std = stats_arrays(self.stats, "input", self.input_variables)
@@ -201,7 +205,8 @@ class Domain:
 
     # ------------------------------------------------------------ files
     def save(self, folder: str | Path) -> None:
-        """``domain.json`` (names, statistics, factor, shape, units) and ``domain.nc`` (arrays)."""
+        """``domain.json`` (names, statistics, factor, shape, units, trained leads) and ``domain.nc``
+        (arrays)."""
         folder = Path(folder)
         meta = {
             "input_variables": self.input_variables,
@@ -212,6 +217,8 @@ class Domain:
             "shape": list(self.shape),
             "units": self.units,
         }
+        if self.lead_hours is not None:
+            meta["lead_hours"] = [float(h) for h in self.lead_hours]
         arrays = {}
         if self.lat is not None:
             arrays.update(lat=(("y", "x"), self.lat), lon=(("y", "x"), self.lon))
@@ -248,4 +255,5 @@ class Domain:
             arrays.get("coarse_lon"),
             np.stack([arrays[v] for v in inv]) if inv and inv[0] in arrays else None,
             meta.get("units", {}),
+            meta.get("lead_hours"),
         )

@@ -24,8 +24,6 @@ mean), ``prediction`` (``ensemble, time, y, x``) and, when available,
 
 from __future__ import annotations
 
-import functools
-import warnings
 from collections.abc import Iterable
 from contextlib import nullcontext
 from pathlib import Path
@@ -34,22 +32,17 @@ import numpy as np
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
+from physicsnemo.diffusion.multi_diffusion import GridPatching2D
 
 from ..engine.checks import check_seed, config_error
 from ..engine.distributed import setup_distributed
 from ..engine.plan import RunPlan, decide_device, resolve
 from ..errors import ConfigError, UnknownName
 from ..files import check_file_output
-from . import models, net_files, noise
-from .data import build_dataset
+from . import models, net_files, sampling
+from .datasets import build_dataset
 from .domain import DOMAIN_FILE, Domain
 from .writer import Block, GenerationWriter
-
-with warnings.catch_warnings():  # the CorrDiff helpers are flagged "legacy" by PhysicsNeMo 2.2
-    warnings.simplefilter("ignore")
-    from physicsnemo.diffusion.generate import diffusion_step, regression_step
-    from physicsnemo.diffusion.multi_diffusion import GridPatching2D
-    from physicsnemo.diffusion.samplers import deterministic_sampler, stochastic_sampler
 
 
 def seed_batches(num_ensembles: int, seed_batch_size: int, seed: int = 0) -> list[torch.Tensor]:
@@ -115,18 +108,14 @@ def check_stats(stats: dict, trained: dict, domain: Domain, key: str) -> None:
                     )
 
 
-def build_sampler(gen: DictConfig, shape: tuple[int, int]):
-    """``sampler_fn`` for ``diffusion_step``: stochastic (EDM Heun) or deterministic, optionally patched."""
+def build_sampler(gen: DictConfig, shape: tuple[int, int]) -> sampling.EDMSampler:
+    """``generation.sampler``: stochastic (EDM Heun) or deterministic (Euler or Heun ODE), patched on
+    ``generation.patch_shape_y/x`` when ``generation.patching``."""
     patching = None
     if gen.get("patching"):
         patching = GridPatching2D(shape, (gen.patch_shape_y, gen.patch_shape_x), gen.overlap_pix, gen.boundary_pix)
     s = gen.sampler
-    if s.type == "stochastic":
-        return functools.partial(stochastic_sampler, num_steps=s.num_steps, patching=patching)
-    if s.type == "deterministic":
-        sampler = functools.partial(deterministic_sampler, num_steps=s.num_steps, solver=s.solver, patching=patching)
-        return lambda *args, **kwargs: sampler(*args, **kwargs).float()  # it returns float64
-    raise ConfigError(f"generation.sampler.type={s.type!r}: choose stochastic or deterministic")
+    return sampling.EDMSampler(s.type, s.num_steps, s.get("solver") or "heun", patching)
 
 
 @torch.no_grad()
@@ -135,7 +124,7 @@ def downscale(
     diffusion,
     x: torch.Tensor,
     batches: list[torch.Tensor],
-    sampler_fn,
+    sampler: sampling.EDMSampler,
     hr_mean_conditioning: bool = True,
     rank: int = 0,
     world: int = 1,
@@ -152,9 +141,8 @@ def downscale(
         ``[T, C_in, H, W]`` network inputs, on the nets' device.
     batches : list of torch.Tensor
         Seed batches (:func:`seed_batches`); this rank takes ``batches[rank::world]``.
-    sampler_fn : callable
-        :func:`build_sampler`'s; a Student-t diffusion net gets Student-t latents
-        (:func:`.noise.with_noise`).
+    sampler : EDMSampler
+        :func:`build_sampler`'s; a Student-t diffusion net gets Student-t latents.
     lead_time_label : torch.Tensor, optional
         ``[T]`` integer lead-time labels, for lead-time-aware nets.
 
@@ -166,14 +154,11 @@ def downscale(
         ``[N_rank, T, C_out, H, W]``: this rank's members, in seed order.
     """
     net_files.check_lead_time((regression, diffusion), lead_time_label)
-    sampler_fn = noise.with_noise(diffusion, sampler_fn)
     mine = batches[rank::world]
     means, members = [], []
     for t in range(x.shape[0]):
         label = None if lead_time_label is None else lead_time_label[t : t + 1].to(x.device)
-        mean, drawn = _downscale_time(
-            regression, diffusion, x[t : t + 1], label, mine, sampler_fn, hr_mean_conditioning, rank
-        )
+        mean, drawn = _downscale_time(regression, diffusion, x[t : t + 1], label, mine, sampler, hr_mean_conditioning)
         if mean is not None:
             means.append(mean[0])
         members.append(drawn)
@@ -186,9 +171,8 @@ def _downscale_time(
     img_lr: torch.Tensor,
     label: torch.Tensor | None,
     mine: list[torch.Tensor],
-    sampler_fn,
+    sampler: sampling.EDMSampler,
     hr_mean_conditioning: bool,
-    rank: int,
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Mean and this rank's members for one time (normalized units); :func:`downscale`'s step.
 
@@ -199,42 +183,46 @@ def _downscale_time(
     label : torch.Tensor or None
         ``[1]`` its lead-time label, on the input's device.
     mine : list of torch.Tensor
-        This rank's seed batches (all of one size).
-    sampler_fn : callable
-        The sampler, latents already chosen (:func:`.noise.with_noise`).
+        This rank's seed batches.
 
     Returns
     -------
     mean : torch.Tensor or None
-        ``[B, C_out, H, W]``, the mean repeated over a seed batch of ``B`` (``None`` without a
-        regression stage).
+        ``[1, C_out, H, W]`` (``None`` without a regression stage).
     members : torch.Tensor
         ``[N_rank, C_out, H, W]``: this rank's members, in seed order.
     """
-    size = len(mine[0]) if mine else 1
-    shape = img_lr.shape[-2:]
-    mean = None
-    if regression is not None:
-        mean = regression_step(
-            regression, img_lr, (size, regression.img_out_channels, *shape), lead_time_label=label
-        ).float()
+    mean = None if regression is None else regression_mean(regression, img_lr, label)
     if diffusion is None or not mine:  # regression only, or no seeds on this rank
         if mine:
             return mean, mean[0].expand(sum(map(len, mine)), *mean.shape[1:])
-        return mean, img_lr.new_zeros(0, (regression or diffusion).img_out_channels, *shape)
-    residual = diffusion_step(
-        diffusion,
-        sampler_fn,
-        tuple(shape),
-        diffusion.img_out_channels,
-        mine,
-        img_lr.expand(size, *img_lr.shape[1:]),
-        rank,
-        img_lr.device,
-        mean_hr=mean[0:1] if hr_mean_conditioning and mean is not None else None,
-        lead_time_label=None if label is None else label.expand(size),
-    ).float()
-    return mean, (residual if mean is None else mean[0:1] + residual)
+        return mean, img_lr.new_zeros(0, (regression or diffusion).img_out_channels, *img_lr.shape[-2:])
+    img_lr = img_lr.contiguous(memory_format=torch.channels_last)
+    condition = img_lr if mean is None or not hr_mean_conditioning else torch.cat((mean, img_lr), dim=1)
+    residuals = []
+    for seeds in mine:
+        size = len(seeds)
+        residuals.append(
+            sampling.sample_members(
+                sampler,
+                diffusion,
+                seeds,
+                condition.expand(size, -1, -1, -1),
+                img_lr.expand(size, -1, -1, -1),
+                **({} if label is None else {"lead_time_label": label.expand(size)}),
+            )
+        )
+    residual = torch.cat(residuals)
+    return mean, (residual if mean is None else mean + residual)
+
+
+@torch.inference_mode()
+def regression_mean(net, img_lr: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+    """The regression stage's mean ``[1, C_out, H, W]`` of one input ``img_lr`` ``[1, C_in, H, W]``
+    (``label`` ``[1]``: its lead-time label); the net's ``x`` argument is unused and given zeros."""
+    x = torch.zeros(1, net.img_out_channels, *img_lr.shape[-2:], device=img_lr.device)
+    kwargs = {} if label is None else {"lead_time_label": label}
+    return net(x=x, img_lr=img_lr, **kwargs).float()
 
 
 def time_blocks(indices: list[int], size) -> list[list[int]]:
@@ -247,7 +235,7 @@ def time_blocks(indices: list[int], size) -> list[list[int]]:
 def stream(
     regression,
     diffusion,
-    sampler_fn,
+    sampler: sampling.EDMSampler,
     batches: list[torch.Tensor],
     blocks: Iterable[tuple[torch.Tensor, dict]],
     writer: GenerationWriter | None,
@@ -278,7 +266,7 @@ def stream(
         labels = rest.pop("lead_time_label", None)
         with autocast():
             mean, members = downscale(
-                regression, diffusion, x, batches, sampler_fn, hr_mean_conditioning, rank, world, labels
+                regression, diffusion, x, batches, sampler, hr_mean_conditioning, rank, world, labels
             )
         members = _gather(members, batches, manager)
         if writer is not None:
@@ -364,7 +352,7 @@ def generate(cfg: DictConfig) -> Path | None:
     regression, diffusion = (
         prepare_net(net, plan) for net in load_stages(gen, domain, device, dataset[indices[0]], plan)
     )
-    sampler_fn = build_sampler(gen, domain.shape)
+    sampler = build_sampler(gen, domain.shape)
     with (
         GenerationWriter(
             gen.io.output_filename,
@@ -379,7 +367,7 @@ def generate(cfg: DictConfig) -> Path | None:
         stream(
             regression,
             diffusion,
-            sampler_fn,
+            sampler,
             batches,
             _input_blocks(dataset, chunks, device, rank),
             out,

@@ -6,16 +6,20 @@ The UNets and the EDM preconditioner are PhysicsNeMo's
 ``SongUNetPosEmbd``); this module only does the channel arithmetic they
 need, in one place:
 
-* regression: ``img_in_channels = C_in + N_grid``
+* regression: ``img_in_channels = C_in + N_grid [+ N_lead]``
 * diffusion: ``img_in_channels = C_in [+ C_out if hr_mean_conditioning]
-  [+ C_in if patched] + N_grid``
+  [+ C_in if patched] + N_grid [+ N_lead]``
 
-where ``C_in`` counts the coarse inputs and the invariants, and ``N_grid``
-the backbone's positional-grid channels.
+where ``C_in`` counts the coarse inputs and the invariants, ``N_grid`` the
+backbone's positional-grid channels and ``N_lead`` its lead-time embedding
+channels (``SongUNetPosLtEmbd``, upstream's ``lt_aware_*`` models). A
+Student-t diffusion stage (``model.distribution=student_t``) is upstream's
+``tEDMPrecondSuperRes`` with ``nu = model.student_t_nu``.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -115,27 +119,66 @@ def build_regression(cfg: DictConfig, domain: Domain, plan: RunPlan) -> Module:
     if cfg.model.backbone != "unet":
         raise ConfigError(f"model.backbone={cfg.model.backbone!r}: choose unet or climax")
     args = _unet_args(cfg, plan)
-    n_grid = args.get("N_grid_channels", 4)
     return CorrDiffRegressionUNet(
-        img_resolution=list(domain.shape), img_in_channels=c_in + n_grid, img_out_channels=c_out, **args
+        img_resolution=list(domain.shape),
+        img_in_channels=c_in + _backbone_channels(args),
+        img_out_channels=c_out,
+        **args,
     )
 
 
+def _backbone_channels(args: dict) -> int:
+    """The channels the UNet adds to its input: the positional grid and the lead-time embedding."""
+    return args.get("N_grid_channels", 4) + (args.get("lead_time_channels") or 0)
+
+
 def build_diffusion(cfg: DictConfig, domain: Domain, plan: RunPlan) -> Module:
-    """The residual diffusion net (EDM preconditioner around a ``SongUNetPosEmbd``)."""
+    """The residual diffusion net: the EDM preconditioner around a ``SongUNetPosEmbd`` (or
+    ``SongUNetPosLtEmbd``), Gaussian or Student-t as ``model.distribution`` says."""
     c_in, c_out = len(domain.input_channels), len(domain.output_variables)
     args = _unet_args(cfg, plan)
-    n_grid = args.get("N_grid_channels", 4)
-    channels = c_in + (c_out if cfg.model.hr_mean_conditioning else 0) + n_grid
+    channels = c_in + (c_out if cfg.model.hr_mean_conditioning else 0) + _backbone_channels(args)
     if patch_shape(cfg, domain) is not None:
         channels += c_in  # each patch also sees the whole input, resized to the patch
-    return EDMPrecondSuperResolution(
+    nu = asked_student_t_nu(cfg)
+    cls, extra = (EDMPrecondSuperResolution, {}) if nu is None else (student_t_class(), {"nu": nu})
+    return cls(
         img_resolution=list(domain.shape),
         img_in_channels=channels,
         img_out_channels=c_out,
         sigma_data=cfg.model.sigma_data,
+        **extra,
         **args,
     )
+
+
+def asked_student_t_nu(cfg: DictConfig) -> int | None:
+    """``model.student_t_nu`` of a Student-t diffusion stage, ``None`` for a Gaussian one.
+
+    Raises
+    ------
+    ConfigError
+        ``model.distribution`` other than normal / student_t, or a ``nu`` that is not an integer above 2.
+    """
+    kind, nu = cfg.model.get("distribution") or "normal", cfg.model.get("student_t_nu")
+    if kind == "normal":
+        if nu is not None:
+            raise ConfigError(f"model.student_t_nu={nu}: set model.distribution=student_t to train with it")
+        return None
+    if kind != "student_t":
+        raise ConfigError(f"model.distribution={kind!r}: choose normal or student_t")
+    if isinstance(nu, bool) or not isinstance(nu, int) or nu <= 2:
+        raise ConfigError(f"model.student_t_nu={nu!r}: Student-t training needs an integer above 2 (upstream: 10)")
+    return nu
+
+
+def student_t_class() -> type:
+    """Upstream's t-EDM preconditioner class, from PhysicsNeMo's experimental package (which warns
+    on import)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from physicsnemo.experimental.models.diffusion import tEDMPrecondSuperRes
+    return tEDMPrecondSuperRes
 
 
 def grad_checkpointing(net: Module) -> Callable[[], None] | None:

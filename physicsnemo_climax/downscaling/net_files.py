@@ -34,7 +34,6 @@ is checked against the config by :func:`.noise.check_noise`.
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
 import torch
@@ -49,7 +48,7 @@ from ..hub import is_remote, local_file
 from ..models import mdlus
 from . import noise
 from .domain import Domain
-from .models import ClimaXRegression
+from .models import ClimaXRegression, student_t_class
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +67,8 @@ TRAINING_SWITCHES = ("amp_mode", "profile_mode", "use_fp16")
 
 def loadable_class(name: str) -> type:
     """The class of a :data:`LOADABLE` name, imported here (never from a module a file names)."""
-    if name == "tEDMPrecondSuperRes":  # PhysicsNeMo's experimental package, which warns when imported
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from physicsnemo.experimental.models.diffusion import tEDMPrecondSuperRes
-        return tEDMPrecondSuperRes
+    if name == "tEDMPrecondSuperRes":  # PhysicsNeMo's experimental package, imported when asked
+        return student_t_class()
     return {
         "CorrDiffRegressionUNet": CorrDiffRegressionUNet,
         "ClimaXRegression": ClimaXRegression,

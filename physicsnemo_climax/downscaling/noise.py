@@ -4,8 +4,8 @@
 A ``tEDMPrecondSuperRes`` (t-EDM, Pandey et al. 2024; upstream's
 ``training.hp.distribution=student_t``) was trained on Student-t noise with
 ``nu`` degrees of freedom, and is sampled from Student-t latents
-(:func:`with_noise`), never Gaussian ones; the config may not ask otherwise
-(:func:`check_noise`).
+(:func:`student_t_latents`, drawn by :func:`.sampling.sample_members`), never Gaussian
+ones; the config may not ask otherwise (:func:`check_noise`).
 """
 
 from __future__ import annotations
@@ -62,41 +62,3 @@ def student_t_latents(latents: torch.Tensor, randn_like, nu: int) -> torch.Tenso
     z = randn_like(latents.new_empty(latents.shape[0], int(nu)))
     kappa = z.double().square().sum(dim=1) / nu
     return latents / kappa.sqrt().to(latents.dtype).view(-1, *[1] * (latents.dim() - 1))
-
-
-class SigmaCopy(torch.nn.Module):
-    """A net that is handed a copy of ``sigma``.
-
-    PhysicsNeMo's ``tEDMPrecondSuperRes.forward`` scales the ``sigma`` it is
-    given in place (by ``sqrt(nu / (nu - 2))``), which rescales the sampler's
-    own noise levels after each call; with a copy, the sampler keeps its
-    schedule and the net still sees the scaled value.
-    """
-
-    def __init__(self, net: Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x, img_lr, sigma, *args, **kwargs):
-        return self.net(x, img_lr, sigma.clone() if torch.is_tensor(sigma) else sigma, *args, **kwargs)
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(super().__getattr__("net"), name)  # round_sigma, sigma_min, ...
-
-
-def with_noise(net: Module | None, sampler_fn):
-    """``sampler_fn``, drawing Student-t latents (and handing the net copies of sigma,
-    :class:`SigmaCopy`) when ``net`` is a Student-t net; unchanged otherwise."""
-    nu = student_t_nu(net)
-    if nu is None:
-        return sampler_fn
-
-    def sample(model, latents, img_lr, randn_like=torch.randn_like, **kwargs):
-        return sampler_fn(
-            SigmaCopy(model), student_t_latents(latents, randn_like, nu), img_lr, randn_like=randn_like, **kwargs
-        )
-
-    return sample

@@ -28,6 +28,7 @@ import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
 from ..data.regrid import regrid
+from ..data.times import lead_hours
 from ..engine.plan import RunPlan, decide_device, resolve
 from ..errors import ConfigError, UnknownName
 from ..files import check_file_output
@@ -125,6 +126,7 @@ def forecast_and_downscale(
     run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run, device, "climax_run")
     variable_map = dict(variable_map or {})
     domain, names, batches, nets = _load_corrdiff(gen, run, variable_map, seed, device, plan)
+    lead_time_labels(domain, [lead_hours(lead) for lead in lead_times])  # a lead not trained on: before any work
     fc = forecast(run, initial_condition, lead_times, out_variables=names, assume_units=assume_units)
     blocks = forecast_blocks(fc, domain, variable_map, truth, gen.time_block, device)
     _write_ensemble(output, gen, domain, nets, batches, blocks, truth is not None, seed, device, plan)
@@ -235,13 +237,40 @@ def forecast_blocks(
     valid = fc.valid_time.values.reshape(-1)
     leads = np.broadcast_to(fc.lead_time.values[None], fc.valid_time.shape).reshape(-1)
     fine = None if truth is None else truth_at(truth, valid, domain)
+    labels = lead_time_labels(domain, list(leads / np.timedelta64(1, "h")))
     return (
         (
             torch.from_numpy(domain.make_input(coarse.reshape(-1, *coarse.shape[2:])[k])).to(device),
-            {"times": valid[k], "lead_time": leads[k], "truth": None if fine is None else fine[k]},
+            {
+                "times": valid[k],
+                "lead_time": leads[k],
+                "truth": None if fine is None else fine[k],
+                "lead_time_label": None if labels is None else labels[k],
+            },
         )
         for k in time_blocks(list(range(len(valid))), block)
     )
+
+
+def lead_time_labels(domain: Domain, hours: Sequence[float]) -> torch.Tensor | None:
+    """The nets' ``lead_time_label`` ``[N]`` of each forecast lead (``hours``): its position in the
+    leads the CorrDiff run was trained on (``domain.lead_hours``); ``None`` for a run trained without.
+
+    Raises
+    ------
+    ConfigError
+        A lead the run was not trained on, naming it and the trained leads.
+    """
+    if domain.lead_hours is None:
+        return None
+    hours = [float(h) for h in hours]
+    untrained = sorted({h for h in hours if h not in domain.lead_hours})
+    if untrained:
+        raise ConfigError(
+            f"lead {untrained} h: the CorrDiff run was trained on forecasts at leads {domain.lead_hours} h; "
+            "downscale those leads, or train on forecasts at these"
+        )
+    return torch.tensor([domain.lead_hours.index(h) for h in hours])
 
 
 def run_domain(gen: DictConfig) -> Domain:

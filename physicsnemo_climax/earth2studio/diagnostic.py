@@ -42,7 +42,7 @@ class CorrDiffDiagnostic(torch.nn.Module):
         Channels, statistics and grids of the CorrDiff runs.
     regression, diffusion : physicsnemo.core.Module
         The two stages (``diffusion=None``: the regression mean only).
-    sampler_fn : callable
+    sampler : EDMSampler
         :func:`..downscaling.generation.build_sampler`'s sampler.
     samples : int
         Members per input.
@@ -57,7 +57,7 @@ class CorrDiffDiagnostic(torch.nn.Module):
         domain,
         regression,
         diffusion,
-        sampler_fn,
+        sampler,
         samples: int = 1,
         seed: int = 0,
         hr_mean_conditioning: bool = True,
@@ -72,7 +72,7 @@ class CorrDiffDiagnostic(torch.nn.Module):
         if samples < 1:
             raise ConfigError(f"samples={samples}: must be >= 1")
         self.domain, self.regression, self.diffusion = domain, regression, diffusion
-        self.sampler_fn, self.samples, self.seed = sampler_fn, samples, seed
+        self.sampler, self.samples, self.seed = sampler, samples, seed
         self.hr_mean_conditioning = hr_mean_conditioning
         self.e2s_inputs = np.array(to_e2s_all(domain.input_variables, names))
         self.e2s_outputs = np.array(to_e2s_all(domain.output_variables, names))
@@ -171,7 +171,7 @@ class CorrDiffDiagnostic(torch.nn.Module):
         net_in = torch.from_numpy(self.domain.make_input(coarse)).to(device)
         batches = seed_batches(self.samples, self.samples, self.seed)
         _, members = downscale(
-            self.regression, self.diffusion, net_in, batches, self.sampler_fn, self.hr_mean_conditioning
+            self.regression, self.diffusion, net_in, batches, self.sampler, self.hr_mean_conditioning
         )
         y = self.domain.denormalize_output(members).transpose(0, 1)  # [N, S, C_out, H, W]
         if self.samples == 1:

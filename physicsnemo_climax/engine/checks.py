@@ -74,6 +74,9 @@ def check_train(t: DictConfig) -> None:
                 + (" or null" if key in OPTIONAL else "")
                 + (" (auto needs train.total_batch_size)" if value == "auto" else ""),
             )
+    best = t.get("best_metric")
+    if best is not None and (not isinstance(best, str) or not best):
+        raise config_error("train.best_metric", best, "give the name of a validation score (loss) or null")
     for key, (low, high) in NUMBERS.items():
         value = t.get(key)
         if not isinstance(value, numbers.Real) or isinstance(value, bool):

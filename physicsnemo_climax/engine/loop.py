@@ -13,7 +13,7 @@ a validation function. The loop::
     write the run's record                  config.yaml, run.json, the task's files
     while step < train.steps:
         loss = train_step(net, grad_accum micro-batches)
-        every log_every steps: log;  every val_every: validate;  every ckpt_every: checkpoint
+        every log_every steps: log;  every val_every: validate, keep the best;  every ckpt_every: checkpoint
 
 Losses stay on the device: the host reads them, and stops on a non-finite
 one, every ``log_every`` steps on a GPU (every step on the CPU, where reading
@@ -43,6 +43,9 @@ from .run_folder import RunRecord, relaunch_changes, run_lock, write_run_record
 from .settings import TrainSettings
 from .tracking import TrainingReport
 from .wrap import wrap
+
+#: The folder of the best checkpoint, inside ``checkpoints`` (:class:`BestCheckpoint`).
+BEST = "best"
 
 Epochs = Callable[[int], Iterable]
 """``epochs(e)``: this rank's batches of epoch ``e``, the same on a resumed run."""
@@ -136,6 +139,7 @@ def optimize(
     # a checkpoint saved before samples were counted: its steps are taken at today's samples per step
     seen = step * per_step if start.samples_seen is None else start.samples_seen
     report = TrainingReport(run_dir, t, step=step, samples_per_step=per_step, rank=rank, logger=logger)
+    best = BestCheckpoint(ckpt_dir, t.best_metric) if job.validate is not None else None
     stream = micro_batches(job.epochs, *position)
 
     def due(every: int) -> bool:
@@ -154,7 +158,9 @@ def optimize(
             if due(t.log_every):
                 report.train(step, watch.mean(), optim.lr)
             if job.validate is not None and due(t.val_every):
-                report.validation(step, run_validation(net, job.validate, plan, device))
+                scores = run_validation(net, job.validate, plan, device)
+                report.validation(step, scores)
+                best.offer(step, scores, model, t, manager, logger)
             if due(t.ckpt_every):
                 save_checkpoint(ckpt_dir, model, optim, step, position, seen, t, manager)
                 watch.last_good = step
@@ -274,6 +280,50 @@ def save_checkpoint(
             rank=manager.rank,
             collective=sharded,
         )
+
+
+class BestCheckpoint:
+    """The checkpoint of the lowest validation score ``train.best_metric`` so far, in
+    ``checkpoints/best``, kept beside the latest ones (never pruned by ``keep_checkpoints``).
+
+    It holds the model file (``{class}.0.{step}.mdlus``, merged where LoRA trains) and a training
+    state with the step's score but no optimizer: a model to use, not a point to resume from.
+    Written as every checkpoint is (atomically, with checksums), replacing the one before. A
+    relaunch reads the best score so far from it.
+    """
+
+    def __init__(self, ckpt_dir: Path, metric: str | None):
+        self.folder, self.metric = ckpt_dir / BEST, metric
+        steps = checkpointing.checkpoint_steps(self.folder) if metric is not None else []
+        recorded = checkpointing.saved_metadata(self.folder, steps[-1]) if steps else {}
+        self.value = float(recorded.get("best_value", math.inf))
+
+    def offer(self, step: int, scores: dict[str, float], model, t: TrainSettings, manager, logger) -> None:
+        """Save ``model`` as the best when its ``scores`` (averaged over ranks, so every rank decides
+        alike) beat the best so far; a NaN score never does.
+
+        Raises
+        ------
+        ConfigError
+            When the validation reports no ``train.best_metric``, naming the scores it reports.
+        """
+        if self.metric is None:
+            return
+        if self.metric not in scores:
+            raise ConfigError(
+                f"train.best_metric={self.metric!r}: the validation reports {sorted(scores)}; "
+                "give one of them, or null to keep no best checkpoint"
+            )
+        value = float(scores[self.metric])
+        if not value < self.value:
+            return
+        sharded = manager.world_size > 1 and t.fsdp
+        if manager.rank == 0 or sharded:
+            plain = merged_copy(model) if lora_layers(model) else model
+            metadata = {"best_metric": self.metric, "best_value": value}
+            checkpointing.save(self.folder, plain, None, None, None, step, metadata, 1, manager.rank, sharded)
+        self.value = value
+        logger.info(f"step {step}: best {self.metric} so far ({value:.4g}), kept in {self.folder}")
 
 
 def run_validation(net, validate, plan: RunPlan, device) -> dict[str, float]:

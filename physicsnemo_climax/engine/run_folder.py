@@ -52,6 +52,7 @@ FREE = (
     "train.val_batches",
     "train.ckpt_every",
     "train.keep_checkpoints",
+    "train.best_metric",
     "train.num_workers",
     "train.loader",
     "train.tensorboard",

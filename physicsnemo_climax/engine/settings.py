@@ -84,6 +84,7 @@ class TrainSettings:
     val_batches: int
     ckpt_every: int
     keep_checkpoints: int | None
+    best_metric: str | None
     log_every: int
     progress: bool
     resume: bool
