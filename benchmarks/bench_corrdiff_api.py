@@ -105,12 +105,14 @@ def main() -> None:
         f"x {args.times} times, seed batch {args.seed_batch}; {torch.get_num_threads()} threads"
     )
     results = {"current": [], "legacy": []}
+    runs = {
+        "current": lambda: downscale(regression, diffusion, x, batches, sampler, gen.hr_mean_conditioning)[1],
+        "legacy": lambda: legacy_downscale(regression, diffusion, x, batches, gen),
+    }
     with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):  # diffusion_step's progress bar
-        for _ in range(args.repeats):  # interleaved: a load change hits both alike
-            results["current"].append(
-                timed(lambda: downscale(regression, diffusion, x, batches, sampler, gen.hr_mean_conditioning)[1], 1)
-            )
-            results["legacy"].append(timed(lambda: legacy_downscale(regression, diffusion, x, batches, gen), 1))
+        for k in range(args.repeats):  # interleaved, the order swapped each time: no side runs first always
+            for name in ("current", "legacy") if k % 2 == 0 else ("legacy", "current"):
+                results[name].append(timed(runs[name], 1))
     samples = args.members * args.times
     rate = {k: samples / statistics.median(t for t, _ in v) for k, v in results.items()}
     current, legacy = results["current"][-1][1], results["legacy"][-1][1]
@@ -143,8 +145,8 @@ def train_steps(args, regression, domain, dif_cfg, plan) -> None:
         optimizer.step()
 
     times = {"current": [], "legacy": []}
-    for _ in range(args.repeats + 1):
-        for name in times:
+    for k in range(args.repeats + 1):  # the order swapped each time, as for generation
+        for name in ("current", "legacy") if k % 2 == 0 else ("legacy", "current"):
             times[name].append(timed(lambda n=name: step(n), 1)[0])
     median = {k: statistics.median(v[1:]) for k, v in times.items()}
     print(

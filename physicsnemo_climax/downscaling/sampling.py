@@ -49,8 +49,8 @@ SIGMA_MIN, RHO = 0.002, 7.0
 
 def preconditioner(net: torch.nn.Module) -> EDMPreconditioner:
     """The UNet of a CorrDiff diffusion file (``net.model``) under the current EDM preconditioner,
-    with the file's ``sigma_data``; it shares the file's weights."""
-    return EDMPreconditioner(ConcatConditionWrapper(net.model), sigma_data=float(net.sigma_data)).eval()
+    with the file's ``sigma_data``; it shares the file's weights (and their train/eval mode)."""
+    return EDMPreconditioner(ConcatConditionWrapper(net.model), sigma_data=float(net.sigma_data))
 
 
 def noise_level_scale(net: torch.nn.Module) -> float:
@@ -186,6 +186,7 @@ class EDMHeunSolver:
         return x + h * (0.5 * slope + 0.5 * self.denoiser(x_next, t_next))
 
 
+@torch.inference_mode()  # not just no_grad: no view or version tracking on the many small tensors of a step
 def sample_members(sampler: EDMSampler, net, seeds: torch.Tensor, condition, img_lr, **model_kwargs) -> torch.Tensor:
     """Members of one seed batch: member ``k`` is drawn from seed ``seeds[k]`` alone.
 
