@@ -125,8 +125,7 @@ def forecast_and_downscale(
     plan, device = _start(output, overwrite, climax_run, gen, (initial_condition, truth), device, plan)
     run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run, device, "climax_run")
     variable_map = dict(variable_map or {})
-    domain, names, batches, nets = _load_corrdiff(gen, run, variable_map, seed, device, plan)
-    lead_time_labels(domain, [lead_hours(lead) for lead in lead_times])  # a lead not trained on: before any work
+    domain, names, batches, nets = _load_corrdiff(gen, run, variable_map, seed, device, plan, lead_times)
     fc = forecast(run, initial_condition, lead_times, out_variables=names, assume_units=assume_units)
     blocks = forecast_blocks(fc, domain, variable_map, truth, gen.time_block, device)
     _write_ensemble(output, gen, domain, nets, batches, blocks, truth is not None, seed, device, plan)
@@ -150,8 +149,11 @@ def _start(output, overwrite: bool | None, climax_run, gen: DictConfig, datasets
     return plan, decide_device(device if device is not None else gen.get("device"), "device")
 
 
-def _load_corrdiff(gen: DictConfig, run: Run, variable_map: Mapping[str, str], seed: int, device, plan: RunPlan):
-    """The CorrDiff side, checked against the ClimaX ``run`` and loaded before the forecast is made.
+def _load_corrdiff(
+    gen: DictConfig, run: Run, variable_map: Mapping[str, str], seed: int, device, plan: RunPlan, lead_times: Sequence
+):
+    """The CorrDiff side, checked against the ClimaX ``run`` (and the ``lead_times``, against the leads
+    a run on forecasts was trained on) and loaded before the forecast is made.
 
     Returns
     -------
@@ -165,6 +167,7 @@ def _load_corrdiff(gen: DictConfig, run: Run, variable_map: Mapping[str, str], s
         The regression and diffusion nets as the ``plan`` says (``None`` for a stage not run).
     """
     domain = run_domain(gen)
+    lead_time_labels(domain, [lead_hours(lead) for lead in lead_times])  # a lead not trained on: an error now
     names = climax_names(domain, run, variable_map)
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
     nets = tuple(prepare_net(net, plan) for net in load_stages(gen, domain, device, plan=plan))

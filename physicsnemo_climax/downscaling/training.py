@@ -67,7 +67,7 @@ def regression_stage(cfg: DictConfig, domain: Domain, plan: RunPlan) -> tuple[to
 
     def loss_fn(net, batch):
         x, y = _layout(batch["input"], plan.apex_group_norm), _layout(batch["target"], plan.apex_group_norm)
-        return regression_loss(net, y, x, lead_time_labels(batch, [model]) if aware else None)
+        return regression_loss(net, y, x, batch_lead_time_labels(batch, [model]) if aware else None)
 
     return model, loss_fn
 
@@ -80,7 +80,7 @@ def regression_loss(net, target: torch.Tensor, img_lr: torch.Tensor, labels: tor
     return (net(torch.zeros_like(target), img_lr, **kwargs) - target).square().mean()
 
 
-def lead_time_labels(batch: dict, nets) -> torch.Tensor:
+def batch_lead_time_labels(batch: dict, nets) -> torch.Tensor:
     """The batch's ``[B]`` lead-time labels, checked against the lead-time-aware ``nets``.
 
     Raises
@@ -129,7 +129,7 @@ def diffusion_stage(
         x, y = _layout(batch["input"], plan.apex_group_norm), _layout(batch["target"], plan.apex_group_norm)
         if patching is not None:
             patching.reset_patch_indices()  # drawn from the step's seeded generator
-        labels = lead_time_labels(batch, aware) if aware else None
+        labels = batch_lead_time_labels(batch, aware) if aware else None
         hr_mean = cfg.model.hr_mean_conditioning
         return residual_loss(net, regression, scheduler, y, x, hr_mean, patching, labels, model in aware)
 
