@@ -4,8 +4,9 @@
 A downscaler trained on analyses meets, at a 3-day lead, coarse inputs that
 carry forecast errors it never saw. Here the coarse data are forecasts
 ``(time, lead_time, y, x)`` (``time`` the initial time, ``lead_time`` the
-lead: timedeltas, or hours as numbers; ``climax downscale forecasts`` writes
-them from a ClimaX run), and the fine data are the analyses. A sample is one
+lead: timedeltas, or hours as numbers), or a forecast in WeatherBench 2's
+layout such as the ``forecasts.zarr`` of ``climax evaluate
+eval.save_forecasts=true``; the fine data are the analyses. A sample is one
 (initial time, lead) pair whose valid time ``time + lead_time`` the fine data
 have: its input is the forecast, its target the analysis at the valid time,
 and its ``lead_time_label`` the lead's position in ``leads``, the label a
