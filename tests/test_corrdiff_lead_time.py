@@ -20,13 +20,13 @@ from physicsnemo.diffusion.noise_schedulers import StudentTEDMNoiseScheduler
 
 from physicsnemo_climax.config import load_config
 from physicsnemo_climax.data.wb2 import to_wb2
-from physicsnemo_climax.downscaling import generation, training, write_mini_file
+from physicsnemo_climax.downscaling import generation, scores, training, write_mini_file
 from physicsnemo_climax.downscaling.datasets import build_dataset
 from physicsnemo_climax.downscaling.domain import Domain
-from physicsnemo_climax.downscaling.pipeline import lead_time_labels
+from physicsnemo_climax.downscaling.forecast_data import lead_time_labels
 from physicsnemo_climax.downscaling.upstream_keys import translate
 from physicsnemo_climax.engine import checkpointing
-from physicsnemo_climax.errors import ConfigError, UnknownName
+from physicsnemo_climax.errors import ConfigError, DataError, UnknownName
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -132,6 +132,75 @@ def test_forecasts_in_weatherbench2_layout_are_read_in_the_analyses_orientation(
     np.testing.assert_array_equal(data.fine_fields(4)[1], an["v"].sel(time=data.times[4]).values)
 
 
+def by_level(ds, level):
+    """Each variable of ``ds`` on a ``level`` axis holding ``level`` alone, as ERA5 files hold
+    variables on pressure levels."""
+    return ds.expand_dims(level=[level], axis=ds["u"].dims.index("lat"))
+
+
+def naive_area_mean(field, lat, factor):
+    """``[..., H, W] -> [..., H/f, W/f]`` block by block, each cell weighted by cos(latitude)."""
+    h, w = field.shape[-2] // factor, field.shape[-1] // factor
+    out = np.empty((*field.shape[:-2], h, w))
+    for i in range(h):
+        rows = slice(i * factor, (i + 1) * factor)
+        weights = np.cos(np.deg2rad(lat[rows]))[:, None]
+        for j in range(w):
+            block = field[..., rows, j * factor : (j + 1) * factor]
+            out[..., i, j] = (block * weights).sum((-2, -1)) / (weights.sum() * factor)
+    return out
+
+
+def test_forecasts_on_the_fine_grid_are_coarsened_and_analyses_read_by_level_from_per_variable_files(
+    forecasts, tmp_path
+):
+    """Forecasts given on the fine grid (a global model's output there) are coarsened by the factor,
+    as the analyses are for a run trained on them; analyses stored one folder per variable, in two
+    periods each, with variables on a level axis, are read by their names on that level."""
+    an = xr.open_dataset(forecasts / "analyses.nc")
+    for name in ("u", "v"):
+        for k, period in enumerate((slice(0, 30), slice(30, None))):
+            (tmp_path / name).mkdir(exist_ok=True)
+            by_level(an[[name]].rename({name: "u"}), 850).rename({"u": name}).isel(time=period).to_netcdf(
+                tmp_path / name / f"{name}_{k}.nc"
+            )
+    inits = an.time.values[:8:2]
+    fine_forecast = xr.concat(
+        [an.sel(time=inits + np.timedelta64(hours, "h")).assign_coords(time=inits) * 1.1 for hours in (6, 72)],
+        dim=pd.Index(pd.to_timedelta([6, 72], "h"), name="lead_time"),
+    ).transpose("time", "lead_time", "lat", "lon")
+    by_level(fine_forecast, 850).to_netcdf(tmp_path / "forecast_fine.nc")
+    common = [
+        f"dataset.fine={tmp_path}/*/*.nc",
+        "dataset.output_variables=[u_850,v_850]",
+        f"dataset.factor={FACTOR}",
+    ]
+    data = build_dataset(
+        load_config(
+            ["dataset=forecast_coarse_fine", f"dataset.coarse={tmp_path / 'forecast_fine.nc'}", *common],
+            "config_training_hrrr_mini_regression",
+        ).dataset
+    )
+    assert len(data) == 8 and data.coarse_lat.shape == (SHAPE[0] // FACTOR,)
+    for k in (0, 3, 7):
+        valid = pd.Timestamp(data.times[k])
+        init = valid - pd.Timedelta(hours=data.sample_lead_hours[k])
+        stored = fine_forecast["v"].sel(time=init, lead_time=valid - init).values
+        np.testing.assert_allclose(data.coarse_fields(k)[1], naive_area_mean(stored, an.lat.values, FACTOR), rtol=1e-5)
+        np.testing.assert_array_equal(data.fine_fields(k)[0], an["u"].sel(time=valid).values)
+    analyses = build_dataset(
+        load_config(["dataset=coarse_fine", *common], "config_training_hrrr_mini_regression").dataset
+    )
+    assert len(analyses) == 60  # both periods of both variables
+    np.testing.assert_allclose(
+        analyses.coarse_fields(41)[0], naive_area_mean(an["u"].values[41], an.lat.values, FACTOR), rtol=1e-5
+    )
+    an.isel(time=slice(0, 50)).u.to_netcdf(tmp_path / "u" / "u_short.nc")  # u now has other times than v
+    (tmp_path / "u" / "u_1.nc").unlink()
+    with pytest.raises(DataError, match=r"the files of different variables do not share their times"):
+        build_dataset(load_config(["dataset=coarse_fine", *common], "config_training_hrrr_mini_regression").dataset)
+
+
 def train_stage(forecasts, run_dir, model, *overrides, name="config_training_hrrr_mini_regression"):
     cfg = load_config(
         [
@@ -218,6 +287,50 @@ def test_lead_time_aware_stages_train_and_generate_as_upstream_does(forecasts, l
         torch.testing.assert_close(mean[t], up_mean[0].float(), rtol=1e-6, atol=1e-6)
         expected = up_mean[:1].float() + up.float()
         assert float((members[:, t] - expected).norm() / expected.norm()) < 1e-5
+
+
+@pytest.mark.slow
+def test_generation_from_forecasts_labels_by_the_trained_leads_and_is_scored_per_lead(
+    forecasts, lead_time_runs, tmp_path, monkeypatch
+):
+    """Generating from forecasts at leads [168, 6] with nets trained on [6, 72, 168]: each sample
+    gets its lead's label in training (2 and 0, not its position here), the file records the leads,
+    and its scores come per lead."""
+    reg_run, res_run = lead_time_runs
+    told = []
+    downscale = generation.downscale
+
+    def spy(regression, diffusion, x, batches, sampler, hr_mean, rank, world, labels):
+        told.append(labels.tolist())
+        return downscale(regression, diffusion, x, batches, sampler, hr_mean, rank, world, labels)
+
+    monkeypatch.setattr(generation, "downscale", spy)
+    out = tmp_path / "gen.nc"
+    cfg = load_config(
+        [
+            *dataset_overrides(forecasts, "[168,6]"),
+            f"generation.io.reg_ckpt_filename={reg_run}",
+            f"generation.io.res_ckpt_filename={res_run}",
+            f"generation.io.output_filename={out}",
+            "generation=patched",
+            "generation.patch_shape_x=16",
+            "generation.patch_shape_y=16",
+            "generation.sampler.num_steps=2",
+            "generation.times=null",
+            "generation.max_times=4",
+            "generation.time_block=4",
+        ],
+        "config_generate_hrrr_mini",
+    )
+    generation.generate(cfg)
+    data = build_dataset(cfg.dataset)
+    hours = data.sample_lead_hours[:4]
+    assert told == [[LEADS.index(h) for h in hours]]  # the trained positions, e.g. 168 h -> 2
+    root = xr.open_dataset(out)
+    np.testing.assert_array_equal(root.lead_time.values / np.timedelta64(1, "h"), hours)
+    table = scores.score_file(out)
+    assert sorted(set(table.lead_hours)) == [6.0, 168.0]
+    assert len(table) == 2 * 2 * 3  # (corrdiff, regression, bilinear) x (u, v) x two leads
 
 
 def test_a_lead_time_aware_net_on_data_without_lead_times_is_an_error(tmp_path):

@@ -452,7 +452,8 @@ def test_forecast_then_downscale_end_to_end(tmp_path, monkeypatch):
     assert pred.shape == (2, 4, 16, 24) and np.isfinite(pred.values).all()
     # the coarse input is ClimaX's 2 m temperature, interpolated onto the domain and upsampled
     assert xr.open_dataset(path, group="input")["2m_temperature"].values.std() > 0
-    assert len(score_file(path)) == 2 * 3 - 1  # corrdiff and regression for both, bilinear for 2m_temperature
+    table = score_file(path)  # per lead: corrdiff and regression for both, bilinear for 2m_temperature
+    assert len(table) == 2 * (2 * 3 - 1) and sorted(set(table.lead_hours)) == [12.0, 24.0]
     with pytest.raises(KeyError, match="not outputs of the ClimaX run"):
         forecast_and_downscale(
             climax_run, ic, ["12h"], gen, tmp_path / "x.nc", variable_map={"2m_temperature": "temperature_850"}

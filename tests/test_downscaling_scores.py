@@ -16,6 +16,7 @@ from physicsnemo.metrics.general.crps import crps
 from physicsnemo_climax.downscaling import scores
 from physicsnemo_climax.downscaling.plots import plot_maps, plot_spectra
 from physicsnemo_climax.downscaling.scores import (
+    LEAD_SCORE_COLUMNS,
     SCORE_COLUMNS,
     ensemble_scores,
     radial_spectrum,
@@ -27,8 +28,9 @@ from physicsnemo_climax.downscaling.scores import (
 T, N, H, W = 3, 4, 8, 10
 
 
-def write_generation(path, truth=True, regression=True):
-    """Small generation file; returns the arrays written, ``{group: {var: array}}``."""
+def write_generation(path, truth=True, regression=True, leads=None):
+    """Small generation file (with ``lead_time``, in hours, when ``leads`` are given, as from forecast
+    inputs); returns the arrays written, ``{group: {var: array}}``."""
     rng = np.random.default_rng(0)
     f = lambda *s: rng.normal(size=s).astype(np.float32)  # noqa: E731
     data = {
@@ -44,11 +46,10 @@ def write_generation(path, truth=True, regression=True):
     lat = np.repeat(np.linspace(30, 31, H)[:, None], W, 1)
     root = xr.Dataset(
         {"lat": (("y", "x"), lat), "lon": (("y", "x"), np.repeat(np.linspace(-100, -99, W)[None], H, 0))},
-        coords={
-            "time": pd.date_range("2021-06-01", periods=T, freq="6h"),
-            "lead_time": ("time", pd.to_timedelta([6, 12, 18], "h")),
-        },
+        coords={"time": pd.date_range("2021-06-01", periods=T, freq="6h")},
     )
+    if leads is not None:
+        root = root.assign_coords(lead_time=("time", pd.to_timedelta(leads, "h")))
     root.to_netcdf(path, mode="w")
     for group, variables in data.items():
         dims = lambda a: ("ensemble", "time", "y", "x") if a.ndim == 4 else ("time", "y", "x")  # noqa: E731
@@ -173,6 +174,30 @@ def test_score_file_values(gen, monkeypatch):
     det = df[df.method != "corrdiff"]
     assert np.allclose(det.crps, det.mae) and (det.spread == 0).all()
     assert (df[df.method == "corrdiff"].spread > 0).all()
+
+
+def test_a_file_from_forecasts_is_scored_per_lead(tmp_path, monkeypatch):
+    path = tmp_path / "gen.nc"
+    data = write_generation(path, leads=[72, 6, 72])  # times 0 and 2 at 72 h, time 1 at 6 h
+    monkeypatch.setattr(scores, "_CHUNK_ELEMENTS", 2 * N * H * W)  # chunks of two times: a lead split in two
+    df = score_file(path, ["t2m"])
+    assert list(df.columns) == LEAD_SCORE_COLUMNS
+    assert list(zip(df.method, df.lead_hours)) == [
+        ("corrdiff", 6),
+        ("corrdiff", 72),
+        ("regression", 6),
+        ("regression", 72),
+    ]
+    t = lambda a: torch.from_numpy(a)  # noqa: E731
+    truth, members = t(data["truth"]["t2m"]), t(data["prediction"]["t2m"])
+    for lead, times in ((6, [1]), (72, [0, 2])):
+        row = df[(df.method == "corrdiff") & (df.lead_hours == lead)].iloc[0]
+        expect = ensemble_scores(members[:, times], truth[times])  # the times of that lead alone
+        for c in ("rmse", "mae", "crps", "spread", "spread_skill"):
+            assert row[c] == pytest.approx(expect[c], rel=1e-10), (lead, c)
+    assert df.attrs["by_time"].lead_hours.tolist() == [72, 72, 6, 6, 72, 72]  # time order, method by method
+    histograms = df.attrs["rank_histograms"]
+    assert histograms.groupby(["method", "lead_hours"]).frequency.sum().round(6).eq(1).all()
 
 
 def test_score_file_subset_and_no_regression(tmp_path):

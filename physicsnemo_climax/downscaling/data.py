@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,11 +33,14 @@ import pandas as pd
 import torch
 import xarray as xr
 
+from ..data.wb2 import from_wb2
 from ..engine.checks import ConfigError
 from ..errors import DataError, UnknownName
 from ..files import write_atomic, write_netcdf
 from .channel_units import converted, data_units, to_trained
 from .domain import Domain, upsample
+
+log = logging.getLogger(__name__)
 
 
 class HRRRMiniDataset(torch.utils.data.Dataset):
@@ -173,7 +177,54 @@ def _open(source) -> xr.Dataset:
     if missing:
         raise FileNotFoundError(f"no such file: {missing}")
     parts = [xr.open_zarr(f) if f.endswith(".zarr") else xr.open_dataset(f) for f in files]
-    return parts[0] if len(parts) == 1 else xr.concat(parts, dim="time")
+    if len(parts) == 1:
+        return parts[0]
+    # Downloads often come as one folder per variable (ERA5, WeatherBench 2): files holding the
+    # same variables are periods to join in time, files holding others are merged beside them.
+    by_variables: dict[frozenset, list[xr.Dataset]] = {}
+    for part in parts:
+        by_variables.setdefault(frozenset(part.data_vars), []).append(part)
+    joined = [group[0] if len(group) == 1 else xr.concat(group, dim="time") for group in by_variables.values()]
+    if len(joined) == 1:
+        return joined[0]
+    try:
+        return xr.merge(joined, join="exact", compat="override")
+    except ValueError as err:
+        raise DataError(
+            f"{source}: the files of different variables do not share their times and grid ({err})"
+        ) from err
+
+
+def _named(ds: xr.Dataset, names: Sequence[str], what: str) -> xr.Dataset:
+    """``ds`` holding ``names``: a name on a pressure level (``temperature_850``) is read from a
+    variable on a ``level`` axis (``temperature``), as ERA5 and WeatherBench 2 files store them; a
+    forecast in WeatherBench 2's layout gets ``lead_time`` for ``prediction_timedelta``.
+
+    Raises
+    ------
+    UnknownName
+        Naming ``what`` and the missing variables or levels.
+    """
+    if all(n in ds for n in names) and "prediction_timedelta" not in ds.dims:
+        return ds
+    try:
+        return from_wb2(ds, list(names), what)
+    except DataError as err:
+        raise UnknownName(str(err)) from err
+
+
+def same_orientation(coarse: xr.Dataset, fine: xr.Dataset, variable: str) -> xr.Dataset:
+    """``coarse`` with its grid axes in the fine data's order (WeatherBench 2 writes latitudes
+    south to north, ERA5 north to south), where both carry coordinates."""
+    for axis in fine[variable].dims[-2:]:
+        if axis in coarse.dims and axis in fine.coords and coarse.sizes[axis] > 1 and fine.sizes[axis] > 1:
+            if _rising(coarse[axis].values) != _rising(fine[axis].values):
+                coarse = coarse.isel({axis: slice(None, None, -1)})
+    return coarse
+
+
+def _rising(values: np.ndarray) -> bool:
+    return bool(values[1] > values[0])
 
 
 def _latitude(ds: xr.Dataset, dims: tuple[str, str]) -> np.ndarray | None:
@@ -184,6 +235,40 @@ def _latitude(ds: xr.Dataset, dims: tuple[str, str]) -> np.ndarray | None:
 def _longitude(ds: xr.Dataset, dims: tuple[str, str]) -> np.ndarray | None:
     name = next((n for n in ("lon", "longitude") if n in ds.coords and ds[n].dims == (dims[1],)), None)
     return None if name is None else ds[name].values
+
+
+def _coarsening_factor(factor: int | None, fine_shape: tuple[int, int], dims: tuple[str, str]) -> int:
+    """``factor``, checked to coarsen a fine grid of ``fine_shape``.
+
+    Raises
+    ------
+    ConfigError
+        No ``factor``, or one that does not divide the grid.
+    """
+    if not factor or factor < 1:
+        raise ConfigError("dataset.factor is required when there is no coarse dataset")
+    if fine_shape[0] % factor or fine_shape[1] % factor:
+        raise ConfigError(
+            f"upscaling factor {factor} does not divide the fine grid {fine_shape[0]}x{fine_shape[1]} "
+            f"({dims[0]} x {dims[1]})"
+        )
+    return factor
+
+
+def _grid_factor(fine_shape: tuple[int, int], coarse_shape: tuple[int, int], factor: int | None) -> int:
+    """How many times finer the fine grid is than the coarse one, checked against ``factor``.
+
+    Raises
+    ------
+    DataError
+        Grids that are not a common multiple of each other, or not ``factor`` times.
+    """
+    (big_h, big_w), (h, w) = fine_shape, coarse_shape
+    if big_h % h or big_w % w or big_h // h != big_w // w or (factor and factor != big_h // h):
+        raise DataError(
+            f"fine grid {big_h}x{big_w} is not {factor or 'a common multiple'} times the coarse grid {h}x{w}"
+        )
+    return big_h // h
 
 
 def block_mean(x: np.ndarray, factor: int, weights: np.ndarray | None = None) -> np.ndarray:
@@ -291,8 +376,11 @@ class CoarseFineDataset(torch.utils.data.Dataset):
 
     def _read_grid(self, fine_ds: xr.Dataset, coarse_ds: xr.Dataset | None, factor: int | None) -> tuple[int, int]:
         """Set the grids: ``dims``, ``lat``/``lon`` (``[H]``/``[W]`` or ``None``), ``coarse_lat``/
-        ``coarse_lon`` (the coarse data's, else block means of the fine ones), ``factor`` and the
-        area ``weights`` (cos latitude); return the fine grid's ``(H, W)``.
+        ``coarse_lon`` (the coarse data's, else block means of the fine ones), ``factor``, the area
+        ``weights`` (cos latitude) and ``coarsens_input``; return the fine grid's ``(H, W)``.
+
+        Without coarse data the input is the fine data coarsened by ``factor``; coarse data on the
+        fine grid (a model's output there) are coarsened the same way when ``factor`` > 1.
 
         Raises
         ------
@@ -301,29 +389,22 @@ class CoarseFineDataset(torch.utils.data.Dataset):
         """
         dims = fine_ds[self.output_variables[0]].dims[-2:]
         self.dims = dims
-        big_h, big_w = (fine_ds.sizes[d] for d in dims)
+        fine_shape = tuple(fine_ds.sizes[d] for d in dims)
         self.lat, self.lon = _latitude(fine_ds, dims), _longitude(fine_ds, dims)
-        if coarse_ds is not None:
-            cdims = coarse_ds[self.input_variables[0]].dims[-2:]
-            h, w = (coarse_ds.sizes[d] for d in cdims)
-            if big_h % h or big_w % w or big_h // h != big_w // w or (factor and factor != big_h // h):
-                raise DataError(
-                    f"fine grid {big_h}x{big_w} is not {factor or 'a common multiple'} times the coarse grid {h}x{w}"
-                )
-            factor = big_h // h
-            self.coarse_lat, self.coarse_lon = _latitude(coarse_ds, cdims), _longitude(coarse_ds, cdims)
-        else:
-            if not factor or factor < 1:
-                raise ConfigError("dataset.factor is required when there is no coarse dataset")
-            if big_h % factor or big_w % factor:
-                raise ConfigError(
-                    f"upscaling factor {factor} does not divide the fine grid {big_h}x{big_w} ({dims[0]} x {dims[1]})"
-                )
-            self.coarse_lat = None if self.lat is None else self.lat.reshape(-1, factor).mean(1)
-            self.coarse_lon = None if self.lon is None else self.lon.reshape(-1, factor).mean(1)
-        self.factor = factor
         self.weights = None if self.lat is None else np.cos(np.deg2rad(self.lat))
-        return big_h, big_w
+        coarse_dims = None if coarse_ds is None else coarse_ds[self.input_variables[0]].dims[-2:]
+        coarse_shape = None if coarse_ds is None else tuple(coarse_ds.sizes[d] for d in coarse_dims)
+        self.coarsens_input = coarse_ds is None or (bool(factor) and factor > 1 and coarse_shape == fine_shape)
+        if self.coarsens_input:
+            self.factor = _coarsening_factor(factor, fine_shape, dims)
+            if coarse_ds is not None:
+                log.info("dataset.coarse is on the fine grid %s: coarsened by dataset.factor=%d", fine_shape, factor)
+            self.coarse_lat = None if self.lat is None else self.lat.reshape(-1, self.factor).mean(1)
+            self.coarse_lon = None if self.lon is None else self.lon.reshape(-1, self.factor).mean(1)
+        else:
+            self.factor = _grid_factor(fine_shape, coarse_shape, factor)
+            self.coarse_lat, self.coarse_lon = _latitude(coarse_ds, coarse_dims), _longitude(coarse_ds, coarse_dims)
+        return fine_shape
 
     def _make_domain(self, stats, stats_samples: int, shape: tuple[int, int]) -> Domain:
         """The :class:`Domain` of these data: ``stats`` as given (a dict, or a ``stats.json`` path),
@@ -355,8 +436,14 @@ class CoarseFineDataset(torch.utils.data.Dataset):
     def _datasets(self):
         """The (lazily opened) fine and coarse datasets of this process, cut to ``time_range``."""
         if getattr(self, "_pid", None) != os.getpid():  # DataLoader workers open their own handles
-            fine = _open(self.sources["fine"])
-            coarse = None if self.sources["coarse"] is None else _open(self.sources["coarse"])
+            from_fine = self.output_variables + (self.input_variables if self.sources["coarse"] is None else [])
+            from_fine = list(dict.fromkeys(from_fine))
+            fine = _named(_open(self.sources["fine"]), from_fine, f"dataset.fine={self.sources['fine']}")
+            coarse = None
+            if self.sources["coarse"] is not None:
+                what = f"dataset.coarse={self.sources['coarse']}"
+                coarse = _named(_open(self.sources["coarse"]), self.input_variables, what)
+                coarse = same_orientation(coarse, fine, self.output_variables[0])
             if self.time_range is not None:
                 period = slice(*(pd.Timestamp(t) for t in self.time_range))
                 fine = fine.sel(time=period)
@@ -385,14 +472,17 @@ class CoarseFineDataset(torch.utils.data.Dataset):
 
     def coarse_fields(self, index: int) -> np.ndarray:
         """Coarse input ``[C_in, h, w]`` in physical units (the training run's)."""
-        fine, coarse = self._datasets()
-        if coarse is None:
-            sample = fine.isel(time=index)
-            values = block_mean(np.stack([sample[v].values for v in self.input_variables]), self.factor, self.weights)
-        else:
-            sample = coarse.sel(time=self.times[index])
-            values = np.stack([sample[v].values for v in self.input_variables])
+        values = self.input_values(index)
+        if self.coarsens_input:
+            values = block_mean(values, self.factor, self.weights)
         return converted(values, self.conversions["input"])
+
+    def input_values(self, index: int) -> np.ndarray:
+        """The input variables of sample ``index`` as stored, ``[C_in, h, w]`` (or ``[C_in, H, W]``
+        when they are coarsened: the fine data, or coarse data on the fine grid)."""
+        fine, coarse = self._datasets()
+        sample = fine.isel(time=index) if coarse is None else coarse.sel(time=self.times[index])
+        return np.stack([sample[v].values for v in self.input_variables])
 
     def fine_fields(self, index: int) -> np.ndarray:
         """Fine target ``[C_out, H, W]`` in physical units (the training run's)."""

@@ -6,7 +6,8 @@ carry forecast errors it never saw. Here the coarse data are forecasts
 ``(time, lead_time, y, x)`` (``time`` the initial time, ``lead_time`` the
 lead: timedeltas, or hours as numbers), or a forecast in WeatherBench 2's
 layout such as the ``forecasts.zarr`` of ``climax evaluate
-eval.save_forecasts=true``; the fine data are the analyses. A sample is one
+eval.save_forecasts=true``, on the coarse grid or on the fine one (then
+coarsened by ``factor``, as analyses are); the fine data are the analyses. A sample is one
 (initial time, lead) pair whose valid time ``time + lead_time`` the fine data
 have: its input is the forecast, its target the analysis at the valid time,
 and its ``lead_time_label`` the lead's position in ``leads``, the label a
@@ -23,10 +24,10 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from ..data.wb2 import from_wb2
 from ..errors import ConfigError, UnknownName
 from .channel_units import converted
 from .data import CoarseFineDataset
+from .domain import Domain
 
 
 def leads_in_hours(coarse: xr.Dataset) -> np.ndarray:
@@ -37,18 +38,25 @@ def leads_in_hours(coarse: xr.Dataset) -> np.ndarray:
     return leads.astype(float)
 
 
-def same_orientation(coarse: xr.Dataset, fine: xr.Dataset, variable: str) -> xr.Dataset:
-    """``coarse`` with its grid axes in the fine data's order (WeatherBench 2 writes latitudes
-    south to north; analyses are often north to south), where both carry coordinates."""
-    for axis in fine[variable].dims[-2:]:
-        if axis in coarse.dims and axis in fine.coords and coarse.sizes[axis] > 1 and fine.sizes[axis] > 1:
-            if _rising(coarse[axis].values) != _rising(fine[axis].values):
-                coarse = coarse.isel({axis: slice(None, None, -1)})
-    return coarse
+def lead_time_labels(domain: Domain, hours: Sequence[float]) -> torch.Tensor | None:
+    """The nets' ``lead_time_label`` ``[N]`` of each forecast lead (``hours``): its position in the
+    leads the CorrDiff run was trained on (``domain.lead_hours``); ``None`` for a run trained without.
 
-
-def _rising(values: np.ndarray) -> bool:
-    return bool(values[1] > values[0])
+    Raises
+    ------
+    ConfigError
+        A lead the run was not trained on, naming it and the trained leads.
+    """
+    if domain.lead_hours is None:
+        return None
+    hours = [float(h) for h in hours]
+    untrained = sorted({h for h in hours if h not in domain.lead_hours})
+    if untrained:
+        raise ConfigError(
+            f"lead {untrained} h: the CorrDiff run was trained on forecasts at leads {domain.lead_hours} h; "
+            "downscale those leads, or train on forecasts at these"
+        )
+    return torch.tensor([domain.lead_hours.index(h) for h in hours])
 
 
 class ForecastCoarseFineDataset(CoarseFineDataset):
@@ -61,8 +69,9 @@ class ForecastCoarseFineDataset(CoarseFineDataset):
     output_variables : sequence of str
         Fine target channels.
     coarse : xr.Dataset, path, glob or list of paths
-        The forecasts on the coarse grid: ``input_variables`` with dimensions
-        ``(time, lead_time, y, x)``.
+        The forecasts: ``input_variables`` with dimensions ``(time, lead_time, y, x)``, on the
+        coarse grid, or on the fine grid to be coarsened by ``factor`` (an area mean, as
+        :class:`.data.CoarseFineDataset` coarsens analyses).
     leads : sequence of float, optional
         The leads (hours) to use, in label order: the lead ``leads[k]`` has label ``k``
         (default: every lead of the file, in its order).
@@ -132,26 +141,32 @@ class ForecastCoarseFineDataset(CoarseFineDataset):
         domain.lead_hours = list(self.leads)
         return domain
 
-    def _datasets(self):
-        """The fine data and the forecasts, the latter in this package's layout when written in
-        WeatherBench 2's (``prediction_timedelta``, variables on ``level``)."""
-        fine, coarse = super()._datasets()
-        if "prediction_timedelta" in coarse.dims:
-            coarse = from_wb2(coarse, self.input_variables, f"dataset.coarse={self.sources['coarse']}")
-            self._coarse = coarse = same_orientation(coarse, fine, self.output_variables[0])
-        return fine, coarse
-
-    def coarse_fields(self, index: int) -> np.ndarray:
-        """The forecast ``[C_in, h, w]`` of sample ``index``, in physical units (the training run's)."""
+    def input_values(self, index: int) -> np.ndarray:
+        """The forecast ``[C_in, h, w]`` of sample ``index`` as stored (``[C_in, H, W]`` when given
+        on the fine grid, to be coarsened)."""
         coarse = self._datasets()[1].isel(time=self._coarse_time[index], lead_time=self._coarse_lead[index])
-        return converted(np.stack([coarse[v].values for v in self.input_variables]), self.conversions["input"])
+        return np.stack([coarse[v].values for v in self.input_variables])
 
     def fine_fields(self, index: int) -> np.ndarray:
         """The analysis ``[C_out, H, W]`` at sample ``index``'s valid time, in physical units."""
         fine = self._datasets()[0].isel(time=self._fine_time[index])
         return converted(np.stack([fine[v].values for v in self.output_variables]), self.conversions["output"])
 
+    def label_as_trained(self, trained: Domain) -> None:
+        """Label each sample by its lead's position in the leads the ``trained`` run was trained on
+        (:attr:`.domain.Domain.lead_hours`), the labels its nets were told; a run trained on analyses
+        (no leads) gets samples without labels.
+
+        Raises
+        ------
+        ConfigError
+            A lead of these data that the run was not trained on, naming it and the trained leads.
+        """
+        labels = lead_time_labels(trained, self.sample_lead_hours)
+        self.lead_time_labels = None if labels is None else labels.numpy()
+
     def __getitem__(self, index: int) -> dict:
         sample = super().__getitem__(index)
-        sample["lead_time_label"] = torch.tensor(int(self.lead_time_labels[index]))
+        if self.lead_time_labels is not None:
+            sample["lead_time_label"] = torch.tensor(int(self.lead_time_labels[index]))
         return sample

@@ -42,6 +42,7 @@ from ..files import check_file_output
 from . import models, net_files, sampling
 from .datasets import build_dataset
 from .domain import DOMAIN_FILE, Domain
+from .forecast_data import ForecastCoarseFineDataset
 from .writer import Block, GenerationWriter
 
 
@@ -359,6 +360,7 @@ def generate(cfg: DictConfig) -> Path | None:
             domain,
             gen.num_ensembles,
             regression=regression is not None,
+            lead_time=_forecast_leads(dataset) is not None,
             attrs=run_record(seed, device, plan),
         )
         if rank == 0
@@ -410,6 +412,8 @@ def _open_dataset(cfg: DictConfig):
     dataset = build_dataset(cfg.dataset, *((trained.stats, trained.units) if trained is not None else ()))
     if trained is not None and gen.check_stats:
         check_stats(dataset.domain.stats, trained.stats, dataset.domain, net_files.stage_domain_key(gen))
+    if trained is not None and isinstance(dataset, ForecastCoarseFineDataset):
+        dataset.label_as_trained(trained)  # the labels of the run's leads, not of these data's
     return dataset
 
 
@@ -421,14 +425,20 @@ def _input_blocks(dataset, chunks: list[list[int]], device, rank: int):
         samples = [dataset[i] for i in chunk]
         x = torch.stack([s["input"] for s in samples]).to(device)
         truth = np.stack([dataset.fine_fields(i) for i in chunk]) if rank == 0 else None
-        yield (
-            x,
-            {
-                "times": np.asarray(dataset.times)[chunk],
-                "truth": truth,
-                "lead_time_label": net_files.sample_lead_time_labels(samples),
-            },
-        )
+        rest = {
+            "times": np.asarray(dataset.times)[chunk],
+            "truth": truth,
+            "lead_time_label": net_files.sample_lead_time_labels(samples),
+        }
+        if _forecast_leads(dataset) is not None:
+            rest["lead_time"] = _forecast_leads(dataset)[chunk]
+        yield x, rest
+
+
+def _forecast_leads(dataset) -> np.ndarray | None:
+    """``[N]`` the samples' leads (timedelta64) when the inputs are forecasts, else ``None``."""
+    hours = getattr(dataset, "sample_lead_hours", None)
+    return None if hours is None else pd.to_timedelta(np.asarray(hours), unit="h").to_numpy()
 
 
 def prepare_net(net, plan: RunPlan):

@@ -37,6 +37,7 @@ from ..hub import is_remote
 from . import net_files
 from .channel_units import to_trained
 from .domain import Domain
+from .forecast_data import lead_time_labels
 from .generation import (
     build_sampler,
     checkpoint_domain,
@@ -253,27 +254,6 @@ def forecast_blocks(
         )
         for k in time_blocks(list(range(len(valid))), block)
     )
-
-
-def lead_time_labels(domain: Domain, hours: Sequence[float]) -> torch.Tensor | None:
-    """The nets' ``lead_time_label`` ``[N]`` of each forecast lead (``hours``): its position in the
-    leads the CorrDiff run was trained on (``domain.lead_hours``); ``None`` for a run trained without.
-
-    Raises
-    ------
-    ConfigError
-        A lead the run was not trained on, naming it and the trained leads.
-    """
-    if domain.lead_hours is None:
-        return None
-    hours = [float(h) for h in hours]
-    untrained = sorted({h for h in hours if h not in domain.lead_hours})
-    if untrained:
-        raise ConfigError(
-            f"lead {untrained} h: the CorrDiff run was trained on forecasts at leads {domain.lead_hours} h; "
-            "downscale those leads, or train on forecasts at these"
-        )
-    return torch.tensor([domain.lead_hours.index(h) for h in hours])
 
 
 def run_domain(gen: DictConfig) -> Domain:

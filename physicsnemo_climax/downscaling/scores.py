@@ -36,6 +36,8 @@ GROUPS = ("input", "regression", "prediction", "truth")
 METHODS = ("corrdiff", "regression", "bilinear")
 SCORE_COLUMNS = ["method", "variable", "rmse", "mae", "crps", "spread", "spread_skill"]
 TIME_COLUMNS = ["time", *SCORE_COLUMNS]
+#: The columns of a file whose inputs were forecasts, scored per lead.
+LEAD_SCORE_COLUMNS = [*SCORE_COLUMNS[:2], "lead_hours", *SCORE_COLUMNS[2:]]
 #: ``--spread-ddof``: 1, the unbiased member variance (the default); 0, the population one (upstream's ``std``).
 SPREAD_DDOF = (0, 1)
 _CHUNK_ELEMENTS = 2**24  # values of one member stack read at once, ~128 MB in float64
@@ -62,12 +64,16 @@ def domain_scorer(shape: tuple[int, int]) -> Scorer:
     return Scorer(["field"], uniform, DETERMINISTIC, ENSEMBLE, baselines={}, dtype=torch.float64)
 
 
-def add_chunk(scorer: Scorer, pred: torch.Tensor, obs: torch.Tensor) -> None:
-    """Score ``pred`` ``[N, t, y, x]`` against ``obs`` ``[t, y, x]`` (each time a sample)."""
+def add_chunk(scorer: Scorer, pred: torch.Tensor, obs: torch.Tensor, lead_hours: float = 0.0) -> None:
+    """Score ``pred`` ``[N, t, y, x]`` against ``obs`` ``[t, y, x]`` (each time a sample), at a lead
+    of ``lead_hours`` when the inputs were forecasts."""
     pred, obs = _checked(pred, obs)
     truth = obs[:, None]
     scorer.add(
-        0.0, pred[:, :, None], Verification(truth, torch.zeros_like(truth[:1]), None, torch.zeros(1)), baselines=False
+        float(lead_hours),
+        pred[:, :, None],
+        Verification(truth, torch.zeros_like(truth[:1]), None, torch.zeros(1)),
+        baselines=False,
     )
 
 
@@ -78,11 +84,12 @@ def _checked(pred, obs) -> tuple[torch.Tensor, torch.Tensor]:
     return pred, obs
 
 
-def finalize(scorer: Scorer, members: int, spread_ddof: int = 1) -> dict[str, float]:
-    """The scores of :func:`ensemble_scores` from a scorer fed by :func:`add_chunk`."""
+def finalize(scorer: Scorer, members: int, spread_ddof: int = 1, lead_hours: float = 0.0) -> dict[str, float]:
+    """The scores of :func:`ensemble_scores` at ``lead_hours`` from a scorer fed by :func:`add_chunk`."""
     if spread_ddof not in SPREAD_DDOF:
         raise ConfigError(f"spread_ddof={spread_ddof!r}: choose 1 (unbiased member variance) or 0 (population)")
-    row = scorer.table().iloc[0]
+    table = scorer.table()
+    row = table[table.lead_hours == float(lead_hours)].iloc[0]
     rmse, unbiased = float(row.rmse), float(row.spread)
     ratio = math.sqrt((members + 1) / members) * unbiased / rmse if rmse > 0 else math.nan
     spread = unbiased * math.sqrt((members - 1) / members) if spread_ddof == 0 else unbiased
@@ -243,11 +250,15 @@ def score_file(path: str | Path, variables: Sequence[str] | None = None, spread_
         One row per (method, variable), methods in the order ``corrdiff``,
         ``regression`` (if the group exists), ``bilinear`` (for variables also
         in ``input``); columns :data:`SCORE_COLUMNS`, scores as in
-        :func:`ensemble_scores` over all times and points. Read in time chunks.
+        :func:`ensemble_scores` over all times and points. A file whose inputs
+        were forecasts (a ``lead_time`` coordinate) is scored per lead: one row
+        per (method, variable, lead), with a ``lead_hours`` column after
+        ``variable``. Read in time chunks.
         ``attrs["rank_histograms"]``: the truth's rank among the CorrDiff members
-        (``method``, ``variable``, ``rank``, ``frequency``).
+        (``method``, ``variable``, ``rank``, ``frequency``; and ``lead_hours``).
         ``attrs["by_time"]``: the same scores for each time alone (over its
-        points), one row per (time, method, variable), columns :data:`TIME_COLUMNS`.
+        points), one row per (time, method, variable), columns :data:`TIME_COLUMNS`
+        (and ``lead_hours``).
 
     Raises
     ------
@@ -258,26 +269,40 @@ def score_file(path: str | Path, variables: Sequence[str] | None = None, spread_
     with open_groups(path) as groups:
         names = _output_variables(groups, path, variables, need_truth=True)
         times = groups["root"]["time"].values
+        leads = file_lead_hours(groups["root"])
         for method in METHODS:
             for v in names:
                 if method not in _methods(groups, v):
                     continue
-                row, rank, per_time = _score_variable(groups, method, v, times, spread_ddof)
-                rows.append(row)
+                per_lead, rank, per_time = _score_variable(groups, method, v, times, leads, spread_ddof)
+                rows += per_lead
                 ranks.append(rank)
                 by_time += per_time
-    table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
-    table.attrs["rank_histograms"] = pd.concat(ranks, ignore_index=True).drop(columns=["lead_hours", "region"])
+    columns = SCORE_COLUMNS if leads is None else LEAD_SCORE_COLUMNS
+    table = pd.DataFrame(rows, columns=columns)
+    histograms = pd.concat(ranks, ignore_index=True).drop(columns=["region"])
+    table.attrs["rank_histograms"] = histograms if leads is not None else histograms.drop(columns=["lead_hours"])
     # rows come method by method; a stable sort on time keeps that order within each time
-    table.attrs["by_time"] = pd.DataFrame(by_time, columns=TIME_COLUMNS).sort_values(
+    table.attrs["by_time"] = pd.DataFrame(by_time, columns=["time", *columns]).sort_values(
         "time", kind="stable", ignore_index=True
     )
     return table
 
 
+def file_lead_hours(root: xr.Dataset) -> np.ndarray | None:
+    """``[T]`` the lead (hours) of each time of a generation file whose inputs were forecasts (its
+    ``lead_time`` coordinate), else ``None``."""
+    if "lead_time" not in root:
+        return None
+    leads = root["lead_time"].values
+    if np.issubdtype(leads.dtype, np.timedelta64):
+        return leads / np.timedelta64(1, "h")
+    return leads.astype(np.float64) / 3600.0  # undecoded: seconds, as the writer stores them
+
+
 def _score_variable(
-    groups: dict, method: str, variable: str, times: np.ndarray, spread_ddof: int
-) -> tuple[dict, pd.DataFrame, list[dict]]:
+    groups: dict, method: str, variable: str, times: np.ndarray, leads: np.ndarray | None, spread_ddof: int
+) -> tuple[list[dict], pd.DataFrame, list[dict]]:
     """Scores of one method on one variable, read in time chunks (:func:`score_file`'s step).
 
     Parameters
@@ -286,33 +311,55 @@ def _score_variable(
         The file's groups (:func:`open_groups`).
     times : np.ndarray
         ``[T]`` the file's valid times.
+    leads : np.ndarray or None
+        ``[T]`` the lead (hours) of each time, when the inputs were forecasts.
 
     Returns
     -------
-    row : dict
-        ``method``, ``variable`` and the scores over all times and points (:func:`finalize`).
+    rows : list of dict
+        ``method``, ``variable`` and the scores over all times and points (:func:`finalize`): one
+        row, or one per lead with ``lead_hours``.
     rank_histogram : pandas.DataFrame
-        The truth's rank among the members, with ``method`` and ``variable`` columns.
+        The truth's rank among the members, with ``method``, ``variable`` and ``lead_hours`` columns.
     by_time : list of dict
-        One row per time: ``time``, ``method``, ``variable`` and :func:`ensemble_scores` over its points.
+        One row per time: ``time``, ``method``, ``variable`` (``lead_hours``) and
+        :func:`ensemble_scores` over its points.
     """
+    lead_of = np.zeros(len(times)) if leads is None else leads
     scorer, members, by_time = None, 1, []
     for chunk in _time_chunks(groups, variable):
         pred, obs = _members(groups, method, variable, chunk), _members(groups, "truth", variable, chunk)[0]
         scorer = scorer or domain_scorer(pred.shape[-2:])
-        add_chunk(scorer, pred, obs)
+        for lead in np.unique(lead_of[chunk]):
+            here = lead_of[chunk] == lead
+            add_chunk(scorer, pred[:, here], obs[here], lead)
         members = pred.shape[0]
-        by_time += [
-            {
-                "time": t,
-                "method": method,
-                "variable": variable,
-                **ensemble_scores(torch.from_numpy(pred[:, j]), torch.from_numpy(obs[j]), spread_ddof),
-            }
-            for j, t in enumerate(times[chunk])
-        ]
-    row = {"method": method, "variable": variable, **finalize(scorer, members, spread_ddof)}
-    return row, scorer.rank_histograms().assign(method=method, variable=variable), by_time
+        for j, t in enumerate(times[chunk]):
+            scores = ensemble_scores(torch.from_numpy(pred[:, j]), torch.from_numpy(obs[j]), spread_ddof)
+            by_time.append(
+                {
+                    "time": t,
+                    "method": method,
+                    "variable": variable,
+                    **_lead_column(leads, lead_of[chunk.start + j]),
+                    **scores,
+                }
+            )
+    rows = [
+        {
+            "method": method,
+            "variable": variable,
+            **_lead_column(leads, lead),
+            **finalize(scorer, members, spread_ddof, lead),
+        }
+        for lead in np.unique(lead_of)
+    ]
+    return rows, scorer.rank_histograms().assign(method=method, variable=variable), by_time
+
+
+def _lead_column(leads: np.ndarray | None, lead: float) -> dict:
+    """``{"lead_hours": lead}`` in a file whose inputs were forecasts (``leads`` given), else ``{}``."""
+    return {} if leads is None else {"lead_hours": float(lead)}
 
 
 Spectra = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
