@@ -270,7 +270,7 @@ def test_a_saved_config_may_not_send_outputs_out_of_its_run(run, tmp_path):
     assert (outside / "scorecard.csv").exists()
 
 
-@pytest.mark.parametrize("link", ["metrics.csv", "checkpoints"])
+@pytest.mark.parametrize("link", ["metrics.csv", "checkpoints", "checkpoints/best"])
 def test_links_in_a_run_folder_are_not_written_through(store, tmp_path, link):
     victim = tmp_path / "victim"
     if link == "metrics.csv":
@@ -279,7 +279,7 @@ def test_links_in_a_run_folder_are_not_written_through(store, tmp_path, link):
         victim.mkdir()
     before = snapshot(tmp_path / "victim") if victim.is_dir() else victim.read_bytes()
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    (run_dir / link).parent.mkdir(parents=True)
     (run_dir / link).symlink_to(victim)
     with pytest.raises(OutputError, match=f"{link}.*symbolic link"):
         fit(store, run_dir, "train.log_every=1")

@@ -39,14 +39,12 @@ from .distributed import all_reduce
 from .lora import DEFAULT_TARGETS, adapters, add_lora, lora_layers, merged_copy, restore
 from .optim import Optimization, freeze
 from .plan import RunPlan
-from .run_folder import RunRecord, relaunch_changes, run_lock, write_run_record
+from .run_folder import BEST, RunRecord, relaunch_changes, run_lock, write_run_record
 from .settings import TrainSettings
 from .tracking import TrainingReport
 from .wrap import wrap
 
 #: The folder of the best checkpoint, inside ``checkpoints`` (:class:`BestCheckpoint`).
-BEST = "best"
-
 Epochs = Callable[[int], Iterable]
 """``epochs(e)``: this rank's batches of epoch ``e``, the same on a resumed run."""
 

@@ -39,6 +39,10 @@ RUN_JSON = "run.json"
 LOCK = ".lock"
 #: What a launch writes in its run folder (the task's own record files come with ``run.json``).
 LAUNCH_FILES = (LOCK, "config.yaml", RUN_JSON, "checkpoints", "metrics.csv", "tensorboard")
+#: The best checkpoint's folder in ``checkpoints`` (:class:`.loop.BestCheckpoint`).
+BEST = "best"
+#: What a launch writes in its run folder, nested ones included: none may be a link to elsewhere.
+LAUNCH_PATHS = (*LAUNCH_FILES, f"checkpoints/{BEST}")
 #: Config keys (and sections) a relaunch may change. ``data.root`` may move: the
 #: store's content is compared through ``run.json`` (statistics, grid, variables).
 FREE = (
@@ -118,7 +122,7 @@ def check_run_folder(run_dir: Path) -> None:
     ConfigError
         A non-empty folder that is not a run, naming what it holds.
     OutputError
-        A link among :data:`LAUNCH_FILES`, naming it.
+        A link among :data:`LAUNCH_PATHS`, naming it.
     """
     if not run_dir.exists():
         return
@@ -130,7 +134,7 @@ def check_run_folder(run_dir: Path) -> None:
         raise ConfigError(
             f"run_dir={run_dir} is not a run folder (it holds {listed}); train into a new or empty folder"
         )
-    for name in LAUNCH_FILES:
+    for name in LAUNCH_PATHS:
         if (run_dir / name).is_symlink():
             raise OutputError(
                 f"{run_dir / name} is a symbolic link; climax does not write through links in a "
