@@ -420,7 +420,9 @@ def _open_dataset(cfg: DictConfig):
 def _input_blocks(dataset, chunks: list[list[int]], device, rank: int):
     """The blocks :func:`stream` draws: for each chunk of dataset indices, ``[t, C_in, H, W]`` inputs
     on ``device`` and the rest of the block (valid ``times``, ``truth`` ``[t, C_out, H, W]`` in
-    physical units on rank 0, else ``None``, and the samples' ``lead_time_label``)."""
+    physical units on rank 0, else ``None``, the samples' ``lead_time_label`` and, from forecasts,
+    their ``lead_time``)."""
+    leads = _forecast_leads(dataset)  # once: every chunk takes its part
     for chunk in chunks:
         samples = [dataset[i] for i in chunk]
         x = torch.stack([s["input"] for s in samples]).to(device)
@@ -430,8 +432,8 @@ def _input_blocks(dataset, chunks: list[list[int]], device, rank: int):
             "truth": truth,
             "lead_time_label": net_files.sample_lead_time_labels(samples),
         }
-        if _forecast_leads(dataset) is not None:
-            rest["lead_time"] = _forecast_leads(dataset)[chunk]
+        if leads is not None:
+            rest["lead_time"] = leads[chunk]
         yield x, rest
 
 
