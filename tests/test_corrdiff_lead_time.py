@@ -7,6 +7,8 @@ classes, and this package's generation from them equals upstream's legacy genera
 """
 
 import functools
+import json
+import shutil
 import warnings
 
 import numpy as np
@@ -20,13 +22,14 @@ from physicsnemo.diffusion.noise_schedulers import StudentTEDMNoiseScheduler
 
 from physicsnemo_climax.config import load_config
 from physicsnemo_climax.data.wb2 import to_wb2
-from physicsnemo_climax.downscaling import generation, scores, training, write_mini_file
+from physicsnemo_climax.downscaling import generation, models, scores, training, write_mini_file
 from physicsnemo_climax.downscaling.datasets import build_dataset
 from physicsnemo_climax.downscaling.domain import Domain
 from physicsnemo_climax.downscaling.forecast_data import lead_time_labels
 from physicsnemo_climax.downscaling.upstream_keys import translate
 from physicsnemo_climax.engine import checkpointing
-from physicsnemo_climax.errors import ConfigError, DataError, UnknownName
+from physicsnemo_climax.engine.plan import RunPlan
+from physicsnemo_climax.errors import CheckpointMismatch, ConfigError, DataError, UnknownName
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -208,7 +211,7 @@ def train_stage(forecasts, run_dir, model, *overrides, name="config_training_hrr
             f"model={model}",
             f"run_dir={run_dir}",
             "model_size=tiny",
-            "model.model_args.lead_time_steps=3",
+            *(["model.model_args.lead_time_steps=3"] if model.startswith("lt_aware") else []),
             "train.steps=3",
             "train.batch_size=4",
             "train.grad_accum=1",
@@ -222,6 +225,46 @@ def train_stage(forecasts, run_dir, model, *overrides, name="config_training_hrr
         name,
     )
     return training.train(cfg)
+
+
+def test_cosine_lead_codes_are_the_dct_basis_over_the_leads():
+    codes = models.cosine_lead_codes(3, 4)
+    half, flat = np.sqrt(3) / 2, np.sqrt(0.5)  # cos(pi / 6), and the constant channel's 1 / sqrt(2)
+    expected = [[flat, half, 0.5, 0], [flat, 0, -1, 0], [flat, -half, 0.5, 0]]
+    np.testing.assert_allclose(codes.numpy(), expected, atol=1e-7)
+    square = models.cosine_lead_codes(5, 5).double()
+    gram = square @ square.T  # orthogonal codes: distinct leads never look alike to a linear layer
+    np.testing.assert_allclose(gram - torch.diag(torch.diagonal(gram)), 0, atol=1e-6)
+
+
+@pytest.mark.parametrize("how", ["cosine", "random"])
+def test_a_new_lead_time_aware_net_starts_from_the_asked_embedding(forecasts, how):
+    """``cosine``: every grid point of lead ``l`` holds lead ``l``'s code, in both stages;
+    ``random``: upstream's independent normal values per point."""
+    common = [*dataset_overrides(forecasts), "model_size=tiny"]
+    domain = build_dataset(load_config(common, "config_training_hrrr_mini_regression").dataset).domain
+    stages = [
+        ("config_training_hrrr_mini_regression", "lt_aware_regression", models.build_regression),
+        ("config_training_hrrr_mini_diffusion", "lt_aware_patched_diffusion", models.build_diffusion),
+    ]
+    for name, model, build in stages:
+        overrides = [f"model={model}", "model.model_args.lead_time_steps=3", f"model.lead_time_init={how}"]
+        cfg = load_config([*common, *overrides], name)
+        embedding = build(cfg, domain, RunPlan()).model.lt_embd.detach()  # (steps, channels, H, W)
+        steps, channels = embedding.shape[:2]
+        if how == "cosine":
+            codes = models.cosine_lead_codes(steps, channels)[:, :, None, None]
+            torch.testing.assert_close(embedding, codes.expand_as(embedding))
+        else:
+            assert 0.9 < float(embedding.std()) < 1.1 and float(embedding.std(dim=(2, 3)).min()) > 0.8
+
+
+def test_an_unknown_lead_time_init_is_refused_naming_the_key(forecasts):
+    overrides = [*dataset_overrides(forecasts), "model=lt_aware_regression", "model.lead_time_init=uniform"]
+    cfg = load_config([*overrides, "model_size=tiny"], "config_training_hrrr_mini_regression")
+    domain = build_dataset(cfg.dataset).domain
+    with pytest.raises(ConfigError, match=r"model.lead_time_init='uniform': choose one of \['random', 'cosine'\]"):
+        models.build_regression(cfg, domain, RunPlan())
 
 
 @pytest.fixture(scope="module")
@@ -353,6 +396,96 @@ def test_a_lead_time_aware_net_on_data_without_lead_times_is_an_error(tmp_path):
     )
     with pytest.raises(ValueError, match=r"a lead-time-aware net \(9 lead-time steps\), but the input has no lead"):
         training.train(cfg)
+
+
+# ----------------------------------------------------------------------------- starting from a trained net
+
+
+@pytest.fixture(scope="module")
+def runs_without_lead_times(forecasts, tmp_path_factory):
+    """Both stages trained without lead times, on the whole domain (as on analyses)."""
+    root = tmp_path_factory.mktemp("plain_runs")
+    reg = train_stage(forecasts, root / "reg", "regression")
+    res = train_stage(
+        forecasts, root / "res", "patched_diffusion", f"model.regression_checkpoint_path={reg}",
+        *WHOLE_DOMAIN, name="config_training_hrrr_mini_diffusion",
+    )  # fmt: skip
+    return reg, res
+
+
+WHOLE_DOMAIN = ["model.patch_shape_x=32", "model.patch_shape_y=32"]
+
+
+def started_stage(forecasts, tmp_path, stage, source, *overrides):
+    """The lead-time-aware ``stage`` net a run with ``model.init=source`` starts training from."""
+    name = f"config_training_hrrr_mini_{stage}"
+    model = "lt_aware_regression" if stage == "regression" else "lt_aware_patched_diffusion"
+    common = [*dataset_overrides(forecasts), f"model={model}", "model.model_args.lead_time_steps=3"]
+    cfg = load_config([*common, "model_size=tiny", f"model.init={source}", f"run_dir={tmp_path}", *overrides], name)
+    data = build_dataset(cfg.dataset)
+    if stage == "regression":
+        return training.regression_stage(cfg, data.domain, RunPlan())[0], data
+    return training.diffusion_stage(cfg, data.domain, RunPlan(), "cpu", data[0])[0], data
+
+
+def test_a_lead_time_aware_regression_started_from_one_without_gives_its_outputs_at_every_lead(
+    forecasts, runs_without_lead_times, tmp_path
+):
+    source_run = runs_without_lead_times[0]
+    net, data = started_stage(forecasts, tmp_path, "regression", source_run)
+    source = Module.from_checkpoint(str(checkpointing.model_file(source_run / "checkpoints"))).eval()
+    x = torch.stack([data[i]["input"] for i in range(3)])
+    zeros = torch.zeros(3, 2, *SHAPE)
+    with torch.no_grad():
+        expected = source(zeros, x)
+        for label in range(3):
+            got = net.eval()(zeros, x, lead_time_label=torch.full((3,), label))
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    first, before = net.model.enc["32x32_conv"].weight, source.model.enc["32x32_conv"].weight
+    lead = net.model.lead_time_channels  # the last input channels: [inputs, grid, lead time]
+    assert first.shape[1] == before.shape[1] + lead
+    assert torch.count_nonzero(first[:, -lead:]) == 0
+    torch.testing.assert_close(first[:, :-lead], before)
+
+
+@pytest.mark.slow
+def test_a_lead_time_aware_diffusion_stage_started_from_one_without_denoises_as_it_does(
+    forecasts, runs_without_lead_times, tmp_path
+):
+    reg_run, res_run = runs_without_lead_times
+    net, data = started_stage(
+        forecasts, tmp_path, "diffusion", res_run, f"model.regression_checkpoint_path={reg_run}", *WHOLE_DOMAIN
+    )
+    source = Module.from_checkpoint(str(checkpointing.model_file(res_run / "checkpoints"))).eval()
+    generator = torch.Generator().manual_seed(0)
+    noisy = torch.randn(2, 2, *SHAPE, generator=generator)
+    condition = torch.randn(2, 4, *SHAPE, generator=generator)  # [mean, input]
+    sigma = torch.tensor([0.5, 3.0]).reshape(-1, 1, 1, 1)
+    with torch.no_grad():
+        expected = source(noisy, condition, sigma)
+        for label in range(3):
+            got = net.eval()(noisy, condition, sigma, lead_time_label=torch.full((2,), label))
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_start_from_a_net_that_does_not_fit_is_refused_naming_model_init(
+    forecasts, runs_without_lead_times, tmp_path
+):
+    other = tmp_path / "other"
+    shutil.copytree(runs_without_lead_times[0], other)
+    domain = json.loads((other / "domain.json").read_text())
+    domain["output_variables"] = ["v", "u"]
+    (other / "domain.json").write_text(json.dumps(domain))
+    with pytest.raises(CheckpointMismatch, match=r"model.init=.*other: trained with output_variables \['v', 'u'\]"):
+        started_stage(forecasts, tmp_path / "a", "regression", other)
+    aware = tmp_path / "aware.mdlus"  # a lead-time-aware net saved alone, into a net without lead times
+    started_stage(forecasts, tmp_path / "b", "regression", runs_without_lead_times[0])[0].save(str(aware))
+    cfg = load_config(
+        [*dataset_overrides(forecasts), "model_size=tiny", f"model.init={aware}"],
+        "config_training_hrrr_mini_regression",
+    )
+    with pytest.raises(CheckpointMismatch, match=r"model.init=.*aware.mdlus: weights this net does not have"):
+        training.regression_stage(cfg, build_dataset(cfg.dataset).domain, RunPlan())
 
 
 # ----------------------------------------------------------------------------- Student-t

@@ -486,8 +486,12 @@ class CoarseFineDataset(torch.utils.data.Dataset):
 
     def fine_fields(self, index: int) -> np.ndarray:
         """Fine target ``[C_out, H, W]`` in physical units (the training run's)."""
-        sample = self._datasets()[0].isel(time=index)
+        sample = self._datasets()[0].isel(time=self._fine_time_index(index))
         return converted(np.stack([sample[v].values for v in self.output_variables]), self.conversions["output"])
+
+    def _fine_time_index(self, index: int) -> int:
+        """The fine time of sample ``index``: the sample's own (a forecast's is its valid time)."""
+        return index
 
     def compute_stats(self, samples: int) -> dict:
         """Mean and std per channel over ``samples`` evenly spaced times (``stats.json`` layout)."""

@@ -25,7 +25,6 @@ import torch
 import xarray as xr
 
 from ..errors import ConfigError, UnknownName
-from .channel_units import converted
 from .data import CoarseFineDataset
 from .domain import Domain
 
@@ -147,10 +146,9 @@ class ForecastCoarseFineDataset(CoarseFineDataset):
         coarse = self._datasets()[1].isel(time=self._coarse_time[index], lead_time=self._coarse_lead[index])
         return np.stack([coarse[v].values for v in self.input_variables])
 
-    def fine_fields(self, index: int) -> np.ndarray:
-        """The analysis ``[C_out, H, W]`` at sample ``index``'s valid time, in physical units."""
-        fine = self._datasets()[0].isel(time=self._fine_time[index])
-        return converted(np.stack([fine[v].values for v in self.output_variables]), self.conversions["output"])
+    def _fine_time_index(self, index: int) -> int:
+        """The analysis at sample ``index``'s valid time."""
+        return int(self._fine_time[index])
 
     def label_as_trained(self, trained: Domain) -> None:
         """Label each sample by its lead's position in the leads the ``trained`` run was trained on

@@ -119,12 +119,13 @@ def build_regression(cfg: DictConfig, domain: Domain, plan: RunPlan) -> Module:
     if cfg.model.backbone != "unet":
         raise ConfigError(f"model.backbone={cfg.model.backbone!r}: choose unet or climax")
     args = _unet_args(cfg, plan)
-    return CorrDiffRegressionUNet(
+    net = CorrDiffRegressionUNet(
         img_resolution=list(domain.shape),
         img_in_channels=c_in + _backbone_channels(args),
         img_out_channels=c_out,
         **args,
     )
+    return init_lead_time_embedding(net, cfg.model.get("lead_time_init", "random"))
 
 
 def _backbone_channels(args: dict) -> int:
@@ -142,7 +143,7 @@ def build_diffusion(cfg: DictConfig, domain: Domain, plan: RunPlan) -> Module:
         channels += c_in  # each patch also sees the whole input, resized to the patch
     nu = asked_student_t_nu(cfg)
     cls, extra = (EDMPrecondSuperResolution, {}) if nu is None else (student_t_class(), {"nu": nu})
-    return cls(
+    net = cls(
         img_resolution=list(domain.shape),
         img_in_channels=channels,
         img_out_channels=c_out,
@@ -150,6 +151,47 @@ def build_diffusion(cfg: DictConfig, domain: Domain, plan: RunPlan) -> Module:
         **extra,
         **args,
     )
+    return init_lead_time_embedding(net, cfg.model.get("lead_time_init", "random"))
+
+
+LEAD_TIME_INITS = ("random", "cosine")
+
+
+def cosine_lead_codes(steps: int, channels: int) -> torch.Tensor:
+    """Spatially uniform lead-time codes: channel ``c`` of lead ``l`` is
+    ``cos(pi * c * (2 l + 1) / (2 * steps))``, the DCT-II basis over the leads, with
+    channel 0 scaled by ``1 / sqrt(2)`` as in the orthonormal DCT.
+
+    Codes of different leads are orthogonal when ``channels == steps``; neighbouring
+    leads get similar codes. Returns shape ``(steps, channels)``.
+    """
+    lead = torch.arange(steps, dtype=torch.float64)[:, None]
+    channel = torch.arange(channels, dtype=torch.float64)[None, :]
+    codes = torch.cos(torch.pi * channel * (2 * lead + 1) / (2 * steps))
+    codes[:, 0] /= 2**0.5  # the constant channel: without it the codes' Gram matrix is not diagonal
+    return codes.float()
+
+
+def init_lead_time_embedding(net: Module, how: str) -> Module:
+    """Set the lead-time embedding of a new lead-time-aware net (no-op for other nets).
+
+    ``random`` keeps upstream's initialisation: an independent normal value per lead,
+    channel and grid point. A convolution shares its weights over the grid, so it
+    cannot read the lead from such a per-point code until the embedding itself has
+    been learned, which takes upstream's GEFS -> HRRR scale of training; on a few
+    thousand samples the net blends the leads. ``cosine`` starts every lead from a
+    spatially uniform code (:func:`cosine_lead_codes`) the first layer can read at
+    once; it stays a learned parameter of upstream's shape, so the files are unchanged.
+    """
+    if how not in LEAD_TIME_INITS:
+        raise ConfigError(f"model.lead_time_init={how!r}: choose one of {list(LEAD_TIME_INITS)}")
+    for module in net.modules():
+        embedding = getattr(module, "lt_embd", None)
+        if isinstance(embedding, torch.nn.Parameter) and how == "cosine":
+            steps, channels = embedding.shape[:2]
+            with torch.no_grad():
+                embedding.copy_(cosine_lead_codes(steps, channels)[:, :, None, None].expand_as(embedding))
+    return net
 
 
 def asked_student_t_nu(cfg: DictConfig) -> int | None:

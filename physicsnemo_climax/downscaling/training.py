@@ -47,7 +47,7 @@ from ..engine.plan import TORCH_LOADERS, RunPlan
 from ..engine.run_folder import RunRecord
 from ..engine.run_info import RunInfo
 from ..engine.task import TaskContext, train_task, validation_mean
-from . import models, net_files
+from . import models, net_files, warm_start
 from .datasets import build_dataset, split_holdout, validation_spec
 from .domain import Domain
 
@@ -63,6 +63,8 @@ def check_config(cfg: DictConfig) -> None:
 def regression_stage(cfg: DictConfig, domain: Domain, plan: RunPlan) -> tuple[torch.nn.Module, Callable]:
     """The regression net and its loss ``loss_fn(net, batch)``: the mean squared error."""
     model = models.build_regression(cfg, domain, plan)
+    if cfg.model.backbone == "unet" and cfg.model.get("init"):  # a ClimaX backbone reads its own init
+        warm_start.start_from(model, cfg.model.init, "regression", domain)
     aware = net_files.lead_time_steps(model) is not None
 
     def loss_fn(net, batch):
@@ -120,6 +122,8 @@ def diffusion_stage(
     )  # loaded once, as the plan says
     models.set_amp_mode(regression, plan.precision)
     model = models.build_diffusion(cfg, domain, plan)
+    if cfg.model.get("init"):
+        warm_start.start_from(model, cfg.model.init, "diffusion", domain)
     scheduler = noise_scheduler(cfg)
     shape = models.patch_shape(cfg, domain)
     patching = None if shape is None else RandomPatching2D(domain.shape, shape, cfg.model.patch_num)
