@@ -103,7 +103,9 @@ def _copy_one(source: torch.Tensor, target: torch.Tensor, name: str, lead_channe
         target.zero_()
         target[:, : source.shape[1]] = source
         return "lead channels zero"
-    raise CheckpointMismatch(f"{KEY}={file}: weight {name} has shape {list(source.shape)}, this net's {list(target.shape)}")
+    raise CheckpointMismatch(
+        f"{KEY}={file}: weight {name} has shape {list(source.shape)}, this net's {list(target.shape)}"
+    )
 
 
 def _padding_note(copied: dict[str, str]) -> str:
