@@ -109,5 +109,6 @@ def _copy_one(source: torch.Tensor, target: torch.Tensor, name: str, lead_channe
 
 
 def _padding_note(copied: dict[str, str]) -> str:
+    """The log's note of the weights that grew lead-time input channels, if any."""
     padded = [name for name, how in copied.items() if how != "same"]
     return f"; lead-time input channels of {padded} start at zero" if padded else ""
