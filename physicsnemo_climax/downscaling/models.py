@@ -178,16 +178,18 @@ def init_lead_time_embedding(net: Module, how: str) -> Module:
     ``random`` keeps upstream's initialisation: an independent normal value per lead,
     channel and grid point. A convolution shares its weights over the grid, so it
     cannot read the lead from such a per-point code until the embedding itself has
-    been learned, which takes upstream's GEFS -> HRRR scale of training; on a few
-    thousand samples the net blends the leads. ``cosine`` starts every lead from a
-    spatially uniform code (:func:`cosine_lead_codes`) the first layer can read at
-    once; it stays a learned parameter of upstream's shape, so the files are unchanged.
+    been learned; on a few thousand samples it is not, and the net blends the leads.
+    ``cosine`` starts every lead from a spatially uniform code (:func:`cosine_lead_codes`)
+    the first layer can read at once; it stays a learned parameter of upstream's
+    shape, so the files are unchanged.
     """
     if how not in LEAD_TIME_INITS:
         raise ConfigError(f"model.lead_time_init={how!r}: choose one of {list(LEAD_TIME_INITS)}")
+    if how == "random":
+        return net  # upstream's start, as the net was built
     for module in net.modules():
         embedding = getattr(module, "lt_embd", None)
-        if isinstance(embedding, torch.nn.Parameter) and how == "cosine":
+        if isinstance(embedding, torch.nn.Parameter):
             steps, channels = embedding.shape[:2]
             with torch.no_grad():
                 embedding.copy_(cosine_lead_codes(steps, channels)[:, :, None, None].expand_as(embedding))
