@@ -478,8 +478,6 @@ def downscale_forecast(args: argparse.Namespace) -> None:
     overrides = [
         f"generation.num_ensembles={args.members}",
         f"generation.seed_batch_size={args.seed_batch_size}",
-        f"generation.io.reg_ckpt_filename={args.regression}",
-        f"generation.io.res_ckpt_filename={args.diffusion or args.regression}",
         f"generation.sampler.num_steps={args.steps}",
         f"seed={args.seed}",
         f"generation.io.overwrite={str(args.overwrite).lower()}",
@@ -487,6 +485,10 @@ def downscale_forecast(args: argparse.Namespace) -> None:
     if args.diffusion is None:
         overrides.append("generation.inference_mode=regression")
     cfg = load_config(overrides + translate(args.overrides), name="config_generate_hrrr_mini")
+    # set after the overrides, as given: a path needs no Hydra quoting; several make pairs by lead
+    io = cfg.generation.io
+    io.reg_ckpt_filename = _one_or_list(args.regression)
+    io.res_ckpt_filename = _one_or_list(args.diffusion or args.regression)
     device = decide_device(args.device, "--device") if args.device else None
     truth = xr.open_dataset(args.truth).load() if args.truth else None
     with xr.open_dataset(args.input) as ic:
@@ -503,6 +505,11 @@ def downscale_forecast(args: argparse.Namespace) -> None:
             assume_units=args.assume_units,
         )
     print(f"wrote {path}")
+
+
+def _one_or_list(paths: list[str]):
+    """One path as itself (one pair of nets), several as a list (a pair per lead range)."""
+    return paths[0] if len(paths) == 1 else list(paths)
 
 
 def _add_downscale_commands(commands) -> None:
@@ -534,18 +541,27 @@ def _add_downscale_commands(commands) -> None:
             help="spread from the member variance over N - 1 (1, default) or N (0, upstream's std)",
         )
     p.set_defaults(func=downscale_score)
+    _add_downscale_forecast(ds)
 
+
+def _add_downscale_forecast(ds) -> None:
+    """``climax downscale forecast``: its arguments."""
     p = ds.add_parser("forecast", help="ClimaX forecast downscaled by CorrDiff into an ensemble file")
     p.add_argument(
         "--climax-run", required=True, help="ClimaX training run folder, or a model file in its checkpoints/ folder"
     )
     p.add_argument(
-        "--regression", required=True, help="CorrDiff regression run folder, or a .mdlus in it (its domain.json)"
+        "--regression",
+        required=True,
+        nargs="+",
+        help="CorrDiff regression run folder, or a .mdlus in it (its domain.json); several: a pair of nets "
+        "per lead range, each lead downscaled by the pair trained on it",
     )
     p.add_argument(
         "--diffusion",
+        nargs="+",
         help="CorrDiff diffusion run folder or .mdlus: a path, or published weights by name or URL "
-        "(omit: regression only)",
+        "(omit: regression only); several: one per --regression, in the same order",
     )
     p.add_argument("--input", required=True, help="initial condition (NetCDF)")
     p.add_argument("--lead", required=True, nargs="+", help="lead times: hours (24) or durations (24h 48h)")

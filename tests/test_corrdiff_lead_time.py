@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import xarray as xr
+from forecast_files import FACTOR, LEADS, SHAPE, dataset_overrides, train_stage, write_forecasts
 from physicsnemo.core import Module
 from physicsnemo.diffusion.multi_diffusion import GridPatching2D
 from physicsnemo.diffusion.noise_schedulers import StudentTEDMNoiseScheduler
@@ -36,61 +37,10 @@ with warnings.catch_warnings():
     from physicsnemo.diffusion.generate import diffusion_step, regression_step
     from physicsnemo.diffusion.samplers import stochastic_sampler
 
-LEADS = [6.0, 72.0, 168.0]
-SHAPE, FACTOR = (32, 32), 4
-
 
 @pytest.fixture(scope="module")
 def forecasts(tmp_path_factory):
-    """Analyses (fine, 6-hourly, 15 days) and forecasts of them (coarse: the analysis block mean at
-    the valid time plus an error growing with the lead), with coordinates."""
-    root = tmp_path_factory.mktemp("forecasts")
-    rng = np.random.default_rng(0)
-    times = pd.date_range("2000-01-01", periods=60, freq="6h")
-    lat, lon = np.linspace(-30, 30, SHAPE[0]), np.linspace(0, 90, SHAPE[1])
-    yy, xx = np.meshgrid(np.arange(SHAPE[0]), np.arange(SHAPE[1]), indexing="ij")
-    phase = np.arange(len(times))[:, None, None] / 6.0
-    fields = {
-        "u": 5 * np.sin(xx / 4 + phase) + rng.normal(0, 1, (len(times), *SHAPE)),
-        "v": 3 * np.cos(yy / 5 - phase) + rng.normal(0, 1, (len(times), *SHAPE)),
-    }
-    dims = ("time", "lat", "lon")
-    analyses = xr.Dataset(
-        {k: (dims, v.astype("float32"), {"units": "m s-1"}) for k, v in fields.items()},
-        coords={"time": times, "lat": lat, "lon": lon},
-    )
-    inits = times[:24:2]
-    coarse = {}
-    for k, v in fields.items():
-        blocks = v.reshape(len(times), SHAPE[0] // FACTOR, FACTOR, SHAPE[1] // FACTOR, FACTOR).mean((2, 4))
-        out = np.empty((len(inits), len(LEADS), *blocks.shape[1:]), "float32")
-        for i, init in enumerate(inits):
-            for j, hours in enumerate(LEADS):
-                valid = times.get_loc(init + pd.Timedelta(hours=hours))
-                out[i, j] = blocks[valid] + rng.normal(0, 0.02 * hours, blocks.shape[1:])
-        coarse[k] = (("time", "lead_time", "lat", "lon"), out, {"units": "m s-1"})
-    forecast = xr.Dataset(
-        coarse,
-        coords={
-            "time": inits,
-            "lead_time": pd.to_timedelta(LEADS, unit="h"),
-            "lat": lat.reshape(-1, FACTOR).mean(1),
-            "lon": lon.reshape(-1, FACTOR).mean(1),
-        },
-    )
-    analyses.to_netcdf(root / "analyses.nc")
-    forecast.to_netcdf(root / "forecasts.nc")
-    return root
-
-
-def dataset_overrides(root, leads="[6,72,168]"):
-    return [
-        "dataset=forecast_coarse_fine",
-        f"dataset.fine={root / 'analyses.nc'}",
-        f"dataset.coarse={root / 'forecasts.nc'}",
-        "dataset.output_variables=[u,v]",
-        f"dataset.leads={leads}",
-    ]
+    return write_forecasts(tmp_path_factory.mktemp("forecasts"))
 
 
 def test_forecast_samples_pair_each_forecast_with_the_analysis_at_its_valid_time(forecasts):
@@ -202,29 +152,6 @@ def test_forecasts_on_the_fine_grid_are_coarsened_and_analyses_read_by_level_fro
     (tmp_path / "u" / "u_1.nc").unlink()
     with pytest.raises(DataError, match=r"the files of different variables do not share their times"):
         build_dataset(load_config(["dataset=coarse_fine", *common], "config_training_hrrr_mini_regression").dataset)
-
-
-def train_stage(forecasts, run_dir, model, *overrides, name="config_training_hrrr_mini_regression"):
-    cfg = load_config(
-        [
-            *dataset_overrides(forecasts),
-            f"model={model}",
-            f"run_dir={run_dir}",
-            "model_size=tiny",
-            *(["model.model_args.lead_time_steps=3"] if model.startswith("lt_aware") else []),
-            "train.steps=3",
-            "train.batch_size=4",
-            "train.grad_accum=1",
-            "train.num_workers=0",
-            "train.progress=false",
-            "train.ckpt_every=3",
-            "train.val_every=3",
-            "train.val_batches=1",
-            *overrides,
-        ],
-        name,
-    )
-    return training.train(cfg)
 
 
 def test_cosine_lead_codes_are_the_dct_basis_over_the_leads():
@@ -478,6 +405,10 @@ def test_a_start_from_a_net_that_does_not_fit_is_refused_naming_model_init(
     (other / "domain.json").write_text(json.dumps(domain))
     with pytest.raises(CheckpointMismatch, match=r"model.init=.*other: trained with output_variables \['v', 'u'\]"):
         started_stage(forecasts, tmp_path / "a", "regression", other)
+    best = other / "checkpoints" / "best"  # the run's best checkpoint reads the run's domain.json
+    assert best.is_dir()
+    with pytest.raises(CheckpointMismatch, match=r"model.init=.*best: trained with output_variables \['v', 'u'\]"):
+        started_stage(forecasts, tmp_path / "a2", "regression", best)
     aware = tmp_path / "aware.mdlus"  # a lead-time-aware net saved alone, into a net without lead times
     started_stage(forecasts, tmp_path / "b", "regression", runs_without_lead_times[0])[0].save(str(aware))
     cfg = load_config(

@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """CorrDiff stages, generation, scores and the forecast -> downscale pipeline, on tiny models."""
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -458,6 +460,39 @@ def test_forecast_then_downscale_end_to_end(tmp_path, monkeypatch):
         forecast_and_downscale(
             climax_run, ic, ["12h"], gen, tmp_path / "x.nc", variable_map={"2m_temperature": "temperature_850"}
         )
+    # a pair of nets per lead range: copies of the runs, told they were trained on the 24 h forecasts,
+    # take 24 h; the runs on analyses take the rest
+    runs = [Path(reg), Path(res)]
+    copies = [shutil.copytree(run, tmp_path / f"{run.name}_24h") for run in runs]
+    for run in copies:
+        record = json.loads((run / "domain.json").read_text())
+        (run / "domain.json").write_text(json.dumps({**record, "lead_hours": [24.0]}))
+    drawn = []
+    stream = pipeline.stream
+
+    def spy(regression, diffusion, sampler, batches, blocks, *rest, **kwargs):
+        drawn.append((regression, [h for _, b in blocks for h in (b["lead_time"] / np.timedelta64(1, "h")).tolist()]))
+        return stream(regression, diffusion, sampler, batches, blocks, *rest, **kwargs)
+
+    monkeypatch.setattr(pipeline, "stream", spy)
+    by_lead = load_config(
+        [
+            f"generation.io.reg_ckpt_filename=[{reg},{copies[0]}]",
+            f"generation.io.res_ckpt_filename=[{res},{copies[1]}]",
+            "generation.num_ensembles=2",
+            "generation.seed_batch_size=1",
+            "generation.sampler.num_steps=2",
+        ],
+        "config_generate_hrrr_mini",
+    ).generation
+    two = forecast_and_downscale(climax_run, ic, ["12h", "24h"], by_lead, tmp_path / "two.nc", truth=truth)
+    assert [leads for _, leads in drawn] == [[12.0], [24.0], [12.0], [24.0]]  # the forecast's order
+    assert drawn[0][0] is drawn[2][0] and drawn[1][0] is drawn[3][0] and drawn[0][0] is not drawn[1][0]
+    assert xr.open_dataset(two).attrs["nets_by_lead"] == (
+        f"other leads (trained on analyses): {reg} + {res}; [24.0] h: {copies[0]} + {copies[1]}"
+    )
+    same = xr.open_dataset(two, group="prediction")["10m_u_component_of_wind"]
+    np.testing.assert_allclose(same.values, pred.values, rtol=1e-5, atol=1e-5)  # the same nets, the same draws
     # the API guards its output as the command does: an existing file only with overwrite, never an input
     from physicsnemo_climax.errors import OutputError
 

@@ -257,3 +257,13 @@ class Domain:
             meta.get("units", {}),
             meta.get("lead_hours"),
         )
+
+
+def checkpoint_domain(path: str | Path) -> Domain | None:
+    """The :class:`Domain` saved by the training run a checkpoint belongs to: ``path`` a run folder,
+    its ``checkpoints/best`` folder, or a file in either; ``None`` when none of them holds one."""
+    path = Path(path)
+    for folder in (path, path.parent, path.parent.parent):
+        if (folder / DOMAIN_FILE).exists():
+            return Domain.load(folder)
+    return None

@@ -28,6 +28,9 @@ from ..errors import ConfigError, UnknownName
 from .data import CoarseFineDataset
 from .domain import Domain
 
+#: The lead-time label of a sample that another run's nets downscale (:meth:`ForecastCoarseFineDataset.label_as_trained`).
+UNLABELLED = -1
+
 
 def leads_in_hours(coarse: xr.Dataset) -> np.ndarray:
     """The forecasts' leads in hours (``lead_time`` as timedeltas, or as numbers of hours)."""
@@ -150,21 +153,40 @@ class ForecastCoarseFineDataset(CoarseFineDataset):
         """The analysis at sample ``index``'s valid time."""
         return int(self._fine_time[index])
 
-    def label_as_trained(self, trained: Domain) -> None:
+    def label_as_trained(self, trained: Domain, indices: Sequence[int] | None = None) -> None:
         """Label each sample by its lead's position in the leads the ``trained`` run was trained on
         (:attr:`.domain.Domain.lead_hours`), the labels its nets were told; a run trained on analyses
         (no leads) gets samples without labels.
 
+        Parameters
+        ----------
+        trained : Domain
+            The run's.
+        indices : sequence of int, optional
+            The samples its nets will downscale (default all); the others keep no label, and
+            reading one is refused (another pair of nets takes them: :mod:`.nets_by_lead`).
+
         Raises
         ------
         ConfigError
-            A lead of these data that the run was not trained on, naming it and the trained leads.
+            A lead of these samples that the run was not trained on, naming it and the trained leads.
         """
-        labels = lead_time_labels(trained, self.sample_lead_hours)
-        self.lead_time_labels = None if labels is None else labels.numpy()
+        indices = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=int)
+        labels = lead_time_labels(trained, self.sample_lead_hours[indices])
+        if labels is None:
+            self.lead_time_labels = None
+            return
+        self.lead_time_labels = np.full(len(self), UNLABELLED)
+        self.lead_time_labels[indices] = labels.numpy()
 
     def __getitem__(self, index: int) -> dict:
         sample = super().__getitem__(index)
         if self.lead_time_labels is not None:
-            sample["lead_time_label"] = torch.tensor(int(self.lead_time_labels[index]))
+            label = int(self.lead_time_labels[index])
+            if label == UNLABELLED:
+                raise ConfigError(
+                    f"sample {self.sample_names[index]}: its lead ({self.sample_lead_hours[index]:g} h) is "
+                    "downscaled by another pair of nets, which labels it"
+                )
+            sample["lead_time_label"] = torch.tensor(label)
         return sample

@@ -10,7 +10,8 @@ the time block and the number of ranks). Seed batches are spread over ranks
 and gathered on rank 0 after each block; rank 0 hands the block to the
 :class:`.writer.GenerationWriter` thread, which appends it to the file while
 the next block is drawn. Memory holds a few blocks, whatever the number of
-times.
+times. Given a pair of nets per lead range (lists in ``generation.io``), each
+sample is drawn by the pair trained on its lead (:mod:`.nets_by_lead`).
 
 The output file (written to a hidden temporary file, flushed after each block
 and renamed when complete) has root dimensions ``time`` (unlimited),
@@ -26,12 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from physicsnemo.diffusion.multi_diffusion import GridPatching2D
 
 from ..engine.checks import check_seed, config_error
@@ -39,9 +41,9 @@ from ..engine.distributed import setup_distributed
 from ..engine.plan import RunPlan, decide_device, resolve
 from ..errors import ConfigError, UnknownName
 from ..files import check_file_output
-from . import models, net_files, sampling
+from . import models, net_files, nets_by_lead, sampling
 from .datasets import build_dataset
-from .domain import DOMAIN_FILE, Domain
+from .domain import Domain, checkpoint_domain
 from .forecast_data import ForecastCoarseFineDataset
 from .writer import Block, GenerationWriter
 
@@ -81,8 +83,8 @@ def run_record(seed: int, device: torch.device, plan: RunPlan) -> dict:
 
 
 def check_stats(stats: dict, trained: dict, domain: Domain, key: str) -> None:
-    """Refuse statistics unlike those the nets were trained with (``domain.json``): the first channel
-    whose mean or std differs by more than 1e-4 of its std is named, with both values.
+    """Refuse statistics unlike those the nets of config ``key`` were trained with (``domain.json``):
+    the first channel whose mean or std differs by more than 1e-4 of its std is named, with both values.
 
     Raises
     ------
@@ -103,7 +105,7 @@ def check_stats(stats: dict, trained: dict, domain: Domain, key: str) -> None:
                 if abs(mine[v][what] - theirs[v][what]) > tol:
                     raise ConfigError(
                         f"dataset statistics: {group} channel {v} has {what} {mine[v][what]:.6g}, but the nets of "
-                        f"generation.io.{key} were trained with {theirs[v][what]:.6g} (its domain.json); give the "
+                        f"{key} were trained with {theirs[v][what]:.6g} (its domain.json); give the "
                         "training run's stats file (dataset.stats_path), or pass generation.check_stats=false to "
                         "normalise with these anyway"
                     )
@@ -226,10 +228,16 @@ def regression_mean(net, img_lr: torch.Tensor, label: torch.Tensor | None = None
     return net(x=x, img_lr=img_lr, **kwargs).float()
 
 
-def time_blocks(indices: list[int], size) -> list[list[int]]:
-    """``indices`` in consecutive blocks of ``size`` (``generation.time_block``)."""
+def check_time_block(size) -> int:
+    """``generation.time_block``, checked: a whole number of times, at least 1."""
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise config_error("generation.time_block", size, "give a whole number of times, at least 1")
+    return size
+
+
+def time_blocks(indices: list[int], size) -> list[list[int]]:
+    """``indices`` in consecutive blocks of ``size`` (``generation.time_block``)."""
+    size = check_time_block(size)
     return [indices[i : i + size] for i in range(0, len(indices), size)]
 
 
@@ -274,15 +282,6 @@ def stream(
             writer.put(Block(inputs=x.cpu(), mean=None if mean is None else mean.cpu(), members=members.cpu(), **rest))
 
 
-def checkpoint_domain(path: str | Path) -> Domain | None:
-    """The :class:`Domain` saved by the training run a checkpoint (or run folder) belongs to."""
-    path = Path(path)
-    for folder in (path, path.parent, path.parent.parent):
-        if (folder / DOMAIN_FILE).exists():
-            return Domain.load(folder)
-    return None
-
-
 def load_stages(gen: DictConfig, domain: Domain, device, sample: dict | None = None, plan: RunPlan | None = None):
     """The regression net (unless ``inference_mode=diffusion``) and the diffusion net (unless
     ``inference_mode=regression``), each loaded once as :mod:`.net_files` says, with the GroupNorm
@@ -293,7 +292,7 @@ def load_stages(gen: DictConfig, domain: Domain, device, sample: dict | None = N
     if mode != "diffusion":
         regression = net_files.load_frozen(
             gen.io.reg_ckpt_filename,
-            "generation.io.reg_ckpt_filename",
+            nets_by_lead.io_key(gen, "reg_ckpt_filename"),
             domain,
             device,
             sample,
@@ -302,7 +301,7 @@ def load_stages(gen: DictConfig, domain: Domain, device, sample: dict | None = N
         )
     if mode != "regression":
         diffusion = net_files.load_diffusion(
-            gen.io.res_ckpt_filename, "generation.io.res_ckpt_filename", domain, device, gen, apex
+            gen.io.res_ckpt_filename, nets_by_lead.io_key(gen, "res_ckpt_filename"), domain, device, gen, apex
         )
     return regression, diffusion
 
@@ -338,7 +337,10 @@ def select_times(dataset_times, wanted, limit, names=None) -> list[int]:
 
 
 def generate(cfg: DictConfig) -> Path | None:
-    """Generate for ``cfg.dataset`` at ``cfg.generation.times``; rank 0 returns the file."""
+    """Generate for ``cfg.dataset`` at ``cfg.generation.times``; rank 0 returns the file.
+
+    With several pairs of nets (:mod:`.nets_by_lead`) each sample is drawn by the pair trained on
+    its lead, and the file keeps the order the samples were asked in."""
     seed = check_seed(cfg.seed)
     plan = resolve(cfg)  # precision, compile, apex GroupNorm: present, or generation.fallback allows without
     gen = cfg.generation
@@ -346,54 +348,111 @@ def generate(cfg: DictConfig) -> Path | None:
     manager = setup_distributed()  # its device: this rank's GPU when one is visible, else the CPU
     device, rank = decide_device(gen.get("device") or manager.device, "generation.device"), manager.rank
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
-    dataset = _open_dataset(cfg)
-    domain = dataset.domain
+    pairs = NetPairs.open(cfg)
+    dataset = pairs.datasets[0]
     indices = select_times(dataset.times, gen.times, gen.max_times, getattr(dataset, "sample_names", None))
-    chunks = time_blocks(indices, gen.time_block)
-    regression, diffusion = (
-        prepare_net(net, plan) for net in load_stages(gen, domain, device, dataset[indices[0]], plan)
-    )
-    sampler = build_sampler(gen, domain.shape)
+    chunks = pairs.assign(indices, gen.time_block)
+    nets = pairs.load_nets(chunks, device, plan)
+    sampler = build_sampler(gen, dataset.domain.shape)
     with (
         GenerationWriter(
             gen.io.output_filename,
-            domain,
+            dataset.domain,
             gen.num_ensembles,
-            regression=regression is not None,
+            regression=net_files.inference_mode(gen) != "diffusion",
             lead_time=_forecast_leads(dataset) is not None,
-            attrs=run_record(seed, device, plan),
+            attrs={**run_record(seed, device, plan), **pairs.record()},
         )
         if rank == 0
         else nullcontext()
     ) as out:
-        stream(
-            regression,
-            diffusion,
-            sampler,
-            batches,
-            _input_blocks(dataset, chunks, device, rank),
-            out,
-            gen.hr_mean_conditioning,
-            manager,
-            lambda: plan.autocast(device),
-            plan.apex_group_norm,
-        )
+        for pair, chunk in chunks:  # consecutive samples of one pair
+            stream(
+                *nets[pair],
+                sampler,
+                batches,
+                _input_blocks(pairs.datasets[pair], [chunk], device, rank),
+                out,
+                gen.hr_mean_conditioning,
+                manager,
+                lambda: plan.autocast(device),
+                plan.apex_group_norm,
+            )
     return Path(gen.io.output_filename) if rank == 0 else None
+
+
+@dataclass
+class NetPairs:
+    """The pairs of nets of a generation (one, unless several are given: :mod:`.nets_by_lead`),
+    each with the dataset normalised and labelled as its run was trained.
+
+    Attributes
+    ----------
+    sections : list of DictConfig
+        One ``generation`` section per pair (:func:`.nets_by_lead.pair_sections`).
+    datasets : list
+        ``cfg.dataset`` opened for each pair (:func:`_open_dataset`); the same samples in each.
+    domains : list of Domain or None
+        Each pair's training run's (``None``: no ``domain.json``, possible for one pair only).
+    """
+
+    sections: list
+    datasets: list
+    domains: list
+
+    @classmethod
+    def open(cls, cfg: DictConfig) -> NetPairs:
+        """The pairs of ``cfg.generation``, ``cfg.dataset`` opened for each."""
+        gen = cfg.generation
+        sections = nets_by_lead.pair_sections(gen, nets_by_lead.stage_keys(gen))
+        domains = [checkpoint_domain(s.io[net_files.stage_domain_key(s)]) for s in sections]
+        if len(sections) > 1:
+            nets_by_lead.check_same_fields(domains, [nets_by_lead.pair_name(s) for s in sections])
+        return cls(sections, [_open_dataset(cfg.dataset, s, d) for s, d in zip(sections, domains)], domains)
+
+    def assign(self, indices: list[int], size) -> list[tuple[int, list[int]]]:
+        """The dataset ``indices`` in blocks of at most ``size`` (``generation.time_block``) of one
+        pair each, in order: ``(pair, indices)``; each pair's dataset labels its samples."""
+        size = check_time_block(size)
+        hours = getattr(self.datasets[0], "sample_lead_hours", None)
+        leads = [None if hours is None else float(hours[i]) for i in indices]
+        picked = nets_by_lead.pick_pairs(self.domains, leads, [nets_by_lead.pair_name(s) for s in self.sections])
+        for pair, (dataset, domain) in enumerate(zip(self.datasets, self.domains)):
+            mine = [i for i, p in zip(indices, picked) if p == pair]
+            if domain is not None and isinstance(dataset, ForecastCoarseFineDataset):
+                dataset.label_as_trained(domain, mine)  # the labels of the run's leads, not of these data's
+        return [(pair, [indices[k] for k in at]) for pair, at in nets_by_lead.pair_chunks(picked, size)]
+
+    def load_nets(self, chunks, device, plan: RunPlan) -> dict[int, tuple]:
+        """``{pair: (regression, diffusion)}`` for the pairs the ``chunks`` use, loaded once each and
+        prepared as the run ``plan`` says (:func:`load_stages`, :func:`prepare_net`)."""
+        nets = {}
+        for pair, chunk in chunks:
+            if pair not in nets:
+                section, dataset = self.sections[pair], self.datasets[pair]
+                stages = load_stages(section, dataset.domain, device, dataset[chunk[0]], plan)
+                nets[pair] = tuple(prepare_net(net, plan) for net in stages)
+        return nets
+
+    def record(self) -> dict:
+        """The file's record of the pairs (:func:`.nets_by_lead.pairs_record`)."""
+        keys = nets_by_lead.stage_keys(self.sections[0])
+        return nets_by_lead.pairs_record(self.sections, self.domains, keys)
 
 
 def _check_output(cfg: DictConfig) -> None:
     """Refuse ``generation.io.output_filename`` when it exists (unless ``generation.io.overwrite``)
-    or is one of the run's inputs: the two checkpoints, the data and the statistics."""
+    or is one of the run's inputs: the checkpoints, the data and the statistics."""
     gen = cfg.generation
-    inputs = [
-        OmegaConf.select(cfg, key, throw_on_missing=False)
-        for key in (
-            "generation.io.reg_ckpt_filename",
-            "generation.io.res_ckpt_filename",
-            "dataset.data_path",
-            "dataset.stats_path",
-        )
-    ]
+    inputs = []
+    for key in (
+        "generation.io.reg_ckpt_filename",
+        "generation.io.res_ckpt_filename",
+        "dataset.data_path",
+        "dataset.stats_path",
+    ):
+        value = OmegaConf.select(cfg, key, throw_on_missing=False)
+        inputs += list(value) if isinstance(value, ListConfig) else [value]  # several pairs of nets: each
     check_file_output(
         gen.io.output_filename,
         overwrite=gen.io.overwrite,
@@ -403,17 +462,14 @@ def _check_output(cfg: DictConfig) -> None:
     )
 
 
-def _open_dataset(cfg: DictConfig):
-    """``cfg.dataset``, normalised with the statistics (and units) the nets were trained with where
-    their ``domain.json`` is found; its own statistics are then checked against those
-    (:func:`check_stats`) unless ``generation.check_stats=false``."""
-    gen = cfg.generation
-    trained = checkpoint_domain(gen.io[net_files.stage_domain_key(gen)])
-    dataset = build_dataset(cfg.dataset, *((trained.stats, trained.units) if trained is not None else ()))
+def _open_dataset(data: DictConfig, gen: DictConfig, trained: Domain | None):
+    """The dataset ``data``, normalised with the statistics (and units) the nets of ``gen`` were
+    ``trained`` with where their ``domain.json`` is found; its own statistics are then checked
+    against those (:func:`check_stats`) unless ``generation.check_stats=false``."""
+    dataset = build_dataset(data, *((trained.stats, trained.units) if trained is not None else ()))
     if trained is not None and gen.check_stats:
-        check_stats(dataset.domain.stats, trained.stats, dataset.domain, net_files.stage_domain_key(gen))
-    if trained is not None and isinstance(dataset, ForecastCoarseFineDataset):
-        dataset.label_as_trained(trained)  # the labels of the run's leads, not of these data's
+        key = nets_by_lead.io_key(gen, net_files.stage_domain_key(gen))
+        check_stats(dataset.domain.stats, trained.stats, dataset.domain, key)
     return dataset
 
 
@@ -431,6 +487,7 @@ def _input_blocks(dataset, chunks: list[list[int]], device, rank: int):
             "times": np.asarray(dataset.times)[chunk],
             "truth": truth,
             "lead_time_label": net_files.sample_lead_time_labels(samples),
+            "domain": dataset.domain,  # the statistics of the nets that draw it
         }
         if leads is not None:
             rest["lead_time"] = leads[chunk]

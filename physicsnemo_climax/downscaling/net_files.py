@@ -195,9 +195,14 @@ def _inference_switches(net: Module, key: str, file: Path) -> None:
         logger.info("%s=%s: %s switched off for generation", key, file, ", ".join(on))
 
 
+def inner_unet(net: Module) -> Module:
+    """The UNet inside a regression wrapper or an EDM preconditioner (``net`` itself otherwise)."""
+    return getattr(net, "model", net)
+
+
 def lead_time_steps(net: Module | None) -> int | None:
     """The number of lead-time labels of a lead-time-aware net, ``None`` for other nets."""
-    inner = getattr(net, "model", net)
+    inner = inner_unet(net)
     if getattr(inner, "lt_embd", None) is None:
         return None
     return int(inner.lead_time_steps)

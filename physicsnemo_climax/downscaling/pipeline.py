@@ -19,13 +19,14 @@ Needs a CorrDiff run trained on data with latitude/longitude coordinates
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..data.regrid import regrid
 from ..data.times import lead_hours
@@ -34,19 +35,18 @@ from ..errors import ConfigError, UnknownName
 from ..files import check_file_output
 from ..forecasting import Run, forecast
 from ..hub import is_remote
-from . import net_files
+from . import net_files, nets_by_lead
 from .channel_units import to_trained
-from .domain import Domain
+from .domain import Domain, checkpoint_domain
 from .forecast_data import lead_time_labels
 from .generation import (
     build_sampler,
-    checkpoint_domain,
+    check_time_block,
     load_stages,
     prepare_net,
     run_record,
     seed_batches,
     stream,
-    time_blocks,
 )
 from .writer import GenerationWriter
 
@@ -126,10 +126,10 @@ def forecast_and_downscale(
     plan, device = _start(output, overwrite, climax_run, gen, (initial_condition, truth), device, plan)
     run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run, device, "climax_run")
     variable_map = dict(variable_map or {})
-    domain, names, batches, nets = _load_corrdiff(gen, run, variable_map, seed, device, plan, lead_times)
-    fc = forecast(run, initial_condition, lead_times, out_variables=names, assume_units=assume_units)
-    blocks = forecast_blocks(fc, domain, variable_map, truth, gen.time_block, device)
-    _write_ensemble(output, gen, domain, nets, batches, blocks, truth is not None, seed, device, plan)
+    corrdiff = _load_corrdiff(gen, run, variable_map, device, plan, lead_times)
+    fc = forecast(run, initial_condition, lead_times, out_variables=corrdiff.names, assume_units=assume_units)
+    blocks = forecast_blocks(fc, corrdiff.domains, corrdiff.pair_of_lead, variable_map, truth, gen.time_block, device)
+    _write_ensemble(output, gen, corrdiff, blocks, truth is not None, seed, device, plan)
     return Path(output)
 
 
@@ -150,71 +150,99 @@ def _start(output, overwrite: bool | None, climax_run, gen: DictConfig, datasets
     return plan, decide_device(device if device is not None else gen.get("device"), "device")
 
 
-def _load_corrdiff(
-    gen: DictConfig, run: Run, variable_map: Mapping[str, str], seed: int, device, plan: RunPlan, lead_times: Sequence
-):
-    """The CorrDiff side, checked against the ClimaX ``run`` (and the ``lead_times``, against the leads
-    a run on forecasts was trained on) and loaded before the forecast is made.
+@dataclass
+class CorrDiffSide:
+    """The CorrDiff nets of a forecast → downscale, one pair per lead range (:mod:`.nets_by_lead`).
 
-    Returns
-    -------
-    domain : Domain
-        The CorrDiff run's (:func:`run_domain`).
+    Attributes
+    ----------
+    sections : list of DictConfig
+        One ``generation`` section per pair.
+    domains : list of Domain
+        Each pair's run's (:func:`run_domain`).
+    pair_of_lead : dict
+        ``{lead hours: pair}`` for the asked leads.
     names : list of str
-        The ClimaX outputs feeding its inputs (:func:`climax_names`), each once.
-    batches : list of torch.Tensor
-        The seed batches (:func:`.generation.seed_batches`).
-    nets : tuple
-        The regression and diffusion nets as the ``plan`` says (``None`` for a stage not run).
+        The ClimaX outputs feeding the inputs (:func:`climax_names`), each once.
+    nets : dict
+        ``{pair: (regression, diffusion)}`` for the pairs in use (``None`` for a stage not run).
     """
-    domain = run_domain(gen)
-    lead_time_labels(domain, [lead_hours(lead) for lead in lead_times])  # a lead not trained on: an error now
-    names = climax_names(domain, run, variable_map)
-    batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
-    nets = tuple(prepare_net(net, plan) for net in load_stages(gen, domain, device, plan=plan))
-    return domain, list(dict.fromkeys(names)), batches, nets
+
+    sections: list
+    domains: list
+    pair_of_lead: dict
+    names: list
+    nets: dict
+
+
+def _load_corrdiff(
+    gen: DictConfig, run: Run, variable_map: Mapping[str, str], device, plan: RunPlan, lead_times: Sequence
+) -> CorrDiffSide:
+    """The CorrDiff side, checked against the ClimaX ``run`` and the ``lead_times`` (each picks the
+    pair trained on it; a lead its pair was not trained on is an error now) and loaded before the
+    forecast is made, as the run ``plan`` says."""
+    sections = nets_by_lead.pair_sections(gen, nets_by_lead.stage_keys(gen))
+    domains = [run_domain(section) for section in sections]
+    where = [nets_by_lead.pair_name(section) for section in sections]
+    if len(sections) > 1:
+        nets_by_lead.check_same_fields(domains, where)
+    hours = [lead_hours(lead) for lead in lead_times]
+    picked = nets_by_lead.pick_pairs(domains, hours, where)
+    nets, names = {}, []
+    for pair in dict.fromkeys(picked.tolist()):  # the pairs in use, in order
+        lead_time_labels(domains[pair], [h for h, p in zip(hours, picked) if p == pair])
+        names += climax_names(domains[pair], run, variable_map)
+        stages = load_stages(sections[pair], domains[pair], device, plan=plan)
+        nets[pair] = tuple(prepare_net(net, plan) for net in stages)
+    pair_of_lead = {h: int(p) for h, p in zip(hours, picked)}
+    return CorrDiffSide(sections, domains, pair_of_lead, list(dict.fromkeys(names)), nets)
 
 
 def _write_ensemble(
-    output, gen: DictConfig, domain: Domain, nets: tuple, batches, blocks, truth: bool, seed: int, device, plan: RunPlan
+    output, gen: DictConfig, corrdiff: CorrDiffSide, blocks, truth: bool, seed: int, device, plan: RunPlan
 ) -> None:
     """Draw the ensemble of every block and write it to ``output`` (:class:`.writer.GenerationWriter`).
 
     Parameters
     ----------
-    nets : tuple
-        The regression and diffusion nets (``None`` for a stage not run).
-    batches : list of torch.Tensor
-        The seed batches.
-    blocks : iterable of (torch.Tensor, dict)
-        :func:`forecast_blocks`'s: ``[t, C_in + C_inv, H, W]`` inputs and the rest of each block.
+    corrdiff : CorrDiffSide
+        The pairs of nets.
+    blocks : iterable of (int, torch.Tensor, dict)
+        :func:`forecast_blocks`'s: each block's pair, ``[t, C_in + C_inv, H, W]`` inputs and the rest.
     truth : bool
         Whether the blocks carry truth (``[t, C_out, H, W]``) to write.
 
     The file has a ``lead_time`` coordinate and records the seeds, ``device`` and ``plan`` in its
-    attributes (:func:`.generation.run_record`).
+    attributes (:func:`.generation.run_record`), and the pairs when several
+    (:func:`.nets_by_lead.pairs_record`).
     """
-    regression, diffusion = nets
+    domain = corrdiff.domains[0]
+    keys = nets_by_lead.stage_keys(gen)
+    batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
+    sampler = build_sampler(gen, domain.shape)
     with GenerationWriter(
         output,
         domain,
         gen.num_ensembles,
         truth=truth,
         lead_time=True,
-        regression=regression is not None,
-        attrs=run_record(seed, device, plan),
+        regression=net_files.inference_mode(gen) != "diffusion",
+        attrs={
+            **run_record(seed, device, plan),
+            **nets_by_lead.pairs_record(corrdiff.sections, corrdiff.domains, keys),
+        },
     ) as writer:
-        stream(
-            regression,
-            diffusion,
-            build_sampler(gen, domain.shape),
-            batches,
-            blocks,
-            writer,
-            gen.hr_mean_conditioning,
-            autocast=lambda: plan.autocast(device),
-            channels_last=plan.apex_group_norm,
-        )
+        for pair, x, rest in blocks:
+            stream(
+                *corrdiff.nets[pair],
+                sampler,
+                batches,
+                [(x, rest)],
+                writer,
+                gen.hr_mean_conditioning,
+                autocast=lambda: plan.autocast(device),
+                channels_last=plan.apex_group_norm,
+            )
 
 
 def check_output(output: str | Path, overwrite: bool, climax_run, gen: DictConfig, *datasets) -> None:
@@ -222,38 +250,60 @@ def check_output(output: str | Path, overwrite: bool, climax_run, gen: DictConfi
     the ClimaX run, a CorrDiff net, or the file a dataset was opened from (``encoding["source"]``)."""
     opened = [ds.encoding.get("source") for ds in datasets if ds is not None]
     run = climax_run.run_dir if isinstance(climax_run, Run) else climax_run
-    check_file_output(
-        output, overwrite=overwrite, inputs=[run, gen.io.reg_ckpt_filename, gen.io.res_ckpt_filename, *opened]
-    )
+    nets = [OmegaConf.select(gen, f"io.{key}", throw_on_missing=False) for key in nets_by_lead.NET_KEYS]
+    nets = [path for value in nets for path in (value if isinstance(value, ListConfig) else [value])]
+    check_file_output(output, overwrite=overwrite, inputs=[run, *nets, *opened])
 
 
 def forecast_blocks(
     fc: xr.Dataset,
-    domain: Domain,
+    domains: Sequence[Domain],
+    pair_of_lead: Mapping[float, int],
     variable_map: Mapping[str, str],
     truth: xr.Dataset | None,
     block: int,
     device: torch.device,
 ):
-    """The network inputs ``[t, C_in + C_inv, H, W]`` of every (initial time, lead) of the forecast
-    ``fc``, ``block`` valid times at a time, with the rest of each :class:`.writer.Block`."""
-    coarse = coarse_inputs(fc, domain, variable_map)  # [time, lead, C, h, w]
-    valid = fc.valid_time.values.reshape(-1)
+    """The network inputs of every (initial time, lead) of the forecast ``fc``, at most ``block``
+    valid times at a time of one pair each, in the forecast's order.
+
+    Parameters
+    ----------
+    domains : sequence of Domain
+        Each pair's run's: its statistics normalise its inputs.
+    pair_of_lead : mapping
+        ``{lead hours: pair}``.
+
+    Yields
+    ------
+    pair : int
+        The pair that draws the block.
+    x : torch.Tensor
+        ``[t, C_in + C_inv, H, W]`` on ``device``.
+    rest : dict
+        The rest of the :class:`.writer.Block`: valid times, leads, truth, lead-time labels and the
+        pair's domain.
+    """
+    valid = fc.valid_time.values.reshape(-1)  # (time, lead_time), the lead fastest
     leads = np.broadcast_to(fc.lead_time.values[None], fc.valid_time.shape).reshape(-1)
-    fine = None if truth is None else truth_at(truth, valid, domain)
-    labels = lead_time_labels(domain, list(leads / np.timedelta64(1, "h")))
-    return (
-        (
-            torch.from_numpy(domain.make_input(coarse.reshape(-1, *coarse.shape[2:])[k])).to(device),
-            {
-                "times": valid[k],
-                "lead_time": leads[k],
-                "truth": None if fine is None else fine[k],
-                "lead_time_label": None if labels is None else labels[k],
-            },
-        )
-        for k in time_blocks(list(range(len(valid))), block)
-    )
+    hours = leads / np.timedelta64(1, "h")
+    fine = None if truth is None else truth_at(truth, valid, domains[0])  # the pairs share outputs
+    coarse = {}  # each pair's inputs, [time * lead, C, h, w], in its run's units
+    pairs = [pair_of_lead[float(h)] for h in hours]
+    for pair, chunk in nets_by_lead.pair_chunks(pairs, check_time_block(block)):
+        domain = domains[pair]
+        if pair not in coarse:
+            fields = coarse_inputs(fc, domain, variable_map)
+            coarse[pair] = fields.reshape(-1, *fields.shape[2:])
+        labels = lead_time_labels(domain, list(hours[chunk]))
+        rest = {
+            "times": valid[chunk],
+            "lead_time": leads[chunk],
+            "truth": None if fine is None else fine[chunk],
+            "lead_time_label": labels,
+            "domain": domain,
+        }
+        yield pair, torch.from_numpy(domain.make_input(coarse[pair][chunk])).to(device), rest
 
 
 def run_domain(gen: DictConfig) -> Domain:
@@ -263,13 +313,12 @@ def run_domain(gen: DictConfig) -> Domain:
     domain = checkpoint_domain(gen.io[key])
     if domain is None and is_remote(str(gen.io[key])):
         raise ConfigError(
-            f"generation.io.{key}={gen.io[key]}: a published net (a name or URL) carries no domain.json "
+            f"{nets_by_lead.pair_name(gen)}: a published net (a name or URL) carries no domain.json "
             "(grids, statistics); forecast -> downscale needs the CorrDiff run folder a net was trained in"
         )
     if domain is None:
         raise FileNotFoundError(
-            f"generation.io.{key}={gen.io[key]}: no domain.json in "
-            "its run folder (give the CorrDiff run folder or a checkpoint inside it)"
+            f"{nets_by_lead.pair_name(gen)}: no domain.json in its run folder (give the CorrDiff run folder or a checkpoint inside it)"
         )
     return domain
 

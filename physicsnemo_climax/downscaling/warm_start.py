@@ -19,7 +19,7 @@ from physicsnemo.core import Module
 
 from ..errors import CheckpointMismatch
 from . import net_files
-from .domain import DOMAIN_FILE, Domain
+from .domain import Domain, checkpoint_domain
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,10 @@ def start_from(net: Module, path: str | Path, stage: str, domain: Domain) -> Mod
     _check_channels(Path(path), domain)
     if type(source).__name__ != type(net).__name__:
         raise CheckpointMismatch(f"{KEY}={file}: a {type(source).__name__}, this stage builds a {type(net).__name__}")
-    grids = [(getattr(m, "img_shape_y", None), getattr(m, "img_shape_x", None)) for m in (_inner(source), _inner(net))]
+    grids = [
+        (getattr(m, "img_shape_y", None), getattr(m, "img_shape_x", None))
+        for m in (net_files.inner_unet(source), net_files.inner_unet(net))
+    ]
     if grids[0] != grids[1]:
         raise CheckpointMismatch(f"{KEY}={file}: a net for grid {grids[0]}, this run's grid is {grids[1]}")
     copied = _copy_weights(source.state_dict(), net, file)
@@ -58,16 +61,12 @@ def start_from(net: Module, path: str | Path, stage: str, domain: Domain) -> Mod
     return net
 
 
-def _inner(net: Module) -> Module:
-    """The UNet inside a regression wrapper or an EDM preconditioner."""
-    return getattr(net, "model", net)
-
-
 def _check_channels(path: Path, domain: Domain) -> None:
-    """A run folder's input and output channels are this run's."""
-    if not (path / DOMAIN_FILE).is_file():
+    """The source run's input and output channels are this run's (a run folder, its best checkpoint
+    or a file in either)."""
+    trained = checkpoint_domain(path)
+    if trained is None:
         return  # an .mdlus alone: its layers' shapes are checked instead
-    trained = Domain.load(path)
     for what in ("input_channels", "output_variables"):
         if getattr(trained, what) != getattr(domain, what):
             raise CheckpointMismatch(
@@ -77,7 +76,7 @@ def _check_channels(path: Path, domain: Domain) -> None:
 
 def _copy_weights(saved: dict, net: Module, file: str) -> dict[str, str]:
     """Copy ``saved`` into ``net``'s weights; returns ``{name: "same" | "lead channels zero"}``."""
-    lead_channels = getattr(_inner(net), "lead_time_channels", 0) if net_files.lead_time_steps(net) else 0
+    lead_channels = getattr(net_files.inner_unet(net), "lead_time_channels", 0) if net_files.lead_time_steps(net) else 0
     extra = sorted(set(saved) - set(net.state_dict()))
     if extra:
         raise CheckpointMismatch(f"{KEY}={file}: weights this net does not have: {extra[:3]}")

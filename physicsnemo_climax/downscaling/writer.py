@@ -64,6 +64,9 @@ class Block:
         ``[t, C_out, H, W]`` fine target in physical units.
     lead_time : np.ndarray, optional
         ``[t]`` leads (timedelta64) when the input was a forecast.
+    domain : Domain, optional
+        The statistics the block's nets were trained with, which bring it to physical units
+        (default the writer's; pairs of nets per lead range may differ: :mod:`.nets_by_lead`).
     """
 
     times: np.ndarray
@@ -72,6 +75,7 @@ class Block:
     members: torch.Tensor
     truth: np.ndarray | None = None
     lead_time: np.ndarray | None = None
+    domain: Domain | None = None
 
 
 class GenerationWriter:
@@ -261,7 +265,7 @@ class GenerationWriter:
 
     def _physical(self, group: str, block: Block, k: int) -> np.ndarray:
         """Channel ``k`` of ``group`` in physical units, float32 (one channel at a time: no copy of the block)."""
-        d = self.domain
+        d = block.domain or self.domain
         if group == "truth":
             return np.asarray(block.truth[:, k], np.float32)
         if group == "input":

@@ -26,7 +26,8 @@ import xarray as xr
 
 from ..config import load_config
 from ..data.regrid import regrid
-from ..downscaling.generation import build_sampler, checkpoint_domain, downscale, load_stages, seed_batches
+from ..downscaling.domain import checkpoint_domain
+from ..downscaling.generation import build_sampler, downscale, load_stages, seed_batches
 from ..engine.plan import decide_device
 from ..errors import ConfigError, InputError
 from .lexicon import to_e2s_all
