@@ -419,6 +419,19 @@ def test_a_start_from_a_net_that_does_not_fit_is_refused_naming_model_init(
         training.regression_stage(cfg, build_dataset(cfg.dataset).domain, RunPlan())
 
 
+def test_a_run_resuming_from_its_checkpoints_does_not_read_model_init_again(
+    forecasts, runs_without_lead_times, tmp_path
+):
+    source = shutil.copytree(runs_without_lead_times[0], tmp_path / "source")
+    run = train_stage(forecasts, tmp_path / "run", "lt_aware_regression", f"model.init={source}")
+    trained = (run / "metrics.csv").read_text()
+    shutil.rmtree(source)  # moved away after the run began
+    assert train_stage(forecasts, run, "lt_aware_regression", f"model.init={source}") == run
+    assert (run / "metrics.csv").read_text() == trained  # resumed at its last step: nothing retrained
+    with pytest.raises(FileNotFoundError, match="source"):  # a new run still starts from it
+        train_stage(forecasts, tmp_path / "new", "lt_aware_regression", f"model.init={source}")
+
+
 # ----------------------------------------------------------------------------- Student-t
 
 

@@ -41,6 +41,7 @@ from physicsnemo.diffusion.multi_diffusion import RandomPatching2D
 from physicsnemo.diffusion.noise_schedulers import EDMNoiseScheduler, StudentTEDMNoiseScheduler
 
 from ..data.epochs import dataset_epochs, validation_batches
+from ..engine import checkpointing
 from ..engine.checks import config_error
 from ..engine.loop import Trainable, to_device
 from ..engine.plan import TORCH_LOADERS, RunPlan
@@ -64,7 +65,7 @@ def regression_stage(cfg: DictConfig, domain: Domain, plan: RunPlan) -> tuple[to
     """The regression net and its loss ``loss_fn(net, batch)``: the mean squared error."""
     model = models.build_regression(cfg, domain, plan)
     if cfg.model.backbone == "unet" and cfg.model.get("init"):  # a ClimaX backbone reads its own init
-        warm_start.start_from(model, cfg.model.init, "regression", domain)
+        _start_from_init(model, cfg, "regression", domain)
     aware = net_files.lead_time_steps(model) is not None
 
     def loss_fn(net, batch):
@@ -105,6 +106,15 @@ def noise_scheduler(cfg: DictConfig) -> EDMNoiseScheduler | StudentTEDMNoiseSche
     return StudentTEDMNoiseScheduler(nu=nu, P_mean=m.P_mean, P_std=m.P_std, sigma_data=m.sigma_data)
 
 
+def _start_from_init(model: torch.nn.Module, cfg: DictConfig, stage: str, domain: Domain) -> None:
+    """``model.init`` into a new run's net (:func:`.warm_start.start_from`). A run that resumes
+    from its own checkpoints skips it: they replace the weights, so a source moved or changed
+    since must not stop the resume."""
+    if cfg.train.get("resume", True) and checkpointing.checkpoint_steps(Path(cfg.run_dir) / "checkpoints"):
+        return
+    warm_start.start_from(model, cfg.model.init, stage, domain)
+
+
 def diffusion_stage(
     cfg: DictConfig, domain: Domain, plan: RunPlan, device, sample: dict
 ) -> tuple[torch.nn.Module, Callable]:
@@ -123,7 +133,7 @@ def diffusion_stage(
     models.set_amp_mode(regression, plan.precision)
     model = models.build_diffusion(cfg, domain, plan)
     if cfg.model.get("init"):
-        warm_start.start_from(model, cfg.model.init, "diffusion", domain)
+        _start_from_init(model, cfg, "diffusion", domain)
     scheduler = noise_scheduler(cfg)
     shape = models.patch_shape(cfg, domain)
     patching = None if shape is None else RandomPatching2D(domain.shape, shape, cfg.model.patch_num)
