@@ -50,7 +50,7 @@ def test_pairs_that_do_not_match_are_refused_naming_both_keys(reg, res):
         nets_by_lead.pair_sections(section(reg, res))
 
 
-def test_each_lead_goes_to_the_pair_trained_on_it_and_an_analysis_pair_takes_the_rest():
+def test_each_lead_goes_to_the_most_specific_pair_trained_on_it_and_an_analysis_pair_takes_the_rest():
     where = ["six", "long", "analyses"]
     domains = [domain([6.0]), domain([72.0, 168.0]), domain(None)]
     picked = nets_by_lead.pick_pairs(domains, [6, 72, 168, 24, 6.0], where)
@@ -58,8 +58,11 @@ def test_each_lead_goes_to_the_pair_trained_on_it_and_an_analysis_pair_takes_the
     assert nets_by_lead.pick_pairs(domains[:1], [6, 72, None], where).tolist() == [0, 0, 0]  # one pair: all
     with pytest.raises(ConfigError, match=r"lead 24.0 h: no pair .*six: \[6.0\] h; long: \[72.0, 168.0\] h"):
         nets_by_lead.pick_pairs(domains[:2], [6, 24], where)
-    with pytest.raises(ConfigError, match=r"lead 72.0 h: both long and analyses were trained on it"):
-        nets_by_lead.pick_pairs([domain([6.0]), domain([72.0]), domain([72.0, 168.0])], [6], where)
+    # a lead several pairs were trained on: the pair trained on the fewest leads
+    nested = [domain([6.0, 72.0, 168.0]), domain([72.0]), domain([72.0, 168.0])]
+    assert nets_by_lead.pick_pairs(nested, [6, 72, 168], where).tolist() == [0, 1, 2]
+    with pytest.raises(ConfigError, match=r"lead 72.0 h: both six and long were trained on it, each on 2 lead"):
+        nets_by_lead.pick_pairs([domain([6.0, 72.0]), domain([72.0, 168.0])], [6], where)
     with pytest.raises(ConfigError, match="six and long were both trained on analyses"):
         nets_by_lead.pick_pairs([domain(None), domain(None)], [6], where)
     with pytest.raises(ConfigError, match="long: no domain.json"):

@@ -12,10 +12,11 @@ is one pair.
 
 Each sample goes to the pair whose training run's ``domain.json`` lists its
 lead (``lead_hours``, the leads its ``dataset=forecast_coarse_fine`` was
-given); a pair trained on analyses takes the leads no other pair was trained
-on. A lead listed by two pairs, a lead no pair takes, two pairs trained on
-analyses and a pair without ``domain.json`` are refused, naming them: the
-choice is never a guess.
+given); where several do, to the one trained on the fewest leads (a net for
+6 h alone before one for every lead), and a pair trained on analyses takes
+the leads no other pair was trained on. A lead listed by two pairs of as many
+leads, a lead no pair takes, two pairs trained on analyses and a pair without
+``domain.json`` are refused, naming them: the choice is never a guess.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def pick_pairs(domains: Sequence[Domain | None], hours: Sequence[float | None], 
     ------
     ConfigError
         With several pairs: a pair without ``domain.json``, two pairs trained on analyses, a lead
-        listed by two pairs, a sample without a lead, or a lead no pair takes; each named.
+        listed by two pairs of as many leads, a sample without a lead, or a lead no pair takes;
+        each named.
     """
     if len(domains) == 1:
         return np.zeros(len(hours), dtype=int)
@@ -143,7 +145,9 @@ def pick_pairs(domains: Sequence[Domain | None], hours: Sequence[float | None], 
 
 
 def _lead_holders(domains: Sequence[Domain | None], where: Sequence[str]) -> dict[float, int]:
-    """Each trained lead's pair; refuses a pair without ``domain.json`` and a lead listed twice."""
+    """Each trained lead's pair: of the pairs trained on it, the one trained on the fewest leads
+    (a net for 6 h alone before one for every lead). Refuses a pair without ``domain.json`` and a
+    lead two pairs of as many leads were trained on."""
     holder: dict[float, int] = {}
     for k, domain in enumerate(domains):
         if domain is None:
@@ -152,12 +156,14 @@ def _lead_holders(domains: Sequence[Domain | None], where: Sequence[str]) -> dic
                 "picking nets by lead needs the CorrDiff run folders (or checkpoints inside them)"
             )
         for h in domain.lead_hours or []:
-            if h in holder:
+            other = holder.get(h)
+            if other is None or len(domain.lead_hours) < len(domains[other].lead_hours):
+                holder[h] = k
+            elif len(domain.lead_hours) == len(domains[other].lead_hours):
                 raise ConfigError(
-                    f"lead {h} h: both {where[holder[h]]} and {where[k]} were trained on it; "
-                    "give each lead to one pair of nets"
+                    f"lead {h} h: both {where[other]} and {where[k]} were trained on it, each on "
+                    f"{len(domain.lead_hours)} lead(s); give the lead to one pair, or to a pair trained on fewer leads"
                 )
-            holder[h] = k
     return holder
 
 
