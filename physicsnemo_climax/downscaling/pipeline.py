@@ -126,7 +126,7 @@ def forecast_and_downscale(
     plan, device = _start(output, overwrite, climax_run, gen, (initial_condition, truth), device, plan)
     run = climax_run if isinstance(climax_run, Run) else Run.load(climax_run, device, "climax_run")
     variable_map = dict(variable_map or {})
-    corrdiff = _load_corrdiff(gen, run, variable_map, device, plan, lead_times)
+    corrdiff = _load_corrdiff(gen, run, variable_map, seed, device, plan, lead_times)
     fc = forecast(run, initial_condition, lead_times, out_variables=corrdiff.names, assume_units=assume_units)
     blocks = forecast_blocks(fc, corrdiff.domains, corrdiff.pair_of_lead, variable_map, truth, gen.time_block, device)
     _write_ensemble(output, gen, corrdiff, blocks, truth is not None, seed, device, plan)
@@ -166,6 +166,8 @@ class CorrDiffSide:
         The ClimaX outputs feeding the inputs (:func:`climax_names`), each once.
     nets : dict
         ``{pair: (regression, diffusion)}`` for the pairs in use (``None`` for a stage not run).
+    batches : list of torch.Tensor
+        The seed batches (:func:`.generation.seed_batches`).
     """
 
     sections: list
@@ -173,14 +175,22 @@ class CorrDiffSide:
     pair_of_lead: dict
     names: list
     nets: dict
+    batches: list
 
 
 def _load_corrdiff(
-    gen: DictConfig, run: Run, variable_map: Mapping[str, str], device, plan: RunPlan, lead_times: Sequence
+    gen: DictConfig,
+    run: Run,
+    variable_map: Mapping[str, str],
+    seed: int,
+    device,
+    plan: RunPlan,
+    lead_times: Sequence,
 ) -> CorrDiffSide:
     """The CorrDiff side, checked against the ClimaX ``run`` and the ``lead_times`` (each picks the
     pair trained on it; a lead its pair was not trained on is an error now) and loaded before the
     forecast is made, as the run ``plan`` says."""
+    batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)  # refused before any work
     sections = nets_by_lead.pair_sections(gen, nets_by_lead.stage_keys(gen))
     domains = [run_domain(section) for section in sections]
     where = [nets_by_lead.pair_name(section) for section in sections]
@@ -195,7 +205,7 @@ def _load_corrdiff(
         stages = load_stages(sections[pair], domains[pair], device, plan=plan)
         nets[pair] = tuple(prepare_net(net, plan) for net in stages)
     pair_of_lead = {h: int(p) for h, p in zip(hours, picked)}
-    return CorrDiffSide(sections, domains, pair_of_lead, list(dict.fromkeys(names)), nets)
+    return CorrDiffSide(sections, domains, pair_of_lead, list(dict.fromkeys(names)), nets, batches)
 
 
 def _write_ensemble(
@@ -218,7 +228,6 @@ def _write_ensemble(
     """
     domain = corrdiff.domains[0]
     keys = nets_by_lead.stage_keys(gen)
-    batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)
     sampler = build_sampler(gen, domain.shape)
     with GenerationWriter(
         output,
@@ -236,7 +245,7 @@ def _write_ensemble(
             stream(
                 *corrdiff.nets[pair],
                 sampler,
-                batches,
+                corrdiff.batches,
                 [(x, rest)],
                 writer,
                 gen.hr_mean_conditioning,
