@@ -13,7 +13,7 @@ import torch
 import xarray as xr
 
 from physicsnemo_climax.config import load_config
-from physicsnemo_climax.downscaling import generation, writer
+from physicsnemo_climax.downscaling import generation, nets_by_lead, writer
 from physicsnemo_climax.downscaling.domain import Domain
 from physicsnemo_climax.downscaling.writer import Block, GenerationWriter
 from physicsnemo_climax.engine import plan
@@ -171,11 +171,11 @@ def test_a_block_of_the_wrong_ensemble_size_is_an_error(tmp_path):
 
 
 def test_time_blocks():
-    assert generation.time_blocks([4, 5, 6, 7], 3) == [[4, 5, 6], [7]]
-    assert generation.time_blocks([4, 5], 1) == [[4], [5]]
+    assert nets_by_lead.pair_chunks([0, 0, 0, 0], 3) == [(0, [0, 1, 2]), (0, [3])]  # one pair of nets
+    assert nets_by_lead.pair_chunks([0, 0], 1) == [(0, [0]), (0, [1])]
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ConfigError, match=f"generation.time_block={bad!r}"):
-            generation.time_blocks([1], bad)
+            nets_by_lead.pair_chunks([0], bad)
 
 
 # ------------------------------------------------------------------ the run plan's generation speed-ups

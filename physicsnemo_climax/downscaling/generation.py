@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from physicsnemo.diffusion.multi_diffusion import GridPatching2D
 
-from ..engine.checks import check_seed, config_error
+from ..engine.checks import check_seed
 from ..engine.distributed import setup_distributed
 from ..engine.plan import RunPlan, decide_device, resolve
 from ..errors import ConfigError, UnknownName
@@ -228,19 +228,6 @@ def regression_mean(net, img_lr: torch.Tensor, label: torch.Tensor | None = None
     return net(x=x, img_lr=img_lr, **kwargs).float()
 
 
-def check_time_block(size) -> int:
-    """``generation.time_block``, checked: a whole number of times, at least 1."""
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise config_error("generation.time_block", size, "give a whole number of times, at least 1")
-    return size
-
-
-def time_blocks(indices: list[int], size) -> list[list[int]]:
-    """``indices`` in consecutive blocks of ``size`` (``generation.time_block``)."""
-    size = check_time_block(size)
-    return [indices[i : i + size] for i in range(0, len(indices), size)]
-
-
 def stream(
     regression,
     diffusion,
@@ -413,7 +400,6 @@ class NetPairs:
     def assign(self, indices: list[int], size) -> list[tuple[int, list[int]]]:
         """The dataset ``indices`` in blocks of at most ``size`` (``generation.time_block``) of one
         pair each, in order: ``(pair, indices)``; each pair's dataset labels its samples."""
-        size = check_time_block(size)
         hours = getattr(self.datasets[0], "sample_lead_hours", None)
         leads = [None if hours is None else float(hours[i]) for i in indices]
         picked = nets_by_lead.pick_pairs(self.domains, leads, [nets_by_lead.pair_name(s) for s in self.sections])
@@ -444,15 +430,8 @@ def _check_output(cfg: DictConfig) -> None:
     """Refuse ``generation.io.output_filename`` when it exists (unless ``generation.io.overwrite``)
     or is one of the run's inputs: the checkpoints, the data and the statistics."""
     gen = cfg.generation
-    inputs = []
-    for key in (
-        "generation.io.reg_ckpt_filename",
-        "generation.io.res_ckpt_filename",
-        "dataset.data_path",
-        "dataset.stats_path",
-    ):
-        value = OmegaConf.select(cfg, key, throw_on_missing=False)
-        inputs += list(value) if isinstance(value, ListConfig) else [value]  # several pairs of nets: each
+    data = [OmegaConf.select(cfg, key, throw_on_missing=False) for key in ("dataset.data_path", "dataset.stats_path")]
+    inputs = nets_by_lead.net_paths(gen) + data
     check_file_output(
         gen.io.output_filename,
         overwrite=gen.io.overwrite,

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ..engine.checks import config_error
 from ..errors import ConfigError
 from .domain import Domain
 from .net_files import stage_domain_key
@@ -77,6 +78,13 @@ def pair_sections(gen: DictConfig, keys: Sequence[str] = NET_KEYS) -> list[DictC
         section.io.pair = k
         sections.append(section)
     return sections
+
+
+def net_paths(gen: DictConfig) -> list:
+    """Every net path ``generation.io`` names, each path of a list (``None`` for a key not set):
+    the inputs an output file may not replace."""
+    values = [OmegaConf.select(gen, f"io.{key}", throw_on_missing=False) for key in NET_KEYS]
+    return [path for value in values for path in (_listed(value) or [value])]
 
 
 def stage_keys(gen: DictConfig) -> tuple[str, ...]:
@@ -199,7 +207,14 @@ def pair_chunks(pairs: Sequence[int], size: int) -> list[tuple[int, list[int]]]:
     -------
     list of (int, list of int)
         ``(pair, positions)`` in order: the file keeps the order the samples were asked in.
+
+    Raises
+    ------
+    ConfigError
+        ``size`` is not a whole number of times, at least 1, naming ``generation.time_block``.
     """
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise config_error("generation.time_block", size, "give a whole number of times, at least 1")
     chunks: list[tuple[int, list[int]]] = []
     for position, pair in enumerate(pairs):
         if chunks and chunks[-1][0] == pair and len(chunks[-1][1]) < size:

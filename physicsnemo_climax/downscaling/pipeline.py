@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ..data.regrid import regrid
 from ..data.times import lead_hours
@@ -41,7 +41,6 @@ from .domain import Domain, checkpoint_domain
 from .forecast_data import lead_time_labels
 from .generation import (
     build_sampler,
-    check_time_block,
     load_stages,
     prepare_net,
     run_record,
@@ -259,9 +258,7 @@ def check_output(output: str | Path, overwrite: bool, climax_run, gen: DictConfi
     the ClimaX run, a CorrDiff net, or the file a dataset was opened from (``encoding["source"]``)."""
     opened = [ds.encoding.get("source") for ds in datasets if ds is not None]
     run = climax_run.run_dir if isinstance(climax_run, Run) else climax_run
-    nets = [OmegaConf.select(gen, f"io.{key}", throw_on_missing=False) for key in nets_by_lead.NET_KEYS]
-    nets = [path for value in nets for path in (value if isinstance(value, ListConfig) else [value])]
-    check_file_output(output, overwrite=overwrite, inputs=[run, *nets, *opened])
+    check_file_output(output, overwrite=overwrite, inputs=[run, *nets_by_lead.net_paths(gen), *opened])
 
 
 def forecast_blocks(
@@ -299,7 +296,7 @@ def forecast_blocks(
     fine = None if truth is None else truth_at(truth, valid, domains[0])  # the pairs share outputs
     coarse = {}  # each pair's inputs, [time * lead, C, h, w], in its run's units
     pairs = [pair_of_lead[float(h)] for h in hours]
-    for pair, chunk in nets_by_lead.pair_chunks(pairs, check_time_block(block)):
+    for pair, chunk in nets_by_lead.pair_chunks(pairs, block):
         domain = domains[pair]
         if pair not in coarse:
             fields = coarse_inputs(fc, domain, variable_map)
