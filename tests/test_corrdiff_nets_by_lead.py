@@ -155,4 +155,6 @@ def test_a_lead_two_pairs_were_trained_on_is_refused_before_a_file_is_written(ru
     # one pair: a lead among the samples asked that it was not trained on names the trained leads
     with pytest.raises(ConfigError, match=r"lead \[72.0\] h: the CorrDiff run was trained on forecasts at leads"):
         regression_means(data, "[6,72]", six, tmp_path / "x.nc")
+    with pytest.raises(ConfigError, match=r"reg_ckpt_filename: 0"):  # an empty list, named before any work
+        regression_means(data, "[6]", "[]", tmp_path / "x.nc")
     assert not list(tmp_path.iterdir())

@@ -84,7 +84,7 @@ def net_paths(gen: DictConfig) -> list:
     """Every net path ``generation.io`` names, each path of a list (``None`` for a key not set):
     the inputs an output file may not replace."""
     values = [OmegaConf.select(gen, f"io.{key}", throw_on_missing=False) for key in NET_KEYS]
-    return [path for value in values for path in (_listed(value) or [value])]
+    return [path for value in values for path in (_listed(value) if _listed(value) is not None else [value])]
 
 
 def stage_keys(gen: DictConfig) -> tuple[str, ...]:
