@@ -460,6 +460,14 @@ def test_forecast_then_downscale_end_to_end(tmp_path, monkeypatch):
         forecast_and_downscale(
             climax_run, ic, ["12h"], gen, tmp_path / "x.nc", variable_map={"2m_temperature": "temperature_850"}
         )
+    bad_block = load_config(
+        [f"generation.io.reg_ckpt_filename={reg}", "generation.num_ensembles=2", "generation.seed_batch_size=1",
+         "generation.time_block=0", "generation.inference_mode=regression"],
+        "config_generate_hrrr_mini",
+    ).generation  # fmt: skip
+    with pytest.raises(ConfigError, match="generation.time_block=0"):  # before the forecast is made
+        forecast_and_downscale(climax_run, ic, ["12h"], bad_block, tmp_path / "y.nc")
+    assert not (tmp_path / "y.nc").exists()
     # a pair of nets per lead range: copies of the runs, told they were trained on the 24 h forecasts,
     # take 24 h; the runs on analyses take the rest
     runs = [Path(reg), Path(res)]

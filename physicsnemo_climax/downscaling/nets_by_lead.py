@@ -193,6 +193,14 @@ def check_same_fields(domains: Sequence[Domain], where: Sequence[str]) -> None:
                 )
 
 
+def check_time_block(size) -> int:
+    """``generation.time_block``, checked: a whole number of times, at least 1 (:class:`ConfigError`
+    naming it otherwise)."""
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise config_error("generation.time_block", size, "give a whole number of times, at least 1")
+    return size
+
+
 def pair_chunks(pairs: Sequence[int], size: int) -> list[tuple[int, list[int]]]:
     """Positions ``0 .. N-1`` in consecutive chunks of at most ``size`` that share one pair.
 
@@ -213,8 +221,7 @@ def pair_chunks(pairs: Sequence[int], size: int) -> list[tuple[int, list[int]]]:
     ConfigError
         ``size`` is not a whole number of times, at least 1, naming ``generation.time_block``.
     """
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise config_error("generation.time_block", size, "give a whole number of times, at least 1")
+    size = check_time_block(size)
     chunks: list[tuple[int, list[int]]] = []
     for position, pair in enumerate(pairs):
         if chunks and chunks[-1][0] == pair and len(chunks[-1][1]) < size:

@@ -190,6 +190,7 @@ def _load_corrdiff(
     pair trained on it; a lead its pair was not trained on is an error now) and loaded before the
     forecast is made, as the run ``plan`` says."""
     batches = seed_batches(gen.num_ensembles, gen.seed_batch_size, seed)  # refused before any work
+    nets_by_lead.check_time_block(gen.time_block)
     sections = nets_by_lead.pair_sections(gen, nets_by_lead.stage_keys(gen))
     domains = [run_domain(section) for section in sections]
     where = [nets_by_lead.pair_name(section) for section in sections]
