@@ -11,7 +11,7 @@ from physicsnemo_climax.config import load_config
 from physicsnemo_climax.downscaling import generation, nets_by_lead
 from physicsnemo_climax.downscaling.datasets import build_dataset
 from physicsnemo_climax.downscaling.domain import Domain
-from physicsnemo_climax.errors import ConfigError
+from physicsnemo_climax.errors import ConfigError, OutputError
 
 
 def section(reg, res, mode="all"):
@@ -147,14 +147,20 @@ def test_generation_draws_each_lead_with_its_pair_as_each_pair_alone_does(runs_b
     assert trained[0].stats["input"]["u"]["std"] != trained[1].stats["input"]["u"]["std"]
 
 
-def test_a_lead_two_pairs_were_trained_on_is_refused_before_a_file_is_written(runs_by_lead, tmp_path):
-    data, six, _ = runs_by_lead
+def test_a_tie_an_empty_list_and_an_output_onto_a_listed_net_are_refused_before_anything_is_written(
+    runs_by_lead, tmp_path
+):
+    data, six, long = runs_by_lead
     twice = rf"lead 6.0 h: both generation.io.reg_ckpt_filename\[0\]={six} and .*\[1\]={six} were trained on it"
     with pytest.raises(ConfigError, match=twice):
         regression_means(data, "[6]", f"[{six},{six}]", tmp_path / "x.nc")
     # one pair: a lead among the samples asked that it was not trained on names the trained leads
     with pytest.raises(ConfigError, match=r"lead \[72.0\] h: the CorrDiff run was trained on forecasts at leads"):
         regression_means(data, "[6,72]", six, tmp_path / "x.nc")
+    written = sorted(long.rglob("*"))
+    with pytest.raises(OutputError, match=f"is the input {long}"):  # every net of the lists is an input
+        regression_means(data, "[6]", f"[{six},{long}]", long, "generation.io.overwrite=true")
+    assert sorted(long.rglob("*")) == written
     with pytest.raises(ConfigError, match=r"reg_ckpt_filename: 0"):  # an empty list, named before any work
         regression_means(data, "[6]", "[]", tmp_path / "x.nc")
     assert not list(tmp_path.iterdir())
